@@ -1,0 +1,45 @@
+/** How a connection is cleaned before it is lent again: see {@link Dialect.reset}. */
+export type ResetMode = 'rollback' | 'session'
+
+/**
+ * What the pool needs of a database driver: open, close, and optionally ping, reset, recognise
+ * a dead connection, and report a connection's death. The pool knows nothing else of SQL, as
+ * HikariCP's container knows nothing of JDBC.
+ *
+ * @example
+ * ```ts
+ * const dialect: Dialect<net.Socket> = {
+ *   name: 'echo',
+ *   connect: (signal) => openSocket(signal),
+ *   close: async (socket) => { socket.destroy() },
+ * }
+ * ```
+ */
+export interface Dialect<C> {
+  /** A short name for logs, such as `postgres`. */
+  readonly name: string
+  /**
+   * Opens one physical connection. The pool aborts `signal` at `connectTimeout`; the dialect
+   * should give up then, and the pool treats the attempt as failed either way.
+   */
+  connect(signal: AbortSignal): Promise<C>
+  /** Closes a connection. It must not throw for a connection that is already dead. */
+  close(connection: C): Promise<void>
+  /** Checks that a connection is usable; rejects when it is not. */
+  ping?(connection: C, signal: AbortSignal): Promise<void>
+  /**
+   * Cleans a returned connection: `'rollback'` ends any open or failed transaction, and
+   * `'session'` also discards all session state. It may return synchronously when there is
+   * nothing to do, which keeps the hand-off to the next borrower synchronous.
+   */
+  reset?(connection: C, mode: ResetMode): Promise<void> | void
+  /** Whether `error` means that the connection it came from is dead. */
+  isDisconnect?(error: unknown): boolean
+  /**
+   * Subscribes the pool to a connection's death. The dialect calls `onDeath` when the driver
+   * learns that the connection died while the pool was not using it (pg emits `'error'` on an
+   * idle client whose backend was terminated; mysql2 sees a fatal error). The pool drops an idle
+   * connection at once and a leased one on release. Called once, right after `connect`.
+   */
+  watch?(connection: C, onDeath: (error?: unknown) => void): void
+}

@@ -1,0 +1,90 @@
+/**
+ * A brand shared by every copy of sqlpool loaded in one process, so that `instanceof` keeps
+ * working when a dependency tree holds two copies of the package (undici does the same).
+ */
+const kBrand = Symbol.for('sqlpool.error')
+
+/** Where a user can read about an error code. */
+function seeAlso(code: string): string {
+  return `see docs/errors.md#${code.toLowerCase()}`
+}
+
+/**
+ * The base class of every error sqlpool throws. Each subclass carries a stable `code`, and
+ * `docs/errors.md` explains every code.
+ */
+export class PoolError extends Error {
+  /** A stable, machine-readable code such as `SQLPOOL_ACQUIRE_TIMEOUT`. */
+  readonly code: string
+
+  constructor(message: string, code: string, options?: { cause?: unknown }) {
+    super(`${message} [${code}, ${seeAlso(code)}]`, options)
+    this.code = code
+    this.name = new.target.name
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (typeof value !== 'object' || value === null) return false
+    if ((value as Record<symbol, unknown>)[kBrand] !== true) return false
+    const code = (this as unknown as { code?: string }).code
+    return code === undefined || (value as { code?: unknown }).code === code
+  }
+}
+Object.defineProperty(PoolError.prototype, kBrand, { value: true })
+
+/** `acquire()` waited `acquireTimeout` (or its own `timeout`) and no connection came free. */
+export class AcquireTimeoutError extends PoolError {
+  /** The stable code of this error. */
+  static readonly code = 'SQLPOOL_ACQUIRE_TIMEOUT'
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, AcquireTimeoutError.code, options)
+  }
+}
+
+/** `acquire()` would have waited, but `maxWaiting` callers were already waiting. */
+export class TooManyWaitersError extends PoolError {
+  /** The stable code of this error. */
+  static readonly code = 'SQLPOOL_TOO_MANY_WAITERS'
+  constructor(message: string) {
+    super(message, TooManyWaitersError.code)
+  }
+}
+
+/** The pool was closed or destroyed: it lends nothing more. */
+export class PoolClosedError extends PoolError {
+  /** The stable code of this error. */
+  static readonly code = 'SQLPOOL_CLOSED'
+  constructor(message: string) {
+    super(message, PoolClosedError.code)
+  }
+}
+
+/** Opening a physical connection failed or timed out; `cause` holds the driver's error. */
+export class ConnectError extends PoolError {
+  /** The stable code of this error. */
+  static readonly code = 'SQLPOOL_CONNECT_FAILED'
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ConnectError.code, options)
+  }
+}
+
+/** A lease was used after it was released or destroyed. */
+export class LeaseReleasedError extends PoolError {
+  /** The stable code of this error. */
+  static readonly code = 'SQLPOOL_LEASE_RELEASED'
+  constructor(message: string) {
+    super(message, LeaseReleasedError.code)
+  }
+}
+
+/** An option passed to the pool is invalid; the message names the option, the value and what is allowed. */
+export class InvalidOptionError extends PoolError {
+  /** The stable code of this error. */
+  static readonly code = 'SQLPOOL_INVALID_OPTION'
+  /** The option's name. */
+  readonly option: string
+  constructor(option: string, message: string) {
+    super(message, InvalidOptionError.code)
+    this.option = option
+  }
+}

@@ -1,0 +1,309 @@
+import type { Dialect, ResetMode } from './dialect.js'
+import { InvalidOptionError } from './errors.js'
+
+/** The longest delay a Node.js timer honours; longer ones fire at once. */
+export const MAX_TIMER_MS = 2_147_483_647
+
+/** The options of {@link createPool}. Every option but `dialect` has a default. */
+export interface PoolOptions<C> {
+  /** The driver the pool opens connections with. */
+  dialect: Dialect<C>
+  /**
+   * Persistent connections: the pool keeps up to this many open (SQLAlchemy's `pool_size`).
+   * @defaultValue 10
+   */
+  max?: number
+  /**
+   * Extra connections opened under load beyond `max`; each is closed when it is released and
+   * nobody is waiting (SQLAlchemy's `max_overflow`).
+   * @defaultValue 0
+   */
+  maxOverflow?: number
+  /**
+   * Idle connections kept open and refilled in the background (HikariCP's `minimumIdle`),
+   * never more than `max` in all.
+   * @defaultValue 0
+   */
+  min?: number
+  /**
+   * How long `acquire()` waits, in ms, before it rejects with `AcquireTimeoutError`.
+   * @defaultValue 30000
+   */
+  acquireTimeout?: number
+  /**
+   * How many callers may wait at once; one more rejects at once with `TooManyWaitersError`.
+   * @defaultValue Infinity
+   */
+  maxWaiting?: number
+  /**
+   * Bounds opening a connection (DNS, TCP, TLS, the handshake and `onConnect`), in ms. It also
+   * bounds each ping, reset and close the pool makes.
+   * @defaultValue 10000
+   */
+  connectTimeout?: number
+  /**
+   * A connection's lifetime, in ms; each is shortened by a random jitter of up to 10%, so that
+   * connections are not all replaced at once. A leased connection is retired when released.
+   * `0` or `Infinity` turns recycling off.
+   * @defaultValue 1800000
+   */
+  maxLifetime?: number
+  /**
+   * Idle connections beyond `min` are closed after this many ms idle. `0` or `Infinity` turns
+   * it off.
+   * @defaultValue 600000
+   */
+  idleTimeout?: number
+  /**
+   * Ping a connection that has been idle at least this many ms before lending it. `true` means
+   * 500 ms, `0` pings on every checkout, `false` never pings.
+   * @defaultValue true
+   */
+  prePing?: boolean | number
+  /**
+   * Ping idle connections that have not been used for this many ms, in the background. `0`
+   * turns it off.
+   * @defaultValue 0
+   */
+  keepaliveInterval?: number
+  /**
+   * How a released connection is cleaned before it is lent again: `'rollback'` ends an open or
+   * failed transaction, `'session'` also discards all session state, `false` does nothing.
+   * @defaultValue 'rollback'
+   */
+  resetOnRelease?: ResetMode | false
+  /** Session setup, run after each connect and after each `'session'` reset. */
+  onConnect?: ((connection: C) => Promise<void> | void) | undefined
+  /**
+   * Which idle connection to lend: `'lifo'`, the most recently used (keeps the set of busy
+   * connections small, so idle ones time out), or `'fifo'`, the least recently used.
+   * @defaultValue 'lifo'
+   */
+  order?: 'lifo' | 'fifo'
+  /**
+   * After a lease has been held this many ms, the pool emits `'leak'` with the stack of the
+   * `acquire()` call. `0` turns it off.
+   * @defaultValue 0
+   */
+  leakDetectionThreshold?: number
+  /** The pool's name, for logs and stats. */
+  name?: string | undefined
+}
+
+/** The options after validation, with every default filled in. */
+export interface ResolvedPoolOptions<C> {
+  readonly dialect: Dialect<C>
+  readonly max: number
+  readonly maxOverflow: number
+  readonly min: number
+  readonly acquireTimeout: number
+  readonly maxWaiting: number
+  readonly connectTimeout: number
+  /** `Infinity` when recycling is off. */
+  readonly maxLifetime: number
+  /** `Infinity` when idle reaping is off. */
+  readonly idleTimeout: number
+  /** The idle time that triggers a ping on checkout; `-1` when pre-ping is off. */
+  readonly prePingThreshold: number
+  /** `0` when off. */
+  readonly keepaliveInterval: number
+  readonly resetOnRelease: ResetMode | false
+  readonly onConnect: ((connection: C) => Promise<void> | void) | undefined
+  readonly order: 'lifo' | 'fifo'
+  readonly leakDetectionThreshold: number
+  readonly name: string | undefined
+}
+
+/** The default idle time after which a connection is pinged on checkout (HikariCP's 500 ms). */
+export const DEFAULT_PRE_PING_MS = 500
+
+const KNOWN_KEYS = [
+  'dialect',
+  'max',
+  'maxOverflow',
+  'min',
+  'acquireTimeout',
+  'maxWaiting',
+  'connectTimeout',
+  'maxLifetime',
+  'idleTimeout',
+  'prePing',
+  'keepaliveInterval',
+  'resetOnRelease',
+  'onConnect',
+  'order',
+  'leakDetectionThreshold',
+  'name',
+] as const
+
+/** Shows a value in an error message without dumping objects. */
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (typeof value === 'function') return 'a function'
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'object') return 'an object'
+  return String(value)
+}
+
+function fail(option: string, value: unknown, allowed: string): never {
+  throw new InvalidOptionError(
+    option,
+    `Invalid option ${option}: ${describe(value)}; expected ${allowed}`,
+  )
+}
+
+/** The edit distance between two names, for "did you mean" suggestions. */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0]!
+    row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j]!
+      const cost = a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + cost)
+      diagonal = above
+    }
+  }
+  return row[b.length]!
+}
+
+/** Rejects keys that are not in `known`, suggesting the nearest known name. */
+export function rejectUnknownKeys(
+  options: object,
+  known: readonly string[],
+  where = 'createPool',
+): void {
+  for (const key of Object.keys(options)) {
+    if (known.includes(key)) continue
+    let best: string | undefined
+    let bestDistance = Number.POSITIVE_INFINITY
+    for (const candidate of known) {
+      const d = distance(key, candidate)
+      if (d < bestDistance) {
+        best = candidate
+        bestDistance = d
+      }
+    }
+    const hint =
+      best !== undefined && bestDistance <= Math.max(2, Math.floor(key.length / 3))
+        ? `; did you mean ${best}?`
+        : `; known options are ${known.join(', ')}`
+    throw new InvalidOptionError(key, `Unknown option ${key} passed to ${where}${hint}`)
+  }
+}
+
+function integer(option: string, value: unknown, fallback: number, least: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < least) {
+    fail(option, value, `an integer ≥ ${least}`)
+  }
+  return value
+}
+
+/** A duration in ms: a finite number in [least, MAX_TIMER_MS]. */
+function duration(option: string, value: unknown, fallback: number, least: number): number {
+  if (value === undefined) return fallback
+  if (
+    typeof value !== 'number' ||
+    !Number.isFinite(value) ||
+    value < least ||
+    value > MAX_TIMER_MS
+  ) {
+    fail(option, value, `a number of milliseconds from ${least} to ${MAX_TIMER_MS}`)
+  }
+  return value
+}
+
+/** A duration where `0` and `Infinity` mean off; returns `Infinity` for off. */
+function optionalDuration(option: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback
+  if (value === 0 || value === Number.POSITIVE_INFINITY) return Number.POSITIVE_INFINITY
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_TIMER_MS) {
+    fail(option, value, `a number of milliseconds up to ${MAX_TIMER_MS}, or 0 or Infinity for off`)
+  }
+  return value
+}
+
+function oneOf<T>(option: string, value: unknown, fallback: T, allowed: readonly T[]): T {
+  if (value === undefined) return fallback
+  if (!allowed.includes(value as T)) {
+    fail(option, value, `one of ${allowed.map((v) => describe(v)).join(', ')}`)
+  }
+  return value as T
+}
+
+/**
+ * Validates pool options and fills in the defaults. Throws `InvalidOptionError`, naming the
+ * option, the value and what is allowed; unknown keys are rejected with the nearest valid name.
+ */
+export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOptions<C> {
+  if (typeof options !== 'object' || options === null) {
+    fail('options', options, 'an object with at least a dialect')
+  }
+  rejectUnknownKeys(options, KNOWN_KEYS)
+  const dialect = options.dialect as Partial<Dialect<C>> | undefined
+  if (
+    typeof dialect !== 'object' ||
+    dialect === null ||
+    typeof dialect.connect !== 'function' ||
+    typeof dialect.close !== 'function'
+  ) {
+    fail('dialect', dialect, 'a Dialect: an object with connect() and close() methods')
+  }
+
+  const max = integer('max', options.max, 10, 1)
+  const maxOverflow = integer('maxOverflow', options.maxOverflow, 0, 0)
+  const min = integer('min', options.min, 0, 0)
+  if (min > max) fail('min', min, `an integer from 0 to max (${max})`)
+
+  let maxWaiting = Number.POSITIVE_INFINITY
+  if (options.maxWaiting !== undefined && options.maxWaiting !== Number.POSITIVE_INFINITY) {
+    maxWaiting = integer('maxWaiting', options.maxWaiting, 0, 0)
+  }
+
+  let prePingThreshold = DEFAULT_PRE_PING_MS
+  const prePing = options.prePing
+  if (prePing === false) prePingThreshold = -1
+  else if (prePing === true || prePing === undefined) prePingThreshold = DEFAULT_PRE_PING_MS
+  else if (typeof prePing === 'number' && Number.isFinite(prePing) && prePing >= 0) {
+    prePingThreshold = prePing
+  } else fail('prePing', prePing, 'true, false, or a number of milliseconds ≥ 0')
+
+  const keepalive = optionalDuration('keepaliveInterval', options.keepaliveInterval, 0)
+  const onConnect = options.onConnect
+  if (onConnect !== undefined && typeof onConnect !== 'function') {
+    fail('onConnect', onConnect, 'a function (connection) => Promise<void>')
+  }
+  const name = options.name
+  if (name !== undefined && typeof name !== 'string') fail('name', name, 'a string')
+
+  return {
+    dialect: dialect as Dialect<C>,
+    max,
+    maxOverflow,
+    min,
+    acquireTimeout: duration('acquireTimeout', options.acquireTimeout, 30_000, 1),
+    maxWaiting,
+    connectTimeout: duration('connectTimeout', options.connectTimeout, 10_000, 1),
+    maxLifetime: optionalDuration('maxLifetime', options.maxLifetime, 1_800_000),
+    idleTimeout: optionalDuration('idleTimeout', options.idleTimeout, 600_000),
+    prePingThreshold,
+    keepaliveInterval: keepalive === Number.POSITIVE_INFINITY ? 0 : keepalive,
+    resetOnRelease: oneOf('resetOnRelease', options.resetOnRelease, 'rollback', [
+      'rollback',
+      'session',
+      false,
+    ] as const),
+    onConnect,
+    order: oneOf('order', options.order, 'lifo', ['lifo', 'fifo'] as const),
+    leakDetectionThreshold: integer('leakDetectionThreshold', options.leakDetectionThreshold, 0, 0),
+    name,
+  }
+}
+
+/** Validates the options of a single `acquire()` call and returns its timeout. */
+export function resolveAcquireTimeout(value: unknown, fallback: number): number {
+  return duration('timeout', value, fallback, 0)
+}

@@ -1,0 +1,863 @@
+import { debuglog, inspect } from 'node:util'
+import { ConnectionRecord, type RecordState } from './connection-record.js'
+import type { Dialect, ResetMode } from './dialect.js'
+import {
+  AcquireTimeoutError,
+  ConnectError,
+  PoolClosedError,
+  PoolError,
+  TooManyWaitersError,
+} from './errors.js'
+import { type InvalidateReason, type PoolEvents, TypedEmitter } from './events.js'
+import { Housekeeper, type HousekeeperHost } from './housekeeper.js'
+import { Lease, type LeaseOwner } from './lease.js'
+import { LinkedList } from './linked-list.js'
+import {
+  type PoolOptions,
+  type ResolvedPoolOptions,
+  resolveAcquireTimeout,
+  resolvePoolOptions,
+} from './pool-options.js'
+import { PoolCounters, type PoolStats } from './stats.js'
+import { Waiter, WaiterQueue } from './waiter-queue.js'
+import { withTimeout } from './with-timeout.js'
+
+const debug = debuglog('sqlpool')
+
+/** The options of one `acquire()` or `use()` call. */
+export interface AcquireOptions {
+  /** Aborts the wait; the promise rejects with the signal's reason. */
+  signal?: AbortSignal | undefined
+  /** Overrides `acquireTimeout` for this call, in ms. */
+  timeout?: number | undefined
+}
+
+/** The options of `close()`. */
+export interface CloseOptions {
+  /**
+   * How long to wait for leased connections to come back, in ms; then they are destroyed.
+   * @defaultValue 30000
+   */
+  timeout?: number | undefined
+}
+
+/** The first retry after a failed connect waits about this long; each next one twice as long. */
+const BACKOFF_BASE_MS = 50
+/** The longest pause between connect attempts, so that the pool is serving within ~½ s of recovery. */
+const BACKOFF_CAP_MS = 500
+
+/** Capped exponential backoff with "equal jitter": a delay in [d/2, d]. */
+function backoff(failures: number): number {
+  const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(failures - 1, 16))
+  return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2)
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}
+
+let poolNumber = 0
+
+/**
+ * A pool of database connections over any {@link Dialect}: it owns the connection records, the
+ * idle list and the waiter queue, and makes every decision in one place, `#pump()`.
+ *
+ * It has the semantics of SQLAlchemy's QueuePool and HikariCP: `max` persistent connections plus
+ * `maxOverflow` extra under load, FIFO waiters with a timeout, pre-ping of idle connections,
+ * reset on release, jittered lifetimes, and invalidation of every older connection when a
+ * disconnect is seen. Create one with {@link createPool}.
+ *
+ * @example
+ * ```ts
+ * const pool = createPool({ dialect, max: 10 })
+ * const rows = await pool.use((connection) => connection.query('SELECT 1'))
+ * await pool.close()
+ * ```
+ */
+export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposable {
+  readonly #options: ResolvedPoolOptions<C>
+  readonly #dialect: Dialect<C>
+  readonly #label: string
+  readonly #records = new Set<ConnectionRecord<C>>()
+  readonly #idle = new LinkedList<ConnectionRecord<C>>()
+  readonly #waiters: WaiterQueue<Lease<C>>
+  readonly #counts: Record<RecordState, number> = {
+    connecting: 0,
+    idle: 0,
+    leased: 0,
+    resetting: 0,
+    validating: 0,
+    closing: 0,
+    closed: 0,
+  }
+  readonly #counters = new PoolCounters()
+  readonly #housekeeper: Housekeeper<C>
+  readonly #owner: LeaseOwner<C>
+  /** The idle time that triggers a checkout ping, or -1 when the pool does not ping. */
+  readonly #pingAfter: number
+  #state: 'open' | 'closing' | 'closed' = 'open'
+  #nextId = 1
+  #generation = 0
+  /** Connections with a lower generation are stale: a disconnect was seen after they were made. */
+  #staleBelow = 0
+  #connectFailures = 0
+  #retryAt = 0
+  #retryTimer: NodeJS.Timeout | undefined
+  #lastConnectError: Error | undefined
+  #pumping = false
+  #pumpAgain = false
+  #closing: Promise<void> | undefined
+  #destroying: Promise<void> | undefined
+  #drainResolvers: Array<() => void> = []
+
+  /** Use {@link createPool}; the constructor validates the options the same way. */
+  constructor(options: PoolOptions<C>) {
+    super()
+    this.#options = resolvePoolOptions(options)
+    this.#dialect = this.#options.dialect
+    this.#label = this.#options.name ?? `pool-${++poolNumber}`
+    this.#pingAfter = this.#dialect.ping === undefined ? -1 : this.#options.prePingThreshold
+    this.#waiters = new WaiterQueue<Lease<C>>(
+      (waiter) => this.#timedOut(waiter),
+      (waiter) => {
+        this.#counters.aborted++
+        waiter.reject(waiter.signal!.reason)
+      },
+    )
+    this.#owner = { giveBack: (record, destroy, reason) => this.#giveBack(record, destroy, reason) }
+    const host: HousekeeperHost<C> = {
+      idle: () => this.#idle,
+      idleCount: () => this.#idle.size,
+      isStale: (record) => record.generation < this.#staleBelow,
+      retire: (record, reason) => this.#retire(record, reason),
+      validate: (record) => this.#validate(record),
+      pump: () => this.#pump(),
+    }
+    this.#housekeeper = new Housekeeper(host, this.#options)
+    this.#housekeeper.start()
+    this.#pump()
+  }
+
+  /** The pool's name: the `name` option, or a generated one. */
+  get name(): string {
+    return this.#label
+  }
+
+  /** The validated options, defaults filled in. */
+  get options(): ResolvedPoolOptions<C> {
+    return this.#options
+  }
+
+  /** Whether `close()` or `destroy()` was called. */
+  get closed(): boolean {
+    return this.#state !== 'open'
+  }
+
+  /**
+   * Borrows a connection. Resolves with a {@link Lease} as soon as one is free, in the order
+   * callers asked; rejects with `AcquireTimeoutError` after `acquireTimeout`, with
+   * `TooManyWaitersError` when `maxWaiting` callers already wait, with the signal's reason when
+   * `signal` aborts, and with `PoolClosedError` once the pool is closing.
+   */
+  acquire(options?: AcquireOptions): Promise<Lease<C>> {
+    if (this.#state !== 'open') return Promise.reject(this.#closedError())
+    let timeout = this.#options.acquireTimeout
+    let signal: AbortSignal | undefined
+    if (options !== undefined) {
+      signal = options.signal ?? undefined
+      if (options.timeout !== undefined) {
+        try {
+          timeout = resolveAcquireTimeout(options.timeout, timeout)
+        } catch (error) {
+          return Promise.reject(error)
+        }
+      }
+      if (signal?.aborted) {
+        this.#counters.aborted++
+        return Promise.reject(signal.reason)
+      }
+    }
+    const stack =
+      this.#options.leakDetectionThreshold > 0
+        ? (new Error('acquired here').stack ?? '')
+        : undefined
+    const now = performance.now()
+    if (this.#waiters.size === 0) {
+      const record = this.#takeIdle(now)
+      if (record !== undefined) {
+        if (!this.#needsPing(record, now)) return Promise.resolve(this.#lend(record, now, 0, stack))
+        this.#validate(record)
+      }
+    }
+    if (this.#waiters.size >= this.#options.maxWaiting) {
+      this.#counters.rejected++
+      return Promise.reject(
+        new TooManyWaitersError(
+          `Pool "${this.#label}" already has ${this.#waiters.size} callers waiting (maxWaiting) ${this.#describeCounts()}`,
+        ),
+      )
+    }
+    const waiter = new Waiter<Lease<C>>(
+      now,
+      timeout,
+      timeout === this.#options.acquireTimeout,
+      stack,
+    )
+    this.#waiters.push(waiter, signal)
+    this.#pump()
+    return waiter.promise
+  }
+
+  /**
+   * Borrows a connection, runs `fn` with it and gives it back, even when `fn` throws. When `fn`
+   * throws an error that the dialect calls a disconnect, the connection is destroyed instead,
+   * and every older connection is invalidated.
+   */
+  async use<T>(fn: (connection: C) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
+    const lease = await this.acquire(options)
+    let result: T
+    try {
+      result = await fn(lease.connection)
+    } catch (error) {
+      if (lease.active) {
+        if (this.#isDisconnect(error)) lease.destroy(error)
+        else lease.release()
+      }
+      throw error
+    }
+    if (lease.active) lease.release()
+    return result
+  }
+
+  /** A snapshot of the pool's connections and counters; a plain object with no secrets. */
+  stats(): PoolStats {
+    const c = this.#counts
+    const n = this.#counters
+    return {
+      name: this.#label,
+      total: this.#records.size,
+      idle: c.idle,
+      leased: c.leased,
+      connecting: c.connecting,
+      resetting: c.resetting,
+      validating: c.validating,
+      closing: c.closing,
+      waiting: this.#waiters.size,
+      max: this.#options.max,
+      maxOverflow: this.#options.maxOverflow,
+      min: this.#options.min,
+      created: n.created,
+      closed: n.closed,
+      acquired: n.acquired,
+      released: n.released,
+      timeouts: n.timeouts,
+      aborted: n.aborted,
+      rejected: n.rejected,
+      connectErrors: n.connectErrors,
+      invalidated: n.invalidated,
+    }
+  }
+
+  /**
+   * Closes the pool gracefully: new acquires and all waiters reject with `PoolClosedError`, idle
+   * connections close, and leased ones close as they come back. After `timeout` ms the rest are
+   * destroyed and the promise resolves. Idempotent.
+   */
+  close(options?: CloseOptions): Promise<void> {
+    if (this.#closing !== undefined) return this.#closing
+    if (this.#destroying !== undefined) return this.#destroying
+    const timeout = resolveAcquireTimeout(options?.timeout, 30_000)
+    this.#state = 'closing'
+    this.#closing = this.#shutdown(timeout)
+    return this.#closing
+  }
+
+  /** Closes every connection at once, leased ones included, and rejects all waiters. Idempotent. */
+  destroy(): Promise<void> {
+    if (this.#destroying !== undefined) return this.#destroying
+    this.#state = 'closed'
+    this.#stopBackground()
+    this.#rejectWaiters()
+    this.#forceClose()
+    this.#destroying = this.#drained()
+    return this.#destroying
+  }
+
+  /** Calls `close()`, so that `await using pool = createPool(…)` closes it. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close()
+  }
+
+  /** Shows the pool's stats, never its dialect or connections (which may hold secrets). */
+  [inspect.custom](): string {
+    return `Pool ${inspect(this.stats())}`
+  }
+
+  /** Serializes as the pool's stats. */
+  toJSON(): PoolStats {
+    return this.stats()
+  }
+
+  // The pump: every state change ends here, and every decision is made here.
+
+  #pump(): void {
+    if (this.#pumping) {
+      this.#pumpAgain = true
+      return
+    }
+    this.#pumping = true
+    try {
+      do {
+        this.#pumpAgain = false
+        this.#pumpOnce()
+      } while (this.#pumpAgain)
+    } finally {
+      this.#pumping = false
+    }
+  }
+
+  #pumpOnce(): void {
+    if (this.#state !== 'open') return
+    const now = performance.now()
+    // Lend idle connections to the waiters that no validation in flight already covers.
+    while (this.#waiters.size > this.#counts.validating) {
+      const record = this.#takeIdle(now)
+      if (record === undefined) break
+      if (this.#needsPing(record, now)) this.#validate(record)
+      else this.#serve(record, this.#waiters.shift()!, now)
+    }
+    // Open connections for the waiters nothing covers yet, and to keep `min` idle.
+    const c = this.#counts
+    const coming = c.connecting + c.validating + c.resetting
+    const total = this.#records.size
+    const { max, maxOverflow, min } = this.#options
+    let open = Math.min(this.#waiters.size - coming, max + maxOverflow - total)
+    open = Math.max(open, Math.min(min - c.idle - coming, max - total))
+    if (open <= 0) return
+    if (this.#connectFailures > 0) {
+      // While the server refuses us, probe with one connection at a time, after a backoff.
+      if (now < this.#retryAt) return this.#scheduleRetry(now)
+      if (c.connecting > 0) return
+      open = 1
+    }
+    for (let i = 0; i < open; i++) this.#connect()
+  }
+
+  #scheduleRetry(now: number): void {
+    if (this.#retryTimer !== undefined) return
+    this.#retryTimer = setTimeout(
+      () => {
+        this.#retryTimer = undefined
+        this.#pump()
+      },
+      Math.max(0, this.#retryAt - now),
+    )
+    this.#retryTimer.unref()
+  }
+
+  // A record's state changes here and nowhere else.
+
+  #move(record: ConnectionRecord<C>, to: RecordState): void {
+    const from = record.state
+    if (from === 'idle') this.#idle.remove(record)
+    this.#counts[from]--
+    this.#counts[to]++
+    record.state = to
+    if (to === 'idle') {
+      if (this.#options.order === 'lifo') this.#idle.unshift(record)
+      else this.#idle.push(record)
+    } else if (to === 'closed') {
+      this.#records.delete(record)
+    }
+  }
+
+  /** Why a record must not be lent again, if it must not. */
+  #condemned(record: ConnectionRecord<C>, now: number): InvalidateReason | undefined {
+    if (record.dead) return 'disconnect'
+    if (record.generation < this.#staleBelow) return 'stale'
+    if (now >= record.expiresAt) return 'lifetime'
+    return undefined
+  }
+
+  /** The next idle record fit to lend, retiring the condemned ones it passes. */
+  #takeIdle(now: number): ConnectionRecord<C> | undefined {
+    for (;;) {
+      const record = this.#idle.head
+      if (record === undefined) return undefined
+      const reason = this.#condemned(record, now)
+      if (reason === undefined) return record
+      this.#retire(record, reason)
+    }
+  }
+
+  #needsPing(record: ConnectionRecord<C>, now: number): boolean {
+    return this.#pingAfter >= 0 && now - record.lastUsedAt >= this.#pingAfter
+  }
+
+  /** Hands a ready record to the head waiter, or parks it idle, or closes it. */
+  #makeAvailable(record: ConnectionRecord<C>, now: number): void {
+    if (this.#state !== 'open') return this.#close(record)
+    const reason = this.#condemned(record, now)
+    if (reason !== undefined) {
+      this.#retire(record, reason)
+      return this.#pump()
+    }
+    const waiter = this.#waiters.shift()
+    if (waiter !== undefined) return this.#serve(record, waiter, now)
+    // An overflow connection closes when it comes back with nobody waiting.
+    if (this.#records.size - this.#counts.closing > this.#options.max) return this.#close(record)
+    this.#move(record, 'idle')
+  }
+
+  #serve(record: ConnectionRecord<C>, waiter: Waiter<Lease<C>>, now: number): void {
+    waiter.resolve(this.#lend(record, now, now - waiter.enqueuedAt, waiter.stack))
+  }
+
+  #lend(
+    record: ConnectionRecord<C>,
+    now: number,
+    waitMs: number,
+    stack: string | undefined,
+  ): Lease<C> {
+    this.#move(record, 'leased')
+    record.leasedAt = now
+    const lease = new Lease(this.#owner, record)
+    record.lease = lease
+    this.#counters.acquired++
+    const threshold = this.#options.leakDetectionThreshold
+    if (threshold > 0) {
+      record.leakTimer = setTimeout(() => this.#leaked(record, lease, stack ?? ''), threshold)
+      record.leakTimer.unref()
+    }
+    if (this.listening('acquire')) {
+      this.emit('acquire', { id: record.id, connection: record.connection as C, waitMs })
+    }
+    if (debug.enabled) this.#log('acquire', record, `waited ${waitMs.toFixed(1)} ms`)
+    return lease
+  }
+
+  #giveBack(record: ConnectionRecord<C>, destroy: boolean, reason: unknown): void {
+    const now = performance.now()
+    if (record.leakTimer !== undefined) clearTimeout(record.leakTimer)
+    record.leakTimer = undefined
+    record.lease = undefined
+    this.#counters.released++
+    if (this.listening('release')) {
+      this.emit('release', {
+        id: record.id,
+        connection: record.connection as C,
+        heldMs: now - record.leasedAt,
+        destroyed: destroy,
+      })
+    }
+    if (debug.enabled) this.#log(destroy ? 'destroy' : 'release', record)
+    if (record.state !== 'leased') return
+    if (destroy) {
+      const disconnect = reason !== undefined && this.#isDisconnect(reason)
+      if (disconnect) this.#invalidateOlder()
+      this.#retire(record, disconnect ? 'disconnect' : 'destroyed', reason)
+      return this.#pump()
+    }
+    if (this.#state !== 'open') return this.#close(record)
+    const condemned = this.#condemned(record, now)
+    if (condemned !== undefined) {
+      this.#retire(record, condemned)
+      return this.#pump()
+    }
+    record.lastUsedAt = now
+    const mode = this.#options.resetOnRelease
+    if (mode === false || this.#dialect.reset === undefined) return this.#makeAvailable(record, now)
+    this.#reset(record, mode, now)
+  }
+
+  #reset(record: ConnectionRecord<C>, mode: ResetMode, started: number): void {
+    const connection = record.connection as C
+    const onConnect = mode === 'session' ? this.#options.onConnect : undefined
+    let pending: Promise<void> | void
+    try {
+      pending = this.#dialect.reset!(connection, mode)
+    } catch (error) {
+      return this.#resetFailed(record, error)
+    }
+    if (pending === undefined && onConnect === undefined) {
+      // Nothing to undo: the dialect answered synchronously, so the hand-off stays synchronous.
+      this.#resetDone(record, mode, started)
+      return this.#makeAvailable(record, started)
+    }
+    this.#move(record, 'resetting')
+    withTimeout(
+      async () => {
+        await pending
+        if (onConnect !== undefined) await onConnect(connection)
+      },
+      this.#options.connectTimeout,
+      () =>
+        new PoolError(
+          `reset timed out after ${this.#options.connectTimeout} ms`,
+          'SQLPOOL_RESET_TIMEOUT',
+        ),
+    ).then(
+      () => {
+        if (record.state !== 'resetting') return
+        const now = performance.now()
+        this.#resetDone(record, mode, started)
+        this.#makeAvailable(record, now)
+      },
+      (error) => {
+        if (record.state === 'resetting') this.#resetFailed(record, error)
+      },
+    )
+  }
+
+  #resetDone(record: ConnectionRecord<C>, mode: ResetMode, started: number): void {
+    if (this.listening('reset')) {
+      this.emit('reset', {
+        id: record.id,
+        connection: record.connection as C,
+        mode,
+        durationMs: performance.now() - started,
+      })
+    }
+    if (debug.enabled) this.#log(`reset (${mode})`, record)
+  }
+
+  #resetFailed(record: ConnectionRecord<C>, error: unknown): void {
+    if (this.#isDisconnect(error)) this.#invalidateOlder()
+    this.#retire(record, 'reset-failed', error)
+    this.#pump()
+  }
+
+  /** Pings an idle record; on success it is lent or parked, on failure replaced. */
+  #validate(record: ConnectionRecord<C>): void {
+    this.#move(record, 'validating')
+    const connection = record.connection as C
+    withTimeout(
+      (signal) => this.#dialect.ping!(connection, signal),
+      this.#options.connectTimeout,
+      () =>
+        new PoolError(
+          `ping timed out after ${this.#options.connectTimeout} ms`,
+          'SQLPOOL_PING_TIMEOUT',
+        ),
+    ).then(
+      () => {
+        if (record.state !== 'validating') return
+        const now = performance.now()
+        record.lastUsedAt = now
+        this.#makeAvailable(record, now)
+      },
+      (error) => {
+        if (record.state !== 'validating') return
+        // A failed ping means the server may have dropped everyone: SQLAlchemy's rule.
+        this.#invalidateOlder()
+        this.#retire(record, 'ping', error)
+        this.#pump()
+      },
+    )
+  }
+
+  // Opening connections.
+
+  #connect(): void {
+    const record = new ConnectionRecord<C>(this.#nextId++)
+    record.state = 'closed'
+    this.#records.add(record)
+    this.#move(record, 'connecting')
+    const started = performance.now()
+    const controller = new AbortController()
+    record.abort = controller
+    const ms = this.#options.connectTimeout
+    const timer = setTimeout(
+      () => controller.abort(new ConnectError(`connect timed out after ${ms} ms`)),
+      ms,
+    )
+    this.#open(record, controller.signal).then(
+      (connection) => {
+        clearTimeout(timer)
+        record.abort = undefined
+        this.#established(record, connection, started)
+      },
+      (error) => {
+        clearTimeout(timer)
+        record.abort = undefined
+        this.#connectFailed(record, error)
+      },
+    )
+  }
+
+  /** Connects and runs `onConnect`, giving up when `signal` aborts; never leaves a connection open on failure. */
+  async #open(record: ConnectionRecord<C>, signal: AbortSignal): Promise<C> {
+    const connection = await this.#abortable(this.#dialect.connect(signal), signal, (late) =>
+      this.#closeQuietly(late),
+    )
+    try {
+      this.#dialect.watch?.(connection, (error) => this.#died(record, error))
+      const onConnect = this.#options.onConnect
+      if (onConnect !== undefined) {
+        await this.#abortable(Promise.resolve(onConnect(connection)), signal)
+      }
+    } catch (error) {
+      this.#closeQuietly(connection)
+      throw error
+    }
+    return connection
+  }
+
+  /**
+   * Settles with `promise`, or rejects when `signal` aborts first. A connection that arrives
+   * after the abort is closed, so a timed-out connect never leaks one.
+   */
+  #abortable<T>(promise: Promise<T>, signal: AbortSignal, onLate?: (late: T) => void): Promise<T> {
+    const abandon = () => {
+      if (onLate !== undefined) promise.then(onLate, () => {})
+      else promise.catch(() => {})
+    }
+    if (signal.aborted) {
+      abandon()
+      return Promise.reject(signal.reason)
+    }
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => {
+        abandon()
+        reject(signal.reason)
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      promise.then(
+        (value) => {
+          signal.removeEventListener('abort', onAbort)
+          resolve(value)
+        },
+        (error) => {
+          signal.removeEventListener('abort', onAbort)
+          reject(error)
+        },
+      )
+    })
+  }
+
+  #established(record: ConnectionRecord<C>, connection: C, started: number): void {
+    const now = performance.now()
+    record.connection = connection
+    record.createdAt = now
+    record.lastUsedAt = now
+    record.generation = ++this.#generation
+    this.#connectFailures = 0
+    this.#lastConnectError = undefined
+    this.#counters.created++
+    const lifetime = this.#options.maxLifetime
+    if (Number.isFinite(lifetime)) {
+      // Up to 10% shorter, so that connections made together are not all replaced together.
+      const life = lifetime * (1 - Math.random() * 0.1)
+      record.expiresAt = now + life
+      record.lifetimeTimer = setTimeout(() => this.#expired(record), life)
+      record.lifetimeTimer.unref()
+    }
+    if (this.listening('connect')) {
+      this.emit('connect', { id: record.id, connection, durationMs: now - started })
+    }
+    if (debug.enabled) this.#log('connect', record, `in ${(now - started).toFixed(1)} ms`)
+    this.#makeAvailable(record, now)
+  }
+
+  #connectFailed(record: ConnectionRecord<C>, cause: unknown): void {
+    this.#move(record, 'closed')
+    if (this.#state !== 'open') return this.#checkDrained()
+    const error =
+      cause instanceof ConnectError
+        ? cause
+        : new ConnectError(`could not connect (${this.#dialect.name}): ${messageOf(cause)}`, {
+            cause,
+          })
+    this.#lastConnectError = error
+    this.#counters.connectErrors++
+    const attempt = ++this.#connectFailures
+    const delay = backoff(attempt)
+    this.#retryAt = performance.now() + delay
+    if (this.listening('connectError'))
+      this.emit('connectError', { error, attempt, retryInMs: delay })
+    if (debug.enabled) this.#log('connect failed', record, `${error.message}; retry in ${delay} ms`)
+    this.#pump()
+  }
+
+  // Taking connections out of service.
+
+  /** Every connection established so far is now stale (SQLAlchemy's invalidation rule). */
+  #invalidateOlder(): void {
+    this.#staleBelow = this.#generation + 1
+  }
+
+  #died(record: ConnectionRecord<C>, error: unknown): void {
+    if (record.state === 'closing' || record.state === 'closed') return
+    this.#invalidateOlder()
+    if (record.state === 'idle') {
+      this.#retire(record, 'disconnect', error)
+      this.#pump()
+    } else {
+      // Leased, resetting, validating or connecting: it is dropped when that ends.
+      record.dead = true
+    }
+  }
+
+  #expired(record: ConnectionRecord<C>): void {
+    record.lifetimeTimer = undefined
+    if (record.state !== 'idle') return // a leased connection is retired when it comes back
+    this.#retire(record, 'lifetime')
+    this.#pump()
+  }
+
+  #retire(record: ConnectionRecord<C>, reason: InvalidateReason, error?: unknown): void {
+    this.#counters.invalidated++
+    if (this.listening('invalidate')) {
+      this.emit(
+        'invalidate',
+        error === undefined ? { id: record.id, reason } : { id: record.id, reason, error },
+      )
+    }
+    if (debug.enabled) this.#log(`invalidate (${reason})`, record)
+    this.#close(record)
+  }
+
+  /** Closes a record's connection; the record counts as `closing` until the dialect is done. */
+  #close(record: ConnectionRecord<C>): void {
+    if (record.state === 'closing' || record.state === 'closed') return
+    if (record.state === 'connecting') {
+      record.abort?.abort(this.#closedError())
+      return
+    }
+    if (record.lifetimeTimer !== undefined) clearTimeout(record.lifetimeTimer)
+    if (record.leakTimer !== undefined) clearTimeout(record.leakTimer)
+    record.lifetimeTimer = undefined
+    record.leakTimer = undefined
+    record.lease?.revoke()
+    record.lease = undefined
+    this.#move(record, 'closing')
+    const done = () => {
+      this.#move(record, 'closed')
+      this.#counters.closed++
+      if (this.listening('close')) this.emit('close', { id: record.id })
+      if (debug.enabled) this.#log('close', record)
+      this.#pump()
+      this.#checkDrained()
+    }
+    withTimeout(
+      () => this.#dialect.close(record.connection as C),
+      this.#options.connectTimeout,
+      () => new PoolError('close timed out', 'SQLPOOL_CLOSE_TIMEOUT'),
+    ).then(done, done)
+  }
+
+  #closeQuietly(connection: C): void {
+    withTimeout(
+      () => this.#dialect.close(connection),
+      this.#options.connectTimeout,
+      () => new PoolError('close timed out', 'SQLPOOL_CLOSE_TIMEOUT'),
+    ).catch(() => {})
+  }
+
+  // Waiters.
+
+  #timedOut(waiter: Waiter<Lease<C>>): void {
+    this.#counters.timeouts++
+    const waited = Math.round(performance.now() - waiter.enqueuedAt)
+    waiter.reject(
+      new AcquireTimeoutError(
+        `Timed out after ${waited} ms waiting for a connection from pool "${this.#label}" ${this.#describeCounts()}`,
+        this.#lastConnectError === undefined ? undefined : { cause: this.#lastConnectError },
+      ),
+    )
+  }
+
+  #rejectWaiters(): void {
+    const error = this.#closedError()
+    for (const waiter of this.#waiters.drain()) waiter.reject(error)
+  }
+
+  #closedError(): PoolClosedError {
+    return new PoolClosedError(
+      `Pool "${this.#label}" is ${this.#destroying === undefined ? 'closed' : 'destroyed'}`,
+    )
+  }
+
+  #describeCounts(): string {
+    const c = this.#counts
+    return `(total=${this.#records.size} idle=${c.idle} leased=${c.leased} connecting=${c.connecting} waiting=${this.#waiters.size} max=${this.#options.max} maxOverflow=${this.#options.maxOverflow})`
+  }
+
+  // Shutting down.
+
+  async #shutdown(timeout: number): Promise<void> {
+    this.#stopBackground()
+    this.#rejectWaiters()
+    for (const record of [...this.#records]) {
+      // Leased, resetting and validating records close when they come back.
+      if (record.state === 'idle' || record.state === 'connecting') this.#close(record)
+    }
+    await this.#drained(timeout)
+    if (this.#records.size > 0) {
+      this.#state = 'closed'
+      this.#forceClose()
+    }
+    this.#state = 'closed'
+  }
+
+  #forceClose(): void {
+    for (const record of [...this.#records]) this.#close(record)
+  }
+
+  #stopBackground(): void {
+    this.#housekeeper.stop()
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer)
+    this.#retryTimer = undefined
+  }
+
+  /** Resolves once no record is left, or after `timeout` ms. */
+  #drained(timeout = Number.POSITIVE_INFINITY): Promise<void> {
+    if (this.#records.size === 0) return Promise.resolve()
+    return new Promise<void>((resolve) => {
+      let timer: NodeJS.Timeout | undefined
+      const finish = () => {
+        if (timer !== undefined) clearTimeout(timer)
+        resolve()
+      }
+      if (Number.isFinite(timeout)) timer = setTimeout(finish, timeout)
+      this.#drainResolvers.push(finish)
+    })
+  }
+
+  #checkDrained(): void {
+    if (this.#records.size > 0 || this.#drainResolvers.length === 0) return
+    const resolvers = this.#drainResolvers
+    this.#drainResolvers = []
+    for (const resolve of resolvers) resolve()
+  }
+
+  // Helpers.
+
+  #isDisconnect(error: unknown): boolean {
+    try {
+      return this.#dialect.isDisconnect?.(error) === true
+    } catch {
+      return false
+    }
+  }
+
+  #leaked(record: ConnectionRecord<C>, lease: Lease<C>, stack: string): void {
+    record.leakTimer = undefined
+    if (record.lease !== lease) return
+    const heldMs = performance.now() - record.leasedAt
+    if (this.listening('leak')) this.emit('leak', { id: record.id, heldMs, stack })
+    if (debug.enabled)
+      this.#log('leak', record, `held ${Math.round(heldMs)} ms; acquired at ${stack}`)
+  }
+
+  #log(what: string, record: ConnectionRecord<C>, detail?: string): void {
+    debug(
+      '%s %s #%d%s %s',
+      this.#label,
+      what,
+      record.id,
+      detail === undefined ? '' : ` ${detail}`,
+      this.#describeCounts(),
+    )
+  }
+}

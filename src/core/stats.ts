@@ -1,0 +1,64 @@
+/**
+ * A snapshot of a pool: its connections by state and its lifetime counters. A plain object, safe
+ * to log or `JSON.stringify`: it holds no connection and no secret.
+ *
+ * `total` counts every physical connection open or opening, and always equals
+ * `idle + leased + connecting + resetting + validating + closing`.
+ */
+export interface PoolStats {
+  /** The pool's name: the `name` option, or a generated `pool-N`. */
+  name: string
+  /** Every physical connection open or opening; never more than `max + maxOverflow`. */
+  total: number
+  /** Open and ready to lend. */
+  idle: number
+  /** Lent to a caller. */
+  leased: number
+  /** Being opened. */
+  connecting: number
+  /** Returned, and being reset before it is lent again. */
+  resetting: number
+  /** Being pinged before it is lent. */
+  validating: number
+  /** Being closed. */
+  closing: number
+  /** Callers waiting in `acquire()`. */
+  waiting: number
+  /** The `max` option. */
+  max: number
+  /** The `maxOverflow` option. */
+  maxOverflow: number
+  /** The `min` option. */
+  min: number
+  /** Connections opened since the pool was created. */
+  created: number
+  /** Connections closed. */
+  closed: number
+  /** Leases handed out. */
+  acquired: number
+  /** Leases that ended. */
+  released: number
+  /** Acquires that timed out. */
+  timeouts: number
+  /** Acquires aborted through their signal. */
+  aborted: number
+  /** Acquires rejected because `maxWaiting` callers were waiting. */
+  rejected: number
+  /** Failed connection attempts. */
+  connectErrors: number
+  /** Connections taken out of service: dead, expired, idle too long, or failing a ping or reset. */
+  invalidated: number
+}
+
+/** The counters of a pool, kept as plain fields for speed. */
+export class PoolCounters {
+  created = 0
+  closed = 0
+  acquired = 0
+  released = 0
+  timeouts = 0
+  aborted = 0
+  rejected = 0
+  connectErrors = 0
+  invalidated = 0
+}

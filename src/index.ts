@@ -1,0 +1,16 @@
+export type { Dialect, ResetMode } from './core/dialect.js'
+export {
+  AcquireTimeoutError,
+  ConnectError,
+  InvalidOptionError,
+  LeaseReleasedError,
+  PoolClosedError,
+  PoolError,
+  TooManyWaitersError,
+} from './core/errors.js'
+export type { InvalidateReason, PoolEvents, PoolListener } from './core/events.js'
+export { Lease } from './core/lease.js'
+export { type AcquireOptions, type CloseOptions, Pool } from './core/pool.js'
+export type { PoolOptions, ResolvedPoolOptions } from './core/pool-options.js'
+export type { PoolStats } from './core/stats.js'
+export { createPool } from './create-pool.js'
