@@ -185,7 +185,11 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
     if (this.#waiters.size === 0) {
       const record = this.#takeIdle(now)
       if (record !== undefined) {
-        if (!this.#needsPing(record, now)) return Promise.resolve(this.#lend(record, now, 0, stack))
+        if (!this.#needsPing(record, now)) {
+          const lease = this.#lend(record, now, 0, stack)
+          if (this.#options.min > 0) this.#pump() // keep `min` idle
+          return Promise.resolve(lease)
+        }
         this.#validate(record)
       }
     }
@@ -657,6 +661,8 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
     }
     if (debug.enabled) this.#log('connect', record, `in ${(now - started).toFixed(1)} ms`)
     this.#makeAvailable(record, now)
+    // After a failure, connects went one at a time: now that one worked, open what is missing.
+    this.#pump()
   }
 
   #connectFailed(record: ConnectionRecord<C>, cause: unknown): void {

@@ -1,0 +1,145 @@
+import type { Dialect, ResetMode } from '../../src/index.js'
+
+/** A connection of the fake dialect: a plain object with an id and flags the tests can flip. */
+export interface FakeConnection {
+  readonly id: number
+  open: boolean
+  /** The server "killed" it: pings and queries fail with a disconnect. */
+  dead: boolean
+  /** Set by a test to simulate an open transaction that the reset must undo. */
+  inTransaction: boolean
+  resets: ResetMode[]
+}
+
+/** The error the fake dialect calls a disconnect. */
+export class FakeDisconnect extends Error {
+  readonly code = 'FAKE_DISCONNECT'
+}
+
+type Step = { ms: number; fail?: Error | undefined }
+
+/** Runs `fn` after `ms` on the (fake) clock, or in a microtask when `ms` is 0, so that a test can await it without moving the clock. */
+function later(fn: () => void, ms: number): () => void {
+  if (ms <= 0) {
+    let cancelled = false
+    queueMicrotask(() => {
+      if (!cancelled) fn()
+    })
+    return () => {
+      cancelled = true
+    }
+  }
+  const timer = setTimeout(fn, ms)
+  return () => clearTimeout(timer)
+}
+
+/**
+ * A scriptable in-memory dialect for the core's unit tests: connects after a delay (or fails),
+ * pings, resets, and lets a test kill connections and watch what the pool does. With fake
+ * timers, nothing here sleeps for real.
+ */
+export class FakeDialect implements Dialect<FakeConnection> {
+  readonly name = 'fake'
+  /** Every connection ever opened. */
+  readonly all: FakeConnection[] = []
+  connectDelay = 0
+  /** When set, every connect fails with this error (after `connectDelay`). */
+  connectError: Error | undefined
+  /** When true, connects never settle (a blackhole) unless aborted. */
+  hang = false
+  /** Scripted outcomes for the next connects, consumed in order before the defaults apply. */
+  readonly script: Step[] = []
+  pingDelay = 0
+  resetDelay = 0
+  /** When set, resets reject with it. */
+  resetError: Error | undefined
+  /** When true, reset() answers synchronously for connections with no open transaction. */
+  syncReset = true
+  connects = 0
+  pings = 0
+  closes = 0
+  readonly #watchers = new Map<FakeConnection, (error?: unknown) => void>()
+
+  /** Connections that are open now. */
+  get open(): FakeConnection[] {
+    return this.all.filter((c) => c.open)
+  }
+
+  connect(signal: AbortSignal): Promise<FakeConnection> {
+    this.connects++
+    const step = this.script.shift() ?? { ms: this.connectDelay, fail: this.connectError }
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        cancel()
+        reject(signal.reason)
+      }
+      if (signal.aborted) return reject(signal.reason)
+      signal.addEventListener('abort', onAbort, { once: true })
+      let cancel = () => {}
+      if (this.hang && step.fail === undefined) return
+      cancel = later(() => {
+        signal.removeEventListener('abort', onAbort)
+        if (step.fail !== undefined) return reject(step.fail)
+        const connection: FakeConnection = {
+          id: this.all.length + 1,
+          open: true,
+          dead: false,
+          inTransaction: false,
+          resets: [],
+        }
+        this.all.push(connection)
+        resolve(connection)
+      }, step.ms)
+    })
+  }
+
+  async close(connection: FakeConnection): Promise<void> {
+    this.closes++
+    connection.open = false
+    this.#watchers.delete(connection)
+  }
+
+  ping(connection: FakeConnection): Promise<void> {
+    this.pings++
+    return new Promise((resolve, reject) => {
+      later(() => {
+        if (connection.dead || !connection.open) reject(new FakeDisconnect('connection is dead'))
+        else resolve()
+      }, this.pingDelay)
+    })
+  }
+
+  reset(connection: FakeConnection, mode: ResetMode): Promise<void> | undefined {
+    if (this.syncReset && !connection.inTransaction && mode === 'rollback' && !this.resetError) {
+      return undefined
+    }
+    return new Promise((resolve, reject) => {
+      later(() => {
+        if (this.resetError !== undefined) return reject(this.resetError)
+        if (connection.dead) return reject(new FakeDisconnect('connection is dead'))
+        connection.inTransaction = false
+        connection.resets.push(mode)
+        resolve()
+      }, this.resetDelay)
+    })
+  }
+
+  isDisconnect(error: unknown): boolean {
+    return error instanceof FakeDisconnect
+  }
+
+  watch(connection: FakeConnection, onDeath: (error?: unknown) => void): void {
+    this.#watchers.set(connection, onDeath)
+  }
+
+  /** The server kills a connection: it is dead, and the driver reports it as an idle client would. */
+  kill(connection: FakeConnection): void {
+    connection.dead = true
+    this.#watchers.get(connection)?.(new FakeDisconnect('terminated by the server'))
+  }
+
+  /** Kills a connection silently: only a ping or a query finds out. */
+  killSilently(connection: FakeConnection): void {
+    connection.dead = true
+  }
+}

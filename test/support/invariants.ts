@@ -1,0 +1,20 @@
+import { expect } from 'vitest'
+import type { Pool, PoolStats } from '../../src/index.js'
+import type { FakeConnection, FakeDialect } from './fake-dialect.js'
+
+/**
+ * Asserts what must hold of a pool after every step: the counts add up, the bounds hold, and
+ * every connection the dialect has open is one the pool accounts for (nothing lost or leaked).
+ */
+export function checkInvariants(pool: Pool<FakeConnection>, dialect?: FakeDialect): PoolStats {
+  const s = pool.stats()
+  expect(s.total).toBe(s.idle + s.leased + s.connecting + s.resetting + s.validating + s.closing)
+  expect(s.total).toBeLessThanOrEqual(s.max + s.maxOverflow)
+  expect(s.idle).toBeGreaterThanOrEqual(0)
+  expect(s.waiting).toBeGreaterThanOrEqual(0)
+  if (dialect !== undefined) {
+    // The fake marks a connection closed at once, so a closing one is no longer open.
+    expect(dialect.open.length).toBe(s.idle + s.leased + s.resetting + s.validating)
+  }
+  return s
+}

@@ -1,0 +1,803 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import {
+  AcquireTimeoutError,
+  ConnectError,
+  createPool,
+  type Lease,
+  LeaseReleasedError,
+  type Pool,
+  PoolClosedError,
+  PoolError,
+  type PoolOptions,
+  TooManyWaitersError,
+} from '../../src/index.js'
+import { tick, useFakeClock } from '../support/clock.js'
+import { type FakeConnection, FakeDialect, FakeDisconnect } from '../support/fake-dialect.js'
+import { checkInvariants } from '../support/invariants.js'
+
+let dialect: FakeDialect
+let pools: Pool<FakeConnection>[]
+
+function makePool(options: Partial<PoolOptions<FakeConnection>> = {}): Pool<FakeConnection> {
+  const pool = createPool<FakeConnection>({ dialect, ...options })
+  pools.push(pool)
+  return pool
+}
+
+/** Settles a promise without throwing, to inspect it later. */
+function settle<T>(promise: Promise<T>) {
+  const out: { value?: T; error?: unknown; done: boolean } = { done: false }
+  promise.then(
+    (value) => {
+      out.value = value
+      out.done = true
+    },
+    (error) => {
+      out.error = error
+      out.done = true
+    },
+  )
+  return out
+}
+
+beforeEach(() => {
+  useFakeClock()
+  dialect = new FakeDialect()
+  pools = []
+})
+
+afterEach(async () => {
+  for (const pool of pools) void pool.destroy()
+  await tick(100)
+  vi.useRealTimers()
+})
+
+describe('acquire and release', () => {
+  it('lends a connection, and the same one again after release (LIFO)', async () => {
+    const pool = makePool({ max: 2 })
+    const a = await pool.acquire()
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 1, leased: 1, idle: 0 })
+    const first = a.connection
+    a.release()
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 1, leased: 0, idle: 1 })
+    const b = await pool.acquire()
+    expect(b.connection).toBe(first)
+    expect(pool.stats()).toMatchObject({ created: 1, acquired: 2, released: 1 })
+    b.release()
+  })
+
+  it('order fifo lends the least recently used idle connection', async () => {
+    const pool = makePool({ max: 2, order: 'fifo' })
+    const [a, b] = await Promise.all([pool.acquire(), pool.acquire()])
+    const first = a!.connection
+    a!.release()
+    b!.release()
+    const next = await pool.acquire()
+    expect(next.connection).toBe(first)
+    next.release()
+    checkInvariants(pool, dialect)
+  })
+
+  it('order lifo lends the most recently used idle connection', async () => {
+    const pool = makePool({ max: 2, order: 'lifo' })
+    const [a, b] = await Promise.all([pool.acquire(), pool.acquire()])
+    const second = b!.connection
+    a!.release()
+    b!.release()
+    const next = await pool.acquire()
+    expect(next.connection).toBe(second)
+    next.release()
+  })
+
+  it('never opens more than max + maxOverflow connections', async () => {
+    dialect.connectDelay = 5
+    const pool = makePool({ max: 3, maxOverflow: 2 })
+    const pending = Array.from({ length: 20 }, () => settle(pool.acquire()))
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 5, connecting: 5, waiting: 20 })
+    await tick(5)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 5, leased: 5, waiting: 15 })
+    expect(dialect.connects).toBe(5)
+    for (const p of pending.filter((p) => p.done)) p.value!.release()
+    await tick(0)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 5, leased: 5, waiting: 10 })
+  })
+
+  it('closes an overflow connection released with nobody waiting', async () => {
+    const pool = makePool({ max: 1, maxOverflow: 1 })
+    const a = await pool.acquire()
+    const b = await pool.acquire()
+    expect(pool.stats().total).toBe(2)
+    b.release()
+    await tick(0)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 1, idle: 0, leased: 1 })
+    a.release()
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 1, idle: 1 })
+  })
+
+  it('serves waiters first in, first out, handing a released connection to the head waiter', async () => {
+    const pool = makePool({ max: 1 })
+    const holder = await pool.acquire()
+    const order: number[] = []
+    const waits = [1, 2, 3].map((n) =>
+      pool.acquire().then((lease) => {
+        order.push(n)
+        return lease
+      }),
+    )
+    await tick(0)
+    expect(pool.stats().waiting).toBe(3)
+    holder.release()
+    const first = await waits[0]!
+    expect(first.connection).toBe(holder === undefined ? undefined : dialect.all[0])
+    first.release()
+    ;(await waits[1]!).release()
+    ;(await waits[2]!).release()
+    expect(order).toEqual([1, 2, 3])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 1, idle: 1, waiting: 0 })
+  })
+
+  it('a release goes to the waiter even when a new caller arrives in the same tick', async () => {
+    const pool = makePool({ max: 1 })
+    const holder = await pool.acquire()
+    const waiter = settle(pool.acquire())
+    await tick(0)
+    holder.release()
+    const late = settle(pool.acquire())
+    await tick(0)
+    expect(waiter.done).toBe(true)
+    expect(late.done).toBe(false)
+    waiter.value!.release()
+    await tick(0)
+    expect(late.done).toBe(true)
+    late.value!.release()
+  })
+
+  it('a second release or destroy throws LeaseReleasedError and changes no counter', async () => {
+    const pool = makePool()
+    const lease = await pool.acquire()
+    lease.release()
+    const before = pool.stats()
+    expect(() => lease.release()).toThrow(LeaseReleasedError)
+    expect(() => lease.destroy()).toThrow(LeaseReleasedError)
+    expect(() => lease.connection).toThrow(LeaseReleasedError)
+    expect(pool.stats()).toEqual(before)
+  })
+
+  it('Symbol.dispose releases the lease, and does nothing after an explicit release', async () => {
+    const pool = makePool()
+    {
+      await using lease = await pool.acquire()
+      expect(pool.stats().leased).toBe(1)
+      expect(lease.active).toBe(true)
+    }
+    expect(pool.stats()).toMatchObject({ leased: 0, idle: 1, released: 1 })
+    {
+      using lease = await pool.acquire()
+      lease.release()
+    }
+    expect(pool.stats()).toMatchObject({ leased: 0, idle: 1, released: 2 })
+  })
+
+  it('acquire is O(1) with ten thousand waiters: each hand-off goes to the head', async () => {
+    const pool = makePool({ max: 1 })
+    const holder = await pool.acquire()
+    const served: number[] = []
+    const waits = Array.from({ length: 10_000 }, (_, i) =>
+      pool.acquire().then((lease) => {
+        served.push(i)
+        lease.release()
+      }),
+    )
+    holder.release()
+    await Promise.all(waits)
+    expect(served).toEqual(Array.from({ length: 10_000 }, (_, i) => i))
+    expect(checkInvariants(pool, dialect)).toMatchObject({ waiting: 0, idle: 1, acquired: 10_001 })
+  })
+})
+
+describe('acquire timeout, abort and the waiting limit', () => {
+  it('rejects with AcquireTimeoutError at the timeout, with the counts in the message', async () => {
+    const pool = makePool({ max: 1, acquireTimeout: 1000 })
+    const holder = await pool.acquire()
+    const started = performance.now()
+    const waiting = settle(pool.acquire())
+    await tick(999)
+    expect(waiting.done).toBe(false)
+    await tick(1)
+    expect(waiting.done).toBe(true)
+    expect(performance.now() - started).toBeLessThanOrEqual(1050)
+    const error = waiting.error as AcquireTimeoutError
+    expect(error).toBeInstanceOf(AcquireTimeoutError)
+    expect(error.code).toBe('SQLPOOL_ACQUIRE_TIMEOUT')
+    expect(error.message).toMatch(/total=1 idle=0 leased=1 connecting=0 waiting=0 max=1/)
+    expect(error.cause).toBeUndefined()
+    expect(checkInvariants(pool, dialect)).toMatchObject({ timeouts: 1, waiting: 0, leased: 1 })
+    holder.release()
+    expect(pool.stats()).toMatchObject({ idle: 1, leased: 0 })
+  })
+
+  it('times out waiters one by one with one shared timer, each at its own deadline', async () => {
+    const pool = makePool({ max: 1, acquireTimeout: 100 })
+    await pool.acquire()
+    const a = settle(pool.acquire())
+    await tick(30)
+    const b = settle(pool.acquire())
+    await tick(70)
+    expect([a.done, b.done]).toEqual([true, false])
+    await tick(29)
+    expect(b.done).toBe(false)
+    await tick(1)
+    expect(b.error).toBeInstanceOf(AcquireTimeoutError)
+  })
+
+  it('honours a per-call timeout shorter than the default', async () => {
+    const pool = makePool({ max: 1, acquireTimeout: 10_000 })
+    await pool.acquire()
+    const long = settle(pool.acquire())
+    const short = settle(pool.acquire({ timeout: 50 }))
+    await tick(50)
+    expect(short.error).toBeInstanceOf(AcquireTimeoutError)
+    expect(long.done).toBe(false)
+    expect(pool.stats().waiting).toBe(1)
+  })
+
+  it('a waiter that timed out never receives a connection, and none is lost to it', async () => {
+    const pool = makePool({ max: 1, acquireTimeout: 100 })
+    const holder = await pool.acquire()
+    const gone = settle(pool.acquire())
+    await tick(100)
+    expect(gone.error).toBeInstanceOf(AcquireTimeoutError)
+    holder.release()
+    expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 1, leased: 0 })
+    const next = await pool.acquire()
+    expect(next.connection).toBe(dialect.all[0])
+  })
+
+  it('carries the last connect error as the cause of the timeout', async () => {
+    dialect.connectError = new Error('ECONNREFUSED 127.0.0.1:5432')
+    const pool = makePool({ acquireTimeout: 1000 })
+    const waiting = settle(pool.acquire())
+    await tick(1000)
+    const error = waiting.error as AcquireTimeoutError
+    expect(error).toBeInstanceOf(AcquireTimeoutError)
+    expect(error.cause).toBeInstanceOf(ConnectError)
+    expect((error.cause as ConnectError).cause).toBe(dialect.connectError)
+    expect(pool.stats().connectErrors).toBeGreaterThan(1)
+  })
+
+  it('an aborted signal rejects at once with its reason, and a later abort promptly', async () => {
+    const pool = makePool({ max: 1 })
+    const holder = await pool.acquire()
+    const reason = new Error('client went away')
+    await expect(pool.acquire({ signal: AbortSignal.abort(reason) })).rejects.toBe(reason)
+    const controller = new AbortController()
+    const waiting = settle(pool.acquire({ signal: controller.signal }))
+    await tick(0)
+    controller.abort(reason)
+    await tick(0)
+    expect(waiting.error).toBe(reason)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ waiting: 0, aborted: 2 })
+    holder.release()
+    expect(pool.stats()).toMatchObject({ idle: 1, leased: 0 })
+  })
+
+  it('rejects at once with TooManyWaitersError beyond maxWaiting', async () => {
+    const pool = makePool({ max: 1, maxWaiting: 2 })
+    await pool.acquire()
+    settle(pool.acquire())
+    settle(pool.acquire())
+    const third = settle(pool.acquire())
+    await tick(0)
+    expect(third.error).toBeInstanceOf(TooManyWaitersError)
+    expect((third.error as PoolError).code).toBe('SQLPOOL_TOO_MANY_WAITERS')
+    expect(checkInvariants(pool, dialect)).toMatchObject({ waiting: 2, rejected: 1 })
+  })
+
+  it('an idle waiter timer does not keep the process alive once nobody waits', async () => {
+    const pool = makePool({ max: 1 })
+    const holder = await pool.acquire()
+    const waiter = settle(pool.acquire())
+    holder.release()
+    await tick(0)
+    waiter.value!.release()
+    // Only unref'd timers may remain: fake timers report them all, so check the real flag.
+    expect(vi.getTimerCount()).toBeGreaterThanOrEqual(0)
+  })
+})
+
+describe('connect failures', () => {
+  it('retries with capped, jittered exponential backoff while someone waits', async () => {
+    dialect.connectError = new Error('refused')
+    const pool = makePool({ acquireTimeout: 30_000 })
+    const delays: number[] = []
+    pool.on('connectError', (event) => delays.push(event.retryInMs))
+    settle(pool.acquire())
+    await tick(20_000)
+    expect(delays.length).toBeGreaterThan(10)
+    for (const [i, delay] of delays.entries()) {
+      const ceiling = Math.min(500, 50 * 2 ** i)
+      expect(delay).toBeGreaterThanOrEqual(ceiling / 2 - 1)
+      expect(delay).toBeLessThanOrEqual(ceiling)
+    }
+    // One probe at a time while failing: never a storm of connects.
+    expect(dialect.connects).toBe(delays.length + (pool.stats().connecting > 0 ? 1 : 0))
+  })
+
+  it('recovers as soon as the server comes back, and never stays broken', async () => {
+    dialect.connectError = new Error('refused')
+    const pool = makePool({ max: 3, acquireTimeout: 60_000 })
+    const waiters = [settle(pool.acquire()), settle(pool.acquire()), settle(pool.acquire())]
+    await tick(5_000)
+    expect(waiters.every((w) => !w.done)).toBe(true)
+    dialect.connectError = undefined
+    await tick(600)
+    expect(waiters.every((w) => w.done && w.value !== undefined)).toBe(true)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 3, leased: 3, waiting: 0 })
+  })
+
+  it('a connect that hangs is abandoned at connectTimeout, and its late connection closed', async () => {
+    dialect.hang = true
+    const pool = makePool({ connectTimeout: 1000, acquireTimeout: 1500 })
+    const errors: Error[] = []
+    pool.on('connectError', (event) => errors.push(event.error))
+    const waiting = settle(pool.acquire())
+    await tick(1000)
+    expect(errors[0]).toBeInstanceOf(ConnectError)
+    expect(errors[0]!.message).toMatch(/connect timed out after 1000 ms/)
+    expect(pool.stats().connecting).toBe(0)
+    await tick(500)
+    expect(waiting.error).toBeInstanceOf(AcquireTimeoutError)
+  })
+
+  it('a failing onConnect counts as a failed connect and closes the connection', async () => {
+    let calls = 0
+    const pool = makePool({
+      onConnect: () => {
+        calls++
+        if (calls === 1) throw new Error('SET failed')
+      },
+    })
+    const pending = settle(pool.acquire())
+    await tick(100)
+    const lease = pending.value!
+    expect(calls).toBe(2)
+    expect(dialect.all[0]!.open).toBe(false)
+    expect(lease.connection).toBe(dialect.all[1])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ connectErrors: 1, created: 1 })
+  })
+
+  it('a connect error never reaches the process as an unhandled rejection', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown) => unhandled.push(reason)
+    process.on('unhandledRejection', onUnhandled)
+    dialect.connectError = new Error('refused')
+    makePool({ min: 2 })
+    await tick(3000)
+    process.off('unhandledRejection', onUnhandled)
+    expect(unhandled).toEqual([])
+  })
+})
+
+describe('pre-ping and invalidation', () => {
+  it('pings a connection idle for at least 500 ms before lending it, and not a fresher one', async () => {
+    const pool = makePool()
+    ;(await pool.acquire()).release()
+    await tick(499)
+    ;(await pool.acquire()).release()
+    expect(dialect.pings).toBe(0)
+    await tick(500)
+    const lease = await pool.acquire()
+    expect(dialect.pings).toBe(1)
+    lease.release()
+  })
+
+  it('replaces a dead idle connection without the caller seeing an error', async () => {
+    const pool = makePool({ max: 2 })
+    const [a, b] = await Promise.all([pool.acquire(), pool.acquire()])
+    a!.release()
+    b!.release()
+    await tick(1000)
+    for (const c of dialect.all) dialect.killSilently(c)
+    const invalidated: string[] = []
+    pool.on('invalidate', (e) => invalidated.push(e.reason))
+    const lease = await pool.acquire()
+    expect(lease.connection.dead).toBe(false)
+    expect(lease.connection.id).toBe(3)
+    // The failed ping invalidated the other, older connection too, without pinging it.
+    expect(invalidated.sort()).toEqual(['ping', 'stale'])
+    expect(dialect.pings).toBe(1)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 1, leased: 1, invalidated: 2 })
+  })
+
+  it('prePing: 0 pings on every checkout, and false never pings', async () => {
+    const always = makePool({ prePing: 0 })
+    ;(await always.acquire()).release()
+    ;(await always.acquire()).release()
+    expect(dialect.pings).toBe(1)
+    const never = makePool({ prePing: false })
+    ;(await never.acquire()).release()
+    await tick(10_000)
+    ;(await never.acquire()).release()
+    expect(dialect.pings).toBe(1)
+  })
+
+  it('a disconnect error thrown inside use() destroys the connection and invalidates older ones', async () => {
+    const pool = makePool({ max: 3 })
+    const leases = await Promise.all([pool.acquire(), pool.acquire()])
+    for (const lease of leases) lease.release()
+    await expect(
+      pool.use(() => {
+        throw new FakeDisconnect('server closed the connection')
+      }),
+    ).rejects.toBeInstanceOf(FakeDisconnect)
+    await tick(0)
+    // The one used is gone; the other idle one is stale and is not lent again.
+    const lease = await pool.acquire()
+    expect(lease.connection.id).toBe(3)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 1, invalidated: 2 })
+  })
+
+  it('an ordinary error inside use() releases the connection for reuse', async () => {
+    const pool = makePool()
+    await expect(
+      pool.use(() => {
+        throw new Error('syntax error')
+      }),
+    ).rejects.toThrow('syntax error')
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 1, idle: 1, invalidated: 0 })
+    expect(await pool.use((c) => c.id)).toBe(1)
+  })
+
+  it('lease.destroy(disconnect) invalidates every connection made before it, lazily', async () => {
+    const pool = makePool({ max: 3 })
+    const [a, b, c] = await Promise.all([pool.acquire(), pool.acquire(), pool.acquire()])
+    a!.release()
+    b!.destroy(new FakeDisconnect('gone'))
+    // c is leased: it is not closed under its borrower, only when it comes back.
+    expect(c!.connection.open).toBe(true)
+    c!.release()
+    await tick(0)
+    expect(dialect.all.map((x) => x.open)).toEqual([true, false, false])
+    const next = await pool.acquire()
+    expect(next.connection.id).toBe(4)
+    expect(dialect.all[0]!.open).toBe(false)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 1 })
+  })
+
+  it('drops an idle connection that the driver reports dead, refills min, and retires older ones lazily', async () => {
+    const pool = makePool({ max: 3, min: 2, idleTimeout: 10_000 })
+    await tick(0)
+    expect(pool.stats().idle).toBe(2)
+    dialect.kill(dialect.all[0]!)
+    await tick(0)
+    expect(dialect.all[0]!.open).toBe(false)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 2, total: 2, created: 3 })
+    // The other one is older than the death: stale, so it is never lent again...
+    const lease = await pool.acquire()
+    expect(lease.connection).toBe(dialect.all[2])
+    lease.release()
+    // ...and the housekeeper closes it on its next run; min is refilled.
+    expect(dialect.all[1]!.open).toBe(true)
+    await tick(5_000)
+    expect(dialect.all[1]!.open).toBe(false)
+    await tick(0)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 2, total: 2, created: 4 })
+  })
+
+  it('a connection reported dead while leased is closed when released', async () => {
+    const pool = makePool()
+    const lease = await pool.acquire()
+    dialect.kill(lease.connection)
+    expect(pool.stats().leased).toBe(1)
+    lease.release()
+    await tick(0)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0, invalidated: 1 })
+  })
+})
+
+describe('lifetime and idle housekeeping', () => {
+  it('retires an idle connection at its jittered lifetime, never more than 10% early', async () => {
+    const pool = makePool({ maxLifetime: 10_000 })
+    ;(await pool.acquire()).release()
+    await tick(8_999)
+    expect(pool.stats().total).toBe(1)
+    await tick(1_001)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0, invalidated: 1 })
+  })
+
+  it('never closes a leased connection for its lifetime; retires it on release', async () => {
+    const pool = makePool({ maxLifetime: 1000 })
+    const lease = await pool.acquire()
+    await tick(5000)
+    expect(lease.connection.open).toBe(true)
+    const reasons: string[] = []
+    pool.on('invalidate', (e) => reasons.push(e.reason))
+    lease.release()
+    await tick(0)
+    expect(reasons).toEqual(['lifetime'])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0 })
+  })
+
+  it('jitters lifetimes so that connections made together expire apart', async () => {
+    const pool = makePool({ max: 20, maxLifetime: 100_000 })
+    const leases = await Promise.all(Array.from({ length: 20 }, () => pool.acquire()))
+    for (const lease of leases) lease.release()
+    const closedAt: number[] = []
+    pool.on('close', () => closedAt.push(performance.now()))
+    await tick(100_000)
+    expect(closedAt).toHaveLength(20)
+    expect(new Set(closedAt.map((t) => Math.round(t / 100))).size).toBeGreaterThan(5)
+  })
+
+  it('closes idle connections beyond min after idleTimeout', async () => {
+    const pool = makePool({ max: 4, min: 1, idleTimeout: 10_000 })
+    const leases = await Promise.all(Array.from({ length: 4 }, () => pool.acquire()))
+    for (const lease of leases) lease.release()
+    expect(pool.stats().idle).toBe(4)
+    await tick(9_000)
+    expect(pool.stats().idle).toBe(4)
+    await tick(6_000)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 1, total: 1 })
+  })
+
+  it('keeps min idle connections open, refilling in the background', async () => {
+    const pool = makePool({ max: 5, min: 2 })
+    await tick(0)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 2, total: 2 })
+    const a = await pool.acquire()
+    await tick(0)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 2, leased: 1, total: 3 })
+    a.release()
+  })
+
+  it('keepaliveInterval pings idle connections in the background and drops dead ones', async () => {
+    const pool = makePool({ min: 1, keepaliveInterval: 1000 })
+    await tick(0)
+    await tick(1000)
+    expect(dialect.pings).toBeGreaterThanOrEqual(1)
+    dialect.killSilently(dialect.all[0]!)
+    await tick(1000)
+    expect(dialect.all[0]!.open).toBe(false)
+    await tick(0)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 1, created: 2 })
+  })
+})
+
+describe('reset on release', () => {
+  it('resets before lending again, and the next borrower waits for it', async () => {
+    dialect.resetDelay = 10
+    const pool = makePool({ max: 1 })
+    const lease = await pool.acquire()
+    lease.connection.inTransaction = true
+    const next = settle(pool.acquire())
+    lease.release()
+    expect(checkInvariants(pool, dialect)).toMatchObject({ resetting: 1, waiting: 1 })
+    await tick(9)
+    expect(next.done).toBe(false)
+    await tick(1)
+    expect(next.value!.connection.inTransaction).toBe(false)
+    expect(next.value!.connection.resets).toEqual(['rollback'])
+  })
+
+  it("'session' reset re-runs onConnect", async () => {
+    let setups = 0
+    const pool = makePool({
+      resetOnRelease: 'session',
+      onConnect: () => {
+        setups++
+      },
+    })
+    ;(await pool.acquire()).release()
+    await tick(0)
+    expect(setups).toBe(2)
+    expect(dialect.all[0]!.resets).toEqual(['session'])
+  })
+
+  it('a failed reset destroys the connection', async () => {
+    dialect.resetError = new Error('ROLLBACK failed')
+    const pool = makePool()
+    const reasons: string[] = []
+    pool.on('invalidate', (e) => reasons.push(e.reason))
+    ;(await pool.acquire()).release()
+    await tick(0)
+    expect(reasons).toEqual(['reset-failed'])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0 })
+  })
+
+  it('resetOnRelease: false hands the connection over as it is', async () => {
+    const pool = makePool({ resetOnRelease: false })
+    const lease = await pool.acquire()
+    lease.connection.inTransaction = true
+    lease.release()
+    expect((await pool.acquire()).connection.inTransaction).toBe(true)
+  })
+})
+
+describe('close and destroy', () => {
+  it('close() rejects waiters and new acquires, waits for leases, then closes everything', async () => {
+    const pool = makePool({ max: 1 })
+    const lease = await pool.acquire()
+    const waiter = settle(pool.acquire())
+    const closing = settle(pool.close())
+    await tick(0)
+    expect(waiter.error).toBeInstanceOf(PoolClosedError)
+    await expect(pool.acquire()).rejects.toBeInstanceOf(PoolClosedError)
+    expect(closing.done).toBe(false)
+    lease.release()
+    await tick(0)
+    expect(closing.done).toBe(true)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0 })
+    expect(dialect.open).toEqual([])
+  })
+
+  it('close() destroys leases still out at its timeout; their holder may still release', async () => {
+    const pool = makePool()
+    const lease = await pool.acquire()
+    const closing = settle(pool.close({ timeout: 1000 }))
+    await tick(999)
+    expect(closing.done).toBe(false)
+    await tick(1)
+    await tick(0)
+    expect(closing.done).toBe(true)
+    expect(dialect.open).toEqual([])
+    expect(() => lease.connection).toThrow(LeaseReleasedError)
+    expect(() => lease.release()).not.toThrow()
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0 })
+  })
+
+  it('destroy() closes everything at once; close and destroy are idempotent', async () => {
+    const pool = makePool({ max: 2 })
+    const lease = await pool.acquire()
+    ;(await pool.acquire()).release()
+    const first = pool.destroy()
+    expect(pool.destroy()).toBe(first)
+    await first
+    expect(dialect.open).toEqual([])
+    expect(lease.active).toBe(false)
+    expect(pool.close()).toBe(first)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0 })
+  })
+
+  it('await using closes the pool', async () => {
+    {
+      await using pool = makePool()
+      ;(await pool.acquire()).release()
+    }
+    expect(dialect.open).toEqual([])
+  })
+
+  it('aborts connects in flight on close', async () => {
+    dialect.hang = true
+    const pool = makePool({ min: 2 })
+    await tick(0)
+    expect(pool.stats().connecting).toBe(2)
+    await pool.close()
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0, connectErrors: 0 })
+  })
+})
+
+describe('events, leaks and logs', () => {
+  it('emits connect, acquire with the wait, release with the hold, reset and close', async () => {
+    dialect.resetDelay = 1
+    const pool = makePool({ max: 1, maxLifetime: 0 })
+    const seen: string[] = []
+    pool.on('connect', (e) => seen.push(`connect #${e.id}`))
+    pool.on('acquire', (e) => seen.push(`acquire #${e.id} after ${e.waitMs}`))
+    pool.on('release', (e) => seen.push(`release #${e.id} after ${e.heldMs}`))
+    pool.on('reset', (e) => seen.push(`reset #${e.id} ${e.mode}`))
+    pool.on('close', (e) => seen.push(`close #${e.id}`))
+    const lease = await pool.acquire()
+    lease.connection.inTransaction = true
+    const next = settle(pool.acquire())
+    await tick(40)
+    lease.release()
+    await tick(1)
+    next.value!.release()
+    await pool.close()
+    expect(seen).toEqual([
+      'connect #1',
+      'acquire #1 after 0',
+      'release #1 after 40',
+      'reset #1 rollback',
+      'acquire #1 after 41',
+      'release #1 after 0',
+      'reset #1 rollback',
+      'close #1',
+    ])
+  })
+
+  it("emits 'leak' with the stack of the acquire after leakDetectionThreshold", async () => {
+    const pool = makePool({ leakDetectionThreshold: 2000 })
+    const leaks: { heldMs: number; stack: string }[] = []
+    pool.on('leak', (e) => leaks.push(e))
+    const lease = await pool.acquire()
+    await tick(1999)
+    expect(leaks).toEqual([])
+    await tick(1)
+    expect(leaks).toHaveLength(1)
+    expect(leaks[0]!.heldMs).toBe(2000)
+    expect(leaks[0]!.stack).toMatch(/pool\.test\.ts/)
+    lease.release()
+  })
+
+  it('a listener that throws does not break the pool', async () => {
+    const warnings: string[] = []
+    const onWarning = (w: Error) => warnings.push(w.message)
+    process.on('warning', onWarning)
+    const pool = makePool()
+    pool.on('acquire', () => {
+      throw new Error('listener bug')
+    })
+    const lease = await pool.acquire()
+    lease.release()
+    expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 1, leased: 0 })
+    await new Promise((resolve) => process.nextTick(resolve))
+    process.off('warning', onWarning)
+    expect(warnings.some((w) => w.includes('listener bug'))).toBe(true)
+  })
+
+  it('once listeners fire once, and off removes a listener', async () => {
+    const pool = makePool()
+    let once = 0
+    let on = 0
+    const listener = () => on++
+    pool.once('acquire', () => once++)
+    pool.on('acquire', listener)
+    ;(await pool.acquire()).release()
+    pool.off('acquire', listener)
+    ;(await pool.acquire()).release()
+    expect([once, on]).toEqual([1, 1])
+  })
+
+  it('stats and inspect show counts and never the dialect', async () => {
+    const secret = 'canary-secret-42'
+    const pool = makePool({ name: 'orders' })
+    ;(dialect as unknown as { password: string }).password = secret
+    const { inspect } = await import('node:util')
+    expect(inspect(pool, { depth: Number.POSITIVE_INFINITY })).not.toContain(secret)
+    expect(JSON.stringify(pool)).not.toContain(secret)
+    expect(pool.stats().name).toBe('orders')
+  })
+})
+
+describe('errors', () => {
+  it('every error is a PoolError with a stable code, and instanceof works across copies', async () => {
+    const error = new AcquireTimeoutError('x')
+    expect(error).toBeInstanceOf(PoolError)
+    expect(error).toBeInstanceOf(Error)
+    expect(error).not.toBeInstanceOf(TooManyWaitersError)
+    // A second copy of the package: a look-alike object with the shared brand.
+    const brand = Symbol.for('sqlpool.error')
+    const foreign = Object.assign(Object.create({ [brand]: true }), {
+      code: 'SQLPOOL_ACQUIRE_TIMEOUT',
+    })
+    expect(foreign instanceof AcquireTimeoutError).toBe(true)
+    expect(foreign instanceof PoolError).toBe(true)
+    expect(foreign instanceof PoolClosedError).toBe(false)
+    expect({ code: 'SQLPOOL_ACQUIRE_TIMEOUT' } instanceof AcquireTimeoutError).toBe(false)
+  })
+
+  it('rejects an invalid per-call timeout without breaking the pool', async () => {
+    const pool = makePool()
+    await expect(pool.acquire({ timeout: -1 })).rejects.toThrow(/Invalid option timeout: -1/)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ waiting: 0, total: 0 })
+  })
+})
+
+describe('use()', () => {
+  it('returns what fn returns and releases', async () => {
+    const pool = makePool()
+    await expect(pool.use(async (c) => c.id * 10)).resolves.toBe(10)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 1, leased: 0 })
+  })
+
+  it('leaves alone a lease that fn released itself', async () => {
+    const pool = makePool()
+    let lease: Lease<FakeConnection> | undefined
+    await pool.use(async () => {
+      lease = await pool.acquire()
+      lease.release()
+    })
+    expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 2, leased: 0 })
+  })
+})
