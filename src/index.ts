@@ -1,4 +1,4 @@
-export type { Dialect, ResetMode } from './core/dialect.js'
+export type { Dialect, ResetMode, ServerInfo } from './core/dialect.js'
 export {
   AcquireTimeoutError,
   ConnectError,

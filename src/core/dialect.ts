@@ -1,6 +1,21 @@
 /** How a connection is cleaned before it is lent again: see {@link Dialect.reset}. */
 export type ResetMode = 'rollback' | 'session'
 
+/** What a dialect reads from the server on the pool's first connection. */
+export interface ServerInfo {
+  /** The server's version string. */
+  version?: string | undefined
+  /** How many connections the server allows in all (`max_connections`). */
+  maxConnections?: number | undefined
+  /**
+   * The server closes a session left idle longer than this, in ms (MySQL's `wait_timeout`,
+   * PostgreSQL's `idle_session_timeout`); `undefined` when it never does.
+   */
+  idleCutoffMs?: number | undefined
+  /** The name of the server setting behind `idleCutoffMs`, for messages. */
+  idleCutoffSetting?: string | undefined
+}
+
 /**
  * What the pool needs of a database driver: open, close, and optionally ping, reset, recognise
  * a dead connection, and report a connection's death. The pool knows nothing else of SQL, as
@@ -42,4 +57,11 @@ export interface Dialect<C> {
    * connection at once and a leased one on release. Called once, right after `connect`.
    */
   watch?(connection: C, onDeath: (error?: unknown) => void): void
+  /**
+   * Reads the server's limits. The pool calls it once, on its first connection (after
+   * `onConnect`, so session settings count), to keep `maxLifetime` and `idleTimeout` below the
+   * server's idle cut-off and to warn when the pool may open more connections than the server
+   * allows. A rejection is ignored.
+   */
+  inspect?(connection: C, signal: AbortSignal): Promise<ServerInfo>
 }

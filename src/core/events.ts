@@ -1,4 +1,4 @@
-import type { ResetMode } from './dialect.js'
+import type { ResetMode, ServerInfo } from './dialect.js'
 
 /** Why a connection was taken out of service. */
 export type InvalidateReason =
@@ -28,6 +28,21 @@ export interface PoolEvents<C> {
   connectError: { error: Error; attempt: number; retryInMs: number }
   /** A lease was held longer than `leakDetectionThreshold`; `stack` is where it was acquired. */
   leak: { id: number; heldMs: number; stack: string }
+  /** The first connection read the server's limits (see `Dialect.inspect`). */
+  server: ServerInfo
+  /**
+   * An option would have outlived the server's idle cut-off, so the pool lowered it: connections
+   * are retired before the server drops them ("MySQL server has gone away").
+   */
+  clamp: {
+    option: 'maxLifetime' | 'idleTimeout'
+    from: number
+    to: number
+    setting: string
+    cutoffMs: number
+  }
+  /** A setting that works but is likely wrong, such as a pool larger than the server allows. Also sent to `process.emitWarning`. */
+  warning: { code: string; message: string }
 }
 
 /** A listener of one pool event. */

@@ -37,17 +37,31 @@ const MAX_PERIOD_MS = 30_000
  */
 export class Housekeeper<C> {
   readonly #host: HousekeeperHost<C>
-  readonly #settings: HousekeeperSettings
-  readonly #period: number
+  #settings: HousekeeperSettings
+  #period: number
   #timer: NodeJS.Timeout | undefined
 
   constructor(host: HousekeeperHost<C>, settings: HousekeeperSettings) {
     this.#host = host
     this.#settings = settings
+    this.#period = Housekeeper.#periodOf(settings)
+  }
+
+  static #periodOf(settings: HousekeeperSettings): number {
     let period = MAX_PERIOD_MS
     if (Number.isFinite(settings.idleTimeout)) period = Math.min(period, settings.idleTimeout / 2)
     if (settings.keepaliveInterval > 0) period = Math.min(period, settings.keepaliveInterval / 2)
-    this.#period = Math.max(1, Math.floor(period))
+    return Math.max(1, Math.floor(period))
+  }
+
+  /** Applies new settings (the pool clamped `idleTimeout`), restarting the timer if it runs. */
+  update(settings: HousekeeperSettings): void {
+    this.#settings = settings
+    this.#period = Housekeeper.#periodOf(settings)
+    if (this.#timer !== undefined) {
+      this.stop()
+      this.start()
+    }
   }
 
   /** How often it runs, in ms. */

@@ -1,6 +1,6 @@
 import { debuglog, inspect } from 'node:util'
 import { ConnectionRecord, type RecordState } from './connection-record.js'
-import type { Dialect, ResetMode } from './dialect.js'
+import type { Dialect, ResetMode, ServerInfo } from './dialect.js'
 import {
   AcquireTimeoutError,
   ConnectError,
@@ -96,6 +96,10 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
   /** The idle time that triggers a checkout ping, or -1 when the pool does not ping. */
   readonly #pingAfter: number
   #state: 'open' | 'closing' | 'closed' = 'open'
+  /** `maxLifetime` and `idleTimeout`, lowered below the server's idle cut-off when needed. */
+  #maxLifetime: number
+  #idleTimeout: number
+  #server: ServerInfo | undefined
   #nextId = 1
   #generation = 0
   /** Connections with a lower generation are stale: a disconnect was seen after they were made. */
@@ -117,6 +121,8 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
     this.#dialect = this.#options.dialect
     this.#label = this.#options.name ?? `pool-${++poolNumber}`
     this.#pingAfter = this.#dialect.ping === undefined ? -1 : this.#options.prePingThreshold
+    this.#maxLifetime = this.#options.maxLifetime
+    this.#idleTimeout = this.#options.idleTimeout
     this.#waiters = new WaiterQueue<Lease<C>>(
       (waiter) => this.#timedOut(waiter),
       (waiter) => {
@@ -143,9 +149,17 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
     return this.#label
   }
 
-  /** The validated options, defaults filled in. */
+  /**
+   * The validated options, defaults filled in; `maxLifetime` and `idleTimeout` as in force,
+   * after any clamp to the server's idle cut-off.
+   */
   get options(): ResolvedPoolOptions<C> {
-    return this.#options
+    return { ...this.#options, maxLifetime: this.#maxLifetime, idleTimeout: this.#idleTimeout }
+  }
+
+  /** What the first connection read of the server's limits, once it has (see `Dialect.inspect`). */
+  get server(): ServerInfo | undefined {
+    return this.#server
   }
 
   /** Whether `close()` or `destroy()` was called. */
@@ -600,6 +614,9 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
       if (onConnect !== undefined) {
         await this.#abortable(Promise.resolve(onConnect(connection)), signal)
       }
+      if (this.#server === undefined && this.#dialect.inspect !== undefined) {
+        await this.#inspect(connection, signal)
+      }
     } catch (error) {
       this.#closeQuietly(connection)
       throw error
@@ -639,6 +656,93 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
     })
   }
 
+  /** Reads the server's limits on the first connection; a failure to read them is not fatal. */
+  async #inspect(connection: C, signal: AbortSignal): Promise<void> {
+    let info: ServerInfo
+    try {
+      info = await this.#abortable(this.#dialect.inspect!(connection, signal), signal)
+    } catch (error) {
+      if (signal.aborted) throw error
+      if (debug.enabled)
+        debug('%s could not read the server limits: %s', this.#label, messageOf(error))
+      return
+    }
+    if (this.#server !== undefined) return
+    this.#server = info
+    if (this.listening('server')) this.emit('server', info)
+    this.#clampToServer(info)
+    const most = this.#options.max + this.#options.maxOverflow
+    if (info.maxConnections !== undefined && most > info.maxConnections) {
+      this.#warn(
+        'SQLPOOL_POOL_EXCEEDS_SERVER',
+        `pool "${this.#label}" may open ${most} connections (max + maxOverflow) but the server allows ${info.maxConnections} (max_connections); lower max or maxOverflow`,
+      )
+    }
+  }
+
+  /** Keeps lifetimes and idle time below the server's idle cut-off, so it never drops a pooled connection first. */
+  #clampToServer(info: ServerInfo): void {
+    const cutoff = info.idleCutoffMs
+    if (cutoff === undefined || !(cutoff > 0)) return
+    const setting = info.idleCutoffSetting ?? 'the server idle timeout'
+    const to = Math.max(1, Math.floor(cutoff * 0.9))
+    if (this.#maxLifetime >= cutoff) {
+      this.#clamped('maxLifetime', this.#maxLifetime, to, setting, cutoff)
+      this.#maxLifetime = to
+      const now = performance.now()
+      for (const record of this.#records) {
+        if (record.state === 'connecting' || record.state === 'closing') continue
+        if (record.expiresAt - record.createdAt > to)
+          this.#scheduleExpiry(record, record.createdAt, now)
+      }
+    }
+    if (this.#idleTimeout >= cutoff) {
+      this.#clamped('idleTimeout', this.#idleTimeout, to, setting, cutoff)
+      this.#idleTimeout = to
+      this.#housekeeper.update({ ...this.#options, idleTimeout: to })
+    }
+  }
+
+  #clamped(
+    option: 'maxLifetime' | 'idleTimeout',
+    from: number,
+    to: number,
+    setting: string,
+    cutoffMs: number,
+  ): void {
+    if (this.listening('clamp')) this.emit('clamp', { option, from, to, setting, cutoffMs })
+    if (debug.enabled) {
+      debug(
+        '%s %s lowered from %d to %d ms: the server drops idle sessions after %d ms (%s)',
+        this.#label,
+        option,
+        from,
+        to,
+        cutoffMs,
+        setting,
+      )
+    }
+  }
+
+  #warn(code: string, message: string): void {
+    if (this.listening('warning')) this.emit('warning', { code, message })
+    process.emitWarning(message, { code })
+  }
+
+  /** Sets a record's end of life: its lifetime, up to 10% shorter so connections made together are not replaced together. */
+  #scheduleExpiry(record: ConnectionRecord<C>, createdAt: number, now: number): void {
+    if (record.lifetimeTimer !== undefined) clearTimeout(record.lifetimeTimer)
+    record.lifetimeTimer = undefined
+    const lifetime = this.#maxLifetime
+    if (!Number.isFinite(lifetime)) return
+    record.expiresAt = createdAt + lifetime * (1 - Math.random() * 0.1)
+    record.lifetimeTimer = setTimeout(
+      () => this.#expired(record),
+      Math.max(0, record.expiresAt - now),
+    )
+    record.lifetimeTimer.unref()
+  }
+
   #established(record: ConnectionRecord<C>, connection: C, started: number): void {
     const now = performance.now()
     record.connection = connection
@@ -648,14 +752,7 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
     this.#connectFailures = 0
     this.#lastConnectError = undefined
     this.#counters.created++
-    const lifetime = this.#options.maxLifetime
-    if (Number.isFinite(lifetime)) {
-      // Up to 10% shorter, so that connections made together are not all replaced together.
-      const life = lifetime * (1 - Math.random() * 0.1)
-      record.expiresAt = now + life
-      record.lifetimeTimer = setTimeout(() => this.#expired(record), life)
-      record.lifetimeTimer.unref()
-    }
+    this.#scheduleExpiry(record, now, now)
     if (this.listening('connect')) {
       this.emit('connect', { id: record.id, connection, durationMs: now - started })
     }

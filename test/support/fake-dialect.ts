@@ -1,4 +1,4 @@
-import type { Dialect, ResetMode } from '../../src/index.js'
+import type { Dialect, ResetMode, ServerInfo } from '../../src/index.js'
 
 /** A connection of the fake dialect: a plain object with an id and flags the tests can flip. */
 export interface FakeConnection {
@@ -55,6 +55,8 @@ export class FakeDialect implements Dialect<FakeConnection> {
   resetError: Error | undefined
   /** When true, reset() answers synchronously for connections with no open transaction. */
   syncReset = true
+  /** What inspect() reports of the "server"; undefined leaves inspect out. */
+  server: ServerInfo | undefined
   connects = 0
   pings = 0
   closes = 0
@@ -122,6 +124,11 @@ export class FakeDialect implements Dialect<FakeConnection> {
         resolve()
       }, this.resetDelay)
     })
+  }
+
+  get inspect(): Dialect<FakeConnection>['inspect'] {
+    const server = this.server
+    return server === undefined ? undefined : async () => server
   }
 
   isDisconnect(error: unknown): boolean {

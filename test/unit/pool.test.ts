@@ -563,6 +563,51 @@ describe('lifetime and idle housekeeping', () => {
   })
 })
 
+describe('server limits', () => {
+  it('lowers maxLifetime and idleTimeout below the server idle cut-off, and says so', async () => {
+    dialect.server = { idleCutoffMs: 60_000, idleCutoffSetting: 'wait_timeout', maxConnections: 100 }
+    const clamps: unknown[] = []
+    const pool = makePool({ maxLifetime: 1_800_000, idleTimeout: 600_000 })
+    pool.on('clamp', (e) => clamps.push(e))
+    const lease = await pool.acquire()
+    expect(pool.server).toEqual(dialect.server)
+    expect(clamps).toEqual([
+      { option: 'maxLifetime', from: 1_800_000, to: 54_000, setting: 'wait_timeout', cutoffMs: 60_000 },
+      { option: 'idleTimeout', from: 600_000, to: 54_000, setting: 'wait_timeout', cutoffMs: 60_000 },
+    ])
+    expect(pool.options.maxLifetime).toBe(54_000)
+    lease.release()
+    // The connection is retired before the server's 60 s, even while idle.
+    await tick(54_000)
+    expect(dialect.all[0]!.open).toBe(false)
+  })
+
+  it('warns when max + maxOverflow exceeds the server max_connections', async () => {
+    dialect.server = { maxConnections: 10 }
+    const warnings: string[] = []
+    const onWarning = (w: Error & { code?: string }) => warnings.push(`${w.code}: ${w.message}`)
+    process.on('warning', onWarning)
+    const pool = makePool({ max: 8, maxOverflow: 5 })
+    const events: string[] = []
+    pool.on('warning', (e) => events.push(e.code))
+    ;(await pool.acquire()).release()
+    await new Promise((resolve) => process.nextTick(resolve))
+    process.off('warning', onWarning)
+    expect(events).toEqual(['SQLPOOL_POOL_EXCEEDS_SERVER'])
+    expect(warnings.join()).toMatch(/may open 13 connections .* server allows 10/)
+  })
+
+  it('leaves options alone when they are below the cut-off', async () => {
+    dialect.server = { idleCutoffMs: 28_800_000, idleCutoffSetting: 'wait_timeout' }
+    const pool = makePool()
+    const clamps: unknown[] = []
+    pool.on('clamp', (e) => clamps.push(e))
+    ;(await pool.acquire()).release()
+    expect(clamps).toEqual([])
+    expect(pool.options.maxLifetime).toBe(1_800_000)
+  })
+})
+
 describe('reset on release', () => {
   it('resets before lending again, and the next borrower waits for it', async () => {
     dialect.resetDelay = 10
