@@ -823,7 +823,8 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
   /** Closes a record's connection; the record counts as `closing` until the dialect is done. */
   #close(record: ConnectionRecord<C>): void {
     if (record.state === 'closing' || record.state === 'closed') return
-    if (record.state === 'connecting') {
+    if (record.state === 'connecting' && record.connection === undefined) {
+      // Still opening: abort it; #connectFailed removes the record.
       record.abort?.abort(this.#closedError())
       return
     }

@@ -102,6 +102,24 @@ describe('acquire and release', () => {
     expect(checkInvariants(pool, dialect)).toMatchObject({ total: 5, leased: 5, waiting: 10 })
   })
 
+  it('regression: an overflow connect that lands after its waiter was served is closed, not stuck connecting', async () => {
+    dialect.connectDelay = 10
+    const pool = makePool({ max: 1, maxOverflow: 1 })
+    const first = settle(pool.acquire())
+    await tick(10)
+    const second = settle(pool.acquire())
+    await tick(0)
+    expect(pool.stats()).toMatchObject({ connecting: 1, waiting: 1 })
+    // The first lease comes back before the overflow connect lands: the waiter takes it.
+    first.value!.release()
+    await tick(0)
+    expect(second.value!.connection).toBe(dialect.all[0])
+    await tick(10)
+    // The overflow connection arrived with nobody waiting and max reached: it is closed.
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 1, connecting: 0, leased: 1 })
+    expect(dialect.all[1]!.open).toBe(false)
+  })
+
   it('closes an overflow connection released with nobody waiting', async () => {
     const pool = makePool({ max: 1, maxOverflow: 1 })
     const a = await pool.acquire()
