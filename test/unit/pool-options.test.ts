@@ -1,10 +1,13 @@
 import { describe, expect, it } from 'vitest'
 import { createPool, InvalidOptionError, type PoolOptions } from '../../src/index.js'
-import { FakeDialect, type FakeConnection } from '../support/fake-dialect.js'
+import { type FakeConnection, FakeDialect } from '../support/fake-dialect.js'
 
 function attempt(options: Record<string, unknown>): InvalidOptionError {
   try {
-    void createPool({ dialect: new FakeDialect(), ...options } as PoolOptions<FakeConnection>).destroy()
+    void createPool({
+      dialect: new FakeDialect(),
+      ...options,
+    } as PoolOptions<FakeConnection>).destroy()
   } catch (error) {
     expect(error).toBeInstanceOf(InvalidOptionError)
     return error as InvalidOptionError
@@ -39,28 +42,47 @@ describe('pool options', () => {
     [{ max: '10' }, 'max', /Invalid option max: "10"; expected an integer ≥ 1/],
     [{ maxOverflow: -1 }, 'maxOverflow', /maxOverflow: -1; expected an integer ≥ 0/],
     [{ min: 5, max: 2 }, 'min', /Invalid option min: 5; expected an integer from 0 to max \(2\)/],
-    [{ acquireTimeout: 0 }, 'acquireTimeout', /acquireTimeout: 0; expected a number of milliseconds from 1 to 2147483647/],
+    [
+      { acquireTimeout: 0 },
+      'acquireTimeout',
+      /acquireTimeout: 0; expected a number of milliseconds from 1 to 2147483647/,
+    ],
     [{ acquireTimeout: Number.POSITIVE_INFINITY }, 'acquireTimeout', /acquireTimeout: Infinity/],
     [{ connectTimeout: 3e9 }, 'connectTimeout', /connectTimeout: 3000000000/],
     [{ maxWaiting: -1 }, 'maxWaiting', /maxWaiting: -1; expected an integer ≥ 0/],
-    [{ maxLifetime: -5 }, 'maxLifetime', /maxLifetime: -5; expected a number of milliseconds up to 2147483647, or 0 or Infinity for off/],
+    [
+      { maxLifetime: -5 },
+      'maxLifetime',
+      /maxLifetime: -5; expected a number of milliseconds up to 2147483647, or 0 or Infinity for off/,
+    ],
     [{ idleTimeout: Number.NaN }, 'idleTimeout', /idleTimeout: NaN/],
-    [{ prePing: 'yes' }, 'prePing', /prePing: "yes"; expected true, false, or a number of milliseconds ≥ 0/],
+    [
+      { prePing: 'yes' },
+      'prePing',
+      /prePing: "yes"; expected true, false, or a number of milliseconds ≥ 0/,
+    ],
     [{ prePing: -1 }, 'prePing', /prePing: -1/],
     [{ keepaliveInterval: -1 }, 'keepaliveInterval', /keepaliveInterval: -1/],
-    [{ resetOnRelease: 'discard' }, 'resetOnRelease', /resetOnRelease: "discard"; expected one of "rollback", "session", false/],
+    [
+      { resetOnRelease: 'discard' },
+      'resetOnRelease',
+      /resetOnRelease: "discard"; expected one of "rollback", "session", false/,
+    ],
     [{ resetOnRelease: true }, 'resetOnRelease', /resetOnRelease: true/],
     [{ onConnect: 'SET x' }, 'onConnect', /onConnect: "SET x"; expected a function/],
     [{ order: 'random' }, 'order', /order: "random"; expected one of "lifo", "fifo"/],
     [{ leakDetectionThreshold: -1 }, 'leakDetectionThreshold', /leakDetectionThreshold: -1/],
     [{ name: 42 }, 'name', /Invalid option name: 42; expected a string/],
     [{ dialect: {} }, 'dialect', /Invalid option dialect: an object; expected a Dialect/],
-  ])('rejects %j at construction, naming the option, the value and what is allowed', (options, option, message) => {
-    const error = attempt(options)
-    expect(error.option).toBe(option)
-    expect(error.code).toBe('SQLPOOL_INVALID_OPTION')
-    expect(error.message).toMatch(message)
-  })
+  ])(
+    'rejects %j at construction, naming the option, the value and what is allowed',
+    (options, option, message) => {
+      const error = attempt(options)
+      expect(error.option).toBe(option)
+      expect(error.code).toBe('SQLPOOL_INVALID_OPTION')
+      expect(error.message).toMatch(message)
+    },
+  )
 
   it.each([
     ['maxOverflows', 'maxOverflow'],

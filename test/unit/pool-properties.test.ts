@@ -31,10 +31,19 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('abort' as const), pick: fc.nat() }) },
   {
     weight: 3,
-    arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 400 }) }),
+    arbitrary: fc.record({
+      kind: fc.constant('advance' as const),
+      ms: fc.integer({ min: 0, max: 400 }),
+    }),
   },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('connectFailure' as const), on: fc.boolean() }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('pingFailure' as const), pick: fc.nat() }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant('connectFailure' as const), on: fc.boolean() }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant('pingFailure' as const), pick: fc.nat() }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('dirty' as const), pick: fc.nat() }) },
 )
 

@@ -583,15 +583,31 @@ describe('lifetime and idle housekeeping', () => {
 
 describe('server limits', () => {
   it('lowers maxLifetime and idleTimeout below the server idle cut-off, and says so', async () => {
-    dialect.server = { idleCutoffMs: 60_000, idleCutoffSetting: 'wait_timeout', maxConnections: 100 }
+    dialect.server = {
+      idleCutoffMs: 60_000,
+      idleCutoffSetting: 'wait_timeout',
+      maxConnections: 100,
+    }
     const clamps: unknown[] = []
     const pool = makePool({ maxLifetime: 1_800_000, idleTimeout: 600_000 })
     pool.on('clamp', (e) => clamps.push(e))
     const lease = await pool.acquire()
     expect(pool.server).toEqual(dialect.server)
     expect(clamps).toEqual([
-      { option: 'maxLifetime', from: 1_800_000, to: 54_000, setting: 'wait_timeout', cutoffMs: 60_000 },
-      { option: 'idleTimeout', from: 600_000, to: 54_000, setting: 'wait_timeout', cutoffMs: 60_000 },
+      {
+        option: 'maxLifetime',
+        from: 1_800_000,
+        to: 54_000,
+        setting: 'wait_timeout',
+        cutoffMs: 60_000,
+      },
+      {
+        option: 'idleTimeout',
+        from: 600_000,
+        to: 54_000,
+        setting: 'wait_timeout',
+        cutoffMs: 60_000,
+      },
     ])
     expect(pool.options.maxLifetime).toBe(54_000)
     lease.release()
