@@ -38,6 +38,8 @@ export class ConnectionRecord<C> implements ListNode<ConnectionRecord<C>> {
   createdAt = 0
   /** When it must be retired, jitter included. */
   expiresAt = Number.POSITIVE_INFINITY
+  /** Set by the lifetime timer at `expiresAt`, so the hot path needs no clock to check it. */
+  expired = false
   /** When it was last released, validated or connected. */
   lastUsedAt = 0
   /** When the current lease began. */
