@@ -1,0 +1,270 @@
+import type { Client, ClientConfig } from 'pg'
+import type { Dialect, ResetMode, ServerInfo } from '../core/dialect.js'
+import { DriverLoader, defaultExport } from './driver-loader.js'
+import { causes, isSocketError } from './network-errors.js'
+import { normalizeSecrets, redactError, secretsOfUrl } from './redact.js'
+
+/** What the dialect reads of a PostgreSQL server: {@link ServerInfo} and one setting more. */
+export interface PostgresServerInfo extends ServerInfo {
+  /**
+   * `idle_in_transaction_session_timeout` in ms, `undefined` when off. It only ends sessions left
+   * idle inside a transaction, which a pool that resets on release never keeps, so it is not the
+   * idle cut-off; it is reported for `pool.server` readers.
+   */
+  idleInTransactionTimeoutMs?: number | undefined
+}
+
+/** The `pg` module as far as the dialect uses it. */
+interface PgModule {
+  Client: new (config?: string | ClientConfig) => Client
+}
+
+/** A socket, as far as tearing it down goes. */
+interface Destroyable {
+  destroyed?: boolean
+  destroy(error?: Error): void
+}
+
+/**
+ * The parts of pg's `Client` that its typings leave out or mark internal, all checked at runtime
+ * so that an older pg degrades to a safe default instead of failing.
+ */
+interface ClientInternals {
+  /** pg ≥ 8.21: the status byte of the last ReadyForQuery: idle, in a transaction, or failed. */
+  getTransactionStatus?: () => 'I' | 'T' | 'E' | null
+  /** False while a query is on the wire or queued behind one. */
+  readyForQuery?: boolean
+  connection?: {
+    /** The socket; a TLS socket replaces the plain one after the SSL handshake. */
+    stream?: Destroyable
+    /** Named statements pg believes the server has parsed: it skips Parse for them. */
+    parsedStatements?: Record<string, string>
+    /** Named statements sent but not yet confirmed. */
+    submittedNamedStatements?: Record<string, string>
+  }
+}
+
+/** SQLSTATE codes outside class 08 after which the session is gone. */
+const DISCONNECT_STATES = new Set([
+  '57P01', // admin_shutdown: pg_terminate_backend, or a fast shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now: the server is starting or stopping
+  '57P05', // idle_session_timeout (PostgreSQL 14+)
+  '25P03', // idle_in_transaction_session_timeout
+])
+
+/** pg's own errors for a client whose socket closed or failed; they carry no code. */
+const LOST_MESSAGES = [
+  'Connection terminated',
+  'Client has encountered a connection error and is not queryable',
+  'Client was closed and is not queryable',
+]
+
+/** How long `close()` waits for the server to acknowledge Terminate before it destroys the socket. */
+const CLOSE_GRACE_MS = 2_000
+
+const SETTINGS_SQL = `SELECT name, setting FROM pg_settings WHERE name IN
+  ('idle_session_timeout', 'idle_in_transaction_session_timeout', 'max_connections', 'server_version')`
+
+const loader = new DriverLoader<PgModule>(
+  'pg',
+  'sqlpool/postgres',
+  () => import('pg'),
+  (module) => defaultExport<PgModule>(module),
+)
+
+/** Keeps an error of an idle client from becoming an uncaught exception; `watch` reports deaths. */
+function ignoreError(): void {}
+
+function internals(client: Client): ClientInternals {
+  return client as unknown as ClientInternals
+}
+
+/** Destroys a client's socket at once: the current one and, after a TLS upgrade, the plain one under it. */
+function destroySocket(client: Client, plain: Destroyable | undefined): void {
+  const stream = internals(client).connection?.stream
+  stream?.destroy()
+  if (plain !== undefined && plain !== stream) plain.destroy()
+}
+
+/** Forgets the named statements pg believes are prepared, after the server discarded them. */
+function forgetStatements(client: Client): void {
+  const connection = internals(client).connection
+  for (const cache of [connection?.parsedStatements, connection?.submittedNamedStatements]) {
+    if (cache === undefined) continue
+    for (const name of Object.keys(cache)) delete cache[name]
+  }
+}
+
+function milliseconds(setting: string | undefined): number | undefined {
+  if (setting === undefined) return undefined
+  const ms = Number(setting)
+  return Number.isFinite(ms) && ms > 0 ? ms : undefined
+}
+
+/**
+ * The PostgreSQL dialect over pg's `Client`: one client per pooled connection. It keeps the
+ * config in a private field, so neither `util.inspect` nor `JSON.stringify` shows the password.
+ */
+class PostgresDialect implements Dialect<Client> {
+  readonly name = 'postgres'
+  readonly #config: string | ClientConfig | undefined
+  readonly #secrets: string[]
+
+  constructor(config: string | ClientConfig | undefined) {
+    loader.check()
+    this.#config = typeof config === 'object' && config !== null ? { ...config } : config
+    const found: unknown[] = []
+    if (typeof config === 'string') found.push(...secretsOfUrl(config))
+    else if (config !== undefined && config !== null) {
+      found.push(config.password)
+      if (typeof config.connectionString === 'string') {
+        found.push(...secretsOfUrl(config.connectionString))
+      }
+    }
+    this.#secrets = normalizeSecrets(found)
+  }
+
+  async connect(signal: AbortSignal): Promise<Client> {
+    const pg = await loader.load()
+    signal.throwIfAborted()
+    let client: Client
+    try {
+      client = new pg.Client(this.#config)
+    } catch (error) {
+      throw redactError(error, this.#secrets)
+    }
+    client.on('error', ignoreError)
+    // pg replaces this socket with a TLS one after SSLRequest; keep it to destroy both.
+    const plain = internals(client).connection?.stream
+    return new Promise<Client>((resolve, reject) => {
+      const onAbort = () => {
+        destroySocket(client, plain)
+        reject(signal.reason)
+      }
+      if (signal.aborted) return onAbort()
+      signal.addEventListener('abort', onAbort, { once: true })
+      client.connect().then(
+        () => {
+          signal.removeEventListener('abort', onAbort)
+          resolve(client)
+        },
+        (error: unknown) => {
+          signal.removeEventListener('abort', onAbort)
+          destroySocket(client, plain)
+          reject(redactError(error, this.#secrets))
+        },
+      )
+    })
+  }
+
+  close(client: Client): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        destroySocket(client, undefined)
+        resolve()
+      }, CLOSE_GRACE_MS)
+      timer.unref()
+      const done = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+      try {
+        // Sends Terminate, or destroys the socket when the client is broken or a query hangs.
+        client.end().then(done, done)
+      } catch {
+        destroySocket(client, undefined)
+        done()
+      }
+    })
+  }
+
+  async ping(client: Client): Promise<void> {
+    // An empty query: one round trip (EmptyQueryResponse, ReadyForQuery), nothing planned.
+    await client.query('')
+  }
+
+  reset(client: Client, mode: ResetMode): Promise<void> | undefined {
+    const c = internals(client)
+    const status = typeof c.getTransactionStatus === 'function' ? c.getTransactionStatus() : null
+    // Unknown status (older pg) or a query still in flight: roll back to be sure.
+    const mayBeInTransaction = status !== 'I' || c.readyForQuery === false
+    if (mode === 'rollback') {
+      return mayBeInTransaction ? client.query('ROLLBACK').then(() => undefined) : undefined
+    }
+    return this.#discardAll(client, mayBeInTransaction)
+  }
+
+  async #discardAll(client: Client, rollback: boolean): Promise<void> {
+    // DISCARD ALL refuses to run inside a transaction block, an implicit one included, so the
+    // ROLLBACK goes in its own round trip.
+    if (rollback) await client.query('ROLLBACK')
+    await client.query('DISCARD ALL')
+    // The server dropped every prepared statement; pg would skip Parse for a name it remembers
+    // and fail with 26000, or refuse a changed text for the same name.
+    forgetStatements(client)
+    // DISCARD ALL ran UNLISTEN *; the previous borrower's handlers must not see the next one's
+    // notices or notifications. `onConnect`, which the pool runs again, may add its own.
+    client.removeAllListeners('notification')
+    client.removeAllListeners('notice')
+  }
+
+  isDisconnect(error: unknown): boolean {
+    for (const fields of causes(error)) {
+      const code = fields.code
+      if (typeof code === 'string') {
+        if (code.length === 5 && code.startsWith('08')) return true
+        if (DISCONNECT_STATES.has(code)) return true
+        if (isSocketError(fields)) return true
+      }
+      const message = fields.message
+      if (typeof message === 'string' && LOST_MESSAGES.some((m) => message.startsWith(m))) {
+        return true
+      }
+    }
+    return false
+  }
+
+  watch(client: Client, onDeath: (error?: unknown) => void): void {
+    // pg emits 'error' on an idle client whose backend was terminated (57P01, 57P05) or whose
+    // socket failed, then 'end' when the socket closes. Either means the client is unusable.
+    client.on('error', (error: unknown) => onDeath(error))
+    client.on('end', () => onDeath())
+  }
+
+  async inspect(client: Client): Promise<PostgresServerInfo> {
+    const result = await client.query<{ name: string; setting: string }>(SETTINGS_SQL)
+    const settings = new Map(result.rows.map((row) => [row.name, row.setting]))
+    const maxConnections = Number(settings.get('max_connections'))
+    const version = settings.get('server_version')
+    return {
+      version: version === undefined ? undefined : `PostgreSQL ${version}`,
+      maxConnections: Number.isFinite(maxConnections) ? maxConnections : undefined,
+      // idle_session_timeout is missing before PostgreSQL 14, and 0 means off.
+      idleCutoffMs: milliseconds(settings.get('idle_session_timeout')),
+      idleCutoffSetting: 'idle_session_timeout',
+      idleInTransactionTimeoutMs: milliseconds(settings.get('idle_in_transaction_session_timeout')),
+    }
+  }
+}
+
+/**
+ * Creates the PostgreSQL dialect: each pooled connection is a `pg.Client` made from `config` (a
+ * connection string or pg's `ClientConfig`, passed to pg unchanged, TLS options included). It
+ * pings with an empty query, resets with ROLLBACK only when pg's transaction status says a
+ * transaction is open (`'rollback'`), or with `DISCARD ALL` (`'session'`), and reads
+ * `idle_session_timeout` and `max_connections` on the first connection. Throws
+ * `SQLPOOL_DRIVER_MISSING` when `pg` is not installed.
+ *
+ * @example
+ * ```ts
+ * import { createPool } from 'sqlpool'
+ * import { postgres } from 'sqlpool/postgres'
+ *
+ * const pool = createPool({ dialect: postgres('postgres://app@localhost/app'), max: 10 })
+ * const { rows } = await pool.use((client) => client.query('SELECT now()'))
+ * ```
+ */
+export function postgres(config?: string | ClientConfig): Dialect<Client> {
+  return new PostgresDialect(config)
+}
