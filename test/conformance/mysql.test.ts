@@ -1,0 +1,214 @@
+import { inspect } from 'node:util'
+import type mysql2 from 'mysql2'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { type MysqlServerInfo, mysql } from '../../src/dialects/mysql.js'
+import { createPool, type Dialect, type Pool } from '../../src/index.js'
+import { describeOnServer, probe } from '../support/servers.js'
+import { type Admin, myRows, mysqlTarget, sleep, uniqueName, waitFor } from './targets.js'
+
+const status = await probe('mysql')
+const target = mysqlTarget(status)
+
+/** An error, or `undefined` when `promise` resolved. */
+function failure(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => undefined,
+    (error: unknown) => error,
+  )
+}
+
+describeOnServer(status, 'mysql dialect specifics', () => {
+  let admin: Admin
+  const table = uniqueName('my')
+  // The factory's type leaves the optional methods optional; this one has them all.
+  const dialect = mysql(status.url) as Required<Dialect<mysql2.Connection>>
+  const open: mysql2.Connection[] = []
+  const pools: Pool<mysql2.Connection>[] = []
+
+  async function connect(tag?: string): Promise<mysql2.Connection> {
+    const connection = await target.dialect(tag).connect(AbortSignal.timeout(5_000))
+    open.push(connection)
+    return connection
+  }
+
+  beforeAll(async () => {
+    admin = await target.admin!()
+    await admin.exec(`CREATE TABLE ${table} (id int PRIMARY KEY) ENGINE=InnoDB`)
+    await admin.exec(`INSERT INTO ${table} VALUES (1)`)
+  })
+
+  afterEach(async () => {
+    await Promise.all(pools.splice(0).map((p) => p.close({ timeout: 2_000 })))
+  })
+
+  afterAll(async () => {
+    await Promise.all(open.map((c) => dialect.close(c)))
+    await admin.exec(`DROP TABLE IF EXISTS ${table}`)
+    await admin.close()
+  })
+
+  describe('isDisconnect', () => {
+    it('is false for errors that leave the session usable: syntax, duplicate key, lock wait timeout, KILL QUERY', async () => {
+      const a = await connect()
+      const b = await connect()
+      const syntax = await failure(myRows(a, 'SELEC 1'))
+      const duplicate = await failure(myRows(a, `INSERT INTO ${table} VALUES (1)`))
+      await myRows(a, 'START TRANSACTION')
+      await myRows(a, `SELECT * FROM ${table} WHERE id = 1 FOR UPDATE`)
+      await myRows(b, 'SET SESSION innodb_lock_wait_timeout = 1')
+      const lock = await failure(myRows(b, `UPDATE ${table} SET id = 1 WHERE id = 1`))
+      await myRows(a, 'ROLLBACK')
+      const id = (await myRows<{ id: number }>(b, 'SELECT CONNECTION_ID() AS id'))[0]!.id
+      const pending = failure(myRows(b, 'SELECT SLEEP(5)'))
+      await sleep(100)
+      await admin.exec(`KILL QUERY ${Number(id)}`)
+      const interrupted = await pending
+      const errors = [syntax, duplicate, lock]
+      expect(errors.map((e) => (e as { errno: number }).errno)).toEqual([1064, 1062, 1205])
+      for (const error of errors) expect(dialect.isDisconnect(error)).toBe(false)
+      // KILL QUERY ends the statement, not the session: MariaDB answers SLEEP() with 1 instead
+      // of an error; MySQL with 1317. Either way it is no disconnect, and the session lives on.
+      if (interrupted !== undefined) {
+        expect(interrupted).toMatchObject({ errno: 1317 })
+        expect(dialect.isDisconnect(interrupted)).toBe(false)
+      }
+      expect(await myRows(b, 'SELECT 1 AS one')).toEqual([{ one: 1 }])
+    })
+
+    it('is true for a query whose connection was KILLed, and for the next query on it', async () => {
+      const tag = await admin.newTag()
+      const connection = await connect(tag)
+      const pending = failure(myRows(connection, 'SELECT SLEEP(5)'))
+      await sleep(100)
+      expect(await admin.killAll(tag)).toBe(1)
+      const killed = await pending
+      expect(killed).toBeInstanceOf(Error)
+      expect(dialect.isDisconnect(killed)).toBe(true)
+      const next = await failure(myRows(connection, 'SELECT 1'))
+      expect(next).toBeInstanceOf(Error)
+      expect(dialect.isDisconnect(next)).toBe(true)
+    })
+
+    it('is true for an idle connection closed by wait_timeout, as watch() reports it', async () => {
+      const connection = await connect()
+      const deaths: unknown[] = []
+      dialect.watch(connection, (error) => deaths.push(error))
+      await myRows(connection, 'SET SESSION wait_timeout = 1')
+      await waitFor(() => deaths.length > 0, 4_000)
+      for (const death of deaths) {
+        if (death !== undefined) expect(dialect.isDisconnect(death)).toBe(true)
+      }
+      const next = await failure(myRows(connection, 'SELECT 1'))
+      expect(dialect.isDisconnect(next)).toBe(true)
+    })
+
+    it('classifies errnos, codes and fatal errors it cannot provoke here', () => {
+      const yes = [
+        { errno: 2006, code: 'CR_SERVER_GONE_ERROR' },
+        { errno: 2013, code: 'CR_SERVER_LOST' },
+        { errno: 4031, code: 'ER_CLIENT_INTERACTION_TIMEOUT' },
+        { errno: 1053, code: 'ER_SERVER_SHUTDOWN' },
+        { errno: 1927, code: 'ER_CONNECTION_KILLED' },
+        { code: 'PROTOCOL_CONNECTION_LOST', fatal: true },
+        Object.assign(new Error("Can't add new command when connection is in closed state"), {
+          fatal: true,
+        }),
+        Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET', errno: -104 }),
+        Object.assign(new Error('write EPIPE'), { code: 'EPIPE', errno: -32 }),
+        Object.assign(new Error('connect ETIMEDOUT'), { code: 'ETIMEDOUT' }),
+        new Error('wrapped by an ORM', { cause: { errno: 2013 } }),
+      ]
+      const no = [
+        { errno: 1064, code: 'ER_PARSE_ERROR' },
+        { errno: 1062, code: 'ER_DUP_ENTRY' },
+        { errno: 1205, code: 'ER_LOCK_WAIT_TIMEOUT' },
+        { errno: 1213, code: 'ER_LOCK_DEADLOCK' },
+        { errno: 1317, code: 'ER_QUERY_INTERRUPTED' },
+        { errno: 3024, code: 'ER_QUERY_TIMEOUT' },
+        { code: 'ER_NO_SUCH_TABLE', fatal: false },
+        null,
+        undefined,
+        'PROTOCOL_CONNECTION_LOST',
+      ]
+      for (const error of yes) expect(dialect.isDisconnect(error), inspect(error)).toBe(true)
+      for (const error of no) expect(dialect.isDisconnect(error), inspect(error)).toBe(false)
+    })
+  })
+
+  it('lends the core (callback) connection, whose .promise() gives the promise API over it', async () => {
+    const pool = createPool({ dialect, max: 1 })
+    pools.push(pool)
+    const [rows] = await pool.use(async (connection) => {
+      expect(typeof connection.query).toBe('function')
+      expect((connection.promise() as unknown as { connection: unknown }).connection).toBe(
+        connection,
+      )
+      return connection.promise().query('SELECT 1 AS one')
+    })
+    expect(rows).toEqual([{ one: 1 }])
+  })
+
+  it("falls back to COM_CHANGE_USER for 'session' when the driver has no reset()", async () => {
+    const connection = await connect()
+    // An older mysql2: hide the method on this instance only.
+    Object.defineProperty(connection, 'reset', { value: undefined, configurable: true })
+    await myRows(connection, "SET @leak = 'alice'")
+    await myRows(connection, 'USE information_schema')
+    await dialect.reset(connection, 'session')
+    expect(await myRows(connection, 'SELECT @leak AS v, DATABASE() AS db')).toEqual([
+      { v: null, db: new URL(status.url).pathname.slice(1) },
+    ])
+  })
+
+  it('keeps changeUser() working with the credentials off the config', async () => {
+    const password = `pw-${uniqueName('x')}`
+    const user = await admin.newTag()
+    await admin.exec(`ALTER USER '${user}'@'%' IDENTIFIED BY '${password}'`)
+    const url = new URL(status.url)
+    const d = mysql({ host: url.hostname, port: Number(url.port || 3306), user, password })
+    const connection = await d.connect(AbortSignal.timeout(5_000))
+    open.push(connection)
+    expect(inspect(connection, { depth: Number.POSITIVE_INFINITY })).not.toContain(password)
+    await myRows(connection, "SET @leak = 'alice'")
+    // A user's own changeUser({}) re-authenticates with the stashed password.
+    await new Promise<void>((resolve, reject) =>
+      connection.changeUser({}, (error) => (error ? reject(error) : resolve())),
+    )
+    expect(await myRows(connection, 'SELECT @leak AS v, CURRENT_USER() AS u')).toEqual([
+      { v: null, u: `${user}@%` },
+    ])
+    expect(inspect(connection, { depth: Number.POSITIVE_INFINITY })).not.toContain(password)
+  })
+
+  it("restores the handshake's sql_mode after COM_RESET_CONNECTION, which MariaDB drops", async () => {
+    const connection = await connect()
+    const [before] = await myRows<{ mode: string }>(connection, 'SELECT @@SESSION.sql_mode AS mode')
+    await dialect.reset(connection, 'session')
+    expect(await myRows(connection, 'SELECT @@SESSION.sql_mode AS mode')).toEqual([before])
+  })
+
+  it('reads the session wait_timeout, max_connections, max_user_connections and the version', async () => {
+    const connection = await connect()
+    await myRows(connection, 'SET SESSION wait_timeout = 42')
+    const info = (await dialect.inspect(connection, AbortSignal.timeout(1_000))) as MysqlServerInfo
+    expect(info).toEqual({
+      version: expect.stringMatching(/^\d+\.\d+/),
+      maxConnections: await admin.maxConnections(),
+      maxUserConnections: undefined,
+      idleCutoffMs: 42_000,
+      idleCutoffSetting: 'wait_timeout',
+    })
+  })
+
+  it('passes TLS options to mysql2: ssl against a server without TLS fails as mysql2 says', async () => {
+    const url = new URL(status.url)
+    const d = mysql({
+      host: url.hostname,
+      port: Number(url.port || 3306),
+      user: decodeURIComponent(url.username),
+      ssl: { rejectUnauthorized: true },
+    })
+    const error = await failure(d.connect(AbortSignal.timeout(5_000)))
+    expect(String((error as Error).message)).toMatch(/SSL|TLS|secure/i)
+  })
+})

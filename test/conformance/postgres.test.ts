@@ -1,0 +1,274 @@
+import { randomBytes } from 'node:crypto'
+import { createServer, type Socket } from 'node:net'
+import { inspect } from 'node:util'
+import type pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type PostgresServerInfo, postgres } from '../../src/dialects/postgres.js'
+import { AcquireTimeoutError, createPool, type Dialect } from '../../src/index.js'
+import { describeOnServer, probe } from '../support/servers.js'
+import { type Admin, postgresTarget, recordEvents, sleep, uniqueName, waitFor } from './targets.js'
+
+const status = await probe('postgres')
+const target = postgresTarget(status)
+
+/** An error, or `undefined` when `promise` resolved. */
+function failure(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => undefined,
+    (error: unknown) => error,
+  )
+}
+
+describeOnServer(status, 'postgres dialect specifics', () => {
+  let admin: Admin
+  const table = uniqueName('pg')
+  // The factory's type leaves the optional methods optional; this one has them all.
+  const dialect = postgres(status.url) as Required<Dialect<pg.Client>>
+  const open: pg.Client[] = []
+
+  async function connect(tag?: string): Promise<pg.Client> {
+    const client = await target.dialect(tag).connect(AbortSignal.timeout(5_000))
+    open.push(client)
+    return client
+  }
+
+  beforeAll(async () => {
+    admin = await target.admin!()
+    await admin.exec(`CREATE TABLE ${table} (id int PRIMARY KEY)`)
+    await admin.exec(`INSERT INTO ${table} VALUES (1)`)
+  })
+
+  afterAll(async () => {
+    await Promise.all(open.map((c) => dialect.close(c)))
+    await admin.exec(`DROP TABLE IF EXISTS ${table}`)
+    await admin.close()
+  })
+
+  describe('isDisconnect', () => {
+    it('is false for errors that leave the session usable: syntax, unique violation, lock timeout, statement timeout', async () => {
+      const a = await connect()
+      const b = await connect()
+      const syntax = await failure(a.query('SELEC 1'))
+      const unique = await failure(a.query(`INSERT INTO ${table} VALUES (1)`))
+      await a.query('BEGIN')
+      await a.query(`SELECT * FROM ${table} WHERE id = 1 FOR UPDATE`)
+      await b.query("SET lock_timeout = '50ms'")
+      const lock = await failure(b.query(`UPDATE ${table} SET id = 1 WHERE id = 1`))
+      await a.query('ROLLBACK')
+      await b.query("SET statement_timeout = '50ms'")
+      const statement = await failure(b.query('SELECT pg_sleep(1)'))
+      expect([syntax, unique, lock, statement].map((e) => (e as { code: string }).code)).toEqual([
+        '42601',
+        '23505',
+        '55P03',
+        '57014',
+      ])
+      for (const error of [syntax, unique, lock, statement]) {
+        expect(dialect.isDisconnect(error)).toBe(false)
+      }
+      // And the sessions are indeed still usable.
+      expect((await b.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }])
+    })
+
+    it('is true for a query whose backend was terminated (57P01), and for the next query on that client', async () => {
+      const tag = uniqueName('app')
+      const client = await connect(tag)
+      const pending = failure(client.query('SELECT pg_sleep(5)'))
+      await waitFor(async () => (await admin.count(tag)) === 1)
+      await sleep(50)
+      await admin.killAll(tag)
+      const killed = await pending
+      expect(killed).toMatchObject({ code: '57P01' })
+      expect(dialect.isDisconnect(killed)).toBe(true)
+      const next = await failure(client.query('SELECT 1'))
+      expect(next).toBeInstanceOf(Error)
+      expect(dialect.isDisconnect(next)).toBe(true)
+    })
+
+    it('is true for an idle session ended by idle_session_timeout (57P05), as watch() reports it', async () => {
+      const client = await connect()
+      const deaths: unknown[] = []
+      dialect.watch(client, (error) => deaths.push(error))
+      await client.query("SET idle_session_timeout = '200ms'")
+      await waitFor(() => deaths.length > 0, 3_000)
+      expect(deaths[0]).toMatchObject({ code: '57P05' })
+      for (const death of deaths) {
+        if (death !== undefined) expect(dialect.isDisconnect(death)).toBe(true)
+      }
+    })
+
+    it('classifies SQLSTATEs, socket codes and pg messages it cannot provoke here', () => {
+      const yes = [
+        { code: '08000' },
+        { code: '08003' },
+        { code: '08006' },
+        { code: '08P01' },
+        { code: '57P01' },
+        { code: '57P02' },
+        { code: '57P03' },
+        { code: '57P05' },
+        { code: '25P03' },
+        Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }),
+        Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }),
+        Object.assign(new Error('read ETIMEDOUT'), { code: 'ETIMEDOUT' }),
+        new Error('Connection terminated unexpectedly'),
+        new Error('Connection terminated'),
+        new Error('Client has encountered a connection error and is not queryable'),
+        new Error('wrapped by an ORM', { cause: { code: '57P01' } }),
+      ]
+      const no = [
+        { code: '42601' },
+        { code: '23505' },
+        { code: '55P03' },
+        { code: '57014' },
+        { code: '40001' },
+        { code: '40P01' },
+        { code: '25P02' },
+        new Error('syntax error'),
+        null,
+        undefined,
+        'Connection terminated',
+        42,
+      ]
+      for (const error of yes) expect(dialect.isDisconnect(error), inspect(error)).toBe(true)
+      for (const error of no) expect(dialect.isDisconnect(error), inspect(error)).toBe(false)
+    })
+  })
+
+  describe('reset', () => {
+    /** The last statement the server saw from `client`'s backend. */
+    async function lastStatement(client: pg.Client): Promise<string> {
+      const pid = (await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number
+      await client.query('SELECT 1 AS marker')
+      const read = await connect()
+      const { rows } = await read.query('SELECT query FROM pg_stat_activity WHERE pid = $1', [pid])
+      return rows[0].query as string
+    }
+
+    it("sends nothing for 'rollback' when pg reports the connection idle", async () => {
+      const client = await connect()
+      expect(await lastStatement(client)).toBe('SELECT 1 AS marker')
+      expect(client.getTransactionStatus()).toBe('I')
+      expect(dialect.reset(client, 'rollback')).toBeUndefined()
+      const read = await connect()
+      const pid = (client as unknown as { processID: number }).processID
+      const { rows } = await read.query('SELECT query FROM pg_stat_activity WHERE pid = $1', [pid])
+      expect(rows[0].query).toBe('SELECT 1 AS marker')
+    })
+
+    it("rolls back for 'rollback' when pg reports a transaction (T) or a failed one (E)", async () => {
+      const client = await connect()
+      await client.query('BEGIN')
+      expect(client.getTransactionStatus()).toBe('T')
+      const open = dialect.reset(client, 'rollback')
+      expect(open).toBeInstanceOf(Promise)
+      await open
+      expect(client.getTransactionStatus()).toBe('I')
+      await client.query('BEGIN')
+      await failure(client.query('SELECT 1/0'))
+      expect(client.getTransactionStatus()).toBe('E')
+      await dialect.reset(client, 'rollback')
+      expect(client.getTransactionStatus()).toBe('I')
+    })
+
+    it("rolls back a transaction before DISCARD ALL for 'session' (DISCARD ALL refuses to run in one)", async () => {
+      const client = await connect()
+      await client.query('BEGIN')
+      await client.query('SET LOCAL search_path = pg_catalog')
+      await dialect.reset(client, 'session')
+      expect(client.getTransactionStatus()).toBe('I')
+      expect(await lastStatement(client)).toBe('SELECT 1 AS marker')
+    })
+  })
+
+  it('reads idle_session_timeout, idle_in_transaction_session_timeout, max_connections and the version', async () => {
+    const client = await postgres({
+      connectionString: status.url,
+      idle_in_transaction_session_timeout: 7_000,
+    }).connect(AbortSignal.timeout(5_000))
+    open.push(client)
+    await client.query("SET idle_session_timeout = '42s'")
+    const info: PostgresServerInfo = await dialect.inspect(client, AbortSignal.timeout(1_000))
+    expect(info).toEqual({
+      version: expect.stringMatching(/^PostgreSQL \d+/),
+      maxConnections: await admin.maxConnections(),
+      idleCutoffMs: 42_000,
+      idleCutoffSetting: 'idle_session_timeout',
+      idleInTransactionTimeoutMs: 7_000,
+    })
+    await client.query('SET idle_session_timeout = 0')
+    expect((await dialect.inspect(client, AbortSignal.timeout(1_000))).idleCutoffMs).toBeUndefined()
+  })
+
+  it('passes TLS options to pg: ssl against a server without TLS fails as pg says', async () => {
+    const ssl = { rejectUnauthorized: true }
+    const d = postgres({ connectionString: status.url, ssl })
+    const error = await failure(d.connect(AbortSignal.timeout(5_000)))
+    expect(String((error as Error).message)).toMatch(/does not support SSL/)
+  })
+
+  describe('a password that pg really sends (a local server asking for it in cleartext)', () => {
+    const CANARY = `Canary${randomBytes(12).toString('hex')}`
+    const received: string[] = []
+    const sockets: Socket[] = []
+    let port = 0
+    const server = createServer((socket) => {
+      sockets.push(socket)
+      socket.on('error', () => {})
+      let buffer = Buffer.alloc(0)
+      let started = false
+      socket.on('data', (chunk) => {
+        buffer = Buffer.concat([buffer, chunk])
+        if (!started && buffer.length >= 8 && buffer.length >= buffer.readInt32BE(0)) {
+          started = true
+          buffer = buffer.subarray(buffer.readInt32BE(0))
+          // AuthenticationCleartextPassword
+          socket.write(Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 3]))
+        }
+        if (started && buffer.length >= 5 && buffer[0] === 0x70) {
+          const length = buffer.readInt32BE(1)
+          if (buffer.length < 1 + length) return
+          received.push(buffer.subarray(5, length).toString('utf8'))
+          const fields = Buffer.from(
+            'SFATAL\0VFATAL\0C28P01\0Mpassword authentication failed for user "u"\0\0',
+          )
+          const header = Buffer.alloc(5)
+          header.write('E', 0)
+          header.writeInt32BE(4 + fields.length, 1)
+          socket.end(Buffer.concat([header, fields]))
+        }
+      })
+    })
+
+    beforeAll(async () => {
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+      port = (server.address() as { port: number }).port
+    })
+
+    afterAll(async () => {
+      for (const socket of sockets) socket.destroy()
+      await new Promise((resolve) => server.close(resolve))
+    })
+
+    for (const form of ['config', 'url'] as const) {
+      it(`keeps it out of the 28P01 failure (password in the ${form})`, async () => {
+        const d =
+          form === 'config'
+            ? postgres({ host: '127.0.0.1', port, user: 'u', password: CANARY, database: 'd' })
+            : postgres(`postgres://u:${CANARY}@127.0.0.1:${port}/d`)
+        const pool = createPool({ dialect: d, max: 1 })
+        const events = recordEvents(pool)
+        const error = await failure(pool.acquire({ timeout: 500 }))
+        await pool.close()
+        expect(received.at(-1)).toBe(CANARY) // it did travel to the server
+        expect(error).toBeInstanceOf(AcquireTimeoutError)
+        const driverError = ((error as Error).cause as Error).cause
+        expect(driverError).toMatchObject({ code: '28P01' })
+        for (const value of [error, events, pool, d]) {
+          expect(inspect(value, { depth: Number.POSITIVE_INFINITY })).not.toContain(CANARY)
+        }
+        expect(JSON.stringify(pool.stats()) + JSON.stringify(d)).not.toContain(CANARY)
+      })
+    }
+  })
+})
