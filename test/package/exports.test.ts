@@ -1,0 +1,120 @@
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { beforeAll, describe, expect, it } from 'vitest'
+
+const root = join(import.meta.dirname, '../..')
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+  exports: Record<string, unknown>
+}
+const subpaths = Object.keys(pkg.exports)
+  .filter((key) => key !== './package.json')
+  .map((key) => (key === '.' ? 'sqlpool' : `sqlpool/${key.slice(2)}`))
+
+// A scratch project inside node_modules, so that it resolves the drivers and their types
+// from this repository while `sqlpool` itself comes from the packed tarball.
+let project: string
+
+beforeAll(() => {
+  const scratch = join(root, 'node_modules', '.cache')
+  mkdirSync(scratch, { recursive: true })
+  project = mkdtempSync(join(scratch, 'sqlpool-pack-'))
+  // `npm pack` runs the build first (prepack), so this checks what would be published.
+  const tarball = execFileSync('npm', ['pack', '--silent', '--pack-destination', project], {
+    cwd: root,
+    encoding: 'utf8',
+  })
+    .trim()
+    .split('\n')
+    .pop()!
+  const target = join(project, 'node_modules', 'sqlpool')
+  mkdirSync(target, { recursive: true })
+  execFileSync('tar', ['-xzf', join(project, tarball), '-C', target, '--strip-components=1'])
+}, 120_000)
+
+describe('the packed tarball', () => {
+  it('ships dist, the README and the docs, and nothing from src or test', () => {
+    const listing = execFileSync('find', ['.', '-type', 'f'], {
+      cwd: join(project, 'node_modules', 'sqlpool'),
+      encoding: 'utf8',
+    })
+    expect(listing).toContain('./dist/index.js')
+    expect(listing).toContain('./README.md')
+    expect(listing).toContain('./docs/errors.md')
+    expect(listing).not.toMatch(/\.\/(src|test)\//)
+  })
+
+  it.each(subpaths)('%s loads as ESM and as CommonJS', (subpath) => {
+    const esm = execFileSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import * as m from '${subpath}'; console.log(Object.keys(m).sort().join())`,
+      ],
+      { cwd: project, encoding: 'utf8' },
+    )
+    const cjs = execFileSync(
+      process.execPath,
+      ['-e', `console.log(Object.keys(require('${subpath}')).sort().join())`],
+      { cwd: project, encoding: 'utf8' },
+    )
+    expect(esm.trim()).not.toBe('')
+    expect(cjs.trim()).toBe(esm.trim())
+  })
+
+  it('the CommonJS and ESM builds share error identity through the brand', () => {
+    const out = execFileSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { createRequire } from 'node:module'
+         import { PoolClosedError } from 'sqlpool'
+         const cjs = createRequire(import.meta.url)('sqlpool')
+         console.log(new cjs.PoolClosedError('x') instanceof PoolClosedError, new PoolClosedError('x') instanceof cjs.PoolError)`,
+      ],
+      { cwd: project, encoding: 'utf8' },
+    )
+    expect(out.trim()).toBe('true true')
+  })
+
+  it('has types for every subpath, under NodeNext (ESM and CJS) and bundler resolution', () => {
+    const imports = subpaths.map((s, i) => `import * as m${i} from '${s}'\nvoid m${i}`).join('\n')
+    writeFileSync(
+      join(project, 'check.ts'),
+      `${imports}\nimport { createPool, type Pool } from 'sqlpool'\nconst p: Pool<{ id: number }> = createPool({ dialect: { name: 'x', connect: async () => ({ id: 1 }), close: async () => {} } })\nvoid p\n`,
+    )
+    writeFileSync(
+      join(project, 'check.cts'),
+      `import sqlpool = require('sqlpool')\nvoid sqlpool.createPool\n`,
+    )
+    const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')
+    for (const [module, resolution] of [
+      ['NodeNext', 'NodeNext'],
+      ['ESNext', 'Bundler'],
+    ]) {
+      const files = module === 'NodeNext' ? ['check.ts', 'check.cts'] : ['check.ts']
+      execFileSync(
+        process.execPath,
+        [
+          tsc,
+          '--noEmit',
+          '--strict',
+          '--skipLibCheck',
+          'false',
+          '--module',
+          module!,
+          '--moduleResolution',
+          resolution!,
+          '--target',
+          'ES2022',
+          '--types',
+          'node',
+          ...files,
+        ],
+        { cwd: project, encoding: 'utf8' },
+      )
+    }
+  }, 60_000)
+})
