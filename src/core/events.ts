@@ -57,6 +57,8 @@ type Entry = { fn: (event: never) => void; once: boolean }
  */
 export class TypedEmitter<E extends object> {
   #listeners: { [K in keyof E]?: Entry[] } = {}
+  /** Whether any event has a listener: one field read on the hot path of a pool nobody watches. */
+  #any = false
 
   /** Adds a listener. */
   on<K extends keyof E>(event: K, listener: (event: E[K]) => void): this {
@@ -77,12 +79,13 @@ export class TypedEmitter<E extends object> {
     const next = list.filter((_, i) => i !== index)
     if (next.length === 0) delete this.#listeners[event]
     else this.#listeners[event] = next
+    this.#any = Object.keys(this.#listeners).length > 0
     return this
   }
 
   /** Whether anyone listens to `event`; lets the hot path skip building a payload. */
   protected listening(event: keyof E): boolean {
-    return this.#listeners[event] !== undefined
+    return this.#any && this.#listeners[event] !== undefined
   }
 
   /** Calls each listener of `event` with `payload`. */
@@ -106,6 +109,7 @@ export class TypedEmitter<E extends object> {
     if (typeof listener !== 'function') throw new TypeError('The listener must be a function')
     // Copy on write, so that emitting while a listener is added or removed is safe.
     this.#listeners[event] = [...(this.#listeners[event] ?? []), { fn: listener, once }]
+    this.#any = true
     return this
   }
 }

@@ -197,12 +197,11 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
       this.#options.leakDetectionThreshold > 0
         ? (new Error('acquired here').stack ?? '')
         : undefined
-    const now = performance.now()
     if (this.#waiters.size === 0) {
       const record = this.#takeIdle()
       if (record !== undefined) {
-        if (!this.#needsPing(record, now)) {
-          const lease = this.#lend(record, now, 0, stack)
+        if (!this.#needsPing(record)) {
+          const lease = this.#lend(record, undefined, stack)
           if (this.#options.min > 0) this.#pump() // keep `min` idle
           return Promise.resolve(lease)
         }
@@ -217,10 +216,12 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
         ),
       )
     }
+    // The clock is read only for a wait time someone will see; timeouts need none (WaiterQueue).
+    const enqueuedAt = this.listening('acquire') || debugging ? performance.now() : Number.NaN
     const waiter = new Waiter<Lease<C>>(
-      now,
       timeout,
       timeout === this.#options.acquireTimeout,
+      enqueuedAt,
       stack,
     )
     this.#waiters.push(waiter, signal)
@@ -338,14 +339,12 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
 
   #pumpOnce(): void {
     if (this.#state !== 'open') return
-    // The clock is read only when needed: ~100 ns a read is a large part of a hand-off.
-    const now = this.#idle.size > 0 || this.#connectFailures > 0 ? performance.now() : 0
     // Lend idle connections to the waiters that no validation in flight already covers.
     while (this.#waiters.size > this.#counts.validating) {
       const record = this.#takeIdle()
       if (record === undefined) break
-      if (this.#needsPing(record, now)) this.#validate(record)
-      else this.#serve(record, this.#waiters.shift()!, now)
+      if (this.#needsPing(record)) this.#validate(record)
+      else this.#serve(record, this.#waiters.shift()!)
     }
     // Open connections for the waiters nothing covers yet, and to keep `min` idle.
     const c = this.#counts
@@ -357,6 +356,7 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
     if (open <= 0) return
     if (this.#connectFailures > 0) {
       // While the server refuses us, probe with one connection at a time, after a backoff.
+      const now = performance.now()
       if (now < this.#retryAt) return this.#scheduleRetry(now)
       if (c.connecting > 0) return
       open = 1
@@ -411,12 +411,12 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
     }
   }
 
-  #needsPing(record: ConnectionRecord<C>, now: number): boolean {
-    return this.#pingAfter >= 0 && now - record.lastUsedAt >= this.#pingAfter
+  #needsPing(record: ConnectionRecord<C>): boolean {
+    return this.#pingAfter >= 0 && performance.now() - record.lastUsedAt >= this.#pingAfter
   }
 
   /** Hands a ready record to the head waiter, or parks it idle, or closes it. */
-  #makeAvailable(record: ConnectionRecord<C>, now: number): void {
+  #makeAvailable(record: ConnectionRecord<C>): void {
     if (this.#state !== 'open') return this.#close(record)
     const reason = this.#condemned(record)
     if (reason !== undefined) {
@@ -424,24 +424,30 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
       return this.#pump()
     }
     const waiter = this.#waiters.shift()
-    if (waiter !== undefined) return this.#serve(record, waiter, now)
+    if (waiter !== undefined) return this.#serve(record, waiter)
     // An overflow connection closes when it comes back with nobody waiting.
     if (this.#records.size - this.#counts.closing > this.#options.max) return this.#close(record)
+    // Only a connection that goes idle needs to know when: for pre-ping and idleTimeout.
+    record.lastUsedAt = performance.now()
     this.#move(record, 'idle')
   }
 
-  #serve(record: ConnectionRecord<C>, waiter: Waiter<Lease<C>>, now: number): void {
-    waiter.resolve(this.#lend(record, now, now - waiter.enqueuedAt, waiter.stack))
+  #serve(record: ConnectionRecord<C>, waiter: Waiter<Lease<C>>): void {
+    waiter.resolve(this.#lend(record, waiter, waiter.stack))
   }
 
+  /** Lends a record to a waiter, or to a caller that did not wait (`waiter` undefined). */
   #lend(
     record: ConnectionRecord<C>,
-    now: number,
-    waitMs: number,
+    waiter: Waiter<Lease<C>> | undefined,
     stack: string | undefined,
   ): Lease<C> {
     this.#move(record, 'leased')
-    record.leasedAt = now
+    // The hold time is measured only when someone will see it.
+    record.leasedAt =
+      this.listening('release') || this.#options.leakDetectionThreshold > 0 || debugging
+        ? performance.now()
+        : Number.NaN
     const lease = new Lease(this.#owner, record)
     record.lease = lease
     this.#counters.acquired++
@@ -450,15 +456,15 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
       record.leakTimer = setTimeout(() => this.#leaked(record, lease, stack ?? ''), threshold)
       record.leakTimer.unref()
     }
-    if (this.listening('acquire')) {
+    if (this.listening('acquire') || debugging) {
+      const waitMs = waiter === undefined ? 0 : performance.now() - waiter.enqueuedAt
       this.emit('acquire', { id: record.id, connection: record.connection as C, waitMs })
+      if (debugging) this.#log('acquire', record, `waited ${waitMs.toFixed(1)} ms`)
     }
-    if (debugging) this.#log('acquire', record, `waited ${waitMs.toFixed(1)} ms`)
     return lease
   }
 
   #giveBack(record: ConnectionRecord<C>, destroy: boolean, reason: unknown): void {
-    const now = performance.now()
     if (record.leakTimer !== undefined) clearTimeout(record.leakTimer)
     record.leakTimer = undefined
     record.lease = undefined
@@ -467,7 +473,7 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
       this.emit('release', {
         id: record.id,
         connection: record.connection as C,
-        heldMs: now - record.leasedAt,
+        heldMs: performance.now() - record.leasedAt,
         destroyed: destroy,
       })
     }
@@ -485,13 +491,13 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
       this.#retire(record, condemned)
       return this.#pump()
     }
-    record.lastUsedAt = now
     const mode = this.#options.resetOnRelease
-    if (mode === false || this.#dialect.reset === undefined) return this.#makeAvailable(record, now)
-    this.#reset(record, mode, now)
+    if (mode === false || this.#dialect.reset === undefined) return this.#makeAvailable(record)
+    this.#reset(record, mode)
   }
 
-  #reset(record: ConnectionRecord<C>, mode: ResetMode, started: number): void {
+  #reset(record: ConnectionRecord<C>, mode: ResetMode): void {
+    const started = this.listening('reset') ? performance.now() : Number.NaN
     const connection = record.connection as C
     const onConnect = mode === 'session' ? this.#options.onConnect : undefined
     let pending: Promise<void> | void
@@ -503,7 +509,7 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
     if (pending === undefined && onConnect === undefined) {
       // Nothing to undo: the dialect answered synchronously, so the hand-off stays synchronous.
       this.#resetDone(record, mode, started)
-      return this.#makeAvailable(record, started)
+      return this.#makeAvailable(record)
     }
     this.#move(record, 'resetting')
     withTimeout(
@@ -520,9 +526,8 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
     ).then(
       () => {
         if (record.state !== 'resetting') return
-        const now = performance.now()
         this.#resetDone(record, mode, started)
-        this.#makeAvailable(record, now)
+        this.#makeAvailable(record)
       },
       (error) => {
         if (record.state === 'resetting') this.#resetFailed(record, error)
@@ -563,9 +568,8 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
     ).then(
       () => {
         if (record.state !== 'validating') return
-        const now = performance.now()
-        record.lastUsedAt = now
-        this.#makeAvailable(record, now)
+        record.lastUsedAt = performance.now()
+        this.#makeAvailable(record)
       },
       (error) => {
         if (record.state !== 'validating') return
@@ -759,7 +763,7 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
       this.emit('connect', { id: record.id, connection, durationMs: now - started })
     }
     if (debugging) this.#log('connect', record, `in ${(now - started).toFixed(1)} ms`)
-    this.#makeAvailable(record, now)
+    this.#makeAvailable(record)
     // After a failure, connects went one at a time: now that one worked, open what is missing.
     this.#pump()
   }
@@ -865,10 +869,9 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
 
   #timedOut(waiter: Waiter<Lease<C>>): void {
     this.#counters.timeouts++
-    const waited = Math.round(performance.now() - waiter.enqueuedAt)
     waiter.reject(
       new AcquireTimeoutError(
-        `Timed out after ${waited} ms waiting for a connection from pool "${this.#label}" ${this.#describeCounts()}`,
+        `Timed out after ${waiter.timeout} ms waiting for a connection from pool "${this.#label}" ${this.#describeCounts()}`,
         this.#lastConnectError === undefined ? undefined : { cause: this.#lastConnectError },
       ),
     )

@@ -9,9 +9,14 @@ export class Waiter<T> implements ListNode<Waiter<T>> {
   prev: Waiter<T> | undefined = undefined
   next: Waiter<T> | undefined = undefined
   list: object | undefined = undefined
-  /** When the waiter gives up, on the monotonic clock (`performance.now()`). */
-  readonly deadline: number
-  /** When it started waiting. */
+  /** How long it may wait, in ms. */
+  readonly timeout: number
+  /**
+   * When it gives up, on the monotonic clock (`performance.now()`); `Infinity` until the queue
+   * stamps it (see {@link WaiterQueue}).
+   */
+  deadline = Number.POSITIVE_INFINITY
+  /** When it started waiting, read only when someone needs the wait time (events, logs); else `NaN`. */
   readonly enqueuedAt: number
   /** Whether the queue's shared timer covers it; otherwise it has a timer of its own. */
   readonly shared: boolean
@@ -24,10 +29,10 @@ export class Waiter<T> implements ListNode<Waiter<T>> {
   signal: AbortSignal | undefined = undefined
   onAbort: (() => void) | undefined = undefined
 
-  constructor(enqueuedAt: number, timeout: number, shared: boolean, stack: string | undefined) {
-    this.enqueuedAt = enqueuedAt
-    this.deadline = enqueuedAt + timeout
+  constructor(timeout: number, shared: boolean, enqueuedAt: number, stack: string | undefined) {
+    this.timeout = timeout
     this.shared = shared
+    this.enqueuedAt = enqueuedAt
     this.stack = stack
     this.promise = new Promise<T>((resolve, reject) => {
       this.resolve = resolve
@@ -36,18 +41,29 @@ export class Waiter<T> implements ListNode<Waiter<T>> {
   }
 }
 
+/** How soon after joining the queue a waiter's deadline is stamped, in ms. */
+const STAMP_MS = 1
+
 /**
  * The FIFO queue of waiters, with their deadlines and abort signals.
  *
- * Timeouts cost no timer per waiter on the hot path: waiters that use the pool's default
- * timeout join in deadline order, so one shared timer armed for the earliest of them is enough.
- * When it fires, the queue expires every due waiter from the head and re-arms for the next.
- * A waiter with a timeout of its own (rare) gets its own timer.
+ * Timeouts cost neither a timer nor a clock read per waiter on the hot path, because under load
+ * both dominate the cost of a hand-off. A waiter that uses the pool's default timeout joins with
+ * no deadline; a stamping timer, armed once per burst, runs within about a millisecond and gives
+ * every waiter that joined since the last stamp the deadline `stamp time + timeout`. The stamp
+ * time is later than each of those waiters joined (it runs after them), so a deadline is never
+ * early, and it is late by about a millisecond at most. Stamped in join order, the deadlines are
+ * sorted, so one shared timer armed for the earliest is enough: when it fires, the queue expires
+ * every due waiter from the head and re-arms for the next. A waiter with a timeout of its own
+ * (rare) gets its own timer instead.
  */
 export class WaiterQueue<T> {
   readonly #list = new LinkedList<Waiter<T>>()
   readonly #onExpire: (waiter: Waiter<T>) => void
   readonly #onAbort: (waiter: Waiter<T>) => void
+  /** Shared-timeout waiters that joined since the last stamp: a suffix of the queue. */
+  #unstamped = 0
+  #stampTimer: NodeJS.Timeout | undefined
   #timer: NodeJS.Timeout | undefined
   #timerAt = Number.POSITIVE_INFINITY
 
@@ -74,10 +90,10 @@ export class WaiterQueue<T> {
   push(waiter: Waiter<T>, signal: AbortSignal | undefined): void {
     this.#list.push(waiter)
     if (waiter.shared) {
-      if (this.#timer === undefined || waiter.deadline < this.#timerAt) this.#arm(waiter.deadline)
-      else if (this.#list.size === 1) this.#timer.ref()
+      this.#unstamped++
+      if (this.#stampTimer === undefined) this.#stampTimer = setTimeout(this.#stamp, STAMP_MS)
     } else {
-      waiter.timer = setTimeout(() => this.#expire(waiter), waiter.deadline - performance.now())
+      waiter.timer = setTimeout(() => this.#expire(waiter), waiter.timeout)
     }
     if (signal !== undefined) {
       waiter.signal = signal
@@ -99,15 +115,22 @@ export class WaiterQueue<T> {
   drain(): Waiter<T>[] {
     const all = [...this.#list]
     for (const waiter of all) this.#take(waiter)
-    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    for (const timer of [this.#timer, this.#stampTimer]) {
+      if (timer !== undefined) clearTimeout(timer)
+    }
     this.#timer = undefined
+    this.#stampTimer = undefined
     this.#timerAt = Number.POSITIVE_INFINITY
     return all
   }
 
   #take(waiter: Waiter<T>): boolean {
     if (!this.#list.remove(waiter)) return false
-    if (waiter.timer !== undefined) clearTimeout(waiter.timer)
+    if (waiter.shared) {
+      if (waiter.deadline === Number.POSITIVE_INFINITY) this.#unstamped--
+    } else if (waiter.timer !== undefined) {
+      clearTimeout(waiter.timer)
+    }
     if (waiter.onAbort !== undefined) waiter.signal!.removeEventListener('abort', waiter.onAbort)
     // An armed shared timer must not keep the process alive once nobody waits.
     if (this.#list.size === 0 && this.#timer !== undefined) this.#timer.unref()
@@ -116,6 +139,30 @@ export class WaiterQueue<T> {
 
   #expire(waiter: Waiter<T>): void {
     if (this.#take(waiter)) this.#onExpire(waiter)
+  }
+
+  /** Gives the waiters that joined since the last stamp their deadlines, newest first. */
+  readonly #stamp = (): void => {
+    this.#stampTimer = undefined
+    const now = performance.now()
+    let first: Waiter<T> | undefined
+    for (
+      let waiter = this.#list.tail;
+      this.#unstamped > 0 && waiter !== undefined;
+      waiter = waiter.prev
+    ) {
+      if (!waiter.shared || waiter.deadline !== Number.POSITIVE_INFINITY) continue
+      waiter.deadline = now + waiter.timeout
+      this.#unstamped--
+      first = waiter
+    }
+    this.#unstamped = 0
+    // A timer already armed is due no later than these new, later deadlines.
+    if (first !== undefined && this.#timer === undefined) {
+      this.#arm(first.deadline)
+    } else if (this.#timer !== undefined && this.#list.size > 0) {
+      this.#timer.ref()
+    }
   }
 
   #arm(at: number): void {
@@ -130,6 +177,8 @@ export class WaiterQueue<T> {
     const now = performance.now()
     for (const waiter of this.#list) {
       if (!waiter.shared) continue
+      // Unstamped: joined after every stamped one, so nothing later is due; the stamp re-arms.
+      if (waiter.deadline === Number.POSITIVE_INFINITY) return
       if (waiter.deadline > now) {
         this.#arm(waiter.deadline)
         return

@@ -214,16 +214,17 @@ describe('acquire and release', () => {
 })
 
 describe('acquire timeout, abort and the waiting limit', () => {
-  it('rejects with AcquireTimeoutError at the timeout, with the counts in the message', async () => {
+  it('rejects with AcquireTimeoutError within [T, T + 2 ms], with the counts in the message', async () => {
     const pool = makePool({ max: 1, acquireTimeout: 1000 })
     const holder = await pool.acquire()
     const started = performance.now()
     const waiting = settle(pool.acquire())
-    await tick(999)
+    await tick(1000)
+    // Never early: the deadline is stamped after the waiter joined.
     expect(waiting.done).toBe(false)
-    await tick(1)
+    await tick(2)
     expect(waiting.done).toBe(true)
-    expect(performance.now() - started).toBeLessThanOrEqual(1050)
+    expect(performance.now() - started).toBeLessThanOrEqual(1002)
     const error = waiting.error as AcquireTimeoutError
     expect(error).toBeInstanceOf(AcquireTimeoutError)
     expect(error.code).toBe('SQLPOOL_ACQUIRE_TIMEOUT')
@@ -241,11 +242,15 @@ describe('acquire timeout, abort and the waiting limit', () => {
     await tick(30)
     const b = settle(pool.acquire())
     await tick(70)
+    expect([a.done, b.done]).toEqual([false, false])
+    await tick(2)
     expect([a.done, b.done]).toEqual([true, false])
-    await tick(29)
+    await tick(28)
     expect(b.done).toBe(false)
-    await tick(1)
+    await tick(2)
     expect(b.error).toBeInstanceOf(AcquireTimeoutError)
+    // One timer for all: the stamp timer and the shared expiry timer, not one per waiter.
+    expect(pool.stats().timeouts).toBe(2)
   })
 
   it('honours a per-call timeout shorter than the default', async () => {
@@ -263,7 +268,7 @@ describe('acquire timeout, abort and the waiting limit', () => {
     const pool = makePool({ max: 1, acquireTimeout: 100 })
     const holder = await pool.acquire()
     const gone = settle(pool.acquire())
-    await tick(100)
+    await tick(102)
     expect(gone.error).toBeInstanceOf(AcquireTimeoutError)
     holder.release()
     expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 1, leased: 0 })
@@ -275,7 +280,7 @@ describe('acquire timeout, abort and the waiting limit', () => {
     dialect.connectError = new Error('ECONNREFUSED 127.0.0.1:5432')
     const pool = makePool({ acquireTimeout: 1000 })
     const waiting = settle(pool.acquire())
-    await tick(1000)
+    await tick(1002)
     const error = waiting.error as AcquireTimeoutError
     expect(error).toBeInstanceOf(AcquireTimeoutError)
     expect(error.cause).toBeInstanceOf(ConnectError)
@@ -363,7 +368,7 @@ describe('connect failures', () => {
     expect(errors[0]).toBeInstanceOf(ConnectError)
     expect(errors[0]!.message).toMatch(/connect timed out after 1000 ms/)
     expect(pool.stats().connecting).toBe(0)
-    await tick(500)
+    await tick(502)
     expect(waiting.error).toBeInstanceOf(AcquireTimeoutError)
   })
 
@@ -836,6 +841,21 @@ describe('events, leaks and logs', () => {
     expect(inspect(pool, { depth: Number.POSITIVE_INFINITY })).not.toContain(secret)
     expect(JSON.stringify(pool)).not.toContain(secret)
     expect(pool.stats().name).toBe('orders')
+  })
+})
+
+describe('timers', () => {
+  it('ten thousand waiters cost a constant number of timers, not one each', async () => {
+    const pool = makePool({ max: 1, idleTimeout: 0, maxLifetime: 0 })
+    const holder = await pool.acquire()
+    const baseline = vi.getTimerCount()
+    const waits = Array.from({ length: 10_000 }, () => settle(pool.acquire()))
+    expect(vi.getTimerCount() - baseline).toBeLessThanOrEqual(1) // the stamp
+    await tick(2)
+    expect(vi.getTimerCount() - baseline).toBeLessThanOrEqual(1) // the shared expiry timer
+    holder.release()
+    await tick(0)
+    expect(waits.filter((w) => w.done)).toHaveLength(1)
   })
 })
 
