@@ -65,7 +65,6 @@ export class WaiterQueue<T> {
   #unstamped = 0
   #stampTimer: NodeJS.Timeout | undefined
   #timer: NodeJS.Timeout | undefined
-  #timerAt = Number.POSITIVE_INFINITY
 
   /**
    * @param onExpire - called for a waiter whose deadline passed, after it left the queue
@@ -120,7 +119,6 @@ export class WaiterQueue<T> {
     }
     this.#timer = undefined
     this.#stampTimer = undefined
-    this.#timerAt = Number.POSITIVE_INFINITY
     return all
   }
 
@@ -167,13 +165,11 @@ export class WaiterQueue<T> {
 
   #arm(at: number): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer)
-    this.#timerAt = at
     this.#timer = setTimeout(() => this.#sweep(), Math.max(0, at - performance.now()))
   }
 
   #sweep(): void {
     this.#timer = undefined
-    this.#timerAt = Number.POSITIVE_INFINITY
     const now = performance.now()
     for (const waiter of this.#list) {
       if (!waiter.shared) continue
