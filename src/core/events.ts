@@ -21,9 +21,9 @@ export interface PoolEvents<C> {
   /** A returned connection was reset. */
   reset: { id: number; connection: C; mode: ResetMode; durationMs: number }
   /** A connection was taken out of service; `error` is what condemned it, if anything did. */
-  invalidate: { id: number; reason: InvalidateReason; error?: unknown }
+  invalidate: { id: number; connection: C; reason: InvalidateReason; error?: unknown }
   /** A physical connection was closed. */
-  close: { id: number }
+  close: { id: number; connection: C }
   /** Opening a connection failed; the pool retries after `retryInMs` while anyone needs one. */
   connectError: { error: Error; attempt: number; retryInMs: number }
   /** A lease was held longer than `leakDetectionThreshold`; `stack` is where it was acquired. */

@@ -26,7 +26,9 @@ export interface PoolOptions<C> {
    */
   min?: number
   /**
-   * How long `acquire()` waits, in ms, before it rejects with `AcquireTimeoutError`.
+   * How long `acquire()` waits, in ms, before it rejects with `AcquireTimeoutError`. `Infinity`
+   * waits for ever (pg-pool's `connectionTimeoutMillis: 0`); rarely wise, since a pool that cannot
+   * connect then hangs its callers.
    * @defaultValue 30000
    */
   acquireTimeout?: number
@@ -284,7 +286,7 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
     max,
     maxOverflow,
     min,
-    acquireTimeout: duration('acquireTimeout', options.acquireTimeout, 30_000, 1),
+    acquireTimeout: wait('acquireTimeout', options.acquireTimeout, 30_000, 1),
     maxWaiting,
     connectTimeout: duration('connectTimeout', options.connectTimeout, 10_000, 1),
     maxLifetime: optionalDuration('maxLifetime', options.maxLifetime, 1_800_000),
@@ -303,7 +305,22 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
   }
 }
 
-/** Validates the options of a single `acquire()` call and returns its timeout. */
+/** A wait in ms: a finite duration, or `Infinity` for no limit. */
+function wait(option: string, value: unknown, fallback: number, least: number): number {
+  if (value === Number.POSITIVE_INFINITY) return value
+  if (value === undefined) return fallback
+  if (
+    typeof value !== 'number' ||
+    !Number.isFinite(value) ||
+    value < least ||
+    value > MAX_TIMER_MS
+  ) {
+    fail(option, value, `a number of milliseconds from ${least} to ${MAX_TIMER_MS}, or Infinity`)
+  }
+  return value
+}
+
+/** Validates the timeout of a single `acquire()` or `close()` call. */
 export function resolveAcquireTimeout(value: unknown, fallback: number): number {
-  return duration('timeout', value, fallback, 0)
+  return wait('timeout', value, fallback, 0)
 }

@@ -220,7 +220,8 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
     const enqueuedAt = this.listening('acquire') || debugging ? performance.now() : Number.NaN
     const waiter = new Waiter<Lease<C>>(
       timeout,
-      timeout === this.#options.acquireTimeout,
+      // A waiter that may wait for ever needs no timer at all.
+      timeout === this.#options.acquireTimeout && timeout !== Number.POSITIVE_INFINITY,
       enqueuedAt,
       stack,
     )
@@ -818,9 +819,12 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
   #retire(record: ConnectionRecord<C>, reason: InvalidateReason, error?: unknown): void {
     this.#counters.invalidated++
     if (this.listening('invalidate')) {
+      const connection = record.connection as C
       this.emit(
         'invalidate',
-        error === undefined ? { id: record.id, reason } : { id: record.id, reason, error },
+        error === undefined
+          ? { id: record.id, connection, reason }
+          : { id: record.id, connection, reason, error },
       )
     }
     if (debugging) this.#log(`invalidate (${reason})`, record)
@@ -845,7 +849,9 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
     const done = () => {
       this.#move(record, 'closed')
       this.#counters.closed++
-      if (this.listening('close')) this.emit('close', { id: record.id })
+      if (this.listening('close')) {
+        this.emit('close', { id: record.id, connection: record.connection as C })
+      }
       if (debugging) this.#log('close', record)
       this.#pump()
       this.#checkDrained()

@@ -91,7 +91,7 @@ export class WaiterQueue<T> {
     if (waiter.shared) {
       this.#unstamped++
       if (this.#stampTimer === undefined) this.#stampTimer = setTimeout(this.#stamp, STAMP_MS)
-    } else {
+    } else if (waiter.timeout !== Number.POSITIVE_INFINITY) {
       waiter.timer = setTimeout(() => this.#expire(waiter), waiter.timeout)
     }
     if (signal !== undefined) {

@@ -47,7 +47,7 @@ describe('pool options', () => {
       'acquireTimeout',
       /acquireTimeout: 0; expected a number of milliseconds from 1 to 2147483647/,
     ],
-    [{ acquireTimeout: Number.POSITIVE_INFINITY }, 'acquireTimeout', /acquireTimeout: Infinity/],
+    [{ acquireTimeout: -1 }, 'acquireTimeout', /acquireTimeout: -1; expected .* or Infinity/],
     [{ connectTimeout: 3e9 }, 'connectTimeout', /connectTimeout: 3000000000/],
     [{ maxWaiting: -1 }, 'maxWaiting', /maxWaiting: -1; expected an integer ≥ 0/],
     [
@@ -106,6 +106,7 @@ describe('pool options', () => {
       prePing: false,
       resetOnRelease: false,
       maxWaiting: Number.POSITIVE_INFINITY,
+      acquireTimeout: Number.POSITIVE_INFINITY,
     })
     expect(pool.options).toMatchObject({
       maxLifetime: Number.POSITIVE_INFINITY,

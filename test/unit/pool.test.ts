@@ -253,6 +253,24 @@ describe('acquire timeout, abort and the waiting limit', () => {
     expect(pool.stats().timeouts).toBe(2)
   })
 
+  it('acquireTimeout: Infinity waits for ever, with no timer, and is still served in order', async () => {
+    const pool = makePool({
+      max: 1,
+      acquireTimeout: Number.POSITIVE_INFINITY,
+      idleTimeout: 0,
+      maxLifetime: 0,
+    })
+    const holder = await pool.acquire()
+    const baseline = vi.getTimerCount()
+    const waiting = settle(pool.acquire())
+    expect(vi.getTimerCount()).toBe(baseline)
+    await tick(3_600_000)
+    expect(waiting.done).toBe(false)
+    holder.release()
+    await tick(0)
+    expect(waiting.value!.connection).toBe(dialect.all[0])
+  })
+
   it('honours a per-call timeout shorter than the default', async () => {
     const pool = makePool({ max: 1, acquireTimeout: 10_000 })
     await pool.acquire()
