@@ -166,6 +166,10 @@ describeOnServer(status, 'postgres dialect specifics', () => {
       expect(client.getTransactionStatus()).toBe('I')
       await client.query('BEGIN')
       await failure(client.query('SELECT 1/0'))
+      // pg rejects on ErrorResponse, before the ReadyForQuery that carries the 'E' status.
+      for (let i = 0; i < 100 && client.getTransactionStatus() !== 'E'; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 5))
+      }
       expect(client.getTransactionStatus()).toBe('E')
       await dialect.reset(client, 'rollback')
       expect(client.getTransactionStatus()).toBe('I')
