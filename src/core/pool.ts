@@ -102,6 +102,8 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
   #maxLifetime: number
   #idleTimeout: number
   #server: ServerInfo | undefined
+  /** A connection is reading the server's limits: the others need not. */
+  #inspecting = false
   #nextId = 1
   #generation = 0
   /** Connections with a lower generation are stale: a disconnect was seen after they were made. */
@@ -622,8 +624,13 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
       if (onConnect !== undefined) {
         await this.#abortable(Promise.resolve(onConnect(connection)), signal)
       }
-      if (this.#server === undefined && this.#dialect.inspect !== undefined) {
-        await this.#inspect(connection, signal)
+      if (this.#server === undefined && !this.#inspecting && this.#dialect.inspect !== undefined) {
+        this.#inspecting = true
+        try {
+          await this.#inspect(connection, signal)
+        } finally {
+          this.#inspecting = false
+        }
       }
     } catch (error) {
       this.#closeQuietly(connection)

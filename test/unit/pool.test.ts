@@ -639,6 +639,25 @@ describe('server limits', () => {
     expect(dialect.all[0]!.open).toBe(false)
   })
 
+  it('only one of the first connections reads the server limits', async () => {
+    let reads = 0
+    dialect.server = { maxConnections: 100 }
+    const inspect = dialect.inspect!
+    Object.defineProperty(dialect, 'inspect', {
+      value: async (...args: Parameters<typeof inspect>) => {
+        reads++
+        await new Promise((resolve) => setTimeout(resolve, 10))
+        return inspect(...args)
+      },
+    })
+    const pool = makePool({ max: 5 })
+    const leases = Array.from({ length: 5 }, () => settle(pool.acquire()))
+    await tick(20)
+    expect(leases.every((l) => l.done)).toBe(true)
+    expect(reads).toBe(1)
+    expect(pool.server).toEqual({ maxConnections: 100 })
+  })
+
   it('warns when max + maxOverflow exceeds the server max_connections', async () => {
     dialect.server = { maxConnections: 10 }
     const warnings: string[] = []
