@@ -1,0 +1,413 @@
+import { EventEmitter } from 'node:events'
+import mysql2 from 'mysql2'
+import type { Lease } from '../core/lease.js'
+import type { Pool as SqlPool } from '../core/pool.js'
+import type { PoolOptions } from '../core/pool-options.js'
+import { createPool as createSqlPool } from '../create-pool.js'
+import { mysql } from '../dialects/mysql.js'
+import { manage, type PoolHold } from './manage.js'
+import { poolKey } from './pool-key.js'
+import { registerFacade } from './sqlpool-of.js'
+
+/** The sqlpool options a facade may set: every pool option but the dialect, which it makes itself. */
+export type SqlpoolOptions = Omit<PoolOptions<mysql2.Connection>, 'dialect'>
+
+/** mysql2's pool options, plus the sqlpool options under a key of their own. */
+export type Mysql2PoolOptions = mysql2.PoolOptions & {
+  /** sqlpool options (`maxOverflow`, `resetOnRelease`, `name`, …); override what mysql2's keys set. */
+  sqlpool?: SqlpoolOptions | undefined
+}
+
+/** mysql2's pool keys: they configure the pool, not each connection. */
+const POOL_KEYS = [
+  'waitForConnections',
+  'connectionLimit',
+  'maxIdle',
+  'idleTimeout',
+  'queueLimit',
+  'resetOnRelease',
+  'sqlpool',
+] as const
+
+/** What the facade uses of a mysql2 connection beyond its typings. */
+interface ConnectionInternals {
+  _pool: object | null
+  _released: boolean
+  _fatalError?: unknown
+  _closing?: boolean
+  lastActiveTime: number
+}
+
+/** mysql2's `ConnectionConfig` constructor and its URL parser, which the typings leave out. */
+interface ConnectionConfigClass {
+  new (options: object): Record<string, unknown>
+  parseUrl(url: string): Record<string, unknown>
+}
+
+/** What the facade uses of mysql2's core `Pool`: its constructor and fields; the I/O methods are replaced. */
+interface CorePoolFields extends EventEmitter {
+  config: { connectionConfig: Record<string, unknown> } & Record<string, unknown>
+  _closed: boolean
+}
+
+const CorePool = (mysql2 as unknown as { Pool: unknown }).Pool as new (options: {
+  config: object
+}) => CorePoolFields
+const ConnectionConfig = (mysql2 as unknown as { ConnectionConfig: ConnectionConfigClass })
+  .ConnectionConfig
+const PoolConnection = (mysql2 as unknown as { PoolConnection: new (...args: never[]) => object })
+  .PoolConnection
+const realEnd = (mysql2.Connection as unknown as { prototype: { end: (cb?: unknown) => void } })
+  .prototype.end
+
+/** The facade that lent each connection, and the lease: kept beside the connection, not on it. */
+const leases = new WeakMap<object, { facade: SqlpoolMysqlPool; lease: Lease<mysql2.Connection> }>()
+
+/**
+ * mysql2's `PoolConnection`, as the facade lends it: `release()`, `destroy()`, `promise()` and
+ * `Symbol.dispose` are mysql2's own; `end()` releases while the connection is lent (without
+ * mysql2's deprecation warning) and really ends it otherwise, which is how the pool closes it.
+ */
+class LentConnection extends (PoolConnection as unknown as new () => {
+  _pool: object | null
+  release(): void
+}) {
+  /** Releases while lent, as mysql2's pool connections do; ends the connection when the pool closes it. */
+  end(callback?: (error?: unknown) => void): void {
+    if (leases.has(this)) {
+      this.release()
+      if (typeof callback === 'function') process.nextTick(callback)
+      return
+    }
+    realEnd.call(this, callback)
+  }
+}
+
+/** Turns a dialect's core connection into a pool connection, once; the same object ever after. */
+function adopt(connection: mysql2.Connection): void {
+  if (connection instanceof LentConnection) return
+  Object.setPrototypeOf(connection, LentConnection.prototype)
+  const c = connection as unknown as ConnectionInternals & EventEmitter
+  c._pool = null
+  c._released = true
+  c.lastActiveTime = Date.now()
+  // mysql2's PoolConnection constructor does this: a dead connection leaves its pool.
+  const leave = () => (c as unknown as { _removeFromPool(): void })._removeFromPool()
+  c.once('end', leave)
+  c.on('error', (error: { fatal?: boolean } | undefined) => {
+    if (error?.fatal === true) leave()
+  })
+}
+
+/** Splits mysql2's pool options into the connection's options and the sqlpool options. */
+function splitOptions(
+  given: string | Mysql2PoolOptions | undefined,
+  defaults: SqlpoolOptions,
+): {
+  connection: string | mysql2.ConnectionOptions
+  parsed: Record<string, unknown>
+  options: SqlpoolOptions
+} {
+  const options: Record<string, unknown> = { ...defaults }
+  if (typeof given === 'string') {
+    return {
+      connection: given,
+      parsed: ConnectionConfig.parseUrl(given),
+      options: options as SqlpoolOptions,
+    }
+  }
+  const c = given ?? {}
+  const connection: Record<string, unknown> = { ...c }
+  for (const key of POOL_KEYS) delete connection[key]
+  if (c.connectionLimit !== undefined && c.connectionLimit > 0) options.max = c.connectionLimit
+  if (c.queueLimit !== undefined && c.queueLimit > 0) options.maxWaiting = c.queueLimit
+  if (c.idleTimeout !== undefined) options.idleTimeout = c.idleTimeout
+  if (c.connectTimeout !== undefined) options.connectTimeout = c.connectTimeout
+  if (c.resetOnRelease === true) options.resetOnRelease = 'session'
+  Object.assign(options, c.sqlpool)
+  return { connection, parsed: connection, options: options as SqlpoolOptions }
+}
+
+function holdPool(
+  connection: string | mysql2.ConnectionOptions,
+  options: SqlpoolOptions,
+): PoolHold<mysql2.Connection> {
+  return manage(poolKey('mysql2', { connection, options }), () =>
+    createSqlPool<mysql2.Connection>({ ...options, dialect: mysql(connection) }),
+  )
+}
+
+/**
+ * A drop-in mysql2 `Pool` (a real subclass of mysql2's core pool) that lends from a shared sqlpool
+ * pool: it owns this consumer's hold on the keyed pool and the connections it has lent. It lends
+ * genuine mysql2 `PoolConnection`s, the same object each time for the same physical connection;
+ * `query`, `execute`, `promise()`, `format` and `escape` are mysql2's own, over `getConnection`.
+ */
+class SqlpoolMysqlPool extends CorePool {
+  readonly #hold: PoolHold<mysql2.Connection>
+  readonly #lent = new Set<object>()
+  readonly #seen = new WeakSet<object>()
+
+  constructor(given: string | Mysql2PoolOptions | undefined, defaults: SqlpoolOptions) {
+    const { connection, parsed, options } = splitOptions(given, defaults)
+    // mysql2's own config: query() and execute() read typeCast, namedPlaceholders… from it.
+    super({
+      config: {
+        connectionConfig: new ConnectionConfig(parsed),
+        connectionLimit: options.max ?? 10,
+      },
+    })
+    this.#hold = holdPool(connection, options)
+    registerFacade(this, this.#hold.pool as SqlPool<unknown>)
+  }
+
+  /** The shared sqlpool pool this facade lends from. */
+  get sqlpool(): SqlPool<mysql2.Connection> {
+    return this.#hold.pool
+  }
+
+  /** Lends a connection to `callback`, as mysql2's `pool.getConnection` does. */
+  getConnection(callback: (error: Error | null, connection?: mysql2.PoolConnection) => void): void {
+    if (this._closed) {
+      process.nextTick(() => callback(new Error('Pool is closed.')))
+      return
+    }
+    this.#hold.pool.acquire().then(
+      (lease) => {
+        const connection = lease.connection
+        if (this._closed) {
+          lease.release()
+          return callback(new Error('Pool is closed.'))
+        }
+        adopt(connection)
+        const c = connection as unknown as ConnectionInternals
+        c._pool = this
+        c._released = false
+        leases.set(connection, { facade: this, lease })
+        this.#lent.add(connection)
+        if (!this.#seen.has(connection)) {
+          this.#seen.add(connection)
+          this.emit('connection', connection)
+        }
+        this.emit('acquire', connection)
+        callback(null, connection as unknown as mysql2.PoolConnection)
+      },
+      (error: Error) => callback(error),
+    )
+  }
+
+  /** Takes a connection back (mysql2 calls it from `connection.release()`). */
+  releaseConnection(connection: object): void {
+    const held = this.#take(connection)
+    if (held === undefined) return
+    const c = connection as ConnectionInternals
+    c.lastActiveTime = Date.now()
+    const dead = (c._fatalError !== undefined && c._fatalError !== null) || c._closing === true
+    if (dead) held.destroy(c._fatalError)
+    else held.release()
+    this.emit('release', connection)
+  }
+
+  /** Drops a connection that died or was destroyed (mysql2 calls it from `_removeFromPool`). */
+  _removeConnection(connection: object): void {
+    const held = this.#take(connection)
+    held?.destroy((connection as ConnectionInternals)._fatalError)
+  }
+
+  #take(connection: object): Lease<mysql2.Connection> | undefined {
+    const held = leases.get(connection)
+    if (held === undefined || held.facade !== this) return undefined
+    leases.delete(connection)
+    this.#lent.delete(connection)
+    return held.lease.active ? held.lease : undefined
+  }
+
+  /** mysql2 reaps idle connections on a timer; sqlpool does it itself. */
+  _removeIdleTimeoutConnections(): void {}
+
+  /**
+   * Drops this pool's hold on the shared pool. As in mysql2, the connections it still lends are
+   * closed; the shared pool closes when its last facade ends.
+   */
+  end(callback?: (error?: Error | null) => void): void {
+    const cb =
+      typeof callback === 'function'
+        ? callback
+        : (error?: Error | null) => {
+            if (error) throw error
+          }
+    if (this._closed) {
+      process.nextTick(() => cb(null))
+      return
+    }
+    this._closed = true
+    for (const connection of [...this.#lent]) this.#take(connection)?.destroy()
+    this.#hold.release().then(
+      () => cb(null),
+      (error: Error) => cb(error),
+    )
+  }
+}
+Object.defineProperty(SqlpoolMysqlPool, 'name', { value: 'Pool' })
+
+/**
+ * A connection from `createConnection`: it borrows from a shared sqlpool pool, emits `'connect'`
+ * once it has, and gives the connection back on `end()`. Everything else (query, execute,
+ * promise(), threadId, …) is the borrowed mysql2 connection's, reached through a proxy.
+ */
+class BorrowedConnection extends EventEmitter {
+  #connection: mysql2.Connection | undefined
+  #lease: Lease<mysql2.Connection> | undefined
+  #ended = false
+  readonly #ready: Promise<void>
+
+  constructor(pool: SqlPool<mysql2.Connection>) {
+    super()
+    this.#ready = pool.acquire().then(
+      (lease) => {
+        if (this.#ended) return lease.release()
+        this.#lease = lease
+        this.#connection = lease.connection
+        const forward = (error: unknown) => {
+          if (this.listenerCount('error') > 0) this.emit('error', error)
+        }
+        lease.connection.on('error', forward)
+        this.once('end', () => lease.connection.off('error', forward))
+        process.nextTick(() => this.emit('connect'))
+      },
+      (error: unknown) => {
+        process.nextTick(() => {
+          if (this.listenerCount('error') > 0) this.emit('error', error)
+        })
+      },
+    )
+  }
+
+  /** @internal The borrowed connection, once borrowed. */
+  get borrowed(): mysql2.Connection | undefined {
+    return this.#connection
+  }
+
+  /** Resolves once the connection is borrowed. */
+  ready(): Promise<void> {
+    return this.#ready
+  }
+
+  /** Whether `end()` or `destroy()` was called. */
+  get _closing(): boolean {
+    return (
+      this.#ended ||
+      (this.#connection as unknown as ConnectionInternals | undefined)?._closing === true
+    )
+  }
+
+  /** Gives the connection back (mysql2's `end()` closes it; here it returns to the pool). */
+  end(callback?: (error?: unknown) => void): void {
+    this.#finish(false)
+    if (typeof callback === 'function') process.nextTick(callback)
+  }
+
+  /** Closes the borrowed connection instead of returning it. */
+  destroy(): void {
+    this.#finish(true)
+  }
+
+  #finish(destroy: boolean): void {
+    if (this.#ended) return
+    this.#ended = true
+    const lease = this.#lease
+    this.#lease = undefined
+    this.emit('end')
+    // Not borrowed yet: the borrow gives it back as soon as it arrives.
+    if (lease === undefined || !lease.active) return
+    const c = lease.connection as unknown as ConnectionInternals
+    if (destroy || c._fatalError != null || c._closing === true) lease.destroy(c._fatalError)
+    else lease.release()
+  }
+}
+
+/** Own members of a borrowed connection; everything else goes to the mysql2 connection. */
+const OWN = new Set<PropertyKey>(['end', 'destroy', '_closing', 'ready', 'borrowed'])
+
+function proxied(facade: BorrowedConnection): mysql2.Connection {
+  return new Proxy(facade, {
+    get(target, property, receiver) {
+      const connection = target.borrowed
+      if (OWN.has(property) || connection === undefined || property in EventEmitter.prototype) {
+        const value = Reflect.get(target, property, receiver)
+        return typeof value === 'function' ? value.bind(target) : value
+      }
+      const value = Reflect.get(connection, property)
+      return typeof value === 'function' ? value.bind(connection) : value
+    },
+  }) as unknown as mysql2.Connection
+}
+
+/** A mysql2-shaped module whose `createPool` and `createConnection` pool through sqlpool. */
+export interface Mysql2Module {
+  createPool(config: string | Mysql2PoolOptions): mysql2.Pool
+  createConnection(config: string | Mysql2PoolOptions): mysql2.Connection
+  /** Closes the shared pools that this module's `createConnection` borrowed from. */
+  end(): Promise<void>
+  [other: string]: unknown
+}
+
+/**
+ * Makes a mysql2-shaped module whose `createPool` and `createConnection` lend from sqlpool pools
+ * with these options by default: pass it where a consumer takes the mysql2 module (TypeORM's
+ * `driver`, Sequelize's `dialectModule`). Its `end()` closes the pools `createConnection` used.
+ *
+ * @example
+ * ```ts
+ * new Sequelize(url, { dialect: 'mysql', dialectModule: configureMysql2({ max: 5 }) })
+ * ```
+ */
+export function configureMysql2(defaults: SqlpoolOptions = {}): Mysql2Module {
+  const holds = new Map<string, PoolHold<mysql2.Connection>>()
+  return {
+    ...(mysql2 as unknown as Record<string, unknown>),
+    createPool(config: string | Mysql2PoolOptions): mysql2.Pool {
+      return new SqlpoolMysqlPool(config, defaults) as unknown as mysql2.Pool
+    },
+    createConnection(config: string | Mysql2PoolOptions): mysql2.Connection {
+      const { connection, options } = splitOptions(config, defaults)
+      const key = poolKey('mysql2-connection', { connection, options })
+      let hold = holds.get(key)
+      if (hold === undefined || hold.pool.closed) {
+        hold = holdPool(connection, options)
+        holds.set(key, hold)
+      }
+      const facade = new BorrowedConnection(hold.pool)
+      const connectionProxy = proxied(facade)
+      registerFacade(facade, hold.pool as SqlPool<unknown>)
+      registerFacade(connectionProxy as unknown as object, hold.pool as SqlPool<unknown>)
+      return connectionProxy
+    },
+    async end() {
+      const all = [...holds.values()]
+      holds.clear()
+      await Promise.all(all.map((hold) => hold.release()))
+    },
+  }
+}
+
+const defaultModule = configureMysql2()
+
+/** Creates a drop-in mysql2 pool over a shared sqlpool pool (see {@link configureMysql2}). */
+export const createPool = defaultModule.createPool
+/** Borrows a connection from a shared sqlpool pool; its `end()` gives it back. */
+export const createConnection = defaultModule.createConnection
+/** Closes the shared pools that `createConnection` borrowed from. */
+export const end = defaultModule.end
+const escapeValue = mysql2.escape
+
+/** mysql2's `escape`, re-exported so that the module has mysql2's shape. */
+export { escapeValue as escape }
+export const escapeId = mysql2.escapeId
+export const format = mysql2.format
+export const raw = mysql2.raw
+export const Types = mysql2.Types
+export { sqlpoolOf } from './sqlpool-of.js'
+
+/** The module as a default export, for `import mysql from 'sqlpool/mysql2'` and for `driver`/`dialectModule`. */
+export default defaultModule

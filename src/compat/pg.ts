@@ -1,0 +1,622 @@
+import type { EventEmitter } from 'node:events'
+import pg from 'pg'
+import type { Lease } from '../core/lease.js'
+import type { Pool as SqlPool } from '../core/pool.js'
+import type { PoolOptions } from '../core/pool-options.js'
+import { createPool } from '../create-pool.js'
+import { postgres } from '../dialects/postgres.js'
+import { manage, type PoolHold } from './manage.js'
+import { poolKey } from './pool-key.js'
+import { registerFacade } from './sqlpool-of.js'
+
+/** The sqlpool options a facade may set: every pool option but the dialect, which it makes itself. */
+export type SqlpoolOptions = Omit<PoolOptions<pg.Client>, 'dialect'>
+
+/** pg's pool config, plus the sqlpool options under one key of their own. */
+export interface PgPoolConfig extends pg.PoolConfig {
+  /** sqlpool options (`maxOverflow`, `resetOnRelease`, `name`, …); override what the pg keys set. */
+  sqlpool?: SqlpoolOptions | undefined
+}
+
+/** pg's client config, plus the sqlpool options of the shared pool the client borrows from. */
+export interface PgClientConfig extends pg.ClientConfig {
+  /** sqlpool options of the shared pool this client borrows from. */
+  sqlpool?: SqlpoolOptions | undefined
+}
+
+/** pg-pool's keys: they configure the pool, not each connection. */
+const POOL_KEYS = [
+  'max',
+  'min',
+  'idleTimeoutMillis',
+  'log',
+  'Promise',
+  'allowExitOnIdle',
+  'maxUses',
+  'maxLifetimeSeconds',
+  'Client',
+  'onConnect',
+  'verify',
+  'poolSize',
+  'sqlpool',
+] as const
+
+/** The parts of pg's Client that its typings leave out. */
+interface ClientInternals {
+  _queryable?: boolean
+  _ending?: boolean
+  release?: (error?: Error | boolean) => void
+}
+
+type Callback = (error: Error | undefined, result?: unknown) => void
+
+function noop(): void {}
+
+function internals(client: pg.Client): ClientInternals {
+  return client as unknown as ClientInternals
+}
+
+/** Splits pg's pool config into the client's connection config and the sqlpool options. */
+function splitConfig(
+  config: PgPoolConfig | undefined,
+  defaults: SqlpoolOptions,
+): { connection: pg.ClientConfig; options: SqlpoolOptions; maxUses: number } {
+  const connection: Record<string, unknown> = { ...config }
+  for (const key of POOL_KEYS) delete connection[key]
+  const c = config ?? {}
+  const options: Record<string, unknown> = { ...defaults }
+  const max = c.max ?? (c as { poolSize?: number }).poolSize
+  if (max !== undefined && max !== 0) options.max = max
+  if (c.min !== undefined) options.min = c.min
+  // pg: 0 or null turns idle reaping off, as sqlpool's 0 does; its default is 10 s.
+  if (c.idleTimeoutMillis !== undefined) options.idleTimeout = c.idleTimeoutMillis ?? 0
+  if (c.connectionTimeoutMillis) {
+    options.acquireTimeout = c.connectionTimeoutMillis
+    options.connectTimeout = c.connectionTimeoutMillis
+  }
+  if (c.maxLifetimeSeconds) options.maxLifetime = c.maxLifetimeSeconds * 1000
+  if (c.onConnect !== undefined) {
+    const hook = c.onConnect
+    options.onConnect = (client: pg.Client) => hook(client)
+  }
+  Object.assign(options, c.sqlpool)
+  return { connection, options: options as SqlpoolOptions, maxUses: c.maxUses || Infinity }
+}
+
+/** A client is lent out with `release` set on it, as pg-pool does; `release` is not in pg's Client type. */
+export type LentClient = pg.PoolClient
+
+/** How many times each physical client was lent, for pg's `maxUses`. */
+const uses = new WeakMap<pg.Client, number>()
+
+/** Holds a keyed sqlpool pool over PostgreSQL. */
+function holdPool(connection: pg.ClientConfig, options: SqlpoolOptions): PoolHold<pg.Client> {
+  return manage(poolKey('pg', { connection, options }), () =>
+    createPool<pg.Client>({ ...options, dialect: postgres(connection) }),
+  )
+}
+
+/** What the facade uses of pg.Pool's own constructor and fields; its methods are all replaced. */
+interface PgPoolFields extends EventEmitter {
+  options: pg.PoolOptions
+  ending: boolean
+  ended: boolean
+}
+
+/** pg's Pool, typed loosely so that the facade can replace its methods and accessors. */
+const PgPoolBase = pg.Pool as unknown as new (config?: pg.PoolConfig) => PgPoolFields
+
+/**
+ * A drop-in `pg.Pool` (a real subclass of it) that lends from a shared sqlpool pool: it owns this
+ * consumer's hold on the keyed pool, its waiting count and its pg events. It lends genuine
+ * `pg.Client`s with `release(errOrDestroy?)`, the same object each time for the same physical
+ * connection. Pools built with equal options share one sqlpool pool; `end()` drops only this
+ * pool's hold.
+ *
+ * @example
+ * ```ts
+ * import { Pool } from 'sqlpool/pg'
+ *
+ * const pool = new Pool({ connectionString: process.env.DATABASE_URL, max: 10 })
+ * const { rows } = await pool.query('SELECT $1::int AS n', [1])
+ * await pool.end()
+ * ```
+ */
+class SqlpoolPgPool extends PgPoolBase {
+  readonly #hold: PoolHold<pg.Client>
+  readonly #maxUses: number
+  readonly #seen = new WeakSet<pg.Client>()
+  readonly #leases = new Map<pg.Client, Lease<pg.Client>>()
+  readonly #clients = new Map<number, pg.Client>()
+  #waiting = 0
+  #onConnect: ((event: { id: number; connection: pg.Client }) => void) | undefined
+  #onClose: ((event: { id: number }) => void) | undefined
+
+  constructor(config?: PgPoolConfig, defaults: SqlpoolOptions = {}) {
+    const { sqlpool: _, ...pgConfig } = config ?? {}
+    super(pgConfig)
+    const { connection, options, maxUses } = splitConfig(config, defaults)
+    this.#maxUses = maxUses
+    this.#hold = holdPool(connection, options)
+    registerFacade(this, this.#hold.pool as SqlPool<unknown>)
+    // 'remove' needs the client of a closed connection; the core's 'close' carries only its id.
+    this.#onConnect = (event) => this.#clients.set(event.id, event.connection)
+    this.#onClose = (event) => {
+      const client = this.#clients.get(event.id)
+      this.#clients.delete(event.id)
+      if (client !== undefined && this.#seen.has(client)) this.emit('remove', client)
+    }
+    this.#hold.pool.on('connect', this.#onConnect).on('close', this.#onClose)
+  }
+
+  /** The shared sqlpool pool this facade lends from. */
+  get sqlpool(): SqlPool<pg.Client> {
+    return this.#hold.pool
+  }
+
+  /** pg's overloads, all of them: with a callback, or a promise. */
+  connect(
+    callback?: (
+      error: Error | undefined,
+      client?: LentClient,
+      done?: (release?: unknown) => void,
+    ) => void,
+  ): Promise<LentClient> | undefined {
+    if (this.ending) {
+      const error = new Error('Cannot use a pool after calling end on the pool')
+      if (callback === undefined) return Promise.reject(error)
+      process.nextTick(() => callback(error, undefined, noop))
+      return undefined
+    }
+    const promise = this.#checkout()
+    if (callback === undefined) return promise
+    promise.then(
+      (client) => callback(undefined, client, client.release as (release?: unknown) => void),
+      (error: Error) => callback(error, undefined, noop),
+    )
+    return undefined
+  }
+
+  async #checkout(): Promise<LentClient> {
+    this.#waiting++
+    let lease: Lease<pg.Client>
+    try {
+      lease = await this.#hold.pool.acquire()
+    } finally {
+      this.#waiting--
+    }
+    const client = lease.connection
+    this.#leases.set(client, lease)
+    internals(client).release = this.#releaser(client, lease)
+    if (!this.#seen.has(client)) {
+      this.#seen.add(client)
+      this.emit('connect', client)
+    }
+    this.emit('acquire', client)
+    return client as LentClient
+  }
+
+  /** pg-pool's release: once only (a second call throws), and a truthy argument destroys. */
+  #releaser(client: pg.Client, lease: Lease<pg.Client>): (error?: Error | boolean) => void {
+    let released = false
+    return (error?: Error | boolean) => {
+      if (released) {
+        throw new Error('Release called on client which has already been released to the pool.')
+      }
+      released = true
+      this.#leases.delete(client)
+      const count = (uses.get(client) ?? 0) + 1
+      uses.set(client, count)
+      this.emit('release', error, client)
+      if (!lease.active) return // revoked: the pool was destroyed under it
+      const c = internals(client)
+      if (error || c._queryable === false || c._ending === true || count >= this.#maxUses) {
+        lease.destroy(error instanceof Error ? error : undefined)
+      } else {
+        lease.release()
+      }
+    }
+  }
+
+  /** pg's overloads, all of them: with a callback, or a promise. */
+  query(text: unknown, values?: unknown, callback?: Callback): unknown {
+    if (typeof text === 'function') {
+      const error = new Error(
+        'Passing a function as the first parameter to pool.query is not supported',
+      )
+      const cb = text as Callback
+      setImmediate(() => cb(error))
+      return undefined
+    }
+    if (typeof values === 'function') {
+      callback = values as Callback
+      values = undefined
+    }
+    const promise = this.#query(text, values)
+    if (callback === undefined) return promise
+    const cb = callback
+    promise.then(
+      (result) => cb(undefined, result),
+      (error: Error) => cb(error),
+    )
+    return undefined
+  }
+
+  async #query(text: unknown, values: unknown): Promise<unknown> {
+    const client = await (this.connect() as Promise<LentClient>)
+    let result: unknown
+    try {
+      // A SQL error leaves the connection usable (the release reset rolls back a failed
+      // transaction), so unlike pg-pool it is released, not destroyed; a dead one is destroyed.
+      result = await (client.query as (t: unknown, v: unknown) => Promise<unknown>)(text, values)
+    } catch (error) {
+      const c = internals(client)
+      client.release(c._queryable === false ? (error as Error) : undefined)
+      throw error
+    }
+    client.release()
+    return result
+  }
+
+  /** pg's overloads, all of them: with a callback, or a promise. */
+  end(callback?: (error?: Error) => void): Promise<void> | undefined {
+    if (this.ending) {
+      const error = new Error('Called end on pool more than once')
+      if (callback === undefined) return Promise.reject(error)
+      process.nextTick(() => callback(error))
+      return undefined
+    }
+    this.ending = true
+    const hold = this.#hold
+    if (this.#onConnect !== undefined) hold.pool.off('connect', this.#onConnect)
+    // A lent client stays usable until it is released, as in pg-pool; the pool closes with the last hold.
+    const done = hold.release().then(() => {
+      this.ended = true
+    })
+    const finished = (async () => {
+      await done
+      if (this.#onClose !== undefined) hold.pool.off('close', this.#onClose)
+    })()
+    if (callback === undefined) return finished
+    finished.then(
+      () => callback(),
+      (error: Error) => callback(error),
+    )
+    return undefined
+  }
+
+  /** Physical connections of the shared pool, open or opening. */
+  get totalCount(): number {
+    return this.#hold.pool.stats().total
+  }
+
+  /** Idle connections of the shared pool. */
+  get idleCount(): number {
+    return this.#hold.pool.stats().idle
+  }
+
+  /** Callers of this facade waiting for a connection. */
+  get waitingCount(): number {
+    return this.#waiting
+  }
+
+  /** Always 0: sqlpool retires an expired connection when it comes back, it never waits as "expired". */
+  get expiredCount(): number {
+    return 0
+  }
+
+  /** Clients this facade has lent and not yet had back. */
+  get leasedCount(): number {
+    return this.#leases.size
+  }
+}
+
+/** The drop-in pool's type: pg's `Pool`, plus the shared sqlpool pool and the count of clients lent. */
+export interface Pool extends pg.Pool {
+  /** The shared sqlpool pool this facade lends from. */
+  readonly sqlpool: SqlPool<pg.Client>
+  /** Clients this facade has lent and not yet had back. */
+  readonly leasedCount: number
+}
+
+/** The drop-in pool's constructor: pg's, with the sqlpool defaults as an optional second argument. */
+export interface PoolConstructor {
+  new (config?: PgPoolConfig, defaults?: SqlpoolOptions): Pool
+  readonly prototype: Pool
+}
+
+/**
+ * A drop-in `pg.Pool` (a real subclass of it, named `Pool`) over a shared sqlpool pool; see
+ * `SqlpoolPgPool` above for what it does.
+ */
+export const Pool = SqlpoolPgPool as unknown as PoolConstructor
+// Drizzle tells a pool from a client by the constructor's name.
+Object.defineProperty(SqlpoolPgPool, 'name', { value: 'Pool' })
+
+/** What the facade uses of pg.Client's own constructor and fields; its I/O methods are all replaced. */
+interface PgClientFields extends EventEmitter {
+  _ending: boolean
+  processID: number | null
+  secretKey: number | null
+}
+
+/** pg's Client, typed loosely so that the facade can replace its methods. */
+const PgClientBase = pg.Client as unknown as new (
+  config?: string | pg.ClientConfig,
+) => PgClientFields
+
+/** The defaults of a client's shared pool: a fresh session for each client, idle ones closed as pg-pool does. */
+const CLIENT_POOL_DEFAULTS: SqlpoolOptions = { resetOnRelease: 'session', idleTimeout: 10_000 }
+
+/** Holds on the shared pools of `Client`s, by key: kept until the module's `end()`. */
+type ClientHolds = Map<string, PoolHold<pg.Client>>
+
+/**
+ * A drop-in `pg.Client` (a real subclass of it) that borrows a connection from a shared sqlpool
+ * pool on `connect()` and gives it back on `end()`: it owns one borrow. An app or ORM that opens a
+ * client per request (Sequelize, @fastify/postgres's `pg.Client`) pools without knowing it. Queries
+ * go to the borrowed `pg.Client`; its `notification`, `notice` and `error` events are forwarded.
+ */
+class SqlpoolPgClient extends PgClientBase {
+  readonly #connection: pg.ClientConfig
+  readonly #options: SqlpoolOptions
+  readonly #holds: ClientHolds
+  readonly #types: pg.CustomTypesConfig | undefined
+  #lease: Lease<pg.Client> | undefined
+  #physical: pg.Client | undefined
+  #connecting: Promise<void> | undefined
+  #broken: Error | undefined
+  #forwarders: Array<[string, (...args: unknown[]) => void]> = []
+
+  constructor(
+    config: string | PgClientConfig | undefined,
+    defaults: SqlpoolOptions,
+    holds: ClientHolds,
+  ) {
+    const given: PgClientConfig =
+      typeof config === 'string' ? { connectionString: config } : { ...config }
+    const { sqlpool, types, ...connection } = given
+    super(connection)
+    // A per-client `types` (Sequelize binds a new one for every connection) would make every key
+    // unique; it is applied to each query instead.
+    this.#types = types
+    this.#connection = connection
+    this.#options = { ...CLIENT_POOL_DEFAULTS, ...defaults, ...sqlpool }
+    this.#holds = holds
+  }
+
+  /** The shared sqlpool pool this client borrows from (opened on first use). */
+  get sqlpool(): SqlPool<pg.Client> {
+    return this.#hold().pool
+  }
+
+  #hold(): PoolHold<pg.Client> {
+    const key = poolKey('pg-client', { connection: this.#connection, options: this.#options })
+    let hold = this.#holds.get(key)
+    if (hold === undefined || hold.pool.closed) {
+      hold = holdPool(this.#connection, this.#options)
+      this.#holds.set(key, hold)
+    }
+    return hold
+  }
+
+  /** Borrows a connection; with a callback, or as a promise. */
+  connect(callback?: (error: Error | null) => void): Promise<void> | undefined {
+    if (this.#connecting === undefined) {
+      this.#connecting = this.#borrow()
+    } else if (this.#lease === undefined || this._ending) {
+      const error = new Error('Client has already been connected. You cannot reuse a client.')
+      if (callback === undefined) return Promise.reject(error)
+      process.nextTick(() => callback(error))
+      return undefined
+    }
+    if (callback === undefined) return this.#connecting
+    this.#connecting.then(
+      () => callback(null),
+      (error: Error) => callback(error),
+    )
+    return undefined
+  }
+
+  async #borrow(): Promise<void> {
+    const pool = this.#hold().pool
+    registerFacade(this, pool as SqlPool<unknown>)
+    const lease = await pool.acquire()
+    const physical = lease.connection
+    this.#lease = lease
+    this.#physical = physical
+    // The borrowed backend's identity, for consumers that cancel queries or log it.
+    const ids = physical as unknown as { processID: number | null; secretKey: number | null }
+    this.processID = ids.processID
+    this.secretKey = ids.secretKey
+    const forward = (event: string) => {
+      const listener = (...args: unknown[]) => {
+        if (event === 'error') {
+          this.#broken = args[0] as Error
+          if (this.listenerCount('error') === 0) return
+        }
+        this.emit(event, ...args)
+      }
+      ;(physical as unknown as EventEmitter).on(event, listener)
+      this.#forwarders.push([event, listener])
+    }
+    for (const event of ['notification', 'notice', 'error']) forward(event)
+    this.emit('connect')
+  }
+
+  /** Runs a query on the borrowed connection, in every form pg's Client takes. */
+  query(text: unknown, values?: unknown, callback?: unknown): unknown {
+    const physical = this.#physical
+    const config = this.#withTypes(text)
+    if (physical !== undefined && !this._ending) {
+      return (physical.query as (...args: unknown[]) => unknown)(config, values, callback)
+    }
+    const cb = (typeof values === 'function' ? values : callback) as Callback | undefined
+    const args = typeof values === 'function' ? [] : [values]
+    const promise = (async () => {
+      if (this.#connecting === undefined || this._ending) {
+        throw new Error(
+          'Client is not connected: call connect() first (sqlpool/pg borrows a connection on connect())',
+        )
+      }
+      await this.#connecting
+      return (this.#physical!.query as (...a: unknown[]) => Promise<unknown>)(config, ...args)
+    })()
+    if (cb === undefined) return promise
+    promise.then(
+      (result) => cb(undefined, result),
+      (error: Error) => cb(error),
+    )
+    return undefined
+  }
+
+  #withTypes(text: unknown): unknown {
+    const types = this.#types
+    if (types === undefined) return text
+    if (typeof text === 'string') return { text, types }
+    if (
+      typeof text === 'object' &&
+      text !== null &&
+      typeof (text as { submit?: unknown }).submit !== 'function'
+    ) {
+      const config = text as { types?: unknown }
+      return config.types === undefined ? { ...config, types } : config
+    }
+    return text
+  }
+
+  /** Gives the borrowed connection back (destroying it if it broke) and emits `'end'`. */
+  end(callback?: (error?: Error) => void): Promise<void> | undefined {
+    const finished = this.#giveBack()
+    if (callback === undefined) return finished
+    finished.then(
+      () => callback(),
+      (error: Error) => callback(error),
+    )
+    return undefined
+  }
+
+  async #giveBack(): Promise<void> {
+    if (this._ending) return
+    this._ending = true
+    if (this.#connecting !== undefined) await this.#connecting.catch(noop)
+    const physical = this.#physical
+    const lease = this.#lease
+    this.#physical = undefined
+    this.#lease = undefined
+    if (physical !== undefined) {
+      const emitter = physical as unknown as EventEmitter
+      for (const [event, listener] of this.#forwarders) emitter.off(event, listener)
+      this.#forwarders = []
+    }
+    if (lease?.active) {
+      const dead = this.#broken !== undefined || internals(physical!)._queryable === false
+      if (dead) lease.destroy(this.#broken)
+      else lease.release()
+    }
+    this.emit('end')
+  }
+
+  /** The transaction status of the borrowed connection (`I`, `T`, `E`), or `null`. */
+  getTransactionStatus(): string | null {
+    const physical = this.#physical as { getTransactionStatus?: () => string | null } | undefined
+    return physical?.getTransactionStatus?.() ?? null
+  }
+}
+
+/** The drop-in client's type: pg's `Client`, plus the shared sqlpool pool. */
+export interface Client extends pg.Client {
+  /** The shared sqlpool pool this client borrows from. */
+  readonly sqlpool: SqlPool<pg.Client>
+}
+
+/** The drop-in client's constructor: pg's. */
+export interface ClientConstructor {
+  new (config?: string | PgClientConfig): Client
+  readonly prototype: Client
+}
+
+/** A pg-shaped module whose `Pool` and `Client` pool through sqlpool; see {@link configurePg}. */
+export interface PgModule {
+  Pool: PoolConstructor
+  Client: ClientConstructor
+  types: typeof pg.types
+  defaults: typeof pg.defaults
+  Query: typeof pg.Query
+  DatabaseError: typeof pg.DatabaseError
+  escapeIdentifier: typeof pg.escapeIdentifier
+  escapeLiteral: typeof pg.escapeLiteral
+  Connection: typeof pg.Connection
+  TypeOverrides: typeof pg.TypeOverrides
+  Result: unknown
+  /** Always `null`: the native bindings bypass the facade. */
+  native: null
+  /** Closes the shared pools that this module's `Client`s borrowed from (each `Pool` closes with its own `end()`). */
+  end(): Promise<void>
+}
+
+/**
+ * Makes a pg-shaped module whose `Pool` and `Client` lend from sqlpool pools with these options
+ * by default: pass it where a consumer takes the pg module (TypeORM's `driver`, Sequelize's
+ * `dialectModule`, @fastify/postgres's `pg`). The module's `end()` closes the pools its
+ * `Client`s borrowed from.
+ *
+ * @example
+ * ```ts
+ * new Sequelize(url, { dialectModule: configurePg({ max: 5, maxOverflow: 5 }) })
+ * ```
+ */
+export function configurePg(defaults: SqlpoolOptions = {}): PgModule {
+  const holds: ClientHolds = new Map()
+  const PoolWithDefaults = class Pool extends SqlpoolPgPool {
+    constructor(config?: PgPoolConfig, more?: SqlpoolOptions) {
+      super(config, { ...defaults, ...more })
+    }
+  }
+  const ClientWithDefaults = class Client extends SqlpoolPgClient {
+    constructor(config?: string | PgClientConfig) {
+      super(config, defaults, holds)
+    }
+  }
+  const real = pg as unknown as Record<string, unknown>
+  return {
+    Pool: PoolWithDefaults as unknown as PoolConstructor,
+    Client: ClientWithDefaults as unknown as ClientConstructor,
+    types: pg.types,
+    defaults: pg.defaults,
+    Query: pg.Query,
+    DatabaseError: pg.DatabaseError,
+    escapeIdentifier: pg.escapeIdentifier,
+    escapeLiteral: pg.escapeLiteral,
+    Connection: pg.Connection,
+    TypeOverrides: pg.TypeOverrides,
+    Result: real.Result,
+    native: null,
+    async end() {
+      const all = [...holds.values()]
+      holds.clear()
+      await Promise.all(all.map((hold) => hold.release()))
+    },
+  }
+}
+
+const defaultModule = configurePg()
+
+/** A drop-in `pg.Client` that borrows from a shared sqlpool pool on `connect()` and returns on `end()`. */
+export const Client = defaultModule.Client
+export const types = pg.types
+export const defaults = pg.defaults
+export const Query = pg.Query
+export const DatabaseError = pg.DatabaseError
+export const escapeIdentifier = pg.escapeIdentifier
+export const escapeLiteral = pg.escapeLiteral
+export const Connection = pg.Connection
+export const TypeOverrides = pg.TypeOverrides
+/** Closes the shared pools that the default module's `Client`s borrowed from. */
+export const end = defaultModule.end
+export { manage } from './manage.js'
+export { poolKey } from './pool-key.js'
+export { sqlpoolOf } from './sqlpool-of.js'
+
+/** The module as a default export, for `import pg from 'sqlpool/pg'` and for `driver`/`dialectModule`. */
+export default { ...defaultModule, Pool, Client }

@@ -1,0 +1,125 @@
+import { type Generated, Kysely, MysqlDialect, PostgresDialect, sql } from 'kysely'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { createPool } from '../../src/compat/mysql2.js'
+import { Pool } from '../../src/compat/pg.js'
+import { sqlpoolOf } from '../../src/compat/sqlpool-of.js'
+import { describeOnServer, probe } from '../support/servers.js'
+import { MYSQL_URL, PG_URL, peakServerConnections, unique } from './support.js'
+
+interface Database {
+  [table: string]: { id: Generated<number>; name: string }
+}
+
+const MAX = 3
+const OVERFLOW = 2
+
+for (const kind of ['postgres', 'mysql'] as const) {
+  const status = await probe(kind)
+  describeOnServer(
+    status,
+    `Kysely ${kind === 'postgres' ? 'PostgresDialect' : 'MysqlDialect'} over sqlpool`,
+    () => {
+      const table = unique('ky')
+      const tag = unique('kyapp')
+      let facade: object
+      let db: Kysely<Database>
+      beforeAll(async () => {
+        if (kind === 'postgres') {
+          const pool = new Pool({
+            connectionString: PG_URL,
+            application_name: tag,
+            max: MAX,
+            sqlpool: { maxOverflow: OVERFLOW },
+          })
+          facade = pool
+          db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+        } else {
+          const pool = createPool({
+            uri: MYSQL_URL,
+            connectionLimit: MAX,
+            sqlpool: { maxOverflow: OVERFLOW },
+          })
+          facade = pool
+          db = new Kysely<Database>({ dialect: new MysqlDialect({ pool }) })
+        }
+        const id =
+          kind === 'postgres' ? sql`serial primary key` : sql`int auto_increment primary key`
+        await db.schema
+          .createTable(table)
+          .addColumn('id', sql`${id}` as never)
+          .addColumn('name', 'varchar(100)', (c) => c.notNull().unique())
+          .execute()
+      })
+      afterAll(async () => {
+        await db.schema.dropTable(table).ifExists().execute()
+        await db.destroy()
+        expect(sqlpoolOf(facade).closed).toBe(true)
+      })
+
+      it('CRUD', async () => {
+        await db.insertInto(table).values({ name: 'ada' }).execute()
+        expect(
+          await db.selectFrom(table).select('name').where('name', '=', 'ada').execute(),
+        ).toEqual([{ name: 'ada' }])
+        await db.updateTable(table).set({ name: 'grace' }).where('name', '=', 'ada').execute()
+        await db.deleteFrom(table).where('name', '=', 'grace').execute()
+        expect(await db.selectFrom(table).selectAll().execute()).toEqual([])
+      })
+
+      it('commits and rolls back transactions', async () => {
+        await db
+          .transaction()
+          .execute((trx) => trx.insertInto(table).values({ name: 'kept' }).execute())
+        await expect(
+          db.transaction().execute(async (trx) => {
+            await trx.insertInto(table).values({ name: 'dropped' }).execute()
+            throw new Error('roll back')
+          }),
+        ).rejects.toThrow('roll back')
+        const names = (await db.selectFrom(table).select('name').execute()).map((r) => r.name)
+        expect(names).toContain('kept')
+        expect(names).not.toContain('dropped')
+      })
+
+      it('an error inside a transaction leaves the connection clean', async () => {
+        await expect(
+          db.transaction().execute(async (trx) => {
+            await trx.insertInto(table).values({ name: 'dup' }).execute()
+            await trx.insertInto(table).values({ name: 'dup' }).execute() // unique violation
+          }),
+        ).rejects.toThrow()
+        // Every connection in the pool answers normally, outside any transaction.
+        const results = await Promise.all(
+          Array.from({ length: MAX }, () =>
+            db.selectFrom(table).select('name').where('name', '=', 'dup').execute(),
+          ),
+        )
+        for (const rows of results) expect(rows).toEqual([])
+        expect(sqlpoolOf(facade).stats().leased).toBe(0)
+      })
+
+      it(`200 concurrent operations open at most max + maxOverflow (${MAX + OVERFLOW}) server sessions`, async () => {
+        const peak = await peakServerConnections(
+          kind,
+          { applicationName: tag, pool: sqlpoolOf(facade) },
+          () =>
+            Promise.all(
+              Array.from({ length: 200 }, (_, i) =>
+                i % 10 === 0
+                  ? db.transaction().execute((trx) =>
+                      trx
+                        .insertInto(table)
+                        .values({ name: `n${i}` })
+                        .execute(),
+                    )
+                  : db.selectFrom(table).select('name').limit(1).execute(),
+              ),
+            ),
+        )
+        expect(peak).toBeGreaterThan(0)
+        expect(peak).toBeLessThanOrEqual(MAX + OVERFLOW)
+        expect(sqlpoolOf(facade).stats().total).toBeLessThanOrEqual(MAX + OVERFLOW)
+      })
+    },
+  )
+}
