@@ -64,7 +64,23 @@ const SECRET_KEYS = ['password', 'password1', 'password2', 'password3', 'passwor
 const CLOSE_GRACE_MS = 2_000
 
 /** What a fresh session has that COM_RESET_CONNECTION does not give back; read once per connection. */
-const INITIAL_SQL = 'SELECT DATABASE() AS db, @@SESSION.sql_mode AS mode'
+const INITIAL_SQL =
+  'SELECT DATABASE() AS db, @@SESSION.sql_mode AS mode, @@SESSION.autocommit AS autocommit'
+
+/** SERVER_STATUS_AUTOCOMMIT, in the status flags of an OK packet. */
+const STATUS_AUTOCOMMIT = 0x0002
+
+/**
+ * A statement that cannot leave a transaction open in autocommit mode: one statement that only
+ * reads or changes rows (in autocommit mode it commits itself; a stored function or trigger may not
+ * start or end a transaction). Anything else (BEGIN, START TRANSACTION, SET, XA, CALL, LOCK, …),
+ * or a `;` anywhere, counts as possibly opening one.
+ */
+const AUTOCOMMITTED =
+  /^\s*(?:\/\*[^]*?\*\/\s*)*\(?\s*(?:select|show|describe|desc|explain|do|insert|update|delete|replace|with|table|values)\b[^;]*;?\s*$/i
+
+/** mysql2 commands that carry no SQL and cannot open a transaction. */
+const INERT_COMMANDS = new Set(['Ping', 'Prepare', 'CloseStatement', 'Quit'])
 
 const INSPECT_SQL =
   'SELECT @@SESSION.wait_timeout AS wait_timeout, @@GLOBAL.max_connections AS max_connections, ' +
@@ -197,6 +213,45 @@ function callback(fn: (done: (error: unknown) => void) => void): Promise<void> {
   })
 }
 
+/**
+ * What the dialect knows of a connection's transaction state, so that a `'rollback'` reset sends
+ * nothing when no transaction can be open. mysql2 does not keep the server's status flags, so the
+ * dialect watches the commands instead: in autocommit mode only a few statements can leave a
+ * transaction open (BEGIN, START TRANSACTION, SET autocommit, XA, CALL, …; see AUTOCOMMITTED).
+ */
+interface TransactionState {
+  /** No command that might open a transaction ran since the last reset. */
+  clean: boolean
+  /** The session is in autocommit mode, as the server last reported. */
+  autocommit: boolean
+}
+
+const transactionStates = new WeakMap<Connection, TransactionState>()
+
+type AddCommand = (command: { sql?: unknown; constructor?: { name?: string } }) => unknown
+
+/** Watches every command the connection sends, to keep its {@link TransactionState}. */
+function trackTransactions(connection: Connection, autocommit: boolean): void {
+  const state: TransactionState = { clean: true, autocommit }
+  transactionStates.set(connection, state)
+  const original = (connection as unknown as { addCommand: AddCommand }).addCommand
+  const addCommand: AddCommand = function (this: unknown, command) {
+    if (state.clean) {
+      const sql = command.sql
+      if (typeof sql === 'string') state.clean = AUTOCOMMITTED.test(sql)
+      else state.clean = INERT_COMMANDS.has(command.constructor?.name ?? '')
+    }
+    return original.call(this, command)
+  }
+  // An own, non-enumerable property: the connection stays a genuine mysql2 connection.
+  Object.defineProperty(connection, 'addCommand', {
+    value: addCommand,
+    enumerable: false,
+    writable: true,
+    configurable: true,
+  })
+}
+
 /** A session as it was right after connecting: what a `'session'` reset puts back. */
 interface InitialSession {
   db: string | null
@@ -273,9 +328,15 @@ class MysqlDialect implements Dialect<Connection> {
     const onAbort = () => destroySocket(connection, plain)
     signal.addEventListener('abort', onAbort, { once: true })
     try {
-      const [row] = await run<Array<{ db: string | null; mode: string }>>(connection, INITIAL_SQL)
+      const [row] = await run<Array<{ db: string | null; mode: string; autocommit: unknown }>>(
+        connection,
+        INITIAL_SQL,
+      )
       signal.throwIfAborted()
-      if (row !== undefined) initialSessions.set(connection, { db: row.db, mode: row.mode })
+      if (row !== undefined) {
+        initialSessions.set(connection, { db: row.db, mode: row.mode })
+        trackTransactions(connection, Number(row.autocommit) === 1)
+      }
     } catch (error) {
       destroySocket(connection, plain)
       throw signal.aborted ? signal.reason : redactError(error, this.#secrets)
@@ -317,12 +378,26 @@ class MysqlDialect implements Dialect<Connection> {
     return callback((done) => connection.ping(done))
   }
 
-  reset(connection: Connection, mode: ResetMode): Promise<void> {
-    // mysql2 does not keep the server status flags (SERVER_STATUS_IN_TRANS) of the last reply on
-    // the connection, so an idle connection cannot be told from one in a transaction: ROLLBACK
-    // every time. It costs one round trip and is a no-op outside a transaction.
-    if (mode === 'rollback') return run(connection, 'ROLLBACK').then(() => undefined)
-    return this.#resetSession(connection)
+  reset(connection: Connection, mode: ResetMode): Promise<void> | undefined {
+    const state = transactionStates.get(connection)
+    if (mode === 'rollback') {
+      // Nothing since the last reset could have opened a transaction: send nothing.
+      if (state?.clean === true && state.autocommit) return undefined
+      return run<{ serverStatus?: number }>(connection, 'ROLLBACK').then((result) => {
+        if (state === undefined) return
+        // The OK packet says whether the session is in autocommit mode; SET autocommit = 0 makes
+        // every later statement open a transaction, so then every release rolls back.
+        if (typeof result?.serverStatus === 'number') {
+          state.autocommit = (result.serverStatus & STATUS_AUTOCOMMIT) !== 0
+        }
+        state.clean = true
+      })
+    }
+    return this.#resetSession(connection).then(() => {
+      // The reset's own SET statements marked it; the session is fresh, but its autocommit is
+      // the server's default: the next 'rollback' (if the mode changes) finds out.
+      if (state !== undefined) state.clean = false
+    })
   }
 
   async #resetSession(connection: Connection): Promise<void> {

@@ -135,6 +135,61 @@ describeOnServer(status, 'mysql dialect specifics', () => {
     })
   })
 
+  describe("'rollback' reset without a round trip when no transaction can be open", () => {
+    /** Whether the server has a transaction open for this connection (MariaDB's @@in_transaction). */
+    async function inTransaction(connection: mysql2.Connection): Promise<boolean> {
+      const [row] = await myRows<{ open: number }>(connection, 'SELECT @@in_transaction AS open')
+      return Number(row?.open) === 1
+    }
+
+    it('sends nothing after autocommitted reads and writes', async () => {
+      const connection = await connect()
+      await myRows(connection, `SELECT * FROM ${table}`)
+      await myRows(connection, `UPDATE ${table} SET id = id WHERE id = 1`)
+      await myRows(connection, `/* a comment */ (SELECT 1)`)
+      expect(dialect.reset(connection, 'rollback')).toBeUndefined()
+    })
+
+    it("rolls back after BEGIN, and A's row never reaches the next borrower", async () => {
+      const connection = await connect()
+      await myRows(connection, 'BEGIN')
+      await myRows(connection, `INSERT INTO ${table} VALUES (42)`)
+      expect(await inTransaction(connection)).toBe(true)
+      const reset = dialect.reset(connection, 'rollback')
+      expect(reset).toBeInstanceOf(Promise)
+      await reset
+      expect(await inTransaction(connection)).toBe(false)
+      expect(await myRows(connection, `SELECT id FROM ${table} WHERE id = 42`)).toEqual([])
+      // Clean again: the next idle release sends nothing.
+      expect(dialect.reset(connection, 'rollback')).toBeUndefined()
+    })
+
+    it('treats a ; (several statements) and CALL as possibly opening a transaction', async () => {
+      const connection = await connect()
+      await failure(myRows(connection, 'SELECT 1; BEGIN'))
+      expect(dialect.reset(connection, 'rollback')).toBeInstanceOf(Promise)
+      await myRows(connection, 'SELECT 1')
+      await failure(myRows(connection, 'CALL no_such_procedure()'))
+      expect(dialect.reset(connection, 'rollback')).toBeInstanceOf(Promise)
+    })
+
+    it('after SET autocommit = 0, rolls back on every release, since every read opens a transaction', async () => {
+      const connection = await connect()
+      await myRows(connection, 'SET autocommit = 0')
+      await dialect.reset(connection, 'rollback')
+      await myRows(connection, `SELECT * FROM ${table}`)
+      expect(await inTransaction(connection)).toBe(true)
+      const reset = dialect.reset(connection, 'rollback')
+      expect(reset).toBeInstanceOf(Promise)
+      await reset
+      expect(await inTransaction(connection)).toBe(false)
+      await myRows(connection, 'SET autocommit = 1')
+      await dialect.reset(connection, 'rollback')
+      await myRows(connection, `SELECT * FROM ${table}`)
+      expect(dialect.reset(connection, 'rollback')).toBeUndefined()
+    })
+  })
+
   it('lends the core (callback) connection, whose .promise() gives the promise API over it', async () => {
     const pool = createPool({ dialect, max: 1 })
     pools.push(pool)

@@ -388,8 +388,8 @@ export function mysqlTarget(status: ServerStatus): Target<mysql2.Connection> {
     shortQuery: (ms) => `SELECT SLEEP(${ms / 1000})`,
     idleCutoffSql: (seconds) => `SET SESSION wait_timeout = ${seconds}`,
     idleCutoffSetting: 'wait_timeout',
-    // mysql2 keeps no transaction status: the dialect always sends ROLLBACK.
-    syncIdleRollback: false,
+    // mysql2 keeps no transaction status, but the dialect tracks what might open a transaction.
+    syncIdleRollback: true,
     createTable: async (c, table) => {
       await myRows(c, `CREATE TABLE ${table} (id int PRIMARY KEY, v varchar(100)) ENGINE=InnoDB`)
     },
