@@ -18,7 +18,7 @@ import {
   resolveAcquireTimeout,
   resolvePoolOptions,
 } from './pool-options.js'
-import { PoolCounters, type PoolStats } from './stats.js'
+import { PoolCounters, type PoolStats, StateCounts } from './stats.js'
 import { Waiter, WaiterQueue } from './waiter-queue.js'
 import { withTimeout } from './with-timeout.js'
 
@@ -83,15 +83,7 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
   readonly #records = new Set<ConnectionRecord<C>>()
   readonly #idle = new LinkedList<ConnectionRecord<C>>()
   readonly #waiters: WaiterQueue<Lease<C>>
-  readonly #counts: Record<RecordState, number> = {
-    connecting: 0,
-    idle: 0,
-    leased: 0,
-    resetting: 0,
-    validating: 0,
-    closing: 0,
-    closed: 0,
-  }
+  readonly #counts = new StateCounts()
   readonly #counters = new PoolCounters()
   readonly #housekeeper: Housekeeper<C>
   readonly #owner: LeaseOwner<C>
@@ -129,9 +121,9 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
     this.#idleTimeout = this.#options.idleTimeout
     this.#waiters = new WaiterQueue<Lease<C>>(
       (waiter) => this.#timedOut(waiter),
-      (waiter) => {
+      (waiter, signal) => {
         this.#counters.aborted++
-        waiter.reject(waiter.signal!.reason)
+        waiter.reject(signal.reason)
       },
     )
     this.#owner = { giveBack: (record, destroy, reason) => this.#giveBack(record, destroy, reason) }
@@ -219,17 +211,25 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
       )
     }
     // The clock is read only for a wait time someone will see; timeouts need none (WaiterQueue).
-    const enqueuedAt = this.listening('acquire') || debugging ? performance.now() : Number.NaN
+    const timed = this.listening('acquire') || debugging
+    const extra =
+      timed || stack !== undefined
+        ? { enqueuedAt: timed ? performance.now() : undefined, stack }
+        : undefined
+    let resolve!: (lease: Lease<C> | PromiseLike<Lease<C>>) => void
+    const promise = new Promise<Lease<C>>((settle) => {
+      resolve = settle
+    })
     const waiter = new Waiter<Lease<C>>(
       timeout,
       // A waiter that may wait for ever needs no timer at all.
       timeout === this.#options.acquireTimeout && timeout !== Number.POSITIVE_INFINITY,
-      enqueuedAt,
-      stack,
+      resolve,
+      extra,
     )
     this.#waiters.push(waiter, signal)
     this.#pump()
-    return waiter.promise
+    return promise
   }
 
   /**
@@ -384,8 +384,8 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
   #move(record: ConnectionRecord<C>, to: RecordState): void {
     const from = record.state
     if (from === 'idle') this.#idle.remove(record)
-    this.#counts[from]--
-    this.#counts[to]++
+    this.#counts.add(from, -1)
+    this.#counts.add(to, 1)
     record.state = to
     if (to === 'idle') {
       if (this.#options.order === 'lifo') this.#idle.unshift(record)
@@ -436,7 +436,7 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
   }
 
   #serve(record: ConnectionRecord<C>, waiter: Waiter<Lease<C>>): void {
-    waiter.resolve(this.#lend(record, waiter, waiter.stack))
+    waiter.resolve(this.#lend(record, waiter, waiter.extra?.stack))
   }
 
   /** Lends a record to a waiter, or to a caller that did not wait (`waiter` undefined). */
@@ -460,7 +460,8 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
       record.leakTimer.unref()
     }
     if (this.listening('acquire') || debugging) {
-      const waitMs = waiter === undefined ? 0 : performance.now() - waiter.enqueuedAt
+      const enqueuedAt = waiter?.extra?.enqueuedAt
+      const waitMs = waiter === undefined ? 0 : performance.now() - (enqueuedAt ?? Number.NaN)
       this.emit('acquire', { id: record.id, connection: record.connection as C, waitMs })
       if (debugging) this.#log('acquire', record, `waited ${waitMs.toFixed(1)} ms`)
     }

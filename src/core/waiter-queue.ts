@@ -1,9 +1,25 @@
 import { LinkedList, type ListNode } from './linked-list.js'
 
+/** The rare parts of a waiter, allocated only when a call needs them. */
+export interface WaiterExtra {
+  /** Its own timeout timer, when its timeout differs from the pool's. */
+  timer?: NodeJS.Timeout | undefined
+  signal?: AbortSignal | undefined
+  onAbort?: (() => void) | undefined
+  /** The stack of the `acquire()` call, when leak detection is on. */
+  stack?: string | undefined
+  /** When it started waiting, when someone will see the wait time (events, logs). */
+  enqueuedAt?: number | undefined
+}
+
 /**
  * One caller of `acquire()` waiting for a connection. It settles exactly once: the queue
  * removes it before it is served, timed out or aborted, so a waiter that has given up can never
  * receive a connection (psycopg_pool's rule).
+ *
+ * It is kept small, since ten thousand of them may wait: the common case holds its links, its
+ * deadline and the promise's resolve function, and a rejection goes through `resolve` too (with
+ * a rejected promise), so the reject function need not be kept.
  */
 export class Waiter<T> implements ListNode<Waiter<T>> {
   prev: Waiter<T> | undefined = undefined
@@ -16,28 +32,27 @@ export class Waiter<T> implements ListNode<Waiter<T>> {
    * stamps it (see {@link WaiterQueue}).
    */
   deadline = Number.POSITIVE_INFINITY
-  /** When it started waiting, read only when someone needs the wait time (events, logs); else `NaN`. */
-  readonly enqueuedAt: number
   /** Whether the queue's shared timer covers it; otherwise it has a timer of its own. */
   readonly shared: boolean
-  /** The stack of the `acquire()` call, kept only when leak detection is on. */
-  readonly stack: string | undefined
-  resolve!: (value: T) => void
-  reject!: (reason: unknown) => void
-  readonly promise: Promise<T>
-  timer: NodeJS.Timeout | undefined = undefined
-  signal: AbortSignal | undefined = undefined
-  onAbort: (() => void) | undefined = undefined
+  /** Settles the caller's promise. */
+  readonly resolve: (value: T | PromiseLike<T>) => void
+  extra: WaiterExtra | undefined
 
-  constructor(timeout: number, shared: boolean, enqueuedAt: number, stack: string | undefined) {
+  constructor(
+    timeout: number,
+    shared: boolean,
+    resolve: (value: T | PromiseLike<T>) => void,
+    extra: WaiterExtra | undefined,
+  ) {
     this.timeout = timeout
     this.shared = shared
-    this.enqueuedAt = enqueuedAt
-    this.stack = stack
-    this.promise = new Promise<T>((resolve, reject) => {
-      this.resolve = resolve
-      this.reject = reject
-    })
+    this.resolve = resolve
+    this.extra = extra
+  }
+
+  /** Rejects the caller's promise. */
+  reject(reason: unknown): void {
+    this.resolve(Promise.reject(reason))
   }
 }
 
@@ -60,7 +75,7 @@ const STAMP_MS = 1
 export class WaiterQueue<T> {
   readonly #list = new LinkedList<Waiter<T>>()
   readonly #onExpire: (waiter: Waiter<T>) => void
-  readonly #onAbort: (waiter: Waiter<T>) => void
+  readonly #onAbort: (waiter: Waiter<T>, signal: AbortSignal) => void
   /** Shared-timeout waiters that joined since the last stamp: a suffix of the queue. */
   #unstamped = 0
   #stampTimer: NodeJS.Timeout | undefined
@@ -70,7 +85,10 @@ export class WaiterQueue<T> {
    * @param onExpire - called for a waiter whose deadline passed, after it left the queue
    * @param onAbort - called for a waiter whose signal aborted, after it left the queue
    */
-  constructor(onExpire: (waiter: Waiter<T>) => void, onAbort: (waiter: Waiter<T>) => void) {
+  constructor(
+    onExpire: (waiter: Waiter<T>) => void,
+    onAbort: (waiter: Waiter<T>, signal: AbortSignal) => void,
+  ) {
     this.#onExpire = onExpire
     this.#onAbort = onAbort
   }
@@ -92,14 +110,17 @@ export class WaiterQueue<T> {
       this.#unstamped++
       if (this.#stampTimer === undefined) this.#stampTimer = setTimeout(this.#stamp, STAMP_MS)
     } else if (waiter.timeout !== Number.POSITIVE_INFINITY) {
-      waiter.timer = setTimeout(() => this.#expire(waiter), waiter.timeout)
+      waiter.extra ??= {}
+      waiter.extra.timer = setTimeout(() => this.#expire(waiter), waiter.timeout)
     }
     if (signal !== undefined) {
-      waiter.signal = signal
-      waiter.onAbort = () => {
-        if (this.#take(waiter)) this.#onAbort(waiter)
+      const onAbort = () => {
+        if (this.#take(waiter)) this.#onAbort(waiter, signal)
       }
-      signal.addEventListener('abort', waiter.onAbort, { once: true })
+      waiter.extra ??= {}
+      waiter.extra.signal = signal
+      waiter.extra.onAbort = onAbort
+      signal.addEventListener('abort', onAbort, { once: true })
     }
   }
 
@@ -124,12 +145,12 @@ export class WaiterQueue<T> {
 
   #take(waiter: Waiter<T>): boolean {
     if (!this.#list.remove(waiter)) return false
-    if (waiter.shared) {
-      if (waiter.deadline === Number.POSITIVE_INFINITY) this.#unstamped--
-    } else if (waiter.timer !== undefined) {
-      clearTimeout(waiter.timer)
+    if (waiter.shared && waiter.deadline === Number.POSITIVE_INFINITY) this.#unstamped--
+    const extra = waiter.extra
+    if (extra !== undefined) {
+      if (extra.timer !== undefined) clearTimeout(extra.timer)
+      if (extra.onAbort !== undefined) extra.signal!.removeEventListener('abort', extra.onAbort)
     }
-    if (waiter.onAbort !== undefined) waiter.signal!.removeEventListener('abort', waiter.onAbort)
     // An armed shared timer must not keep the process alive once nobody waits.
     if (this.#list.size === 0 && this.#timer !== undefined) this.#timer.unref()
     return true
