@@ -228,7 +228,11 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
       extra,
     )
     this.#waiters.push(waiter, signal)
-    this.#pump()
+    // Under load every connection is out and the pool is full: a new waiter changes nothing the
+    // pump could act on, so skip it (it serves idle connections and opens new ones).
+    if (this.#idle.size > 0 || this.#records.size < this.#options.max + this.#options.maxOverflow) {
+      this.#pump()
+    }
     return promise
   }
 
