@@ -278,6 +278,7 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
       closed: n.closed,
       acquired: n.acquired,
       released: n.released,
+      revoked: n.revoked,
       timeouts: n.timeouts,
       aborted: n.aborted,
       rejected: n.rejected,
@@ -855,8 +856,12 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
     if (record.leakTimer !== undefined) clearTimeout(record.leakTimer)
     record.lifetimeTimer = undefined
     record.leakTimer = undefined
-    record.lease?.revoke()
-    record.lease = undefined
+    if (record.lease !== undefined) {
+      // Taken back from its holder (destroy(), or close() timing out): it never comes back.
+      record.lease.revoke()
+      record.lease = undefined
+      this.#counters.revoked++
+    }
     this.#move(record, 'closing')
     const done = () => {
       this.#move(record, 'closed')

@@ -38,8 +38,13 @@ export interface PoolStats {
   closed: number
   /** Leases handed out. */
   acquired: number
-  /** Leases that ended. */
+  /** Leases their holders ended (`release()` or `destroy()`). */
   released: number
+  /**
+   * Leases the pool took back from their holders: `destroy()`, or `close()` timing out. Always
+   * `acquired = released + revoked + leased`.
+   */
+  revoked: number
   /** Acquires that timed out. */
   timeouts: number
   /** Acquires aborted through their signal. */
@@ -58,6 +63,7 @@ export class PoolCounters {
   closed = 0
   acquired = 0
   released = 0
+  revoked = 0
   timeouts = 0
   aborted = 0
   rejected = 0

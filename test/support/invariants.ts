@@ -12,6 +12,8 @@ export function checkInvariants(pool: Pool<FakeConnection>, dialect?: FakeDialec
   expect(s.total).toBeLessThanOrEqual(s.max + s.maxOverflow)
   expect(s.idle).toBeGreaterThanOrEqual(0)
   expect(s.waiting).toBeGreaterThanOrEqual(0)
+  // Every lease handed out is still held, or ended by its holder or by the pool.
+  expect(s.acquired).toBe(s.released + s.revoked + s.leased)
   if (dialect !== undefined) {
     // The fake marks a connection closed at once, so a closing one is no longer open.
     expect(dialect.open.length).toBe(s.idle + s.leased + s.resetting + s.validating)

@@ -763,7 +763,7 @@ describe('close and destroy', () => {
     expect(dialect.open).toEqual([])
     expect(() => lease.connection).toThrow(LeaseReleasedError)
     expect(() => lease.release()).not.toThrow()
-    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0 })
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0, revoked: 1, released: 0 })
   })
 
   it('destroy() closes everything at once; close and destroy are idempotent', async () => {
