@@ -1,0 +1,187 @@
+import type mysql2 from 'mysql2'
+import type pg from 'pg'
+import { expect } from 'vitest'
+import { mysql } from '../../src/dialects/mysql.js'
+import { postgres } from '../../src/dialects/postgres.js'
+import { createPool, type Dialect, type Pool, type PoolOptions } from '../../src/index.js'
+import {
+  type Admin,
+  myRows,
+  mysqlTarget,
+  postgresTarget,
+  trackProcessErrors,
+  uniqueName,
+} from '../conformance/targets.js'
+import type { ServerStatus } from '../support/servers.js'
+import { FaultProxy } from './fault-proxy.js'
+
+/** A database server reached through a {@link FaultProxy}, with the SQL its scenarios need. */
+export interface FaultTarget<C> {
+  readonly name: 'postgres' | 'mysql'
+  readonly label: 'PostgreSQL' | 'MariaDB'
+  readonly status: ServerStatus
+  /** A dialect whose connections go through `port` and carry `tag` (application_name or user). */
+  dialect(port: number, tag: string): Dialect<C>
+  query<T = Record<string, unknown>>(connection: C, sql: string, params?: unknown[]): Promise<T[]>
+  /** A statement that runs about `ms` on the server. */
+  sleepSql(ms: number): string
+  /** Sets the session's idle cut-off to `seconds`. */
+  idleCutoffSql(seconds: number): string
+  /** Opens an administrator connection, straight to the server (never through a proxy). */
+  admin(): Promise<Admin>
+  /** The port the server listens on. */
+  readonly serverPort: number
+}
+
+function pgQuery<T>(client: pg.Client, sql: string, params?: unknown[]): Promise<T[]> {
+  return client.query(sql, params).then((r) => r.rows as T[])
+}
+
+/** PostgreSQL through a proxy; connections are tagged by application_name. */
+export function postgresFaultTarget(status: ServerStatus): FaultTarget<pg.Client> {
+  const url = new URL(status.url)
+  const base = postgresTarget(status)
+  return {
+    name: 'postgres',
+    label: 'PostgreSQL',
+    status,
+    serverPort: Number(url.port || 5432),
+    dialect: (port, tag) =>
+      postgres({
+        host: '127.0.0.1',
+        port,
+        user: decodeURIComponent(url.username) || 'postgres',
+        password: url.password === '' ? undefined : decodeURIComponent(url.password),
+        database: decodeURIComponent(url.pathname.slice(1)) || 'test',
+        application_name: tag,
+      }),
+    query: pgQuery,
+    sleepSql: (ms) => `SELECT pg_sleep(${ms / 1000})`,
+    idleCutoffSql: (seconds) => `SET idle_session_timeout = '${seconds}s'`,
+    admin: () => base.admin!(),
+  }
+}
+
+/** MariaDB through a proxy; connections are tagged by a user made for the purpose. */
+export function mysqlFaultTarget(status: ServerStatus): FaultTarget<mysql2.Connection> {
+  const url = new URL(status.url)
+  const base = mysqlTarget(status)
+  const database = decodeURIComponent(url.pathname.slice(1)) || 'test'
+  return {
+    name: 'mysql',
+    label: 'MariaDB',
+    status,
+    serverPort: Number(url.port || 3306),
+    dialect: (port, tag) => mysql({ host: '127.0.0.1', port, user: tag, database }),
+    query: (c, sql, params) => myRows(c, sql, params),
+    sleepSql: (ms) => `SELECT SLEEP(${ms / 1000})`,
+    idleCutoffSql: (seconds) => `SET SESSION wait_timeout = ${seconds}`,
+    admin: () => base.admin!(),
+  }
+}
+
+/** The `p`-th percentile (0–100) of `values`, nearest rank. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
+  return sorted[rank]!
+}
+
+/** Rounds to 0.1 ms, for figures. */
+export function ms(value: number): number {
+  return Math.round(value * 10) / 10
+}
+
+/** Asserts what must hold of any pool: the counts add up and the bounds hold. */
+export function checkPoolInvariants(pool: Pool<unknown>): void {
+  const s = pool.stats()
+  expect(s.total).toBe(s.idle + s.leased + s.connecting + s.resetting + s.validating + s.closing)
+  expect(s.total).toBeLessThanOrEqual(s.max + s.maxOverflow)
+  expect(s.waiting).toBeGreaterThanOrEqual(0)
+}
+
+/** Figures the scenarios report, gathered into one line per scenario and server at the end. */
+export const figures: Array<{
+  scenario: string
+  server: string
+  figures: Record<string, unknown>
+}> = []
+
+/** Records the figures of one scenario on one server, and prints them (they go into docs/reliability.md). */
+export function report(scenario: string, server: string, values: Record<string, unknown>): void {
+  figures.push({ scenario, server, figures: values })
+  console.log(`[faults] ${scenario} on ${server}: ${JSON.stringify(values)}`)
+}
+
+/** One scenario's world: a proxy in front of the server, a tag for its sessions, an admin connection. */
+export interface Rig<C> {
+  readonly target: FaultTarget<C>
+  readonly proxy: FaultProxy
+  readonly tag: string
+  readonly admin: Admin
+  readonly errors: { readonly errors: unknown[] }
+  /** A pool over the proxy with this rig's tag; closed (then checked) by `finish()`. */
+  pool(options?: Omit<PoolOptions<C>, 'dialect'>): Pool<C>
+  /** Closes the pools, then asserts: invariants held, 0 live links, 0 sessions left, 0 unhandled errors. */
+  finish(): Promise<void>
+}
+
+/** Sets up a {@link Rig}; always call `finish()` (in a `finally`). */
+export async function rig<C>(target: FaultTarget<C>): Promise<Rig<C>> {
+  const proxy = await FaultProxy.start(target.serverPort)
+  const admin = await target.admin()
+  const tag = await admin.newTag()
+  const errors = trackProcessErrors()
+  const pools: Pool<C>[] = []
+  return {
+    target,
+    proxy,
+    tag,
+    admin,
+    errors,
+    pool(options) {
+      const pool = createPool<C>({
+        name: uniqueName('faults'),
+        ...options,
+        dialect: target.dialect(proxy.port, tag),
+      })
+      pools.push(pool)
+      return pool
+    },
+    async finish() {
+      try {
+        await proxy.clear()
+        for (const pool of pools) {
+          checkPoolInvariants(pool as Pool<unknown>)
+          // A lease still out now was never released: a leak (the test's or the pool's).
+          if (!pool.closed) expect(pool.stats().leased, `pool ${pool.name} leaked leases`).toBe(0)
+        }
+        await Promise.all(pools.map((pool) => pool.close({ timeout: 2_000 })))
+        // close() resolves at its timeout while the connections it then destroys are still
+        // closing (reported to the lead): give them a bounded moment.
+        const closing = performance.now() + 3_000
+        while (pools.some((p) => p.stats().total > 0) && performance.now() < closing) {
+          await new Promise((resolve) => setTimeout(resolve, 10))
+        }
+        for (const pool of pools) {
+          expect(pool.stats().total, `pool ${pool.name} left connections`).toBe(0)
+        }
+        await proxy.waitForNoLinks(3_000)
+        expect(proxy.liveLinks).toBe(0)
+        // The server's side of every link is gone too (a killed backend can take a moment).
+        const deadline = performance.now() + 3_000
+        while ((await admin.count(tag)) > 0 && performance.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, 20))
+        }
+        expect(await admin.count(tag), 'server sessions left behind').toBe(0)
+        expect(errors.errors, 'unhandled errors').toEqual([])
+      } finally {
+        errors.stop()
+        await Promise.all(pools.map((pool) => pool.destroy()))
+        await proxy.close()
+        await admin.close()
+      }
+    },
+  }
+}
