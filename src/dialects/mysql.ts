@@ -77,7 +77,7 @@ const STATUS_AUTOCOMMIT = 0x0002
  * or a `;` anywhere, counts as possibly opening one.
  */
 const AUTOCOMMITTED =
-  /^\s*(?:\/\*[^]*?\*\/\s*)*\(?\s*(?:select|show|describe|desc|explain|do|insert|update|delete|replace|with|table|values)\b[^;]*;?\s*$/i
+  /^\s*(?:\/\*[\s\S]*?\*\/\s*)*\(?\s*(?:select|show|describe|desc|explain|do|insert|update|delete|replace|with|table|values)\b[^;]*;?\s*$/i
 
 /** mysql2 commands that carry no SQL and cannot open a transaction. */
 const INERT_COMMANDS = new Set(['Ping', 'Prepare', 'CloseStatement', 'Quit'])
