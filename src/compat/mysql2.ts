@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import mysql2 from 'mysql2'
+import mysql2Promise from 'mysql2/promise'
 import type { Lease } from '../core/lease.js'
 import type { Pool as SqlPool } from '../core/pool.js'
 import type { PoolOptions } from '../core/pool-options.js'
@@ -57,6 +58,11 @@ const ConnectionConfig = (mysql2 as unknown as { ConnectionConfig: ConnectionCon
   .ConnectionConfig
 const PoolConnection = (mysql2 as unknown as { PoolConnection: new (...args: never[]) => object })
   .PoolConnection
+const PromiseConnection = (
+  mysql2Promise as unknown as {
+    PromiseConnection: new (connection: object, promiseImpl?: PromiseConstructor) => object
+  }
+).PromiseConnection
 const realEnd = (mysql2.Connection as unknown as { prototype: { end: (cb?: unknown) => void } })
   .prototype.end
 
@@ -260,9 +266,12 @@ class BorrowedConnection extends EventEmitter {
   #lease: Lease<mysql2.Connection> | undefined
   #ended = false
   readonly #ready: Promise<void>
+  /** This connection's own `typeCast` function, applied to each of its queries (see `withTypeCast`). */
+  readonly typeCast: TypeCast | undefined
 
-  constructor(pool: SqlPool<mysql2.Connection>) {
+  constructor(pool: SqlPool<mysql2.Connection>, typeCast?: TypeCast) {
     super()
+    this.typeCast = typeCast
     this.#ready = pool.acquire().then(
       (lease) => {
         if (this.#ended) return lease.release()
@@ -327,18 +336,63 @@ class BorrowedConnection extends EventEmitter {
 }
 
 /** Own members of a borrowed connection; everything else goes to the mysql2 connection. */
-const OWN = new Set<PropertyKey>(['end', 'destroy', '_closing', 'ready', 'borrowed'])
+const OWN = new Set<PropertyKey>(['end', 'destroy', '_closing', 'ready', 'borrowed', 'typeCast'])
+
+/** mysql2's `typeCast` option, when it is a function. */
+type TypeCast = (...args: never[]) => unknown
+
+/**
+ * A query's first argument with the connection's own `typeCast` added, unless the query sets
+ * one: mysql2 reads `typeCast` per query as well as per connection. A prepared Query object
+ * passes through untouched.
+ */
+function withTypeCast(sql: unknown, typeCast: TypeCast): unknown {
+  if (typeof sql === 'string') return { sql, typeCast }
+  if (typeof sql !== 'object' || sql === null) return sql
+  const proto = Object.getPrototypeOf(sql)
+  if (proto !== Object.prototype && proto !== null) return sql
+  const options = sql as { typeCast?: unknown }
+  return options.typeCast === undefined ? { ...options, typeCast } : sql
+}
 
 function proxied(facade: BorrowedConnection): mysql2.Connection {
   return new Proxy(facade, {
     get(target, property, receiver) {
+      // mysql2's promise wrapper, over this proxy: its end() gives the connection back and its
+      // queries get this connection's typeCast (bound to the physical connection, it did neither).
+      if (property === 'promise') {
+        return (promiseImpl?: PromiseConstructor) => new PromiseConnection(receiver, promiseImpl)
+      }
       const connection = target.borrowed
-      if (OWN.has(property) || connection === undefined || property in EventEmitter.prototype) {
-        const value = Reflect.get(target, property, receiver)
+      if (
+        OWN.has(property) ||
+        connection === undefined ||
+        property in EventEmitter.prototype ||
+        // A tag the consumer set on this borrow (Sequelize's `uuid`, Knex's `__knexUid`).
+        (Object.hasOwn(target, property) && !(property in connection))
+      ) {
+        // The facade itself as the receiver: its getters (`_closing`) read #private fields,
+        // which a proxy receiver cannot reach.
+        const value = Reflect.get(target, property, target)
         return typeof value === 'function' ? value.bind(target) : value
       }
       const value = Reflect.get(connection, property)
+      const typeCast = target.typeCast
+      if (typeCast !== undefined && (property === 'query' || property === 'execute')) {
+        const run = value as (sql: unknown, ...rest: unknown[]) => unknown
+        return (sql: unknown, ...rest: unknown[]) =>
+          run.call(connection, withTypeCast(sql, typeCast), ...rest)
+      }
       return typeof value === 'function' ? value.bind(connection) : value
+    },
+    // A consumer's own tags stay on this borrow, so they never leak to the next borrower of the
+    // physical connection; a field of mysql2's connection is set on that connection.
+    set(target, property, value) {
+      const connection = target.borrowed
+      if (!OWN.has(property) && connection !== undefined && property in connection) {
+        return Reflect.set(connection, property, value)
+      }
+      return Reflect.set(target, property, value, target)
     },
   }) as unknown as mysql2.Connection
 }
@@ -370,6 +424,14 @@ export function configureMysql2(defaults: SqlpoolOptions = {}): Mysql2Module {
       return new SqlpoolMysqlPool(config, defaults) as unknown as mysql2.Pool
     },
     createConnection(config: string | Mysql2PoolOptions): mysql2.Connection {
+      // A per-connection typeCast function (Sequelize binds a new one for every connection)
+      // would make every key unique, one pool per connection: it is applied to each query instead.
+      let typeCast: TypeCast | undefined
+      if (typeof config === 'object' && typeof config.typeCast === 'function') {
+        const { typeCast: own, ...rest } = config
+        typeCast = own as TypeCast
+        config = rest
+      }
       const { connection, options } = splitOptions(config, defaults)
       const key = poolKey('mysql2-connection', { connection, options })
       let hold = holds.get(key)
@@ -377,7 +439,7 @@ export function configureMysql2(defaults: SqlpoolOptions = {}): Mysql2Module {
         hold = holdPool(connection, options)
         holds.set(key, hold)
       }
-      const facade = new BorrowedConnection(hold.pool)
+      const facade = new BorrowedConnection(hold.pool, typeCast)
       const connectionProxy = proxied(facade)
       registerFacade(facade, hold.pool as SqlPool<unknown>)
       registerFacade(connectionProxy as unknown as object, hold.pool as SqlPool<unknown>)

@@ -70,7 +70,10 @@ function splitConfig(
   if (c.min !== undefined) options.min = c.min
   // pg: 0 or null turns idle reaping off, as sqlpool's 0 does; its default is 10 s.
   if (c.idleTimeoutMillis !== undefined) options.idleTimeout = c.idleTimeoutMillis ?? 0
-  if (c.connectionTimeoutMillis) {
+  if (c.connectionTimeoutMillis === 0) {
+    // pg: 0 waits for ever. The connect timeout stays finite: it also bounds pings and resets.
+    options.acquireTimeout = Number.POSITIVE_INFINITY
+  } else if (c.connectionTimeoutMillis) {
     options.acquireTimeout = c.connectionTimeoutMillis
     options.connectTimeout = c.connectionTimeoutMillis
   }
