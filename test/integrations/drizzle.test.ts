@@ -1,0 +1,115 @@
+import { eq, sql } from 'drizzle-orm'
+import { int, mysqlTable, varchar } from 'drizzle-orm/mysql-core'
+import { drizzle as drizzleMysql } from 'drizzle-orm/mysql2'
+import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres'
+import { pgTable, varchar as pgVarchar, serial } from 'drizzle-orm/pg-core'
+import pg from 'pg'
+import { expect, it } from 'vitest'
+import { createPool } from '../../src/compat/mysql2.js'
+import { Pool } from '../../src/compat/pg.js'
+import { sqlpoolOf } from '../../src/compat/sqlpool-of.js'
+import { consumerSuite, MAX, OVERFLOW } from './consumer-suite.js'
+
+await consumerSuite(
+  'postgres',
+  'Drizzle node-postgres over sqlpool/pg',
+  async ({ url, table }) => {
+    const pool = new Pool({ connectionString: url, max: MAX, sqlpool: { maxOverflow: OVERFLOW } })
+    const t = pgTable(table, {
+      id: serial('id').primaryKey(),
+      name: pgVarchar('name', { length: 100 }).notNull().unique(),
+    })
+    const db = drizzlePg({ client: pool })
+    await db.execute(
+      sql.raw(`CREATE TABLE ${table} (id serial PRIMARY KEY, name varchar(100) NOT NULL UNIQUE)`),
+    )
+    return {
+      subject: {
+        insert: (name) => db.insert(t).values({ name }),
+        names: async () => (await db.select({ name: t.name }).from(t)).map((r) => r.name),
+        rename: (from, to) => db.update(t).set({ name: to }).where(eq(t.name, from)),
+        remove: (name) => db.delete(t).where(eq(t.name, name)),
+        transaction: (body) =>
+          db.transaction((tx) => body((name) => tx.insert(t).values({ name }))),
+      },
+      sqlpool: () => sqlpoolOf(pool),
+      end: async () => {
+        await pool.end()
+        expect(sqlpoolOf(pool).closed).toBe(true)
+      },
+    }
+  },
+  (get) => {
+    it('db.transaction takes the pool path: one lent client, released after', async () => {
+      const { subject, sqlpool } = get()
+      const pool = sqlpool()!
+      // Drizzle checks `instanceof pg.Pool` or a constructor name containing "Pool"; with neither
+      // it would run BEGIN on the pool itself, each statement on a different connection.
+      let leasedInside = -1
+      await subject.transaction(async (insert) => {
+        await insert('inside')
+        leasedInside = pool.stats().leased
+      })
+      expect(leasedInside).toBe(1)
+      expect(pool.stats().leased).toBe(0)
+      await subject.remove('inside')
+    })
+  },
+)
+
+it('sqlpool/pg Pool passes both of Drizzle’s pool checks', () => {
+  const pool = new Pool({ connectionString: 'postgres://127.0.0.1/none' })
+  expect(pool).toBeInstanceOf(pg.Pool)
+  expect(Object.getPrototypeOf(pool).constructor.name).toContain('Pool')
+  return pool.end()
+})
+
+await consumerSuite(
+  'mysql',
+  'Drizzle mysql2 over sqlpool/mysql2',
+  async ({ url, table }) => {
+    const pool = createPool({ uri: url, connectionLimit: MAX, sqlpool: { maxOverflow: OVERFLOW } })
+    const t = mysqlTable(table, {
+      id: int('id').primaryKey().autoincrement(),
+      name: varchar('name', { length: 100 }).notNull().unique(),
+    })
+    // Drizzle calls pool.promise() and then uses getConnection() for transactions.
+    const db = drizzleMysql({ client: pool })
+    await db.execute(
+      sql.raw(
+        `CREATE TABLE ${table} (id int AUTO_INCREMENT PRIMARY KEY, name varchar(100) NOT NULL UNIQUE) ENGINE=InnoDB`,
+      ),
+    )
+    return {
+      subject: {
+        insert: (name) => db.insert(t).values({ name }),
+        names: async () => (await db.select({ name: t.name }).from(t)).map((r) => r.name),
+        rename: (from, to) => db.update(t).set({ name: to }).where(eq(t.name, from)),
+        remove: (name) => db.delete(t).where(eq(t.name, name)),
+        transaction: (body) =>
+          db.transaction((tx) => body((name) => tx.insert(t).values({ name }))),
+      },
+      sqlpool: () => sqlpoolOf(pool),
+      end: async () => {
+        await new Promise<void>((resolve, reject) =>
+          pool.end((error) => (error ? reject(error) : resolve())),
+        )
+        expect(sqlpoolOf(pool).closed).toBe(true)
+      },
+    }
+  },
+  (get) => {
+    it('db.transaction takes the pool path: one lent connection, released after', async () => {
+      const { subject, sqlpool } = get()
+      const pool = sqlpool()!
+      let leasedInside = -1
+      await subject.transaction(async (insert) => {
+        await insert('inside')
+        leasedInside = pool.stats().leased
+      })
+      expect(leasedInside).toBe(1)
+      expect(pool.stats().leased).toBe(0)
+      await subject.remove('inside')
+    })
+  },
+)

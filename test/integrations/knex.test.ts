@@ -1,0 +1,86 @@
+import knex, { type Knex } from 'knex'
+import { expect, it } from 'vitest'
+import { createPool } from '../../src/compat/mysql2.js'
+import { Pool } from '../../src/compat/pg.js'
+import { sqlpoolOf } from '../../src/compat/sqlpool-of.js'
+import { type Consumer, consumerSuite, MAX, OVERFLOW, type Subject } from './consumer-suite.js'
+
+function subjectOf(db: Knex, table: string): Subject {
+  return {
+    insert: (name) => db(table).insert({ name }),
+    names: async () => (await db(table).select('name').orderBy('id')).map((r) => r.name),
+    rename: (from, to) => db(table).where({ name: from }).update({ name: to }),
+    remove: (name) => db(table).where({ name }).delete(),
+    transaction: (body) => db.transaction((trx) => body((name) => trx(table).insert({ name }))),
+  }
+}
+
+async function createTable(db: Knex, table: string): Promise<void> {
+  await db.schema.createTable(table, (t) => {
+    t.increments('id')
+    t.string('name', 100).notNullable().unique()
+  })
+}
+
+await consumerSuite(
+  'postgres',
+  'Knex pg with connectionPool: sqlpool/pg Pool',
+  async ({ url, table }): Promise<Consumer> => {
+    const pool = new Pool({ connectionString: url, max: MAX, sqlpool: { maxOverflow: OVERFLOW } })
+    const db = knex({ client: 'pg', connectionPool: pool })
+    await createTable(db, table)
+    return {
+      subject: subjectOf(db, table),
+      sqlpool: () => sqlpoolOf(pool),
+      end: async () => {
+        await db.destroy()
+        // Knex never ends an external pool: the pool still works after knex.destroy().
+        expect((await pool.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }])
+        await pool.end()
+        expect(sqlpoolOf(pool).closed).toBe(true)
+      },
+    }
+  },
+)
+
+await consumerSuite(
+  'mysql',
+  'Knex mysql2 with connectionPool: sqlpool/mysql2 createPool',
+  async ({ url, table }): Promise<Consumer> => {
+    const pool = createPool({ uri: url, connectionLimit: MAX, sqlpool: { maxOverflow: OVERFLOW } })
+    // Knex's MySQLPoolLike type rejects mysql2's own Pool type (a real mysql2 pool as well):
+    // a typing gap, not a runtime one.
+    const db = knex({ client: 'mysql2', connectionPool: pool as unknown as Knex.MySQLPoolLike })
+    await createTable(db, table)
+    return {
+      subject: subjectOf(db, table),
+      sqlpool: () => sqlpoolOf(pool),
+      end: async () => {
+        await db.destroy()
+        await new Promise<void>((resolve, reject) =>
+          pool.end((error) => (error ? reject(error) : resolve())),
+        )
+        expect(sqlpoolOf(pool).closed).toBe(true)
+      },
+    }
+  },
+  (get) => {
+    it('also takes the promise() wrapper, whose .pool Knex unwraps', async () => {
+      const { url, table } = get()
+      const pool = createPool({
+        uri: url,
+        connectionLimit: MAX,
+        sqlpool: { maxOverflow: OVERFLOW },
+      })
+      const db = knex({ client: 'mysql2', connectionPool: pool.promise() })
+      try {
+        await db(table).insert({ name: 'via-promise' })
+        expect(await db(table).where({ name: 'via-promise' }).delete()).toBe(1)
+        expect(sqlpoolOf(pool.promise()).stats().leased).toBe(0)
+      } finally {
+        await db.destroy()
+        await pool.promise().end()
+      }
+    })
+  },
+)
