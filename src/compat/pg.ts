@@ -607,16 +607,26 @@ const defaultModule = configurePg()
 
 /** A drop-in `pg.Client` that borrows from a shared sqlpool pool on `connect()` and returns on `end()`. */
 export const Client = defaultModule.Client
-export const types = pg.types
-export const defaults = pg.defaults
-export const Query = pg.Query
-export const DatabaseError = pg.DatabaseError
-export const escapeIdentifier = pg.escapeIdentifier
-export const escapeLiteral = pg.escapeLiteral
-export const Connection = pg.Connection
-export const TypeOverrides = pg.TypeOverrides
+// Annotated, so that the declarations name pg's types instead of inferring import('pg-types'),
+// which the declaration bundler cannot resolve.
+/** pg's type parsers. */
+export const types: typeof pg.types = pg.types
+/** pg's defaults. */
+export const defaults: typeof pg.defaults = pg.defaults
+/** pg's `Query`. */
+export const Query: typeof pg.Query = pg.Query
+/** pg's `DatabaseError`. */
+export const DatabaseError: typeof pg.DatabaseError = pg.DatabaseError
+/** pg's identifier escaping. */
+export const escapeIdentifier: typeof pg.escapeIdentifier = pg.escapeIdentifier
+/** pg's literal escaping. */
+export const escapeLiteral: typeof pg.escapeLiteral = pg.escapeLiteral
+/** pg's `Connection`. */
+export const Connection: typeof pg.Connection = pg.Connection
+/** pg's `TypeOverrides`. */
+export const TypeOverrides: typeof pg.TypeOverrides = pg.TypeOverrides
 /** Closes the shared pools that the default module's `Client`s borrowed from. */
-export const end = defaultModule.end
+export const end: () => Promise<void> = defaultModule.end
 export { manage } from './manage.js'
 export { poolKey } from './pool-key.js'
 export { sqlpoolOf } from './sqlpool-of.js'
