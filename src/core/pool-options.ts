@@ -204,16 +204,24 @@ function integer(option: string, value: unknown, fallback: number, least: number
   return value
 }
 
-/** A duration in ms: a finite number in [least, MAX_TIMER_MS]. */
-function duration(option: string, value: unknown, fallback: number, least: number): number {
+/** A duration in ms: a finite number in [least, MAX_TIMER_MS], or also `Infinity` when `unbounded`. */
+function duration(
+  option: string,
+  value: unknown,
+  fallback: number,
+  least: number,
+  unbounded = false,
+): number {
   if (value === undefined) return fallback
+  if (unbounded && value === Number.POSITIVE_INFINITY) return value
   if (
     typeof value !== 'number' ||
     !Number.isFinite(value) ||
     value < least ||
     value > MAX_TIMER_MS
   ) {
-    fail(option, value, `a number of milliseconds from ${least} to ${MAX_TIMER_MS}`)
+    const range = `a number of milliseconds from ${least} to ${MAX_TIMER_MS}`
+    fail(option, value, unbounded ? `${range}, or Infinity` : range)
   }
   return value
 }
@@ -286,7 +294,7 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
     max,
     maxOverflow,
     min,
-    acquireTimeout: wait('acquireTimeout', options.acquireTimeout, 30_000, 1),
+    acquireTimeout: duration('acquireTimeout', options.acquireTimeout, 30_000, 1, true),
     maxWaiting,
     connectTimeout: duration('connectTimeout', options.connectTimeout, 10_000, 1),
     maxLifetime: optionalDuration('maxLifetime', options.maxLifetime, 1_800_000),
@@ -305,22 +313,7 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
   }
 }
 
-/** A wait in ms: a finite duration, or `Infinity` for no limit. */
-function wait(option: string, value: unknown, fallback: number, least: number): number {
-  if (value === Number.POSITIVE_INFINITY) return value
-  if (value === undefined) return fallback
-  if (
-    typeof value !== 'number' ||
-    !Number.isFinite(value) ||
-    value < least ||
-    value > MAX_TIMER_MS
-  ) {
-    fail(option, value, `a number of milliseconds from ${least} to ${MAX_TIMER_MS}, or Infinity`)
-  }
-  return value
-}
-
 /** Validates the timeout of a single `acquire()` or `close()` call. */
 export function resolveAcquireTimeout(value: unknown, fallback: number): number {
-  return wait('timeout', value, fallback, 0)
+  return duration('timeout', value, fallback, 0, true)
 }
