@@ -1,6 +1,6 @@
 import { expect, it } from 'vitest'
 import type { Lease, Pool } from '../../src/index.js'
-import { withoutServerInspection } from '../conformance/targets.js'
+import { sleep, withoutServerInspection } from '../conformance/targets.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import {
   type FaultTarget,
@@ -18,10 +18,6 @@ import {
 // PgBouncer test_misc.py, node-mysql2 test-pool-disconnect (research note, rows 1–3).
 
 const [pgStatus, myStatus] = await Promise.all([probe('postgres'), probe('mysql')])
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
 
 /** Runs `total` acquire + `SELECT 1` + release with `concurrency` callers; returns acquire times and errors. */
 async function acquireLoop<C>(

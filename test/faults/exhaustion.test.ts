@@ -12,6 +12,7 @@ import {
   type Pool,
   TooManyWaitersError,
 } from '../../src/index.js'
+import { sleep } from '../conformance/targets.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import {
   checkPoolInvariants,
@@ -30,10 +31,6 @@ import {
 // test-pool-double-release (research note, rows 8, 9, 14).
 
 const [pgStatus, myStatus] = await Promise.all([probe('postgres'), probe('mysql')])
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
 
 /** A pool maker and a way to end the scenario with the usual checks. */
 interface Bench<C> {

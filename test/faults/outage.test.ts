@@ -1,5 +1,6 @@
 import { expect, it } from 'vitest'
 import { AcquireTimeoutError, ConnectError, createPool, type Pool } from '../../src/index.js'
+import { sleep } from '../conformance/targets.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { FaultProxy } from './fault-proxy.js'
 import {
@@ -17,10 +18,6 @@ import {
 // (reconnect, backoff), pgcat's limit_data / latency toxics (research note, rows 4–7).
 
 const [pgStatus, myStatus] = await Promise.all([probe('postgres'), probe('mysql')])
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
 
 /** How long `promise` takes to settle, and how. */
 async function timed<T>(promise: Promise<T>): Promise<{ ms: number; value?: T; error?: unknown }> {

@@ -1,5 +1,6 @@
 import { expect, it } from 'vitest'
 import { createPool } from '../../src/index.js'
+import { sleep } from '../conformance/targets.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import {
   checkPoolInvariants,
@@ -21,10 +22,6 @@ const SECONDS = Number(process.env.SOAK_SECONDS ?? 60)
 const WORKERS = 200
 
 const [pgStatus, myStatus] = await Promise.all([probe('postgres'), probe('mysql')])
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
 
 type Fault = 'kill' | 'reset' | 'latency' | 'down'
 
