@@ -40,6 +40,18 @@ export interface BenchAppSettings {
 const CONNECT_TIMEOUT_MS = 10_000
 const DRAIN_MS = 15_000
 
+/** The sqlpool mode's pool options, the same on both databases. */
+function sqlpoolOptions(db: BenchDatabase, settings: BenchAppSettings) {
+  return {
+    url: db.appUrl,
+    max: settings.max,
+    maxOverflow: settings.overflow,
+    acquireTimeout: settings.acquireTimeoutMs,
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    name: 'sqlpool-bench',
+  }
+}
+
 async function postgresAccess(
   mode: BenchMode,
   db: BenchDatabase,
@@ -75,14 +87,7 @@ async function postgresAccess(
       close: () => pool.end(),
     }
   }
-  const pool = createPool<PgClient>({
-    url: db.appUrl,
-    max: settings.max,
-    maxOverflow: settings.overflow,
-    acquireTimeout: settings.acquireTimeoutMs,
-    connectTimeout: CONNECT_TIMEOUT_MS,
-    name: 'sqlpool-bench',
-  })
+  const pool = createPool<PgClient>(sqlpoolOptions(db, settings))
   return {
     read: (id) => pool.use(async (client) => (await client.query(db.sql, [id])).rows[0]),
     close: () => pool.close({ timeout: 5_000 }),
@@ -131,14 +136,7 @@ async function mysqlAccess(
     }
   }
   // The mysql dialect lends mysql2's callback connection; .promise() wraps the same one.
-  const pool: Pool<{ promise(): MysqlConnection }> = createPool({
-    url: db.appUrl,
-    max: settings.max,
-    maxOverflow: settings.overflow,
-    acquireTimeout: settings.acquireTimeoutMs,
-    connectTimeout: CONNECT_TIMEOUT_MS,
-    name: 'sqlpool-bench',
-  })
+  const pool: Pool<{ promise(): MysqlConnection }> = createPool(sqlpoolOptions(db, settings))
   return {
     read: (id) =>
       pool.use(async (connection) => {
