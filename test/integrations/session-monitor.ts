@@ -1,6 +1,6 @@
 import mysql2 from 'mysql2/promise'
 import pg from 'pg'
-import { MYSQL_URL, PG_URL, unique } from './support.js'
+import { MYSQL_URL, PG_URL, peakWhile, unique } from './support.js'
 
 /**
  * Watches, from a connection of its own, the server sessions that one consumer test opens: it owns
@@ -107,22 +107,8 @@ export class SessionMonitor {
   }
 
   /** Samples `sessions()` every 5 ms while `work` runs; returns the highest count the server reported. */
-  async peakDuring(work: () => Promise<unknown>): Promise<number> {
-    let peak = 0
-    let running = true
-    const sampler = (async () => {
-      while (running) {
-        peak = Math.max(peak, await this.sessions())
-        await new Promise((resolve) => setTimeout(resolve, 5))
-      }
-    })()
-    try {
-      await work()
-    } finally {
-      running = false
-      await sampler
-    }
-    return peak
+  peakDuring(work: () => Promise<unknown>): Promise<number> {
+    return peakWhile(() => this.sessions(), work)
   }
 
   /** Closes the monitor connection (and drops this run's MariaDB database). */

@@ -11,6 +11,28 @@ export function unique(prefix: string): string {
   return `${prefix}_${process.pid.toString(36)}_${Date.now().toString(36)}_${++counter}`
 }
 
+/** Calls `sample` every 5 ms while `work` runs, and returns the highest value it returned. */
+export async function peakWhile(
+  sample: () => Promise<number>,
+  work: () => Promise<unknown>,
+): Promise<number> {
+  let peak = 0
+  let running = true
+  const sampler = (async () => {
+    while (running) {
+      peak = Math.max(peak, await sample())
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+  })()
+  try {
+    await work()
+  } finally {
+    running = false
+    await sampler
+  }
+  return peak
+}
+
 /**
  * Samples, every 5 ms while `work` runs, how many server sessions carry our tag, and returns the
  * highest count the server itself reported. Counts only our own sessions: by application_name on
@@ -21,8 +43,6 @@ export async function peakServerConnections(
   tag: { applicationName?: string; pool?: Pool<unknown> },
   work: () => Promise<unknown>,
 ): Promise<number> {
-  let peak = 0
-  let running = true
   const threadIds = new Set<number>()
   const onConnect = (event: { connection: unknown }) => {
     const id = (event.connection as { threadId?: number }).threadId
@@ -56,19 +76,10 @@ export async function peakServerConnections(
     }
     close = () => monitor.end()
   }
-  const sampler = (async () => {
-    while (running) {
-      peak = Math.max(peak, await sample())
-      await new Promise((resolve) => setTimeout(resolve, 5))
-    }
-  })()
   try {
-    await work()
+    return await peakWhile(sample, work)
   } finally {
-    running = false
-    await sampler
     tag.pool?.off('connect', onConnect)
     await close()
   }
-  return peak
 }
