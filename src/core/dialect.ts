@@ -1,6 +1,9 @@
 /** How a connection is cleaned before it is lent again: see {@link Dialect.reset}. */
 export type ResetMode = 'rollback' | 'session'
 
+/** A transaction-control statement the pool runs for a request scope: see {@link Dialect.transact}. */
+export type TransactionStep = 'begin' | 'commit' | 'rollback'
+
 /** What a dialect reads from the server on the pool's first connection. */
 export interface ServerInfo {
   /** The server's version string. */
@@ -48,6 +51,17 @@ export interface Dialect<C> {
    * nothing to do, which keeps the hand-off to the next borrower synchronous.
    */
   reset?(connection: C, mode: ResetMode): Promise<void> | void
+  /**
+   * Runs BEGIN, COMMIT or ROLLBACK on a connection, for a request scope's per-route transaction.
+   * A `'commit'` must reject when the transaction did not commit, even if the server answered
+   * without an error (PostgreSQL turns COMMIT into ROLLBACK after a failed statement).
+   */
+  transact?(connection: C, step: TransactionStep): Promise<void>
+  /**
+   * Whether a transaction may be open on the connection; `true` when the dialect cannot tell.
+   * A request scope uses it to roll back what a request left open.
+   */
+  inTransaction?(connection: C): boolean
   /** Whether `error` means that the connection it came from is dead. */
   isDisconnect?(error: unknown): boolean
   /**

@@ -1,5 +1,5 @@
 import type { Connection, ConnectionOptions } from 'mysql2'
-import type { Dialect, ResetMode, ServerInfo } from '../core/dialect.js'
+import type { Dialect, ResetMode, ServerInfo, TransactionStep } from '../core/dialect.js'
 import { DriverLoader, defaultExport } from './driver-loader.js'
 import { causes, isSocketError } from './network-errors.js'
 import { normalizeSecrets, redactError, secretsOfUrl } from './redact.js'
@@ -67,8 +67,16 @@ const CLOSE_GRACE_MS = 2_000
 const INITIAL_SQL =
   'SELECT DATABASE() AS db, @@SESSION.sql_mode AS mode, @@SESSION.autocommit AS autocommit'
 
+/** SERVER_STATUS_IN_TRANS, in the status flags of an OK packet. */
+const STATUS_IN_TRANS = 0x0001
 /** SERVER_STATUS_AUTOCOMMIT, in the status flags of an OK packet. */
 const STATUS_AUTOCOMMIT = 0x0002
+
+const STEP_SQL: Record<TransactionStep, string> = {
+  begin: 'START TRANSACTION',
+  commit: 'COMMIT',
+  rollback: 'ROLLBACK',
+}
 
 /**
  * A statement that cannot leave a transaction open in autocommit mode: one statement that only
@@ -376,6 +384,21 @@ class MysqlDialect implements Dialect<Connection> {
   ping(connection: Connection): Promise<void> {
     // COM_PING: one small packet each way, no parsing, no plan.
     return callback((done) => connection.ping(done))
+  }
+
+  inTransaction(connection: Connection): boolean {
+    const state = transactionStates.get(connection)
+    return state === undefined || !(state.clean && state.autocommit)
+  }
+
+  async transact(connection: Connection, step: TransactionStep): Promise<void> {
+    const result = await run<{ serverStatus?: number }>(connection, STEP_SQL[step])
+    const state = transactionStates.get(connection)
+    // COMMIT and ROLLBACK end it: the OK packet says so, and the release needs no ROLLBACK then.
+    if (state !== undefined && step !== 'begin' && typeof result?.serverStatus === 'number') {
+      state.autocommit = (result.serverStatus & STATUS_AUTOCOMMIT) !== 0
+      state.clean = (result.serverStatus & STATUS_IN_TRANS) === 0
+    }
   }
 
   reset(connection: Connection, mode: ResetMode): Promise<void> | undefined {

@@ -1,5 +1,6 @@
 import type { Client, ClientConfig } from 'pg'
-import type { Dialect, ResetMode, ServerInfo } from '../core/dialect.js'
+import type { Dialect, ResetMode, ServerInfo, TransactionStep } from '../core/dialect.js'
+import { TransactionFailedError } from '../core/errors.js'
 import { DriverLoader, defaultExport } from './driver-loader.js'
 import { causes, isSocketError } from './network-errors.js'
 import { normalizeSecrets, redactError, secretsOfUrl } from './redact.js'
@@ -184,11 +185,25 @@ class PostgresDialect implements Dialect<Client> {
     await client.query('')
   }
 
-  reset(client: Client, mode: ResetMode): Promise<void> | undefined {
+  inTransaction(client: Client): boolean {
     const c = internals(client)
     const status = typeof c.getTransactionStatus === 'function' ? c.getTransactionStatus() : null
-    // Unknown status (older pg) or a query still in flight: roll back to be sure.
-    const mayBeInTransaction = status !== 'I' || c.readyForQuery === false
+    // Unknown status (older pg) or a query still in flight: it may be.
+    return status !== 'I' || c.readyForQuery === false
+  }
+
+  async transact(client: Client, step: TransactionStep): Promise<void> {
+    const result = await client.query(STEP_SQL[step])
+    // After a failed statement the server answers COMMIT with the ROLLBACK tag, and no error.
+    if (step === 'commit' && result.command === 'ROLLBACK') {
+      throw new TransactionFailedError(
+        'PostgreSQL rolled the transaction back instead of committing it: a statement in it had failed',
+      )
+    }
+  }
+
+  reset(client: Client, mode: ResetMode): Promise<void> | undefined {
+    const mayBeInTransaction = this.inTransaction(client)
     if (mode === 'rollback') {
       return mayBeInTransaction ? client.query('ROLLBACK').then(() => undefined) : undefined
     }
@@ -246,6 +261,12 @@ class PostgresDialect implements Dialect<Client> {
       idleInTransactionTimeoutMs: milliseconds(settings.get('idle_in_transaction_session_timeout')),
     }
   }
+}
+
+const STEP_SQL: Record<TransactionStep, string> = {
+  begin: 'BEGIN',
+  commit: 'COMMIT',
+  rollback: 'ROLLBACK',
 }
 
 /**

@@ -1,5 +1,5 @@
 import type BetterSqlite3 from 'better-sqlite3'
-import type { Dialect, ResetMode, ServerInfo } from '../core/dialect.js'
+import type { Dialect, ResetMode, ServerInfo, TransactionStep } from '../core/dialect.js'
 import { InvalidOptionError } from '../core/errors.js'
 import { describe, MAX_TIMER_MS, rejectUnknownKeys } from '../core/pool-options.js'
 import { DriverLoader, defaultExport } from './driver-loader.js'
@@ -177,6 +177,14 @@ class SqliteDialect implements Dialect<Database> {
   async ping(db: Database): Promise<void> {
     // Nothing travels: an open handle on a local file is a usable one.
     if (!db.open) throw new TypeError(CLOSED_MESSAGE)
+  }
+
+  inTransaction(db: Database): boolean {
+    return db.inTransaction
+  }
+
+  async transact(db: Database, step: TransactionStep): Promise<void> {
+    db.exec(step === 'begin' ? 'BEGIN' : step === 'commit' ? 'COMMIT' : 'ROLLBACK')
   }
 
   reset(db: Database, mode: ResetMode): undefined {
