@@ -1,4 +1,4 @@
-export type { Dialect, ResetMode, ServerInfo } from './core/dialect.js'
+export type { Dialect, ResetMode, ServerInfo, TransactionStep } from './core/dialect.js'
 export {
   AcquireTimeoutError,
   ConnectError,
@@ -6,12 +6,23 @@ export {
   LeaseReleasedError,
   PoolClosedError,
   PoolError,
+  ScopeEndedError,
   TooManyWaitersError,
+  TransactionFailedError,
 } from './core/errors.js'
 export type { InvalidateReason, PoolEvents, PoolListener } from './core/events.js'
 export { Lease } from './core/lease.js'
 export { type AcquireOptions, type CloseOptions, Pool } from './core/pool.js'
 export type { PoolOptions, ResolvedPoolOptions } from './core/pool-options.js'
+export {
+  RequestScope,
+  type RequestScopeOptions,
+  type ScopeOutcome,
+} from './core/request-scope.js'
 export type { PoolStats } from './core/stats.js'
 export type { UrlPoolOptions } from './create-pool.js'
 export { createPool } from './create-pool.js'
+export type {
+  ScopedConnection,
+  ScopedConnectionTypes,
+} from './integrations/scoped-connection.js'

@@ -88,3 +88,28 @@ export class InvalidOptionError extends PoolError {
     this.option = option
   }
 }
+
+/**
+ * A query ran in a request scope that has already ended: its transaction was committed or rolled
+ * back, so the work could not join it (see `RequestScope`).
+ */
+export class ScopeEndedError extends PoolError {
+  /** The stable code of this error. */
+  static readonly code = 'SQLPOOL_SCOPE_ENDED'
+  constructor(message: string) {
+    super(message, ScopeEndedError.code)
+  }
+}
+
+/**
+ * A transaction that sqlpool ran for a request scope did not commit: its connection was lost, or
+ * the server rolled it back (PostgreSQL answers COMMIT with ROLLBACK after a failed statement).
+ * `cause` holds the reason when there is one.
+ */
+export class TransactionFailedError extends PoolError {
+  /** The stable code of this error. */
+  static readonly code = 'SQLPOOL_TRANSACTION_FAILED'
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, TransactionFailedError.code, options)
+  }
+}

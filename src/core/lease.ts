@@ -81,6 +81,16 @@ export class Lease<C> {
     this.#revoked = true
   }
 
+  /**
+   * @internal A new lease on the same connection, answering to another owner: a request scope
+   * lends its connection to each query this way. Throws `LeaseReleasedError` once this one is over.
+   */
+  sublease(owner: LeaseOwner<C>): Lease<C> {
+    const record = this.#record
+    if (record === undefined) throw new LeaseReleasedError('This lease was already released')
+    return new Lease(owner, record)
+  }
+
   #take(): ConnectionRecord<C> {
     const record = this.#record
     if (record === undefined) throw new LeaseReleasedError('This lease was already released')

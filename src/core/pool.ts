@@ -1,9 +1,11 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { debuglog, inspect } from 'node:util'
 import { ConnectionRecord, type RecordState } from './connection-record.js'
 import type { Dialect, ResetMode, ServerInfo } from './dialect.js'
 import {
   AcquireTimeoutError,
   ConnectError,
+  InvalidOptionError,
   PoolClosedError,
   PoolError,
   TooManyWaitersError,
@@ -18,6 +20,12 @@ import {
   resolveAcquireTimeout,
   resolvePoolOptions,
 } from './pool-options.js'
+import {
+  RequestScope,
+  type RequestScopeOptions,
+  resolveScopeOptions,
+  type ScopeHost,
+} from './request-scope.js'
 import { PoolCounters, type PoolStats, StateCounts } from './stats.js'
 import { Waiter, WaiterQueue } from './waiter-queue.js'
 import { withTimeout } from './with-timeout.js'
@@ -109,6 +117,9 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
   #closing: Promise<void> | undefined
   #destroying: Promise<void> | undefined
   #drainResolvers: Array<() => void> = []
+  /** The current request scope of each async context; made by the first `openScope()`. */
+  #scopes: AsyncLocalStorage<RequestScope<C>> | undefined
+  #scopeHost: ScopeHost<C> | undefined
 
   /** Use {@link createPool}; the constructor validates the options the same way. */
   constructor(options: PoolOptions<C>) {
@@ -170,6 +181,10 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
    * `signal` aborts, and with `PoolClosedError` once the pool is closing.
    */
   acquire(options?: AcquireOptions): Promise<Lease<C>> {
+    if (this.#scopes !== undefined) {
+      const scope = this.#scopes.getStore()
+      if (scope !== undefined) return scope.acquire(options)
+    }
     if (this.#state !== 'open') return Promise.reject(this.#closedError())
     let timeout = this.#options.acquireTimeout
     let signal: AbortSignal | undefined
@@ -255,6 +270,43 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
     }
     if (lease.active) lease.release()
     return result
+  }
+
+  /**
+   * Opens a {@link RequestScope}: one request's hold on this pool, which borrows a connection on
+   * the request's first query and keeps it until `end()`. Inside `scope.run()`, this pool's
+   * `acquire()` and `use()` join the scope. The framework integrations call it for you.
+   * Throws `InvalidOptionError` for a bad option, and for `transaction: true` on a dialect that
+   * cannot run transactions (`Dialect.transact`).
+   */
+  openScope(options?: RequestScopeOptions): RequestScope<C> {
+    const transaction = resolveScopeOptions(options)
+    if (transaction && this.#dialect.transact === undefined) {
+      throw new InvalidOptionError(
+        'transaction',
+        `Invalid option transaction: true; the ${this.#dialect.name} dialect cannot run transactions (it has no transact())`,
+      )
+    }
+    if (this.#scopeHost === undefined) {
+      const scopes = new AsyncLocalStorage<RequestScope<C>>()
+      this.#scopes = scopes
+      this.#scopeHost = {
+        // The scope's own checkouts must not find the scope itself.
+        acquire: (options) => scopes.exit(() => this.acquire(options)),
+        use: (fn, options) => this.use(fn, options),
+        run: (scope, fn) => scopes.run(scope, fn),
+        dialect: this.#dialect,
+        rollsBack: this.#options.resetOnRelease !== false && this.#dialect.reset !== undefined,
+        acquireTimeout: this.#options.acquireTimeout,
+        label: this.#label,
+      }
+    }
+    return new RequestScope(this.#scopeHost, transaction)
+  }
+
+  /** The request scope that the calling async context runs in, if any (see `openScope()`). */
+  currentScope(): RequestScope<C> | undefined {
+    return this.#scopes?.getStore()
   }
 
   /** A snapshot of the pool's connections and counters; a plain object with no secrets. */

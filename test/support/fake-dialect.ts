@@ -1,4 +1,4 @@
-import type { Dialect, ResetMode, ServerInfo } from '../../src/index.js'
+import type { Dialect, ResetMode, ServerInfo, TransactionStep } from '../../src/index.js'
 
 /** A connection of the fake dialect: a plain object with an id and flags the tests can flip. */
 export interface FakeConnection {
@@ -9,6 +9,8 @@ export interface FakeConnection {
   /** Set by a test to simulate an open transaction that the reset must undo. */
   inTransaction: boolean
   resets: ResetMode[]
+  /** The transaction statements the pool ran on it, in order (`transact`). */
+  steps: TransactionStep[]
 }
 
 /** The error the fake dialect calls a disconnect. */
@@ -55,6 +57,8 @@ export class FakeDialect implements Dialect<FakeConnection> {
   resetError: Error | undefined
   /** When true, reset() answers synchronously for connections with no open transaction. */
   syncReset = true
+  /** When set, the transaction step it names rejects with this error. */
+  stepError: { step: TransactionStep; error: Error } | undefined
   /** What inspect() reports of the "server"; undefined leaves inspect out. */
   server: ServerInfo | undefined
   connects = 0
@@ -88,6 +92,7 @@ export class FakeDialect implements Dialect<FakeConnection> {
           dead: false,
           inTransaction: false,
           resets: [],
+          steps: [],
         }
         this.all.push(connection)
         resolve(connection)
@@ -124,6 +129,22 @@ export class FakeDialect implements Dialect<FakeConnection> {
         resolve()
       }, this.resetDelay)
     })
+  }
+
+  transact(connection: FakeConnection, step: TransactionStep): Promise<void> {
+    return new Promise((resolve, reject) => {
+      later(() => {
+        if (connection.dead) return reject(new FakeDisconnect('connection is dead'))
+        connection.steps.push(step)
+        connection.inTransaction = step === 'begin'
+        if (this.stepError?.step === step) return reject(this.stepError.error)
+        resolve()
+      }, 0)
+    })
+  }
+
+  inTransaction(connection: FakeConnection): boolean {
+    return connection.inTransaction
   }
 
   get inspect(): Dialect<FakeConnection>['inspect'] {

@@ -1,0 +1,361 @@
+import type { Dialect } from './dialect.js'
+import {
+  AcquireTimeoutError,
+  InvalidOptionError,
+  ScopeEndedError,
+  TransactionFailedError,
+} from './errors.js'
+import type { Lease, LeaseOwner } from './lease.js'
+import type { AcquireOptions } from './pool.js'
+import { describe, rejectUnknownKeys } from './pool-options.js'
+
+/** How a request scope ends its transaction, or what it does with one a request left open. */
+export type ScopeOutcome = 'commit' | 'rollback'
+
+/** The options of `pool.openScope()`. */
+export interface RequestScopeOptions {
+  /**
+   * Wraps the scope in a transaction: BEGIN when the request first borrows, then COMMIT or
+   * ROLLBACK at `end()`. Every query of the request then runs on its connection, in turn.
+   * @defaultValue false
+   */
+  transaction?: boolean | undefined
+}
+
+/** @internal What a scope asks of its pool; kept narrow, as the housekeeper's host is. */
+export interface ScopeHost<C> {
+  /** Borrows from the pool itself, outside any scope. */
+  acquire(options: AcquireOptions | undefined): Promise<Lease<C>>
+  /** The pool's `use()`, which joins the scope it runs in. */
+  use<T>(fn: (connection: C) => Promise<T> | T, options?: AcquireOptions): Promise<T>
+  /** Runs `fn` with `scope` as the current scope of its async context. */
+  run<T>(scope: RequestScope<C>, fn: () => T): T
+  readonly dialect: Dialect<C>
+  /** Whether the pool rolls back an open transaction itself when a connection comes back. */
+  readonly rollsBack: boolean
+  /** The pool's `acquireTimeout`, for a turn on the scope's connection. */
+  readonly acquireTimeout: number
+  /** The pool's name, for messages. */
+  readonly label: string
+}
+
+/** A caller of a transactional scope waiting for the request's connection, busy with a query. */
+interface Turn<C> {
+  readonly options: AcquireOptions | undefined
+  resolve(lease: Lease<C>): void
+  reject(reason: unknown): void
+  /** Stops its timer and its abort listener. */
+  cancel(): void
+}
+
+const KNOWN_OPTIONS = ['transaction']
+
+/** Validates `openScope()`'s options; a wrong one fails at once, naming it. */
+export function resolveScopeOptions(options: RequestScopeOptions | undefined): boolean {
+  if (options === undefined) return false
+  rejectUnknownKeys(options, KNOWN_OPTIONS, 'openScope')
+  const transaction = options.transaction ?? false
+  if (typeof transaction !== 'boolean') {
+    throw new InvalidOptionError(
+      'transaction',
+      `Invalid option transaction: ${describe(transaction)}; expected true or false`,
+    )
+  }
+  return transaction
+}
+
+/**
+ * One request's hold on a pool, Django's connection-per-request done for async code. It borrows
+ * a connection when the request first queries (a request that never queries borrows nothing),
+ * runs the request's queries on it one after another, so a transaction opened in one handler is
+ * seen by the next, and gives it back at {@link RequestScope.end}, rolling back whatever the
+ * request left open.
+ *
+ * While a scope is the current one of an async context ({@link RequestScope.run}), the pool's
+ * own `acquire()` and `use()` join it, and so do the `sqlpool/pg` and `sqlpool/mysql2` pools
+ * over it: an ORM's queries inside a handler run on the request's connection without being
+ * passed anything.
+ *
+ * Concurrent work follows one rule. When a query asks while the request's connection is busy
+ * (`Promise.all`), it gets a lease of its own from the pool, returned when it ends, so two
+ * queries never share a connection at the same moment. In a transactional scope it waits for
+ * its turn on the request's connection instead, so that every query stays inside the
+ * transaction (a lease held while another query of the same request waits for it therefore
+ * ends in `SQLPOOL_ACQUIRE_TIMEOUT`).
+ *
+ * The framework integrations (`sqlpool/express`, `sqlpool/fastify`, `sqlpool/hono`) open and
+ * end scopes; use the class directly for other servers or for jobs.
+ *
+ * @example
+ * ```ts
+ * const scope = pool.openScope()
+ * await scope.run(async () => {
+ *   await pool.use((c) => c.query('BEGIN'))
+ *   await pool.use((c) => c.query('INSERT INTO t VALUES (1)')) // the same connection
+ *   await pool.use((c) => c.query('COMMIT'))
+ * })
+ * await scope.end()
+ * ```
+ */
+export class RequestScope<C> {
+  /** Whether the scope wraps its request in a transaction. */
+  readonly transaction: boolean
+  readonly #host: ScopeHost<C>
+  readonly #owner: LeaseOwner<C>
+  /** The pool's lease on the request's connection, once the request has borrowed. */
+  #main: Lease<C> | undefined
+  /** A query holds the request's connection, or is being given it. */
+  #busy = false
+  #borrowed = false
+  readonly #turns: Turn<C>[] = []
+  #ended = false
+  #ending: Promise<void> | undefined
+  #settle: { resolve: () => void; reject: (error: unknown) => void } | undefined
+  #outcome: ScopeOutcome = 'rollback'
+  /** A transactional scope lost its connection, and with it the transaction. */
+  #lost: { reason: unknown } | undefined
+  /**
+   * `end()` rolled back a transaction the request had opened itself: work still running in the
+   * request's context must not commit on its own what belonged to it.
+   */
+  #rolledBack = false
+
+  /** @internal Scopes are opened with `pool.openScope()`. */
+  constructor(host: ScopeHost<C>, transaction: boolean) {
+    this.#host = host
+    this.transaction = transaction
+    this.#owner = { giveBack: (_record, destroy, reason) => this.#giveBack(destroy, reason) }
+  }
+
+  /** Whether the request has borrowed a connection. */
+  get borrowed(): boolean {
+    return this.#borrowed
+  }
+
+  /** Whether `end()` was called. */
+  get ended(): boolean {
+    return this.#ended
+  }
+
+  /**
+   * Runs `fn` with this scope as the current one: within it, and in every async continuation
+   * it starts, the pool's `acquire()` and `use()` join the scope. Returns what `fn` returns.
+   */
+  run<T>(fn: () => T): T {
+    return this.#host.run(this, fn)
+  }
+
+  /**
+   * Borrows the request's connection, checking it out of the pool on first use. Release the
+   * lease as usual: the connection stays with the request until `end()`. After `end()`, a
+   * plain scope lends from the pool as if there were no scope, and a transactional one, or one
+   * whose open transaction `end()` rolled back, rejects with `ScopeEndedError`.
+   */
+  acquire(options?: AcquireOptions): Promise<Lease<C>> {
+    if (this.#ended) {
+      if (this.transaction || this.#rolledBack) {
+        return Promise.reject(
+          new ScopeEndedError(
+            this.transaction
+              ? `The request's transaction on pool "${this.#host.label}" has already ended; this query could not join it`
+              : `The request's open transaction on pool "${this.#host.label}" was rolled back when the request ended; this query could not join it`,
+          ),
+        )
+      }
+      return this.#host.acquire(options)
+    }
+    if (this.#lost !== undefined) return Promise.reject(this.#lostError())
+    if (!this.#busy) {
+      this.#busy = true
+      return this.#lendMain(options)
+    }
+    if (!this.transaction) return this.#host.acquire(options)
+    return this.#wait(options)
+  }
+
+  /** Runs `fn` with the request's connection, as the pool's `use()` does inside the scope. */
+  use<T>(fn: (connection: C) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
+    return this.run(() => this.#host.use(fn, options))
+  }
+
+  /**
+   * Ends the scope and gives the request's connection back, after any query still holding it.
+   * A transactional scope commits (`'commit'`) or rolls back; a plain one rolls back whatever
+   * the request left open, whatever the outcome. Resolves when the connection is back; rejects
+   * when a commit failed (`TransactionFailedError`, or the driver's error), so that a framework
+   * can answer with an error before the response leaves. Idempotent: a second call returns the
+   * first call's promise.
+   */
+  end(outcome: ScopeOutcome = 'rollback'): Promise<void> {
+    if (this.#ending !== undefined) return this.#ending
+    this.#ended = true
+    this.#outcome = outcome
+    const error = new ScopeEndedError(
+      `The request ended on pool "${this.#host.label}" while this query waited for its connection`,
+    )
+    for (const turn of this.#turns.splice(0)) {
+      turn.cancel()
+      turn.reject(error)
+    }
+    this.#ending = new Promise<void>((resolve, reject) => {
+      this.#settle = { resolve, reject }
+    })
+    if (!this.#busy) this.#finish()
+    return this.#ending
+  }
+
+  async #lendMain(options: AcquireOptions | undefined): Promise<Lease<C>> {
+    let main = this.#main
+    if (main !== undefined && !main.active) {
+      // The pool revoked it (it was destroyed, or closed with the lease out).
+      this.#main = main = undefined
+      if (this.transaction) this.#lost = { reason: undefined }
+    }
+    try {
+      if (this.#lost !== undefined) throw this.#lostError()
+      main ??= await this.#checkout(options)
+      return main.sublease(this.#owner)
+    } catch (error) {
+      this.#busy = false
+      this.#next()
+      throw error
+    }
+  }
+
+  async #checkout(options: AcquireOptions | undefined): Promise<Lease<C>> {
+    const main = await this.#host.acquire(options)
+    this.#borrowed = true
+    if (this.transaction) {
+      try {
+        await this.#host.dialect.transact!(main.connection, 'begin')
+      } catch (error) {
+        this.#discard(main, error)
+        throw error
+      }
+    }
+    this.#main = main
+    return main
+  }
+
+  /** A query of the request gave the connection back, or destroyed it. */
+  #giveBack(destroy: boolean, reason: unknown): void {
+    if (destroy) {
+      const main = this.#main
+      this.#main = undefined
+      main?.destroy(reason)
+      if (this.transaction) this.#lost = { reason }
+    }
+    this.#busy = false
+    this.#next()
+  }
+
+  /** Gives the free connection to the next turn, or finishes an ended scope. */
+  #next(): void {
+    if (this.#busy) return
+    if (this.#ended) return this.#finish()
+    const turn = this.#turns.shift()
+    if (turn === undefined) return
+    turn.cancel()
+    this.#busy = true
+    this.#lendMain(turn.options).then(turn.resolve, turn.reject)
+  }
+
+  #wait(options: AcquireOptions | undefined): Promise<Lease<C>> {
+    const signal = options?.signal
+    if (signal?.aborted) return Promise.reject(signal.reason)
+    const timeout = options?.timeout ?? this.#host.acquireTimeout
+    return new Promise<Lease<C>>((resolve, reject) => {
+      const leave = (reason: unknown): void => {
+        const at = this.#turns.indexOf(turn)
+        if (at < 0) return
+        this.#turns.splice(at, 1)
+        turn.cancel()
+        reject(reason)
+      }
+      const onAbort = (): void => leave(signal!.reason)
+      const timer = Number.isFinite(timeout)
+        ? setTimeout(
+            () =>
+              leave(
+                new AcquireTimeoutError(
+                  `Waited ${timeout} ms for the request's transaction connection on pool "${this.#host.label}": another query of the same request held it (is a lease held while another query waits?)`,
+                ),
+              ),
+            timeout,
+          )
+        : undefined
+      signal?.addEventListener('abort', onAbort, { once: true })
+      const turn: Turn<C> = {
+        options,
+        resolve,
+        reject,
+        cancel: () => {
+          if (timer !== undefined) clearTimeout(timer)
+          signal?.removeEventListener('abort', onAbort)
+        },
+      }
+      this.#turns.push(turn)
+    })
+  }
+
+  /** Settles `end()`: the connection is free, so commit or roll back, and give it back. */
+  #finish(): void {
+    const settle = this.#settle
+    if (settle === undefined) return
+    this.#settle = undefined
+    this.#close().then(settle.resolve, settle.reject)
+  }
+
+  async #close(): Promise<void> {
+    const main = this.#main
+    this.#main = undefined
+    if (main === undefined || !main.active) {
+      if (this.transaction && this.#outcome === 'commit' && this.#borrowed) {
+        throw this.#lostError()
+      }
+      return
+    }
+    const dialect = this.#host.dialect
+    const connection = main.connection
+    if (this.transaction) {
+      try {
+        await dialect.transact!(connection, this.#outcome)
+      } catch (error) {
+        this.#discard(main, error)
+        if (this.#outcome === 'commit') throw error
+        return
+      }
+      return main.release()
+    }
+    // Set before the first await: a handler still running must not commit its half on its own.
+    if (dialect.inTransaction?.(connection) === true) {
+      this.#rolledBack = true
+      if (!this.#host.rollsBack && dialect.reset !== undefined) {
+        try {
+          await dialect.reset(connection, 'rollback')
+        } catch (error) {
+          return this.#discard(main, error)
+        }
+      }
+    }
+    main.release()
+  }
+
+  /**
+   * Gives a connection back after a failed statement: destroyed if it is dead, or if the pool
+   * will not roll it back; else reset by the pool.
+   */
+  #discard(main: Lease<C>, error: unknown): void {
+    if (!main.active) return
+    if (!this.#host.rollsBack || this.#host.dialect.isDisconnect?.(error) === true) {
+      main.destroy(error)
+    } else main.release()
+  }
+
+  #lostError(): TransactionFailedError {
+    return new TransactionFailedError(
+      `The request's transaction on pool "${this.#host.label}" was lost with its connection`,
+      { cause: this.#lost?.reason },
+    )
+  }
+}

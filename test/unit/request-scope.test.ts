@@ -1,0 +1,321 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import {
+  AcquireTimeoutError,
+  createPool,
+  InvalidOptionError,
+  LeaseReleasedError,
+  type Pool,
+  type PoolOptions,
+  ScopeEndedError,
+  TransactionFailedError,
+} from '../../src/index.js'
+import { tick, useFakeClock } from '../support/clock.js'
+import { type FakeConnection, FakeDialect, FakeDisconnect } from '../support/fake-dialect.js'
+import { checkInvariants } from '../support/invariants.js'
+
+let dialect: FakeDialect
+let pools: Pool<FakeConnection>[]
+
+function makePool(options: Partial<PoolOptions<FakeConnection>> = {}): Pool<FakeConnection> {
+  const pool = createPool<FakeConnection>({ dialect, max: 4, ...options })
+  pools.push(pool)
+  return pool
+}
+
+beforeEach(() => {
+  useFakeClock()
+  dialect = new FakeDialect()
+  pools = []
+})
+
+afterEach(async () => {
+  for (const pool of pools) void pool.destroy()
+  await tick(100)
+  vi.useRealTimers()
+})
+
+describe('a plain request scope', () => {
+  it('borrows nothing for a request that never queries', async () => {
+    const pool = makePool()
+    const scope = pool.openScope()
+    await scope.run(async () => {
+      await tick(5)
+    })
+    await scope.end()
+    expect(scope.borrowed).toBe(false)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ acquired: 0, leased: 0 })
+  })
+
+  it("runs the request's sequential queries on one connection, borrowed once", async () => {
+    const pool = makePool()
+    const scope = pool.openScope()
+    const seen = await scope.run(async () => {
+      const ids: number[] = []
+      for (let i = 0; i < 3; i++) ids.push(await pool.use((c) => c.id))
+      const lease = await pool.acquire()
+      ids.push(lease.connection.id)
+      lease.release()
+      return ids
+    })
+    expect(new Set(seen).size).toBe(1)
+    expect(pool.currentScope()).toBeUndefined()
+    expect(checkInvariants(pool, dialect)).toMatchObject({ acquired: 1, leased: 1 })
+    await scope.end()
+    expect(checkInvariants(pool, dialect)).toMatchObject({ acquired: 1, released: 1, leased: 0 })
+  })
+
+  it('gives a concurrent query a lease of its own, returned when it ends', async () => {
+    const pool = makePool()
+    const scope = pool.openScope()
+    const [a, b] = await scope.run(() => Promise.all([pool.acquire(), pool.acquire()]))
+    const own = a.connection.id
+    expect(own).not.toBe(b.connection.id)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ acquired: 2, leased: 2 })
+    b.release()
+    a.release()
+    // The concurrent one went back to the pool; the request keeps its own until end().
+    expect(checkInvariants(pool, dialect)).toMatchObject({ released: 1, leased: 1 })
+    const again = await scope.acquire()
+    expect(again.connection.id).toBe(own)
+    again.release()
+    await scope.end()
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 0, idle: 2 })
+  })
+
+  it('waits for a query still holding the connection before giving it back', async () => {
+    const pool = makePool()
+    const scope = pool.openScope()
+    const lease = await scope.acquire()
+    let ended = false
+    const ending = scope.end().then(() => {
+      ended = true
+    })
+    await tick(10)
+    expect(ended).toBe(false)
+    expect(pool.stats().leased).toBe(1)
+    lease.release()
+    await ending
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 0, idle: 1 })
+  })
+
+  it('lends from the pool after it ended, for work that outlives the response', async () => {
+    const pool = makePool()
+    const scope = pool.openScope()
+    await scope.run(() => pool.use(() => undefined))
+    await scope.end()
+    await scope.run(() => pool.use(() => undefined))
+    expect(checkInvariants(pool, dialect)).toMatchObject({ acquired: 2, leased: 0 })
+  })
+
+  it('rolls back a transaction the request left open, and refuses its later queries', async () => {
+    const pool = makePool()
+    const scope = pool.openScope()
+    const connection = await scope.run(() =>
+      pool.use((c) => {
+        c.inTransaction = true // BEGIN, and no COMMIT
+        return c
+      }),
+    )
+    await scope.end()
+    await tick(1)
+    expect(connection.inTransaction).toBe(false)
+    expect(connection.resets).toEqual(['rollback'])
+    // The rest of the handler, still running, must not commit its half on its own.
+    await expect(scope.run(() => pool.use(() => 1))).rejects.toBeInstanceOf(ScopeEndedError)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ acquired: 1, leased: 0 })
+  })
+
+  it('rolls back itself when the pool does not reset on release', async () => {
+    const pool = makePool({ resetOnRelease: false })
+    const scope = pool.openScope()
+    const lease = await scope.acquire()
+    const connection = lease.connection
+    connection.inTransaction = true
+    lease.release()
+    await scope.end()
+    expect(connection.resets).toEqual(['rollback'])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 0, idle: 1 })
+  })
+
+  it('checks out a new connection after a query destroyed the last one', async () => {
+    const pool = makePool()
+    const scope = pool.openScope()
+    const first = await scope.acquire()
+    const dead = first.connection
+    first.destroy(new FakeDisconnect('gone'))
+    const second = await scope.acquire()
+    expect(second.connection.id).not.toBe(dead.id)
+    second.release()
+    await scope.end()
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 0, invalidated: 1 })
+  })
+
+  it('fails a second release of a query lease, and counts nothing twice', async () => {
+    const pool = makePool()
+    const scope = pool.openScope()
+    const lease = await scope.acquire()
+    lease.release()
+    expect(() => lease.release()).toThrow(LeaseReleasedError)
+    expect(() => lease.connection).toThrow(LeaseReleasedError)
+    await scope.end()
+    expect(checkInvariants(pool, dialect)).toMatchObject({ acquired: 1, released: 1 })
+  })
+
+  it('keeps two scopes of concurrent requests apart', async () => {
+    const pool = makePool()
+    const one = pool.openScope()
+    const two = pool.openScope()
+    const [a, b] = await Promise.all([
+      one.run(() => pool.use((c) => c.id)),
+      two.run(() => pool.use((c) => c.id)),
+    ])
+    expect(a).not.toBe(b)
+    await Promise.all([one.end(), two.end()])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ acquired: 2, leased: 0 })
+  })
+})
+
+describe('a transactional request scope', () => {
+  it('begins on the first query and commits at the end', async () => {
+    const pool = makePool()
+    const scope = pool.openScope({ transaction: true })
+    const connection = await scope.use((c) => c)
+    expect(connection.steps).toEqual(['begin'])
+    await scope.end('commit')
+    expect(connection.steps).toEqual(['begin', 'commit'])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ acquired: 1, leased: 0 })
+  })
+
+  it('rolls back on a failed outcome', async () => {
+    const pool = makePool()
+    const scope = pool.openScope({ transaction: true })
+    const connection = await scope.use((c) => c)
+    await scope.end('rollback')
+    expect(connection.steps).toEqual(['begin', 'rollback'])
+  })
+
+  it('sends nothing for a request that never queries', async () => {
+    const pool = makePool()
+    const scope = pool.openScope({ transaction: true })
+    await scope.end('commit')
+    expect(dialect.all).toHaveLength(0)
+    expect(pool.stats().acquired).toBe(0)
+  })
+
+  it('runs concurrent queries in turn on its connection, never two at once', async () => {
+    const pool = makePool()
+    const scope = pool.openScope({ transaction: true })
+    let holding = 0
+    let most = 0
+    const ids = await scope.run(() =>
+      Promise.all(
+        [1, 2, 3].map(() =>
+          pool.use(async (c) => {
+            most = Math.max(most, ++holding)
+            await tick(5)
+            holding--
+            return c.id
+          }),
+        ),
+      ),
+    )
+    expect(new Set(ids).size).toBe(1)
+    expect(most).toBe(1)
+    await scope.end('commit')
+    expect(checkInvariants(pool, dialect)).toMatchObject({ acquired: 1, leased: 0 })
+  })
+
+  it("times out a query waiting while the request's lease is held", async () => {
+    const pool = makePool({ acquireTimeout: 100 })
+    const scope = pool.openScope({ transaction: true })
+    const held = await scope.acquire()
+    const waiting = scope.acquire()
+    const outcome = expect(waiting).rejects.toBeInstanceOf(AcquireTimeoutError)
+    await tick(101)
+    await outcome
+    held.release()
+    await scope.end('rollback')
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 0 })
+  })
+
+  it('lets an aborted waiter go without touching the connection', async () => {
+    const pool = makePool()
+    const scope = pool.openScope({ transaction: true })
+    const held = await scope.acquire()
+    const controller = new AbortController()
+    const waiting = scope.acquire({ signal: controller.signal })
+    controller.abort(new Error('client went away'))
+    await expect(waiting).rejects.toThrow('client went away')
+    held.release()
+    const next = await scope.acquire()
+    expect(next.connection.id).toBe(dialect.all[0]!.id)
+    next.release()
+    await scope.end('commit')
+    expect(dialect.all[0]!.steps).toEqual(['begin', 'commit'])
+  })
+
+  it('refuses queries after the end, and rejects the ones still waiting', async () => {
+    const pool = makePool()
+    const scope = pool.openScope({ transaction: true })
+    const held = await scope.acquire()
+    const waiting = scope.acquire()
+    const ending = scope.end('commit')
+    await expect(waiting).rejects.toBeInstanceOf(ScopeEndedError)
+    await expect(scope.acquire()).rejects.toBeInstanceOf(ScopeEndedError)
+    held.release()
+    await ending
+    expect(dialect.all[0]!.steps).toEqual(['begin', 'commit'])
+  })
+
+  it('rejects the commit when it fails, and gives the connection back', async () => {
+    const pool = makePool()
+    const scope = pool.openScope({ transaction: true })
+    await scope.use(() => undefined)
+    const failure = new Error('could not serialize access')
+    dialect.stepError = { step: 'commit', error: failure }
+    await expect(scope.end('commit')).rejects.toBe(failure)
+    expect(scope.end('commit')).toBe(scope.end())
+    await tick(1)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 0 })
+  })
+
+  it('fails the commit when a query lost the connection, and the transaction with it', async () => {
+    const pool = makePool()
+    const scope = pool.openScope({ transaction: true })
+    const lost = new FakeDisconnect('terminated')
+    await expect(
+      scope.use(() => {
+        throw lost
+      }),
+    ).rejects.toBe(lost)
+    await expect(scope.acquire()).rejects.toBeInstanceOf(TransactionFailedError)
+    const ending = scope.end('commit')
+    await expect(ending).rejects.toBeInstanceOf(TransactionFailedError)
+    await expect(ending).rejects.toMatchObject({ cause: lost })
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 0, invalidated: 1 })
+  })
+})
+
+describe('openScope options', () => {
+  it('rejects an unknown option, naming the nearest', () => {
+    const pool = makePool()
+    expect(() => pool.openScope({ transactions: true } as never)).toThrow(
+      /did you mean transaction/,
+    )
+  })
+
+  it('rejects a non-boolean transaction', () => {
+    const pool = makePool()
+    expect(() => pool.openScope({ transaction: 'yes' as never })).toThrow(
+      /Invalid option transaction: "yes"; expected true or false/,
+    )
+  })
+
+  it('rejects a transaction on a dialect that cannot run one', () => {
+    const plain = new FakeDialect()
+    Object.defineProperty(plain, 'transact', { value: undefined })
+    const pool = createPool<FakeConnection>({ dialect: plain })
+    pools.push(pool)
+    expect(() => pool.openScope({ transaction: true })).toThrow(InvalidOptionError)
+  })
+})
