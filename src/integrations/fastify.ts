@@ -1,0 +1,98 @@
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+import fp from 'fastify-plugin'
+import type { RequestScope, RequestScopeOptions } from '../core/request-scope.js'
+import { type PoolSource, poolFrom } from './pool-source.js'
+import type { ScopedConnection } from './scoped-connection.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /**
+     * The request's hold on the pool, opened by the sqlpool plugin: `request.db.use(fn)` runs
+     * `fn` with the request's connection, borrowed on first use and returned with the reply.
+     */
+    db: RequestScope<ScopedConnection>
+  }
+  interface FastifyContextConfig {
+    /** sqlpool's per-route settings: `{ transaction: true }` wraps the route in a transaction. */
+    sqlpool?: RequestScopeOptions
+  }
+}
+
+/** The options of the sqlpool Fastify plugin. */
+export interface FastifySqlpoolOptions {
+  /** A core `Pool`, a `sqlpool/pg` `Pool`, or a `sqlpool/mysql2` pool. */
+  pool: PoolSource<unknown>
+  /**
+   * Wraps every route in a transaction unless its `config.sqlpool.transaction` says otherwise.
+   * @defaultValue false
+   */
+  transaction?: boolean | undefined
+}
+
+/**
+ * The sqlpool Fastify plugin (a fastify-plugin plugin, so it decorates the whole app): each
+ * request gets its own hold on the pool as `request.db`, a {@link RequestScope} that borrows a
+ * connection on the first query and returns it when the reply is sent or the client goes away,
+ * rolling back whatever the request left open. Inside handlers, the pool's own `acquire()` and
+ * `use()`, a `sqlpool/pg` or `sqlpool/mysql2` pool and the ORMs over them join the request's
+ * connection.
+ *
+ * A route with `config: { sqlpool: { transaction: true } }` (or every route, with the plugin's
+ * `transaction: true`) runs in one transaction, as with @fastify/postgres: committed in
+ * `onSend`, before the reply leaves, when the status is below 400, and rolled back otherwise.
+ * A failed commit becomes the reply's error.
+ *
+ * @example
+ * ```ts
+ * import Fastify from 'fastify'
+ * import { Pool } from 'sqlpool/pg'
+ * import fastifySqlpool from 'sqlpool/fastify'
+ *
+ * const app = Fastify()
+ * await app.register(fastifySqlpool, { pool: new Pool({ connectionString }) })
+ * app.post('/orders', { config: { sqlpool: { transaction: true } } }, async (request) => {
+ *   return request.db.use((client) => client.query('INSERT INTO orders DEFAULT VALUES'))
+ * })
+ * ```
+ */
+export const fastifySqlpool: FastifyPluginAsync<FastifySqlpoolOptions> = fp(
+  async function sqlpool(fastify: FastifyInstance, options: FastifySqlpoolOptions) {
+    const pool = poolFrom(options.pool, 'fastifySqlpool')
+    const fallback: RequestScopeOptions = { transaction: options.transaction ?? false }
+    // Opening a scope checks the options, so a bad one fails at registration.
+    void pool.openScope(fallback).end()
+    fastify.decorateRequest('db', null as unknown as RequestScope<ScopedConnection>)
+
+    fastify.addHook('onRoute', (route) => {
+      const own = route.config?.sqlpool
+      if (own !== undefined) void pool.openScope(own).end()
+    })
+
+    fastify.addHook('onRequest', (request, reply, done) => {
+      const scope = pool.openScope(request.routeOptions.config?.sqlpool ?? fallback)
+      request.db = scope as RequestScope<unknown> as RequestScope<ScopedConnection>
+      // After the reply, or when the client goes away: a transaction not committed by then is
+      // rolled back.
+      reply.raw.once('close', () => {
+        scope.end('rollback').catch(() => {})
+      })
+      scope.run(done)
+    })
+
+    // A body is read in stream events, outside the context set above: enter it again.
+    fastify.addHook('preValidation', (request, _reply, done) => {
+      request.db.run(done)
+    })
+
+    fastify.addHook('onSend', async (request, reply, payload) => {
+      const scope = request.db
+      // Runs again for the error reply of a failed commit: that one is already settled.
+      if (!scope.transaction || scope.ended) return payload
+      await scope.end(reply.statusCode < 400 ? 'commit' : 'rollback')
+      return payload
+    })
+  },
+  { fastify: '>=4', name: 'sqlpool' },
+)
+
+export default fastifySqlpool
