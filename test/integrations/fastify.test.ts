@@ -1,0 +1,24 @@
+import type { Server } from 'node:http'
+import Fastify from 'fastify'
+import fastifySqlpool from '../../src/integrations/fastify.js'
+import { type Framework, frameworkSuite } from './framework-suite.js'
+
+const fastifyFramework: Framework = {
+  name: 'fastify',
+  async serve(pool, routes) {
+    const app = Fastify()
+    await app.register(fastifySqlpool, { pool })
+    for (const route of routes) {
+      app.route({
+        method: route.method,
+        url: route.path,
+        config: { sqlpool: { transaction: route.transaction ?? false } },
+        handler: (request) => route.handle({ db: request.db }),
+      })
+    }
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    return app.server as Server
+  },
+}
+
+await frameworkSuite(fastifyFramework)

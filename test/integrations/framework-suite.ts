@@ -1,0 +1,373 @@
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import mysql2Compat from '../../src/compat/mysql2.js'
+import pgCompat from '../../src/compat/pg.js'
+import { sqlpoolOf } from '../../src/compat/sqlpool-of.js'
+import type { Pool, RequestScope } from '../../src/index.js'
+import { trackProcessErrors } from '../conformance/targets.js'
+import { describeOnServer, probe, type ServerKind } from '../support/servers.js'
+import { SessionMonitor } from './session-monitor.js'
+import { unique } from './support.js'
+
+/** What a route handler is given: the request's scope as the framework exposes it. */
+export interface RouteContext {
+  /** `req.db`, `request.db` or `c.var.db`. */
+  db: RequestScope<unknown>
+}
+
+/** A route of the test app, written once and mounted by each framework in its own idiom. */
+export interface Route {
+  method: 'GET' | 'POST'
+  path: string
+  /** Wrap this route in a transaction (the framework's per-route option). */
+  transaction?: boolean
+  /** Returns the JSON body; a throw becomes a 500. */
+  handle(context: RouteContext): Promise<unknown>
+}
+
+/** A web framework under test: it serves `routes` through sqlpool's request scope over `pool`. */
+export interface Framework {
+  name: string
+  /** Starts an app on 127.0.0.1 with the scope middleware over `pool` and these routes. */
+  serve(pool: object, routes: Route[]): Promise<Server>
+}
+
+/** One server kind's drop-in pool, and the SQL that differs between the two. */
+interface Backend {
+  facade: object
+  /** A query through the facade, as an ORM would send it: it joins the request's scope. */
+  query(sql: string, params?: unknown[]): Promise<Array<Record<string, unknown>>>
+  /** The same, on a connection lent by the scope (`db.use`). */
+  onConnection(connection: unknown, sql: string): Promise<Array<Record<string, unknown>>>
+  end(): Promise<void>
+  sql: {
+    /** The backend's id, the statement's start and its end (µs), after sleeping 50 ms. */
+    sleepSpan: string
+    /** Whether the connection is inside a transaction opened by an earlier statement. */
+    inTransaction: string
+    sleep(seconds: number): string
+    insert(table: string, marker: string): string
+    create(table: string): string
+  }
+}
+
+const POOL_SIZE = 10
+
+function postgresBackend(url: string): Backend {
+  const facade = new pgCompat.Pool({ connectionString: url, max: POOL_SIZE })
+  return {
+    facade,
+    query: async (sql, params) => (await facade.query(sql, params)).rows,
+    onConnection: async (connection, sql) =>
+      (await (connection as InstanceType<typeof pgCompat.Client>).query(sql)).rows,
+    end: () => facade.end(),
+    sql: {
+      sleepSpan:
+        'SELECT pg_backend_pid() AS pid, (extract(epoch FROM statement_timestamp()) * 1e6)::text AS t0, (extract(epoch FROM clock_timestamp()) * 1e6)::text AS t1 FROM pg_sleep(0.05)',
+      inTransaction: 'SELECT now() <> statement_timestamp() AS intx',
+      sleep: (s) => `SELECT pg_sleep(${s})`,
+      insert: (table, marker) => `INSERT INTO ${table} (marker) VALUES ('${marker}')`,
+      create: (table) => `CREATE TABLE ${table} (id serial PRIMARY KEY, marker text NOT NULL)`,
+    },
+  }
+}
+
+function mysqlBackend(url: string): Backend {
+  const facade = mysql2Compat.createPool({ uri: url, connectionLimit: POOL_SIZE })
+  const promised = facade.promise()
+  return {
+    facade,
+    query: async (sql, params) => (await promised.query(sql, params))[0] as never,
+    onConnection: (connection, sql) =>
+      new Promise((resolve, reject) => {
+        ;(connection as { query: (s: string, cb: (e: unknown, r: unknown) => void) => void }).query(
+          sql,
+          (error, rows) => (error ? reject(error) : resolve(rows as never)),
+        )
+      }),
+    end: () => promised.end(),
+    sql: {
+      sleepSpan:
+        'SELECT CONNECTION_ID() AS pid, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS CHAR) AS t0, CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS CHAR) AS t1 FROM (SELECT SLEEP(0.05)) AS s',
+      inTransaction: 'SELECT @@in_transaction = 1 AS intx',
+      sleep: (s) => `SELECT SLEEP(${s})`,
+      insert: (table, marker) => `INSERT INTO ${table} (marker) VALUES ('${marker}')`,
+      create: (table) =>
+        `CREATE TABLE ${table} (id int AUTO_INCREMENT PRIMARY KEY, marker varchar(100) NOT NULL) ENGINE=InnoDB`,
+    },
+  }
+}
+
+interface Span {
+  pid: number
+  t0: number
+  t1: number
+}
+
+function spans(rows: unknown): Span[] {
+  return (rows as Array<Record<string, unknown>>).map((r) => ({
+    pid: Number(r.pid),
+    t0: Number(r.t0),
+    t1: Number(r.t1),
+  }))
+}
+
+/** No two spans on one backend overlap in time. */
+function expectNoSharedMoment(list: Span[]): void {
+  for (const a of list) {
+    for (const b of list) {
+      if (a === b || a.pid !== b.pid) continue
+      expect(a.t1 <= b.t0 || b.t1 <= a.t0, `spans on backend ${a.pid} overlap`).toBe(true)
+    }
+  }
+}
+
+/** A POST with a JSON body: the framework parses it, in stream events outside the handler's context. */
+function json(body: unknown): RequestInit {
+  return {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  }
+}
+
+async function getJson(base: string, path: string, init?: RequestInit) {
+  const response = await fetch(base + path, init)
+  return { status: response.status, body: (await response.json()) as unknown }
+}
+
+/**
+ * The request-scope proof for one framework, on PostgreSQL (through `sqlpool/pg`) and on MariaDB
+ * (through `sqlpool/mysql2`), over real HTTP on 127.0.0.1: 1000 concurrent requests through a
+ * pool of 10, 200 aborted requests, a throw inside a transaction, concurrent queries, and a
+ * request that never queries.
+ */
+export async function frameworkSuite(framework: Framework): Promise<void> {
+  for (const kind of ['postgres', 'mysql'] as ServerKind[]) {
+    const status = await probe(kind)
+    describeOnServer(status, `${framework.name} request scope on ${status.label}`, () => {
+      let monitor: SessionMonitor
+      let backend: Backend
+      let core: Pool<unknown>
+      let server: Server
+      let base: string
+      let table: string
+      let processErrors: ReturnType<typeof trackProcessErrors>
+
+      const rowsOf = async (marker: string) =>
+        Number(
+          (await backend.query(`SELECT COUNT(*) AS n FROM ${table} WHERE marker = '${marker}'`))[0]!
+            .n,
+        )
+
+      const settled = async () => {
+        for (let i = 0; i < 200 && core.stats().leased > 0; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 25))
+        }
+        return core.stats()
+      }
+
+      beforeAll(async () => {
+        processErrors = trackProcessErrors()
+        monitor = await SessionMonitor.open(kind, `scope_${framework.name}`)
+        backend = kind === 'postgres' ? postgresBackend(monitor.url) : mysqlBackend(monitor.url)
+        core = sqlpoolOf(backend.facade)
+        table = unique('scope')
+        await backend.query(backend.sql.create(table))
+        const routes: Route[] = [
+          { method: 'GET', path: '/ping', handle: async () => backend.query('SELECT 1 AS one') },
+          { method: 'GET', path: '/nothing', handle: async () => ({ ok: true }) },
+          {
+            method: 'GET',
+            path: '/in-transaction',
+            handle: async () => (await backend.query(backend.sql.inTransaction))[0],
+          },
+          {
+            method: 'GET',
+            path: '/concurrent',
+            handle: async () =>
+              (
+                await Promise.all([
+                  backend.query(backend.sql.sleepSpan),
+                  backend.query(backend.sql.sleepSpan),
+                ])
+              ).flat(),
+          },
+          {
+            method: 'GET',
+            path: '/concurrent-in-transaction',
+            transaction: true,
+            handle: async ({ db }) =>
+              (
+                await Promise.all([
+                  db.use((c) => backend.onConnection(c, backend.sql.sleepSpan)),
+                  backend.query(backend.sql.sleepSpan),
+                  backend.query(backend.sql.sleepSpan),
+                ])
+              ).flat(),
+          },
+          {
+            method: 'POST',
+            path: '/throw-in-transaction',
+            transaction: true,
+            handle: async ({ db }) => {
+              await db.use((c) => backend.onConnection(c, backend.sql.insert(table, 'thrown')))
+              throw new Error('the handler failed after writing')
+            },
+          },
+          {
+            method: 'POST',
+            path: '/commit',
+            transaction: true,
+            handle: async ({ db }) => {
+              await db.use((c) => backend.onConnection(c, backend.sql.insert(table, 'committed')))
+              await backend.query(backend.sql.insert(table, 'committed'))
+              // The facade's query joined the request's transaction.
+              return (await backend.query(backend.sql.inTransaction))[0]
+            },
+          },
+          {
+            method: 'POST',
+            path: '/swallowed-failure',
+            transaction: true,
+            handle: async () => {
+              await backend.query(backend.sql.insert(table, 'swallowed'))
+              await backend.query('SELECT * FROM no_such_table_here').catch(() => undefined)
+              return { ok: true }
+            },
+          },
+          {
+            method: 'GET',
+            path: '/slow-transaction',
+            handle: async () => {
+              await backend.query('BEGIN')
+              await backend.query(backend.sql.insert(table, 'aborted'))
+              await backend.query(backend.sql.sleep(0.3))
+              await backend.query('COMMIT')
+              return { ok: true }
+            },
+          },
+        ]
+        server = await framework.serve(backend.facade, routes)
+        base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+      })
+
+      afterAll(async () => {
+        // fetch keeps its sockets alive: close them, or close() waits out the keep-alive timeout.
+        await new Promise<void>((resolve) => {
+          server?.close(() => resolve())
+          server?.closeAllConnections()
+        })
+        await backend?.query(`DROP TABLE IF EXISTS ${table}`).catch(() => {})
+        await backend?.end()
+        await monitor?.close()
+        processErrors?.stop()
+        expect(processErrors?.errors ?? []).toEqual([])
+      })
+
+      it('serves 1000 concurrent requests through a pool of 10, the server never seeing more', async () => {
+        const statuses: number[] = []
+        const peak = await monitor.peakDuring(async () => {
+          const responses = await Promise.all(
+            Array.from({ length: 1000 }, () => fetch(`${base}/ping`)),
+          )
+          for (const response of responses) {
+            statuses.push(response.status)
+            await response.arrayBuffer()
+          }
+        })
+        expect(statuses.filter((s) => s !== 200)).toEqual([])
+        expect(peak).toBeGreaterThan(0)
+        expect(peak).toBeLessThanOrEqual(POOL_SIZE)
+        const stats = await settled()
+        expect(stats.leased).toBe(0)
+        expect(stats.acquired).toBeGreaterThanOrEqual(1000)
+      })
+
+      it('returns the connection of 200 aborted requests and leaves no transaction open', async () => {
+        const before = core.stats()
+        const aborted = await Promise.allSettled(
+          Array.from({ length: 200 }, () =>
+            fetch(`${base}/slow-transaction`, { signal: AbortSignal.timeout(50) }),
+          ),
+        )
+        expect(aborted.filter((r) => r.status === 'fulfilled')).toEqual([])
+        const stats = await settled()
+        expect(stats.leased).toBe(0)
+        expect(stats.acquired).toBeGreaterThan(before.acquired)
+        expect(await monitor.inTransaction()).toBe(0)
+        // The handlers' COMMIT came after the rollback and was refused: nothing was written.
+        expect(await rowsOf('aborted')).toBe(0)
+      })
+
+      it('rolls back a transaction whose handler throws, and the next requests find clean connections', async () => {
+        const thrown = await getJson(base, '/throw-in-transaction', json({ fail: true }))
+        expect(thrown.status).toBe(500)
+        expect(await rowsOf('thrown')).toBe(0)
+        const checks = await Promise.all(
+          Array.from({ length: 2 * POOL_SIZE }, () => getJson(base, '/in-transaction')),
+        )
+        for (const check of checks) {
+          expect(check.status).toBe(200)
+          expect(Boolean((check.body as { intx: unknown }).intx)).toBe(false)
+        }
+        expect((await settled()).leased).toBe(0)
+        expect(await monitor.inTransaction()).toBe(0)
+      })
+
+      it('commits a transactional route before the response leaves', async () => {
+        const response = await getJson(base, '/commit', json({ rows: 2 }))
+        expect(response.status).toBe(200)
+        expect(Boolean((response.body as { intx: unknown }).intx)).toBe(true)
+        // Read at once from another connection: the commit happened before the response.
+        expect(await rowsOf('committed')).toBe(2)
+      })
+
+      it(
+        kind === 'postgres'
+          ? 'answers 500 when PostgreSQL turns the COMMIT of a failed transaction into a rollback'
+          : 'commits what succeeded after a failed statement, as MariaDB does',
+        async () => {
+          const response = await getJson(base, '/swallowed-failure', json({}))
+          if (kind === 'postgres') {
+            expect(response.status).toBe(500)
+            expect(JSON.stringify(response.body)).toMatch(/SQLPOOL_TRANSACTION_FAILED/)
+            expect(await rowsOf('swallowed')).toBe(0)
+          } else {
+            expect(response).toEqual({ status: 200, body: { ok: true } })
+            expect(await rowsOf('swallowed')).toBe(1)
+          }
+          expect((await settled()).leased).toBe(0)
+        },
+      )
+
+      it('runs two concurrent queries of one request on different connections', async () => {
+        const response = await getJson(base, '/concurrent')
+        expect(response.status).toBe(200)
+        const list = spans(response.body)
+        expect(list).toHaveLength(2)
+        expect(list[0]!.pid).not.toBe(list[1]!.pid)
+        expectNoSharedMoment(list)
+        expect((await settled()).leased).toBe(0)
+      })
+
+      it('runs concurrent queries of a transactional request in turn on its connection', async () => {
+        const response = await getJson(base, '/concurrent-in-transaction')
+        expect(response.status).toBe(200)
+        const list = spans(response.body)
+        expect(list).toHaveLength(3)
+        expect(new Set(list.map((s) => s.pid)).size).toBe(1)
+        expectNoSharedMoment(list)
+      })
+
+      it('borrows nothing for a request that never queries', async () => {
+        const before = core.stats().acquired
+        for (let i = 0; i < 20; i++) {
+          expect(await getJson(base, '/nothing')).toEqual({ status: 200, body: { ok: true } })
+        }
+        expect(core.stats().acquired).toBe(before)
+      })
+    })
+  }
+}
