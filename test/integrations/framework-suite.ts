@@ -1,5 +1,6 @@
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { Kysely, MysqlDialect, PostgresDialect } from 'kysely'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import mysql2Compat from '../../src/compat/mysql2.js'
 import pgCompat from '../../src/compat/pg.js'
@@ -36,6 +37,8 @@ export interface Framework {
 /** One server kind's drop-in pool, and the SQL that differs between the two. */
 interface Backend {
   facade: object
+  /** Kysely over the facade: an ORM that knows nothing of request scopes. */
+  kysely: Kysely<Record<string, { marker: string }>>
   /** A query through the facade, as an ORM would send it: it joins the request's scope. */
   query(sql: string, params?: unknown[]): Promise<Array<Record<string, unknown>>>
   /** The same, on a connection lent by the scope (`db.use`). */
@@ -58,6 +61,7 @@ function postgresBackend(url: string): Backend {
   const facade = new pgCompat.Pool({ connectionString: url, max: POOL_SIZE })
   return {
     facade,
+    kysely: new Kysely({ dialect: new PostgresDialect({ pool: facade }) }),
     query: async (sql, params) => (await facade.query(sql, params)).rows,
     onConnection: async (connection, sql) =>
       (await (connection as InstanceType<typeof pgCompat.Client>).query(sql)).rows,
@@ -78,6 +82,7 @@ function mysqlBackend(url: string): Backend {
   const promised = facade.promise()
   return {
     facade,
+    kysely: new Kysely({ dialect: new MysqlDialect({ pool: facade }) }),
     query: async (sql, params) => (await promised.query(sql, params))[0] as never,
     onConnection: (connection, sql) =>
       new Promise((resolve, reject) => {
@@ -229,6 +234,15 @@ export async function frameworkSuite(framework: Framework): Promise<void> {
           },
           {
             method: 'POST',
+            path: '/kysely-then-throw',
+            transaction: true,
+            handle: async () => {
+              await backend.kysely.insertInto(table).values({ marker: 'kysely' }).execute()
+              throw new Error('the handler failed after Kysely wrote')
+            },
+          },
+          {
+            method: 'POST',
             path: '/swallowed-failure',
             transaction: true,
             handle: async () => {
@@ -314,6 +328,13 @@ export async function frameworkSuite(framework: Framework): Promise<void> {
         }
         expect((await settled()).leased).toBe(0)
         expect(await monitor.inTransaction()).toBe(0)
+      })
+
+      it("joins an ORM's queries to the request's transaction, without passing it anything", async () => {
+        const response = await getJson(base, '/kysely-then-throw', json({}))
+        expect(response.status).toBe(500)
+        expect(await rowsOf('kysely')).toBe(0)
+        expect((await settled()).leased).toBe(0)
       })
 
       it('commits a transactional route before the response leaves', async () => {
