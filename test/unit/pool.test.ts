@@ -1,28 +1,17 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { beforeEach, describe, expect, it, vi } from 'vitest'
 import {
   AcquireTimeoutError,
   ConnectError,
-  createPool,
   type Lease,
   LeaseReleasedError,
-  type Pool,
   PoolClosedError,
   PoolError,
-  type PoolOptions,
   TooManyWaitersError,
 } from '../../src/index.js'
-import { tick, useFakeClock } from '../support/clock.js'
-import { type FakeConnection, FakeDialect, FakeDisconnect } from '../support/fake-dialect.js'
+import { tick } from '../support/clock.js'
+import { type FakeConnection, type FakeDialect, FakeDisconnect } from '../support/fake-dialect.js'
+import { useFakePools } from '../support/fake-pools.js'
 import { checkInvariants } from '../support/invariants.js'
-
-let dialect: FakeDialect
-let pools: Pool<FakeConnection>[]
-
-function makePool(options: Partial<PoolOptions<FakeConnection>> = {}): Pool<FakeConnection> {
-  const pool = createPool<FakeConnection>({ dialect, ...options })
-  pools.push(pool)
-  return pool
-}
 
 /** Settles a promise without throwing, to inspect it later. */
 function settle<T>(promise: Promise<T>) {
@@ -40,16 +29,11 @@ function settle<T>(promise: Promise<T>) {
   return out
 }
 
+const fake = useFakePools()
+const makePool = fake.make
+let dialect: FakeDialect
 beforeEach(() => {
-  useFakeClock()
-  dialect = new FakeDialect()
-  pools = []
-})
-
-afterEach(async () => {
-  for (const pool of pools) void pool.destroy()
-  await tick(100)
-  vi.useRealTimers()
+  dialect = fake.dialect
 })
 
 describe('acquire and release', () => {

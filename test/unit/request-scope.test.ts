@@ -1,37 +1,21 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import {
   AcquireTimeoutError,
-  createPool,
   InvalidOptionError,
   LeaseReleasedError,
-  type Pool,
-  type PoolOptions,
   ScopeEndedError,
   TransactionFailedError,
 } from '../../src/index.js'
-import { tick, useFakeClock } from '../support/clock.js'
-import { type FakeConnection, FakeDialect, FakeDisconnect } from '../support/fake-dialect.js'
+import { tick } from '../support/clock.js'
+import { FakeDialect, FakeDisconnect } from '../support/fake-dialect.js'
+import { useFakePools } from '../support/fake-pools.js'
 import { checkInvariants } from '../support/invariants.js'
 
+const fake = useFakePools({ max: 4 })
+const makePool = fake.make
 let dialect: FakeDialect
-let pools: Pool<FakeConnection>[]
-
-function makePool(options: Partial<PoolOptions<FakeConnection>> = {}): Pool<FakeConnection> {
-  const pool = createPool<FakeConnection>({ dialect, max: 4, ...options })
-  pools.push(pool)
-  return pool
-}
-
 beforeEach(() => {
-  useFakeClock()
-  dialect = new FakeDialect()
-  pools = []
-})
-
-afterEach(async () => {
-  for (const pool of pools) void pool.destroy()
-  await tick(100)
-  vi.useRealTimers()
+  dialect = fake.dialect
 })
 
 describe('a plain request scope', () => {
@@ -314,8 +298,7 @@ describe('openScope options', () => {
   it('rejects a transaction on a dialect that cannot run one', () => {
     const plain = new FakeDialect()
     Object.defineProperty(plain, 'transact', { value: undefined })
-    const pool = createPool<FakeConnection>({ dialect: plain })
-    pools.push(pool)
+    const pool = makePool({ dialect: plain })
     expect(() => pool.openScope({ transaction: true })).toThrow(InvalidOptionError)
   })
 })
