@@ -483,6 +483,11 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
       this.#retire(record, reason)
       return this.#pump()
     }
+    this.#handOff(record)
+  }
+
+  /** Hands a ready, uncondemned record to the head waiter, or parks it idle, or closes it. */
+  #handOff(record: ConnectionRecord<C>): void {
     const waiter = this.#waiters.shift()
     if (waiter !== undefined) return this.#serve(record, waiter)
     // An overflow connection closes when it comes back with nobody waiting.
@@ -502,7 +507,8 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
     waiter: Waiter<Lease<C>> | undefined,
     stack: string | undefined,
   ): Lease<C> {
-    this.#move(record, 'leased')
+    // A record handed from one lease straight to the next stays `leased`: no count changes.
+    if (record.state !== 'leased') this.#move(record, 'leased')
     // The hold time is measured only when someone will see it.
     record.leasedAt =
       this.listening('release') || this.#options.leakDetectionThreshold > 0 || debugging
@@ -526,8 +532,10 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
   }
 
   #giveBack(record: ConnectionRecord<C>, destroy: boolean, reason: unknown): void {
-    if (record.leakTimer !== undefined) clearTimeout(record.leakTimer)
-    record.leakTimer = undefined
+    if (record.leakTimer !== undefined) {
+      clearTimeout(record.leakTimer)
+      record.leakTimer = undefined
+    }
     record.lease = undefined
     this.#counters.released++
     if (this.listening('release')) {
@@ -553,8 +561,9 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
       return this.#pump()
     }
     const mode = this.#options.resetOnRelease
-    if (mode === false || this.#dialect.reset === undefined) return this.#makeAvailable(record)
-    this.#reset(record, mode)
+    if (mode !== false && this.#dialect.reset !== undefined) return this.#reset(record, mode)
+    // Nothing to reset, and the checks of #makeAvailable were just made: hand it on directly.
+    this.#handOff(record)
   }
 
   #reset(record: ConnectionRecord<C>, mode: ResetMode): void {

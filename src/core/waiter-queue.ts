@@ -28,10 +28,12 @@ export class Waiter<T> implements ListNode<Waiter<T>> {
   /** How long it may wait, in ms. */
   readonly timeout: number
   /**
-   * When it gives up, on the monotonic clock (`performance.now()`); `Infinity` until the queue
-   * stamps it (see {@link WaiterQueue}).
+   * When it gives up, on the monotonic clock (`performance.now()`); `undefined` until the queue
+   * stamps it (see {@link WaiterQueue}). Not a number until then, so that the field holds a
+   * tagged value: a number field would box a fresh heap number in every waiter, while most
+   * waiters are served before any stamp.
    */
-  deadline = Number.POSITIVE_INFINITY
+  deadline: number | undefined = undefined
   /** Whether the queue's shared timer covers it; otherwise it has a timer of its own. */
   readonly shared: boolean
   /** Settles the caller's promise. */
@@ -145,7 +147,7 @@ export class WaiterQueue<T> {
 
   #take(waiter: Waiter<T>): boolean {
     if (!this.#list.remove(waiter)) return false
-    if (waiter.shared && waiter.deadline === Number.POSITIVE_INFINITY) this.#unstamped--
+    if (waiter.shared && waiter.deadline === undefined) this.#unstamped--
     const extra = waiter.extra
     if (extra !== undefined) {
       if (extra.timer !== undefined) clearTimeout(extra.timer)
@@ -170,7 +172,7 @@ export class WaiterQueue<T> {
       this.#unstamped > 0 && waiter !== undefined;
       waiter = waiter.prev
     ) {
-      if (!waiter.shared || waiter.deadline !== Number.POSITIVE_INFINITY) continue
+      if (!waiter.shared || waiter.deadline !== undefined) continue
       waiter.deadline = now + waiter.timeout
       this.#unstamped--
       first = waiter
@@ -178,7 +180,7 @@ export class WaiterQueue<T> {
     this.#unstamped = 0
     // A timer already armed is due no later than these new, later deadlines.
     if (first !== undefined && this.#timer === undefined) {
-      this.#arm(first.deadline)
+      this.#arm(first.deadline as number)
     } else if (this.#timer !== undefined && this.#list.size > 0) {
       this.#timer.ref()
     }
@@ -195,9 +197,10 @@ export class WaiterQueue<T> {
     for (const waiter of this.#list) {
       if (!waiter.shared) continue
       // Unstamped: joined after every stamped one, so nothing later is due; the stamp re-arms.
-      if (waiter.deadline === Number.POSITIVE_INFINITY) return
-      if (waiter.deadline > now) {
-        this.#arm(waiter.deadline)
+      const deadline = waiter.deadline
+      if (deadline === undefined) return
+      if (deadline > now) {
+        this.#arm(deadline)
         return
       }
       this.#expire(waiter)
