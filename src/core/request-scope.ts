@@ -7,7 +7,7 @@ import {
 } from './errors.js'
 import type { Lease, LeaseOwner } from './lease.js'
 import type { AcquireOptions } from './pool.js'
-import { describe, rejectUnknownKeys } from './pool-options.js'
+import { describe, rejectUnknownKeys, resolveAcquireTimeout } from './pool-options.js'
 
 /** How a request scope ends its transaction, or what it does with one a request left open. */
 export type ScopeOutcome = 'commit' | 'rollback'
@@ -152,6 +152,15 @@ export class RequestScope<C> {
    * whose open transaction `end()` rolled back, rejects with `ScopeEndedError`.
    */
   acquire(options?: AcquireOptions): Promise<Lease<C>> {
+    if (options !== undefined) {
+      // Checked as the pool checks them, though the request's connection may be lent at once.
+      if (options.signal?.aborted) return Promise.reject(options.signal.reason)
+      try {
+        resolveAcquireTimeout(options.timeout, 0)
+      } catch (error) {
+        return Promise.reject(error)
+      }
+    }
     if (this.#ended) {
       if (this.transaction || this.#rolledBack) {
         return Promise.reject(
@@ -242,8 +251,15 @@ export class RequestScope<C> {
     if (destroy) {
       const main = this.#main
       this.#main = undefined
+      // A plain request's own BEGIN dies with its connection: its next statements must not
+      // autocommit, one by one, on a new one.
+      const open =
+        !this.transaction &&
+        main?.active === true &&
+        this.#host.dialect.inTransaction?.(main.connection) === true
       main?.destroy(reason)
-      if (this.transaction) this.#lost = { reason }
+      if (this.transaction || open) this.#lost = { reason }
+      if (open) this.#rolledBack = true
     }
     this.#busy = false
     this.#next()
@@ -263,7 +279,7 @@ export class RequestScope<C> {
   #wait(options: AcquireOptions | undefined): Promise<Lease<C>> {
     const signal = options?.signal
     if (signal?.aborted) return Promise.reject(signal.reason)
-    const timeout = options?.timeout ?? this.#host.acquireTimeout
+    const timeout = resolveAcquireTimeout(options?.timeout, this.#host.acquireTimeout)
     return new Promise<Lease<C>>((resolve, reject) => {
       const leave = (reason: unknown): void => {
         const at = this.#turns.indexOf(turn)

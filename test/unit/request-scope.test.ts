@@ -280,6 +280,38 @@ describe('a transactional request scope', () => {
   })
 })
 
+describe('a scope checks acquire options as the pool does', () => {
+  it('rejects an aborted signal, even when the connection is free', async () => {
+    const pool = makePool()
+    const scope = pool.openScope()
+    await scope.use(() => undefined)
+    const controller = new AbortController()
+    controller.abort(new Error('gone'))
+    await expect(scope.acquire({ signal: controller.signal })).rejects.toThrow('gone')
+    await scope.end()
+    expect(checkInvariants(pool, dialect)).toMatchObject({ acquired: 1, leased: 0 })
+  })
+
+  it('rejects an invalid timeout, naming it', async () => {
+    const pool = makePool()
+    const scope = pool.openScope({ transaction: true })
+    await expect(scope.acquire({ timeout: -1 })).rejects.toBeInstanceOf(InvalidOptionError)
+    await scope.end('rollback')
+  })
+
+  it("regression: a plain request's BEGIN lost with its connection let the rest autocommit", async () => {
+    const pool = makePool()
+    const scope = pool.openScope()
+    const lease = await scope.acquire()
+    lease.connection.inTransaction = true // the request ran BEGIN
+    lease.destroy(new FakeDisconnect('terminated'))
+    await expect(scope.acquire()).rejects.toBeInstanceOf(TransactionFailedError)
+    await scope.end()
+    await expect(scope.acquire()).rejects.toBeInstanceOf(ScopeEndedError)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 0, invalidated: 1 })
+  })
+})
+
 describe('openScope options', () => {
   it('rejects an unknown option, naming the nearest', () => {
     const pool = makePool()
