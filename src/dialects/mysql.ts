@@ -85,7 +85,7 @@ const STEP_SQL: Record<TransactionStep, string> = {
  * or a `;` anywhere, counts as possibly opening one.
  */
 const AUTOCOMMITTED =
-  /^\s*(?:\/\*[\s\S]*?\*\/\s*)*\(?\s*(?:select|show|describe|desc|explain|do|insert|update|delete|replace|with|table|values)\b[^;]*;?\s*$/i
+  /^\s*(?:\/\*[\s\S]*?\*\/\s*)*\(?\s*(?:select|show|describe|desc|explain|do|insert|update|delete|replace|with|table|values|set\b(?![^;]*\b(?:autocommit|transaction|completion_type)\b))\b[^;]*;?\s*$/i
 
 /** mysql2 commands that carry no SQL and cannot open a transaction. */
 const INERT_COMMANDS = new Set(['Ping', 'Prepare', 'CloseStatement', 'Quit'])
