@@ -190,7 +190,9 @@ class SqlpoolPgPool extends PgPoolBase {
     }
     const client = lease.connection
     this.#leases.set(client, lease)
-    internals(client).release = this.#releaser(client, lease)
+    // Inside a request scope the lease is the request's, not the pool's: see #releaser.
+    const scope = this.#hold.pool.currentScope()
+    internals(client).release = this.#releaser(client, lease, scope !== undefined && !scope.ended)
     if (!this.#seen.has(client)) {
       this.#seen.add(client)
       this.emit('connect', client)
@@ -200,7 +202,11 @@ class SqlpoolPgPool extends PgPoolBase {
   }
 
   /** pg-pool's release: once only (a second call throws), and a truthy argument destroys. */
-  #releaser(client: pg.Client, lease: Lease<pg.Client>): (error?: Error | boolean) => void {
+  #releaser(
+    client: pg.Client,
+    lease: Lease<pg.Client>,
+    scoped: boolean,
+  ): (error?: Error | boolean) => void {
     let released = false
     return (error?: Error | boolean) => {
       if (released) {
@@ -213,7 +219,10 @@ class SqlpoolPgPool extends PgPoolBase {
       this.emit('release', error, client)
       if (!lease.active) return // revoked: the pool was destroyed under it
       const c = internals(client)
-      if (error || c._queryable === false || c._ending === true || count >= this.#maxUses) {
+      // A request scope's query must not destroy the request's connection for maxUses (its
+      // transaction would go with it): the connection retires at its first use after the request.
+      const wornOut = count >= this.#maxUses && !scoped
+      if (error || c._queryable === false || c._ending === true || wornOut) {
         lease.destroy(error instanceof Error ? error : undefined)
       } else {
         lease.release()
