@@ -95,13 +95,21 @@ export function requestScope<C = ScopedConnection>(
  */
 function commitBeforeSending(res: ServerResponse, scope: RequestScope<unknown>, next: Next): void {
   const end = res.end
+  let deferred = false
   res.end = function deferredEnd(this: ServerResponse, ...args: unknown[]) {
-    res.end = end
+    // Another end() while the commit runs is what Node makes of one on an ended response: nothing.
+    if (deferred) return res
+    deferred = true
     scope.end(res.statusCode < 400 ? 'commit' : 'rollback').then(
-      () => (end as (...a: unknown[]) => ServerResponse).apply(res, args),
+      () => {
+        res.end = end
+        ;(end as (...a: unknown[]) => ServerResponse).apply(res, args)
+      },
       (error: unknown) => {
+        res.end = end
         if (res.headersSent) return res.destroy(error as Error)
         for (const name of BODY_HEADERS) res.removeHeader(name)
+        res.statusCode = 500
         next(error)
       },
     )

@@ -85,9 +85,10 @@ export const fastifySqlpool: FastifyPluginAsync<FastifySqlpoolOptions> = fp(
     })
 
     fastify.addHook('onSend', async (request, reply, payload) => {
-      const scope = request.db
-      // Runs again for the error reply of a failed commit: that one is already settled.
-      if (!scope.transaction || scope.ended) return payload
+      const scope = request.db as RequestScope<ScopedConnection> | null
+      // Runs again for the error reply of a failed commit: that one is already settled. No scope:
+      // an earlier onRequest hook replied (or threw) before this plugin's opened one.
+      if (scope === null || !scope.transaction || scope.ended) return payload
       await scope.end(reply.statusCode < 400 ? 'commit' : 'rollback')
       return payload
     })
