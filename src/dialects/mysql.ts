@@ -30,6 +30,9 @@ interface ConnectionInternals {
   _fatalError?: unknown
   /** Set once `end()` or `destroy()` was called, or the driver closed the connection itself. */
   _closing?: boolean
+  /** The command on the wire, and those queued behind it. */
+  _command?: MysqlCommand | null
+  _commands?: { length: number }
   /** COM_RESET_CONNECTION; added to mysql2 in 2026 (sidorares/node-mysql2#4148), absent before. */
   reset?: (callback: (error: unknown) => void) => void
 }
@@ -59,6 +62,9 @@ const DISCONNECT_CODES = new Set([
 
 /** The properties of mysql2's `config` that hold a credential. */
 const SECRET_KEYS = ['password', 'password1', 'password2', 'password3', 'passwordSha1'] as const
+
+const RELEASED_BUSY =
+  'released with a query still running: the connection is closed, not lent again'
 
 /** How long `close()` waits for the server to close the socket after COM_QUIT. */
 const CLOSE_GRACE_MS = 2_000
@@ -206,6 +212,31 @@ function destroySocket(connection: Connection, plain: Socket | undefined): void 
   if (plain !== undefined && plain !== stream) plain.destroy()
 }
 
+/** What the dialect reads of a mysql2 command: its next state (null once it has finished). */
+interface MysqlCommand {
+  next?: unknown
+  sql?: unknown
+  onResult?: ((...args: unknown[]) => unknown) | undefined
+  constructor?: { name?: string }
+}
+
+/** Commands whose answer (a result or an error) has been handed to their callback. */
+const answered = new WeakSet<object>()
+
+/**
+ * Whether a command is running or queued: the previous borrower's query is not over. mysql2
+ * keeps a command current while it calls the command's error callback, or emits its `'end'`,
+ * so a release made there (mysql2's own pool releases on `'end'`) finds it current though it
+ * has finished: its state (`next`) is then null, or its callback has had the error.
+ */
+function busy(connection: Connection): boolean {
+  const c = internals(connection)
+  if ((c._commands?.length ?? 0) > 0) return true
+  const command = c._command
+  if (command === null || command === undefined) return false
+  return command.next !== null && command.next !== undefined && !answered.has(command)
+}
+
 function run<T = unknown>(connection: Connection, sql: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     connection.query(sql, (error: unknown, result: unknown) => {
@@ -236,7 +267,7 @@ interface TransactionState {
 
 const transactionStates = new WeakMap<Connection, TransactionState>()
 
-type AddCommand = (command: { sql?: unknown; constructor?: { name?: string } }) => unknown
+type AddCommand = (command: MysqlCommand) => unknown
 
 /** Watches every command the connection sends, to keep its {@link TransactionState}. */
 function trackTransactions(connection: Connection, autocommit: boolean): void {
@@ -248,6 +279,13 @@ function trackTransactions(connection: Connection, autocommit: boolean): void {
       const sql = command.sql
       if (typeof sql === 'string') state.clean = AUTOCOMMITTED.test(sql)
       else state.clean = INERT_COMMANDS.has(command.constructor?.name ?? '')
+    }
+    const onResult = command.onResult
+    if (typeof onResult === 'function') {
+      command.onResult = function (this: unknown, ...args: unknown[]) {
+        answered.add(command)
+        return onResult.apply(this, args)
+      }
     }
     return original.call(this, command)
   }
@@ -359,6 +397,13 @@ class MysqlDialect implements Dialect<Connection> {
       const c = internals(connection)
       const stream = c.stream
       if (stream === undefined || stream.destroyed === true) return resolve()
+      if (busy(connection)) {
+        // COM_QUIT would wait behind the running command (for ever, behind a paused stream).
+        // Dropping the socket under mysql2 fails that command with PROTOCOL_CONNECTION_LOST, so
+        // the borrower who left it does not wait for ever either.
+        stream.destroy()
+        return resolve()
+      }
       if ((c._fatalError !== undefined && c._fatalError !== null) || c._closing === true) {
         // Dead or already closing: nothing to say goodbye to, and COM_QUIT would not be sent.
         destroySocket(connection, undefined)
@@ -402,6 +447,12 @@ class MysqlDialect implements Dialect<Connection> {
   }
 
   reset(connection: Connection, mode: ResetMode): Promise<void> | undefined {
+    // A command still running belongs to the borrower who left: a stream it stopped reading
+    // (mysql2 pauses the socket, so the next borrower's query would wait for ever), a query it
+    // gave up waiting on (a KILL QUERY it sent may land on the next one). Close it instead of
+    // lending it. A callback that releases inside mysql2's error callback also lands here (its
+    // command is still current): that connection is closed too, which is safe.
+    if (busy(connection)) throw new Error(RELEASED_BUSY)
     const state = transactionStates.get(connection)
     if (mode === 'rollback') {
       // Nothing since the last reset could have opened a transaction: send nothing.

@@ -35,6 +35,12 @@ interface ClientInternals {
   getTransactionStatus?: () => 'I' | 'T' | 'E' | null
   /** False while a query is on the wire or queued behind one. */
   readyForQuery?: boolean
+  /** The query on the wire (`activeQuery` in older pg; a deprecated getter now). */
+  _activeQuery?: unknown
+  activeQuery?: unknown
+  /** Queries waiting for the one on the wire, and (pipeline mode) queries sent but not answered. */
+  _queryQueue?: unknown[]
+  _sentQueryQueue?: unknown[]
   connection?: {
     /** The socket; a TLS socket replaces the plain one after the SSL handshake. */
     stream?: Destroyable
@@ -60,6 +66,9 @@ const LOST_MESSAGES = [
   'Client has encountered a connection error and is not queryable',
   'Client was closed and is not queryable',
 ]
+
+const RELEASED_BUSY =
+  'released with a query still running: the connection is closed, not lent again'
 
 /** How long `close()` waits for the server to acknowledge Terminate before it destroys the socket. */
 const CLOSE_GRACE_MS = 2_000
@@ -95,6 +104,20 @@ function forgetStatements(client: Client): void {
     if (cache === undefined) continue
     for (const name of Object.keys(cache)) delete cache[name]
   }
+}
+
+/**
+ * Whether a query is still running or queued: the borrower released the connection before its
+ * work was over (it stopped reading a large result, or gave up waiting on a timeout).
+ */
+function busy(client: Client): boolean {
+  const c = internals(client)
+  const active = '_activeQuery' in c ? c._activeQuery : c.activeQuery
+  return (
+    (active !== null && active !== undefined) ||
+    (c._queryQueue?.length ?? 0) > 0 ||
+    (c._sentQueryQueue?.length ?? 0) > 0
+  )
 }
 
 function milliseconds(setting: string | undefined): number | undefined {
@@ -203,6 +226,10 @@ class PostgresDialect implements Dialect<Client> {
   }
 
   reset(client: Client, mode: ResetMode): Promise<void> | undefined {
+    // A query still running belongs to the borrower who left: its rows are still arriving, and a
+    // cancel it sent (pg_cancel_backend, a timeout's CancelRequest) may land on whatever runs
+    // next on this backend. Close it instead of lending it (psycopg_pool's rule for ACTIVE).
+    if (busy(client)) throw new Error(RELEASED_BUSY)
     const mayBeInTransaction = this.inTransaction(client)
     if (mode === 'rollback') {
       return mayBeInTransaction ? client.query('ROLLBACK').then(() => undefined) : undefined

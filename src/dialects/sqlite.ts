@@ -188,6 +188,10 @@ class SqliteDialect implements Dialect<Database> {
   }
 
   reset(db: Database, mode: ResetMode): undefined {
+    // An iterator the borrower left open (it stopped reading without `return()`) keeps the
+    // connection busy: every exec() of the next borrower would throw, and a read snapshot stays
+    // open. exec('') throws then, so the pool closes the connection instead of lending it.
+    db.exec('')
     // ROLLBACK also ends a transaction that a failed statement left open (SQLITE_BUSY on a
     // deferred BEGIN's first write, say).
     if (db.inTransaction) db.exec('ROLLBACK')
