@@ -53,6 +53,8 @@ export interface CloseOptions {
 
 /** The first retry after a failed connect waits about this long; each next one twice as long. */
 const BACKOFF_BASE_MS = 50
+/** How many random ends of life a new connection chooses from (see `#spreadExpiry`). */
+const EXPIRY_CANDIDATES = 32
 /** The longest pause between connect attempts, so that the pool is serving within ~½ s of recovery. */
 const BACKOFF_CAP_MS = 500
 
@@ -816,12 +818,36 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
     record.lifetimeTimer = undefined
     const lifetime = this.#maxLifetime
     if (!Number.isFinite(lifetime)) return
-    record.expiresAt = createdAt + lifetime * (1 - Math.random() * 0.1)
+    record.expiresAt = this.#spreadExpiry(record, createdAt + lifetime, lifetime * 0.1)
     record.lifetimeTimer = setTimeout(
       () => this.#expired(record),
       Math.max(0, record.expiresAt - now),
     )
     record.lifetimeTimer.unref()
+  }
+
+  /**
+   * An end of life in `[latest - band, latest]`: of a few random candidates, the one farthest
+   * from the other connections' ends of life (Mitchell's best candidate), so that connections
+   * made together, as when the pool fills up, are not replaced together even when the band is
+   * short (10% of a 1 s lifetime is 100 ms).
+   */
+  #spreadExpiry(record: ConnectionRecord<C>, latest: number, band: number): number {
+    let best = latest - Math.random() * band
+    let bestGap = -1
+    for (let i = 0; i < EXPIRY_CANDIDATES; i++) {
+      const candidate = latest - Math.random() * band
+      let gap = Number.POSITIVE_INFINITY
+      for (const other of this.#records) {
+        if (other === record || other.state === 'closing' || other.state === 'connecting') continue
+        gap = Math.min(gap, Math.abs(other.expiresAt - candidate))
+      }
+      if (gap > bestGap) {
+        best = candidate
+        bestGap = gap
+      }
+    }
+    return best
   }
 
   #established(record: ConnectionRecord<C>, connection: C, started: number): void {
