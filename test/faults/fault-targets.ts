@@ -185,3 +185,28 @@ export async function rig<C>(target: FaultTarget<C>): Promise<Rig<C>> {
     },
   }
 }
+
+/**
+ * A pool straight to the server, not through the rig's proxy, with the rig's tag (so that
+ * `finish()` still counts its sessions): for scenarios that inject no fault on it and would pay
+ * the proxy's cost on every query. Close it with {@link closeDirect} before `finish()`.
+ */
+export function directPool<C>(r: Rig<C>, options?: Omit<PoolOptions<C>, 'dialect'>): Pool<C> {
+  return createPool<C>({
+    name: uniqueName('faults_direct'),
+    ...options,
+    dialect: r.target.dialect(r.target.serverPort, r.tag),
+  })
+}
+
+/** Checks of a {@link directPool} what `finish()` checks of a rig's pools, and closes it. */
+export async function closeDirect(pool: Pool<unknown>): Promise<void> {
+  try {
+    checkPoolInvariants(pool)
+    if (!pool.closed) expect(pool.stats().leased, `pool ${pool.name} leaked leases`).toBe(0)
+  } finally {
+    await pool.close({ timeout: 2_000 })
+    await pool.destroy()
+  }
+  expect(pool.stats().total, `pool ${pool.name} left connections`).toBe(0)
+}
