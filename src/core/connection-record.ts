@@ -3,7 +3,7 @@ import type { ListNode } from './linked-list.js'
 
 /**
  * Where a record is in its life. A record's state is simply which count it is in; the pool
- * changes it in one place only (`Pool#move`), so the counts always add up to the total.
+ * changes it in one place only (`move()` in pool.ts), so the counts always add up to the total.
  */
 export type RecordState =
   | 'connecting'

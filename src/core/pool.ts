@@ -1,38 +1,11 @@
-import { AsyncLocalStorage } from 'node:async_hooks'
-import { debuglog, inspect } from 'node:util'
-import { ConnectionRecord, type RecordState } from './connection-record.js'
-import type { Dialect, ResetMode, ServerInfo } from './dialect.js'
-import {
-  AcquireTimeoutError,
-  ConnectError,
-  InvalidOptionError,
-  PoolClosedError,
-  PoolError,
-  TooManyWaitersError,
-} from './errors.js'
-import { type InvalidateReason, type PoolEvents, TypedEmitter } from './events.js'
-import { Housekeeper, type HousekeeperHost } from './housekeeper.js'
-import { Lease, type LeaseOwner } from './lease.js'
-import { LinkedList } from './linked-list.js'
-import {
-  type PoolOptions,
-  type ResolvedPoolOptions,
-  resolveAcquireTimeout,
-  resolvePoolOptions,
-} from './pool-options.js'
-import {
-  RequestScope,
-  type RequestScopeOptions,
-  resolveScopeOptions,
-  type ScopeHost,
-} from './request-scope.js'
-import { PoolCounters, type PoolStats, StateCounts } from './stats.js'
-import { Waiter, WaiterQueue } from './waiter-queue.js'
-import { withTimeout } from './with-timeout.js'
-
-const debug = debuglog('sqlpool')
-/** Read once: `NODE_DEBUG` is fixed at start-up, and the getter costs ~40 ns on the hot path. */
-const debugging = debug.enabled
+import { inspect } from 'node:util'
+import type { ServerInfo } from './dialect.js'
+import { type PoolEvents, TypedEmitter } from './events.js'
+import type { Lease } from './lease.js'
+import { PoolCore } from './pool-core.js'
+import type { PoolOptions, ResolvedPoolOptions } from './pool-options.js'
+import type { RequestScope, RequestScopeOptions } from './request-scope.js'
+import type { PoolStats } from './stats.js'
 
 /** The options of one `acquire()` or `use()` call. */
 export interface AcquireOptions {
@@ -51,28 +24,9 @@ export interface CloseOptions {
   timeout?: number | undefined
 }
 
-/** The first retry after a failed connect waits about this long; each next one twice as long. */
-const BACKOFF_BASE_MS = 50
-/** How many random ends of life a new connection chooses from (see `#spreadExpiry`). */
-const EXPIRY_CANDIDATES = 32
-/** The longest pause between connect attempts, so that the pool is serving within ~½ s of recovery. */
-const BACKOFF_CAP_MS = 500
-
-/** Capped exponential backoff with "equal jitter": a delay in [d/2, d]. */
-function backoff(failures: number): number {
-  const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(failures - 1, 16))
-  return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2)
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error)
-}
-
-let poolNumber = 0
-
 /**
  * A pool of database connections over any {@link Dialect}: it owns the connection records, the
- * idle list and the waiter queue, and makes every decision in one place, `#pump()`.
+ * idle list and the waiter queue, and makes every decision in one place.
  *
  * It has the semantics of SQLAlchemy's QueuePool and HikariCP: `max` persistent connections plus
  * `maxOverflow` extra under load, FIFO waiters with a timeout, pre-ping of idle connections,
@@ -87,75 +41,20 @@ let poolNumber = 0
  * ```
  */
 export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposable {
-  readonly #options: ResolvedPoolOptions<C>
-  readonly #dialect: Dialect<C>
-  readonly #label: string
-  readonly #records = new Set<ConnectionRecord<C>>()
-  readonly #idle = new LinkedList<ConnectionRecord<C>>()
-  readonly #waiters: WaiterQueue<Lease<C>>
-  readonly #counts = new StateCounts()
-  readonly #counters = new PoolCounters()
-  readonly #housekeeper: Housekeeper<C>
-  readonly #owner: LeaseOwner<C>
-  /** The idle time that triggers a checkout ping, or -1 when the pool does not ping. */
-  readonly #pingAfter: number
-  #state: 'open' | 'closing' | 'closed' = 'open'
-  /** `maxLifetime` and `idleTimeout`, lowered below the server's idle cut-off when needed. */
-  #maxLifetime: number
-  #idleTimeout: number
-  #server: ServerInfo | undefined
-  /** A connection is reading the server's limits: the others need not. */
-  #inspecting = false
-  #nextId = 1
-  #generation = 0
-  /** Connections with a lower generation are stale: a disconnect was seen after they were made. */
-  #staleBelow = 0
-  #connectFailures = 0
-  #retryAt = 0
-  #retryTimer: NodeJS.Timeout | undefined
-  #lastConnectError: Error | undefined
-  #pumping = false
-  #pumpAgain = false
-  #closing: Promise<void> | undefined
-  #destroying: Promise<void> | undefined
-  #drainResolvers: Array<() => void> = []
-  /** The current request scope of each async context; made by the first `openScope()`. */
-  #scopes: AsyncLocalStorage<RequestScope<C>> | undefined
-  #scopeHost: ScopeHost<C> | undefined
+  readonly #core: PoolCore<C>
 
   /** Use {@link createPool}; the constructor validates the options the same way. */
   constructor(options: PoolOptions<C>) {
     super()
-    this.#options = resolvePoolOptions(options)
-    this.#dialect = this.#options.dialect
-    this.#label = this.#options.name ?? `pool-${++poolNumber}`
-    this.#pingAfter = this.#dialect.ping === undefined ? -1 : this.#options.prePingThreshold
-    this.#maxLifetime = this.#options.maxLifetime
-    this.#idleTimeout = this.#options.idleTimeout
-    this.#waiters = new WaiterQueue<Lease<C>>(
-      (waiter) => this.#timedOut(waiter),
-      (waiter, signal) => {
-        this.#counters.aborted++
-        waiter.reject(signal.reason)
-      },
-    )
-    this.#owner = { giveBack: (record, destroy, reason) => this.#giveBack(record, destroy, reason) }
-    const host: HousekeeperHost<C> = {
-      idle: () => this.#idle,
-      idleCount: () => this.#idle.size,
-      isStale: (record) => record.generation < this.#staleBelow,
-      retire: (record, reason) => this.#retire(record, reason),
-      validate: (record) => this.#validate(record),
-      pump: () => this.#pump(),
-    }
-    this.#housekeeper = new Housekeeper(host, this.#options)
-    this.#housekeeper.start()
-    this.#pump()
+    this.#core = new PoolCore(options, {
+      listening: (event) => this.listening(event),
+      emit: (event, payload) => this.emit(event, payload),
+    })
   }
 
   /** The pool's name: the `name` option, or a generated one. */
   get name(): string {
-    return this.#label
+    return this.#core.name
   }
 
   /**
@@ -163,17 +62,17 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
    * after any clamp to the server's idle cut-off.
    */
   get options(): ResolvedPoolOptions<C> {
-    return { ...this.#options, maxLifetime: this.#maxLifetime, idleTimeout: this.#idleTimeout }
+    return this.#core.options
   }
 
   /** What the first connection read of the server's limits, once it has (see `Dialect.inspect`). */
   get server(): ServerInfo | undefined {
-    return this.#server
+    return this.#core.server
   }
 
   /** Whether `close()` or `destroy()` was called. */
   get closed(): boolean {
-    return this.#state !== 'open'
+    return this.#core.closed
   }
 
   /**
@@ -183,74 +82,7 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
    * `signal` aborts, and with `PoolClosedError` once the pool is closing.
    */
   acquire(options?: AcquireOptions): Promise<Lease<C>> {
-    if (this.#scopes !== undefined) {
-      const scope = this.#scopes.getStore()
-      if (scope !== undefined) return scope.acquire(options)
-    }
-    if (this.#state !== 'open') return Promise.reject(this.#closedError())
-    let timeout = this.#options.acquireTimeout
-    let signal: AbortSignal | undefined
-    if (options !== undefined) {
-      signal = options.signal ?? undefined
-      if (options.timeout !== undefined) {
-        try {
-          timeout = resolveAcquireTimeout(options.timeout, timeout)
-        } catch (error) {
-          return Promise.reject(error)
-        }
-      }
-      if (signal?.aborted) {
-        this.#counters.aborted++
-        return Promise.reject(signal.reason)
-      }
-    }
-    const stack =
-      this.#options.leakDetectionThreshold > 0
-        ? (new Error('acquired here').stack ?? '')
-        : undefined
-    if (this.#waiters.size === 0) {
-      const record = this.#takeIdle()
-      if (record !== undefined) {
-        if (!this.#needsPing(record)) {
-          const lease = this.#lend(record, undefined, stack)
-          if (this.#options.min > 0) this.#pump() // keep `min` idle
-          return Promise.resolve(lease)
-        }
-        this.#validate(record)
-      }
-    }
-    if (this.#waiters.size >= this.#options.maxWaiting) {
-      this.#counters.rejected++
-      return Promise.reject(
-        new TooManyWaitersError(
-          `Pool "${this.#label}" already has ${this.#waiters.size} callers waiting (maxWaiting) ${this.#describeCounts()}`,
-        ),
-      )
-    }
-    // The clock is read only for a wait time someone will see; timeouts need none (WaiterQueue).
-    const timed = this.listening('acquire') || debugging
-    const extra =
-      timed || stack !== undefined
-        ? { enqueuedAt: timed ? performance.now() : undefined, stack }
-        : undefined
-    let resolve!: (lease: Lease<C> | PromiseLike<Lease<C>>) => void
-    const promise = new Promise<Lease<C>>((settle) => {
-      resolve = settle
-    })
-    const waiter = new Waiter<Lease<C>>(
-      timeout,
-      // A waiter that may wait for ever needs no timer at all.
-      timeout === this.#options.acquireTimeout && timeout !== Number.POSITIVE_INFINITY,
-      resolve,
-      extra,
-    )
-    this.#waiters.push(waiter, signal)
-    // Under load every connection is out and the pool is full: a new waiter changes nothing the
-    // pump could act on, so skip it (it serves idle connections and opens new ones).
-    if (this.#idle.size > 0 || this.#records.size < this.#options.max + this.#options.maxOverflow) {
-      this.#pump()
-    }
-    return promise
+    return this.#core.acquire(options)
   }
 
   /**
@@ -258,20 +90,8 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
    * throws an error that the dialect calls a disconnect, the connection is destroyed instead,
    * and every older connection is invalidated.
    */
-  async use<T>(fn: (connection: C) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
-    const lease = await this.acquire(options)
-    let result: T
-    try {
-      result = await fn(lease.connection)
-    } catch (error) {
-      if (lease.active) {
-        if (this.#isDisconnect(error)) lease.destroy(error)
-        else lease.release()
-      }
-      throw error
-    }
-    if (lease.active) lease.release()
-    return result
+  use<T>(fn: (connection: C) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
+    return this.#core.use(fn, options)
   }
 
   /**
@@ -282,63 +102,17 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
    * cannot run transactions (`Dialect.transact`).
    */
   openScope(options?: RequestScopeOptions): RequestScope<C> {
-    const transaction = resolveScopeOptions(options)
-    if (transaction && this.#dialect.transact === undefined) {
-      throw new InvalidOptionError(
-        'transaction',
-        `Invalid option transaction: true; the ${this.#dialect.name} dialect cannot run transactions (it has no transact())`,
-      )
-    }
-    if (this.#scopeHost === undefined) {
-      const scopes = new AsyncLocalStorage<RequestScope<C>>()
-      this.#scopes = scopes
-      this.#scopeHost = {
-        // The scope's own checkouts must not find the scope itself.
-        acquire: (options) => scopes.exit(() => this.acquire(options)),
-        use: (fn, options) => this.use(fn, options),
-        run: (scope, fn) => scopes.run(scope, fn),
-        dialect: this.#dialect,
-        rollsBack: this.#options.resetOnRelease !== false && this.#dialect.reset !== undefined,
-        acquireTimeout: this.#options.acquireTimeout,
-        label: this.#label,
-      }
-    }
-    return new RequestScope(this.#scopeHost, transaction)
+    return this.#core.openScope(options)
   }
 
   /** The request scope that the calling async context runs in, if any (see `openScope()`). */
   currentScope(): RequestScope<C> | undefined {
-    return this.#scopes?.getStore()
+    return this.#core.currentScope()
   }
 
   /** A snapshot of the pool's connections and counters; a plain object with no secrets. */
   stats(): PoolStats {
-    const c = this.#counts
-    const n = this.#counters
-    return {
-      name: this.#label,
-      total: this.#records.size,
-      idle: c.idle,
-      leased: c.leased,
-      connecting: c.connecting,
-      resetting: c.resetting,
-      validating: c.validating,
-      closing: c.closing,
-      waiting: this.#waiters.size,
-      max: this.#options.max,
-      maxOverflow: this.#options.maxOverflow,
-      min: this.#options.min,
-      created: n.created,
-      closed: n.closed,
-      acquired: n.acquired,
-      released: n.released,
-      revoked: n.revoked,
-      timeouts: n.timeouts,
-      aborted: n.aborted,
-      rejected: n.rejected,
-      connectErrors: n.connectErrors,
-      invalidated: n.invalidated,
-    }
+    return this.#core.stats()
   }
 
   /**
@@ -347,23 +121,12 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
    * destroyed and the promise resolves. Idempotent.
    */
   close(options?: CloseOptions): Promise<void> {
-    if (this.#closing !== undefined) return this.#closing
-    if (this.#destroying !== undefined) return this.#destroying
-    const timeout = resolveAcquireTimeout(options?.timeout, 30_000)
-    this.#state = 'closing'
-    this.#closing = this.#shutdown(timeout)
-    return this.#closing
+    return this.#core.close(options)
   }
 
   /** Closes every connection at once, leased ones included, and rejects all waiters. Idempotent. */
   destroy(): Promise<void> {
-    if (this.#destroying !== undefined) return this.#destroying
-    this.#state = 'closed'
-    this.#stopBackground()
-    this.#rejectWaiters()
-    this.#forceClose()
-    this.#destroying = this.#drained()
-    return this.#destroying
+    return this.#core.destroy()
   }
 
   /** Calls `close()`, so that `await using pool = createPool(…)` closes it. */
@@ -379,704 +142,5 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
   /** Serializes as the pool's stats. */
   toJSON(): PoolStats {
     return this.stats()
-  }
-
-  // The pump: every state change ends here, and every decision is made here.
-
-  #pump(): void {
-    if (this.#pumping) {
-      this.#pumpAgain = true
-      return
-    }
-    this.#pumping = true
-    try {
-      do {
-        this.#pumpAgain = false
-        this.#pumpOnce()
-      } while (this.#pumpAgain)
-    } finally {
-      this.#pumping = false
-    }
-  }
-
-  #pumpOnce(): void {
-    if (this.#state !== 'open') return
-    // Lend idle connections to the waiters that no validation in flight already covers.
-    while (this.#waiters.size > this.#counts.validating) {
-      const record = this.#takeIdle()
-      if (record === undefined) break
-      if (this.#needsPing(record)) this.#validate(record)
-      else this.#serve(record, this.#waiters.shift()!)
-    }
-    // Open connections for the waiters nothing covers yet, and to keep `min` idle.
-    const c = this.#counts
-    const coming = c.connecting + c.validating + c.resetting
-    const total = this.#records.size
-    const { max, maxOverflow, min } = this.#options
-    let open = Math.min(this.#waiters.size - coming, max + maxOverflow - total)
-    open = Math.max(open, Math.min(min - c.idle - coming, max - total))
-    if (open <= 0) return
-    if (this.#connectFailures > 0) {
-      // While the server refuses us, probe with one connection at a time, after a backoff.
-      const now = performance.now()
-      if (now < this.#retryAt) return this.#scheduleRetry(now)
-      if (c.connecting > 0) return
-      open = 1
-    }
-    for (let i = 0; i < open; i++) this.#connect()
-  }
-
-  #scheduleRetry(now: number): void {
-    if (this.#retryTimer !== undefined) return
-    this.#retryTimer = setTimeout(
-      () => {
-        this.#retryTimer = undefined
-        this.#pump()
-      },
-      Math.max(0, this.#retryAt - now),
-    )
-    this.#retryTimer.unref()
-  }
-
-  // A record's state changes here and nowhere else.
-
-  #move(record: ConnectionRecord<C>, to: RecordState): void {
-    const from = record.state
-    if (from === 'idle') this.#idle.remove(record)
-    this.#counts.add(from, -1)
-    this.#counts.add(to, 1)
-    record.state = to
-    if (to === 'idle') {
-      if (this.#options.order === 'lifo') this.#idle.unshift(record)
-      else this.#idle.push(record)
-    } else if (to === 'closed') {
-      this.#records.delete(record)
-    }
-  }
-
-  /** Why a record must not be lent again, if it must not. Reads no clock: its lifetime timer sets `expired`. */
-  #condemned(record: ConnectionRecord<C>): InvalidateReason | undefined {
-    if (record.dead) return 'disconnect'
-    if (record.generation < this.#staleBelow) return 'stale'
-    if (record.expired) return 'lifetime'
-    return undefined
-  }
-
-  /** The next idle record fit to lend, retiring the condemned ones it passes. */
-  #takeIdle(): ConnectionRecord<C> | undefined {
-    for (;;) {
-      const record = this.#idle.head
-      if (record === undefined) return undefined
-      const reason = this.#condemned(record)
-      if (reason === undefined) return record
-      this.#retire(record, reason)
-    }
-  }
-
-  #needsPing(record: ConnectionRecord<C>): boolean {
-    return this.#pingAfter >= 0 && performance.now() - record.lastUsedAt >= this.#pingAfter
-  }
-
-  /** Hands a ready record to the head waiter, or parks it idle, or closes it. */
-  #makeAvailable(record: ConnectionRecord<C>): void {
-    if (this.#state !== 'open') return this.#close(record)
-    const reason = this.#condemned(record)
-    if (reason !== undefined) {
-      this.#retire(record, reason)
-      return this.#pump()
-    }
-    this.#handOff(record)
-  }
-
-  /** Hands a ready, uncondemned record to the head waiter, or parks it idle, or closes it. */
-  #handOff(record: ConnectionRecord<C>): void {
-    const waiter = this.#waiters.shift()
-    if (waiter !== undefined) return this.#serve(record, waiter)
-    // An overflow connection closes when it comes back with nobody waiting.
-    if (this.#records.size - this.#counts.closing > this.#options.max) return this.#close(record)
-    // Only a connection that goes idle needs to know when: for pre-ping and idleTimeout.
-    record.lastUsedAt = performance.now()
-    this.#move(record, 'idle')
-  }
-
-  #serve(record: ConnectionRecord<C>, waiter: Waiter<Lease<C>>): void {
-    waiter.resolve(this.#lend(record, waiter, waiter.extra?.stack))
-  }
-
-  /** Lends a record to a waiter, or to a caller that did not wait (`waiter` undefined). */
-  #lend(
-    record: ConnectionRecord<C>,
-    waiter: Waiter<Lease<C>> | undefined,
-    stack: string | undefined,
-  ): Lease<C> {
-    // A record handed from one lease straight to the next stays `leased`: no count changes.
-    if (record.state !== 'leased') this.#move(record, 'leased')
-    // The hold time is measured only when someone will see it.
-    record.leasedAt =
-      this.listening('release') || this.#options.leakDetectionThreshold > 0 || debugging
-        ? performance.now()
-        : Number.NaN
-    const lease = new Lease(this.#owner, record)
-    record.lease = lease
-    this.#counters.acquired++
-    const threshold = this.#options.leakDetectionThreshold
-    if (threshold > 0) {
-      record.leakTimer = setTimeout(() => this.#leaked(record, lease, stack ?? ''), threshold)
-      record.leakTimer.unref()
-    }
-    if (this.listening('acquire') || debugging) {
-      const enqueuedAt = waiter?.extra?.enqueuedAt
-      const waitMs = waiter === undefined ? 0 : performance.now() - (enqueuedAt ?? Number.NaN)
-      this.emit('acquire', { id: record.id, connection: record.connection as C, waitMs })
-      if (debugging) this.#log('acquire', record, `waited ${waitMs.toFixed(1)} ms`)
-    }
-    return lease
-  }
-
-  #giveBack(record: ConnectionRecord<C>, destroy: boolean, reason: unknown): void {
-    if (record.leakTimer !== undefined) {
-      clearTimeout(record.leakTimer)
-      record.leakTimer = undefined
-    }
-    record.lease = undefined
-    this.#counters.released++
-    if (this.listening('release')) {
-      this.emit('release', {
-        id: record.id,
-        connection: record.connection as C,
-        heldMs: performance.now() - record.leasedAt,
-        destroyed: destroy,
-      })
-    }
-    if (debugging) this.#log(destroy ? 'destroy' : 'release', record)
-    if (record.state !== 'leased') return
-    if (destroy) {
-      const disconnect = reason !== undefined && this.#isDisconnect(reason)
-      if (disconnect) this.#invalidateOlder()
-      this.#retire(record, disconnect ? 'disconnect' : 'destroyed', reason)
-      return this.#pump()
-    }
-    if (this.#state !== 'open') return this.#close(record)
-    const condemned = this.#condemned(record)
-    if (condemned !== undefined) {
-      this.#retire(record, condemned)
-      return this.#pump()
-    }
-    const mode = this.#options.resetOnRelease
-    if (mode !== false && this.#dialect.reset !== undefined) return this.#reset(record, mode)
-    // Nothing to reset, and the checks of #makeAvailable were just made: hand it on directly.
-    this.#handOff(record)
-  }
-
-  #reset(record: ConnectionRecord<C>, mode: ResetMode): void {
-    const started = this.listening('reset') ? performance.now() : Number.NaN
-    const connection = record.connection as C
-    const onConnect = mode === 'session' ? this.#options.onConnect : undefined
-    let pending: Promise<void> | void
-    try {
-      pending = this.#dialect.reset!(connection, mode)
-    } catch (error) {
-      return this.#resetFailed(record, error)
-    }
-    if (pending === undefined && onConnect === undefined) {
-      // Nothing to undo: the dialect answered synchronously, so the hand-off stays synchronous.
-      this.#resetDone(record, mode, started)
-      return this.#makeAvailable(record)
-    }
-    this.#move(record, 'resetting')
-    withTimeout(
-      async () => {
-        await pending
-        if (onConnect !== undefined) await onConnect(connection)
-      },
-      this.#options.connectTimeout,
-      () =>
-        new PoolError(
-          `reset timed out after ${this.#options.connectTimeout} ms`,
-          'SQLPOOL_RESET_TIMEOUT',
-        ),
-    ).then(
-      () => {
-        if (record.state !== 'resetting') return
-        this.#resetDone(record, mode, started)
-        this.#makeAvailable(record)
-      },
-      (error) => {
-        if (record.state === 'resetting') this.#resetFailed(record, error)
-      },
-    )
-  }
-
-  #resetDone(record: ConnectionRecord<C>, mode: ResetMode, started: number): void {
-    if (this.listening('reset')) {
-      this.emit('reset', {
-        id: record.id,
-        connection: record.connection as C,
-        mode,
-        durationMs: performance.now() - started,
-      })
-    }
-    if (debugging) this.#log(`reset (${mode})`, record)
-  }
-
-  #resetFailed(record: ConnectionRecord<C>, error: unknown): void {
-    if (this.#isDisconnect(error)) this.#invalidateOlder()
-    this.#retire(record, 'reset-failed', error)
-    this.#pump()
-  }
-
-  /** Pings an idle record; on success it is lent or parked, on failure replaced. */
-  #validate(record: ConnectionRecord<C>): void {
-    this.#move(record, 'validating')
-    const connection = record.connection as C
-    withTimeout(
-      (signal) => this.#dialect.ping!(connection, signal),
-      this.#options.connectTimeout,
-      () =>
-        new PoolError(
-          `ping timed out after ${this.#options.connectTimeout} ms`,
-          'SQLPOOL_PING_TIMEOUT',
-        ),
-    ).then(
-      () => {
-        if (record.state !== 'validating') return
-        record.lastUsedAt = performance.now()
-        this.#makeAvailable(record)
-      },
-      (error) => {
-        if (record.state !== 'validating') return
-        // A failed ping means the server may have dropped everyone: SQLAlchemy's rule.
-        this.#invalidateOlder()
-        this.#retire(record, 'ping', error)
-        this.#pump()
-      },
-    )
-  }
-
-  // Opening connections.
-
-  #connect(): void {
-    const record = new ConnectionRecord<C>(this.#nextId++)
-    record.state = 'closed'
-    this.#records.add(record)
-    this.#move(record, 'connecting')
-    const started = performance.now()
-    const controller = new AbortController()
-    record.abort = controller
-    const ms = this.#options.connectTimeout
-    const timer = setTimeout(
-      () => controller.abort(new ConnectError(`connect timed out after ${ms} ms`)),
-      ms,
-    )
-    this.#open(record, controller.signal).then(
-      (connection) => {
-        clearTimeout(timer)
-        record.abort = undefined
-        this.#established(record, connection, started)
-      },
-      (error) => {
-        clearTimeout(timer)
-        record.abort = undefined
-        this.#connectFailed(record, error)
-      },
-    )
-  }
-
-  /** Connects and runs `onConnect`, giving up when `signal` aborts; never leaves a connection open on failure. */
-  async #open(record: ConnectionRecord<C>, signal: AbortSignal): Promise<C> {
-    const connection = await this.#abortable(this.#dialect.connect(signal), signal, (late) =>
-      this.#closeQuietly(late),
-    )
-    try {
-      this.#dialect.watch?.(connection, (error) => this.#died(record, error))
-      const onConnect = this.#options.onConnect
-      if (onConnect !== undefined) {
-        await this.#abortable(Promise.resolve(onConnect(connection)), signal)
-      }
-      if (this.#server === undefined && !this.#inspecting && this.#dialect.inspect !== undefined) {
-        this.#inspecting = true
-        try {
-          await this.#inspect(connection, signal)
-        } finally {
-          this.#inspecting = false
-        }
-      }
-    } catch (error) {
-      this.#closeQuietly(connection)
-      throw error
-    }
-    return connection
-  }
-
-  /**
-   * Settles with `promise`, or rejects when `signal` aborts first. A connection that arrives
-   * after the abort is closed, so a timed-out connect never leaks one.
-   */
-  #abortable<T>(promise: Promise<T>, signal: AbortSignal, onLate?: (late: T) => void): Promise<T> {
-    const abandon = () => {
-      if (onLate !== undefined) promise.then(onLate, () => {})
-      else promise.catch(() => {})
-    }
-    if (signal.aborted) {
-      abandon()
-      return Promise.reject(signal.reason)
-    }
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = () => {
-        abandon()
-        reject(signal.reason)
-      }
-      signal.addEventListener('abort', onAbort, { once: true })
-      promise.then(
-        (value) => {
-          signal.removeEventListener('abort', onAbort)
-          resolve(value)
-        },
-        (error) => {
-          signal.removeEventListener('abort', onAbort)
-          reject(error)
-        },
-      )
-    })
-  }
-
-  /** Reads the server's limits on the first connection; a failure to read them is not fatal. */
-  async #inspect(connection: C, signal: AbortSignal): Promise<void> {
-    let info: ServerInfo
-    try {
-      info = await this.#abortable(this.#dialect.inspect!(connection, signal), signal)
-    } catch (error) {
-      if (signal.aborted) throw error
-      if (debugging) debug('%s could not read the server limits: %s', this.#label, messageOf(error))
-      return
-    }
-    if (this.#server !== undefined) return
-    this.#server = info
-    if (this.listening('server')) this.emit('server', info)
-    this.#clampToServer(info)
-    const most = this.#options.max + this.#options.maxOverflow
-    if (info.maxConnections !== undefined && most > info.maxConnections) {
-      this.#warn(
-        'SQLPOOL_POOL_EXCEEDS_SERVER',
-        `pool "${this.#label}" may open ${most} connections (max + maxOverflow) but the server allows ${info.maxConnections} (max_connections); lower max or maxOverflow`,
-      )
-    }
-  }
-
-  /** Keeps lifetimes and idle time below the server's idle cut-off, so it never drops a pooled connection first. */
-  #clampToServer(info: ServerInfo): void {
-    const cutoff = info.idleCutoffMs
-    if (cutoff === undefined || !(cutoff > 0)) return
-    const setting = info.idleCutoffSetting ?? 'the server idle timeout'
-    const to = Math.max(1, Math.floor(cutoff * 0.9))
-    if (this.#maxLifetime >= cutoff) {
-      this.#clamped('maxLifetime', this.#maxLifetime, to, setting, cutoff)
-      this.#maxLifetime = to
-      const now = performance.now()
-      for (const record of this.#records) {
-        if (record.state === 'connecting' || record.state === 'closing') continue
-        if (record.expiresAt - record.createdAt > to)
-          this.#scheduleExpiry(record, record.createdAt, now)
-      }
-    }
-    if (this.#idleTimeout >= cutoff) {
-      this.#clamped('idleTimeout', this.#idleTimeout, to, setting, cutoff)
-      this.#idleTimeout = to
-      this.#housekeeper.update({ ...this.#options, idleTimeout: to })
-    }
-  }
-
-  #clamped(
-    option: 'maxLifetime' | 'idleTimeout',
-    from: number,
-    to: number,
-    setting: string,
-    cutoffMs: number,
-  ): void {
-    if (this.listening('clamp')) this.emit('clamp', { option, from, to, setting, cutoffMs })
-    if (debugging) {
-      debug(
-        '%s %s lowered from %d to %d ms: the server drops idle sessions after %d ms (%s)',
-        this.#label,
-        option,
-        from,
-        to,
-        cutoffMs,
-        setting,
-      )
-    }
-  }
-
-  #warn(code: string, message: string): void {
-    if (this.listening('warning')) this.emit('warning', { code, message })
-    process.emitWarning(message, { code })
-  }
-
-  /** Sets a record's end of life: its lifetime, up to 10% shorter so connections made together are not replaced together. */
-  #scheduleExpiry(record: ConnectionRecord<C>, createdAt: number, now: number): void {
-    if (record.lifetimeTimer !== undefined) clearTimeout(record.lifetimeTimer)
-    record.lifetimeTimer = undefined
-    const lifetime = this.#maxLifetime
-    if (!Number.isFinite(lifetime)) return
-    record.expiresAt = this.#spreadExpiry(record, createdAt + lifetime, lifetime * 0.1)
-    record.lifetimeTimer = setTimeout(
-      () => this.#expired(record),
-      Math.max(0, record.expiresAt - now),
-    )
-    record.lifetimeTimer.unref()
-  }
-
-  /**
-   * An end of life in `[latest - band, latest]`: of a few random candidates, the one farthest
-   * from the other connections' ends of life (Mitchell's best candidate), so that connections
-   * made together, as when the pool fills up, are not replaced together even when the band is
-   * short (10% of a 1 s lifetime is 100 ms).
-   */
-  #spreadExpiry(record: ConnectionRecord<C>, latest: number, band: number): number {
-    let best = latest - Math.random() * band
-    let bestGap = -1
-    for (let i = 0; i < EXPIRY_CANDIDATES; i++) {
-      const candidate = latest - Math.random() * band
-      let gap = Number.POSITIVE_INFINITY
-      for (const other of this.#records) {
-        if (other === record || other.state === 'closing' || other.state === 'connecting') continue
-        gap = Math.min(gap, Math.abs(other.expiresAt - candidate))
-      }
-      if (gap > bestGap) {
-        best = candidate
-        bestGap = gap
-      }
-    }
-    return best
-  }
-
-  #established(record: ConnectionRecord<C>, connection: C, started: number): void {
-    const now = performance.now()
-    record.connection = connection
-    record.createdAt = now
-    record.lastUsedAt = now
-    record.generation = ++this.#generation
-    this.#connectFailures = 0
-    this.#lastConnectError = undefined
-    this.#counters.created++
-    this.#scheduleExpiry(record, now, now)
-    if (this.listening('connect')) {
-      this.emit('connect', { id: record.id, connection, durationMs: now - started })
-    }
-    if (debugging) this.#log('connect', record, `in ${(now - started).toFixed(1)} ms`)
-    this.#makeAvailable(record)
-    // After a failure, connects went one at a time: now that one worked, open what is missing.
-    this.#pump()
-  }
-
-  #connectFailed(record: ConnectionRecord<C>, cause: unknown): void {
-    this.#move(record, 'closed')
-    if (this.#state !== 'open') return this.#checkDrained()
-    const error =
-      cause instanceof ConnectError
-        ? cause
-        : new ConnectError(`could not connect (${this.#dialect.name}): ${messageOf(cause)}`, {
-            cause,
-          })
-    this.#lastConnectError = error
-    this.#counters.connectErrors++
-    const attempt = ++this.#connectFailures
-    const delay = backoff(attempt)
-    this.#retryAt = performance.now() + delay
-    if (this.listening('connectError'))
-      this.emit('connectError', { error, attempt, retryInMs: delay })
-    if (debugging) this.#log('connect failed', record, `${error.message}; retry in ${delay} ms`)
-    this.#pump()
-  }
-
-  // Taking connections out of service.
-
-  /** Every connection established so far is now stale (SQLAlchemy's invalidation rule). */
-  #invalidateOlder(): void {
-    this.#staleBelow = this.#generation + 1
-  }
-
-  #died(record: ConnectionRecord<C>, error: unknown): void {
-    if (record.state === 'closing' || record.state === 'closed') return
-    this.#invalidateOlder()
-    if (record.state === 'idle') {
-      this.#retire(record, 'disconnect', error)
-      this.#pump()
-    } else {
-      // Leased, resetting, validating or connecting: it is dropped when that ends.
-      record.dead = true
-    }
-  }
-
-  #expired(record: ConnectionRecord<C>): void {
-    record.lifetimeTimer = undefined
-    record.expired = true
-    if (record.state !== 'idle') return // a leased connection is retired when it comes back
-    this.#retire(record, 'lifetime')
-    this.#pump()
-  }
-
-  #retire(record: ConnectionRecord<C>, reason: InvalidateReason, error?: unknown): void {
-    this.#counters.invalidated++
-    if (this.listening('invalidate')) {
-      const connection = record.connection as C
-      this.emit(
-        'invalidate',
-        error === undefined
-          ? { id: record.id, connection, reason }
-          : { id: record.id, connection, reason, error },
-      )
-    }
-    if (debugging) this.#log(`invalidate (${reason})`, record)
-    this.#close(record)
-  }
-
-  /** Closes a record's connection; the record counts as `closing` until the dialect is done. */
-  #close(record: ConnectionRecord<C>): void {
-    if (record.state === 'closing' || record.state === 'closed') return
-    if (record.state === 'connecting' && record.connection === undefined) {
-      // Still opening: abort it; #connectFailed removes the record.
-      record.abort?.abort(this.#closedError())
-      return
-    }
-    if (record.lifetimeTimer !== undefined) clearTimeout(record.lifetimeTimer)
-    if (record.leakTimer !== undefined) clearTimeout(record.leakTimer)
-    record.lifetimeTimer = undefined
-    record.leakTimer = undefined
-    if (record.lease !== undefined) {
-      // Taken back from its holder (destroy(), or close() timing out): it never comes back.
-      record.lease.revoke()
-      record.lease = undefined
-      this.#counters.revoked++
-    }
-    this.#move(record, 'closing')
-    const done = () => {
-      this.#move(record, 'closed')
-      this.#counters.closed++
-      if (this.listening('close')) {
-        this.emit('close', { id: record.id, connection: record.connection as C })
-      }
-      if (debugging) this.#log('close', record)
-      this.#pump()
-      this.#checkDrained()
-    }
-    withTimeout(
-      () => this.#dialect.close(record.connection as C),
-      this.#options.connectTimeout,
-      () => new PoolError('close timed out', 'SQLPOOL_CLOSE_TIMEOUT'),
-    ).then(done, done)
-  }
-
-  #closeQuietly(connection: C): void {
-    withTimeout(
-      () => this.#dialect.close(connection),
-      this.#options.connectTimeout,
-      () => new PoolError('close timed out', 'SQLPOOL_CLOSE_TIMEOUT'),
-    ).catch(() => {})
-  }
-
-  // Waiters.
-
-  #timedOut(waiter: Waiter<Lease<C>>): void {
-    this.#counters.timeouts++
-    waiter.reject(
-      new AcquireTimeoutError(
-        `Timed out after ${waiter.timeout} ms waiting for a connection from pool "${this.#label}" ${this.#describeCounts()}`,
-        this.#lastConnectError === undefined ? undefined : { cause: this.#lastConnectError },
-      ),
-    )
-  }
-
-  #rejectWaiters(): void {
-    const error = this.#closedError()
-    for (const waiter of this.#waiters.drain()) waiter.reject(error)
-  }
-
-  #closedError(): PoolClosedError {
-    return new PoolClosedError(
-      `Pool "${this.#label}" is ${this.#destroying === undefined ? 'closed' : 'destroyed'}`,
-    )
-  }
-
-  #describeCounts(): string {
-    const c = this.#counts
-    return `(total=${this.#records.size} idle=${c.idle} leased=${c.leased} connecting=${c.connecting} waiting=${this.#waiters.size} max=${this.#options.max} maxOverflow=${this.#options.maxOverflow})`
-  }
-
-  // Shutting down.
-
-  async #shutdown(timeout: number): Promise<void> {
-    this.#stopBackground()
-    this.#rejectWaiters()
-    for (const record of [...this.#records]) {
-      // Leased, resetting and validating records close when they come back.
-      if (record.state === 'idle' || record.state === 'connecting') this.#close(record)
-    }
-    await this.#drained(timeout)
-    if (this.#records.size > 0) {
-      this.#state = 'closed'
-      this.#forceClose()
-    }
-    this.#state = 'closed'
-  }
-
-  #forceClose(): void {
-    for (const record of [...this.#records]) this.#close(record)
-  }
-
-  #stopBackground(): void {
-    this.#housekeeper.stop()
-    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer)
-    this.#retryTimer = undefined
-  }
-
-  /** Resolves once no record is left, or after `timeout` ms. */
-  #drained(timeout = Number.POSITIVE_INFINITY): Promise<void> {
-    if (this.#records.size === 0) return Promise.resolve()
-    return new Promise<void>((resolve) => {
-      let timer: NodeJS.Timeout | undefined
-      const finish = () => {
-        if (timer !== undefined) clearTimeout(timer)
-        resolve()
-      }
-      if (Number.isFinite(timeout)) timer = setTimeout(finish, timeout)
-      this.#drainResolvers.push(finish)
-    })
-  }
-
-  #checkDrained(): void {
-    if (this.#records.size > 0 || this.#drainResolvers.length === 0) return
-    const resolvers = this.#drainResolvers
-    this.#drainResolvers = []
-    for (const resolve of resolvers) resolve()
-  }
-
-  // Helpers.
-
-  #isDisconnect(error: unknown): boolean {
-    try {
-      return this.#dialect.isDisconnect?.(error) === true
-    } catch {
-      return false
-    }
-  }
-
-  #leaked(record: ConnectionRecord<C>, lease: Lease<C>, stack: string): void {
-    record.leakTimer = undefined
-    if (record.lease !== lease) return
-    const heldMs = performance.now() - record.leasedAt
-    if (this.listening('leak')) this.emit('leak', { id: record.id, heldMs, stack })
-    if (debugging) this.#log('leak', record, `held ${Math.round(heldMs)} ms; acquired at ${stack}`)
-  }
-
-  #log(what: string, record: ConnectionRecord<C>, detail?: string): void {
-    debug(
-      '%s %s #%d%s %s',
-      this.#label,
-      what,
-      record.id,
-      detail === undefined ? '' : ` ${detail}`,
-      this.#describeCounts(),
-    )
   }
 }
