@@ -31,7 +31,7 @@ interface ConnectionInternals {
   /** Set once `end()` or `destroy()` was called, or the driver closed the connection itself. */
   _closing?: boolean
   /** The command on the wire, and those queued behind it. */
-  _command?: MysqlCommand | null
+  _command?: unknown
   _commands?: { length: number }
   /** COM_RESET_CONNECTION; added to mysql2 in 2026 (sidorares/node-mysql2#4148), absent before. */
   reset?: (callback: (error: unknown) => void) => void
@@ -212,29 +212,10 @@ function destroySocket(connection: Connection, plain: Socket | undefined): void 
   if (plain !== undefined && plain !== stream) plain.destroy()
 }
 
-/** What the dialect reads of a mysql2 command: its next state (null once it has finished). */
-interface MysqlCommand {
-  next?: unknown
-  sql?: unknown
-  onResult?: ((...args: unknown[]) => unknown) | undefined
-  constructor?: { name?: string }
-}
-
-/** Commands whose answer (a result or an error) has been handed to their callback. */
-const answered = new WeakSet<object>()
-
-/**
- * Whether a command is running or queued: the previous borrower's query is not over. mysql2
- * keeps a command current while it calls the command's error callback, or emits its `'end'`,
- * so a release made there (mysql2's own pool releases on `'end'`) finds it current though it
- * has finished: its state (`next`) is then null, or its callback has had the error.
- */
+/** Whether a command is running or queued: the previous borrower's query is not over. */
 function busy(connection: Connection): boolean {
   const c = internals(connection)
-  if ((c._commands?.length ?? 0) > 0) return true
-  const command = c._command
-  if (command === null || command === undefined) return false
-  return command.next !== null && command.next !== undefined && !answered.has(command)
+  return (c._command !== null && c._command !== undefined) || (c._commands?.length ?? 0) > 0
 }
 
 function run<T = unknown>(connection: Connection, sql: string): Promise<T> {
@@ -267,7 +248,7 @@ interface TransactionState {
 
 const transactionStates = new WeakMap<Connection, TransactionState>()
 
-type AddCommand = (command: MysqlCommand) => unknown
+type AddCommand = (command: { sql?: unknown; constructor?: { name?: string } }) => unknown
 
 /** Watches every command the connection sends, to keep its {@link TransactionState}. */
 function trackTransactions(connection: Connection, autocommit: boolean): void {
@@ -279,13 +260,6 @@ function trackTransactions(connection: Connection, autocommit: boolean): void {
       const sql = command.sql
       if (typeof sql === 'string') state.clean = AUTOCOMMITTED.test(sql)
       else state.clean = INERT_COMMANDS.has(command.constructor?.name ?? '')
-    }
-    const onResult = command.onResult
-    if (typeof onResult === 'function') {
-      command.onResult = function (this: unknown, ...args: unknown[]) {
-        answered.add(command)
-        return onResult.apply(this, args)
-      }
     }
     return original.call(this, command)
   }
@@ -450,9 +424,20 @@ class MysqlDialect implements Dialect<Connection> {
     // A command still running belongs to the borrower who left: a stream it stopped reading
     // (mysql2 pauses the socket, so the next borrower's query would wait for ever), a query it
     // gave up waiting on (a KILL QUERY it sent may land on the next one). Close it instead of
-    // lending it. A callback that releases inside mysql2's error callback also lands here (its
-    // command is still current): that connection is closed too, which is safe.
-    if (busy(connection)) throw new Error(RELEASED_BUSY)
+    // lending it. But mysql2 keeps a finished command current while it runs the command's error
+    // callback or emits its 'end' (where mysql2's own pool releases): look again once that has
+    // returned, a microtask later, before any I/O could finish a command really running.
+    if (busy(connection)) {
+      return Promise.resolve().then(() => {
+        if (busy(connection)) throw new Error(RELEASED_BUSY)
+        return this.#resetIdle(connection, mode)
+      })
+    }
+    return this.#resetIdle(connection, mode)
+  }
+
+  /** Resets a connection with no command running. */
+  #resetIdle(connection: Connection, mode: ResetMode): Promise<void> | undefined {
     const state = transactionStates.get(connection)
     if (mode === 'rollback') {
       // Nothing since the last reset could have opened a transaction: send nothing.

@@ -1,6 +1,6 @@
 import type mysql2 from 'mysql2'
 import { afterAll, expect, it } from 'vitest'
-import { configureMysql2, sqlpoolOf } from '../../src/compat/mysql2.js'
+import { configureMysql2, createPool, sqlpoolOf } from '../../src/compat/mysql2.js'
 import { Pool } from '../../src/compat/pg.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { MYSQL_URL, PG_URL } from './support.js'
@@ -89,6 +89,38 @@ describeOnServer(await probe('mysql'), 'sqlpool/mysql2 createConnection regressi
     expect(second.threadId).toBe(thread) // the same physical connection, not a new one
     expect(sqlpoolOf(second).stats().created).toBe(1)
     second.end()
+  })
+})
+
+describeOnServer(await probe('mysql'), 'sqlpool/mysql2 release regressions', () => {
+  it("a release inside mysql2's error callback or its 'end' closed the connection (a reconnect per query)", async () => {
+    // mysql2 keeps a finished command current while it calls its error callback and emits its
+    // 'end', where mysql2's own pool.query releases: a first version of the check for a query
+    // still running took that for one, and closed the connection on every such release.
+    const pool = createPool({ uri: MYSQL_URL, connectionLimit: 2 })
+    const ask = (sql: string) =>
+      new Promise<void>((resolve) => {
+        pool.query(sql, () => resolve())
+      })
+    const borrowAndFail = () =>
+      new Promise<void>((resolve, reject) => {
+        pool.getConnection((error, connection) => {
+          if (error) return reject(error)
+          connection!.query('SELECT no_such_column', () => {
+            connection!.release()
+            resolve()
+          })
+        })
+      })
+    for (let i = 0; i < 50; i++) {
+      await ask('SELECT 1')
+      await ask('SELECT no_such_column')
+      await borrowAndFail()
+    }
+    const stats = sqlpoolOf(pool).stats()
+    expect(stats.created).toBeLessThanOrEqual(2)
+    expect(stats.invalidated).toBe(0)
+    await new Promise((resolve) => pool.end(resolve))
   })
 })
 
