@@ -282,6 +282,7 @@ export async function frameworkSuite(framework: Framework): Promise<void> {
 
       it('serves 1000 concurrent requests through a pool of 10, the server never seeing more', async () => {
         const statuses: number[] = []
+        const started = performance.now()
         const peak = await monitor.peakDuring(async () => {
           const responses = await Promise.all(
             Array.from({ length: 1000 }, () => fetch(`${base}/ping`)),
@@ -297,6 +298,9 @@ export async function frameworkSuite(framework: Framework): Promise<void> {
         const stats = await settled()
         expect(stats.leased).toBe(0)
         expect(stats.acquired).toBeGreaterThanOrEqual(1000)
+        console.log(
+          `[scope] ${framework.name} on ${status.label}: 1000 requests in ${Math.round(performance.now() - started)} ms, peak server sessions ${peak}, pool ${JSON.stringify({ total: stats.total, acquired: stats.acquired, leased: stats.leased })}`,
+        )
       })
 
       it('returns the connection of 200 requests aborted mid-transaction and leaves none open', async () => {
@@ -313,6 +317,9 @@ export async function frameworkSuite(framework: Framework): Promise<void> {
         expect(await monitor.inTransaction()).toBe(0)
         // The handlers' COMMIT came after the rollback and was refused: nothing was written.
         expect(await rowsOf('aborted')).toBe(0)
+        console.log(
+          `[scope] ${framework.name} on ${status.label}: 200 aborted requests borrowed ${stats.acquired - before.acquired} times; leased ${stats.leased}, open transactions 0, rows 0`,
+        )
       })
 
       it('rolls back a transaction whose handler throws, and the next requests find clean connections', async () => {
