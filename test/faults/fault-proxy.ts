@@ -169,7 +169,11 @@ class Pipe {
   }
 
   #enqueueEnd(): void {
-    this.#push(Buffer.alloc(0), this.#lastDue, 'end')
+    // A FIN is delayed like data: otherwise a server that closes without a word (MariaDB's KILL
+    // of an idle session) is seen at once, whatever the latency.
+    const due = Math.max(performance.now() + Math.max(0, this.#faults().latencyMs), this.#lastDue)
+    this.#lastDue = due
+    this.#push(Buffer.alloc(0), due, 'end')
   }
 
   #push(chunk: Buffer, due: number, then?: 'close' | 'reset' | 'end'): void {

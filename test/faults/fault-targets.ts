@@ -210,3 +210,24 @@ export async function closeDirect(pool: Pool<unknown>): Promise<void> {
   }
   expect(pool.stats().total, `pool ${pool.name} left connections`).toBe(0)
 }
+
+/** How long `promise` takes to settle, and how. */
+export async function timed<T>(
+  promise: Promise<T>,
+): Promise<{ ms: number; value?: T; error?: unknown }> {
+  const started = performance.now()
+  try {
+    const value = await promise
+    return { ms: performance.now() - started, value }
+  } catch (error) {
+    return { ms: performance.now() - started, error }
+  }
+}
+
+/** `code message` of the first two errors, for the figures. */
+export function firstErrors(errors: readonly unknown[]): string[] {
+  return errors.slice(0, 2).map((e) => {
+    const x = e as { code?: string; message?: string }
+    return `${x.code ?? ''} ${x.message ?? String(e)}`
+  })
+}

@@ -11,6 +11,7 @@ import {
   postgresFaultTarget,
   report,
   rig,
+  timed,
 } from './fault-targets.js'
 
 // Scenarios 4–7: the server is unreachable, blackholed, or the link is broken or slow.
@@ -18,17 +19,6 @@ import {
 // (reconnect, backoff), pgcat's limit_data / latency toxics (research note, rows 4–7).
 
 const [pgStatus, myStatus] = await Promise.all([probe('postgres'), probe('mysql')])
-
-/** How long `promise` takes to settle, and how. */
-async function timed<T>(promise: Promise<T>): Promise<{ ms: number; value?: T; error?: unknown }> {
-  const started = performance.now()
-  try {
-    const value = await promise
-    return { ms: performance.now() - started, value }
-  } catch (error) {
-    return { ms: performance.now() - started, error }
-  }
-}
 
 function scenarios<C>(target: FaultTarget<C>): void {
   const server = target.label
