@@ -73,9 +73,7 @@ export function requestScope<C = ScopedConnection>(
   pool: PoolSource<C>,
   options?: RequestScopeOptions,
 ): RequestScopeMiddleware {
-  const core = poolFrom(pool, 'requestScope')
-  // Opening a scope checks the options, so a bad one fails here rather than on a request.
-  void core.openScope(options).end()
+  const core = poolFrom(pool, 'requestScope', options)
   return function sqlpoolRequestScope(req: ScopedRequest, res, next): void {
     const scope = core.openScope(options) as RequestScope<unknown> as RequestScope<ScopedConnection>
     req.db = scope

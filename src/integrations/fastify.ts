@@ -57,15 +57,14 @@ export interface FastifySqlpoolOptions {
  */
 export const fastifySqlpool: FastifyPluginAsync<FastifySqlpoolOptions> = fp(
   async function sqlpool(fastify: FastifyInstance, options: FastifySqlpoolOptions) {
-    const pool = poolFrom(options.pool, 'fastifySqlpool')
     const fallback: RequestScopeOptions = { transaction: options.transaction ?? false }
-    // Opening a scope checks the options, so a bad one fails at registration.
-    void pool.openScope(fallback).end()
+    const pool = poolFrom(options.pool, 'fastifySqlpool', fallback)
     fastify.decorateRequest('db', null as unknown as RequestScope<ScopedConnection>)
 
     fastify.addHook('onRoute', (route) => {
+      // A route's own options are checked when it is declared.
       const own = route.config?.sqlpool
-      if (own !== undefined) void pool.openScope(own).end()
+      if (own !== undefined) poolFrom(pool, 'fastifySqlpool', own)
     })
 
     fastify.addHook('onRequest', (request, reply, done) => {

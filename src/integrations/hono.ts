@@ -54,9 +54,7 @@ export function requestScope<C = ScopedConnection>(
   pool: PoolSource<C>,
   options?: RequestScopeOptions,
 ): MiddlewareHandler {
-  const core = poolFrom(pool, 'requestScope')
-  // Opening a scope checks the options, so a bad one fails here rather than on a request.
-  void core.openScope(options).end()
+  const core = poolFrom(pool, 'requestScope', options)
   return async function sqlpoolRequestScope(c, next) {
     const scope = core.openScope(options) as RequestScope<unknown> as RequestScope<ScopedConnection>
     c.set('db', scope)

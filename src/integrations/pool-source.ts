@@ -1,5 +1,6 @@
 import { sqlpoolOf } from '../compat/sqlpool-of.js'
 import type { Pool } from '../core/pool.js'
+import type { RequestScopeOptions } from '../core/request-scope.js'
 
 /**
  * What a framework integration accepts as its pool: a core `Pool`, or a drop-in facade from
@@ -7,8 +8,23 @@ import type { Pool } from '../core/pool.js'
  */
 export type PoolSource<C> = Pool<C> | object
 
-/** The core pool behind `source`; throws a `TypeError` naming what is accepted. */
-export function poolFrom<C>(source: PoolSource<C>, where: string): Pool<C> {
+/**
+ * The core pool behind `source`; throws a `TypeError` naming what is accepted. With `options`,
+ * it also checks the scope options at once (`InvalidOptionError`), so that a bad one fails when
+ * the middleware is made rather than on a request.
+ */
+export function poolFrom<C>(
+  source: PoolSource<C>,
+  where: string,
+  ...options: Array<RequestScopeOptions | undefined>
+): Pool<C> {
+  const pool = corePool(source, where)
+  // Opening a scope checks its options; one that never borrows costs nothing to end.
+  for (const each of options) void pool.openScope(each).end()
+  return pool
+}
+
+function corePool<C>(source: PoolSource<C>, where: string): Pool<C> {
   if (typeof source === 'object' && source !== null) {
     // By shape rather than `instanceof`, so a Pool from another copy of sqlpool (ESM next to
     // CJS) is accepted too.

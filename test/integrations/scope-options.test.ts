@@ -1,0 +1,51 @@
+import Fastify from 'fastify'
+import { afterAll, describe, expect, it } from 'vitest'
+import { postgres } from '../../src/dialects/postgres.js'
+import { createPool, InvalidOptionError } from '../../src/index.js'
+import { requestScope as expressScope } from '../../src/integrations/express.js'
+import fastifySqlpool from '../../src/integrations/fastify.js'
+import { requestScope as honoScope } from '../../src/integrations/hono.js'
+
+// The integrations check what they are given when they are made, not on the first request.
+// No server is needed: a pool with `min: 0` connects only when something borrows.
+const pool = createPool({ dialect: postgres('postgres://nobody@127.0.0.1:1/none'), max: 1 })
+afterAll(() => pool.close())
+
+describe.each([
+  ['sqlpool/express', expressScope],
+  ['sqlpool/hono', honoScope],
+])('%s requestScope()', (_name, requestScope) => {
+  it('rejects a bad option at once, naming it', () => {
+    expect(() => requestScope(pool, { transaction: 'yes' as never })).toThrow(InvalidOptionError)
+    expect(() => requestScope(pool, { transactions: true } as never)).toThrow(
+      /did you mean transaction/,
+    )
+  })
+
+  it('rejects what is not a pool, saying what is accepted', () => {
+    expect(() => requestScope({} as never)).toThrow(/expected a sqlpool Pool/)
+    expect(() => requestScope(null as never)).toThrow(/got null/)
+  })
+
+  it('borrows nothing when it is made', () => {
+    requestScope(pool, { transaction: true })
+    expect(pool.stats()).toMatchObject({ acquired: 0, total: 0 })
+  })
+})
+
+describe('sqlpool/fastify', () => {
+  it('fails registration for a bad option', async () => {
+    const app = Fastify()
+    await expect(
+      app.register(fastifySqlpool, { pool, transaction: 1 as never }).ready(),
+    ).rejects.toThrow(InvalidOptionError)
+  })
+
+  it('fails a route whose own sqlpool config is bad, when it is declared', async () => {
+    const app = Fastify()
+    await app.register(fastifySqlpool, { pool })
+    expect(() =>
+      app.get('/x', { config: { sqlpool: { transaction: 'on' as never } } }, async () => 'x'),
+    ).toThrow(InvalidOptionError)
+  })
+})
