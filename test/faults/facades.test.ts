@@ -20,6 +20,7 @@ import {
   report,
   rig,
   timed,
+  underOutage,
 } from './fault-targets.js'
 
 // Scenarios 1, 2 and 5 again, through the drop-in facades instead of the core Pool (issue 7:
@@ -359,30 +360,15 @@ function scenarios<C>(c: FacadeCase<C>): void {
     const timeout = 500
     await withFacade(c, { max: 8, acquireTimeout: timeout }, async (facade, r) => {
       expect(facade.core.options.acquireTimeout).toBe(timeout)
-      type Phase = 'before' | 'down' | 'after'
-      let phase: Phase = 'before'
-      let upAt = Number.POSITIVE_INFINITY
-      const runs: Array<{ phase: Phase; ms: number; endedAt: number; error?: unknown }> = []
-      let stop = false
       let n = 0
-      const workers = Array.from({ length: 20 }, async () => {
-        while (!stop) {
-          const startedIn = phase
-          const q = await timed(facade.query('SELECT 1 AS one', n++))
-          runs.push({ phase: startedIn, ms: q.ms, endedAt: performance.now(), error: q.error })
-          if (q.error !== undefined) await sleep(5)
-        }
-      })
-      await sleep(400)
-      phase = 'down'
-      await r.proxy.down()
-      await sleep(1_000)
-      phase = 'after'
-      upAt = performance.now()
-      await r.proxy.up()
-      await sleep(1_000)
-      stop = true
-      await Promise.all(workers)
+      const outage = await underOutage(
+        r.proxy,
+        { workers: 20, leadMs: 400, downMs: 1_000, afterMs: 1_000 },
+        () => timed(facade.query('SELECT 1 AS one', n++)),
+        (q) => q.error !== undefined,
+      )
+      const upAt = outage.upAt
+      const runs = outage.runs.map((x) => ({ phase: x.phase, endedAt: x.endedAt, ...x.value }))
       const down = runs.filter((x) => x.phase === 'down')
       // A query started just before the proxy came back may be served: that is no failure.
       const downAndOver = down.filter((x) => x.endedAt < upAt)

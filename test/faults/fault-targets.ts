@@ -9,6 +9,7 @@ import {
   myRows,
   mysqlTarget,
   postgresTarget,
+  sleep,
   trackProcessErrors,
   uniqueName,
 } from '../conformance/targets.js'
@@ -230,4 +231,50 @@ export function firstErrors(errors: readonly unknown[]): string[] {
     const x = e as { code?: string; message?: string }
     return `${x.code ?? ''} ${x.message ?? String(e)}`
   })
+}
+
+/** When a call in {@link underOutage} started: before the proxy went down, while down, or after. */
+export type OutagePhase = 'before' | 'down' | 'after'
+
+/** One call made during {@link underOutage}. */
+export interface OutageRun<T> {
+  phase: OutagePhase
+  endedAt: number
+  value: T
+}
+
+/**
+ * Keeps `workers` callers looping on `work` while the proxy runs for `leadMs`, goes down (new
+ * links refused, live ones cut) for `downMs`, and is up again for `afterMs`: scenario 5, the
+ * server down under load. A call that `failed` pauses its caller 5 ms. Returns every call, with
+ * the phase it started in, and when the proxy came back up.
+ */
+export async function underOutage<T>(
+  proxy: FaultProxy,
+  timing: { workers: number; leadMs: number; downMs: number; afterMs: number },
+  work: () => Promise<T>,
+  failed: (value: T) => boolean,
+): Promise<{ runs: OutageRun<T>[]; upAt: number }> {
+  let phase: OutagePhase = 'before'
+  let stop = false
+  const runs: OutageRun<T>[] = []
+  const workers = Array.from({ length: timing.workers }, async () => {
+    while (!stop) {
+      const startedIn = phase
+      const value = await work()
+      runs.push({ phase: startedIn, endedAt: performance.now(), value })
+      if (failed(value)) await sleep(5)
+    }
+  })
+  await sleep(timing.leadMs)
+  phase = 'down'
+  await proxy.down()
+  await sleep(timing.downMs)
+  phase = 'after'
+  const upAt = performance.now()
+  await proxy.up()
+  await sleep(timing.afterMs)
+  stop = true
+  await Promise.all(workers)
+  return { runs, upAt }
 }

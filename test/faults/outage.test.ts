@@ -12,6 +12,7 @@ import {
   report,
   rig,
   timed,
+  underOutage,
 } from './fault-targets.js'
 
 // Scenarios 4–7: the server is unreachable, blackholed, or the link is broken or slow.
@@ -60,45 +61,26 @@ function scenarios<C>(target: FaultTarget<C>): void {
       const pool = r.pool({ max: 8, min: 4, acquireTimeout: 500 })
       const retries: number[] = []
       pool.on('connectError', (e) => retries.push(e.retryInMs))
-      let phase: 'before' | 'down' | 'after' = 'before'
-      let upAt = 0
-      const settleDown: number[] = []
-      const acquireAfter: number[] = []
-      const errorsAfter: unknown[] = []
-      let stop = false
-      const workers = Array.from({ length: 40 }, async () => {
-        while (!stop) {
-          const started = performance.now()
-          const startedIn = phase
+      const { runs } = await underOutage(
+        r.proxy,
+        { workers: 40, leadMs: 500, downMs: 2_000, afterMs: 1_500 },
+        async () => {
           // The acquire is what must settle in time; the query after it is timed with it only
           // for the "after" percentile (a caller's view of recovery).
           const acquired = await timed(pool.acquire())
-          let result = acquired
-          if (acquired.value !== undefined) {
-            const lease = acquired.value
-            const query = await timed(target.query(lease.connection, 'SELECT 1'))
-            if (query.error === undefined) lease.release()
-            else lease.destroy(query.error)
-            result = { ms: acquired.ms + query.ms, error: query.error }
-          }
-          if (startedIn === 'down') settleDown.push(acquired.ms)
-          if (startedIn === 'after' && started >= upAt) {
-            if (result.error !== undefined) errorsAfter.push(result.error)
-            else acquireAfter.push(result.ms)
-          }
-          if (result.error !== undefined) await sleep(5)
-        }
-      })
-      await sleep(500)
-      phase = 'down'
-      await r.proxy.down()
-      await sleep(2_000)
-      phase = 'after'
-      upAt = performance.now()
-      await r.proxy.up()
-      await sleep(1_500)
-      stop = true
-      await Promise.all(workers)
+          if (acquired.value === undefined) return { settleMs: acquired.ms, ...acquired }
+          const lease = acquired.value
+          const query = await timed(target.query(lease.connection, 'SELECT 1'))
+          if (query.error === undefined) lease.release()
+          else lease.destroy(query.error)
+          return { settleMs: acquired.ms, ms: acquired.ms + query.ms, error: query.error }
+        },
+        (result) => result.error !== undefined,
+      )
+      const settleDown = runs.filter((x) => x.phase === 'down').map((x) => x.value.settleMs)
+      const after = runs.filter((x) => x.phase === 'after').map((x) => x.value)
+      const acquireAfter = after.filter((x) => x.error === undefined).map((x) => x.ms)
+      const errorsAfter = after.flatMap((x) => (x.error === undefined ? [] : [x.error]))
       // Back to `min` with no load: down again, up, and time the refill.
       await r.proxy.down()
       await sleep(1_000)
