@@ -1,7 +1,7 @@
 import type { Server } from 'node:http'
 import express, { type NextFunction, type Request, type Response } from 'express'
 import { requestScope } from '../../src/integrations/express.js'
-import { type Framework, frameworkSuite } from './framework-suite.js'
+import { BACKLOG, type Framework, frameworkSuite } from './framework-suite.js'
 
 const expressFramework: Framework = {
   name: 'express',
@@ -20,7 +20,7 @@ const expressFramework: Framework = {
       res.status(500).json({ error: error.message })
     })
     return new Promise<Server>((resolve) => {
-      const server = app.listen(0, '127.0.0.1', () => resolve(server))
+      const server = app.listen(0, '127.0.0.1', BACKLOG, () => resolve(server))
     })
   },
 }

@@ -1,7 +1,7 @@
 import type { Server } from 'node:http'
 import Fastify from 'fastify'
 import fastifySqlpool from '../../src/integrations/fastify.js'
-import { type Framework, frameworkSuite } from './framework-suite.js'
+import { BACKLOG, type Framework, frameworkSuite } from './framework-suite.js'
 
 const fastifyFramework: Framework = {
   name: 'fastify',
@@ -16,7 +16,7 @@ const fastifyFramework: Framework = {
         handler: (request) => route.handle({ db: request.db }),
       })
     }
-    await app.listen({ port: 0, host: '127.0.0.1' })
+    await app.listen({ port: 0, host: '127.0.0.1', backlog: BACKLOG })
     return app.server as Server
   },
 }

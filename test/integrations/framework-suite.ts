@@ -27,6 +27,13 @@ export interface Route {
   handle(context: RouteContext): Promise<unknown>
 }
 
+/**
+ * The listen backlog the frameworks' servers use: above the 1000 clients that connect at once.
+ * Node's default (511) let the accept queue overflow on a loaded machine, and a client whose
+ * connection the kernel dropped read ECONNRESET.
+ */
+export const BACKLOG = 2048
+
 /** A web framework under test: it serves `routes` through sqlpool's request scope over `pool`. */
 export interface Framework {
   name: string

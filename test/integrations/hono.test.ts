@@ -1,8 +1,8 @@
 import type { Server } from 'node:http'
-import { serve } from '@hono/node-server'
+import { createAdaptorServer } from '@hono/node-server'
 import { type Context, Hono } from 'hono'
 import { requestScope } from '../../src/integrations/hono.js'
-import { type Framework, frameworkSuite } from './framework-suite.js'
+import { BACKLOG, type Framework, frameworkSuite } from './framework-suite.js'
 
 const honoFramework: Framework = {
   name: 'hono',
@@ -19,10 +19,10 @@ const honoFramework: Framework = {
       }
     }
     app.onError((error, c) => c.json({ error: error.message }, 500))
+    // createAdaptorServer rather than serve(), which cannot pass a listen backlog.
+    const server = createAdaptorServer({ fetch: app.fetch }) as Server
     return new Promise<Server>((resolve) => {
-      const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () =>
-        resolve(server as Server),
-      )
+      server.listen(0, '127.0.0.1', BACKLOG, () => resolve(server))
     })
   },
 }
