@@ -9,7 +9,7 @@ import { quantile, summarize } from './stats.mjs'
 const CALLERS = 1000
 const POOL_SIZE = 10
 /** Tags our PostgreSQL sessions, so that nobody mistakes them for theirs. */
-const APPLICATION_NAME = 'sqlpool-bench'
+const APPLICATION_NAME = 'lifeguard-bench'
 
 /**
  * One database client under test: `open()` connects and fills the pool, `query(lane)` runs
@@ -32,7 +32,7 @@ function tagged(url) {
 
 /**
  * `SELECT 1` on a mysql2 callback connection or pool, as a promise: the same wrapper for
- * sqlpool, mysql2's pool and the floor, so none pays for a different API.
+ * lifeguard, mysql2's pool and the floor, so none pays for a different API.
  * @param {{ query(sql: string, cb: (error: unknown, rows: unknown) => void): unknown }} target
  * @returns {Promise<unknown>}
  */
@@ -77,22 +77,22 @@ async function fill(client) {
 
 /**
  * The PostgreSQL contenders.
- * @param {import('./load-sqlpool.mjs').Sqlpool} sqlpool
+ * @param {import('./load-lifeguard.mjs').Lifeguard} lifeguard
  * @param {string} url
  * @returns {DbContender[]}
  */
-export function postgresContenders(sqlpool, url) {
+export function postgresContenders(lifeguard, url) {
   /** @param {false | undefined} resetOnRelease */
-  const sqlpoolContender = (resetOnRelease) => ({
-    name: resetOnRelease === false ? 'sqlpool (resetOnRelease: false)' : 'sqlpool',
+  const lifeguardContender = (resetOnRelease) => ({
+    name: resetOnRelease === false ? 'lifeguard (resetOnRelease: false)' : 'lifeguard',
     callers: CALLERS,
     note:
       resetOnRelease === false
         ? 'max 10, resetOnRelease false, other options default'
         : "max 10, every other option default (prePing: true = 500 ms idle, resetOnRelease: 'rollback')",
     async open() {
-      const pool = sqlpool.createPool({
-        dialect: sqlpool.postgres(tagged(url)),
+      const pool = lifeguard.createPool({
+        dialect: lifeguard.postgres(tagged(url)),
         max: POOL_SIZE,
         ...(resetOnRelease === false ? { resetOnRelease: false } : {}),
       })
@@ -117,8 +117,8 @@ export function postgresContenders(sqlpool, url) {
         }
       },
     },
-    sqlpoolContender(undefined),
-    sqlpoolContender(false),
+    lifeguardContender(undefined),
+    lifeguardContender(false),
     {
       name: 'pg.Pool',
       callers: CALLERS,
@@ -147,22 +147,22 @@ export function postgresContenders(sqlpool, url) {
 
 /**
  * The MariaDB/MySQL contenders.
- * @param {import('./load-sqlpool.mjs').Sqlpool} sqlpool
+ * @param {import('./load-lifeguard.mjs').Lifeguard} lifeguard
  * @param {string} url
  * @returns {DbContender[]}
  */
-export function mysqlContenders(sqlpool, url) {
+export function mysqlContenders(lifeguard, url) {
   /** @param {false | undefined} resetOnRelease */
-  const sqlpoolContender = (resetOnRelease) => ({
-    name: resetOnRelease === false ? 'sqlpool (resetOnRelease: false)' : 'sqlpool',
+  const lifeguardContender = (resetOnRelease) => ({
+    name: resetOnRelease === false ? 'lifeguard (resetOnRelease: false)' : 'lifeguard',
     callers: CALLERS,
     note:
       resetOnRelease === false
         ? 'max 10, resetOnRelease false, other options default'
         : "max 10, every other option default (prePing: true = 500 ms idle, resetOnRelease: 'rollback')",
     async open() {
-      const pool = sqlpool.createPool({
-        dialect: sqlpool.mysql(url),
+      const pool = lifeguard.createPool({
+        dialect: lifeguard.mysql(url),
         max: POOL_SIZE,
         ...(resetOnRelease === false ? { resetOnRelease: false } : {}),
       })
@@ -190,8 +190,8 @@ export function mysqlContenders(sqlpool, url) {
         }
       },
     },
-    sqlpoolContender(undefined),
-    sqlpoolContender(false),
+    lifeguardContender(undefined),
+    lifeguardContender(false),
     {
       name: 'mysql2 pool',
       callers: CALLERS,

@@ -73,7 +73,7 @@ async function perWaiter(contender, n) {
  * The memory benchmark: heap bytes per pooled connection (pool bookkeeping only) and per
  * waiting caller, for every no-I/O contender, several runs, interleaved. Needs `--expose-gc`.
  * @param {{
- *   sqlpool: import('./load-sqlpool.mjs').Sqlpool,
+ *   lifeguard: import('./load-lifeguard.mjs').Lifeguard,
  *   runs: number,
  *   connections: number,
  *   waiters: number,
@@ -81,10 +81,10 @@ async function perWaiter(contender, n) {
  *   log: (line: string) => void,
  * }} options
  */
-export async function runMemory({ sqlpool, runs, connections, waiters, only, log }) {
+export async function runMemory({ lifeguard, runs, connections, waiters, only, log }) {
   if (typeof globalThis.gc !== 'function')
     throw new Error('the memory benchmark needs node --expose-gc')
-  const contenders = noioContenders(sqlpool).filter(
+  const contenders = noioContenders(lifeguard).filter(
     (c) => only === undefined || only.includes(c.name) || c.name === 'minimal',
   )
   /** @type {Record<string, { connection: number[], waiter: number[] }>} */

@@ -122,10 +122,10 @@ const newResource = () => new NoopResource()
 /**
  * The contenders of the no-I/O benchmark, each with its own defaults except the size: a fair
  * comparison is with the options users get.
- * @param {import('./load-sqlpool.mjs').Sqlpool} sqlpool
+ * @param {import('./load-lifeguard.mjs').Lifeguard} lifeguard
  * @returns {NoioContender[]}
  */
-export function noioContenders(sqlpool) {
+export function noioContenders(lifeguard) {
   return [
     {
       name: 'minimal',
@@ -141,7 +141,7 @@ export function noioContenders(sqlpool) {
       },
     },
     {
-      name: 'sqlpool',
+      name: 'lifeguard',
       resource: newResource,
       create(max) {
         // No ping and no reset: the dialect has neither, as a no-op resource needs neither.
@@ -150,7 +150,7 @@ export function noioContenders(sqlpool) {
           connect: async () => new NoopResource(),
           close: async () => {},
         }
-        const pool = sqlpool.createPool({ dialect, max })
+        const pool = lifeguard.createPool({ dialect, max })
         return {
           acquire: () => pool.acquire(),
           release: (lease) => /** @type {{ release(): void }} */ (lease).release(),

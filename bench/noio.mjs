@@ -87,7 +87,7 @@ async function measure(contender, loop, callers, windowMs) {
  * each concurrency, every contender interleaved within each round (the order rotates from round
  * to round), after one untimed round that warms up the JIT.
  * @param {{
- *   sqlpool: import('./load-sqlpool.mjs').Sqlpool,
+ *   lifeguard: import('./load-lifeguard.mjs').Lifeguard,
  *   callers: number[],
  *   runs: number,
  *   windowMs: number,
@@ -95,8 +95,8 @@ async function measure(contender, loop, callers, windowMs) {
  *   log: (line: string) => void,
  * }} options
  */
-export async function runNoio({ sqlpool, callers, runs, windowMs, only, log }) {
-  const contenders = noioContenders(sqlpool).filter(
+export async function runNoio({ lifeguard, callers, runs, windowMs, only, log }) {
+  const contenders = noioContenders(lifeguard).filter(
     (c) => only === undefined || only.includes(c.name) || c.name === 'minimal',
   )
   const loops = new Map(contenders.map((c) => [c.name, compileLoop()]))

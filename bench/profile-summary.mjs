@@ -5,7 +5,7 @@
  *
  *   node bench/profile-summary.mjs PROFILE.cpuprofile [--top=20] [--all]
  *
- * By default it lists sqlpool's own code only (frames whose source is under src/); `--all`
+ * By default it lists lifeguard's own code only (frames whose source is under src/); `--all`
  * lists every frame, the driver's and the runtime's included.
  */
 import { existsSync, readFileSync } from 'node:fs'

@@ -26,7 +26,7 @@ const bytes = (n) => (Number.isFinite(n) ? `${Math.round(n)}` : '–')
 const med = (s) => (s?.samples?.length > 0 ? s.median : undefined)
 
 /**
- * Renders a run's results as markdown: the tables, with each contender ÷ the floor and sqlpool ÷
+ * Renders a run's results as markdown: the tables, with each contender ÷ the floor and lifeguard ÷
  * each peer, and the targets. The same text goes to stdout and into docs/performance.md.
  * @param {any} results
  * @returns {string}
@@ -54,7 +54,9 @@ export function renderReport(results) {
         }),
       ),
     )
-    parts.push('\nRatios of medians: each contender ÷ the minimal pool, and sqlpool ÷ each peer.\n')
+    parts.push(
+      '\nRatios of medians: each contender ÷ the minimal pool, and lifeguard ÷ each peer.\n',
+    )
     const rows = []
     for (const name of names) {
       if (name === 'minimal') continue
@@ -71,13 +73,13 @@ export function renderReport(results) {
       ])
     }
     for (const name of names) {
-      if (name === 'minimal' || name === 'sqlpool') continue
+      if (name === 'minimal' || name === 'lifeguard') continue
       rows.push([
-        `sqlpool ÷ ${name}`,
+        `lifeguard ÷ ${name}`,
         ...noio.callers.map((/** @type {number} */ n) =>
           times(
             ratio(
-              med(noio.contenders.sqlpool?.byCallers[n]),
+              med(noio.contenders.lifeguard?.byCallers[n]),
               med(noio.contenders[name].byCallers[n]),
             ),
           ),
@@ -107,7 +109,7 @@ export function renderReport(results) {
     )
     const c = db.contenders
     const floor = med(c.floor?.qps)
-    const sq = med(c.sqlpool?.qps)
+    const sq = med(c.lifeguard?.qps)
     parts.push(
       table(
         [
@@ -115,7 +117,7 @@ export function renderReport(results) {
           'callers',
           'queries/s',
           '÷ floor',
-          'sqlpool ÷ it',
+          'lifeguard ÷ it',
           'p50 ms',
           'p99 ms',
           'configuration',
@@ -125,7 +127,7 @@ export function renderReport(results) {
           String(r.callers),
           spread(r.qps, rate),
           times(ratio(med(r.qps), floor)),
-          name === 'sqlpool' ? '' : times(ratio(sq, med(r.qps))),
+          name === 'lifeguard' ? '' : times(ratio(sq, med(r.qps))),
           spread(r.p50Ms, ms),
           spread(r.p99Ms, ms),
           r.note,

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The benchmark runner: sqlpool side by side with its peers in one run (issue 8).
+ * The benchmark runner: lifeguard side by side with its peers in one run (issue 8).
  *
  *   npm run bench                       every benchmark, 6 runs each (a few minutes)
  *   npm run bench -- --quick            2 runs, short windows: under 60 s (the CI smoke test)
@@ -18,7 +18,7 @@ import { dirname, join } from 'node:path'
 import mysql2 from 'mysql2'
 import pg from 'pg'
 import { mysqlContenders, postgresContenders, runDb } from './db.mjs'
-import { loadSqlpool } from './load-sqlpool.mjs'
+import { loadLifeguard } from './load-lifeguard.mjs'
 import { runMemory } from './memory.mjs'
 import { bounded, runNoio } from './noio.mjs'
 import { renderReport } from './report.mjs'
@@ -182,7 +182,7 @@ async function main() {
   )
   watchdog.unref()
 
-  const sqlpool = await loadSqlpool({
+  const lifeguard = await loadLifeguard({
     fromSource: args.src === true,
     keep: args['keep-bundle'] === true,
   })
@@ -191,7 +191,7 @@ async function main() {
     date: localDate(started),
     startedAt: started.toISOString(),
     quick,
-    sqlpool: { version: versionOf('..'), from: sqlpool.from, revision: revision() },
+    lifeguard: { version: versionOf('..'), from: lifeguard.from, revision: revision() },
     machine: {
       cpus: os.cpus().length,
       cpuModel: os.cpus()[0]?.model ?? 'unknown',
@@ -202,14 +202,14 @@ async function main() {
     },
     peers: Object.fromEntries(PEERS.map((name) => [name, versionOf(name)])),
   }
-  results.sqlpool.version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version
+  results.lifeguard.version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version
   log(
-    `bench: sqlpool ${results.sqlpool.version} from ${sqlpool.from} (${results.sqlpool.revision}), ${quick ? 'quick, ' : ''}${runs} runs: ${only.join(', ')}`,
+    `bench: lifeguard ${results.lifeguard.version} from ${lifeguard.from} (${results.lifeguard.revision}), ${quick ? 'quick, ' : ''}${runs} runs: ${only.join(', ')}`,
   )
   try {
     if (only.includes('noio')) {
       results.noio = await runNoio({
-        sqlpool,
+        lifeguard,
         callers,
         runs,
         windowMs: quick ? 100 : 1000,
@@ -219,7 +219,7 @@ async function main() {
     }
     if (only.includes('memory')) {
       results.memory = await runMemory({
-        sqlpool,
+        lifeguard,
         runs,
         connections: quick ? 500 : 2000,
         waiters: 10_000,
@@ -245,7 +245,9 @@ async function main() {
         results.db.servers[kind] = status.version
         results.db[kind] = await runDb({
           contenders:
-            kind === 'postgres' ? postgresContenders(sqlpool, url) : mysqlContenders(sqlpool, url),
+            kind === 'postgres'
+              ? postgresContenders(lifeguard, url)
+              : mysqlContenders(lifeguard, url),
           runs,
           windowMs: quick ? 400 : 2000,
           warmMs: quick ? 150 : 500,
@@ -255,7 +257,7 @@ async function main() {
       }
     }
   } finally {
-    sqlpool.cleanup()
+    lifeguard.cleanup()
   }
   results.targets = evaluateTargets(results)
   results.machine.loadAverageAtEnd = os.loadavg().map((n) => Number(n.toFixed(2)))

@@ -27,7 +27,7 @@ export function evaluateTargets(results) {
   const cps = (/** @type {string} */ name, /** @type {number} */ n) =>
     med(noio?.[name]?.byCallers?.[n])
   {
-    const s = cps('sqlpool', 1000)
+    const s = cps('lifeguard', 1000)
     const checks = [
       ['minimal', 0.5],
       ['generic-pool', 3],
@@ -49,7 +49,7 @@ export function evaluateTargets(results) {
     })
   }
   {
-    const r = ratio(cps('sqlpool', 10000), cps('sqlpool', 10))
+    const r = ratio(cps('lifeguard', 10000), cps('lifeguard', 10))
     out.push({
       id: 'T2',
       asks: 'no-I/O at 10,000 callers ≥ 0.8× its own rate at 10 callers',
@@ -59,7 +59,7 @@ export function evaluateTargets(results) {
   }
   {
     const pgc = results.db?.postgres?.contenders
-    const s = pgc?.sqlpool
+    const s = pgc?.lifeguard
     const floor = ratio(med(s?.qps), med(pgc?.floor?.qps))
     const pool = ratio(med(s?.qps), med(pgc?.['pg.Pool']?.qps))
     const p99 = med(s?.p99Ms)
@@ -77,7 +77,7 @@ export function evaluateTargets(results) {
   }
   {
     const my = results.db?.mysql?.contenders
-    const s = my?.sqlpool
+    const s = my?.lifeguard
     const floor = ratio(med(s?.qps), med(my?.floor?.qps))
     const pool = ratio(med(s?.qps), med(my?.['mysql2 pool']?.qps))
     const known = Number.isFinite(floor) && Number.isFinite(pool)
@@ -91,7 +91,7 @@ export function evaluateTargets(results) {
     })
   }
   {
-    const m = results.memory?.contenders?.sqlpool
+    const m = results.memory?.contenders?.lifeguard
     const conn = med(m?.bytesPerConnection)
     const waiter = med(m?.bytesPerWaiter)
     const known = conn !== undefined && waiter !== undefined

@@ -133,8 +133,8 @@ function fromUrl<C>(options: UrlPoolOptions<C> | PoolOptions<C>): PoolOptions<C>
  *
  * @example
  * ```ts
- * import { createPool } from 'sqlpool'
- * import { postgres } from 'sqlpool/postgres'
+ * import { createPool } from 'lifeguard'
+ * import { postgres } from 'lifeguard/postgres'
  *
  * const pool = createPool({ dialect: postgres('postgres://localhost/app'), max: 10 })
  * const { rows } = await pool.use((client) => client.query('SELECT now()'))

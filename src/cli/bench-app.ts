@@ -40,15 +40,15 @@ export interface BenchAppSettings {
 const CONNECT_TIMEOUT_MS = 10_000
 const DRAIN_MS = 15_000
 
-/** The sqlpool mode's pool options, the same on both databases. */
-function sqlpoolOptions(db: BenchDatabase, settings: BenchAppSettings) {
+/** The lifeguard mode's pool options, the same on both databases. */
+function lifeguardOptions(db: BenchDatabase, settings: BenchAppSettings) {
   return {
     url: db.appUrl,
     max: settings.max,
     maxOverflow: settings.overflow,
     acquireTimeout: settings.acquireTimeoutMs,
     connectTimeout: CONNECT_TIMEOUT_MS,
-    name: 'sqlpool-bench',
+    name: 'lifeguard-bench',
   }
 }
 
@@ -87,7 +87,7 @@ async function postgresAccess(
       close: () => pool.end(),
     }
   }
-  const pool = createPool<PgClient>(sqlpoolOptions(db, settings))
+  const pool = createPool<PgClient>(lifeguardOptions(db, settings))
   return {
     read: (id) => pool.use(async (client) => (await client.query(db.sql, [id])).rows[0]),
     close: () => pool.close({ timeout: 5_000 }),
@@ -136,7 +136,7 @@ async function mysqlAccess(
     }
   }
   // The mysql dialect lends mysql2's callback connection; .promise() wraps the same one.
-  const pool: Pool<{ promise(): MysqlConnection }> = createPool(sqlpoolOptions(db, settings))
+  const pool: Pool<{ promise(): MysqlConnection }> = createPool(lifeguardOptions(db, settings))
   return {
     read: (id) =>
       pool.use(async (connection) => {
@@ -149,7 +149,7 @@ async function mysqlAccess(
 
 /**
  * Starts the bench's web app on 127.0.0.1 for one mode: a `node:http` server whose handler reads
- * one row by primary key, through a connection per request, an sqlpool pool, or the driver's
+ * one row by primary key, through a connection per request, an lifeguard pool, or the driver's
  * own pool. A failed request answers 503 and is counted by {@link errorKind}.
  */
 export async function startBenchApp(

@@ -52,8 +52,8 @@ function seedValues(): { ids: number[]; names: string[] } {
 
 async function preparePostgres(url: string, runId: string): Promise<BenchDatabase> {
   const pg = await loadPg()
-  const appName = `sqlpool-bench-${runId}`
-  const table = `sqlpool_bench_${runId}`
+  const appName = `lifeguard-bench-${runId}`
+  const table = `lifeguard_bench_${runId}`
   // The admin connection is opened before the load and held, so that the sampler still gets in
   // once the app has exhausted max_connections.
   const admin: PgClient = new pg.Client({
@@ -102,7 +102,7 @@ async function preparePostgres(url: string, runId: string): Promise<BenchDatabas
 
 async function prepareMysql(url: string, runId: string): Promise<BenchDatabase> {
   const mysql = await loadMysql2()
-  const database = `sqlpool_bench_${runId}`
+  const database = `lifeguard_bench_${runId}`
   const admin: MysqlConnection = await mysql.createConnection({ uri: url, connectTimeout: 10_000 })
   admin.on('error', () => {})
   try {

@@ -101,7 +101,7 @@ async function loadAutocannon(): Promise<Cannon> {
     const code = (error as { code?: unknown } | null)?.code
     if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
       throw new DriverMissingError(
-        'sqlpool bench needs the autocannon package: npm install autocannon',
+        'lifeguard bench needs the autocannon package: npm install autocannon',
       )
     }
     throw error

@@ -7,7 +7,7 @@ export function renderDoctor(report: DoctorReport): string {
     .join(', ')
   const ratio = report.pingMs > 0 ? (report.connectMs / report.pingMs).toFixed(0) : '–'
   const lines = [
-    `sqlpool doctor: ${report.url}`,
+    `lifeguard doctor: ${report.url}`,
     `  server           ${report.server.kind === 'postgres' ? 'PostgreSQL' : 'MySQL/MariaDB'} ${report.server.version}`,
     `  connections      ${report.connectionsInUse} in use of max_connections ${report.maxConnections}${report.maxUserConnections === null ? '' : ` (${report.maxUserConnections} for this user)`}`,
     `  idle cut-offs    ${cut}`,

@@ -102,7 +102,7 @@ export async function startEmbeddedPostgres(
   const EmbeddedPostgresServer = await load()
   const port = await freePort()
   const password = randomBytes(18).toString('base64url')
-  const dataDir = await mkdtemp(join(tmpdir(), 'sqlpool-bench-pg-'))
+  const dataDir = await mkdtemp(join(tmpdir(), 'lifeguard-bench-pg-'))
   const log: string[] = []
   const keep = (message: unknown) => {
     const line = String(message instanceof Error ? message.message : message).trimEnd()

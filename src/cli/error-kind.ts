@@ -9,7 +9,7 @@ interface ErrorFields {
   cause?: unknown
 }
 
-/** The error and its causes, outermost first (sqlpool's ConnectError wraps the driver's). */
+/** The error and its causes, outermost first (lifeguard's ConnectError wraps the driver's). */
 function* chain(error: unknown): Generator<ErrorFields> {
   let current = error
   for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
@@ -25,9 +25,9 @@ const BY_CODE: Record<string, string> = {
   ER_CON_COUNT_ERROR: TOO_MANY_CONNECTIONS,
   ER_TOO_MANY_USER_CONNECTIONS: 'User connection limit',
   ER_USER_LIMIT_REACHED: 'User connection limit',
-  SQLPOOL_ACQUIRE_TIMEOUT: 'Acquire timeout',
-  SQLPOOL_TOO_MANY_WAITERS: 'Too many waiters',
-  SQLPOOL_CLOSED: 'Pool closed',
+  LIFEGUARD_ACQUIRE_TIMEOUT: 'Acquire timeout',
+  LIFEGUARD_TOO_MANY_WAITERS: 'Too many waiters',
+  LIFEGUARD_CLOSED: 'Pool closed',
   ECONNREFUSED: 'Connection refused',
   ECONNRESET: 'Connection reset',
   EPIPE: 'Connection reset',
@@ -47,7 +47,7 @@ const BY_ERRNO: Record<number, string> = {
 /**
  * Names the kind of a failed request's error, as the bench counts them: the server's refusal of
  * one more connection (PostgreSQL 53300, MySQL 1040) is "Too many connections", whether it came
- * straight from the driver or wrapped in sqlpool's `ConnectError`.
+ * straight from the driver or wrapped in lifeguard's `ConnectError`.
  */
 export function errorKind(error: unknown): string {
   let fallback: string | undefined
@@ -62,8 +62,8 @@ export function errorKind(error: unknown): string {
     if (/timeout expired|connect(ion)? ?timeout|timed out/i.test(message)) {
       fallback ??= 'Connect timeout'
     }
-    // sqlpool's ConnectError says little by itself; its cause names the kind.
-    if (code !== undefined && code !== 'SQLPOOL_CONNECT_FAILED') fallback ??= `Other (${code})`
+    // lifeguard's ConnectError says little by itself; its cause names the kind.
+    if (code !== undefined && code !== 'LIFEGUARD_CONNECT_FAILED') fallback ??= `Other (${code})`
   }
   return fallback ?? 'Other'
 }

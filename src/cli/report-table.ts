@@ -48,7 +48,7 @@ export function renderTable(report: BenchReport): string {
     row
       .map((cell, col) => (col === 0 ? cell.padEnd(widths[col]!) : cell.padStart(widths[col]!)))
       .join('  ')
-  const out = [`sqlpool bench: ${describeRun(report)}`, '', line(rows[0]!)]
+  const out = [`lifeguard bench: ${describeRun(report)}`, '', line(rows[0]!)]
   out.push(widths.map((w) => '-'.repeat(w)).join('  '))
   for (const row of rows.slice(1)) out.push(line(row))
   const errorLines = report.modes

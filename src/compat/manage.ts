@@ -22,7 +22,7 @@ export class PoolHold<C> {
     this.#entry = entry
   }
 
-  /** The shared sqlpool pool. */
+  /** The shared lifeguard pool. */
   get pool(): Pool<C> {
     return this.#entry.pool as Pool<C>
   }

@@ -2,21 +2,21 @@ import { EventEmitter } from 'node:events'
 import mysql2 from 'mysql2'
 import mysql2Promise from 'mysql2/promise'
 import type { Lease } from '../core/lease.js'
-import type { Pool as SqlPool } from '../core/pool.js'
+import type { Pool as LifeguardPool } from '../core/pool.js'
 import type { PoolOptions } from '../core/pool-options.js'
-import { createPool as createSqlPool } from '../create-pool.js'
+import { createPool as createLifeguardPool } from '../create-pool.js'
 import { mysql } from '../dialects/mysql.js'
+import { registerFacade } from './lifeguard-of.js'
 import { manage, type PoolHold } from './manage.js'
 import { poolKey } from './pool-key.js'
-import { registerFacade } from './sqlpool-of.js'
 
-/** The sqlpool options a facade may set: every pool option but the dialect, which it makes itself. */
-export type SqlpoolOptions = Omit<PoolOptions<mysql2.Connection>, 'dialect'>
+/** The lifeguard options a facade may set: every pool option but the dialect, which it makes itself. */
+export type LifeguardOptions = Omit<PoolOptions<mysql2.Connection>, 'dialect'>
 
-/** mysql2's pool options, plus the sqlpool options under a key of their own. */
+/** mysql2's pool options, plus the lifeguard options under a key of their own. */
 export type Mysql2PoolOptions = mysql2.PoolOptions & {
-  /** sqlpool options (`maxOverflow`, `resetOnRelease`, `name`, …); override what mysql2's keys set. */
-  sqlpool?: SqlpoolOptions | undefined
+  /** lifeguard options (`maxOverflow`, `resetOnRelease`, `name`, …); override what mysql2's keys set. */
+  lifeguard?: LifeguardOptions | undefined
 }
 
 /** mysql2's pool keys: they configure the pool, not each connection. */
@@ -27,7 +27,7 @@ const POOL_KEYS = [
   'idleTimeout',
   'queueLimit',
   'resetOnRelease',
-  'sqlpool',
+  'lifeguard',
 ] as const
 
 /** What the facade uses of a mysql2 connection beyond its typings. */
@@ -67,7 +67,10 @@ const realEnd = (mysql2.Connection as unknown as { prototype: { end: (cb?: unkno
   .prototype.end
 
 /** The facade that lent each connection, and the lease: kept beside the connection, not on it. */
-const leases = new WeakMap<object, { facade: SqlpoolMysqlPool; lease: Lease<mysql2.Connection> }>()
+const leases = new WeakMap<
+  object,
+  { facade: LifeguardMysqlPool; lease: Lease<mysql2.Connection> }
+>()
 
 /**
  * mysql2's `PoolConnection`, as the facade lends it: `release()`, `destroy()`, `promise()` and
@@ -105,21 +108,21 @@ function adopt(connection: mysql2.Connection): void {
   })
 }
 
-/** Splits mysql2's pool options into the connection's options and the sqlpool options. */
+/** Splits mysql2's pool options into the connection's options and the lifeguard options. */
 function splitOptions(
   given: string | Mysql2PoolOptions | undefined,
-  defaults: SqlpoolOptions,
+  defaults: LifeguardOptions,
 ): {
   connection: string | mysql2.ConnectionOptions
   parsed: Record<string, unknown>
-  options: SqlpoolOptions
+  options: LifeguardOptions
 } {
   const options: Record<string, unknown> = { ...defaults }
   if (typeof given === 'string') {
     return {
       connection: given,
       parsed: ConnectionConfig.parseUrl(given),
-      options: options as SqlpoolOptions,
+      options: options as LifeguardOptions,
     }
   }
   const c = given ?? {}
@@ -130,31 +133,31 @@ function splitOptions(
   if (c.idleTimeout !== undefined) options.idleTimeout = c.idleTimeout
   if (c.connectTimeout !== undefined) options.connectTimeout = c.connectTimeout
   if (c.resetOnRelease === true) options.resetOnRelease = 'session'
-  Object.assign(options, c.sqlpool)
-  return { connection, parsed: connection, options: options as SqlpoolOptions }
+  Object.assign(options, c.lifeguard)
+  return { connection, parsed: connection, options: options as LifeguardOptions }
 }
 
 function holdPool(
   connection: string | mysql2.ConnectionOptions,
-  options: SqlpoolOptions,
+  options: LifeguardOptions,
 ): PoolHold<mysql2.Connection> {
   return manage(poolKey('mysql2', { connection, options }), () =>
-    createSqlPool<mysql2.Connection>({ ...options, dialect: mysql(connection) }),
+    createLifeguardPool<mysql2.Connection>({ ...options, dialect: mysql(connection) }),
   )
 }
 
 /**
- * A drop-in mysql2 `Pool` (a real subclass of mysql2's core pool) that lends from a shared sqlpool
+ * A drop-in mysql2 `Pool` (a real subclass of mysql2's core pool) that lends from a shared lifeguard
  * pool: it owns this consumer's hold on the keyed pool and the connections it has lent. It lends
  * genuine mysql2 `PoolConnection`s, the same object each time for the same physical connection;
  * `query`, `execute`, `promise()`, `format` and `escape` are mysql2's own, over `getConnection`.
  */
-class SqlpoolMysqlPool extends CorePool {
+class LifeguardMysqlPool extends CorePool {
   readonly #hold: PoolHold<mysql2.Connection>
   readonly #lent = new Set<object>()
   readonly #seen = new WeakSet<object>()
 
-  constructor(given: string | Mysql2PoolOptions | undefined, defaults: SqlpoolOptions) {
+  constructor(given: string | Mysql2PoolOptions | undefined, defaults: LifeguardOptions) {
     const { connection, parsed, options } = splitOptions(given, defaults)
     // mysql2's own config: query() and execute() read typeCast, namedPlaceholders… from it.
     super({
@@ -164,11 +167,11 @@ class SqlpoolMysqlPool extends CorePool {
       },
     })
     this.#hold = holdPool(connection, options)
-    registerFacade(this, this.#hold.pool as SqlPool<unknown>)
+    registerFacade(this, this.#hold.pool as LifeguardPool<unknown>)
   }
 
-  /** The shared sqlpool pool this facade lends from. */
-  get sqlpool(): SqlPool<mysql2.Connection> {
+  /** The shared lifeguard pool this facade lends from. */
+  get lifeguard(): LifeguardPool<mysql2.Connection> {
     return this.#hold.pool
   }
 
@@ -228,7 +231,7 @@ class SqlpoolMysqlPool extends CorePool {
     return held.lease.active ? held.lease : undefined
   }
 
-  /** mysql2 reaps idle connections on a timer; sqlpool does it itself. */
+  /** mysql2 reaps idle connections on a timer; lifeguard does it itself. */
   _removeIdleTimeoutConnections(): void {}
 
   /**
@@ -254,10 +257,10 @@ class SqlpoolMysqlPool extends CorePool {
     )
   }
 }
-Object.defineProperty(SqlpoolMysqlPool, 'name', { value: 'Pool' })
+Object.defineProperty(LifeguardMysqlPool, 'name', { value: 'Pool' })
 
 /**
- * A connection from `createConnection`: it borrows from a shared sqlpool pool, emits `'connect'`
+ * A connection from `createConnection`: it borrows from a shared lifeguard pool, emits `'connect'`
  * once it has, and gives the connection back on `end()`. Everything else (query, execute,
  * promise(), threadId, …) is the borrowed mysql2 connection's, reached through a proxy.
  */
@@ -269,7 +272,7 @@ class BorrowedConnection extends EventEmitter {
   /** This connection's own `typeCast` function, applied to each of its queries (see `withTypeCast`). */
   readonly typeCast: TypeCast | undefined
 
-  constructor(pool: SqlPool<mysql2.Connection>, typeCast?: TypeCast) {
+  constructor(pool: LifeguardPool<mysql2.Connection>, typeCast?: TypeCast) {
     super()
     this.typeCast = typeCast
     this.#ready = pool.acquire().then(
@@ -397,7 +400,7 @@ function proxied(facade: BorrowedConnection): mysql2.Connection {
   }) as unknown as mysql2.Connection
 }
 
-/** A mysql2-shaped module whose `createPool` and `createConnection` pool through sqlpool. */
+/** A mysql2-shaped module whose `createPool` and `createConnection` pool through lifeguard. */
 export interface Mysql2Module {
   createPool(config: string | Mysql2PoolOptions): mysql2.Pool
   createConnection(config: string | Mysql2PoolOptions): mysql2.Connection
@@ -407,7 +410,7 @@ export interface Mysql2Module {
 }
 
 /**
- * Makes a mysql2-shaped module whose `createPool` and `createConnection` lend from sqlpool pools
+ * Makes a mysql2-shaped module whose `createPool` and `createConnection` lend from lifeguard pools
  * with these options by default: pass it where a consumer takes the mysql2 module (TypeORM's
  * `driver`, Sequelize's `dialectModule`). Its `end()` closes the pools `createConnection` used.
  *
@@ -416,12 +419,12 @@ export interface Mysql2Module {
  * new Sequelize(url, { dialect: 'mysql', dialectModule: configureMysql2({ max: 5 }) })
  * ```
  */
-export function configureMysql2(defaults: SqlpoolOptions = {}): Mysql2Module {
+export function configureMysql2(defaults: LifeguardOptions = {}): Mysql2Module {
   const holds = new Map<string, PoolHold<mysql2.Connection>>()
   return {
     ...(mysql2 as unknown as Record<string, unknown>),
     createPool(config: string | Mysql2PoolOptions): mysql2.Pool {
-      return new SqlpoolMysqlPool(config, defaults) as unknown as mysql2.Pool
+      return new LifeguardMysqlPool(config, defaults) as unknown as mysql2.Pool
     },
     createConnection(config: string | Mysql2PoolOptions): mysql2.Connection {
       // A per-connection typeCast function (Sequelize binds a new one for every connection)
@@ -441,8 +444,8 @@ export function configureMysql2(defaults: SqlpoolOptions = {}): Mysql2Module {
       }
       const facade = new BorrowedConnection(hold.pool, typeCast)
       const connectionProxy = proxied(facade)
-      registerFacade(facade, hold.pool as SqlPool<unknown>)
-      registerFacade(connectionProxy as unknown as object, hold.pool as SqlPool<unknown>)
+      registerFacade(facade, hold.pool as LifeguardPool<unknown>)
+      registerFacade(connectionProxy as unknown as object, hold.pool as LifeguardPool<unknown>)
       return connectionProxy
     },
     async end() {
@@ -455,9 +458,9 @@ export function configureMysql2(defaults: SqlpoolOptions = {}): Mysql2Module {
 
 const defaultModule = configureMysql2()
 
-/** Creates a drop-in mysql2 pool over a shared sqlpool pool (see {@link configureMysql2}). */
+/** Creates a drop-in mysql2 pool over a shared lifeguard pool (see {@link configureMysql2}). */
 export const createPool = defaultModule.createPool
-/** Borrows a connection from a shared sqlpool pool; its `end()` gives it back. */
+/** Borrows a connection from a shared lifeguard pool; its `end()` gives it back. */
 export const createConnection = defaultModule.createConnection
 /** Closes the shared pools that `createConnection` borrowed from. */
 export const end = defaultModule.end
@@ -469,7 +472,7 @@ export const escapeId = mysql2.escapeId
 export const format = mysql2.format
 export const raw = mysql2.raw
 export const Types = mysql2.Types
-export { sqlpoolOf } from './sqlpool-of.js'
+export { lifeguardOf } from './lifeguard-of.js'
 
-/** The module as a default export, for `import mysql from 'sqlpool/mysql2'` and for `driver`/`dialectModule`. */
+/** The module as a default export, for `import mysql from 'lifeguard/mysql2'` and for `driver`/`dialectModule`. */
 export default defaultModule

@@ -1,27 +1,27 @@
 import type { EventEmitter } from 'node:events'
 import pg from 'pg'
 import type { Lease } from '../core/lease.js'
-import type { Pool as SqlPool } from '../core/pool.js'
+import type { Pool as LifeguardPool } from '../core/pool.js'
 import type { PoolOptions } from '../core/pool-options.js'
 import { createPool } from '../create-pool.js'
 import { postgres } from '../dialects/postgres.js'
+import { registerFacade } from './lifeguard-of.js'
 import { manage, type PoolHold } from './manage.js'
 import { poolKey } from './pool-key.js'
-import { registerFacade } from './sqlpool-of.js'
 
-/** The sqlpool options a facade may set: every pool option but the dialect, which it makes itself. */
-export type SqlpoolOptions = Omit<PoolOptions<pg.Client>, 'dialect'>
+/** The lifeguard options a facade may set: every pool option but the dialect, which it makes itself. */
+export type LifeguardOptions = Omit<PoolOptions<pg.Client>, 'dialect'>
 
-/** pg's pool config, plus the sqlpool options under one key of their own. */
+/** pg's pool config, plus the lifeguard options under one key of their own. */
 export interface PgPoolConfig extends pg.PoolConfig {
-  /** sqlpool options (`maxOverflow`, `resetOnRelease`, `name`, …); override what the pg keys set. */
-  sqlpool?: SqlpoolOptions | undefined
+  /** lifeguard options (`maxOverflow`, `resetOnRelease`, `name`, …); override what the pg keys set. */
+  lifeguard?: LifeguardOptions | undefined
 }
 
-/** pg's client config, plus the sqlpool options of the shared pool the client borrows from. */
+/** pg's client config, plus the lifeguard options of the shared pool the client borrows from. */
 export interface PgClientConfig extends pg.ClientConfig {
-  /** sqlpool options of the shared pool this client borrows from. */
-  sqlpool?: SqlpoolOptions | undefined
+  /** lifeguard options of the shared pool this client borrows from. */
+  lifeguard?: LifeguardOptions | undefined
 }
 
 /** pg-pool's keys: they configure the pool, not each connection. */
@@ -38,7 +38,7 @@ const POOL_KEYS = [
   'onConnect',
   'verify',
   'poolSize',
-  'sqlpool',
+  'lifeguard',
 ] as const
 
 /** The parts of pg's Client that its typings leave out. */
@@ -56,11 +56,11 @@ function internals(client: pg.Client): ClientInternals {
   return client as unknown as ClientInternals
 }
 
-/** Splits pg's pool config into the client's connection config and the sqlpool options. */
+/** Splits pg's pool config into the client's connection config and the lifeguard options. */
 function splitConfig(
   config: PgPoolConfig | undefined,
-  defaults: SqlpoolOptions,
-): { connection: pg.ClientConfig; options: SqlpoolOptions; maxUses: number } {
+  defaults: LifeguardOptions,
+): { connection: pg.ClientConfig; options: LifeguardOptions; maxUses: number } {
   const connection: Record<string, unknown> = { ...config }
   for (const key of POOL_KEYS) delete connection[key]
   const c = config ?? {}
@@ -68,7 +68,7 @@ function splitConfig(
   const max = c.max ?? (c as { poolSize?: number }).poolSize
   if (max !== undefined && max !== 0) options.max = max
   if (c.min !== undefined) options.min = c.min
-  // pg: 0 or null turns idle reaping off, as sqlpool's 0 does; its default is 10 s.
+  // pg: 0 or null turns idle reaping off, as lifeguard's 0 does; its default is 10 s.
   if (c.idleTimeoutMillis !== undefined) options.idleTimeout = c.idleTimeoutMillis ?? 0
   if (c.connectionTimeoutMillis === 0) {
     // pg: 0 waits for ever. The connect timeout stays finite: it also bounds pings and resets.
@@ -82,8 +82,8 @@ function splitConfig(
     const hook = c.onConnect
     options.onConnect = (client: pg.Client) => hook(client)
   }
-  Object.assign(options, c.sqlpool)
-  return { connection, options: options as SqlpoolOptions, maxUses: c.maxUses || Infinity }
+  Object.assign(options, c.lifeguard)
+  return { connection, options: options as LifeguardOptions, maxUses: c.maxUses || Infinity }
 }
 
 /** A client is lent out with `release` set on it, as pg-pool does; `release` is not in pg's Client type. */
@@ -92,8 +92,8 @@ export type LentClient = pg.PoolClient
 /** How many times each physical client was lent, for pg's `maxUses`. */
 const uses = new WeakMap<pg.Client, number>()
 
-/** Holds a keyed sqlpool pool over PostgreSQL. */
-function holdPool(connection: pg.ClientConfig, options: SqlpoolOptions): PoolHold<pg.Client> {
+/** Holds a keyed lifeguard pool over PostgreSQL. */
+function holdPool(connection: pg.ClientConfig, options: LifeguardOptions): PoolHold<pg.Client> {
   return manage(poolKey('pg', { connection, options }), () =>
     createPool<pg.Client>({ ...options, dialect: postgres(connection) }),
   )
@@ -110,22 +110,22 @@ interface PgPoolFields extends EventEmitter {
 const PgPoolBase = pg.Pool as unknown as new (config?: pg.PoolConfig) => PgPoolFields
 
 /**
- * A drop-in `pg.Pool` (a real subclass of it) that lends from a shared sqlpool pool: it owns this
+ * A drop-in `pg.Pool` (a real subclass of it) that lends from a shared lifeguard pool: it owns this
  * consumer's hold on the keyed pool, its waiting count and its pg events. It lends genuine
  * `pg.Client`s with `release(errOrDestroy?)`, the same object each time for the same physical
- * connection. Pools built with equal options share one sqlpool pool; `end()` drops only this
+ * connection. Pools built with equal options share one lifeguard pool; `end()` drops only this
  * pool's hold.
  *
  * @example
  * ```ts
- * import { Pool } from 'sqlpool/pg'
+ * import { Pool } from 'lifeguard/pg'
  *
  * const pool = new Pool({ connectionString: process.env.DATABASE_URL, max: 10 })
  * const { rows } = await pool.query('SELECT $1::int AS n', [1])
  * await pool.end()
  * ```
  */
-class SqlpoolPgPool extends PgPoolBase {
+class LifeguardPgPool extends PgPoolBase {
   readonly #hold: PoolHold<pg.Client>
   readonly #maxUses: number
   readonly #seen = new WeakSet<pg.Client>()
@@ -135,13 +135,13 @@ class SqlpoolPgPool extends PgPoolBase {
   #onConnect: ((event: { id: number; connection: pg.Client }) => void) | undefined
   #onClose: ((event: { id: number }) => void) | undefined
 
-  constructor(config?: PgPoolConfig, defaults: SqlpoolOptions = {}) {
-    const { sqlpool: _, ...pgConfig } = config ?? {}
+  constructor(config?: PgPoolConfig, defaults: LifeguardOptions = {}) {
+    const { lifeguard: _, ...pgConfig } = config ?? {}
     super(pgConfig)
     const { connection, options, maxUses } = splitConfig(config, defaults)
     this.#maxUses = maxUses
     this.#hold = holdPool(connection, options)
-    registerFacade(this, this.#hold.pool as SqlPool<unknown>)
+    registerFacade(this, this.#hold.pool as LifeguardPool<unknown>)
     // 'remove' needs the client of a closed connection; the core's 'close' carries only its id.
     this.#onConnect = (event) => this.#clients.set(event.id, event.connection)
     this.#onClose = (event) => {
@@ -152,8 +152,8 @@ class SqlpoolPgPool extends PgPoolBase {
     this.#hold.pool.on('connect', this.#onConnect).on('close', this.#onClose)
   }
 
-  /** The shared sqlpool pool this facade lends from. */
-  get sqlpool(): SqlPool<pg.Client> {
+  /** The shared lifeguard pool this facade lends from. */
+  get lifeguard(): LifeguardPool<pg.Client> {
     return this.#hold.pool
   }
 
@@ -312,7 +312,7 @@ class SqlpoolPgPool extends PgPoolBase {
     return this.#waiting
   }
 
-  /** Always 0: sqlpool retires an expired connection when it comes back, it never waits as "expired". */
+  /** Always 0: lifeguard retires an expired connection when it comes back, it never waits as "expired". */
   get expiredCount(): number {
     return 0
   }
@@ -323,27 +323,27 @@ class SqlpoolPgPool extends PgPoolBase {
   }
 }
 
-/** The drop-in pool's type: pg's `Pool`, plus the shared sqlpool pool and the count of clients lent. */
+/** The drop-in pool's type: pg's `Pool`, plus the shared lifeguard pool and the count of clients lent. */
 export interface Pool extends pg.Pool {
-  /** The shared sqlpool pool this facade lends from. */
-  readonly sqlpool: SqlPool<pg.Client>
+  /** The shared lifeguard pool this facade lends from. */
+  readonly lifeguard: LifeguardPool<pg.Client>
   /** Clients this facade has lent and not yet had back. */
   readonly leasedCount: number
 }
 
-/** The drop-in pool's constructor: pg's, with the sqlpool defaults as an optional second argument. */
+/** The drop-in pool's constructor: pg's, with the lifeguard defaults as an optional second argument. */
 export interface PoolConstructor {
-  new (config?: PgPoolConfig, defaults?: SqlpoolOptions): Pool
+  new (config?: PgPoolConfig, defaults?: LifeguardOptions): Pool
   readonly prototype: Pool
 }
 
 /**
- * A drop-in `pg.Pool` (a real subclass of it, named `Pool`) over a shared sqlpool pool; see
- * `SqlpoolPgPool` above for what it does.
+ * A drop-in `pg.Pool` (a real subclass of it, named `Pool`) over a shared lifeguard pool; see
+ * `LifeguardPgPool` above for what it does.
  */
-export const Pool = SqlpoolPgPool as unknown as PoolConstructor
+export const Pool = LifeguardPgPool as unknown as PoolConstructor
 // Drizzle tells a pool from a client by the constructor's name.
-Object.defineProperty(SqlpoolPgPool, 'name', { value: 'Pool' })
+Object.defineProperty(LifeguardPgPool, 'name', { value: 'Pool' })
 
 /** What the facade uses of pg.Client's own constructor and fields; its I/O methods are all replaced. */
 interface PgClientFields extends EventEmitter {
@@ -358,20 +358,20 @@ const PgClientBase = pg.Client as unknown as new (
 ) => PgClientFields
 
 /** The defaults of a client's shared pool: a fresh session for each client, idle ones closed as pg-pool does. */
-const CLIENT_POOL_DEFAULTS: SqlpoolOptions = { resetOnRelease: 'session', idleTimeout: 10_000 }
+const CLIENT_POOL_DEFAULTS: LifeguardOptions = { resetOnRelease: 'session', idleTimeout: 10_000 }
 
 /** Holds on the shared pools of `Client`s, by key: kept until the module's `end()`. */
 type ClientHolds = Map<string, PoolHold<pg.Client>>
 
 /**
- * A drop-in `pg.Client` (a real subclass of it) that borrows a connection from a shared sqlpool
+ * A drop-in `pg.Client` (a real subclass of it) that borrows a connection from a shared lifeguard
  * pool on `connect()` and gives it back on `end()`: it owns one borrow. An app or ORM that opens a
  * client per request (Sequelize, @fastify/postgres's `pg.Client`) pools without knowing it. Queries
  * go to the borrowed `pg.Client`; its `notification`, `notice` and `error` events are forwarded.
  */
-class SqlpoolPgClient extends PgClientBase {
+class LifeguardPgClient extends PgClientBase {
   readonly #connection: pg.ClientConfig
-  readonly #options: SqlpoolOptions
+  readonly #options: LifeguardOptions
   readonly #holds: ClientHolds
   readonly #types: pg.CustomTypesConfig | undefined
   #lease: Lease<pg.Client> | undefined
@@ -382,23 +382,23 @@ class SqlpoolPgClient extends PgClientBase {
 
   constructor(
     config: string | PgClientConfig | undefined,
-    defaults: SqlpoolOptions,
+    defaults: LifeguardOptions,
     holds: ClientHolds,
   ) {
     const given: PgClientConfig =
       typeof config === 'string' ? { connectionString: config } : { ...config }
-    const { sqlpool, types, ...connection } = given
+    const { lifeguard, types, ...connection } = given
     super(connection)
     // A per-client `types` (Sequelize binds a new one for every connection) would make every key
     // unique; it is applied to each query instead.
     this.#types = types
     this.#connection = connection
-    this.#options = { ...CLIENT_POOL_DEFAULTS, ...defaults, ...sqlpool }
+    this.#options = { ...CLIENT_POOL_DEFAULTS, ...defaults, ...lifeguard }
     this.#holds = holds
   }
 
-  /** The shared sqlpool pool this client borrows from (opened on first use). */
-  get sqlpool(): SqlPool<pg.Client> {
+  /** The shared lifeguard pool this client borrows from (opened on first use). */
+  get lifeguard(): LifeguardPool<pg.Client> {
     return this.#hold().pool
   }
 
@@ -432,7 +432,7 @@ class SqlpoolPgClient extends PgClientBase {
 
   async #borrow(): Promise<void> {
     const pool = this.#hold().pool
-    registerFacade(this, pool as SqlPool<unknown>)
+    registerFacade(this, pool as LifeguardPool<unknown>)
     const lease = await pool.acquire()
     const physical = lease.connection
     this.#lease = lease
@@ -468,7 +468,7 @@ class SqlpoolPgClient extends PgClientBase {
     const promise = (async () => {
       if (this.#connecting === undefined || this._ending) {
         throw new Error(
-          'Client is not connected: call connect() first (sqlpool/pg borrows a connection on connect())',
+          'Client is not connected: call connect() first (lifeguard/pg borrows a connection on connect())',
         )
       }
       await this.#connecting
@@ -536,10 +536,10 @@ class SqlpoolPgClient extends PgClientBase {
   }
 }
 
-/** The drop-in client's type: pg's `Client`, plus the shared sqlpool pool. */
+/** The drop-in client's type: pg's `Client`, plus the shared lifeguard pool. */
 export interface Client extends pg.Client {
-  /** The shared sqlpool pool this client borrows from. */
-  readonly sqlpool: SqlPool<pg.Client>
+  /** The shared lifeguard pool this client borrows from. */
+  readonly lifeguard: LifeguardPool<pg.Client>
 }
 
 /** The drop-in client's constructor: pg's. */
@@ -548,7 +548,7 @@ export interface ClientConstructor {
   readonly prototype: Client
 }
 
-/** A pg-shaped module whose `Pool` and `Client` pool through sqlpool; see {@link configurePg}. */
+/** A pg-shaped module whose `Pool` and `Client` pool through lifeguard; see {@link configurePg}. */
 export interface PgModule {
   Pool: PoolConstructor
   Client: ClientConstructor
@@ -568,7 +568,7 @@ export interface PgModule {
 }
 
 /**
- * Makes a pg-shaped module whose `Pool` and `Client` lend from sqlpool pools with these options
+ * Makes a pg-shaped module whose `Pool` and `Client` lend from lifeguard pools with these options
  * by default: pass it where a consumer takes the pg module (TypeORM's `driver`, Sequelize's
  * `dialectModule`, @fastify/postgres's `pg`). The module's `end()` closes the pools its
  * `Client`s borrowed from.
@@ -578,14 +578,14 @@ export interface PgModule {
  * new Sequelize(url, { dialectModule: configurePg({ max: 5, maxOverflow: 5 }) })
  * ```
  */
-export function configurePg(defaults: SqlpoolOptions = {}): PgModule {
+export function configurePg(defaults: LifeguardOptions = {}): PgModule {
   const holds: ClientHolds = new Map()
-  const PoolWithDefaults = class Pool extends SqlpoolPgPool {
-    constructor(config?: PgPoolConfig, more?: SqlpoolOptions) {
+  const PoolWithDefaults = class Pool extends LifeguardPgPool {
+    constructor(config?: PgPoolConfig, more?: LifeguardOptions) {
       super(config, { ...defaults, ...more })
     }
   }
-  const ClientWithDefaults = class Client extends SqlpoolPgClient {
+  const ClientWithDefaults = class Client extends LifeguardPgClient {
     constructor(config?: string | PgClientConfig) {
       super(config, defaults, holds)
     }
@@ -614,7 +614,7 @@ export function configurePg(defaults: SqlpoolOptions = {}): PgModule {
 
 const defaultModule = configurePg()
 
-/** A drop-in `pg.Client` that borrows from a shared sqlpool pool on `connect()` and returns on `end()`. */
+/** A drop-in `pg.Client` that borrows from a shared lifeguard pool on `connect()` and returns on `end()`. */
 export const Client = defaultModule.Client
 // Annotated, so that the declarations name pg's types instead of inferring import('pg-types'),
 // which the declaration bundler cannot resolve.
@@ -636,9 +636,9 @@ export const Connection: typeof pg.Connection = pg.Connection
 export const TypeOverrides: typeof pg.TypeOverrides = pg.TypeOverrides
 /** Closes the shared pools that the default module's `Client`s borrowed from. */
 export const end: () => Promise<void> = defaultModule.end
+export { lifeguardOf } from './lifeguard-of.js'
 export { manage } from './manage.js'
 export { poolKey } from './pool-key.js'
-export { sqlpoolOf } from './sqlpool-of.js'
 
-/** The module as a default export, for `import pg from 'sqlpool/pg'` and for `driver`/`dialectModule`. */
+/** The module as a default export, for `import pg from 'lifeguard/pg'` and for `driver`/`dialectModule`. */
 export default { ...defaultModule, Pool, Client }

@@ -1,8 +1,8 @@
 /**
- * A brand shared by every copy of sqlpool loaded in one process, so that `instanceof` keeps
+ * A brand shared by every copy of lifeguard loaded in one process, so that `instanceof` keeps
  * working when a dependency tree holds two copies of the package (undici does the same).
  */
-const kBrand = Symbol.for('sqlpool.error')
+const kBrand = Symbol.for('lifeguard.error')
 
 /** Where a user can read about an error code. */
 function seeAlso(code: string): string {
@@ -10,11 +10,11 @@ function seeAlso(code: string): string {
 }
 
 /**
- * The base class of every error sqlpool throws. Each subclass carries a stable `code`, and
+ * The base class of every error lifeguard throws. Each subclass carries a stable `code`, and
  * `docs/errors.md` explains every code.
  */
 export class PoolError extends Error {
-  /** A stable, machine-readable code such as `SQLPOOL_ACQUIRE_TIMEOUT`. */
+  /** A stable, machine-readable code such as `LIFEGUARD_ACQUIRE_TIMEOUT`. */
   readonly code: string
 
   constructor(message: string, code: string, options?: { cause?: unknown }) {
@@ -35,7 +35,7 @@ Object.defineProperty(PoolError.prototype, kBrand, { value: true })
 /** `acquire()` waited `acquireTimeout` (or its own `timeout`) and no connection came free. */
 export class AcquireTimeoutError extends PoolError {
   /** The stable code of this error. */
-  static readonly code = 'SQLPOOL_ACQUIRE_TIMEOUT'
+  static readonly code = 'LIFEGUARD_ACQUIRE_TIMEOUT'
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, AcquireTimeoutError.code, options)
   }
@@ -44,7 +44,7 @@ export class AcquireTimeoutError extends PoolError {
 /** `acquire()` would have waited, but `maxWaiting` callers were already waiting. */
 export class TooManyWaitersError extends PoolError {
   /** The stable code of this error. */
-  static readonly code = 'SQLPOOL_TOO_MANY_WAITERS'
+  static readonly code = 'LIFEGUARD_TOO_MANY_WAITERS'
   constructor(message: string) {
     super(message, TooManyWaitersError.code)
   }
@@ -53,7 +53,7 @@ export class TooManyWaitersError extends PoolError {
 /** The pool was closed or destroyed: it lends nothing more. */
 export class PoolClosedError extends PoolError {
   /** The stable code of this error. */
-  static readonly code = 'SQLPOOL_CLOSED'
+  static readonly code = 'LIFEGUARD_CLOSED'
   constructor(message: string) {
     super(message, PoolClosedError.code)
   }
@@ -62,7 +62,7 @@ export class PoolClosedError extends PoolError {
 /** Opening a physical connection failed or timed out; `cause` holds the driver's error. */
 export class ConnectError extends PoolError {
   /** The stable code of this error. */
-  static readonly code = 'SQLPOOL_CONNECT_FAILED'
+  static readonly code = 'LIFEGUARD_CONNECT_FAILED'
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, ConnectError.code, options)
   }
@@ -71,7 +71,7 @@ export class ConnectError extends PoolError {
 /** A lease was used after it was released or destroyed. */
 export class LeaseReleasedError extends PoolError {
   /** The stable code of this error. */
-  static readonly code = 'SQLPOOL_LEASE_RELEASED'
+  static readonly code = 'LIFEGUARD_LEASE_RELEASED'
   constructor(message: string) {
     super(message, LeaseReleasedError.code)
   }
@@ -80,7 +80,7 @@ export class LeaseReleasedError extends PoolError {
 /** An option passed to the pool is invalid; the message names the option, the value and what is allowed. */
 export class InvalidOptionError extends PoolError {
   /** The stable code of this error. */
-  static readonly code = 'SQLPOOL_INVALID_OPTION'
+  static readonly code = 'LIFEGUARD_INVALID_OPTION'
   /** The option's name. */
   readonly option: string
   constructor(option: string, message: string) {
@@ -95,20 +95,20 @@ export class InvalidOptionError extends PoolError {
  */
 export class ScopeEndedError extends PoolError {
   /** The stable code of this error. */
-  static readonly code = 'SQLPOOL_SCOPE_ENDED'
+  static readonly code = 'LIFEGUARD_SCOPE_ENDED'
   constructor(message: string) {
     super(message, ScopeEndedError.code)
   }
 }
 
 /**
- * A transaction that sqlpool ran for a request scope did not commit: its connection was lost, or
+ * A transaction that lifeguard ran for a request scope did not commit: its connection was lost, or
  * the server rolled it back (PostgreSQL answers COMMIT with ROLLBACK after a failed statement).
  * `cause` holds the reason when there is one.
  */
 export class TransactionFailedError extends PoolError {
   /** The stable code of this error. */
-  static readonly code = 'SQLPOOL_TRANSACTION_FAILED'
+  static readonly code = 'LIFEGUARD_TRANSACTION_FAILED'
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, TransactionFailedError.code, options)
   }

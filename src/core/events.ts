@@ -98,8 +98,8 @@ export class TypedEmitter<E extends object> {
         ;(entry.fn as (event: E[K]) => void)(payload)
       } catch (error) {
         process.emitWarning(
-          `a listener of the sqlpool '${String(event)}' event threw: ${String(error)}`,
-          { code: 'SQLPOOL_LISTENER_THREW' },
+          `a listener of the lifeguard '${String(event)}' event threw: ${String(error)}`,
+          { code: 'LIFEGUARD_LISTENER_THREW' },
         )
       }
     }

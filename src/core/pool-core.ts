@@ -31,7 +31,7 @@ import { PoolCounters, type PoolStats, StateCounts } from './stats.js'
 import { Waiter, WaiterQueue } from './waiter-queue.js'
 import { withTimeout } from './with-timeout.js'
 
-const debug = debuglog('sqlpool')
+const debug = debuglog('lifeguard')
 /** Read once: `NODE_DEBUG` is fixed at start-up, and the getter costs ~40 ns on the hot path. */
 const debugging = debug.enabled
 
@@ -562,7 +562,7 @@ export class PoolCore<C> {
       () =>
         new PoolError(
           `reset timed out after ${this.opts.connectTimeout} ms`,
-          'SQLPOOL_RESET_TIMEOUT',
+          'LIFEGUARD_RESET_TIMEOUT',
         ),
     ).then(
       () => {
@@ -604,7 +604,7 @@ export class PoolCore<C> {
       () =>
         new PoolError(
           `ping timed out after ${this.opts.connectTimeout} ms`,
-          'SQLPOOL_PING_TIMEOUT',
+          'LIFEGUARD_PING_TIMEOUT',
         ),
     ).then(
       () => {
@@ -730,7 +730,7 @@ export class PoolCore<C> {
     const most = this.opts.max + this.opts.maxOverflow
     if (info.maxConnections !== undefined && most > info.maxConnections) {
       this.warn(
-        'SQLPOOL_POOL_EXCEEDS_SERVER',
+        'LIFEGUARD_POOL_EXCEEDS_SERVER',
         `pool "${this.label}" may open ${most} connections (max + maxOverflow) but the server allows ${info.maxConnections} (max_connections); lower max or maxOverflow`,
       )
     }
@@ -937,7 +937,7 @@ export class PoolCore<C> {
     withTimeout(
       () => this.dialect.close(record.connection as C),
       this.opts.connectTimeout,
-      () => new PoolError('close timed out', 'SQLPOOL_CLOSE_TIMEOUT'),
+      () => new PoolError('close timed out', 'LIFEGUARD_CLOSE_TIMEOUT'),
     ).then(done, done)
   }
 
@@ -945,7 +945,7 @@ export class PoolCore<C> {
     withTimeout(
       () => this.dialect.close(connection),
       this.opts.connectTimeout,
-      () => new PoolError('close timed out', 'SQLPOOL_CLOSE_TIMEOUT'),
+      () => new PoolError('close timed out', 'LIFEGUARD_CLOSE_TIMEOUT'),
     ).catch(() => {})
   }
 

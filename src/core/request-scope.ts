@@ -72,7 +72,7 @@ export function resolveScopeOptions(options: RequestScopeOptions | undefined): b
  * request left open.
  *
  * While a scope is the current one of an async context ({@link RequestScope.run}), the pool's
- * own `acquire()` and `use()` join it, and so do the `sqlpool/pg` and `sqlpool/mysql2` pools
+ * own `acquire()` and `use()` join it, and so do the `lifeguard/pg` and `lifeguard/mysql2` pools
  * over it: an ORM's queries inside a handler run on the request's connection without being
  * passed anything.
  *
@@ -81,9 +81,9 @@ export function resolveScopeOptions(options: RequestScopeOptions | undefined): b
  * queries never share a connection at the same moment. In a transactional scope it waits for
  * its turn on the request's connection instead, so that every query stays inside the
  * transaction (a lease held while another query of the same request waits for it therefore
- * ends in `SQLPOOL_ACQUIRE_TIMEOUT`).
+ * ends in `LIFEGUARD_ACQUIRE_TIMEOUT`).
  *
- * The framework integrations (`sqlpool/express`, `sqlpool/fastify`, `sqlpool/hono`) open and
+ * The framework integrations (`lifeguard/express`, `lifeguard/fastify`, `lifeguard/hono`) open and
  * end scopes; use the class directly for other servers or for jobs.
  *
  * @example

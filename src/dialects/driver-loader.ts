@@ -2,10 +2,10 @@ import { createRequire } from 'node:module'
 import { PoolError } from '../core/errors.js'
 
 /** The code of the error a dialect throws when its driver package is not installed. */
-export const DRIVER_MISSING = 'SQLPOOL_DRIVER_MISSING'
+export const DRIVER_MISSING = 'LIFEGUARD_DRIVER_MISSING'
 
 /**
- * A `require` that resolves from sqlpool's own location, in both builds: the CJS build knows its
+ * A `require` that resolves from lifeguard's own location, in both builds: the CJS build knows its
  * `__filename`; the ESM build has `import.meta.url` (which esbuild empties in the CJS build). The
  * bare `require` is avoided on purpose: esbuild turns it into a shim without `resolve` in ESM.
  */
@@ -38,7 +38,7 @@ export class DriverLoader<T> {
 
   /**
    * @param pkg - the npm package, such as `pg`
-   * @param entry - the sqlpool entry point that needs it, such as `sqlpool/postgres`, for messages
+   * @param entry - the lifeguard entry point that needs it, such as `lifeguard/postgres`, for messages
    * @param importer - `() => import('pg')`, written out so that bundlers can see the import
    * @param pick - takes what the dialect needs from the imported module (ESM or CJS shape)
    */
@@ -55,7 +55,7 @@ export class DriverLoader<T> {
   }
 
   /**
-   * Throws `SQLPOOL_DRIVER_MISSING` when the package cannot be resolved. Only a plain "not found"
+   * Throws `LIFEGUARD_DRIVER_MISSING` when the package cannot be resolved. Only a plain "not found"
    * counts: a package that resolves under `import` but not `require` is let through, and
    * `load()` gives the final answer.
    */

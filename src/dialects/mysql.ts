@@ -102,7 +102,7 @@ const INSPECT_SQL =
 
 const loader = new DriverLoader<Mysql2Module>(
   'mysql2',
-  'sqlpool/mysql',
+  'lifeguard/mysql',
   () => import('mysql2'),
   (module) => defaultExport<Mysql2Module>(module),
 )
@@ -524,12 +524,12 @@ class MysqlDialect implements Dialect<Connection> {
  * made from `config`, a URL or mysql2's `ConnectionOptions`, passed to mysql2 unchanged, TLS
  * options included. It pings with COM_PING, resets with ROLLBACK (`'rollback'`) or
  * COM_RESET_CONNECTION (`'session'`), and reads `wait_timeout` and `max_connections` on the first
- * connection. Throws `SQLPOOL_DRIVER_MISSING` when `mysql2` is not installed.
+ * connection. Throws `LIFEGUARD_DRIVER_MISSING` when `mysql2` is not installed.
  *
  * @example
  * ```ts
- * import { createPool } from 'sqlpool'
- * import { mysql } from 'sqlpool/mysql'
+ * import { createPool } from 'lifeguard'
+ * import { mysql } from 'lifeguard/mysql'
  *
  * const pool = createPool({ dialect: mysql('mysql://app@localhost/app'), max: 10 })
  * const [rows] = await pool.use((connection) => connection.promise().query('SELECT NOW()'))

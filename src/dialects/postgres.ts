@@ -78,7 +78,7 @@ const SETTINGS_SQL = `SELECT name, setting FROM pg_settings WHERE name IN
 
 const loader = new DriverLoader<PgModule>(
   'pg',
-  'sqlpool/postgres',
+  'lifeguard/postgres',
   () => import('pg'),
   (module) => defaultExport<PgModule>(module),
 )
@@ -302,12 +302,12 @@ const STEP_SQL: Record<TransactionStep, string> = {
  * pings with an empty query, resets with ROLLBACK only when pg's transaction status says a
  * transaction is open (`'rollback'`), or with `DISCARD ALL` (`'session'`), and reads
  * `idle_session_timeout` and `max_connections` on the first connection. Throws
- * `SQLPOOL_DRIVER_MISSING` when `pg` is not installed.
+ * `LIFEGUARD_DRIVER_MISSING` when `pg` is not installed.
  *
  * @example
  * ```ts
- * import { createPool } from 'sqlpool'
- * import { postgres } from 'sqlpool/postgres'
+ * import { createPool } from 'lifeguard'
+ * import { postgres } from 'lifeguard/postgres'
  *
  * const pool = createPool({ dialect: postgres('postgres://app@localhost/app'), max: 10 })
  * const { rows } = await pool.use((client) => client.query('SELECT now()'))

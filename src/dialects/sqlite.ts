@@ -73,7 +73,7 @@ const CLOSED_MESSAGE = 'The database connection is not open'
 
 const loader = new DriverLoader<DatabaseConstructor>(
   'better-sqlite3',
-  'sqlpool/sqlite',
+  'lifeguard/sqlite',
   () => import('better-sqlite3'),
   (module) => defaultExport<DatabaseConstructor>(module),
 )
@@ -247,12 +247,12 @@ class SqliteDialect implements Dialect<Database> {
  * synchronous: ROLLBACK when `db.inTransaction` (`'rollback'`), and for `'session'` also detach
  * attached databases, drop temporary tables, views and triggers, and restore the connection's
  * pragmas. `':memory:'` gives each connection its own private database: use a pool of one.
- * Throws `SQLPOOL_DRIVER_MISSING` when `better-sqlite3` is not installed.
+ * Throws `LIFEGUARD_DRIVER_MISSING` when `better-sqlite3` is not installed.
  *
  * @example
  * ```ts
- * import { createPool } from 'sqlpool'
- * import { sqlite } from 'sqlpool/sqlite'
+ * import { createPool } from 'lifeguard'
+ * import { sqlite } from 'lifeguard/sqlite'
  *
  * const pool = createPool({ dialect: sqlite('/var/lib/app/app.db', { busyTimeout: 2000 }), max: 4 })
  * const count = await pool.use((db) => db.prepare('SELECT count(*) FROM users').pluck().get())

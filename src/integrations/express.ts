@@ -37,7 +37,7 @@ const BODY_HEADERS = ['content-length', 'content-type', 'etag']
  * borrowed when the request first queries and returned when the response is finished or the
  * client goes away (`res` `'close'`), after rolling back whatever the request left open.
  * `req.db` is the request's {@link RequestScope}, and inside the request's handlers the pool's
- * own `acquire()`/`use()` join it, as do a `sqlpool/pg` or `sqlpool/mysql2` pool and every ORM
+ * own `acquire()`/`use()` join it, as do a `lifeguard/pg` or `lifeguard/mysql2` pool and every ORM
  * over them.
  *
  * With `{ transaction: true }` (on a route, or on the whole app) the request runs in one
@@ -49,15 +49,15 @@ const BODY_HEADERS = ['content-length', 'content-type', 'etag']
  * Mount it after body parsers: a parser that resumes in a stream event loses the async context
  * (expressjs/express#4396), while `req.db` always works.
  *
- * @param pool - a core `Pool`, a `sqlpool/pg` `Pool`, or a `sqlpool/mysql2` pool.
+ * @param pool - a core `Pool`, a `lifeguard/pg` `Pool`, or a `lifeguard/mysql2` pool.
  * @param options - `transaction`: wrap each request in a transaction. Checked here: a bad
  *   option throws `InvalidOptionError` at once.
  *
  * @example
  * ```ts
  * import express from 'express'
- * import { Pool } from 'sqlpool/pg'
- * import { requestScope } from 'sqlpool/express'
+ * import { Pool } from 'lifeguard/pg'
+ * import { requestScope } from 'lifeguard/express'
  *
  * const pool = new Pool({ connectionString: process.env.DATABASE_URL, max: 10 })
  * const app = express()
@@ -74,7 +74,7 @@ export function requestScope<C = ScopedConnection>(
   options?: RequestScopeOptions,
 ): RequestScopeMiddleware {
   const core = poolFrom(pool, 'requestScope', options)
-  return function sqlpoolRequestScope(req: ScopedRequest, res, next): void {
+  return function lifeguardRequestScope(req: ScopedRequest, res, next): void {
     const scope = core.openScope(options) as RequestScope<unknown> as RequestScope<ScopedConnection>
     req.db = scope
     // 'close' comes after 'finish', and also when the client aborts: a transaction not yet

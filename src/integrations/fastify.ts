@@ -7,37 +7,37 @@ import type { ScopedConnection } from './scoped-connection.js'
 declare module 'fastify' {
   interface FastifyRequest {
     /**
-     * The request's hold on the pool, opened by the sqlpool plugin: `request.db.use(fn)` runs
+     * The request's hold on the pool, opened by the lifeguard plugin: `request.db.use(fn)` runs
      * `fn` with the request's connection, borrowed on first use and returned with the reply.
      */
     db: RequestScope<ScopedConnection>
   }
   interface FastifyContextConfig {
-    /** sqlpool's per-route settings: `{ transaction: true }` wraps the route in a transaction. */
-    sqlpool?: RequestScopeOptions
+    /** lifeguard's per-route settings: `{ transaction: true }` wraps the route in a transaction. */
+    lifeguard?: RequestScopeOptions
   }
 }
 
-/** The options of the sqlpool Fastify plugin. */
-export interface FastifySqlpoolOptions {
-  /** A core `Pool`, a `sqlpool/pg` `Pool`, or a `sqlpool/mysql2` pool. */
+/** The options of the lifeguard Fastify plugin. */
+export interface FastifyLifeguardOptions {
+  /** A core `Pool`, a `lifeguard/pg` `Pool`, or a `lifeguard/mysql2` pool. */
   pool: PoolSource<unknown>
   /**
-   * Wraps every route in a transaction unless its `config.sqlpool.transaction` says otherwise.
+   * Wraps every route in a transaction unless its `config.lifeguard.transaction` says otherwise.
    * @defaultValue false
    */
   transaction?: boolean | undefined
 }
 
 /**
- * The sqlpool Fastify plugin (a fastify-plugin plugin, so it decorates the whole app): each
+ * The lifeguard Fastify plugin (a fastify-plugin plugin, so it decorates the whole app): each
  * request gets its own hold on the pool as `request.db`, a {@link RequestScope} that borrows a
  * connection on the first query and returns it when the reply is sent or the client goes away,
  * rolling back whatever the request left open. Inside handlers, the pool's own `acquire()` and
- * `use()`, a `sqlpool/pg` or `sqlpool/mysql2` pool and the ORMs over them join the request's
+ * `use()`, a `lifeguard/pg` or `lifeguard/mysql2` pool and the ORMs over them join the request's
  * connection.
  *
- * A route with `config: { sqlpool: { transaction: true } }` (or every route, with the plugin's
+ * A route with `config: { lifeguard: { transaction: true } }` (or every route, with the plugin's
  * `transaction: true`) runs in one transaction, as with @fastify/postgres: committed in
  * `onSend`, before the reply leaves, when the status is below 400, and rolled back otherwise.
  * A failed commit becomes the reply's error.
@@ -45,30 +45,30 @@ export interface FastifySqlpoolOptions {
  * @example
  * ```ts
  * import Fastify from 'fastify'
- * import { Pool } from 'sqlpool/pg'
- * import fastifySqlpool from 'sqlpool/fastify'
+ * import { Pool } from 'lifeguard/pg'
+ * import fastifyLifeguard from 'lifeguard/fastify'
  *
  * const app = Fastify()
- * await app.register(fastifySqlpool, { pool: new Pool({ connectionString }) })
- * app.post('/orders', { config: { sqlpool: { transaction: true } } }, async (request) => {
+ * await app.register(fastifyLifeguard, { pool: new Pool({ connectionString }) })
+ * app.post('/orders', { config: { lifeguard: { transaction: true } } }, async (request) => {
  *   return request.db.use((client) => client.query('INSERT INTO orders DEFAULT VALUES'))
  * })
  * ```
  */
-export const fastifySqlpool: FastifyPluginAsync<FastifySqlpoolOptions> = fp(
-  async function sqlpool(fastify: FastifyInstance, options: FastifySqlpoolOptions) {
+export const fastifyLifeguard: FastifyPluginAsync<FastifyLifeguardOptions> = fp(
+  async function lifeguard(fastify: FastifyInstance, options: FastifyLifeguardOptions) {
     const fallback: RequestScopeOptions = { transaction: options.transaction ?? false }
-    const pool = poolFrom(options.pool, 'fastifySqlpool', fallback)
+    const pool = poolFrom(options.pool, 'fastifyLifeguard', fallback)
     fastify.decorateRequest('db', null as unknown as RequestScope<ScopedConnection>)
 
     fastify.addHook('onRoute', (route) => {
       // A route's own options are checked when it is declared.
-      const own = route.config?.sqlpool
-      if (own !== undefined) poolFrom(pool, 'fastifySqlpool', own)
+      const own = route.config?.lifeguard
+      if (own !== undefined) poolFrom(pool, 'fastifyLifeguard', own)
     })
 
     fastify.addHook('onRequest', (request, reply, done) => {
-      const scope = pool.openScope(request.routeOptions.config?.sqlpool ?? fallback)
+      const scope = pool.openScope(request.routeOptions.config?.lifeguard ?? fallback)
       request.db = scope as RequestScope<unknown> as RequestScope<ScopedConnection>
       // After the reply, or when the client goes away: a transaction not committed by then is
       // rolled back.
@@ -92,7 +92,7 @@ export const fastifySqlpool: FastifyPluginAsync<FastifySqlpoolOptions> = fp(
       return payload
     })
   },
-  { fastify: '>=4', name: 'sqlpool' },
+  { fastify: '>=4', name: 'lifeguard' },
 )
 
-export default fastifySqlpool
+export default fastifyLifeguard

@@ -23,7 +23,7 @@ interface NodeBindings {
  * A Hono middleware that gives every request its own hold on `pool` as `c.var.db`, a
  * {@link RequestScope}: a connection is borrowed when the request first queries and returned
  * with the response, after rolling back whatever the request left open. Inside handlers, the
- * pool's own `acquire()` and `use()`, a `sqlpool/pg` or `sqlpool/mysql2` pool and the ORMs over
+ * pool's own `acquire()` and `use()`, a `lifeguard/pg` or `lifeguard/mysql2` pool and the ORMs over
  * them join the request's connection.
  *
  * On @hono/node-server the connection goes back when Node's response closes (`c.env.outgoing`),
@@ -35,14 +35,14 @@ interface NodeBindings {
  * and no error was thrown, and rolled back otherwise. A failed commit is thrown, so `app.onError`
  * answers instead.
  *
- * @param pool - a core `Pool`, a `sqlpool/pg` `Pool`, or a `sqlpool/mysql2` pool.
+ * @param pool - a core `Pool`, a `lifeguard/pg` `Pool`, or a `lifeguard/mysql2` pool.
  * @param options - `transaction`: wrap each request in a transaction. Checked here: a bad
  *   option throws `InvalidOptionError` at once.
  *
  * @example
  * ```ts
  * import { Hono } from 'hono'
- * import { requestScope } from 'sqlpool/hono'
+ * import { requestScope } from 'lifeguard/hono'
  *
  * const app = new Hono()
  * app.use(requestScope(pool))
@@ -55,7 +55,7 @@ export function requestScope<C = ScopedConnection>(
   options?: RequestScopeOptions,
 ): MiddlewareHandler {
   const core = poolFrom(pool, 'requestScope', options)
-  return async function sqlpoolRequestScope(c, next) {
+  return async function lifeguardRequestScope(c, next) {
     const scope = core.openScope(options) as RequestScope<unknown> as RequestScope<ScopedConnection>
     c.set('db', scope)
     const outgoing = (c.env as NodeBindings | undefined)?.outgoing

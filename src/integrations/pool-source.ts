@@ -1,10 +1,10 @@
-import { sqlpoolOf } from '../compat/sqlpool-of.js'
+import { lifeguardOf } from '../compat/lifeguard-of.js'
 import type { Pool } from '../core/pool.js'
 import type { RequestScopeOptions } from '../core/request-scope.js'
 
 /**
  * What a framework integration accepts as its pool: a core `Pool`, or a drop-in facade from
- * `sqlpool/pg` (`Pool`) or `sqlpool/mysql2` (a pool from `createPool`, or its `promise()`).
+ * `lifeguard/pg` (`Pool`) or `lifeguard/mysql2` (a pool from `createPool`, or its `promise()`).
  */
 export type PoolSource<C> = Pool<C> | object
 
@@ -26,17 +26,17 @@ export function poolFrom<C>(
 
 function corePool<C>(source: PoolSource<C>, where: string): Pool<C> {
   if (typeof source === 'object' && source !== null) {
-    // By shape rather than `instanceof`, so a Pool from another copy of sqlpool (ESM next to
+    // By shape rather than `instanceof`, so a Pool from another copy of lifeguard (ESM next to
     // CJS) is accepted too.
     const pool = source as Partial<Pool<C>>
     if (typeof pool.openScope === 'function' && typeof pool.acquire === 'function') {
       return source as Pool<C>
     }
     try {
-      return sqlpoolOf<C>(source)
+      return lifeguardOf<C>(source)
     } catch {}
   }
   throw new TypeError(
-    `${where}: expected a sqlpool Pool (createPool), a Pool from sqlpool/pg or a pool from sqlpool/mysql2; got ${source === null ? 'null' : typeof source}`,
+    `${where}: expected a lifeguard Pool (createPool), a Pool from lifeguard/pg or a pool from lifeguard/mysql2; got ${source === null ? 'null' : typeof source}`,
   )
 }

@@ -5,7 +5,7 @@
  * @example
  * ```ts
  * import type { Client } from 'pg'
- * declare module 'sqlpool' {
+ * declare module 'lifeguard' {
  *   interface ScopedConnectionTypes {
  *     connection: Client
  *   }

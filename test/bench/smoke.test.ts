@@ -53,7 +53,7 @@ function expectMeasured(summary: Summary, runs: number, what: string): void {
 
 const RUNS = 2 // --quick
 const [postgres, mysql] = await Promise.all([probe('postgres'), probe('mysql')])
-const scratch = mkdtempSync(join(tmpdir(), 'sqlpool-bench-'))
+const scratch = mkdtempSync(join(tmpdir(), 'lifeguard-bench-'))
 const out = join(scratch, 'results.json')
 let results: Results
 let stdout = ''
@@ -82,7 +82,7 @@ describe('npm run bench -- --quick', () => {
 
   it('measures every no-I/O contender at 1, 10, 1000 and 10,000 callers', () => {
     expect(Object.keys(results.noio.contenders).sort()).toEqual(
-      ['generic-pool', 'minimal', 'pg-pool', 'sqlpool', 'tarn'].sort(),
+      ['generic-pool', 'minimal', 'pg-pool', 'lifeguard', 'tarn'].sort(),
     )
     expect(results.noio.callers).toEqual([1, 10, 1000, 10000])
     for (const [name, contender] of Object.entries(results.noio.contenders)) {
@@ -105,7 +105,7 @@ describe('npm run bench -- --quick', () => {
   })
 
   it('prints the tables, the ratios and the targets, and names every peer version', () => {
-    expect(stdout).toContain('sqlpool ÷ generic-pool')
+    expect(stdout).toContain('lifeguard ÷ generic-pool')
     expect(stdout).toContain('| T5 |')
     expect(results.targets.map((t) => t.id)).toEqual(['T1', 'T2', 'T3', 'T4', 'T5'])
     for (const [name, version] of Object.entries(results.peers)) {
@@ -115,8 +115,8 @@ describe('npm run bench -- --quick', () => {
 })
 
 const dbContenders = {
-  postgres: ['floor', 'sqlpool', 'sqlpool (resetOnRelease: false)', 'pg.Pool', 'postgres.js'],
-  mysql: ['floor', 'sqlpool', 'sqlpool (resetOnRelease: false)', 'mysql2 pool', 'mariadb pool'],
+  postgres: ['floor', 'lifeguard', 'lifeguard (resetOnRelease: false)', 'pg.Pool', 'postgres.js'],
+  mysql: ['floor', 'lifeguard', 'lifeguard (resetOnRelease: false)', 'mysql2 pool', 'mariadb pool'],
 }
 
 for (const status of [postgres, mysql]) {

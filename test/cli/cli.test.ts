@@ -11,10 +11,10 @@ import { bundleCli, type CliRun, runCli } from './support/cli-process.js'
 
 const [postgres, mysql] = await Promise.all([probe('postgres'), probe('mysql')])
 const DOCS = fileURLToPath(new URL('../../docs/', import.meta.url))
-const MODES = ['per-request', 'sqlpool', 'driver-pool']
+const MODES = ['per-request', 'lifeguard', 'driver-pool']
 
 let cli = ''
-const work = mkdtempSync(join(tmpdir(), 'sqlpool-cli-test-'))
+const work = mkdtempSync(join(tmpdir(), 'lifeguard-cli-test-'))
 beforeAll(async () => {
   cli = await bundleCli()
 })
@@ -51,7 +51,7 @@ function expectOneLine(run: CliRun): void {
   expect(run.stderr).not.toMatch(/\n\s+at /)
 }
 
-describe('sqlpool CLI usage errors', () => {
+describe('lifeguard CLI usage errors', () => {
   it('names the flag, the value and what is allowed for a bad --clients, exit 2', async () => {
     const run = await runCli(cli, ['bench', '--clients', 'lots'])
     expect(run.code).toBe(2)
@@ -77,13 +77,13 @@ describe('sqlpool CLI usage errors', () => {
   })
 })
 
-describe('sqlpool doctor, unreachable server', () => {
+describe('lifeguard doctor, unreachable server', () => {
   it('prints one clear line with the redacted URL and exits non-zero', async () => {
     const run = await runCli(cli, ['doctor', 'postgres://app:hunter22@127.0.0.1:1/app'])
     expect(run.code).toBe(2)
     expectOneLine(run)
     expect(run.stderr).toContain(
-      'sqlpool doctor: cannot connect to postgres://app:***@127.0.0.1:1/app: connection refused (ECONNREFUSED)',
+      'lifeguard doctor: cannot connect to postgres://app:***@127.0.0.1:1/app: connection refused (ECONNREFUSED)',
     )
     expect(run.stderr + run.stdout).not.toContain('hunter22')
   })
@@ -97,7 +97,7 @@ describe('sqlpool doctor, unreachable server', () => {
   })
 })
 
-describe('sqlpool bench on the embedded PostgreSQL', () => {
+describe('lifeguard bench on the embedded PostgreSQL', () => {
   const reportFile = join(work, 'report.html')
   let report: any
 
@@ -123,20 +123,20 @@ describe('sqlpool bench on the embedded PostgreSQL', () => {
     expectBenchShape(report, 150, 2000, 5)
     expect(report.server).toMatchObject({ kind: 'postgres', embedded: true })
     expect(report.url).toMatch(/^postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/postgres$/)
-    const sqlpool = mode(report, 'sqlpool')
+    const lifeguard = mode(report, 'lifeguard')
     const perRequest = mode(report, 'per-request')
-    expect(sqlpool.peakServerConnections).toBeGreaterThan(0)
-    expect(sqlpool.peakServerConnections).toBeLessThanOrEqual(report.max + report.overflow)
-    expect(sqlpool.errors.total).toBe(0)
-    expect(sqlpool.requestsPerSecond).toBeGreaterThan(perRequest.requestsPerSecond)
-    expect(perRequest.peakServerConnections).toBeGreaterThan(sqlpool.peakServerConnections)
-    expect(sqlpool.ratioToPerRequest).toBeGreaterThan(1)
+    expect(lifeguard.peakServerConnections).toBeGreaterThan(0)
+    expect(lifeguard.peakServerConnections).toBeLessThanOrEqual(report.max + report.overflow)
+    expect(lifeguard.errors.total).toBe(0)
+    expect(lifeguard.requestsPerSecond).toBeGreaterThan(perRequest.requestsPerSecond)
+    expect(perRequest.peakServerConnections).toBeGreaterThan(lifeguard.peakServerConnections)
+    expect(lifeguard.ratioToPerRequest).toBeGreaterThan(1)
     expect(run.stderr).toContain(`report: ${reportFile}`)
   })
 
   it('leaves no embedded cluster behind', async () => {
     const { readdirSync } = await import('node:fs')
-    const left = readdirSync(tmpdir()).filter((name) => name.startsWith('sqlpool-bench-pg-'))
+    const left = readdirSync(tmpdir()).filter((name) => name.startsWith('lifeguard-bench-pg-'))
     // Other runs may be in progress; ours has gone: its port no longer answers.
     const port = Number(/:(\d+)\//.exec(report.url)?.[1])
     const net = await import('node:net')
@@ -155,7 +155,7 @@ describe('sqlpool bench on the embedded PostgreSQL', () => {
   const browserTest = CHROMIUM === undefined && !IN_CI ? it.skip : it
   if (CHROMIUM === undefined) {
     console.warn(
-      '[sqlpool cli] chromium is not installed: the report rendering test is skipped (apt-get install chromium)',
+      '[lifeguard cli] chromium is not installed: the report rendering test is skipped (apt-get install chromium)',
     )
   }
   browserTest('renders the self-contained report in headless Chromium', async () => {
@@ -177,8 +177,8 @@ describe('sqlpool bench on the embedded PostgreSQL', () => {
   })
 })
 
-describeOnServer(mysql, 'sqlpool bench and doctor on MariaDB', () => {
-  const user = `sqlpool_cli_${process.pid}`
+describeOnServer(mysql, 'lifeguard bench and doctor on MariaDB', () => {
+  const user = `lifeguard_cli_${process.pid}`
   const password = 'cli-test-pw-9271'
   let root: mysql2.Connection
   let url = ''
@@ -191,7 +191,7 @@ describeOnServer(mysql, 'sqlpool bench and doctor on MariaDB', () => {
     await root.query(
       `CREATE USER '${user}'@'%' IDENTIFIED BY '${password}' WITH MAX_USER_CONNECTIONS 40`,
     )
-    await root.query(`GRANT ALL ON \`sqlpool\\_bench\\_%\`.* TO '${user}'@'%'`)
+    await root.query(`GRANT ALL ON \`lifeguard\\_bench\\_%\`.* TO '${user}'@'%'`)
     const base = new URL(mysql.url)
     url = `mysql://${user}:${password}@${base.host}/`
   })
@@ -211,14 +211,14 @@ describeOnServer(mysql, 'sqlpool bench and doctor on MariaDB', () => {
     const report = JSON.parse(run.stdout)
     expectBenchShape(report, 60, 2000, 5)
     expect(report.server.kind).toBe('mysql')
-    const sqlpool = mode(report, 'sqlpool')
+    const lifeguard = mode(report, 'lifeguard')
     const perRequest = mode(report, 'per-request')
-    expect(sqlpool.peakServerConnections).toBeGreaterThan(0)
-    expect(sqlpool.peakServerConnections).toBeLessThanOrEqual(report.max + report.overflow)
-    expect(sqlpool.errors.total).toBe(0)
-    expect(sqlpool.requestsPerSecond).toBeGreaterThan(perRequest.requestsPerSecond)
+    expect(lifeguard.peakServerConnections).toBeGreaterThan(0)
+    expect(lifeguard.peakServerConnections).toBeLessThanOrEqual(report.max + report.overflow)
+    expect(lifeguard.errors.total).toBe(0)
+    expect(lifeguard.requestsPerSecond).toBeGreaterThan(perRequest.requestsPerSecond)
     // The bench counted by a database of its own, and dropped it afterwards.
-    const database = /database (sqlpool_bench_\w+)/.exec(report.server.countedBy)?.[1]
+    const database = /database (lifeguard_bench_\w+)/.exec(report.server.countedBy)?.[1]
     expect(database).toBeDefined()
     const [left] = (await root.query('SHOW DATABASES LIKE ?', [database])) as any
     expect(left).toEqual([])
@@ -257,7 +257,7 @@ describeOnServer(mysql, 'sqlpool bench and doctor on MariaDB', () => {
   })
 })
 
-describeOnServer(postgres, 'sqlpool doctor on PostgreSQL', () => {
+describeOnServer(postgres, 'lifeguard doctor on PostgreSQL', () => {
   function withSessionTimeout(url: string, ms: number): string {
     const parsed = new URL(url)
     // A session setting through the startup packet: nothing global changes.

@@ -23,7 +23,7 @@ describe('parseCliArgs', () => {
         durationMs: 10_000,
         max: 10,
         overflow: 0,
-        modes: ['per-request', 'sqlpool', 'driver-pool'],
+        modes: ['per-request', 'lifeguard', 'driver-pool'],
         report: undefined,
         json: false,
       },
@@ -43,7 +43,7 @@ describe('parseCliArgs', () => {
       '--overflow',
       '2',
       '--modes',
-      'sqlpool,per-request',
+      'lifeguard,per-request',
       '--report',
       'r.html',
       '--json',
@@ -56,7 +56,7 @@ describe('parseCliArgs', () => {
         durationMs: 1500,
         max: 4,
         overflow: 2,
-        modes: ['sqlpool', 'per-request'],
+        modes: ['lifeguard', 'per-request'],
         report: 'r.html',
         json: true,
       },
@@ -70,12 +70,12 @@ describe('parseCliArgs', () => {
     [['bench', '--max', '-1'], 'option --max needs a value (write --max=VALUE'],
     [['bench', '--duration', 'forever'], 'invalid --duration "forever": expected a time from 1s'],
     [['bench', '--duration', '20m'], 'invalid --duration "20m"'],
-    [['bench', '--modes', 'sqlpool,pgbouncer'], 'unknown mode "pgbouncer"; allowed: per-request'],
+    [['bench', '--modes', 'lifeguard,pgbouncer'], 'unknown mode "pgbouncer"; allowed: per-request'],
     [['bench', '--clients'], 'option --clients needs a value'],
     [['bench', '--json=yes'], 'option --json takes no value'],
-    [['bench', '--verbose'], 'unknown option --verbose for "sqlpool bench"; allowed: --url'],
+    [['bench', '--verbose'], 'unknown option --verbose for "lifeguard bench"; allowed: --url'],
     [['bench', 'postgres://x'], 'pass the server with --url'],
-    [['doctor'], 'sqlpool doctor needs a URL'],
+    [['doctor'], 'lifeguard doctor needs a URL'],
     [['doctor', 'postgres://h/db', '--max-lifetime', '10s'], 'invalid --max-lifetime "10s"'],
     [['frobnicate'], 'unknown command "frobnicate"; commands: bench, doctor, help'],
   ])('rejects %j with a clear message', (argv, message) => {
@@ -102,7 +102,7 @@ describe('errorKind', () => {
       code: 'ER_CON_COUNT_ERROR',
     })
     const wrapped = Object.assign(new Error('connect failed'), {
-      code: 'SQLPOOL_CONNECT_FAILED',
+      code: 'LIFEGUARD_CONNECT_FAILED',
       cause: pg,
     })
     expect(errorKind(pg)).toBe(TOO_MANY_CONNECTIONS)
@@ -111,7 +111,7 @@ describe('errorKind', () => {
   })
 
   it('tells the other kinds apart', () => {
-    expect(errorKind(Object.assign(new Error('x'), { code: 'SQLPOOL_ACQUIRE_TIMEOUT' }))).toBe(
+    expect(errorKind(Object.assign(new Error('x'), { code: 'LIFEGUARD_ACQUIRE_TIMEOUT' }))).toBe(
       'Acquire timeout',
     )
     expect(errorKind(Object.assign(new Error('x'), { errno: 1226 }))).toBe('User connection limit')

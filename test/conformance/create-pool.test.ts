@@ -113,7 +113,7 @@ describe('createPool({ url })', () => {
   })
 
   it('opens the percent-decoded path of a sqlite URL', async () => {
-    const file = join(tmpdir(), `sqlpool url ${randomBytes(4).toString('hex')}.db`)
+    const file = join(tmpdir(), `lifeguard url ${randomBytes(4).toString('hex')}.db`)
     try {
       const pool = make({ url: `sqlite://${encodeURI(file)}`, max: 1 })
       expect(await pool.use((db) => (db as { name: string }).name)).toBe(file)
@@ -146,29 +146,29 @@ describe('createPool({ url })', () => {
 describe('loading drivers', () => {
   it('names the package to install when it is missing, at construction', () => {
     const loader = new DriverLoader(
-      'sqlpool-no-such-driver',
-      'sqlpool/nothing',
-      () => import('sqlpool-no-such-driver' as string),
+      'lifeguard-no-such-driver',
+      'lifeguard/nothing',
+      () => import('lifeguard-no-such-driver' as string),
       (m) => m,
     )
     const error = thrown(() => loader.check())
     expect(error).toBeInstanceOf(PoolError)
     expect(error).toMatchObject({ code: DRIVER_MISSING })
     expect(error.message).toMatch(
-      /^sqlpool\/nothing needs the 'sqlpool-no-such-driver' package: npm install sqlpool-no-such-driver/,
+      /^lifeguard\/nothing needs the 'lifeguard-no-such-driver' package: npm install lifeguard-no-such-driver/,
     )
   })
 
   it('names the package to install when it is missing, on load', async () => {
     const loader = new DriverLoader(
-      'sqlpool-no-such-driver',
-      'sqlpool/nothing',
-      () => import('sqlpool-no-such-driver' as string),
+      'lifeguard-no-such-driver',
+      'lifeguard/nothing',
+      () => import('lifeguard-no-such-driver' as string),
       (m) => m,
     )
     await expect(loader.load()).rejects.toMatchObject({
       code: DRIVER_MISSING,
-      message: expect.stringContaining('npm install sqlpool-no-such-driver'),
+      message: expect.stringContaining('npm install lifeguard-no-such-driver'),
     })
   })
 
@@ -176,7 +176,7 @@ describe('loading drivers', () => {
     let imports = 0
     const loader = new DriverLoader(
       'pg',
-      'sqlpool/postgres',
+      'lifeguard/postgres',
       () => {
         imports++
         return import('pg')

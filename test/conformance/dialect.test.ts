@@ -318,7 +318,9 @@ for (const target of targets) {
         await p.use((c) => target.exec(c, 'SELECT 1'))
         expect(p.server?.maxConnections).toBe(serverMax)
         const warnings = events.filter((e) => e.event === 'warning').map((e) => e.payload)
-        expect(warnings).toEqual([expect.objectContaining({ code: 'SQLPOOL_POOL_EXCEEDS_SERVER' })])
+        expect(warnings).toEqual([
+          expect.objectContaining({ code: 'LIFEGUARD_POOL_EXCEEDS_SERVER' }),
+        ])
         expect(p.stats().total).toBe(1)
       })
 
@@ -437,8 +439,8 @@ for (const target of targets) {
 
       for (const form of ['config', 'url'] as const) {
         it(`keeps a password given in the ${form} out of an authentication failure`, async () => {
-          let user = 'sqlpool_no_such_role'
-          let expected = /role "sqlpool_no_such_role" does not exist/
+          let user = 'lifeguard_no_such_role'
+          let expected = /role "lifeguard_no_such_role" does not exist/
           if (target.name === 'mysql') {
             user = await admin!.newTag()
             await admin!.exec(`ALTER USER '${user}'@'%' IDENTIFIED BY 'not-the-canary'`)

@@ -12,7 +12,7 @@ import type { Dialect, Pool, ResetMode } from '../../src/index.js'
 import type { ServerStatus } from '../support/servers.js'
 
 /** Unique for this test process, so that parallel runs and files never share names. */
-export const RUN_TAG = `sqlpool_${process.pid.toString(36)}_${Date.now().toString(36)}`
+export const RUN_TAG = `lifeguard_${process.pid.toString(36)}_${Date.now().toString(36)}`
 
 let counter = 0
 /** A fresh name for a table, user or application_name, unique within the run. */
@@ -224,12 +224,12 @@ export function postgresTarget(status: ServerStatus): Target<pg.Client> {
           baseline.set('TimeZone', row!.tz)
           await c.query('SET search_path = pg_catalog')
           await c.query("SET TIME ZONE 'Pacific/Chatham'")
-          await c.query("SELECT set_config('sqlpool.leak', 'alice', false)")
+          await c.query("SELECT set_config('lifeguard.leak', 'alice', false)")
         },
         check: async (c) => {
           const [row] = await pgRows<{ sp: string; tz: string; custom: string | null }>(
             c,
-            "SELECT current_setting('search_path') AS sp, current_setting('TimeZone') AS tz, current_setting('sqlpool.leak', true) AS custom",
+            "SELECT current_setting('search_path') AS sp, current_setting('TimeZone') AS tz, current_setting('lifeguard.leak', true) AS custom",
           )
           expect(row!.sp).toBe(baseline.get('search_path'))
           expect(row!.tz).toBe(baseline.get('TimeZone'))
@@ -297,7 +297,7 @@ export function postgresTarget(status: ServerStatus): Target<pg.Client> {
         modes: ['session'],
         leave: async (c) => {
           c.on('notification', () => {})
-          await c.query('LISTEN sqlpool_leak')
+          await c.query('LISTEN lifeguard_leak')
         },
         check: async (c) => {
           expect(await pgRows(c, 'SELECT pg_listening_channels() AS ch')).toEqual([])
@@ -549,7 +549,7 @@ type Database = BetterSqlite3.Database
 export function sqliteTarget(
   options?: SqliteOptions,
 ): Target<Database> & { readonly file: string } {
-  const file = join(tmpdir(), `sqlpool-conformance-${RUN_TAG}-${++counter}.db`)
+  const file = join(tmpdir(), `lifeguard-conformance-${RUN_TAG}-${++counter}.db`)
   const baseline = new Map<string, unknown>()
   return {
     name: 'sqlite',

@@ -529,7 +529,7 @@ function sqliteKit(u: string): Kit<Db> {
 
 describeOnServer({ ...pgStatus, up: true }, 'faults: dirty returns on SQLite', () => {
   it(`11. ${RELEASES} random dirty releases: the next borrower never sees an open transaction, an uncommitted row, a held lock or a busy connection`, async () => {
-    const file = join(tmpdir(), `sqlpool-faults-dirty-${RUN_TAG}.db`)
+    const file = join(tmpdir(), `lifeguard-faults-dirty-${RUN_TAG}.db`)
     const u = 'dirty_u'
     const pool = createPool<Db>({ dialect: sqlite(file, { busyTimeout: 100 }), max: 1 })
     const invalidated: Record<string, number> = {}

@@ -186,7 +186,7 @@ function scenarios<C>(open: () => Promise<Bench<C>>): void {
       expect(closeMs).toBeLessThanOrEqual(250)
       expect(() => out.connection).toThrow(LeaseReleasedError)
       expect(() => out.release()).not.toThrow()
-      await expect(pool.acquire()).rejects.toMatchObject({ code: 'SQLPOOL_CLOSED' })
+      await expect(pool.acquire()).rejects.toMatchObject({ code: 'LIFEGUARD_CLOSED' })
       report('14 misuse', b.label, { closeWithLeaseOutMs: ms(closeMs) })
     } finally {
       await b.finish()
@@ -215,7 +215,7 @@ describeOnServer(myStatus, 'faults: exhaustion and misuse on MariaDB', () =>
 describeOnServer({ ...pgStatus, up: true }, 'faults: exhaustion and misuse on SQLite', () => {
   let n = 0
   scenarios<BetterSqlite3.Database>(async () => {
-    const file = join(tmpdir(), `sqlpool-faults-${process.pid}-${Date.now()}-${++n}.db`)
+    const file = join(tmpdir(), `lifeguard-faults-${process.pid}-${Date.now()}-${++n}.db`)
     const pools: Pool<BetterSqlite3.Database>[] = []
     return {
       label: 'SQLite',
@@ -233,7 +233,7 @@ describeOnServer({ ...pgStatus, up: true }, 'faults: exhaustion and misuse on SQ
   })
 
   it('14. SQLite lock: a second BEGIN IMMEDIATE fails with SQLITE_BUSY at busyTimeout ± 50 ms, no transaction left open', async () => {
-    const file = join(tmpdir(), `sqlpool-faults-busy-${process.pid}-${Date.now()}.db`)
+    const file = join(tmpdir(), `lifeguard-faults-busy-${process.pid}-${Date.now()}.db`)
     const pool = createPool({ dialect: sqlite(file, { busyTimeout: 200 }), max: 2 })
     try {
       const a = await pool.acquire()

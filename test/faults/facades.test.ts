@@ -2,9 +2,9 @@ import type { EventEmitter } from 'node:events'
 import type mysql2 from 'mysql2'
 import type pg from 'pg'
 import { expect, it } from 'vitest'
+import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import { createPool as createMysql2Pool } from '../../src/compat/mysql2.js'
 import { Pool as PgPool } from '../../src/compat/pg.js'
-import { sqlpoolOf } from '../../src/compat/sqlpool-of.js'
 import type { Pool } from '../../src/index.js'
 import { sleep, uniqueName, waitFor } from '../conformance/targets.js'
 import { describeOnServer, probe, type ServerStatus } from '../support/servers.js'
@@ -24,7 +24,7 @@ import {
 } from './fault-targets.js'
 
 // Scenarios 1, 2 and 5 again, through the drop-in facades instead of the core Pool (issue 7:
-// "covers the drop-in facades once they land"): `sqlpool/pg` on PostgreSQL and `sqlpool/mysql2`
+// "covers the drop-in facades once they land"): `lifeguard/pg` on PostgreSQL and `lifeguard/mysql2`
 // on MariaDB, each pointed at the fault proxy by its own URL and driven only through its own API
 // (pg's `query`, `connect()`/`release()`; mysql2's callback and promise `query`, `getConnection`).
 // A facade must keep what the core pool promises: its callers see the faults no more than core
@@ -36,7 +36,7 @@ const [pgStatus, myStatus] = await Promise.all([probe('postgres'), probe('mysql'
 interface Facade {
   /** The facade pool, for its listeners. */
   readonly emitter: EventEmitter
-  /** The sqlpool pool under it (`sqlpoolOf`). */
+  /** The lifeguard pool under it (`lifeguardOf`). */
   readonly core: Pool<unknown>
   /** One `pool.query`, in one of the facade's forms, chosen by `form` (promise or callback). */
   query(sql: string, form: number): Promise<unknown[]>
@@ -56,7 +56,7 @@ interface FacadeOptions {
 
 /** A facade over one server, opened on a rig's proxy with the rig's tag. */
 interface FacadeCase<C> {
-  readonly module: 'sqlpool/pg' | 'sqlpool/mysql2'
+  readonly module: 'lifeguard/pg' | 'lifeguard/mysql2'
   readonly target: FaultTarget<C>
   open(r: Rig<C>, options: FacadeOptions): Facade
 }
@@ -79,10 +79,10 @@ function proxiedUrl(
   return url
 }
 
-/** `sqlpool/pg`: `new Pool({ connectionString, max, connectionTimeoutMillis })`, tagged by application_name. */
+/** `lifeguard/pg`: `new Pool({ connectionString, max, connectionTimeoutMillis })`, tagged by application_name. */
 function pgFacade(status: ServerStatus): FacadeCase<pg.Client> {
   return {
-    module: 'sqlpool/pg',
+    module: 'lifeguard/pg',
     target: postgresFaultTarget(status),
     open(r, o) {
       const pool = new PgPool({
@@ -91,12 +91,12 @@ function pgFacade(status: ServerStatus): FacadeCase<pg.Client> {
         max: o.max,
         // pg's key; the facade maps it to acquireTimeout (and connectTimeout).
         ...(o.acquireTimeout === undefined ? {} : { connectionTimeoutMillis: o.acquireTimeout }),
-        sqlpool: { name: uniqueName('faults_pg_facade') },
+        lifeguard: { name: uniqueName('faults_pg_facade') },
       })
       const rowsOf = (result: pg.QueryResult) => result.rows as unknown[]
       return {
         emitter: pool,
-        core: sqlpoolOf(pool),
+        core: lifeguardOf(pool),
         query: (sql, form) =>
           form % 2 === 0
             ? pool.query(sql).then(rowsOf)
@@ -130,18 +130,18 @@ function pgFacade(status: ServerStatus): FacadeCase<pg.Client> {
   }
 }
 
-/** `sqlpool/mysql2`: `createPool({ uri, connectionLimit, sqlpool })`, tagged by the URI's user. */
+/** `lifeguard/mysql2`: `createPool({ uri, connectionLimit, lifeguard })`, tagged by the URI's user. */
 function mysql2Facade(status: ServerStatus): FacadeCase<mysql2.Connection> {
   return {
-    module: 'sqlpool/mysql2',
+    module: 'lifeguard/mysql2',
     target: mysqlFaultTarget(status),
     open(r, o) {
       const pool = createMysql2Pool({
         uri: proxiedUrl(r, r.tag).toString(),
         connectionLimit: o.max,
         // mysql2 has no acquire timeout of its own (mysqljs's `acquireTimeout` is not a mysql2
-        // option), so it goes under `sqlpool`.
-        sqlpool: {
+        // option), so it goes under `lifeguard`.
+        lifeguard: {
           name: uniqueName('faults_mysql2_facade'),
           ...(o.acquireTimeout === undefined ? {} : { acquireTimeout: o.acquireTimeout }),
         },
@@ -153,7 +153,7 @@ function mysql2Facade(status: ServerStatus): FacadeCase<mysql2.Connection> {
         )
       return {
         emitter: pool,
-        core: sqlpoolOf(pool),
+        core: lifeguardOf(pool),
         query: (sql, form) =>
           form % 2 === 0
             ? new Promise((resolve, reject) =>
@@ -231,7 +231,7 @@ function scenarios<C>(c: FacadeCase<C>): void {
 
   it(`1. all idle backends killed after idling past the prePing threshold: the next 1000 ${c.module} queries see 0 errors, with no 'error' listener`, async () => {
     await withFacade(c, { max: 10 }, async (facade, r) => {
-      // The facades leave sqlpool's default pre-ping window (500 ms); the test idles past it.
+      // The facades leave lifeguard's default pre-ping window (500 ms); the test idles past it.
       const threshold = facade.core.options.prePingThreshold
       expect(threshold).toBe(500)
       expect(facade.emitter.listenerCount('error')).toBe(0)
@@ -404,9 +404,9 @@ function scenarios<C>(c: FacadeCase<C>): void {
   })
 }
 
-describeOnServer(pgStatus, 'faults through the sqlpool/pg facade on PostgreSQL', () =>
+describeOnServer(pgStatus, 'faults through the lifeguard/pg facade on PostgreSQL', () =>
   scenarios(pgFacade(pgStatus)),
 )
-describeOnServer(myStatus, 'faults through the sqlpool/mysql2 facade on MariaDB', () =>
+describeOnServer(myStatus, 'faults through the lifeguard/mysql2 facade on MariaDB', () =>
   scenarios(mysql2Facade(myStatus)),
 )

@@ -243,7 +243,7 @@ async function onServer<C>(target: FaultTarget<C>): Promise<void> {
 }
 
 async function onSqlite(): Promise<void> {
-  const file = join(tmpdir(), `sqlpool-faults-rotation-${RUN_TAG}.db`)
+  const file = join(tmpdir(), `lifeguard-faults-rotation-${RUN_TAG}.db`)
   const pool = createPool<BetterSqlite3.Database>({ ...options, dialect: sqlite(file) })
   try {
     const rotation = await rotate(

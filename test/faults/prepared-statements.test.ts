@@ -296,7 +296,7 @@ describeOnServer(myStatus, 'faults: prepared statements on MariaDB', () => scena
 describeOnServer({ ...pgStatus, up: true }, 'faults: prepared statements on SQLite', () => {
   it("13. statements kept per connection survive 'session' resets and a schema change made on another connection: 0 errors, the SQL as written", async () => {
     type Db = BetterSqlite3.Database
-    const file = join(tmpdir(), `sqlpool-faults-prepared-${RUN_TAG}.db`)
+    const file = join(tmpdir(), `lifeguard-faults-prepared-${RUN_TAG}.db`)
     const pool = createPool<Db>({ dialect: sqlite(file), max: SIZE, resetOnRelease: 'session' })
     const statements = new WeakMap<Db, BetterSqlite3.Statement>()
     const select = (db: Db) => {

@@ -1,6 +1,6 @@
 import type mysql2 from 'mysql2'
 import { afterAll, expect, it } from 'vitest'
-import { configureMysql2, createPool, sqlpoolOf } from '../../src/compat/mysql2.js'
+import { configureMysql2, createPool, lifeguardOf } from '../../src/compat/mysql2.js'
 import { Pool } from '../../src/compat/pg.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { MYSQL_URL, PG_URL } from './support.js'
@@ -20,7 +20,7 @@ function query(connection: mysql2.Connection, sql: string): Promise<unknown> {
   )
 }
 
-describeOnServer(await probe('mysql'), 'sqlpool/mysql2 createConnection regressions', () => {
+describeOnServer(await probe('mysql'), 'lifeguard/mysql2 createConnection regressions', () => {
   const module = configureMysql2({ max: 2 })
   afterAll(() => module.end())
 
@@ -41,7 +41,7 @@ describeOnServer(await probe('mysql'), 'sqlpool/mysql2 createConnection regressi
     const b = module.createConnection({ uri: MYSQL_URL, typeCast: cast('b') as never })
     await Promise.all([connected(a), connected(b)])
     try {
-      expect(sqlpoolOf(a)).toBe(sqlpoolOf(b))
+      expect(lifeguardOf(a)).toBe(lifeguardOf(b))
       // Each connection's own typeCast still applies to its queries, and only to its own.
       expect(await query(a, 'SELECT 1 AS n')).toEqual([{ n: 'a:1' }])
       expect(await query(b, 'SELECT 1 AS n')).toEqual([{ n: 'b:1' }])
@@ -59,7 +59,7 @@ describeOnServer(await probe('mysql'), 'sqlpool/mysql2 createConnection regressi
   })
 
   it('a tag set on a borrowed connection read back undefined, so Sequelize never released a transaction’s connection', async () => {
-    const first = module.createConnection({ uri: MYSQL_URL, sqlpool: { max: 1 } })
+    const first = module.createConnection({ uri: MYSQL_URL, lifeguard: { max: 1 } })
     await connected(first)
     const tagged = first as unknown as { uuid?: string; threadId: number }
     tagged.uuid = 'tx-1'
@@ -67,7 +67,7 @@ describeOnServer(await probe('mysql'), 'sqlpool/mysql2 createConnection regressi
     const thread = tagged.threadId
     first.end()
     // The next borrower of the same physical connection does not see the tag.
-    const second = module.createConnection({ uri: MYSQL_URL, sqlpool: { max: 1 } })
+    const second = module.createConnection({ uri: MYSQL_URL, lifeguard: { max: 1 } })
     await connected(second)
     const next = second as unknown as { uuid?: string; threadId: number }
     expect(next.threadId).toBe(thread)
@@ -76,23 +76,23 @@ describeOnServer(await probe('mysql'), 'sqlpool/mysql2 createConnection regressi
   })
 
   it('createConnection().promise() wrapped the physical connection: its end() closed it instead of giving it back', async () => {
-    const first = module.createConnection({ uri: MYSQL_URL, sqlpool: { max: 1 } })
+    const first = module.createConnection({ uri: MYSQL_URL, lifeguard: { max: 1 } })
     await connected(first)
     const thread = first.threadId
     const promised = first.promise()
     const [rows] = await promised.query('SELECT 1 AS one')
     expect(rows).toEqual([{ one: 1 }])
     await promised.end()
-    expect(sqlpoolOf(first).stats().leased).toBe(0)
-    const second = module.createConnection({ uri: MYSQL_URL, sqlpool: { max: 1 } })
+    expect(lifeguardOf(first).stats().leased).toBe(0)
+    const second = module.createConnection({ uri: MYSQL_URL, lifeguard: { max: 1 } })
     await connected(second)
     expect(second.threadId).toBe(thread) // the same physical connection, not a new one
-    expect(sqlpoolOf(second).stats().created).toBe(1)
+    expect(lifeguardOf(second).stats().created).toBe(1)
     second.end()
   })
 })
 
-describeOnServer(await probe('mysql'), 'sqlpool/mysql2 release regressions', () => {
+describeOnServer(await probe('mysql'), 'lifeguard/mysql2 release regressions', () => {
   it("a release inside mysql2's error callback or its 'end' closed the connection (a reconnect per query)", async () => {
     // mysql2 keeps a finished command current while it calls its error callback and emits its
     // 'end', where mysql2's own pool.query releases: a first version of the check for a query
@@ -117,7 +117,7 @@ describeOnServer(await probe('mysql'), 'sqlpool/mysql2 release regressions', () 
       await ask('SELECT no_such_column')
       await borrowAndFail()
     }
-    const stats = sqlpoolOf(pool).stats()
+    const stats = lifeguardOf(pool).stats()
     expect(stats.created).toBeLessThanOrEqual(2)
     expect(stats.invalidated).toBe(0)
     await new Promise((resolve) => pool.end(resolve))
@@ -128,9 +128,9 @@ it('pg connectionTimeoutMillis: 0 (wait for ever) meant a 30 s acquire timeout',
   const forever = new Pool({ connectionString: PG_URL, connectionTimeoutMillis: 0 })
   const bounded = new Pool({ connectionString: PG_URL, connectionTimeoutMillis: 1500 })
   try {
-    expect(sqlpoolOf(forever).options.acquireTimeout).toBe(Number.POSITIVE_INFINITY)
-    expect(sqlpoolOf(forever).options.connectTimeout).toBeLessThan(Number.POSITIVE_INFINITY)
-    expect(sqlpoolOf(bounded).options.acquireTimeout).toBe(1500)
+    expect(lifeguardOf(forever).options.acquireTimeout).toBe(Number.POSITIVE_INFINITY)
+    expect(lifeguardOf(forever).options.connectTimeout).toBeLessThan(Number.POSITIVE_INFINITY)
+    expect(lifeguardOf(bounded).options.acquireTimeout).toBe(1500)
   } finally {
     await Promise.all([forever.end(), bounded.end()])
   }

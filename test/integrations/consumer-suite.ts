@@ -1,11 +1,11 @@
 import pg from 'pg'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import type { Pool as SqlPool } from '../../src/index.js'
+import type { Pool as LifeguardPool } from '../../src/index.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { SessionMonitor } from './session-monitor.js'
 import { PG_URL, unique } from './support.js'
 
-/** The sqlpool bounds every consumer test uses: the server must never see more than their sum. */
+/** The lifeguard bounds every consumer test uses: the server must never see more than their sum. */
 export const MAX = 3
 export const OVERFLOW = 2
 
@@ -25,8 +25,8 @@ export interface Subject {
 /** What a consumer's setup hands back. */
 export interface Consumer {
   subject: Subject
-  /** The sqlpool pool under the consumer, once it exists (some ORMs open it lazily). */
-  sqlpool(): SqlPool<unknown> | undefined
+  /** The lifeguard pool under the consumer, once it exists (some ORMs open it lazily). */
+  lifeguard(): LifeguardPool<unknown> | undefined
   /** Shuts the consumer down (and the facade, if the test owns it). */
   end(): Promise<void>
   /**
@@ -49,7 +49,7 @@ export interface Context {
 
 /**
  * Registers, for one consumer on one server, the cases every consumer must pass through
- * sqlpool: CRUD, a committed and a rolled-back transaction, an error inside a transaction after
+ * lifeguard: CRUD, a committed and a rolled-back transaction, an error inside a transaction after
  * which the pool is clean, and 200 concurrent operations under the `max + maxOverflow` bound as
  * the server counts it. `extra` adds the consumer's own cases.
  */
@@ -128,7 +128,7 @@ export async function consumerSuite(
       const results = await Promise.all(Array.from({ length: MAX }, () => s.names()))
       for (const names of results) expect(names).not.toContain('dup')
       expect(await context.monitor.inTransaction()).toBe(0)
-      const pool = consumer.sqlpool()
+      const pool = consumer.lifeguard()
       // No borrow leaks: only the connections the consumer keeps by design may stay lent (a
       // Sequelize connection being evicted may already have given its borrow back).
       if (pool !== undefined) expect(pool.stats().leased).toBeLessThanOrEqual(idleLeases())
@@ -151,7 +151,7 @@ export async function consumerSuite(
       )
       expect(peak).toBeGreaterThan(0)
       expect(peak).toBeLessThanOrEqual(MAX + OVERFLOW)
-      const pool = consumer.sqlpool()
+      const pool = consumer.lifeguard()
       expect(pool).toBeDefined()
       expect(pool!.stats().total).toBeLessThanOrEqual(MAX + OVERFLOW)
       expect((await s.names()).filter((n) => /^n\d+$/.test(n))).toHaveLength(20)

@@ -5,16 +5,16 @@ import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres'
 import { pgTable, varchar as pgVarchar, serial } from 'drizzle-orm/pg-core'
 import pg from 'pg'
 import { expect, it } from 'vitest'
+import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import { createPool } from '../../src/compat/mysql2.js'
 import { Pool } from '../../src/compat/pg.js'
-import { sqlpoolOf } from '../../src/compat/sqlpool-of.js'
 import { consumerSuite, MAX, OVERFLOW } from './consumer-suite.js'
 
 await consumerSuite(
   'postgres',
-  'Drizzle node-postgres over sqlpool/pg',
+  'Drizzle node-postgres over lifeguard/pg',
   async ({ url, table }) => {
-    const pool = new Pool({ connectionString: url, max: MAX, sqlpool: { maxOverflow: OVERFLOW } })
+    const pool = new Pool({ connectionString: url, max: MAX, lifeguard: { maxOverflow: OVERFLOW } })
     const t = pgTable(table, {
       id: serial('id').primaryKey(),
       name: pgVarchar('name', { length: 100 }).notNull().unique(),
@@ -32,17 +32,17 @@ await consumerSuite(
         transaction: (body) =>
           db.transaction((tx) => body((name) => tx.insert(t).values({ name }))),
       },
-      sqlpool: () => sqlpoolOf(pool),
+      lifeguard: () => lifeguardOf(pool),
       end: async () => {
         await pool.end()
-        expect(sqlpoolOf(pool).closed).toBe(true)
+        expect(lifeguardOf(pool).closed).toBe(true)
       },
     }
   },
   (get) => {
     it('db.transaction takes the pool path: one lent client, released after', async () => {
-      const { subject, sqlpool } = get()
-      const pool = sqlpool()!
+      const { subject, lifeguard } = get()
+      const pool = lifeguard()!
       // Drizzle checks `instanceof pg.Pool` or a constructor name containing "Pool"; with neither
       // it would run BEGIN on the pool itself, each statement on a different connection.
       let leasedInside = -1
@@ -57,7 +57,7 @@ await consumerSuite(
   },
 )
 
-it('sqlpool/pg Pool passes both of Drizzle’s pool checks', () => {
+it('lifeguard/pg Pool passes both of Drizzle’s pool checks', () => {
   const pool = new Pool({ connectionString: 'postgres://127.0.0.1/none' })
   expect(pool).toBeInstanceOf(pg.Pool)
   expect(Object.getPrototypeOf(pool).constructor.name).toContain('Pool')
@@ -66,9 +66,13 @@ it('sqlpool/pg Pool passes both of Drizzle’s pool checks', () => {
 
 await consumerSuite(
   'mysql',
-  'Drizzle mysql2 over sqlpool/mysql2',
+  'Drizzle mysql2 over lifeguard/mysql2',
   async ({ url, table }) => {
-    const pool = createPool({ uri: url, connectionLimit: MAX, sqlpool: { maxOverflow: OVERFLOW } })
+    const pool = createPool({
+      uri: url,
+      connectionLimit: MAX,
+      lifeguard: { maxOverflow: OVERFLOW },
+    })
     const t = mysqlTable(table, {
       id: int('id').primaryKey().autoincrement(),
       name: varchar('name', { length: 100 }).notNull().unique(),
@@ -89,19 +93,19 @@ await consumerSuite(
         transaction: (body) =>
           db.transaction((tx) => body((name) => tx.insert(t).values({ name }))),
       },
-      sqlpool: () => sqlpoolOf(pool),
+      lifeguard: () => lifeguardOf(pool),
       end: async () => {
         await new Promise<void>((resolve, reject) =>
           pool.end((error) => (error ? reject(error) : resolve())),
         )
-        expect(sqlpoolOf(pool).closed).toBe(true)
+        expect(lifeguardOf(pool).closed).toBe(true)
       },
     }
   },
   (get) => {
     it('db.transaction takes the pool path: one lent connection, released after', async () => {
-      const { subject, sqlpool } = get()
-      const pool = sqlpool()!
+      const { subject, lifeguard } = get()
+      const pool = lifeguard()!
       let leasedInside = -1
       await subject.transaction(async (insert) => {
         await insert('inside')

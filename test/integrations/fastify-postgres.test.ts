@@ -2,8 +2,8 @@ import fastifyPostgres from '@fastify/postgres'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type pg from 'pg'
 import { expect, it } from 'vitest'
+import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import pgCompat from '../../src/compat/pg.js'
-import { sqlpoolOf } from '../../src/compat/sqlpool-of.js'
 import { type Consumer, consumerSuite, MAX, OVERFLOW } from './consumer-suite.js'
 
 type Body = (insert: (name: string) => Promise<unknown>) => Promise<void>
@@ -14,8 +14,8 @@ async function buildApp(url: string, table: string, bodies: Map<string, Body>) {
   await app.register(fastifyPostgres, {
     connectionString: url,
     max: MAX,
-    // sqlpool's own options ride along in pg's config; the plugin passes it to `new pg.Pool`.
-    sqlpool: { maxOverflow: OVERFLOW },
+    // lifeguard's own options ride along in pg's config; the plugin passes it to `new pg.Pool`.
+    lifeguard: { maxOverflow: OVERFLOW },
     pg: pgCompat as unknown as typeof pg,
   } as never)
   const insertSql = `INSERT INTO ${table} (name) VALUES ($1)`
@@ -81,7 +81,7 @@ let app: FastifyInstance
 
 await consumerSuite(
   'postgres',
-  '@fastify/postgres with pg: sqlpool/pg',
+  '@fastify/postgres with pg: lifeguard/pg',
   async ({ url, table }): Promise<Consumer> => {
     const bodies = new Map<string, Body>()
     app = await buildApp(url, table, bodies)
@@ -116,19 +116,19 @@ await consumerSuite(
           }
         },
       },
-      sqlpool: () => sqlpoolOf(pool),
+      lifeguard: () => lifeguardOf(pool),
       end: async () => {
         // The plugin's onClose hook ends the pool (our facade drops its hold; the last one closes).
         await app.close()
         expect(pool.ending).toBe(true)
-        expect(sqlpoolOf(pool).closed).toBe(true)
+        expect(lifeguardOf(pool).closed).toBe(true)
         await pgCompat.end() // the pools that the module's Clients borrowed from
       },
     }
   },
   (get) => {
     it('the plugin’s per-route transaction commits, and rolls back when the handler throws', async () => {
-      const { monitor, sqlpool } = get()
+      const { monitor, lifeguard } = get()
       const inject = (payload: object) =>
         app.inject({ method: 'POST', url: '/route-transaction', payload })
       const ok = await inject({ names: ['route-a', 'route-b'] })
@@ -139,7 +139,7 @@ await consumerSuite(
       expect(names).toEqual(expect.arrayContaining(['route-a', 'route-b']))
       expect(names).not.toContain('route-c')
       expect(await monitor.inTransaction()).toBe(0)
-      expect(sqlpool()!.stats().leased).toBe(0)
+      expect(lifeguard()!.stats().leased).toBe(0)
     })
 
     it('fastify.pg.Client is the module’s Client: it borrows on connect() and gives back on end()', async () => {
@@ -147,7 +147,7 @@ await consumerSuite(
       const Client = app.pg.Client as unknown as new (config: object) => pg.Client
       const client = new Client({ connectionString: url })
       await client.connect()
-      const pool = sqlpoolOf(client)
+      const pool = lifeguardOf(client)
       expect(pool.stats().leased).toBe(1)
       expect((await client.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }])
       expect(await monitor.sessions()).toBeGreaterThan(0)

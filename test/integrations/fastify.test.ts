@@ -1,18 +1,18 @@
 import type { Server } from 'node:http'
 import Fastify from 'fastify'
-import fastifySqlpool from '../../src/integrations/fastify.js'
+import fastifyLifeguard from '../../src/integrations/fastify.js'
 import { BACKLOG, type Framework, frameworkSuite } from './framework-suite.js'
 
 const fastifyFramework: Framework = {
   name: 'fastify',
   async serve(pool, routes) {
     const app = Fastify()
-    await app.register(fastifySqlpool, { pool })
+    await app.register(fastifyLifeguard, { pool })
     for (const route of routes) {
       app.route({
         method: route.method,
         url: route.path,
-        config: { sqlpool: { transaction: route.transaction ?? false } },
+        config: { lifeguard: { transaction: route.transaction ?? false } },
         handler: (request) => route.handle({ db: request.db }),
       })
     }

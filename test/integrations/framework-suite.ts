@@ -2,9 +2,9 @@ import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Kysely, MysqlDialect, PostgresDialect } from 'kysely'
 import { afterAll, beforeAll, expect, it } from 'vitest'
+import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import mysql2Compat from '../../src/compat/mysql2.js'
 import pgCompat from '../../src/compat/pg.js'
-import { sqlpoolOf } from '../../src/compat/sqlpool-of.js'
 import type { Pool, RequestScope } from '../../src/index.js'
 import { trackProcessErrors } from '../conformance/targets.js'
 import { describeOnServer, probe, type ServerKind } from '../support/servers.js'
@@ -34,7 +34,7 @@ export interface Route {
  */
 export const BACKLOG = 2048
 
-/** A web framework under test: it serves `routes` through sqlpool's request scope over `pool`. */
+/** A web framework under test: it serves `routes` through lifeguard's request scope over `pool`. */
 export interface Framework {
   name: string
   /** Starts an app on 127.0.0.1 with the scope middleware over `pool` and these routes. */
@@ -150,8 +150,8 @@ async function getJson(base: string, path: string, init?: RequestInit) {
 }
 
 /**
- * The request-scope proof for one framework, on PostgreSQL (through `sqlpool/pg`) and on MariaDB
- * (through `sqlpool/mysql2`), over real HTTP on 127.0.0.1: 1000 concurrent requests through a
+ * The request-scope proof for one framework, on PostgreSQL (through `lifeguard/pg`) and on MariaDB
+ * (through `lifeguard/mysql2`), over real HTTP on 127.0.0.1: 1000 concurrent requests through a
  * pool of 10, 200 aborted requests, a throw inside a transaction, concurrent queries, and a
  * request that never queries.
  */
@@ -184,7 +184,7 @@ export async function frameworkSuite(framework: Framework): Promise<void> {
         processErrors = trackProcessErrors()
         monitor = await SessionMonitor.open(kind, `scope_${framework.name}`)
         backend = kind === 'postgres' ? postgresBackend(monitor.url) : mysqlBackend(monitor.url)
-        core = sqlpoolOf(backend.facade)
+        core = lifeguardOf(backend.facade)
         table = unique('scope')
         await backend.query(backend.sql.create(table))
         const routes: Route[] = [
@@ -367,7 +367,7 @@ export async function frameworkSuite(framework: Framework): Promise<void> {
           const response = await getJson(base, '/swallowed-failure', json({}))
           if (kind === 'postgres') {
             expect(response.status).toBe(500)
-            expect(JSON.stringify(response.body)).toMatch(/SQLPOOL_TRANSACTION_FAILED/)
+            expect(JSON.stringify(response.body)).toMatch(/LIFEGUARD_TRANSACTION_FAILED/)
             expect(await rowsOf('swallowed')).toBe(0)
           } else {
             expect(response).toEqual({ status: 200, body: { ok: true } })

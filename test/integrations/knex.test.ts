@@ -1,8 +1,8 @@
 import knex, { type Knex } from 'knex'
 import { expect, it } from 'vitest'
+import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import { createPool } from '../../src/compat/mysql2.js'
 import { Pool } from '../../src/compat/pg.js'
-import { sqlpoolOf } from '../../src/compat/sqlpool-of.js'
 import { type Consumer, consumerSuite, MAX, OVERFLOW, type Subject } from './consumer-suite.js'
 
 function subjectOf(db: Knex, table: string): Subject {
@@ -24,20 +24,20 @@ async function createTable(db: Knex, table: string): Promise<void> {
 
 await consumerSuite(
   'postgres',
-  'Knex pg with connectionPool: sqlpool/pg Pool',
+  'Knex pg with connectionPool: lifeguard/pg Pool',
   async ({ url, table }): Promise<Consumer> => {
-    const pool = new Pool({ connectionString: url, max: MAX, sqlpool: { maxOverflow: OVERFLOW } })
+    const pool = new Pool({ connectionString: url, max: MAX, lifeguard: { maxOverflow: OVERFLOW } })
     const db = knex({ client: 'pg', connectionPool: pool })
     await createTable(db, table)
     return {
       subject: subjectOf(db, table),
-      sqlpool: () => sqlpoolOf(pool),
+      lifeguard: () => lifeguardOf(pool),
       end: async () => {
         await db.destroy()
         // Knex never ends an external pool: the pool still works after knex.destroy().
         expect((await pool.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }])
         await pool.end()
-        expect(sqlpoolOf(pool).closed).toBe(true)
+        expect(lifeguardOf(pool).closed).toBe(true)
       },
     }
   },
@@ -45,22 +45,26 @@ await consumerSuite(
 
 await consumerSuite(
   'mysql',
-  'Knex mysql2 with connectionPool: sqlpool/mysql2 createPool',
+  'Knex mysql2 with connectionPool: lifeguard/mysql2 createPool',
   async ({ url, table }): Promise<Consumer> => {
-    const pool = createPool({ uri: url, connectionLimit: MAX, sqlpool: { maxOverflow: OVERFLOW } })
+    const pool = createPool({
+      uri: url,
+      connectionLimit: MAX,
+      lifeguard: { maxOverflow: OVERFLOW },
+    })
     // Knex's MySQLPoolLike type rejects mysql2's own Pool type (a real mysql2 pool as well):
     // a typing gap, not a runtime one.
     const db = knex({ client: 'mysql2', connectionPool: pool as unknown as Knex.MySQLPoolLike })
     await createTable(db, table)
     return {
       subject: subjectOf(db, table),
-      sqlpool: () => sqlpoolOf(pool),
+      lifeguard: () => lifeguardOf(pool),
       end: async () => {
         await db.destroy()
         await new Promise<void>((resolve, reject) =>
           pool.end((error) => (error ? reject(error) : resolve())),
         )
-        expect(sqlpoolOf(pool).closed).toBe(true)
+        expect(lifeguardOf(pool).closed).toBe(true)
       },
     }
   },
@@ -70,13 +74,13 @@ await consumerSuite(
       const pool = createPool({
         uri: url,
         connectionLimit: MAX,
-        sqlpool: { maxOverflow: OVERFLOW },
+        lifeguard: { maxOverflow: OVERFLOW },
       })
       const db = knex({ client: 'mysql2', connectionPool: pool.promise() })
       try {
         await db(table).insert({ name: 'via-promise' })
         expect(await db(table).where({ name: 'via-promise' }).delete()).toBe(1)
-        expect(sqlpoolOf(pool.promise()).stats().leased).toBe(0)
+        expect(lifeguardOf(pool.promise()).stats().leased).toBe(0)
       } finally {
         await db.destroy()
         await pool.promise().end()

@@ -1,8 +1,8 @@
 import { type Generated, Kysely, MysqlDialect, PostgresDialect, sql } from 'kysely'
 import { afterAll, beforeAll, expect, it } from 'vitest'
+import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import { createPool } from '../../src/compat/mysql2.js'
 import { Pool } from '../../src/compat/pg.js'
-import { sqlpoolOf } from '../../src/compat/sqlpool-of.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { MYSQL_URL, PG_URL, peakServerConnections, unique } from './support.js'
 
@@ -17,7 +17,7 @@ for (const kind of ['postgres', 'mysql'] as const) {
   const status = await probe(kind)
   describeOnServer(
     status,
-    `Kysely ${kind === 'postgres' ? 'PostgresDialect' : 'MysqlDialect'} over sqlpool`,
+    `Kysely ${kind === 'postgres' ? 'PostgresDialect' : 'MysqlDialect'} over lifeguard`,
     () => {
       const table = unique('ky')
       const tag = unique('kyapp')
@@ -29,7 +29,7 @@ for (const kind of ['postgres', 'mysql'] as const) {
             connectionString: PG_URL,
             application_name: tag,
             max: MAX,
-            sqlpool: { maxOverflow: OVERFLOW },
+            lifeguard: { maxOverflow: OVERFLOW },
           })
           facade = pool
           db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
@@ -37,7 +37,7 @@ for (const kind of ['postgres', 'mysql'] as const) {
           const pool = createPool({
             uri: MYSQL_URL,
             connectionLimit: MAX,
-            sqlpool: { maxOverflow: OVERFLOW },
+            lifeguard: { maxOverflow: OVERFLOW },
           })
           facade = pool
           db = new Kysely<Database>({ dialect: new MysqlDialect({ pool }) })
@@ -53,7 +53,7 @@ for (const kind of ['postgres', 'mysql'] as const) {
       afterAll(async () => {
         await db.schema.dropTable(table).ifExists().execute()
         await db.destroy()
-        expect(sqlpoolOf(facade).closed).toBe(true)
+        expect(lifeguardOf(facade).closed).toBe(true)
       })
 
       it('CRUD', async () => {
@@ -95,13 +95,13 @@ for (const kind of ['postgres', 'mysql'] as const) {
           ),
         )
         for (const rows of results) expect(rows).toEqual([])
-        expect(sqlpoolOf(facade).stats().leased).toBe(0)
+        expect(lifeguardOf(facade).stats().leased).toBe(0)
       })
 
       it(`200 concurrent operations open at most max + maxOverflow (${MAX + OVERFLOW}) server sessions`, async () => {
         const peak = await peakServerConnections(
           kind,
-          { applicationName: tag, pool: sqlpoolOf(facade) },
+          { applicationName: tag, pool: lifeguardOf(facade) },
           () =>
             Promise.all(
               Array.from({ length: 200 }, (_, i) =>
@@ -118,7 +118,7 @@ for (const kind of ['postgres', 'mysql'] as const) {
         )
         expect(peak).toBeGreaterThan(0)
         expect(peak).toBeLessThanOrEqual(MAX + OVERFLOW)
-        expect(sqlpoolOf(facade).stats().total).toBeLessThanOrEqual(MAX + OVERFLOW)
+        expect(lifeguardOf(facade).stats().total).toBeLessThanOrEqual(MAX + OVERFLOW)
       })
     },
   )

@@ -1,6 +1,6 @@
 import mysql2 from 'mysql2'
 import { afterAll, expect, it } from 'vitest'
-import { configureMysql2, createPool, sqlpoolOf } from '../../src/compat/mysql2.js'
+import { configureMysql2, createPool, lifeguardOf } from '../../src/compat/mysql2.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { MYSQL_URL, peakServerConnections, unique } from './support.js'
 
@@ -16,7 +16,7 @@ function end(pool: mysql2.Pool): Promise<void> {
   return new Promise((resolve, reject) => pool.end((e: unknown) => (e ? reject(e) : resolve())))
 }
 
-describeOnServer(status, 'sqlpool/mysql2 facade', () => {
+describeOnServer(status, 'lifeguard/mysql2 facade', () => {
   const module = configureMysql2({ max: 2 })
   afterAll(() => module.end())
 
@@ -37,7 +37,7 @@ describeOnServer(status, 'sqlpool/mysql2 facade', () => {
     const c = await getConnection(pool)
     expect(c).not.toBe(a)
     c.end() // acts as release
-    expect(sqlpoolOf(pool).stats().leased).toBe(0)
+    expect(lifeguardOf(pool).stats().leased).toBe(0)
     await end(pool)
   })
 
@@ -49,7 +49,7 @@ describeOnServer(status, 'sqlpool/mysql2 facade', () => {
     expect(viaCallback).toEqual([{ x: 5 }])
     const promised = pool.promise()
     expect(promised.pool).toBe(pool)
-    expect(sqlpoolOf(promised)).toBe(sqlpoolOf(pool))
+    expect(lifeguardOf(promised)).toBe(lifeguardOf(pool))
     const [rows] = await promised.execute('SELECT ? AS y', [6])
     expect(rows).toEqual([{ y: 6 }])
     await expect(promised.query('SELEC nonsense')).rejects.toMatchObject({ errno: 1064 })
@@ -60,11 +60,11 @@ describeOnServer(status, 'sqlpool/mysql2 facade', () => {
   it('shares one pool among equal options and closes it with the last end()', async () => {
     const a = createPool({ uri: MYSQL_URL, connectionLimit: 3, typeCast: true })
     const b = createPool({ typeCast: true, connectionLimit: 3, uri: MYSQL_URL })
-    expect(sqlpoolOf(a)).toBe(sqlpoolOf(b))
+    expect(lifeguardOf(a)).toBe(lifeguardOf(b))
     await end(a)
-    expect(sqlpoolOf(b).closed).toBe(false)
+    expect(lifeguardOf(b).closed).toBe(false)
     await end(b)
-    expect(sqlpoolOf(b).closed).toBe(true)
+    expect(lifeguardOf(b).closed).toBe(true)
   })
 
   it('createConnection borrows, and end() returns the connection', async () => {
@@ -74,7 +74,7 @@ describeOnServer(status, 'sqlpool/mysql2 facade', () => {
     const [rows] = await first.promise().query('SELECT 2 AS two')
     expect(rows).toEqual([{ two: 2 }])
     await new Promise<void>((resolve) => first.end(() => resolve()))
-    const pool = sqlpoolOf(first)
+    const pool = lifeguardOf(first)
     expect(pool.stats().leased).toBe(0)
     const second = module.createConnection(MYSQL_URL)
     await new Promise<void>((resolve) => second.once('connect', () => resolve()))
@@ -87,9 +87,9 @@ describeOnServer(status, 'sqlpool/mysql2 facade', () => {
     const pool = createPool({
       uri: MYSQL_URL,
       connectionLimit: 3,
-      sqlpool: { maxOverflow: 2, name: unique('m') },
+      lifeguard: { maxOverflow: 2, name: unique('m') },
     })
-    const peak = await peakServerConnections('mysql', { pool: sqlpoolOf(pool) }, () =>
+    const peak = await peakServerConnections('mysql', { pool: lifeguardOf(pool) }, () =>
       Promise.all(
         Array.from({ length: 200 }, (_, i) =>
           pool.promise().query('SELECT SLEEP(0.002), ? AS i', [i]),

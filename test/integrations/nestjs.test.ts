@@ -15,15 +15,15 @@ import {
 import { NestFactory } from '@nestjs/core'
 import type { NestExpressApplication } from '@nestjs/platform-express'
 import { afterAll, beforeAll, expect, it, vi } from 'vitest'
+import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import { Pool } from '../../src/compat/pg.js'
-import { sqlpoolOf } from '../../src/compat/sqlpool-of.js'
 import { requestScope } from '../../src/integrations/express.js'
 import { trackProcessErrors } from '../conformance/targets.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { SessionMonitor } from './session-monitor.js'
 import { unique } from './support.js'
 
-// The NestJS recipe of docs/frameworks.md: the pool is a singleton provider, sqlpool's Express
+// The NestJS recipe of docs/frameworks.md: the pool is a singleton provider, lifeguard's Express
 // middleware is applied through a MiddlewareConsumer, and a singleton service queries the
 // singleton pool. Its queries join the request's connection through the AsyncLocalStorage scope
 // that the middleware opens: no provider is Scope.REQUEST.
@@ -186,7 +186,7 @@ describeOnServer(status, `NestJS with a singleton pool on ${status.label}`, () =
 
   /** Waits until every request's connection is back in the pool: 'close' ends the scope. */
   const allReturned = () =>
-    vi.waitFor(() => expect(sqlpoolOf(pool).stats().leased).toBe(0), {
+    vi.waitFor(() => expect(lifeguardOf(pool).stats().leased).toBe(0), {
       timeout: 5_000,
       interval: 20,
     })
@@ -262,7 +262,7 @@ describeOnServer(status, `NestJS with a singleton pool on ${status.label}`, () =
     expect(peak).toBeGreaterThan(0)
     expect(peak).toBeLessThanOrEqual(POOL_SIZE)
     await allReturned()
-    expect(sqlpoolOf(pool).stats().leased).toBe(0)
+    expect(lifeguardOf(pool).stats().leased).toBe(0)
   })
 
   it('rolls back what a request that throws after BEGIN left open', async () => {

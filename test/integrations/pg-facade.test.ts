@@ -1,7 +1,7 @@
 import { inspect } from 'node:util'
 import pg from 'pg'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import pgCompat, { configurePg, Pool, poolKey, sqlpoolOf } from '../../src/compat/pg.js'
+import pgCompat, { configurePg, lifeguardOf, Pool, poolKey } from '../../src/compat/pg.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { PG_URL, peakServerConnections, unique } from './support.js'
 
@@ -12,7 +12,7 @@ function pid(client: object): number {
   return (client as { processID: number }).processID
 }
 
-describeOnServer(status, 'sqlpool/pg facade', () => {
+describeOnServer(status, 'lifeguard/pg facade', () => {
   const table = unique('pgf')
   let admin: pg.Client
   beforeAll(async () => {
@@ -88,7 +88,7 @@ describeOnServer(status, 'sqlpool/pg facade', () => {
     expect(typed.rows).toEqual([{ n: 'parsed:42' }])
     await expect(pool.query('SELEC nonsense')).rejects.toMatchObject({ code: '42601' })
     // A SQL error does not cost the connection: it is released, not destroyed.
-    expect(sqlpoolOf(pool).stats().invalidated).toBe(0)
+    expect(lifeguardOf(pool).stats().invalidated).toBe(0)
     await new Promise<void>((resolve) => pool.end(() => resolve()))
     await expect(pool.connect()).rejects.toThrow(/after calling end/)
     await expect(pool.end()).rejects.toThrow(/more than once/)
@@ -110,19 +110,19 @@ describeOnServer(status, 'sqlpool/pg facade', () => {
     await pool.end()
   })
 
-  it('shares one sqlpool pool among equal options and closes it with the last end()', async () => {
+  it('shares one lifeguard pool among equal options and closes it with the last end()', async () => {
     const name = unique('app')
     const a = new Pool({ connectionString: PG_URL, application_name: name, ssl: false, max: 3 })
     const b = new Pool({ max: 3, ssl: false, application_name: name, connectionString: PG_URL })
     const other = new Pool({ connectionString: PG_URL, application_name: name, max: 4 })
-    expect(sqlpoolOf(a)).toBe(sqlpoolOf(b))
-    expect(sqlpoolOf(other)).not.toBe(sqlpoolOf(a))
+    expect(lifeguardOf(a)).toBe(lifeguardOf(b))
+    expect(lifeguardOf(other)).not.toBe(lifeguardOf(a))
     await a.query('SELECT 1')
     await a.end()
-    expect(sqlpoolOf(b).closed).toBe(false)
+    expect(lifeguardOf(b).closed).toBe(false)
     expect((await b.query('SELECT 2 AS n')).rows).toEqual([{ n: 2 }])
     await b.end()
-    expect(sqlpoolOf(b).closed).toBe(true)
+    expect(lifeguardOf(b).closed).toBe(true)
     await other.end()
   })
 
@@ -145,7 +145,7 @@ describeOnServer(status, 'sqlpool/pg facade', () => {
       'hunter2',
     )
     const pool = new Pool({ connectionString: 'postgres://u:hunter2@127.0.0.1:1/db' })
-    expect(inspect(sqlpoolOf(pool), { depth: 5 })).not.toContain('hunter2')
+    expect(inspect(lifeguardOf(pool), { depth: 5 })).not.toContain('hunter2')
     return pool.end()
   })
 
@@ -157,7 +157,7 @@ describeOnServer(status, 'sqlpool/pg facade', () => {
     const backend = pid(first)
     await first.query(`INSERT INTO ${table} VALUES (1, 'a')`)
     await first.query('SET application_name = dirty')
-    const pool = sqlpoolOf(first)
+    const pool = lifeguardOf(first)
     const ended = new Promise<void>((resolve) => first.once('end', () => resolve()))
     await first.end()
     await ended
@@ -181,7 +181,7 @@ describeOnServer(status, 'sqlpool/pg facade', () => {
       connectionString: PG_URL,
       application_name: name,
       max: 4,
-      sqlpool: { maxOverflow: 2 },
+      lifeguard: { maxOverflow: 2 },
     })
     const peak = await peakServerConnections('postgres', { applicationName: name }, () =>
       Promise.all(
@@ -192,7 +192,7 @@ describeOnServer(status, 'sqlpool/pg facade', () => {
     )
     expect(peak).toBeGreaterThan(0)
     expect(peak).toBeLessThanOrEqual(6)
-    expect(sqlpoolOf(pool).stats().created).toBeLessThanOrEqual(200)
+    expect(lifeguardOf(pool).stats().created).toBeLessThanOrEqual(200)
     await pool.end()
   })
 })

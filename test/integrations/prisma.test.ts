@@ -7,8 +7,8 @@ import { PrismaPg } from '@prisma/adapter-pg'
 import { build } from 'esbuild'
 import pg from 'pg'
 import { afterAll, expect, it } from 'vitest'
+import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import { Pool } from '../../src/compat/pg.js'
-import { sqlpoolOf } from '../../src/compat/sqlpool-of.js'
 import { type Consumer, consumerSuite, MAX, OVERFLOW } from './consumer-suite.js'
 import { unique } from './support.js'
 
@@ -26,7 +26,7 @@ import { unique } from './support.js'
  * esbuild bundles it to one ESM file, leaving the packages external.
  */
 const table = unique('prisma_rows')
-const dir = resolve('node_modules/.cache/sqlpool-prisma', unique('gen'))
+const dir = resolve('node_modules/.cache/lifeguard-prisma', unique('gen'))
 
 async function generateClient(): Promise<string> {
   await mkdir(dir, { recursive: true })
@@ -100,15 +100,19 @@ try {
 afterAll(() => rm(dir, { recursive: true, force: true }))
 
 if (PrismaClient === undefined) {
-  console.warn(`[sqlpool integrations] SKIPPING Prisma: prisma generate failed: ${failure}`)
-  it.skip(`Prisma with @prisma/adapter-pg over sqlpool/pg (prisma generate failed: ${failure})`, () => {})
+  console.warn(`[lifeguard integrations] SKIPPING Prisma: prisma generate failed: ${failure}`)
+  it.skip(`Prisma with @prisma/adapter-pg over lifeguard/pg (prisma generate failed: ${failure})`, () => {})
 } else {
   const Client = PrismaClient
   await consumerSuite(
     'postgres',
-    'Prisma with @prisma/adapter-pg over sqlpool/pg',
+    'Prisma with @prisma/adapter-pg over lifeguard/pg',
     async ({ url }): Promise<Consumer> => {
-      const pool = new Pool({ connectionString: url, max: MAX, sqlpool: { maxOverflow: OVERFLOW } })
+      const pool = new Pool({
+        connectionString: url,
+        max: MAX,
+        lifeguard: { maxOverflow: OVERFLOW },
+      })
       // PrismaPg takes a pool only if it is `instanceof pg.Pool`; anything else is read as config.
       expect(pool).toBeInstanceOf(pg.Pool)
       const adapter = new PrismaPg(pool as unknown as pg.Pool)
@@ -128,14 +132,14 @@ if (PrismaClient === undefined) {
           transaction: (body) =>
             prisma.$transaction((tx) => body((name) => tx.row.create({ data: { name } }))),
         },
-        sqlpool: () => sqlpoolOf(pool),
+        lifeguard: () => lifeguardOf(pool),
         end: async () => {
           await prisma.$executeRawUnsafe(`DROP TABLE IF EXISTS ${table}`)
           // Without disposeExternalPool, Prisma leaves our pool open: we end it.
           await prisma.$disconnect()
-          expect(sqlpoolOf(pool).closed).toBe(false)
+          expect(lifeguardOf(pool).closed).toBe(false)
           await pool.end()
-          expect(sqlpoolOf(pool).closed).toBe(true)
+          expect(lifeguardOf(pool).closed).toBe(true)
         },
       }
     },

@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { postgres } from '../../src/dialects/postgres.js'
 import { createPool, InvalidOptionError } from '../../src/index.js'
 import { requestScope as expressScope } from '../../src/integrations/express.js'
-import fastifySqlpool from '../../src/integrations/fastify.js'
+import fastifyLifeguard from '../../src/integrations/fastify.js'
 import { requestScope as honoScope } from '../../src/integrations/hono.js'
 
 // The integrations check what they are given when they are made, not on the first request.
@@ -12,8 +12,8 @@ const pool = createPool({ dialect: postgres('postgres://nobody@127.0.0.1:1/none'
 afterAll(() => pool.close())
 
 describe.each([
-  ['sqlpool/express', expressScope],
-  ['sqlpool/hono', honoScope],
+  ['lifeguard/express', expressScope],
+  ['lifeguard/hono', honoScope],
 ])('%s requestScope()', (_name, requestScope) => {
   it('rejects a bad option at once, naming it', () => {
     expect(() => requestScope(pool, { transaction: 'yes' as never })).toThrow(InvalidOptionError)
@@ -23,7 +23,7 @@ describe.each([
   })
 
   it('rejects what is not a pool, saying what is accepted', () => {
-    expect(() => requestScope({} as never)).toThrow(/expected a sqlpool Pool/)
+    expect(() => requestScope({} as never)).toThrow(/expected a lifeguard Pool/)
     expect(() => requestScope(null as never)).toThrow(/got null/)
   })
 
@@ -33,19 +33,19 @@ describe.each([
   })
 })
 
-describe('sqlpool/fastify', () => {
+describe('lifeguard/fastify', () => {
   it('fails registration for a bad option', async () => {
     const app = Fastify()
     await expect(
-      app.register(fastifySqlpool, { pool, transaction: 1 as never }).ready(),
+      app.register(fastifyLifeguard, { pool, transaction: 1 as never }).ready(),
     ).rejects.toThrow(InvalidOptionError)
   })
 
-  it('fails a route whose own sqlpool config is bad, when it is declared', async () => {
+  it('fails a route whose own lifeguard config is bad, when it is declared', async () => {
     const app = Fastify()
-    await app.register(fastifySqlpool, { pool })
+    await app.register(fastifyLifeguard, { pool })
     expect(() =>
-      app.get('/x', { config: { sqlpool: { transaction: 'on' as never } } }, async () => 'x'),
+      app.get('/x', { config: { lifeguard: { transaction: 'on' as never } } }, async () => 'x'),
     ).toThrow(InvalidOptionError)
   })
 })

@@ -4,13 +4,13 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import Fastify from 'fastify'
 import type pg from 'pg'
 import { afterAll, beforeAll, expect, it } from 'vitest'
+import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import { Pool as PgPool } from '../../src/compat/pg.js'
-import { sqlpoolOf } from '../../src/compat/sqlpool-of.js'
 import { mysql } from '../../src/dialects/mysql.js'
 import { postgres } from '../../src/dialects/postgres.js'
 import { createPool, type Pool, ScopeEndedError } from '../../src/index.js'
 import { requestScope } from '../../src/integrations/express.js'
-import fastifySqlpool from '../../src/integrations/fastify.js'
+import fastifyLifeguard from '../../src/integrations/fastify.js'
 import { trackProcessErrors } from '../conformance/targets.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { MYSQL_URL, PG_URL, unique } from './support.js'
@@ -91,7 +91,7 @@ describeOnServer(pgStatus, 'request scope regressions on PostgreSQL', () => {
     const response = await fetch(`${base}/orders`, { method: 'POST' })
     expect(response.status).toBe(500)
     expect(((await response.json()) as { error: string }).error).toMatch(
-      /SQLPOOL_TRANSACTION_FAILED/,
+      /LIFEGUARD_TRANSACTION_FAILED/,
     )
     expect(await count('failed-commit')).toBe(0)
     await shut(server)
@@ -102,7 +102,7 @@ describeOnServer(pgStatus, 'request scope regressions on PostgreSQL', () => {
     app.addHook('onRequest', async (_request, reply) => {
       await reply.code(401).send({ denied: true })
     })
-    await app.register(fastifySqlpool, { pool, transaction: true })
+    await app.register(fastifyLifeguard, { pool, transaction: true })
     app.get('/private', async () => ({ secret: true }))
     await app.listen({ port: 0, host: '127.0.0.1' })
     const response = await fetch(
@@ -115,7 +115,7 @@ describeOnServer(pgStatus, 'request scope regressions on PostgreSQL', () => {
 
   it('regression: the pg facade’s maxUses destroyed a request’s connection in the middle of its transaction', async () => {
     const facade = new PgPool({ connectionString: PG_URL, max: 2, maxUses: 2 })
-    const core = sqlpoolOf(facade)
+    const core = lifeguardOf(facade)
     const scope = core.openScope()
     await scope.run(async () => {
       await facade.query('BEGIN')
@@ -138,7 +138,7 @@ describeOnServer(pgStatus, 'request scope regressions on PostgreSQL', () => {
       lease.destroy(new Error('the handler gave the connection up'))
       await pool.use((c) => c.query(`INSERT INTO ${table} VALUES ('lost')`))
     })
-    await expect(outcome).rejects.toMatchObject({ code: 'SQLPOOL_TRANSACTION_FAILED' })
+    await expect(outcome).rejects.toMatchObject({ code: 'LIFEGUARD_TRANSACTION_FAILED' })
     await scope.end()
     expect(await count('lost')).toBe(0)
   })
@@ -151,7 +151,7 @@ describeOnServer(mysqlStatus, 'request scope regressions on MariaDB', () => {
     const run = (c: { query: (sql: string, cb: (e: unknown) => void) => void }, sql: string) =>
       new Promise<void>((resolve, reject) => c.query(sql, (e) => (e ? reject(e) : resolve())))
     const scope = pool.openScope()
-    await scope.run(() => pool.use((c) => run(c, 'SET @sqlpool_marker = 1')))
+    await scope.run(() => pool.use((c) => run(c, 'SET @lifeguard_marker = 1')))
     await scope.end()
     // Work that outlives the response still runs: no transaction was open.
     await expect(scope.run(() => pool.use((c) => run(c, 'SELECT 1')))).resolves.toBeUndefined()

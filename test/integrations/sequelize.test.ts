@@ -1,15 +1,15 @@
 import { DataTypes, type Model, type ModelStatic, Sequelize } from 'sequelize'
 import { expect, it } from 'vitest'
+import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import { managedPoolCount } from '../../src/compat/manage.js'
 import { configureMysql2 } from '../../src/compat/mysql2.js'
 import { configurePg } from '../../src/compat/pg.js'
-import { sqlpoolOf } from '../../src/compat/sqlpool-of.js'
-import type { Pool as SqlPool } from '../../src/index.js'
+import type { Pool as LifeguardPool } from '../../src/index.js'
 import { type Consumer, consumerSuite, MAX, OVERFLOW } from './consumer-suite.js'
 
 /**
  * Sequelize keeps its own pool (sequelize-pool) of single connections, made with the module's
- * `Client` / `createConnection`. With our module each of those borrows one sqlpool connection on
+ * `Client` / `createConnection`. With our module each of those borrows one lifeguard connection on
  * connect and gives it back on end, so Sequelize's pool sits on top of ours: its idle
  * connections stay borrowed. The server sees at most min(Sequelize's max, max + maxOverflow)
  * sessions; Sequelize's max is set to max + maxOverflow here, so its pool never waits on ours.
@@ -26,12 +26,12 @@ function manager(sequelize: Sequelize): ConnectionManager {
   return (sequelize as unknown as { connectionManager: ConnectionManager }).connectionManager
 }
 
-/** The sqlpool pool under Sequelize's connections: borrow one of them and ask it. */
-async function sqlpoolUnder(sequelize: Sequelize): Promise<SqlPool<unknown>> {
+/** The lifeguard pool under Sequelize's connections: borrow one of them and ask it. */
+async function lifeguardUnder(sequelize: Sequelize): Promise<LifeguardPool<unknown>> {
   const cm = manager(sequelize)
   const connection = await cm.getConnection()
   try {
-    return sqlpoolOf(connection)
+    return lifeguardOf(connection)
   } finally {
     await cm.releaseConnection(connection)
   }
@@ -42,7 +42,7 @@ let sequelize: Sequelize
 for (const kind of ['postgres', 'mysql'] as const) {
   await consumerSuite(
     kind,
-    `Sequelize ${kind} with dialectModule: sqlpool/${kind === 'postgres' ? 'pg' : 'mysql2'}`,
+    `Sequelize ${kind} with dialectModule: lifeguard/${kind === 'postgres' ? 'pg' : 'mysql2'}`,
     async ({ url, table, tag }): Promise<Consumer> => {
       const module =
         kind === 'postgres'
@@ -66,7 +66,7 @@ for (const kind of ['postgres', 'mysql'] as const) {
           { tableName: table, timestamps: false },
         )
       await Row.sync()
-      const pool = await sqlpoolUnder(sequelize)
+      const pool = await lifeguardUnder(sequelize)
       return {
         subject: {
           insert: (name) => Row.create({ name }),
@@ -79,7 +79,7 @@ for (const kind of ['postgres', 'mysql'] as const) {
               await body((name) => Row.create({ name }, { transaction }))
             }),
         },
-        sqlpool: () => pool,
+        lifeguard: () => pool,
         // Sequelize's idle connections each keep their borrow.
         idleLeases: () => manager(sequelize).pool.size,
         end: async () => {
@@ -90,15 +90,15 @@ for (const kind of ['postgres', 'mysql'] as const) {
       }
     },
     (get) => {
-      it('all of Sequelize’s connections borrow from one sqlpool pool, each holding one lease', async () => {
-        const pool = get().sqlpool()!
+      it('all of Sequelize’s connections borrow from one lifeguard pool, each holding one lease', async () => {
+        const pool = get().lifeguard()!
         const cm = manager(sequelize)
         const before = managedPoolCount()
         const connections = await Promise.all(
           Array.from({ length: SEQUELIZE_MAX }, () => cm.getConnection()),
         )
         try {
-          for (const connection of connections) expect(sqlpoolOf(connection)).toBe(pool)
+          for (const connection of connections) expect(lifeguardOf(connection)).toBe(pool)
           expect(new Set(connections).size).toBe(SEQUELIZE_MAX)
           expect(pool.stats().leased).toBe(SEQUELIZE_MAX)
           expect(pool.stats().total).toBeLessThanOrEqual(MAX + OVERFLOW)

@@ -5,7 +5,7 @@ import { MYSQL_URL, PG_URL, peakWhile, unique } from './support.js'
 /**
  * Watches, from a connection of its own, the server sessions that one consumer test opens: it owns
  * the tag that marks them and the monitor connection. ORMs such as Sequelize and TypeORM create
- * their sqlpool pool lazily and out of reach, so the tag must be visible to the server itself: an
+ * their lifeguard pool lazily and out of reach, so the tag must be visible to the server itself: an
  * `application_name` on PostgreSQL, and on MariaDB a database made for this run (PROCESSLIST shows
  * each session's current database). Sessions of other suites are never counted.
  */

@@ -1,9 +1,9 @@
 import 'reflect-metadata'
 import { DataSource, EntitySchema } from 'typeorm'
 import { expect } from 'vitest'
+import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import mysqlCompat from '../../src/compat/mysql2.js'
 import pgCompat from '../../src/compat/pg.js'
-import { sqlpoolOf } from '../../src/compat/sqlpool-of.js'
 import { type Consumer, consumerSuite, MAX, OVERFLOW } from './consumer-suite.js'
 
 interface Row {
@@ -32,7 +32,7 @@ function facadeOf(ds: DataSource): object {
 for (const kind of ['postgres', 'mysql'] as const) {
   await consumerSuite(
     kind,
-    `TypeORM ${kind} with driver: sqlpool/${kind === 'postgres' ? 'pg' : 'mysql2'}`,
+    `TypeORM ${kind} with driver: lifeguard/${kind === 'postgres' ? 'pg' : 'mysql2'}`,
     async ({ url, table }): Promise<Consumer> => {
       const Entity = entity(table)
       const ds = new DataSource({
@@ -40,8 +40,8 @@ for (const kind of ['postgres', 'mysql'] as const) {
         url,
         driver: kind === 'postgres' ? pgCompat : mysqlCompat,
         poolSize: MAX,
-        // The sqlpool options ride along in the driver's pool config.
-        extra: { sqlpool: { maxOverflow: OVERFLOW } },
+        // The lifeguard options ride along in the driver's pool config.
+        extra: { lifeguard: { maxOverflow: OVERFLOW } },
         entities: [Entity],
         synchronize: true,
       })
@@ -57,10 +57,10 @@ for (const kind of ['postgres', 'mysql'] as const) {
           transaction: (body) =>
             ds.transaction((manager) => body((name) => manager.insert(Entity, { name }))),
         },
-        sqlpool: () => sqlpoolOf(facade),
+        lifeguard: () => lifeguardOf(facade),
         end: async () => {
           await ds.destroy()
-          expect(sqlpoolOf(facade).closed).toBe(true)
+          expect(lifeguardOf(facade).closed).toBe(true)
         },
       }
     },

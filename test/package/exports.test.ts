@@ -9,16 +9,16 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
 }
 const subpaths = Object.keys(pkg.exports)
   .filter((key) => key !== './package.json')
-  .map((key) => (key === '.' ? 'sqlpool' : `sqlpool/${key.slice(2)}`))
+  .map((key) => (key === '.' ? 'lifeguard' : `lifeguard/${key.slice(2)}`))
 
 // A scratch project inside node_modules, so that it resolves the drivers and their types
-// from this repository while `sqlpool` itself comes from the packed tarball.
+// from this repository while `lifeguard` itself comes from the packed tarball.
 let project: string
 
 beforeAll(() => {
   const scratch = join(root, 'node_modules', '.cache')
   mkdirSync(scratch, { recursive: true })
-  project = mkdtempSync(join(scratch, 'sqlpool-pack-'))
+  project = mkdtempSync(join(scratch, 'lifeguard-pack-'))
   // `npm pack` runs the build first (prepack), so this checks what would be published.
   const tarball = execFileSync('npm', ['pack', '--silent', '--pack-destination', project], {
     cwd: root,
@@ -27,7 +27,7 @@ beforeAll(() => {
     .trim()
     .split('\n')
     .pop()!
-  const target = join(project, 'node_modules', 'sqlpool')
+  const target = join(project, 'node_modules', 'lifeguard')
   mkdirSync(target, { recursive: true })
   execFileSync('tar', ['-xzf', join(project, tarball), '-C', target, '--strip-components=1'])
 }, 120_000)
@@ -60,7 +60,7 @@ function typecheck(files: string[], module: string, resolution: string, skipLibC
 describe('the packed tarball', () => {
   it('ships dist, the README and the docs, and nothing from src or test', () => {
     const listing = execFileSync('find', ['.', '-type', 'f'], {
-      cwd: join(project, 'node_modules', 'sqlpool'),
+      cwd: join(project, 'node_modules', 'lifeguard'),
       encoding: 'utf8',
     })
     expect(listing).toContain('./dist/index.js')
@@ -95,8 +95,8 @@ describe('the packed tarball', () => {
         '--input-type=module',
         '-e',
         `import { createRequire } from 'node:module'
-         import { PoolClosedError } from 'sqlpool'
-         const cjs = createRequire(import.meta.url)('sqlpool')
+         import { PoolClosedError } from 'lifeguard'
+         const cjs = createRequire(import.meta.url)('lifeguard')
          console.log(new cjs.PoolClosedError('x') instanceof PoolClosedError, new PoolClosedError('x') instanceof cjs.PoolError)`,
       ],
       { cwd: project, encoding: 'utf8' },
@@ -111,13 +111,13 @@ describe('the packed tarball', () => {
 import express from 'express'
 import Fastify from 'fastify'
 import { Hono } from 'hono'
-import { createPool } from 'sqlpool'
-import { requestScope } from 'sqlpool/express'
-import fastifySqlpool from 'sqlpool/fastify'
-import { requestScope as honoScope } from 'sqlpool/hono'
-import { postgres } from 'sqlpool/postgres'
+import { createPool } from 'lifeguard'
+import { requestScope } from 'lifeguard/express'
+import fastifyLifeguard from 'lifeguard/fastify'
+import { requestScope as honoScope } from 'lifeguard/hono'
+import { postgres } from 'lifeguard/postgres'
 
-declare module 'sqlpool' {
+declare module 'lifeguard' {
   interface ScopedConnectionTypes {
     connection: Client
   }
@@ -133,8 +133,8 @@ app.get('/', async (req, res) => {
   res.json(rowCount)
 })
 const fastify = Fastify()
-await fastify.register(fastifySqlpool, { pool })
-fastify.get('/', { config: { sqlpool: { transaction: true } } }, async (request) =>
+await fastify.register(fastifyLifeguard, { pool })
+fastify.get('/', { config: { lifeguard: { transaction: true } } }, async (request) =>
   (await request.db.use((client) => client.query('SELECT 1'))).rowCount,
 )
 const hono = new Hono()
@@ -149,11 +149,11 @@ hono.get('/', async (c) => c.json((await c.var.db.use((client) => client.query('
     const imports = subpaths.map((s, i) => `import * as m${i} from '${s}'\nvoid m${i}`).join('\n')
     writeFileSync(
       join(project, 'check.ts'),
-      `${imports}\nimport { createPool, type Pool } from 'sqlpool'\nconst p: Pool<{ id: number }> = createPool({ dialect: { name: 'x', connect: async () => ({ id: 1 }), close: async () => {} } })\nvoid p\n`,
+      `${imports}\nimport { createPool, type Pool } from 'lifeguard'\nconst p: Pool<{ id: number }> = createPool({ dialect: { name: 'x', connect: async () => ({ id: 1 }), close: async () => {} } })\nvoid p\n`,
     )
     writeFileSync(
       join(project, 'check.cts'),
-      `import sqlpool = require('sqlpool')\nvoid sqlpool.createPool\n`,
+      `import lifeguard = require('lifeguard')\nvoid lifeguard.createPool\n`,
     )
     for (const [module, resolution] of [
       ['NodeNext', 'NodeNext'],

@@ -8,8 +8,8 @@ import { build } from 'esbuild'
  * without a build step: tests that need a fresh process (exit, NODE_DEBUG) use it.
  */
 export async function bundleCore(): Promise<string> {
-  const dir = mkdtempSync(join(tmpdir(), 'sqlpool-core-'))
-  const file = join(dir, 'sqlpool.mjs')
+  const dir = mkdtempSync(join(tmpdir(), 'lifeguard-core-'))
+  const file = join(dir, 'lifeguard.mjs')
   const result = await build({
     entryPoints: [join(import.meta.dirname, '../../src/index.ts')],
     bundle: true,

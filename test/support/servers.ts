@@ -118,6 +118,6 @@ export function describeOnServer(status: ServerStatus, name: string, body: () =>
     })
     return
   }
-  console.warn(`[sqlpool conformance] SKIPPING "${name}": ${message}`)
+  console.warn(`[lifeguard conformance] SKIPPING "${name}": ${message}`)
   describe.skip(name, body)
 }

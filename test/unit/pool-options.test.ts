@@ -79,7 +79,7 @@ describe('pool options', () => {
     (options, option, message) => {
       const error = attempt(options)
       expect(error.option).toBe(option)
-      expect(error.code).toBe('SQLPOOL_INVALID_OPTION')
+      expect(error.code).toBe('LIFEGUARD_INVALID_OPTION')
       expect(error.message).toMatch(message)
     },
   )

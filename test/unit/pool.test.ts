@@ -211,7 +211,7 @@ describe('acquire timeout, abort and the waiting limit', () => {
     expect(performance.now() - started).toBeLessThanOrEqual(1002)
     const error = waiting.error as AcquireTimeoutError
     expect(error).toBeInstanceOf(AcquireTimeoutError)
-    expect(error.code).toBe('SQLPOOL_ACQUIRE_TIMEOUT')
+    expect(error.code).toBe('LIFEGUARD_ACQUIRE_TIMEOUT')
     expect(error.message).toMatch(/total=1 idle=0 leased=1 connecting=0 waiting=0 max=1/)
     expect(error.cause).toBeUndefined()
     expect(checkInvariants(pool, dialect)).toMatchObject({ timeouts: 1, waiting: 0, leased: 1 })
@@ -314,7 +314,7 @@ describe('acquire timeout, abort and the waiting limit', () => {
     const third = settle(pool.acquire())
     await tick(0)
     expect(third.error).toBeInstanceOf(TooManyWaitersError)
-    expect((third.error as PoolError).code).toBe('SQLPOOL_TOO_MANY_WAITERS')
+    expect((third.error as PoolError).code).toBe('LIFEGUARD_TOO_MANY_WAITERS')
     expect(checkInvariants(pool, dialect)).toMatchObject({ waiting: 2, rejected: 1 })
   })
 
@@ -653,7 +653,7 @@ describe('server limits', () => {
     ;(await pool.acquire()).release()
     await new Promise((resolve) => process.nextTick(resolve))
     process.off('warning', onWarning)
-    expect(events).toEqual(['SQLPOOL_POOL_EXCEEDS_SERVER'])
+    expect(events).toEqual(['LIFEGUARD_POOL_EXCEEDS_SERVER'])
     expect(warnings.join()).toMatch(/may open 13 connections .* server allows 10/)
   })
 
@@ -887,14 +887,14 @@ describe('errors', () => {
     expect(error).toBeInstanceOf(Error)
     expect(error).not.toBeInstanceOf(TooManyWaitersError)
     // A second copy of the package: a look-alike object with the shared brand.
-    const brand = Symbol.for('sqlpool.error')
+    const brand = Symbol.for('lifeguard.error')
     const foreign = Object.assign(Object.create({ [brand]: true }), {
-      code: 'SQLPOOL_ACQUIRE_TIMEOUT',
+      code: 'LIFEGUARD_ACQUIRE_TIMEOUT',
     })
     expect(foreign instanceof AcquireTimeoutError).toBe(true)
     expect(foreign instanceof PoolError).toBe(true)
     expect(foreign instanceof PoolClosedError).toBe(false)
-    expect({ code: 'SQLPOOL_ACQUIRE_TIMEOUT' } instanceof AcquireTimeoutError).toBe(false)
+    expect({ code: 'LIFEGUARD_ACQUIRE_TIMEOUT' } instanceof AcquireTimeoutError).toBe(false)
   })
 
   it('rejects an invalid per-call timeout without breaking the pool', async () => {

@@ -34,7 +34,7 @@ describe('the pool in a real process', () => {
       console.log('done', pool.stats().idle)
     `)
     expect(child.stderr).toBe('')
-    expect(child.stdout).toContain('SQLPOOL_ACQUIRE_TIMEOUT')
+    expect(child.stdout).toContain('LIFEGUARD_ACQUIRE_TIMEOUT')
     // min counts idle connections (HikariCP's minimumIdle): lending one opened a third.
     expect(child.stdout).toMatch(/done 3/)
     expect(child.status).toBe(0)
@@ -42,7 +42,7 @@ describe('the pool in a real process', () => {
     expect(child.ms).toBeLessThan(10_000)
   })
 
-  it('NODE_DEBUG=sqlpool logs connect, acquire, release, reset and invalidate with the name and counts', () => {
+  it('NODE_DEBUG=lifeguard logs connect, acquire, release, reset and invalidate with the name and counts', () => {
     const child = run(
       `
       import { createPool } from ${JSON.stringify(core)}
@@ -53,12 +53,12 @@ describe('the pool in a real process', () => {
       await pool.use(() => { throw new Error('gone') }).catch(() => {})
       await pool.close()
     `,
-      { NODE_DEBUG: 'sqlpool' },
+      { NODE_DEBUG: 'lifeguard' },
     )
     expect(child.status).toBe(0)
     const log = child.stderr
     expect(log).toMatch(
-      /SQLPOOL \d+: orders connect #1 in [\d.]+ ms \(total=1 idle=0 leased=0 connecting=1 waiting=1/,
+      /LIFEGUARD \d+: orders connect #1 in [\d.]+ ms \(total=1 idle=0 leased=0 connecting=1 waiting=1/,
     )
     expect(log).toMatch(/orders acquire #1 waited [\d.]+ ms \(total=1 idle=0 leased=1/)
     expect(log).toMatch(/orders release #1 \(total=1/)
@@ -92,7 +92,9 @@ describe('the pool in a real process', () => {
       await pool.close()
     `)
     expect(child.stdout).not.toContain('UNHANDLED')
-    expect(child.stdout).toContain('SQLPOOL_ACQUIRE_TIMEOUT SQLPOOL_CONNECT_FAILED ECONNREFUSED')
+    expect(child.stdout).toContain(
+      'LIFEGUARD_ACQUIRE_TIMEOUT LIFEGUARD_CONNECT_FAILED ECONNREFUSED',
+    )
     expect(child.status).toBe(0)
   })
 })

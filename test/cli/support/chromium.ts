@@ -28,7 +28,7 @@ function flags(profile: string): string[] {
 /** Runs headless Chromium once on a local HTML file with a fresh profile, removed afterwards. */
 function chromium(args: string[], file: string): Promise<string> {
   if (CHROMIUM === undefined) throw new Error('chromium is not installed')
-  const profile = mkdtempSync(join(tmpdir(), 'sqlpool-chromium-'))
+  const profile = mkdtempSync(join(tmpdir(), 'lifeguard-chromium-'))
   return new Promise<string>((resolve, reject) => {
     execFile(
       CHROMIUM,

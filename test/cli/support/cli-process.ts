@@ -19,7 +19,7 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
  * depending on an earlier `npm run build`. Packages stay external and resolve from the repo.
  */
 export async function bundleCli(): Promise<string> {
-  const dir = join(ROOT, 'node_modules', '.cache', 'sqlpool-cli-test')
+  const dir = join(ROOT, 'node_modules', '.cache', 'lifeguard-cli-test')
   mkdirSync(dir, { recursive: true })
   const outfile = join(dir, `cli-${process.pid}.mjs`)
   await build({
@@ -54,7 +54,7 @@ export function runCli(cli: string, args: string[], timeoutMs = 60_000): Promise
     const timer = setTimeout(() => {
       child.kill('SIGINT')
       setTimeout(() => child.kill('SIGKILL'), 5_000).unref()
-      reject(new Error(`sqlpool ${args.join(' ')} ran longer than ${timeoutMs} ms\n${stderr}`))
+      reject(new Error(`lifeguard ${args.join(' ')} ran longer than ${timeoutMs} ms\n${stderr}`))
     }, timeoutMs)
     child.on('error', reject)
     child.on('close', (code) => {

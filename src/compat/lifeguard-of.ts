@@ -8,21 +8,21 @@ export function registerFacade(facade: object, pool: Pool<unknown>): void {
 }
 
 /**
- * The sqlpool `Pool` under a drop-in facade: a `sqlpool/pg` `Pool` or `Client`, a
- * `sqlpool/mysql2` pool, its `promise()` wrapper or a connection it made. Use it for `stats()`
+ * The lifeguard `Pool` under a drop-in facade: a `lifeguard/pg` `Pool` or `Client`, a
+ * `lifeguard/mysql2` pool, its `promise()` wrapper or a connection it made. Use it for `stats()`
  * and events. Throws a `TypeError` for anything else.
  *
  * @example
  * ```ts
  * const pool = new Pool({ connectionString })
- * console.log(sqlpoolOf(pool).stats())
+ * console.log(lifeguardOf(pool).stats())
  * ```
  */
-export function sqlpoolOf<C = unknown>(facade: object): Pool<C> {
+export function lifeguardOf<C = unknown>(facade: object): Pool<C> {
   const found = owners.get(facade) ?? owners.get((facade as { pool?: object }).pool ?? owners)
   if (found === undefined) {
     throw new TypeError(
-      'sqlpoolOf: expected a facade from sqlpool/pg or sqlpool/mysql2 (a Pool, a Client, a pool from createPool, its promise() wrapper or a connection from createConnection)',
+      'lifeguardOf: expected a facade from lifeguard/pg or lifeguard/mysql2 (a Pool, a Client, a pool from createPool, its promise() wrapper or a connection from createConnection)',
     )
   }
   return found as Pool<C>

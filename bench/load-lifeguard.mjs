@@ -5,25 +5,25 @@ import { pathToFileURL } from 'node:url'
 const root = join(import.meta.dirname, '..')
 
 /**
- * The parts of sqlpool the benchmarks use.
+ * The parts of lifeguard the benchmarks use.
  * @typedef {{
  *   createPool: (options: object) => any,
  *   postgres: (config?: unknown) => any,
  *   mysql: (config?: unknown) => any,
  *   from: string,
  *   cleanup: () => void,
- * }} Sqlpool
+ * }} Lifeguard
  */
 
 /**
- * Loads sqlpool: the built `dist/` (what users get), or, with `fromSource`, the sources bundled
+ * Loads lifeguard: the built `dist/` (what users get), or, with `fromSource`, the sources bundled
  * by esbuild into `node_modules/.cache` (so a smoke test needs no `npm run build`, and a stale
  * `dist/` is never measured by mistake). The bundle lives inside the repository so that its
  * `import('pg')` resolves from this `node_modules`; it is removed by `cleanup()` unless `keep`.
  * @param {{ fromSource: boolean, keep?: boolean }} options
- * @returns {Promise<Sqlpool>}
+ * @returns {Promise<Lifeguard>}
  */
-export async function loadSqlpool({ fromSource, keep = false }) {
+export async function loadLifeguard({ fromSource, keep = false }) {
   if (!fromSource) {
     const dist = join(root, 'dist')
     const load = (/** @type {string} */ name) =>
@@ -46,7 +46,7 @@ export async function loadSqlpool({ fromSource, keep = false }) {
     }
   }
   const { build } = await import('esbuild')
-  const outdir = join(root, 'node_modules', '.cache', 'sqlpool-bench', `src-${process.pid}`)
+  const outdir = join(root, 'node_modules', '.cache', 'lifeguard-bench', `src-${process.pid}`)
   mkdirSync(outdir, { recursive: true })
   await build({
     entryPoints: {
