@@ -72,7 +72,8 @@ function progressPrinter(clients: number, durationMs: number): (p: BenchProgress
   const tty = process.stderr.isTTY === true
   return (p) => {
     const conns = p.serverConnections === undefined ? '?' : String(p.serverConnections)
-    const line = `  ${p.mode.padEnd(11)} ${(p.elapsedMs / 1000).toFixed(0).padStart(3)} s / ${durationMs / 1000} s   ${String(p.requestsPerSecond).padStart(6)} req/s   ${conns.padStart(4)} server connections   (${clients} clients)`
+    const round = p.rounds > 1 ? `round ${p.round}/${p.rounds} ` : ''
+    const line = `  ${round}${p.mode.padEnd(11)} ${(p.elapsedMs / 1000).toFixed(0).padStart(3)} s / ${durationMs / 1000} s   ${String(p.requestsPerSecond).padStart(6)} req/s   ${conns.padStart(4)} server connections   (${clients} clients)`
     if (tty) process.stderr.write(`\r\x1b[2K${line}`)
   }
 }
@@ -110,7 +111,7 @@ async function bench(options: BenchOptions): Promise<number> {
       url = embedded.url
     }
     process.stderr.write(
-      `lifeguard bench: ${redactUrl(url)}, ${options.clients} clients, ${options.durationMs / 1000} s per mode, modes ${options.modes.join(', ')}\n`,
+      `lifeguard bench: ${redactUrl(url)}, ${options.clients} clients, ${options.durationMs / 1000} s per mode, ${options.rounds} round${options.rounds === 1 ? '' : 's'}, modes ${options.modes.join(', ')}\n`,
     )
     const printProgress = progressPrinter(options.clients, options.durationMs)
     let lastMode: string | undefined

