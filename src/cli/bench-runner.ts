@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { cpus, platform, release } from 'node:os'
-import { REFUSALS, startBenchApp } from './bench-app.js'
+import { startBenchApp } from './bench-app.js'
 import { prepareBenchDatabase } from './bench-database.js'
 import { type ConnectionSample, startConnectionSampler } from './connection-sampler.js'
 import { DriverMissingError } from './drivers.js'

@@ -38,7 +38,17 @@ function expectBenchShape(report: any, clients: number, durationMs: number, max:
     expect(m.errors.byKind).toBeTypeOf('object')
     expect(m.peakServerConnections).toBeTypeOf('number')
     expect(m.serverConnections.length).toBeGreaterThan(5)
+    // The chart's refused bars add up to the refusals counted among the errors: they agree.
+    const refused = m.refusedConnects.reduce((sum: number, [, n]: [number, number]) => sum + n, 0)
+    const kinds = m.errors.byKind
+    expect(refused).toBe(
+      (kinds['Too many connections'] ?? 0) + (kinds['User connection limit'] ?? 0),
+    )
+    expect(m.rounds).toHaveLength(report.rounds)
+    expect(m.spread.requestsPerSecond.min).toBeLessThanOrEqual(m.requestsPerSecond)
+    expect(m.spread.requestsPerSecond.max).toBeGreaterThanOrEqual(m.requestsPerSecond)
   }
+  expect(report.server.usableConnections).toBeLessThan(report.server.maxConnections)
 }
 
 function mode(report: any, name: string): any {
@@ -151,17 +161,26 @@ describe('lifeguard bench on the embedded PostgreSQL', () => {
         '150',
         '--duration',
         '2s',
+        '--rounds',
+        '2',
         '--max',
         '5',
         '--json',
         '--report',
         reportFile,
       ],
-      80_000,
+      150_000,
     )
     expect(run.code, run.stderr).toBe(0)
     report = JSON.parse(run.stdout)
     expectBenchShape(report, 150, 2000, 5)
+    expect(report.rounds).toBe(2)
+    // Each round's ratio is the mode's req/s over that same round's per-request req/s.
+    const perRequestRounds = mode(report, 'per-request').rounds
+    mode(report, 'lifeguard').rounds.forEach((r: any, i: number) => {
+      const expected = r.requestsPerSecond / perRequestRounds[i].requestsPerSecond
+      expect(r.ratioToPerRequest).toBeCloseTo(expected, 1)
+    })
     expect(report.server).toMatchObject({ kind: 'postgres', embedded: true })
     expect(report.url).toMatch(/^postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/postgres$/)
     const lifeguard = mode(report, 'lifeguard')
@@ -244,7 +263,20 @@ describeOnServer(mysql, 'lifeguard bench and doctor on MariaDB', () => {
   it('bench: the pool stays within max, serves more than a connection per request', async () => {
     const run = await runCli(
       cli,
-      ['bench', '--url', url, '--clients', '60', '--duration', '2s', '--max', '5', '--json'],
+      [
+        'bench',
+        '--url',
+        url,
+        '--clients',
+        '60',
+        '--duration',
+        '2s',
+        '--rounds',
+        '1',
+        '--max',
+        '5',
+        '--json',
+      ],
       80_000,
     )
     expect(run.code, run.stderr).toBe(0)
@@ -252,6 +284,9 @@ describeOnServer(mysql, 'lifeguard bench and doctor on MariaDB', () => {
     const report = JSON.parse(run.stdout)
     expectBenchShape(report, 60, 2000, 5)
     expect(report.server.kind).toBe('mysql')
+    // The user's cap of 40, less the bench's own counting connection.
+    expect(report.server.usableConnections).toBe(39)
+    expect(mode(report, 'per-request').peakServerConnections).toBeLessThanOrEqual(40)
     const lifeguard = mode(report, 'lifeguard')
     const perRequest = mode(report, 'per-request')
     expect(lifeguard.peakServerConnections).toBeGreaterThan(0)
