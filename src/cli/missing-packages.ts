@@ -14,13 +14,14 @@ function ownRequire(): NodeJS.Require | undefined {
 }
 
 function installed(resolve: NodeJS.RequireResolve, pkg: string): boolean {
-  // The package.json resolves for ESM-only packages too, whose main `require` cannot load.
-  for (const id of [`${pkg}/package.json`, pkg]) {
+  for (const id of [pkg, `${pkg}/package.json`]) {
     try {
       resolve(id)
       return true
-    } catch {
-      // try the next form
+    } catch (error) {
+      // Only "not found" means missing: a package whose `exports` hide this path (an ESM-only
+      // one, say) is there all the same.
+      if ((error as { code?: unknown } | null)?.code !== 'MODULE_NOT_FOUND') return true
     }
   }
   return false
