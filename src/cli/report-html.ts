@@ -183,16 +183,24 @@ const SCRIPT = `
     return svg;
   }
   function throughputChart() {
-    var W = 520, H = 300, L = 100, R = 14, T = 30, B = 40;
+    var W = 520, H = 300, L = 100, T = 30, B = 40;
     var svg = el('svg', { viewBox: '0 0 ' + W + ' ' + H, 'data-chart': 'throughput', role: 'img' });
     document.getElementById('chart-throughput').appendChild(svg);
+    function labelOf(m) { return Math.round(m.requestsPerSecond) + (m.ratioToPerRequest && m.mode !== 'per-request' ? ' (' + m.ratioToPerRequest.toFixed(1) + '×)' : ''); }
+    // The right margin holds the widest label, so a label always fits past its bar and whisker.
+    var R = 14;
+    data.modes.forEach(function (m) {
+      var probe = el('text', { x: 0, y: 0, 'class': 'label' }, svg, labelOf(m));
+      R = Math.max(R, probe.getComputedTextLength() + 12);
+      svg.removeChild(probe);
+    });
     var top = niceMax(Math.max.apply(null, data.modes.map(function (m) { return Math.max(m.requestsPerSecond, m.spread ? m.spread.requestsPerSecond.max : 0); }).concat([1])));
     var rowH = (H - T - B) / Math.max(1, data.modes.length);
     function X(v) { return L + (v / top) * (W - L - R); }
     for (var i = 0; i <= 4; i++) {
       var v = (top / 4) * i;
       el('line', { x1: X(v), x2: X(v), y1: T, y2: H - B, stroke: '#eceef2' }, svg);
-      el('text', { x: X(v), y: H - B + 16, 'text-anchor': i === 4 ? 'end' : 'middle' }, svg, String(Math.round(v)));
+      el('text', { x: X(v), y: H - B + 16, 'text-anchor': 'middle' }, svg, String(Math.round(v)));
     }
     data.modes.forEach(function (m, i) {
       var y = T + i * rowH + rowH * 0.2, h = rowH * 0.6, mid = y + h / 2;
@@ -206,16 +214,9 @@ const SCRIPT = `
         end = Math.max(end, b);
       }
       el('text', { x: L - 8, y: mid + 4, 'text-anchor': 'end' }, svg, m.mode);
-      var label = el('text', { x: end + 6, y: mid + 4, 'class': 'label' }, svg, Math.round(m.requestsPerSecond) + (m.ratioToPerRequest && m.mode !== 'per-request' ? '  (' + m.ratioToPerRequest.toFixed(1) + '×)' : ''));
-      // No room to the right: the label goes inside the bar's end, in white.
-      if (end + 6 + label.getComputedTextLength() > W - 2) {
-        label.setAttribute('x', String(Math.min(end, X(m.requestsPerSecond)) - 6));
-        label.setAttribute('text-anchor', 'end');
-        label.setAttribute('class', '');
-        label.setAttribute('style', 'fill:#fff');
-      }
+      el('text', { x: end + 6, y: mid + 4, 'class': 'label' }, svg, labelOf(m));
     });
-    el('text', { x: (L + W - R) / 2, y: H - 6, 'text-anchor': 'middle' }, svg, data.rounds > 1 ? 'successful req/s: median of ' + data.rounds + ' rounds, whiskers min–max' : 'successful requests per second');
+    el('text', { x: (L + W - 14) / 2, y: H - 6, 'text-anchor': 'middle' }, svg, data.rounds > 1 ? 'successful req/s: median of ' + data.rounds + ' rounds, whiskers min–max' : 'successful requests per second');
     return svg;
   }
   var drawn = 0;

@@ -48,7 +48,10 @@ export function tableRows(report: BenchReport): string[][] {
           ]
         : []),
       m.ratioToPerRequest === null ? '–' : ratio(m.ratioToPerRequest),
-      ...(spread ? [r === null ? '–' : `${ratio(r.min)}–${ratio(r.max)}`] : []),
+      // per-request's own ratio is 1 in every round: no spread to show.
+      ...(spread
+        ? [r === null || m.mode === 'per-request' ? '–' : `${ratio(r.min)}–${ratio(r.max)}`]
+        : []),
       String(m.latencyMs.p50),
       String(m.latencyMs.p99),
       String(m.latencyMs.max),
