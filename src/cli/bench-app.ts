@@ -5,7 +5,7 @@ import { createPool } from '../create-pool.js'
 import type { BenchDatabase } from './bench-database.js'
 import { BENCH_ROWS } from './bench-database.js'
 import { loadMysql2, loadPg, type MysqlConnection, type PgClient } from './drivers.js'
-import { errorKind } from './error-kind.js'
+import { errorKind, TOO_MANY_CONNECTIONS } from './error-kind.js'
 import type { BenchMode } from './parse-args.js'
 
 /** How the app reaches the database in one mode. */
@@ -18,7 +18,15 @@ interface DataAccess {
 export interface BenchAppCounts {
   ok: number
   errors: Map<string, number>
+  /** When (`performance.now()`) the server refused one more connection (see {@link REFUSALS}). */
+  refusedAt: number[]
 }
+
+/** The error kinds that are the server refusing a connection for want of a slot. */
+export const REFUSALS: ReadonlySet<string> = new Set([
+  TOO_MANY_CONNECTIONS,
+  'User connection limit',
+])
 
 /** A running bench app; `close()` waits (bounded) for requests in flight, then stops it. */
 export interface BenchApp {
@@ -161,7 +169,7 @@ export async function startBenchApp(
     db.kind === 'postgres'
       ? await postgresAccess(mode, db, settings)
       : await mysqlAccess(mode, db, settings)
-  const counts: BenchAppCounts = { ok: 0, errors: new Map() }
+  const counts: BenchAppCounts = { ok: 0, errors: new Map(), refusedAt: [] }
   let inFlight = 0
   let onIdle: (() => void) | undefined
 
@@ -180,6 +188,7 @@ export async function startBenchApp(
         (error: unknown) => {
           const kind = errorKind(error)
           counts.errors.set(kind, (counts.errors.get(kind) ?? 0) + 1)
+          if (REFUSALS.has(kind)) counts.refusedAt.push(performance.now())
           response.writeHead(503, { 'content-type': 'text/plain' })
           response.end(kind)
         },

@@ -17,14 +17,34 @@ export interface BenchDatabase {
   readonly version: string
   /** The server's `max_connections`. */
   readonly maxConnections: number
+  /**
+   * How many sessions the app can have at most: `max_connections` less what the server keeps
+   * back from this user (PostgreSQL's `superuser_reserved_connections` and
+   * `reserved_connections` for a non-superuser; MySQL's `max_user_connections`) and less the
+   * bench's own counting connection.
+   */
+  readonly usableConnections: number
+  /** How {@link usableConnections} was reckoned, in words, for the report. */
+  readonly usableBy: string
   /** How the bench's own connections are told from everyone else's, for the report. */
   readonly countedBy: string
-  /** The server's count of the app's connections, read on the bench's own admin connection. */
+  /** The server's count of the app's sessions, read on the bench's own admin connection. */
   countConnections(): Promise<number>
+  /**
+   * The app's sessions and all client sessions on the server (the bench's own included), in one
+   * reading: what `max_connections` limits.
+   */
+  countSessions(): Promise<SessionCount>
   /** Waits (bounded) until the server has no connection of the app left. */
   waitForNoConnections(): Promise<void>
   /** Drops what the bench created and closes the admin connection; never throws. */
   drop(): Promise<void>
+}
+
+/** One reading of the server's sessions: the app's, and every client session. */
+export interface SessionCount {
+  app: number
+  all: number
 }
 
 function withSearchParam(url: string, key: string, value: string): string {
@@ -71,22 +91,41 @@ async function preparePostgres(url: string, runId: string): Promise<BenchDatabas
     )
     await admin.query(`ANALYZE "${table}"`)
     const version = String((await admin.query('SHOW server_version')).rows[0]?.server_version)
-    const max = Number((await admin.query('SHOW max_connections')).rows[0]?.max_connections)
-    const countConnections = async () => {
+    const limits = (
+      await admin.query(
+        `SELECT current_setting('max_connections')::int AS max,
+          current_setting('superuser_reserved_connections')::int AS superuser_reserved,
+          coalesce(current_setting('reserved_connections', true), '0')::int AS reserved,
+          (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser`,
+      )
+    ).rows[0] as { max: number; superuser_reserved: number; reserved: number; superuser: boolean }
+    const max = Number(limits.max)
+    const held = limits.superuser ? 0 : Number(limits.superuser_reserved) + Number(limits.reserved)
+    // A session shows in pg_stat_activity while it authenticates (PostgreSQL 18: state
+    // 'starting'), before its application_name is known, and holds a slot all that time. With
+    // SCRAM that is most of a per-request connection's life, so it counts as the app's.
+    const countSessions = async (): Promise<SessionCount> => {
       const { rows } = await admin.query(
-        'SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1',
+        `SELECT count(*) FILTER (WHERE application_name = $1
+            OR (state = 'starting' AND application_name = ''))::int AS app,
+          count(*)::int AS all
+          FROM pg_stat_activity WHERE backend_type = 'client backend'`,
         [appName],
       )
-      return Number(rows[0]?.n ?? 0)
+      return { app: Number(rows[0]?.app ?? 0), all: Number(rows[0]?.all ?? 0) }
     }
+    const countConnections = async () => (await countSessions()).app
     return {
       kind: 'postgres',
       appUrl: withSearchParam(url, 'application_name', appName),
       sql: `SELECT id, name FROM "${table}" WHERE id = $1`,
       version,
       maxConnections: max,
-      countedBy: `pg_stat_activity rows with application_name = '${appName}'`,
+      usableConnections: max - held - 1,
+      usableBy: `max_connections ${max}${limits.superuser ? '' : ` − superuser_reserved_connections ${limits.superuser_reserved}${Number(limits.reserved) > 0 ? ` − reserved_connections ${limits.reserved}` : ''}`} − 1 (the bench's counting connection)`,
+      countedBy: `pg_stat_activity client backends with application_name = '${appName}', or still authenticating`,
       countConnections,
+      countSessions,
       waitForNoConnections: () => waitForZero(countConnections),
       async drop() {
         await admin.query(`DROP TABLE IF EXISTS "${table}"`).catch(() => {})
@@ -116,27 +155,35 @@ async function prepareMysql(url: string, runId: string): Promise<BenchDatabase> 
     await admin.query(`INSERT INTO \`${database}\`.items (id, name) VALUES ?`, [
       ids.map((id, i) => [id, names[i]]),
     ])
-    const [rows] = (await admin.query('SELECT VERSION() AS version, @@max_connections AS max')) as [
-      Array<{ version: string; max: number }>,
-      unknown,
-    ]
+    const [rows] = (await admin.query(
+      'SELECT VERSION() AS version, @@max_connections AS max, @@max_user_connections AS per_user',
+    )) as [Array<{ version: string; max: number; per_user: number }>, unknown]
+    const max = Number(rows[0]?.max)
+    const perUser = Number(rows[0]?.per_user)
     const appUrl = new URL(url)
     appUrl.pathname = `/${database}`
-    const countConnections = async () => {
+    // A connection still authenticating has no database yet ("unauthenticated user"), and
+    // holds a slot all the same.
+    const countSessions = async (): Promise<SessionCount> => {
       const [result] = (await admin.query(
-        'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()',
+        `SELECT COALESCE(SUM(ID <> CONNECTION_ID() AND (DB = ? OR USER = 'unauthenticated user')), 0) AS app,
+          COUNT(*) AS \`all\` FROM information_schema.PROCESSLIST WHERE COMMAND <> 'Daemon'`,
         [database],
-      )) as [Array<{ n: number }>, unknown]
-      return Number(result[0]?.n ?? 0)
+      )) as [Array<{ app: number | string; all: number | string }>, unknown]
+      return { app: Number(result[0]?.app ?? 0), all: Number(result[0]?.all ?? 0) }
     }
+    const countConnections = async () => (await countSessions()).app
     return {
       kind: 'mysql',
       appUrl: appUrl.toString(),
       sql: 'SELECT id, name FROM items WHERE id = ?',
       version: String(rows[0]?.version),
-      maxConnections: Number(rows[0]?.max),
-      countedBy: `PROCESSLIST rows in database ${database}`,
+      maxConnections: max,
+      usableConnections: (perUser > 0 ? Math.min(max, perUser) : max) - 1,
+      usableBy: `${perUser > 0 && perUser < max ? `max_user_connections ${perUser}` : `max_connections ${max}`} − 1 (the bench's counting connection)`,
+      countedBy: `PROCESSLIST rows in database ${database}, or still authenticating`,
       countConnections,
+      countSessions,
       waitForNoConnections: () => waitForZero(countConnections),
       async drop() {
         await admin.query(`DROP DATABASE IF EXISTS \`${database}\``).catch(() => {})

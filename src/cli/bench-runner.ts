@@ -7,9 +7,8 @@ import { DriverMissingError } from './drivers.js'
 import type { BenchMode, BenchOptions } from './parse-args.js'
 import { redactUrl } from './redact-url.js'
 
-/** One mode's figures. The names of `requestsPerSecond`, `latencyMs`, `errors` are binding. */
-export interface BenchModeResult {
-  mode: BenchMode
+/** One round of one mode: what a single run measured. */
+export interface BenchRoundResult {
   /** Successful (HTTP 200) responses per second; a failed request does not count. */
   requestsPerSecond: number
   /** Responses received: all, and the successful ones. */
@@ -18,12 +17,43 @@ export interface BenchModeResult {
   latencyMs: { p50: number; p90: number; p99: number; max: number; mean: number }
   /** Failed requests, by kind: "Too many connections" is the server's refusal (53300, 1040). */
   errors: { total: number; byKind: Record<string, number> }
-  /** The highest count of the app's connections the server reported. */
+  /** The highest count of the app's sessions the server reported. */
   peakServerConnections: number
-  /** This mode's requestsPerSecond ÷ per-request's; `null` without a per-request run. */
-  ratioToPerRequest: number | null
-  /** The server's count of the app's connections: [ms since the mode began, count]. */
+  /** The server's sessions: [ms since the mode began, the app's, all client sessions]. */
   serverConnections: ConnectionSample[]
+  /**
+   * Connects the server refused for want of a slot ("Too many connections", or the user's
+   * connection limit), per {@link REFUSED_INTERVAL_MS}: [ms since the mode began, count].
+   */
+  refusedConnects: Array<[elapsedMs: number, refused: number]>
+}
+
+/** A range over the rounds. */
+export interface Spread {
+  min: number
+  max: number
+}
+
+/**
+ * One mode's figures. With several rounds they are those of the mode's median round (by
+ * requests per second), so that its chart, errors and table row come from one real run;
+ * `requestsPerSecond` is the median over all rounds. The names of `requestsPerSecond`,
+ * `latencyMs`, `errors` are binding.
+ */
+export interface BenchModeResult extends BenchRoundResult {
+  mode: BenchMode
+  /** The median requestsPerSecond ÷ per-request's median; `null` without a per-request run. */
+  ratioToPerRequest: number | null
+  /** Which round the figures are from (0-based): the median one. */
+  medianRound: number
+  /** Over the rounds: requests per second, and each round's ratio to that round's per-request. */
+  spread: { requestsPerSecond: Spread; ratioToPerRequest: Spread | null }
+  /** Every round's figures, in the order run, without the time series. */
+  rounds: Array<
+    Omit<BenchRoundResult, 'serverConnections' | 'refusedConnects'> & {
+      ratioToPerRequest: number | null
+    }
+  >
 }
 
 /** The whole run, as `--json` prints it and the HTML report draws it. */
@@ -32,6 +62,8 @@ export interface BenchReport {
   url: string
   clients: number
   durationMs: number
+  /** How many times each mode ran; modes take turns, round by round. */
+  rounds: number
   max: number
   overflow: number
   modes: BenchModeResult[]
@@ -39,6 +71,10 @@ export interface BenchReport {
     kind: 'postgres' | 'mysql'
     version: string
     maxConnections: number
+    /** The most sessions the app can have: `max_connections` less what the server keeps back. */
+    usableConnections: number
+    /** How `usableConnections` was reckoned. */
+    usableBy: string
     /** Whether the bench started its own throwaway PostgreSQL. */
     embedded: boolean
     /** How the app's connections were told from everyone else's. */
@@ -52,6 +88,9 @@ export interface BenchReport {
 /** What the runner tells its caller while it runs. */
 export interface BenchProgress {
   mode: BenchMode
+  /** 1-based, of `rounds`. */
+  round: number
+  rounds: number
   elapsedMs: number
   /** Responses in the last second. */
   requestsPerSecond: number
@@ -92,6 +131,8 @@ const ACQUIRE_TIMEOUT_MS = 10_000
 const HTTP_TIMEOUT_S = 10
 /** The most requests one mode may send: a bound on count next to the bound on time. */
 const MAX_REQUESTS_PER_SECOND = 50_000
+/** The width of one bar of refused connects in the report. */
+export const REFUSED_INTERVAL_MS = 500
 
 async function loadAutocannon(): Promise<Cannon> {
   try {
@@ -113,13 +154,35 @@ function round(value: number, digits = 1): number {
   return Math.round(value * f) / f
 }
 
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
+}
+
+/** Refusals per interval from 0 to the end of the mode, zeros included, so bars line up. */
+function bucketRefusals(
+  at: number[],
+  started: number,
+  elapsedMs: number,
+): BenchRoundResult['refusedConnects'] {
+  const buckets = Math.max(1, Math.ceil(elapsedMs / REFUSED_INTERVAL_MS))
+  const counts = new Array<number>(buckets).fill(0)
+  for (const t of at) {
+    const i = Math.floor((t - started) / REFUSED_INTERVAL_MS)
+    counts[Math.min(buckets - 1, Math.max(0, i))]!++
+  }
+  return counts.map((n, i) => [i * REFUSED_INTERVAL_MS, n])
+}
+
 async function runMode(
   mode: BenchMode,
+  roundNo: number,
   options: BenchOptions,
   db: Awaited<ReturnType<typeof prepareBenchDatabase>>,
   cannon: Cannon,
   hooks: BenchHooks,
-): Promise<Omit<BenchModeResult, 'ratioToPerRequest'>> {
+): Promise<BenchRoundResult> {
   await db.waitForNoConnections()
   const app = await startBenchApp(mode, db, {
     max: options.max,
@@ -127,7 +190,7 @@ async function runMode(
     acquireTimeoutMs: ACQUIRE_TIMEOUT_MS,
     backlog: options.clients + 64,
   })
-  const sampler = startConnectionSampler(() => db.countConnections())
+  const sampler = startConnectionSampler(() => db.countSessions())
   const started = performance.now()
   let result: CannonResult
   try {
@@ -156,6 +219,8 @@ async function runMode(
       instance.on('tick', ({ counter }) => {
         hooks.onProgress?.({
           mode,
+          round: roundNo,
+          rounds: options.rounds,
           elapsedMs: performance.now() - started,
           requestsPerSecond: counter,
           serverConnections: sampler.last,
@@ -176,7 +241,6 @@ async function runMode(
   const total = Object.values(byKind).reduce((sum, n) => sum + n, 0)
   const seconds = Math.min(elapsedMs, options.durationMs) / 1000
   return {
-    mode,
     requestsPerSecond: round(result['2xx'] / seconds),
     requests: { total: result['2xx'] + result.non2xx, ok: result['2xx'] },
     latencyMs: {
@@ -189,14 +253,54 @@ async function runMode(
     errors: { total, byKind },
     peakServerConnections: Math.max(0, ...samples.map(([, n]) => n)),
     serverConnections: samples,
+    refusedConnects: bucketRefusals(app.counts.refusedAt, started, elapsedMs),
+  }
+}
+
+/** Folds one mode's rounds into its result: the median round's figures, medians and spreads. */
+function summarise(
+  mode: BenchMode,
+  rounds: BenchRoundResult[],
+  perRequest: BenchRoundResult[] | undefined,
+): BenchModeResult {
+  const rates = rounds.map((r) => r.requestsPerSecond)
+  const rate = median(rates)
+  // The round nearest the median (the earlier on a tie): with an odd count, the median itself.
+  let medianRound = 0
+  rates.forEach((r, i) => {
+    if (Math.abs(r - rate) < Math.abs(rates[medianRound]! - rate)) medianRound = i
+  })
+  const ratioOf = (r: BenchRoundResult, i: number) => {
+    const base = perRequest?.[i]?.requestsPerSecond
+    return base === undefined || base === 0 ? null : round(r.requestsPerSecond / base, 2)
+  }
+  const ratios = rounds.map(ratioOf).filter((r): r is number => r !== null)
+  const base =
+    perRequest === undefined ? undefined : median(perRequest.map((r) => r.requestsPerSecond))
+  return {
+    mode,
+    ...rounds[medianRound]!,
+    requestsPerSecond: round(rate),
+    ratioToPerRequest: base === undefined || base === 0 ? null : round(rate / base, 2),
+    medianRound,
+    spread: {
+      requestsPerSecond: { min: Math.min(...rates), max: Math.max(...rates) },
+      ratioToPerRequest:
+        ratios.length === 0 ? null : { min: Math.min(...ratios), max: Math.max(...ratios) },
+    },
+    rounds: rounds.map(({ serverConnections: _s, refusedConnects: _r, ...figures }, i) => ({
+      ...figures,
+      ratioToPerRequest: ratioOf(rounds[i]!, i),
+    })),
   }
 }
 
 /**
- * Runs the bench against the server at `url`: seeds a table, then for each mode starts the app,
- * loads it with autocannon for the set duration while sampling the server's count of the app's
- * connections every 100 ms, and collects the figures. It always drops what it created, also
- * when stopped through `hooks.signal` or failing.
+ * Runs the bench against the server at `url`: seeds a table, then for each round and each mode
+ * in turn starts the app, loads it with autocannon for the set duration while sampling the
+ * server's sessions every 100 ms and timing every connect the server refused, and collects the
+ * figures; each mode's result is its median round, with the spread over the rounds. It always
+ * drops what it created, also when stopped through `hooks.signal` or failing.
  */
 export async function runBench(
   url: string,
@@ -207,32 +311,43 @@ export async function runBench(
   const startedAt = new Date().toISOString()
   const runId = `${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`
   const db = await prepareBenchDatabase(url, runId)
-  const modes: Array<Omit<BenchModeResult, 'ratioToPerRequest'>> = []
+  const byMode = new Map<BenchMode, BenchRoundResult[]>(options.modes.map((m) => [m, []]))
   try {
-    for (const mode of options.modes) {
-      if (hooks.signal?.aborted) break
-      modes.push(await runMode(mode, options, db, cannon, hooks))
+    // Modes take turns round by round, so that a slow spell of a shared machine hits them all.
+    rounds: for (let r = 1; r <= options.rounds; r++) {
+      for (const mode of options.modes) {
+        if (hooks.signal?.aborted) break rounds
+        const result = await runMode(mode, r, options, db, cannon, hooks)
+        byMode.get(mode)!.push(result)
+      }
     }
   } finally {
     await db.drop()
   }
-  const base = modes.find((m) => m.mode === 'per-request')?.requestsPerSecond
+  // An interrupted run keeps only the rounds every mode finished.
+  const complete = Math.min(...[...byMode.values()].map((rounds) => rounds.length))
+  const perRequest = byMode.get('per-request')?.slice(0, complete)
+  const modes =
+    complete === 0
+      ? []
+      : options.modes.map((mode) =>
+          summarise(mode, byMode.get(mode)!.slice(0, complete), perRequest),
+        )
   const cpu = cpus()
   return {
     url: redactUrl(url),
     clients: options.clients,
     durationMs: options.durationMs,
+    rounds: complete,
     max: options.max,
     overflow: options.overflow,
-    modes: modes.map((m) => ({
-      ...m,
-      ratioToPerRequest:
-        base === undefined || base === 0 ? null : round(m.requestsPerSecond / base, 2),
-    })),
+    modes,
     server: {
       kind: db.kind,
       version: db.version,
       maxConnections: db.maxConnections,
+      usableConnections: db.usableConnections,
+      usableBy: db.usableBy,
       embedded: hooks.embedded === true,
       countedBy: db.countedBy,
     },

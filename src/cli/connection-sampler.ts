@@ -1,9 +1,14 @@
-/** One reading of the server's connection count: ms since sampling began, and the count. */
-export type ConnectionSample = [elapsedMs: number, connections: number]
+import type { SessionCount } from './bench-database.js'
+
+/**
+ * One reading of the server's sessions: ms since sampling began, the app's sessions, and all
+ * client sessions on the server (what `max_connections` limits).
+ */
+export type ConnectionSample = [elapsedMs: number, connections: number, allSessions: number]
 
 /** A running sampler; `stop()` ends it and returns what it read. */
 export interface ConnectionSampler {
-  /** The highest count read so far. */
+  /** The highest count of the app's sessions read so far. */
   readonly peak: number
   /** The latest count read, `undefined` before the first. */
   readonly last: number | undefined
@@ -16,7 +21,7 @@ export interface ConnectionSampler {
  * rather than a pile of overlapping queries; a failed reading is skipped.
  */
 export function startConnectionSampler(
-  count: () => Promise<number>,
+  count: () => Promise<SessionCount>,
   intervalMs = 100,
 ): ConnectionSampler {
   const samples: ConnectionSample[] = []
@@ -30,10 +35,10 @@ export function startConnectionSampler(
   const tick = () => {
     const at = performance.now()
     inFlight = count().then(
-      (n) => {
-        samples.push([Math.round(at - started), n])
-        peak = Math.max(peak, n)
-        last = n
+      ({ app, all }) => {
+        samples.push([Math.round(at - started), app, all])
+        peak = Math.max(peak, app)
+        last = app
       },
       () => {},
     )

@@ -1,11 +1,16 @@
 import type { DoctorReport } from './doctor.js'
+import { humanDuration } from './human-duration.js'
 
-/** Renders a doctor report for a terminal: what was read, then each finding with its setting. */
+/**
+ * Renders a doctor report for a terminal: what was read, then each finding with its setting.
+ * Settings and cut-offs read as durations (`8 h`), the measured costs in ms.
+ */
 export function renderDoctor(report: DoctorReport): string {
   const cut = Object.entries(report.idleCutoffs)
-    .map(([name, value]) => `${name} ${value === null ? 'off' : `${value} ms`}`)
+    .map(([name, value]) => `${name} ${humanDuration(value)}`)
     .join(', ')
   const ratio = report.pingMs > 0 ? (report.connectMs / report.pingMs).toFixed(0) : '–'
+  const { pool } = report
   const lines = [
     `lifeguard doctor: ${report.url}`,
     `  server           ${report.server.kind === 'postgres' ? 'PostgreSQL' : 'MySQL/MariaDB'} ${report.server.version}`,
@@ -13,11 +18,14 @@ export function renderDoctor(report: DoctorReport): string {
     `  idle cut-offs    ${cut}`,
     `  TLS              ${report.tls ? 'in use' : 'not in use'}`,
     `  new connection   ${report.connectMs} ms vs ping ${report.pingMs} ms (${ratio}×): what pooling saves per request`,
-    `  pool checked     max ${report.pool.max} + overflow ${report.pool.overflow}, maxLifetime ${report.pool.maxLifetimeMs} ms, idleTimeout ${report.pool.idleTimeoutMs} ms`,
+    `  pool checked     max ${pool.max} + overflow ${pool.overflow}, min ${pool.min}, maxLifetime ${humanDuration(pool.maxLifetimeMs)}, idleTimeout ${humanDuration(pool.idleTimeoutMs)}`,
     '',
   ]
-  if (report.findings.length === 0) lines.push('OK: no problem found.')
   for (const f of report.findings)
     lines.push(`${f.level.toUpperCase()} [${f.setting}] ${f.message}`)
+  if (report.ok) {
+    if (report.findings.length > 0) lines.push('')
+    lines.push('OK: no problem found.')
+  }
   return lines.join('\n')
 }

@@ -1,10 +1,15 @@
+import { fitToIdleCutoff } from '../core/idle-cutoff.js'
 import { kindOfUrl, loadMysql2, loadPg, type MysqlConnection, type PgClient } from './drivers.js'
+import { humanDuration } from './human-duration.js'
 import type { DoctorOptions } from './parse-args.js'
 import { redactUrl } from './redact-url.js'
 
-/** One thing doctor found: a `problem` fails the run, a `warning` does not. */
+/**
+ * One thing doctor found: a `problem` fails the run; a `warning` does not; a `note` says what
+ * lifeguard will do by itself (lower a setting) and needs nothing from you.
+ */
 export interface DoctorFinding {
-  level: 'problem' | 'warning'
+  level: 'problem' | 'warning' | 'note'
   /** The setting to change, pool-side (`maxLifetime`) or server-side (`wait_timeout`). */
   setting: string
   message: string
@@ -25,7 +30,13 @@ export interface DoctorReport {
   /** Median time to open a new connection, and of a ping on an open one, in ms. */
   connectMs: number
   pingMs: number
-  pool: { max: number; overflow: number; maxLifetimeMs: number; idleTimeoutMs: number }
+  pool: {
+    max: number
+    overflow: number
+    min: number
+    maxLifetimeMs: number
+    idleTimeoutMs: number
+  }
   findings: DoctorFinding[]
   ok: boolean
 }
@@ -195,22 +206,27 @@ function findingsFor(
     read.server.kind === 'postgres'
       ? ['idle_session_timeout', read.idleCutoffs.idle_session_timeout ?? null]
       : ['wait_timeout', read.idleCutoffs.wait_timeout ?? null]
-  if (cutoff !== null) {
-    const unit = read.server.kind === 'mysql' ? `${cutoff / 1000} s` : `${cutoff} ms`
-    if (pool.maxLifetimeMs === 0 || pool.maxLifetimeMs >= cutoff) {
-      findings.push({
-        level: 'problem',
-        setting: 'maxLifetime',
-        message: `maxLifetime ${pool.maxLifetimeMs === 0 ? 'off' : `${pool.maxLifetimeMs} ms`} outlives the server's ${setting} (${unit}): the server will close pooled connections first. Set --max-lifetime (maxLifetime) below ${cutoff} ms, or raise ${setting}.`,
-      })
-    }
-    if (pool.idleTimeoutMs === 0 || pool.idleTimeoutMs >= cutoff) {
-      findings.push({
-        level: 'problem',
-        setting: 'idleTimeout',
-        message: `idleTimeout ${pool.idleTimeoutMs === 0 ? 'off' : `${pool.idleTimeoutMs} ms`} outlives the server's ${setting} (${unit}): idle connections will be cut by the server. Set --idle-timeout (idleTimeout) below ${cutoff} ms, or raise ${setting}.`,
-      })
-    }
+  // The rule the pool applies on its first connection (src/core/idle-cutoff.ts): doctor says
+  // what the pool will do rather than call it a problem.
+  const off = (v: number) => (v === 0 ? Number.POSITIVE_INFINITY : v)
+  const fit = fitToIdleCutoff(
+    { maxLifetime: off(pool.maxLifetimeMs), idleTimeout: off(pool.idleTimeoutMs), min: pool.min },
+    cutoff ?? undefined,
+    setting,
+  )
+  for (const change of fit.changes) {
+    const flag = change.option === 'maxLifetime' ? '--max-lifetime' : '--idle-timeout'
+    const why =
+      change.option === 'maxLifetime'
+        ? pool.min > 0
+          ? `the ${pool.min} connections kept by min may idle that long`
+          : 'idleTimeout alone may let an idle connection outlive it'
+        : 'idle connections would outlive it'
+    findings.push({
+      level: 'note',
+      setting: change.option,
+      message: `${change.option} ${humanDuration(change.from)} is not below the server's ${setting} (${humanDuration(change.cutoffMs)}) and ${why}: lifeguard lowers it to ${humanDuration(change.to)} on its first connection (the 'clamp' event), so the server never cuts a pooled connection first. Nothing to do; to pick the value yourself, set ${flag} (${change.option}) below ${humanDuration(change.cutoffMs)}.`,
+    })
   }
   const allowed = Math.min(read.maxConnections, read.maxUserConnections ?? Number.POSITIVE_INFINITY)
   const allowedBy =
@@ -247,8 +263,8 @@ function findingsFor(
  * Connects to the server once and checks it against a pool's settings: reads the version,
  * `max_connections` and the connections in use, the idle cut-offs, whether TLS is in use, and
  * measures what a new connection costs against a ping. It flags, with the setting to change, a
- * lifetime or idle timeout that outlives the server's cut-off, a pool larger than the server
- * allows, and a server nearly out of connections. Throws {@link DoctorConnectError} when the
+ * pool larger than the server allows and a server nearly out of connections, and notes what
+ * the pool will lower by itself to stay under the server's idle cut-off ({@link fitToIdleCutoff}). Throws {@link DoctorConnectError} when the
  * server cannot be reached.
  */
 export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
@@ -282,6 +298,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
     const pool = {
       max: options.max,
       overflow: options.overflow,
+      min: options.min,
       maxLifetimeMs: options.maxLifetimeMs,
       idleTimeoutMs: options.idleTimeoutMs,
     }

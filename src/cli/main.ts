@@ -6,7 +6,9 @@ import { fileURLToPath } from 'node:url'
 import { type BenchProgress, runBench } from './bench-runner.js'
 import { runDoctor } from './doctor.js'
 import { renderDoctor } from './doctor-text.js'
+import { kindOfUrl } from './drivers.js'
 import { type EmbeddedPostgres, startEmbeddedPostgres } from './embedded-postgres.js'
+import { assertInstalled } from './missing-packages.js'
 import {
   type BenchOptions,
   type DoctorOptions,
@@ -18,8 +20,11 @@ import { redactUrl } from './redact-url.js'
 import { renderHtmlReport } from './report-html.js'
 import { renderTable } from './report-table.js'
 
-/** Exit codes: 0 done, 1 doctor found a problem or the bench failed, 2 bad usage or no server. */
-const EXIT = { ok: 0, problem: 1, usage: 2, interrupted: 130 } as const
+/**
+ * Exit codes (docs/cli.md): 0 done, 1 doctor found a problem or the bench failed, 2 bad usage
+ * or no server, 3 a package the command needs is not installed, 130 interrupted.
+ */
+const EXIT = { ok: 0, problem: 1, usage: 2, missing: 3, interrupted: 130 } as const
 
 /** Errors whose message is already the one line a user should see. */
 const ONE_LINE_ERRORS = new Set([
@@ -67,12 +72,23 @@ function progressPrinter(clients: number, durationMs: number): (p: BenchProgress
   const tty = process.stderr.isTTY === true
   return (p) => {
     const conns = p.serverConnections === undefined ? '?' : String(p.serverConnections)
-    const line = `  ${p.mode.padEnd(11)} ${(p.elapsedMs / 1000).toFixed(0).padStart(3)} s / ${durationMs / 1000} s   ${String(p.requestsPerSecond).padStart(6)} req/s   ${conns.padStart(4)} server connections   (${clients} clients)`
+    const round = p.rounds > 1 ? `round ${p.round}/${p.rounds} ` : ''
+    const line = `  ${round}${p.mode.padEnd(11)} ${(p.elapsedMs / 1000).toFixed(0).padStart(3)} s / ${durationMs / 1000} s   ${String(p.requestsPerSecond).padStart(6)} req/s   ${conns.padStart(4)} server connections   (${clients} clients)`
     if (tty) process.stderr.write(`\r\x1b[2K${line}`)
   }
 }
 
+/** The packages `bench` needs for these options; checked before anything starts. */
+function benchPackages(options: BenchOptions): string[] {
+  const driver =
+    options.url === undefined || kindOfUrl(options.url) === 'postgres' ? 'pg' : 'mysql2'
+  return ['autocannon', ...(options.url === undefined ? ['embedded-postgres'] : []), driver]
+}
+
 async function bench(options: BenchOptions): Promise<number> {
+  assertInstalled('bench', benchPackages(options), true, {
+    'embedded-postgres': 'or pass --url to bench a server of your own',
+  })
   const controller = new AbortController()
   let interrupted = false
   const onSigint = () => {
@@ -95,7 +111,7 @@ async function bench(options: BenchOptions): Promise<number> {
       url = embedded.url
     }
     process.stderr.write(
-      `lifeguard bench: ${redactUrl(url)}, ${options.clients} clients, ${options.durationMs / 1000} s per mode, modes ${options.modes.join(', ')}\n`,
+      `lifeguard bench: ${redactUrl(url)}, ${options.clients} clients, ${options.durationMs / 1000} s per mode, ${options.rounds} round${options.rounds === 1 ? '' : 's'}, modes ${options.modes.join(', ')}\n`,
     )
     const printProgress = progressPrinter(options.clients, options.durationMs)
     let lastMode: string | undefined
@@ -132,6 +148,7 @@ async function bench(options: BenchOptions): Promise<number> {
 }
 
 async function doctor(options: DoctorOptions): Promise<number> {
+  assertInstalled('doctor', [kindOfUrl(options.url) === 'postgres' ? 'pg' : 'mysql2'], false)
   const report = await runDoctor(options)
   await write(process.stdout, options.json ? JSON.stringify(report, null, 2) : renderDoctor(report))
   return report.ok ? EXIT.ok : EXIT.problem
@@ -175,6 +192,7 @@ async function main(argv: string[]): Promise<number> {
     if (known === undefined && /\blifeguard\b/.test(process.env.NODE_DEBUG ?? '')) {
       await write(process.stderr, masker(url)(String((error as Error)?.stack ?? error)))
     }
+    if (name === 'DriverMissingError') return EXIT.missing
     return command.command === 'doctor' && name === 'DoctorConnectError' ? EXIT.usage : EXIT.problem
   }
 }

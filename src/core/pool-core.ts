@@ -12,6 +12,7 @@ import {
 } from './errors.js'
 import { type InvalidateReason, type PoolEvents, TypedEmitter } from './events.js'
 import { Housekeeper, type HousekeeperHost } from './housekeeper.js'
+import { fitToIdleCutoff } from './idle-cutoff.js'
 import { Lease, type LeaseOwner } from './lease.js'
 import { LinkedList } from './linked-list.js'
 import type { AcquireOptions, CloseOptions, Pool } from './pool.js'
@@ -738,24 +739,24 @@ export class PoolCore<C> {
 
   /** Keeps lifetimes and idle time below the server's idle cut-off, so it never drops a pooled connection first. */
   private clampToServer(info: ServerInfo): void {
-    const cutoff = info.idleCutoffMs
-    if (cutoff === undefined || !(cutoff > 0)) return
-    const setting = info.idleCutoffSetting ?? 'the server idle timeout'
-    const to = Math.max(1, Math.floor(cutoff * 0.9))
-    if (this.maxLifetime >= cutoff) {
-      this.clamped('maxLifetime', this.maxLifetime, to, setting, cutoff)
-      this.maxLifetime = to
+    const fit = fitToIdleCutoff(
+      { maxLifetime: this.maxLifetime, idleTimeout: this.idleTimeout, min: this.opts.min },
+      info.idleCutoffMs,
+      info.idleCutoffSetting,
+    )
+    for (const c of fit.changes) this.clamped(c.option, c.from, c.to, c.setting, c.cutoffMs)
+    if (fit.maxLifetime !== this.maxLifetime) {
+      this.maxLifetime = fit.maxLifetime
       const now = performance.now()
       for (const record of this.records) {
         if (record.state === 'connecting' || record.state === 'closing') continue
-        if (record.expiresAt - record.createdAt > to)
+        if (record.expiresAt - record.createdAt > fit.maxLifetime)
           this.scheduleExpiry(record, record.createdAt, now)
       }
     }
-    if (this.idleTimeout >= cutoff) {
-      this.clamped('idleTimeout', this.idleTimeout, to, setting, cutoff)
-      this.idleTimeout = to
-      this.housekeeper.update({ ...this.opts, idleTimeout: to })
+    if (fit.idleTimeout !== this.idleTimeout) {
+      this.idleTimeout = fit.idleTimeout
+      this.housekeeper.update({ ...this.opts, idleTimeout: fit.idleTimeout })
     }
   }
 

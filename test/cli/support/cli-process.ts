@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { mkdirSync } from 'node:fs'
+import { copyFileSync, mkdirSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
@@ -62,4 +62,18 @@ export function runCli(cli: string, args: string[], timeoutMs = 60_000): Promise
       resolve({ code, stdout, stderr })
     })
   })
+}
+
+/**
+ * Copies the bundled CLI into a fresh directory whose node_modules holds only `packages`
+ * (links to the repository's copies), as in a project that installed just those: every other
+ * package fails to resolve from the CLI, as it would for a user. Returns the copy's path.
+ */
+export function isolatedCli(cli: string, dir: string, packages: readonly string[]): string {
+  const modules = join(dir, 'node_modules')
+  mkdirSync(modules, { recursive: true })
+  for (const pkg of packages) symlinkSync(join(ROOT, 'node_modules', pkg), join(modules, pkg))
+  const copy = join(dir, 'cli.mjs')
+  copyFileSync(cli, copy)
+  return copy
 }
