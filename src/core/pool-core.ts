@@ -16,9 +16,11 @@ import { Lease, type LeaseOwner } from './lease.js'
 import { LinkedList } from './linked-list.js'
 import type { AcquireOptions, CloseOptions, Pool } from './pool.js'
 import {
+  checkAcquireOptions,
+  describe,
   type PoolOptions,
   type ResolvedPoolOptions,
-  resolveAcquireTimeout,
+  resolveCloseTimeout,
   resolvePoolOptions,
 } from './pool-options.js'
 import {
@@ -52,8 +54,6 @@ function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
 
-let poolNumber = 0
-
 /** What the engine of a pool needs of its public face: the events API of {@link TypedEmitter}. */
 export interface PoolEventSink<C> {
   listening(event: keyof PoolEvents<C>): boolean
@@ -84,6 +84,8 @@ export class PoolCore<C> {
   private readonly owner: LeaseOwner<C>
   /** The idle time that triggers a checkout ping, or -1 when the pool does not ping. */
   private readonly pingAfter: number
+  /** Idle connections let the process exit (`allowExitOnIdle`) and the dialect can say so. */
+  private readonly unrefIdle: boolean
   private state: 'open' | 'closing' | 'closed' = 'open'
   /** `maxLifetime` and `idleTimeout`, lowered below the server's idle cut-off when needed. */
   private maxLifetime: number
@@ -114,8 +116,13 @@ export class PoolCore<C> {
     this.events = events
     this.opts = resolvePoolOptions(options)
     this.dialect = this.opts.dialect
-    this.label = this.opts.name ?? `pool-${++poolNumber}`
-    this.pingAfter = this.dialect.ping === undefined ? -1 : this.opts.prePingThreshold
+    this.label = this.opts.name
+    const prePing = this.opts.prePing
+    this.pingAfter = this.dialect.ping === undefined || prePing === false ? -1 : prePing
+    this.unrefIdle =
+      this.opts.allowExitOnIdle &&
+      typeof this.dialect.ref === 'function' &&
+      typeof this.dialect.unref === 'function'
     this.maxLifetime = this.opts.maxLifetime
     this.idleTimeout = this.opts.idleTimeout
     this.waiters = new WaiterQueue<Lease<C>>(
@@ -169,6 +176,14 @@ export class PoolCore<C> {
    * `signal` aborts, and with `PoolClosedError` once the pool is closing.
    */
   acquire(options?: AcquireOptions): Promise<Lease<C>> {
+    if (options !== undefined) {
+      // Before anything is queued: a bad signal must not leave a waiter behind.
+      try {
+        checkAcquireOptions(options)
+      } catch (error) {
+        return Promise.reject(error)
+      }
+    }
     if (this.scopes !== undefined) {
       const scope = this.scopes.getStore()
       if (scope !== undefined) return scope.acquire(options)
@@ -178,13 +193,7 @@ export class PoolCore<C> {
     let signal: AbortSignal | undefined
     if (options !== undefined) {
       signal = options.signal ?? undefined
-      if (options.timeout !== undefined) {
-        try {
-          timeout = resolveAcquireTimeout(options.timeout, timeout)
-        } catch (error) {
-          return Promise.reject(error)
-        }
-      }
+      if (options.timeout !== undefined) timeout = options.timeout
       if (signal?.aborted) {
         this.counters.aborted++
         return Promise.reject(signal.reason)
@@ -243,6 +252,12 @@ export class PoolCore<C> {
    * and every older connection is invalidated.
    */
   async use<T>(fn: (connection: C) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
+    if (typeof fn !== 'function') {
+      throw new InvalidOptionError(
+        'fn',
+        `Invalid argument fn of use(): ${describe(fn)}; expected a function (connection) => result`,
+      )
+    }
     const lease = await this.acquire(options)
     let result: T
     try {
@@ -331,9 +346,14 @@ export class PoolCore<C> {
    * destroyed and the promise resolves. Idempotent.
    */
   close(options?: CloseOptions): Promise<void> {
+    let timeout: number
+    try {
+      timeout = resolveCloseTimeout(options, 30_000)
+    } catch (error) {
+      return Promise.reject(error)
+    }
     if (this.closing !== undefined) return this.closing
     if (this.destroying !== undefined) return this.destroying
-    const timeout = resolveAcquireTimeout(options?.timeout, 30_000)
     this.state = 'closing'
     this.closing = this.shutdown(timeout)
     return this.closing
@@ -396,15 +416,19 @@ export class PoolCore<C> {
   }
 
   private scheduleRetry(now: number): void {
-    if (this.retryTimer !== undefined) return
-    this.retryTimer = setTimeout(
-      () => {
-        this.retryTimer = undefined
-        this.pump()
-      },
-      Math.max(0, this.retryAt - now),
-    )
-    this.retryTimer.unref()
+    if (this.retryTimer === undefined) {
+      this.retryTimer = setTimeout(
+        () => {
+          this.retryTimer = undefined
+          this.pump()
+        },
+        Math.max(0, this.retryAt - now),
+      )
+    }
+    // A caller waiting for ever has no deadline timer: the retry is what keeps its process
+    // alive. Retrying only to refill `min` must not.
+    if (this.waiters.size > 0) this.retryTimer.ref()
+    else this.retryTimer.unref()
   }
 
   // A record's state changes here and nowhere else.
@@ -418,8 +442,24 @@ export class PoolCore<C> {
     if (to === 'idle') {
       if (this.opts.order === 'lifo') this.idle.unshift(record)
       else this.idle.push(record)
+      if (this.unrefIdle) this.hold(record, false)
     } else if (to === 'closed') {
       this.records.delete(record)
+    }
+    // Out of the idle list (lent, pinged or closing): its socket keeps the process alive again.
+    if (from === 'idle' && this.unrefIdle) this.hold(record, true)
+  }
+
+  /**
+   * Lets an idle connection's socket hold the event loop (`true`) or not (`false`), through the
+   * dialect's `ref`/`unref`. A dialect that throws here must not break the state change.
+   */
+  private hold(record: ConnectionRecord<C>, held: boolean): void {
+    try {
+      if (held) this.dialect.ref!(record.connection as C)
+      else this.dialect.unref!(record.connection as C)
+    } catch (error) {
+      if (debugging) debug('%s %s failed: %s', this.label, held ? 'ref' : 'unref', messageOf(error))
     }
   }
 

@@ -20,6 +20,8 @@ interface Socket {
   destroyed?: boolean
   destroy(error?: Error): void
   once(event: 'close', listener: () => void): unknown
+  ref?(): unknown
+  unref?(): unknown
 }
 
 /** The parts of mysql2's connection that its typings leave out; checked at runtime. */
@@ -490,6 +492,15 @@ class MysqlDialect implements Dialect<Connection> {
       }
     }
     return false
+  }
+
+  ref(connection: Connection): void {
+    // mysql2 has no ref()/unref() of its own: its socket (the TLS one after an upgrade) is `stream`.
+    internals(connection).stream?.ref?.()
+  }
+
+  unref(connection: Connection): void {
+    internals(connection).stream?.unref?.()
   }
 
   watch(connection: Connection, onDeath: (error?: unknown) => void): void {

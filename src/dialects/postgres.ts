@@ -31,6 +31,9 @@ interface Destroyable {
  * so that an older pg degrades to a safe default instead of failing.
  */
 interface ClientInternals {
+  /** Lets the socket hold the event loop again, or not (`@types/pg` leaves them out). */
+  ref?: () => void
+  unref?: () => void
   /** pg ≥ 8.21: the status byte of the last ReadyForQuery: idle, in a transaction, or failed. */
   getTransactionStatus?: () => 'I' | 'T' | 'E' | null
   /** False while a query is on the wire or queued behind one. */
@@ -265,6 +268,16 @@ class PostgresDialect implements Dialect<Client> {
       }
     }
     return false
+  }
+
+  ref(client: Client): void {
+    // pg's Client forwards to its current socket (the TLS one after an upgrade), as pg-pool's
+    // allowExitOnIdle relies on; checked so that a client without it is left as it is.
+    internals(client).ref?.()
+  }
+
+  unref(client: Client): void {
+    internals(client).unref?.()
   }
 
   watch(client: Client, onDeath: (error?: unknown) => void): void {
