@@ -1,5 +1,6 @@
 import type { Connection, ConnectionOptions } from 'mysql2'
 import type { Dialect, ResetMode, ServerInfo, TransactionStep } from '../core/dialect.js'
+import { checkConnectionArgument } from './connection-argument.js'
 import { DriverLoader, defaultExport } from './driver-loader.js'
 import { causes, isSocketError } from './network-errors.js'
 import { normalizeSecrets, redactError, secretsOfUrl } from './redact.js'
@@ -547,5 +548,13 @@ class MysqlDialect implements Dialect<Connection> {
  * ```
  */
 export function mysql(config?: string | ConnectionOptions): Dialect<Connection> {
+  // At the call, naming only a URL's scheme: a mistake would otherwise surface at the first connect.
+  checkConnectionArgument(config, {
+    factory: 'mysql',
+    schemes: ['mysql', 'mariadb'],
+    urlKey: 'uri',
+    strings: 'a mysql:// or mariadb:// URL',
+    object: 'a mysql2 ConnectionOptions object',
+  })
   return new MysqlDialect(config)
 }

@@ -1,6 +1,7 @@
 import type { Client, ClientConfig } from 'pg'
 import type { Dialect, ResetMode, ServerInfo, TransactionStep } from '../core/dialect.js'
 import { TransactionFailedError } from '../core/errors.js'
+import { type ConnectionArgument, checkConnectionArgument } from './connection-argument.js'
 import { DriverLoader, defaultExport } from './driver-loader.js'
 import { causes, isSocketError } from './network-errors.js'
 import { normalizeSecrets, redactError, secretsOfUrl } from './redact.js'
@@ -78,6 +79,18 @@ const CLOSE_GRACE_MS = 2_000
 
 const SETTINGS_SQL = `SELECT name, setting FROM pg_settings WHERE name IN
   ('idle_session_timeout', 'idle_in_transaction_session_timeout', 'max_connections', 'server_version')`
+
+/** What `postgres()` takes: pg's connection strings (pg-connection-string), or a `ClientConfig`. */
+const ARGUMENT: ConnectionArgument = {
+  factory: 'postgres',
+  schemes: ['postgres', 'postgresql', 'socket'],
+  urlKey: 'connectionString',
+  object: 'a pg ClientConfig object',
+  // pg reads a string that starts with '/' as a Unix socket directory, then a database name.
+  plain: (value) => value.startsWith('/'),
+  strings:
+    'a postgres:// or postgresql:// URL, a socket: URL, a socket directory (/var/run/postgresql)',
+}
 
 const loader = new DriverLoader<PgModule>(
   'pg',
@@ -315,7 +328,8 @@ const STEP_SQL: Record<TransactionStep, string> = {
  * pings with an empty query, resets with ROLLBACK only when pg's transaction status says a
  * transaction is open (`'rollback'`), or with `DISCARD ALL` (`'session'`), and reads
  * `idle_session_timeout` and `max_connections` on the first connection. Throws
- * `LIFEGUARD_DRIVER_MISSING` when `pg` is not installed.
+ * `LIFEGUARD_DRIVER_MISSING` when `pg` is not installed, and `InvalidOptionError` for a `config`
+ * that pg would not read as PostgreSQL's (a number, a `mysql://` URL), naming only a URL's scheme.
  *
  * @example
  * ```ts
@@ -327,5 +341,6 @@ const STEP_SQL: Record<TransactionStep, string> = {
  * ```
  */
 export function postgres(config?: string | ClientConfig): Dialect<Client> {
+  checkConnectionArgument(config, ARGUMENT)
   return new PostgresDialect(config)
 }
