@@ -152,8 +152,9 @@ export class PoolCore<C> {
   }
 
   /**
-   * The validated options, defaults filled in; `maxLifetime` and `idleTimeout` as in force,
-   * after any clamp to the server's idle cut-off.
+   * The validated options, defaults filled in, under the names a caller passes them (`prePing`
+   * in ms or `false`, the generated `name`); `maxLifetime` and `idleTimeout` as in force, after
+   * any clamp to the server's idle cut-off.
    */
   get options(): ResolvedPoolOptions<C> {
     return { ...this.opts, maxLifetime: this.maxLifetime, idleTimeout: this.idleTimeout }
@@ -173,7 +174,8 @@ export class PoolCore<C> {
    * Borrows a connection. Resolves with a {@link Lease} as soon as one is free, in the order
    * callers asked; rejects with `AcquireTimeoutError` after `acquireTimeout`, with
    * `TooManyWaitersError` when `maxWaiting` callers already wait, with the signal's reason when
-   * `signal` aborts, and with `PoolClosedError` once the pool is closing.
+   * `signal` aborts, with `PoolClosedError` once the pool is closing, and with
+   * `InvalidOptionError` for bad options (checked before it queues anything).
    */
   acquire(options?: AcquireOptions): Promise<Lease<C>> {
     if (options !== undefined) {
@@ -249,7 +251,8 @@ export class PoolCore<C> {
   /**
    * Borrows a connection, runs `fn` with it and gives it back, even when `fn` throws. When `fn`
    * throws an error that the dialect calls a disconnect, the connection is destroyed instead,
-   * and every older connection is invalidated.
+   * and every older connection is invalidated. Rejects with `InvalidOptionError`, borrowing
+   * nothing, when `fn` is not a function or the options are bad.
    */
   async use<T>(fn: (connection: C) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
     if (typeof fn !== 'function') {
@@ -343,7 +346,8 @@ export class PoolCore<C> {
   /**
    * Closes the pool gracefully: new acquires and all waiters reject with `PoolClosedError`, idle
    * connections close, and leased ones close as they come back. After `timeout` ms the rest are
-   * destroyed and the promise resolves. Idempotent.
+   * destroyed and the promise resolves. Idempotent. Rejects with `InvalidOptionError`, closing
+   * nothing, for bad options.
    */
   close(options?: CloseOptions): Promise<void> {
     let timeout: number

@@ -106,12 +106,19 @@ export interface PoolOptions<C> {
  * them: each value, passed back to {@link createPool}, means the same.
  */
 export interface ResolvedPoolOptions<C> {
+  /** The driver the pool opens connections with. */
   readonly dialect: Dialect<C>
+  /** See {@link PoolOptions.max}. */
   readonly max: number
+  /** See {@link PoolOptions.maxOverflow}. */
   readonly maxOverflow: number
+  /** See {@link PoolOptions.min}. */
   readonly min: number
+  /** See {@link PoolOptions.acquireTimeout}. */
   readonly acquireTimeout: number
+  /** See {@link PoolOptions.maxWaiting}. */
   readonly maxWaiting: number
+  /** See {@link PoolOptions.connectTimeout}. */
   readonly connectTimeout: number
   /** `Infinity` when recycling is off. */
   readonly maxLifetime: number
@@ -121,10 +128,15 @@ export interface ResolvedPoolOptions<C> {
   readonly prePing: number | false
   /** `0` when off. */
   readonly keepaliveInterval: number
+  /** See {@link PoolOptions.resetOnRelease}. */
   readonly resetOnRelease: ResetMode | false
+  /** See {@link PoolOptions.onConnect}. */
   readonly onConnect: ((connection: C) => Promise<void> | void) | undefined
+  /** See {@link PoolOptions.order}. */
   readonly order: 'lifo' | 'fifo'
+  /** See {@link PoolOptions.leakDetectionThreshold}; `0` when off. */
   readonly leakDetectionThreshold: number
+  /** See {@link PoolOptions.allowExitOnIdle}. */
   readonly allowExitOnIdle: boolean
   /** The `name` option, or the generated `pool-N`, as `stats().name` shows it. */
   readonly name: string
