@@ -72,6 +72,19 @@ export interface Dialect<C> {
    */
   watch?(connection: C, onDeath: (error?: unknown) => void): void
   /**
+   * Lets the connection's socket keep the event loop alive again (Node's `socket.ref()`). The
+   * pool calls it when an idle connection leaves the idle list (it is lent, pinged or closed),
+   * when `allowExitOnIdle` is on and the dialect has both `ref` and `unref`. It runs on the
+   * hot path: it must be cheap, allocate nothing, and not throw.
+   */
+  ref?(connection: C): void
+  /**
+   * Stops the connection's socket from keeping the event loop alive (Node's `socket.unref()`),
+   * so that an idle pool lets the process exit. The pool calls it when a connection goes idle,
+   * when `allowExitOnIdle` is on. A dialect with no socket (SQLite) leaves both out.
+   */
+  unref?(connection: C): void
+  /**
    * Reads the server's limits. The pool calls it once, on its first connection (after
    * `onConnect`, so session settings count), to keep `maxLifetime` and `idleTimeout` below the
    * server's idle cut-off and to warn when the pool may open more connections than the server

@@ -20,7 +20,6 @@ export class PoolError extends Error {
   constructor(message: string, code: string, options?: { cause?: unknown }) {
     super(`${message} [${code}, ${seeAlso(code)}]`, options)
     this.code = code
-    this.name = new.target.name
   }
 
   static override [Symbol.hasInstance](value: unknown): boolean {
@@ -32,6 +31,22 @@ export class PoolError extends Error {
 }
 Object.defineProperty(PoolError.prototype, kBrand, { value: true })
 
+/**
+ * Gives an error class the name that `String(error)` and stack traces print. Written out, not
+ * read from the class (`new.target.name`): bundlers rename classes (esbuild makes
+ * `InvalidOptionError` `_InvalidOptionError` when a static member refers to it), and the name
+ * must survive that. On the prototype, like `Error.prototype.name`, so it is not an own property.
+ */
+function named(errorClass: abstract new (...args: never[]) => Error, name: string): void {
+  Object.defineProperty(errorClass.prototype, 'name', {
+    value: name,
+    writable: true,
+    configurable: true,
+    enumerable: false,
+  })
+}
+named(PoolError, 'PoolError')
+
 /** `acquire()` waited `acquireTimeout` (or its own `timeout`) and no connection came free. */
 export class AcquireTimeoutError extends PoolError {
   /** The stable code of this error. */
@@ -40,6 +55,7 @@ export class AcquireTimeoutError extends PoolError {
     super(message, AcquireTimeoutError.code, options)
   }
 }
+named(AcquireTimeoutError, 'AcquireTimeoutError')
 
 /** `acquire()` would have waited, but `maxWaiting` callers were already waiting. */
 export class TooManyWaitersError extends PoolError {
@@ -49,6 +65,7 @@ export class TooManyWaitersError extends PoolError {
     super(message, TooManyWaitersError.code)
   }
 }
+named(TooManyWaitersError, 'TooManyWaitersError')
 
 /** The pool was closed or destroyed: it lends nothing more. */
 export class PoolClosedError extends PoolError {
@@ -58,6 +75,7 @@ export class PoolClosedError extends PoolError {
     super(message, PoolClosedError.code)
   }
 }
+named(PoolClosedError, 'PoolClosedError')
 
 /** Opening a physical connection failed or timed out; `cause` holds the driver's error. */
 export class ConnectError extends PoolError {
@@ -67,6 +85,7 @@ export class ConnectError extends PoolError {
     super(message, ConnectError.code, options)
   }
 }
+named(ConnectError, 'ConnectError')
 
 /** A lease was used after it was released or destroyed. */
 export class LeaseReleasedError extends PoolError {
@@ -76,6 +95,7 @@ export class LeaseReleasedError extends PoolError {
     super(message, LeaseReleasedError.code)
   }
 }
+named(LeaseReleasedError, 'LeaseReleasedError')
 
 /** An option passed to the pool is invalid; the message names the option, the value and what is allowed. */
 export class InvalidOptionError extends PoolError {
@@ -88,6 +108,7 @@ export class InvalidOptionError extends PoolError {
     this.option = option
   }
 }
+named(InvalidOptionError, 'InvalidOptionError')
 
 /**
  * A query ran in a request scope that has already ended: its transaction was committed or rolled
@@ -100,6 +121,7 @@ export class ScopeEndedError extends PoolError {
     super(message, ScopeEndedError.code)
   }
 }
+named(ScopeEndedError, 'ScopeEndedError')
 
 /**
  * A transaction that lifeguard ran for a request scope did not commit: its connection was lost, or
@@ -113,3 +135,4 @@ export class TransactionFailedError extends PoolError {
     super(message, TransactionFailedError.code, options)
   }
 }
+named(TransactionFailedError, 'TransactionFailedError')

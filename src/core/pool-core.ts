@@ -17,9 +17,11 @@ import { Lease, type LeaseOwner } from './lease.js'
 import { LinkedList } from './linked-list.js'
 import type { AcquireOptions, CloseOptions, Pool } from './pool.js'
 import {
+  checkAcquireOptions,
+  describe,
   type PoolOptions,
   type ResolvedPoolOptions,
-  resolveAcquireTimeout,
+  resolveCloseTimeout,
   resolvePoolOptions,
 } from './pool-options.js'
 import {
@@ -53,8 +55,6 @@ function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
 
-let poolNumber = 0
-
 /** What the engine of a pool needs of its public face: the events API of {@link TypedEmitter}. */
 export interface PoolEventSink<C> {
   listening(event: keyof PoolEvents<C>): boolean
@@ -85,6 +85,8 @@ export class PoolCore<C> {
   private readonly owner: LeaseOwner<C>
   /** The idle time that triggers a checkout ping, or -1 when the pool does not ping. */
   private readonly pingAfter: number
+  /** Idle connections let the process exit (`allowExitOnIdle`) and the dialect can say so. */
+  private readonly unrefIdle: boolean
   private state: 'open' | 'closing' | 'closed' = 'open'
   /** `maxLifetime` and `idleTimeout`, lowered below the server's idle cut-off when needed. */
   private maxLifetime: number
@@ -115,8 +117,13 @@ export class PoolCore<C> {
     this.events = events
     this.opts = resolvePoolOptions(options)
     this.dialect = this.opts.dialect
-    this.label = this.opts.name ?? `pool-${++poolNumber}`
-    this.pingAfter = this.dialect.ping === undefined ? -1 : this.opts.prePingThreshold
+    this.label = this.opts.name
+    const prePing = this.opts.prePing
+    this.pingAfter = this.dialect.ping === undefined || prePing === false ? -1 : prePing
+    this.unrefIdle =
+      this.opts.allowExitOnIdle &&
+      typeof this.dialect.ref === 'function' &&
+      typeof this.dialect.unref === 'function'
     this.maxLifetime = this.opts.maxLifetime
     this.idleTimeout = this.opts.idleTimeout
     this.waiters = new WaiterQueue<Lease<C>>(
@@ -146,8 +153,9 @@ export class PoolCore<C> {
   }
 
   /**
-   * The validated options, defaults filled in; `maxLifetime` and `idleTimeout` as in force,
-   * after any clamp to the server's idle cut-off.
+   * The validated options, defaults filled in, under the names a caller passes them (`prePing`
+   * in ms or `false`, the generated `name`); `maxLifetime` and `idleTimeout` as in force, after
+   * any clamp to the server's idle cut-off.
    */
   get options(): ResolvedPoolOptions<C> {
     return { ...this.opts, maxLifetime: this.maxLifetime, idleTimeout: this.idleTimeout }
@@ -167,9 +175,18 @@ export class PoolCore<C> {
    * Borrows a connection. Resolves with a {@link Lease} as soon as one is free, in the order
    * callers asked; rejects with `AcquireTimeoutError` after `acquireTimeout`, with
    * `TooManyWaitersError` when `maxWaiting` callers already wait, with the signal's reason when
-   * `signal` aborts, and with `PoolClosedError` once the pool is closing.
+   * `signal` aborts, with `PoolClosedError` once the pool is closing, and with
+   * `InvalidOptionError` for bad options (checked before it queues anything).
    */
   acquire(options?: AcquireOptions): Promise<Lease<C>> {
+    if (options !== undefined) {
+      // Before anything is queued: a bad signal must not leave a waiter behind.
+      try {
+        checkAcquireOptions(options)
+      } catch (error) {
+        return Promise.reject(error)
+      }
+    }
     if (this.scopes !== undefined) {
       const scope = this.scopes.getStore()
       if (scope !== undefined) return scope.acquire(options)
@@ -179,13 +196,7 @@ export class PoolCore<C> {
     let signal: AbortSignal | undefined
     if (options !== undefined) {
       signal = options.signal ?? undefined
-      if (options.timeout !== undefined) {
-        try {
-          timeout = resolveAcquireTimeout(options.timeout, timeout)
-        } catch (error) {
-          return Promise.reject(error)
-        }
-      }
+      if (options.timeout !== undefined) timeout = options.timeout
       if (signal?.aborted) {
         this.counters.aborted++
         return Promise.reject(signal.reason)
@@ -241,9 +252,16 @@ export class PoolCore<C> {
   /**
    * Borrows a connection, runs `fn` with it and gives it back, even when `fn` throws. When `fn`
    * throws an error that the dialect calls a disconnect, the connection is destroyed instead,
-   * and every older connection is invalidated.
+   * and every older connection is invalidated. Rejects with `InvalidOptionError`, borrowing
+   * nothing, when `fn` is not a function or the options are bad.
    */
   async use<T>(fn: (connection: C) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
+    if (typeof fn !== 'function') {
+      throw new InvalidOptionError(
+        'fn',
+        `Invalid argument fn of use(): ${describe(fn)}; expected a function (connection) => result`,
+      )
+    }
     const lease = await this.acquire(options)
     let result: T
     try {
@@ -329,12 +347,18 @@ export class PoolCore<C> {
   /**
    * Closes the pool gracefully: new acquires and all waiters reject with `PoolClosedError`, idle
    * connections close, and leased ones close as they come back. After `timeout` ms the rest are
-   * destroyed and the promise resolves. Idempotent.
+   * destroyed and the promise resolves. Idempotent. Rejects with `InvalidOptionError`, closing
+   * nothing, for bad options.
    */
   close(options?: CloseOptions): Promise<void> {
+    let timeout: number
+    try {
+      timeout = resolveCloseTimeout(options, 30_000)
+    } catch (error) {
+      return Promise.reject(error)
+    }
     if (this.closing !== undefined) return this.closing
     if (this.destroying !== undefined) return this.destroying
-    const timeout = resolveAcquireTimeout(options?.timeout, 30_000)
     this.state = 'closing'
     this.closing = this.shutdown(timeout)
     return this.closing
@@ -397,15 +421,19 @@ export class PoolCore<C> {
   }
 
   private scheduleRetry(now: number): void {
-    if (this.retryTimer !== undefined) return
-    this.retryTimer = setTimeout(
-      () => {
-        this.retryTimer = undefined
-        this.pump()
-      },
-      Math.max(0, this.retryAt - now),
-    )
-    this.retryTimer.unref()
+    if (this.retryTimer === undefined) {
+      this.retryTimer = setTimeout(
+        () => {
+          this.retryTimer = undefined
+          this.pump()
+        },
+        Math.max(0, this.retryAt - now),
+      )
+    }
+    // A caller waiting for ever has no deadline timer: the retry is what keeps its process
+    // alive. Retrying only to refill `min` must not.
+    if (this.waiters.size > 0) this.retryTimer.ref()
+    else this.retryTimer.unref()
   }
 
   // A record's state changes here and nowhere else.
@@ -419,8 +447,24 @@ export class PoolCore<C> {
     if (to === 'idle') {
       if (this.opts.order === 'lifo') this.idle.unshift(record)
       else this.idle.push(record)
+      if (this.unrefIdle) this.hold(record, false)
     } else if (to === 'closed') {
       this.records.delete(record)
+    }
+    // Out of the idle list (lent, pinged or closing): its socket keeps the process alive again.
+    if (from === 'idle' && this.unrefIdle) this.hold(record, true)
+  }
+
+  /**
+   * Lets an idle connection's socket hold the event loop (`true`) or not (`false`), through the
+   * dialect's `ref`/`unref`. A dialect that throws here must not break the state change.
+   */
+  private hold(record: ConnectionRecord<C>, held: boolean): void {
+    try {
+      if (held) this.dialect.ref!(record.connection as C)
+      else this.dialect.unref!(record.connection as C)
+    } catch (error) {
+      if (debugging) debug('%s %s failed: %s', this.label, held ? 'ref' : 'unref', messageOf(error))
     }
   }
 

@@ -88,33 +88,62 @@ export interface PoolOptions<C> {
    * @defaultValue 0
    */
   leakDetectionThreshold?: number
+  /**
+   * Lets the process exit while the pool is idle (pg-pool's `allowExitOnIdle`): idle connections'
+   * sockets and the pool's own timers do not keep the event loop alive, so a script that never
+   * calls `close()` ends after its last query. A lease, a waiter or a connect in flight still
+   * keeps it alive. `false` keeps idle connections' sockets referenced: the process then lives
+   * until `idleTimeout` closes them (or for ever with `min` connections), as pg-pool does by default.
+   * @defaultValue true
+   */
+  allowExitOnIdle?: boolean
   /** The pool's name, for logs and stats. */
   name?: string | undefined
 }
 
-/** The options after validation, with every default filled in. */
+/**
+ * The options after validation, with every default filled in, under the names a caller passes
+ * them: each value, passed back to {@link createPool}, means the same.
+ */
 export interface ResolvedPoolOptions<C> {
+  /** The driver the pool opens connections with. */
   readonly dialect: Dialect<C>
+  /** See {@link PoolOptions.max}. */
   readonly max: number
+  /** See {@link PoolOptions.maxOverflow}. */
   readonly maxOverflow: number
+  /** See {@link PoolOptions.min}. */
   readonly min: number
+  /** See {@link PoolOptions.acquireTimeout}. */
   readonly acquireTimeout: number
+  /** See {@link PoolOptions.maxWaiting}. */
   readonly maxWaiting: number
+  /** See {@link PoolOptions.connectTimeout}. */
   readonly connectTimeout: number
   /** `Infinity` when recycling is off. */
   readonly maxLifetime: number
   /** `Infinity` when idle reaping is off. */
   readonly idleTimeout: number
-  /** The idle time that triggers a ping on checkout; `-1` when pre-ping is off. */
-  readonly prePingThreshold: number
+  /** The idle time, in ms, that triggers a ping on checkout (`true` reads 500); `false` when off. */
+  readonly prePing: number | false
   /** `0` when off. */
   readonly keepaliveInterval: number
+  /** See {@link PoolOptions.resetOnRelease}. */
   readonly resetOnRelease: ResetMode | false
+  /** See {@link PoolOptions.onConnect}. */
   readonly onConnect: ((connection: C) => Promise<void> | void) | undefined
+  /** See {@link PoolOptions.order}. */
   readonly order: 'lifo' | 'fifo'
+  /** See {@link PoolOptions.leakDetectionThreshold}; `0` when off. */
   readonly leakDetectionThreshold: number
-  readonly name: string | undefined
+  /** See {@link PoolOptions.allowExitOnIdle}. */
+  readonly allowExitOnIdle: boolean
+  /** The `name` option, or the generated `pool-N`, as `stats().name` shows it. */
+  readonly name: string
 }
+
+/** Numbers the pools that have no `name`: `pool-1`, `pool-2`, … */
+let poolNumber = 0
 
 /** The default idle time after which a connection is pinged on checkout (HikariCP's 500 ms). */
 export const DEFAULT_PRE_PING_MS = 500
@@ -135,12 +164,20 @@ const KNOWN_KEYS = [
   'onConnect',
   'order',
   'leakDetectionThreshold',
+  'allowExitOnIdle',
   'name',
 ] as const
 
-/** Shows a value in an error message without dumping objects. */
+/** How much of a string an error message shows. */
+const SHOWN_CHARS = 60
+
+/** Shows a value in an error message without dumping objects or long strings. */
 export function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value)
+  if (typeof value === 'string') {
+    return value.length > SHOWN_CHARS
+      ? `${JSON.stringify(value.slice(0, SHOWN_CHARS))}… (${value.length} characters)`
+      : JSON.stringify(value)
+  }
   if (typeof value === 'function') return 'a function'
   if (value === null) return 'null'
   if (Array.isArray(value)) return 'an array'
@@ -171,6 +208,9 @@ function distance(a: string, b: string): number {
   return row[b.length]!
 }
 
+/** A list of known keys this short is shown in full even when a close name is suggested. */
+const SHORT_LIST = 5
+
 /** Rejects keys that are not in `known`, suggesting the nearest known name. */
 export function rejectUnknownKeys(
   options: object,
@@ -188,10 +228,12 @@ export function rejectUnknownKeys(
         bestDistance = d
       }
     }
-    const hint =
-      best !== undefined && bestDistance <= Math.max(2, Math.floor(key.length / 3))
-        ? `; did you mean ${best}?`
-        : `; known options are ${known.join(', ')}`
+    const close = best !== undefined && bestDistance <= Math.max(2, Math.floor(key.length / 3))
+    const list = `known options are ${known.join(', ')}`
+    // A short list is always worth showing; a long one only when no name is close.
+    const hint = close
+      ? `; did you mean ${best}?${known.length <= SHORT_LIST ? ` (${list})` : ''}`
+      : `; ${list}`
     throw new InvalidOptionError(key, `Unknown option ${key} passed to ${where}${hint}`)
   }
 }
@@ -273,13 +315,12 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
     maxWaiting = integer('maxWaiting', options.maxWaiting, 0, 0)
   }
 
-  let prePingThreshold = DEFAULT_PRE_PING_MS
-  const prePing = options.prePing
-  if (prePing === false) prePingThreshold = -1
-  else if (prePing === true || prePing === undefined) prePingThreshold = DEFAULT_PRE_PING_MS
-  else if (typeof prePing === 'number' && Number.isFinite(prePing) && prePing >= 0) {
-    prePingThreshold = prePing
-  } else fail('prePing', prePing, 'true, false, or a number of milliseconds ≥ 0')
+  let prePing: number | false = DEFAULT_PRE_PING_MS
+  const given = options.prePing
+  if (given === false) prePing = false
+  else if (given === true || given === undefined) prePing = DEFAULT_PRE_PING_MS
+  else if (typeof given === 'number' && Number.isFinite(given) && given >= 0) prePing = given
+  else fail('prePing', given, 'true, false, or a number of milliseconds ≥ 0')
 
   const keepalive = optionalDuration('keepaliveInterval', options.keepaliveInterval, 0)
   const onConnect = options.onConnect
@@ -288,6 +329,9 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
   }
   const name = options.name
   if (name !== undefined && typeof name !== 'string') fail('name', name, 'a string')
+  const allowExitOnIdle = options.allowExitOnIdle ?? true
+  if (typeof allowExitOnIdle !== 'boolean')
+    fail('allowExitOnIdle', allowExitOnIdle, 'true or false')
 
   return {
     dialect: dialect as Dialect<C>,
@@ -299,7 +343,7 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
     connectTimeout: duration('connectTimeout', options.connectTimeout, 10_000, 1),
     maxLifetime: optionalDuration('maxLifetime', options.maxLifetime, 1_800_000),
     idleTimeout: optionalDuration('idleTimeout', options.idleTimeout, 600_000),
-    prePingThreshold,
+    prePing,
     keepaliveInterval: keepalive === Number.POSITIVE_INFINITY ? 0 : keepalive,
     resetOnRelease: oneOf('resetOnRelease', options.resetOnRelease, 'rollback', [
       'rollback',
@@ -309,11 +353,68 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
     onConnect,
     order: oneOf('order', options.order, 'lifo', ['lifo', 'fifo'] as const),
     leakDetectionThreshold: integer('leakDetectionThreshold', options.leakDetectionThreshold, 0, 0),
-    name,
+    allowExitOnIdle,
+    name: name ?? `pool-${++poolNumber}`,
   }
 }
 
 /** Validates the timeout of a single `acquire()` or `close()` call. */
 export function resolveAcquireTimeout(value: unknown, fallback: number): number {
   return duration('timeout', value, fallback, 0, true)
+}
+
+const ACQUIRE_KEYS = ['signal', 'timeout'] as const
+const CLOSE_KEYS = ['timeout'] as const
+
+/** Whether `value` is an `AbortSignal`, judged by its shape so that a signal from another realm passes. */
+function isAbortSignal(value: unknown): value is AbortSignal {
+  if (typeof value !== 'object' || value === null) return false
+  const signal = value as Partial<AbortSignal>
+  return (
+    typeof signal.aborted === 'boolean' &&
+    typeof signal.addEventListener === 'function' &&
+    typeof signal.removeEventListener === 'function'
+  )
+}
+
+/** Rejects anything but an object (or `undefined`) as the options of `where`. */
+function checkObject(options: unknown, where: string): asserts options is object | undefined {
+  if (options === undefined) return
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    fail('options', options, `an object (the options of ${where}) or undefined`)
+  }
+}
+
+/**
+ * Validates the options of one `acquire()` or `use()` call, before anything is queued: an
+ * object with an optional `signal` (an `AbortSignal`) and `timeout`. Unknown keys are rejected.
+ * Allocates nothing for valid options, since it runs on every such call.
+ */
+export function checkAcquireOptions(options: unknown, where = 'acquire'): void {
+  if (options === undefined) return
+  checkObject(options, where)
+  for (const key in options) {
+    if (key !== 'signal' && key !== 'timeout') rejectUnknownKeys(options, ACQUIRE_KEYS, where)
+  }
+  const { signal, timeout } = options as { signal?: unknown; timeout?: unknown }
+  if (signal !== undefined && signal !== null && !isAbortSignal(signal)) {
+    const controller =
+      typeof signal === 'object' && isAbortSignal((signal as { signal?: unknown }).signal)
+    fail(
+      'signal',
+      signal,
+      controller
+        ? 'an AbortSignal: pass controller.signal, not the AbortController'
+        : 'an AbortSignal or undefined',
+    )
+  }
+  if (timeout !== undefined) resolveAcquireTimeout(timeout, 0)
+}
+
+/** Validates the options of `close()` and returns its timeout, `fallback` when none is given. */
+export function resolveCloseTimeout(options: unknown, fallback: number): number {
+  if (options === undefined) return fallback
+  checkObject(options, 'close')
+  rejectUnknownKeys(options, CLOSE_KEYS, 'close')
+  return resolveAcquireTimeout((options as { timeout?: unknown }).timeout, fallback)
 }

@@ -9,7 +9,10 @@ import type { PoolStats } from './stats.js'
 
 /** The options of one `acquire()` or `use()` call. */
 export interface AcquireOptions {
-  /** Aborts the wait; the promise rejects with the signal's reason. */
+  /**
+   * Aborts the wait; the promise rejects with the signal's reason. An `AbortSignal`
+   * (`controller.signal`), not the `AbortController`.
+   */
   signal?: AbortSignal | undefined
   /** Overrides `acquireTimeout` for this call, in ms. */
   timeout?: number | undefined
@@ -58,8 +61,9 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
   }
 
   /**
-   * The validated options, defaults filled in; `maxLifetime` and `idleTimeout` as in force,
-   * after any clamp to the server's idle cut-off.
+   * The validated options, defaults filled in, under the names a caller passes them (`prePing`
+   * in ms or `false`, the generated `name`); `maxLifetime` and `idleTimeout` as in force, after
+   * any clamp to the server's idle cut-off.
    */
   get options(): ResolvedPoolOptions<C> {
     return this.#core.options
@@ -79,7 +83,8 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
    * Borrows a connection. Resolves with a {@link Lease} as soon as one is free, in the order
    * callers asked; rejects with `AcquireTimeoutError` after `acquireTimeout`, with
    * `TooManyWaitersError` when `maxWaiting` callers already wait, with the signal's reason when
-   * `signal` aborts, and with `PoolClosedError` once the pool is closing.
+   * `signal` aborts, with `PoolClosedError` once the pool is closing, and with
+   * `InvalidOptionError` for bad options (checked before it queues anything).
    */
   acquire(options?: AcquireOptions): Promise<Lease<C>> {
     return this.#core.acquire(options)
@@ -88,7 +93,8 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
   /**
    * Borrows a connection, runs `fn` with it and gives it back, even when `fn` throws. When `fn`
    * throws an error that the dialect calls a disconnect, the connection is destroyed instead,
-   * and every older connection is invalidated.
+   * and every older connection is invalidated. Rejects with `InvalidOptionError`, borrowing
+   * nothing, when `fn` is not a function or the options are bad.
    */
   use<T>(fn: (connection: C) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
     return this.#core.use(fn, options)
@@ -118,7 +124,8 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
   /**
    * Closes the pool gracefully: new acquires and all waiters reject with `PoolClosedError`, idle
    * connections close, and leased ones close as they come back. After `timeout` ms the rest are
-   * destroyed and the promise resolves. Idempotent.
+   * destroyed and the promise resolves. Idempotent. Rejects with `InvalidOptionError`, closing
+   * nothing, for bad options.
    */
   close(options?: CloseOptions): Promise<void> {
     return this.#core.close(options)

@@ -7,7 +7,12 @@ import {
 } from './errors.js'
 import type { Lease, LeaseOwner } from './lease.js'
 import type { AcquireOptions } from './pool.js'
-import { describe, rejectUnknownKeys, resolveAcquireTimeout } from './pool-options.js'
+import {
+  checkAcquireOptions,
+  describe,
+  rejectUnknownKeys,
+  resolveAcquireTimeout,
+} from './pool-options.js'
 
 /** How a request scope ends its transaction, or what it does with one a request left open. */
 export type ScopeOutcome = 'commit' | 'rollback'
@@ -53,6 +58,12 @@ const KNOWN_OPTIONS = ['transaction']
 /** Validates `openScope()`'s options; a wrong one fails at once, naming it. */
 export function resolveScopeOptions(options: RequestScopeOptions | undefined): boolean {
   if (options === undefined) return false
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new InvalidOptionError(
+      'options',
+      `Invalid option options: ${describe(options)}; expected an object (the options of openScope) or undefined`,
+    )
+  }
   rejectUnknownKeys(options, KNOWN_OPTIONS, 'openScope')
   const transaction = options.transaction ?? false
   if (typeof transaction !== 'boolean') {
@@ -142,6 +153,12 @@ export class RequestScope<C> {
    * it starts, the pool's `acquire()` and `use()` join the scope. Returns what `fn` returns.
    */
   run<T>(fn: () => T): T {
+    if (typeof fn !== 'function') {
+      throw new InvalidOptionError(
+        'fn',
+        `Invalid argument fn of run(): ${describe(fn)}; expected a function`,
+      )
+    }
     return this.#host.run(this, fn)
   }
 
@@ -154,12 +171,12 @@ export class RequestScope<C> {
   acquire(options?: AcquireOptions): Promise<Lease<C>> {
     if (options !== undefined) {
       // Checked as the pool checks them, though the request's connection may be lent at once.
-      if (options.signal?.aborted) return Promise.reject(options.signal.reason)
       try {
-        resolveAcquireTimeout(options.timeout, 0)
+        checkAcquireOptions(options)
       } catch (error) {
         return Promise.reject(error)
       }
+      if (options.signal?.aborted) return Promise.reject(options.signal.reason)
     }
     if (this.#ended) {
       if (this.transaction || this.#rolledBack) {
@@ -196,6 +213,14 @@ export class RequestScope<C> {
    * first call's promise.
    */
   end(outcome: ScopeOutcome = 'rollback'): Promise<void> {
+    if (outcome !== 'commit' && outcome !== 'rollback') {
+      return Promise.reject(
+        new InvalidOptionError(
+          'outcome',
+          `Invalid argument outcome of end(): ${describe(outcome)}; expected "commit" or "rollback"`,
+        ),
+      )
+    }
     if (this.#ending !== undefined) return this.#ending
     this.#ended = true
     this.#outcome = outcome

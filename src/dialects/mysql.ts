@@ -1,5 +1,6 @@
 import type { Connection, ConnectionOptions } from 'mysql2'
 import type { Dialect, ResetMode, ServerInfo, TransactionStep } from '../core/dialect.js'
+import { checkConnectionArgument } from './connection-argument.js'
 import { DriverLoader, defaultExport } from './driver-loader.js'
 import { causes, isSocketError } from './network-errors.js'
 import { normalizeSecrets, redactError, secretsOfUrl } from './redact.js'
@@ -20,6 +21,8 @@ interface Socket {
   destroyed?: boolean
   destroy(error?: Error): void
   once(event: 'close', listener: () => void): unknown
+  ref?(): unknown
+  unref?(): unknown
 }
 
 /** The parts of mysql2's connection that its typings leave out; checked at runtime. */
@@ -492,6 +495,15 @@ class MysqlDialect implements Dialect<Connection> {
     return false
   }
 
+  ref(connection: Connection): void {
+    // mysql2 has no ref()/unref() of its own: its socket (the TLS one after an upgrade) is `stream`.
+    internals(connection).stream?.ref?.()
+  }
+
+  unref(connection: Connection): void {
+    internals(connection).stream?.unref?.()
+  }
+
   watch(connection: Connection, onDeath: (error?: unknown) => void): void {
     // An idle connection that the server closed (wait_timeout, KILL) emits a fatal 'error'
     // (ECONNRESET, PROTOCOL_CONNECTION_LOST) and, on a clean FIN, 'end'.
@@ -536,5 +548,13 @@ class MysqlDialect implements Dialect<Connection> {
  * ```
  */
 export function mysql(config?: string | ConnectionOptions): Dialect<Connection> {
+  // At the call, naming only a URL's scheme: a mistake would otherwise surface at the first connect.
+  checkConnectionArgument(config, {
+    factory: 'mysql',
+    schemes: ['mysql', 'mariadb'],
+    urlKey: 'uri',
+    strings: 'a mysql:// or mariadb:// URL',
+    object: 'a mysql2 ConnectionOptions object',
+  })
   return new MysqlDialect(config)
 }

@@ -1,6 +1,7 @@
 import type { Client, ClientConfig } from 'pg'
 import type { Dialect, ResetMode, ServerInfo, TransactionStep } from '../core/dialect.js'
 import { TransactionFailedError } from '../core/errors.js'
+import { type ConnectionArgument, checkConnectionArgument } from './connection-argument.js'
 import { DriverLoader, defaultExport } from './driver-loader.js'
 import { causes, isSocketError } from './network-errors.js'
 import { normalizeSecrets, redactError, secretsOfUrl } from './redact.js'
@@ -31,6 +32,9 @@ interface Destroyable {
  * so that an older pg degrades to a safe default instead of failing.
  */
 interface ClientInternals {
+  /** Lets the socket hold the event loop again, or not (`@types/pg` leaves them out). */
+  ref?: () => void
+  unref?: () => void
   /** pg ≥ 8.21: the status byte of the last ReadyForQuery: idle, in a transaction, or failed. */
   getTransactionStatus?: () => 'I' | 'T' | 'E' | null
   /** False while a query is on the wire or queued behind one. */
@@ -75,6 +79,18 @@ const CLOSE_GRACE_MS = 2_000
 
 const SETTINGS_SQL = `SELECT name, setting FROM pg_settings WHERE name IN
   ('idle_session_timeout', 'idle_in_transaction_session_timeout', 'max_connections', 'server_version')`
+
+/** What `postgres()` takes: pg's connection strings (pg-connection-string), or a `ClientConfig`. */
+const ARGUMENT: ConnectionArgument = {
+  factory: 'postgres',
+  schemes: ['postgres', 'postgresql', 'socket'],
+  urlKey: 'connectionString',
+  object: 'a pg ClientConfig object',
+  // pg reads a string that starts with '/' as a Unix socket directory, then a database name.
+  plain: (value) => value.startsWith('/'),
+  strings:
+    'a postgres:// or postgresql:// URL, a socket: URL, a socket directory (/var/run/postgresql)',
+}
 
 const loader = new DriverLoader<PgModule>(
   'pg',
@@ -267,6 +283,16 @@ class PostgresDialect implements Dialect<Client> {
     return false
   }
 
+  ref(client: Client): void {
+    // pg's Client forwards to its current socket (the TLS one after an upgrade), as pg-pool's
+    // allowExitOnIdle relies on; checked so that a client without it is left as it is.
+    internals(client).ref?.()
+  }
+
+  unref(client: Client): void {
+    internals(client).unref?.()
+  }
+
   watch(client: Client, onDeath: (error?: unknown) => void): void {
     // pg emits 'error' on an idle client whose backend was terminated (57P01, 57P05) or whose
     // socket failed, then 'end' when the socket closes. Either means the client is unusable.
@@ -302,7 +328,8 @@ const STEP_SQL: Record<TransactionStep, string> = {
  * pings with an empty query, resets with ROLLBACK only when pg's transaction status says a
  * transaction is open (`'rollback'`), or with `DISCARD ALL` (`'session'`), and reads
  * `idle_session_timeout` and `max_connections` on the first connection. Throws
- * `LIFEGUARD_DRIVER_MISSING` when `pg` is not installed.
+ * `LIFEGUARD_DRIVER_MISSING` when `pg` is not installed, and `InvalidOptionError` for a `config`
+ * that pg would not read as PostgreSQL's (a number, a `mysql://` URL), naming only a URL's scheme.
  *
  * @example
  * ```ts
@@ -314,5 +341,6 @@ const STEP_SQL: Record<TransactionStep, string> = {
  * ```
  */
 export function postgres(config?: string | ClientConfig): Dialect<Client> {
+  checkConnectionArgument(config, ARGUMENT)
   return new PostgresDialect(config)
 }

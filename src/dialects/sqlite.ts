@@ -90,6 +90,14 @@ function resolveOptions(filename: unknown, options: SqliteOptions | undefined) {
       `Invalid option filename: ${describe(filename)}; expected a file path or ":memory:"`,
     )
   }
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]+):\/\//.exec(filename)?.[1]?.toLowerCase()
+  if (scheme !== undefined) {
+    // Never echo it: a URL may hold a password.
+    throw new InvalidOptionError(
+      'filename',
+      `Invalid option filename: a "${scheme}:" URL; expected a file path or ":memory:" (for a sqlite:///path URL, use createPool({ url }))`,
+    )
+  }
   const o = options ?? {}
   if (typeof o !== 'object' || o === null) {
     throw new InvalidOptionError(

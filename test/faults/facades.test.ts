@@ -232,7 +232,7 @@ function scenarios<C>(c: FacadeCase<C>): void {
   it(`1. all idle backends killed after idling past the prePing threshold: the next 1000 ${c.module} queries see 0 errors, with no 'error' listener`, async () => {
     await withFacade(c, { max: 10 }, async (facade, r) => {
       // The facades leave lifeguard's default pre-ping window (500 ms); the test idles past it.
-      const threshold = facade.core.options.prePingThreshold
+      const threshold = facade.core.options.prePing as number
       expect(threshold).toBe(500)
       expect(facade.emitter.listenerCount('error')).toBe(0)
       await facade.warm(10)

@@ -27,12 +27,15 @@ describe('pool options', () => {
       connectTimeout: 10_000,
       maxLifetime: 1_800_000,
       idleTimeout: 600_000,
-      prePingThreshold: 500,
+      prePing: 500,
       keepaliveInterval: 0,
       resetOnRelease: 'rollback',
       order: 'lifo',
       leakDetectionThreshold: 0,
+      allowExitOnIdle: true,
+      name: pool.stats().name,
     })
+    expect(pool.options.name).toMatch(/^pool-\d+$/)
     await pool.destroy()
   })
 
@@ -73,6 +76,7 @@ describe('pool options', () => {
     [{ order: 'random' }, 'order', /order: "random"; expected one of "lifo", "fifo"/],
     [{ leakDetectionThreshold: -1 }, 'leakDetectionThreshold', /leakDetectionThreshold: -1/],
     [{ name: 42 }, 'name', /Invalid option name: 42; expected a string/],
+    [{ allowExitOnIdle: 'no' }, 'allowExitOnIdle', /allowExitOnIdle: "no"; expected true or false/],
     [{ dialect: {} }, 'dialect', /Invalid option dialect: an object; expected a Dialect/],
   ])(
     'rejects %j at construction, naming the option, the value and what is allowed',
@@ -111,7 +115,7 @@ describe('pool options', () => {
     expect(pool.options).toMatchObject({
       maxLifetime: Number.POSITIVE_INFINITY,
       idleTimeout: Number.POSITIVE_INFINITY,
-      prePingThreshold: -1,
+      prePing: false,
       resetOnRelease: false,
     })
     await pool.destroy()
