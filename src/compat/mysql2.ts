@@ -5,7 +5,7 @@ import type { Lease } from '../core/lease.js'
 import type { Pool as LifeguardPool } from '../core/pool.js'
 import type { PoolOptions } from '../core/pool-options.js'
 import { createPool as createLifeguardPool } from '../create-pool.js'
-import { mysql } from '../dialects/mysql.js'
+import { mysqlCallbackDialect } from '../dialects/mysql.js'
 import { registerFacade } from './lifeguard-of.js'
 import { manage, type PoolHold } from './manage.js'
 import { poolKey } from './pool-key.js'
@@ -142,7 +142,10 @@ function holdPool(
   options: LifeguardOptions,
 ): PoolHold<mysql2.Connection> {
   return manage(poolKey('mysql2', { connection, options }), () =>
-    createLifeguardPool<mysql2.Connection>({ ...options, dialect: mysql(connection) }),
+    createLifeguardPool<mysql2.Connection>({
+      ...options,
+      dialect: mysqlCallbackDialect(connection),
+    }),
   )
 }
 
