@@ -259,6 +259,11 @@ class LifeguardMysqlPool extends CorePool {
       process.nextTick(() => callback(new Error('Pool is closed.')))
       return
     }
+    // mysql2 emits 'enqueue' for a caller who must wait for a release, and no 'acquire' when a
+    // released connection is handed to that caller: the same here, read off the pool's counts.
+    const s = this.#pool.stats()
+    const queued = s.waiting > 0 || (s.idle === 0 && s.total >= s.max + s.maxOverflow)
+    if (queued) this.emit('enqueue')
     this.#pool.acquire().then(
       (lease) => {
         const connection = lease.connection
@@ -276,7 +281,7 @@ class LifeguardMysqlPool extends CorePool {
           this.#seen.add(connection)
           this.emit('connection', connection)
         }
-        this.emit('acquire', connection)
+        if (!queued) this.emit('acquire', connection)
         callback(null, connection as unknown as mysql2.PoolConnection)
       },
       (error: Error) => callback(error),
@@ -290,9 +295,12 @@ class LifeguardMysqlPool extends CorePool {
     const c = connection as ConnectionInternals
     c.lastActiveTime = Date.now()
     const dead = (c._fatalError !== undefined && c._fatalError !== null) || c._closing === true
+    // mysql2 emits 'release' when the connection goes back to the free list: not for a dead one,
+    // nor for one handed straight to a waiting caller.
+    const handedOver = this.#pool.stats().waiting > 0
     if (dead) held.destroy(c._fatalError)
     else held.release()
-    this.emit('release', connection)
+    if (!dead && !handedOver) this.emit('release', connection)
   }
 
   /** Drops a connection that died or was destroyed (mysql2 calls it from `_removeFromPool`). */
