@@ -1,5 +1,7 @@
 import type { Connection, Pool } from 'mysql2/promise'
 import mysql2Promise from 'mysql2/promise'
+import { InvalidOptionError } from '../core/errors.js'
+import { describe } from '../core/pool-options.js'
 import { lifeguardOf, registerFacade } from './lifeguard-of.js'
 import { configureMysql2, type LifeguardOptions, type Mysql2PoolOptions } from './mysql2.js'
 
@@ -12,13 +14,24 @@ const classes = mysql2Promise as unknown as {
   PromisePoolConnection: new (connection: object, promiseImpl?: PromiseConstructor) => Connection
 }
 
-/** The Promise implementation mysql2/promise would use for this config: its `Promise` option. */
+/**
+ * The Promise implementation mysql2/promise would use for this config: its `Promise` option, or
+ * the global one. Throws for one that is not a constructor: mysql2 would take it and fail later,
+ * in every query and in `end()`, leaving the pool open for good.
+ */
 function promiseOf(config: unknown): PromiseConstructor {
   const given =
     typeof config === 'object' && config !== null
-      ? (config as { Promise?: PromiseConstructor }).Promise
+      ? (config as { Promise?: unknown }).Promise
       : undefined
-  return given || Promise
+  if (!given) return Promise
+  if (typeof given !== 'function') {
+    throw new InvalidOptionError(
+      'Promise',
+      `Invalid option Promise: ${describe(given)}; expected a Promise constructor`,
+    )
+  }
+  return given as PromiseConstructor
 }
 
 /** A mysql2/promise-shaped module whose `createPool` and `createConnection` pool through lifeguard. */
@@ -50,13 +63,13 @@ export function configureMysql2Promise(defaults: LifeguardOptions = {}): Mysql2P
   return {
     ...(mysql2Promise as unknown as Record<string, unknown>),
     createPool(config: string | Mysql2PoolOptions): Pool {
-      // As mysql2/promise does: the callback pool first (it throws for a config it cannot read).
-      const pool = new classes.PromisePool(callbacks.createPool(config), promiseOf(config))
-      return pool
+      const P = promiseOf(config)
+      return new classes.PromisePool(callbacks.createPool(config), P)
     },
     createConnection(config: string | Mysql2PoolOptions): Promise<Connection> {
-      const connection = callbacks.createConnection(config)
+      // Checked before borrowing: mysql2/promise would throw only after it started connecting.
       const P = promiseOf(config)
+      const connection = callbacks.createConnection(config)
       return new P<Connection>((resolve, reject) => {
         connection.once('connect', () => {
           // The proxy's promise(): a PromiseConnection whose end() gives the connection back.

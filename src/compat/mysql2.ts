@@ -240,7 +240,8 @@ class LifeguardMysqlPool extends CorePool {
     super({
       config: {
         connectionConfig: new ConnectionConfig(parsed),
-        connectionLimit: options.max ?? 10,
+        // Only read by mysql2's constructor; the lifeguard pool checks the real option below.
+        connectionLimit: Number.isInteger(options.max) ? options.max : 10,
       },
     })
     // The pool is made last: when the options are refused, nothing is left open.
@@ -519,7 +520,10 @@ export function configureMysql2(defaults: LifeguardOptions = {}): Mysql2Module {
         typeCast = own as TypeCast
         config = rest
       }
-      const { connection, options } = splitOptions(config, defaults)
+      const { connection, parsed, options } = splitOptions(config, defaults)
+      // mysql2 reads the config at the call and throws there for one it refuses (an unknown
+      // ssl profile, say): the same here, rather than on a connect in the background.
+      new ConnectionConfig(parsed)
       const key = poolKey('mysql2-connection', { connection, options })
       let hold = holds.get(key)
       if (hold === undefined || hold.pool.closed) {
