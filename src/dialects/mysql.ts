@@ -532,6 +532,16 @@ class MysqlDialect implements Dialect<Connection> {
   }
 }
 
+/** Every connection {@link lend} made, to tell them from other arguments. */
+const lentConnections = new WeakSet<object>()
+
+/** The callback connection under a lent one; any other value unchanged. */
+function unwrap(value: unknown): unknown {
+  return typeof value === 'object' && value !== null && lentConnections.has(value)
+    ? (value as MysqlConnection).connection
+    : value
+}
+
 /** Wraps a callback connection in mysql2's own promise connection, once, for lending. */
 function lend(connection: Connection): MysqlConnection {
   // mysql2's Connection#promise() makes a genuine PromiseConnection over the same connection.
@@ -543,6 +553,7 @@ function lend(connection: Connection): MysqlConnection {
     writable: true,
     configurable: true,
   })
+  lentConnections.add(lent)
   return lent
 }
 
@@ -558,14 +569,14 @@ class PromiseMysqlDialect implements Dialect<MysqlConnection> {
   constructor(inner: MysqlDialect) {
     this.#inner = inner
     // Members the callback dialect has beyond those written out below (added to it later, such
-    // as hooks of newer cores) are forwarded too, with the connection unwrapped.
+    // as hooks of newer cores) are forwarded too, with any lent connection among the arguments
+    // unwrapped.
     for (const key of Object.getOwnPropertyNames(MysqlDialect.prototype)) {
       if (key === 'constructor' || key in this) continue
       const member = (inner as unknown as Record<string, unknown>)[key]
       if (typeof member !== 'function') continue
       Object.defineProperty(this, key, {
-        value: (connection: MysqlConnection, ...rest: unknown[]) =>
-          member.call(inner, connection.connection, ...rest),
+        value: (...args: unknown[]) => member.apply(inner, args.map(unwrap)),
         enumerable: false,
         writable: true,
         configurable: true,

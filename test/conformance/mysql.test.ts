@@ -2,7 +2,12 @@ import { inspect } from 'node:util'
 import mysql2Core from 'mysql2'
 import mysql2Promise from 'mysql2/promise'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { type MysqlConnection, type MysqlServerInfo, mysql } from '../../src/dialects/mysql.js'
+import {
+  type MysqlConnection,
+  type MysqlServerInfo,
+  mysql,
+  mysqlCallbackDialect,
+} from '../../src/dialects/mysql.js'
 import { createPool, type Dialect, type Pool } from '../../src/index.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { type Admin, myRows, mysqlTarget, sleep, uniqueName, waitFor } from './targets.js'
@@ -234,6 +239,27 @@ describeOnServer(status, 'mysql dialect specifics', () => {
     })
     expect(await pool.use(async (connection) => connection)).toBe(first)
     expect(pool.stats().created).toBe(1)
+  })
+
+  it('forwards a member the callback dialect gains later, with the lent connection unwrapped', async () => {
+    // The promise dialect writes out today's Dialect members; a newer core's hooks (added to the
+    // callback dialect) must reach it too, or the pool would silently skip them.
+    const proto = Object.getPrototypeOf(mysqlCallbackDialect(status.url)) as Record<string, unknown>
+    const seen: unknown[] = []
+    proto.lateHook = function (this: unknown, ...args: unknown[]) {
+      seen.push(this, ...args)
+      return 'done'
+    }
+    try {
+      const d = mysql(status.url) as unknown as { lateHook(...args: unknown[]): unknown }
+      const lent = await connect()
+      expect(d.lateHook(lent, 'other', 7)).toBe('done')
+      // Called on the callback dialect, with the core connection; other arguments as given.
+      expect(seen[0]).toBeInstanceOf(proto.constructor as new () => object)
+      expect(seen.slice(1)).toEqual([lent.connection, 'other', 7])
+    } finally {
+      delete proto.lateHook
+    }
   })
 
   it('a transaction through the lent connection rolls back on release; the next borrower sees nothing', async () => {
