@@ -4,7 +4,7 @@ import mysql2 from 'mysql2'
 import realPromise from 'mysql2/promise'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { managedPoolCount } from '../../src/compat/manage.js'
-import { configureMysql2 } from '../../src/compat/mysql2.js'
+import { configureMysql2, lifeguardOf } from '../../src/compat/mysql2.js'
 import { configureMysql2Promise } from '../../src/compat/mysql2-promise.js'
 
 // Random values for every option of the mysql2 facades' createPool(config) and
@@ -309,5 +309,34 @@ describe('mysql2 facades: random options', () => {
     console.log('fuzz throws by kind:', Object.fromEntries(kinds), 'mysql2 said:', [
       ...mysql2Messages,
     ])
+  })
+})
+
+describe('mysql2 facades: options read as mysql2 reads them', () => {
+  it('connectionLimit from an environment variable ("3") gives max 3, where mysql2 takes it too', async () => {
+    const module = configureMysql2()
+    const pool = module.createPool({ host: '127.0.0.1', connectionLimit: '3' as never })
+    expect(lifeguardOf(pool).options.max).toBe(3)
+    const real = mysql2.createPool({ host: '127.0.0.1', connectionLimit: '3' as never })
+    expect(real.config.connectionLimit).toBe(3)
+    await Promise.all([
+      new Promise((resolve) => pool.end(resolve)),
+      new Promise((resolve) => real.end(resolve)),
+    ])
+  })
+
+  it('a missing config or a connectionLimit of 0 throws InvalidOptionError at the call, naming it', () => {
+    const module = configureMysql2Promise()
+    for (const [call, option] of [
+      [() => module.createPool(undefined as never), 'config'],
+      [() => module.createConnection(null as never), 'config'],
+      [() => module.createPool({ host: '127.0.0.1', connectionLimit: 0 }), 'connectionLimit'],
+      [() => module.createPool({ host: '127.0.0.1', lifeguard: 5 as never }), 'lifeguard'],
+      [() => module.createConnection({ host: '127.0.0.1', Promise: 42 }), 'Promise'],
+    ] as const) {
+      expect(call).toThrow(expect.objectContaining({ code: 'LIFEGUARD_INVALID_OPTION', option }))
+    }
+    // mysql2 cannot read a missing config either.
+    expect(() => realPromise.createPool(undefined as never)).toThrow(TypeError)
   })
 })
