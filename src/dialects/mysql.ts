@@ -575,8 +575,13 @@ class PromiseMysqlDialect implements Dialect<MysqlConnection> {
       if (key === 'constructor' || key in this) continue
       const member = (inner as unknown as Record<string, unknown>)[key]
       if (typeof member !== 'function') continue
+      // A one-argument hook (ref/unref run on the pool's hot path) allocates nothing.
+      const forward =
+        member.length <= 1
+          ? (connection: unknown) => member.call(inner, unwrap(connection))
+          : (...args: unknown[]) => member.apply(inner, args.map(unwrap))
       Object.defineProperty(this, key, {
-        value: (...args: unknown[]) => member.apply(inner, args.map(unwrap)),
+        value: forward,
         enumerable: false,
         writable: true,
         configurable: true,

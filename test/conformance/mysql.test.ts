@@ -246,8 +246,8 @@ describeOnServer(status, 'mysql dialect specifics', () => {
     // callback dialect) must reach it too, or the pool would silently skip them.
     const proto = Object.getPrototypeOf(mysqlCallbackDialect(status.url)) as Record<string, unknown>
     const seen: unknown[] = []
-    proto.lateHook = function (this: unknown, ...args: unknown[]) {
-      seen.push(this, ...args)
+    proto.lateHook = function (this: unknown, connection: unknown, other: unknown, n: unknown) {
+      seen.push(this, connection, other, n)
       return 'done'
     }
     try {
