@@ -9,6 +9,7 @@ const entries: Record<string, string> = {
   sqlite: 'src/dialects/sqlite.ts',
   pg: 'src/compat/pg.ts',
   mysql2: 'src/compat/mysql2.ts',
+  'mysql2-promise': 'src/compat/mysql2-promise.ts',
   express: 'src/integrations/express.ts',
   fastify: 'src/integrations/fastify.ts',
   hono: 'src/integrations/hono.ts',

@@ -167,7 +167,8 @@ export function mysqlContenders(lifeguard, url) {
         ...(resetOnRelease === false ? { resetOnRelease: false } : {}),
       })
       return fill({
-        query: () => pool.use((/** @type {any} */ connection) => mysqlSelect1(connection)),
+        query: () =>
+          pool.use((/** @type {any} */ connection) => mysqlSelect1(connection.connection)),
         close: () => pool.close({ timeout: 5_000 }),
       })
     },

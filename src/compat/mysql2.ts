@@ -1,11 +1,12 @@
 import { EventEmitter } from 'node:events'
 import mysql2 from 'mysql2'
 import mysql2Promise from 'mysql2/promise'
+import { InvalidOptionError } from '../core/errors.js'
 import type { Lease } from '../core/lease.js'
 import type { Pool as LifeguardPool } from '../core/pool.js'
-import type { PoolOptions } from '../core/pool-options.js'
+import { describe, MAX_TIMER_MS, type PoolOptions } from '../core/pool-options.js'
 import { createPool as createLifeguardPool } from '../create-pool.js'
-import { mysql } from '../dialects/mysql.js'
+import { mysqlCallbackDialect } from '../dialects/mysql.js'
 import { registerFacade } from './lifeguard-of.js'
 import { manage, type PoolHold } from './manage.js'
 import { poolKey } from './pool-key.js'
@@ -108,7 +109,46 @@ function adopt(connection: mysql2.Connection): void {
   })
 }
 
-/** Splits mysql2's pool options into the connection's options and the lifeguard options. */
+/**
+ * A mysql2 pool option as mysql2's `PoolConfig` reads it: a number, or a numeric string
+ * (environment variables are strings); `undefined` where mysql2 falls back to its default.
+ */
+function numeric(value: unknown): number | undefined {
+  if (value === undefined || value === null || typeof value === 'symbol') return undefined
+  // mysql2 tests with the global isNaN, which coerces: '3' counts, 'three' does not.
+  let n: number
+  try {
+    n = Number(value)
+  } catch {
+    return undefined // a BigInt-only or hostile valueOf: mysql2's isNaN would throw; count it as absent
+  }
+  return Number.isNaN(n) ? undefined : n
+}
+
+/** Throws for a config mysql2 cannot read at all (it fails with a TypeError of its own). */
+function checkConfig(given: unknown, where: string): void {
+  if (given === undefined || given === null) {
+    throw new InvalidOptionError(
+      'config',
+      `${where}: invalid config ${describe(given)}; expected a connection URL or mysql2's options object`,
+    )
+  }
+  const lifeguard = (given as { lifeguard?: unknown }).lifeguard
+  if (typeof given === 'object' && lifeguard !== undefined) {
+    if (typeof lifeguard !== 'object' || lifeguard === null || Array.isArray(lifeguard)) {
+      throw new InvalidOptionError(
+        'lifeguard',
+        `Invalid option lifeguard: ${describe(lifeguard)}; expected an object of lifeguard pool options`,
+      )
+    }
+  }
+}
+
+/**
+ * Splits mysql2's pool options into the connection's options and the lifeguard options, reading
+ * each pool option as mysql2 does (numeric strings count). Throws `InvalidOptionError` for a
+ * `connectionLimit` that lifeguard cannot honour (0 or less, which would never lend a connection).
+ */
 function splitOptions(
   given: string | Mysql2PoolOptions | undefined,
   defaults: LifeguardOptions,
@@ -125,54 +165,93 @@ function splitOptions(
       options: options as LifeguardOptions,
     }
   }
-  const c = given ?? {}
+  const c = (typeof given === 'object' && given !== null ? given : {}) as Mysql2PoolOptions
   const connection: Record<string, unknown> = { ...c }
   for (const key of POOL_KEYS) delete connection[key]
-  if (c.connectionLimit !== undefined && c.connectionLimit > 0) options.max = c.connectionLimit
-  if (c.queueLimit !== undefined && c.queueLimit > 0) options.maxWaiting = c.queueLimit
-  if (c.idleTimeout !== undefined) options.idleTimeout = c.idleTimeout
-  if (c.connectTimeout !== undefined) options.connectTimeout = c.connectTimeout
-  if (c.resetOnRelease === true) options.resetOnRelease = 'session'
+  const limit = numeric(c.connectionLimit)
+  if (limit !== undefined) {
+    if (!(limit > 0 && limit < Number.MAX_SAFE_INTEGER)) {
+      throw new InvalidOptionError(
+        'connectionLimit',
+        `Invalid option connectionLimit: ${describe(c.connectionLimit)}; expected a positive integer`,
+      )
+    }
+    // mysql2 opens connections while it has fewer than the limit: 2.5 allows 3.
+    options.max = Math.ceil(limit)
+  }
+  const queue = numeric(c.queueLimit)
+  // mysql2: 0 is no limit. lifeguard's maxWaiting 0 would also refuse those who wait for a new
+  // connection, so a negative limit (mysql2: refuse whoever finds the pool full) is left out.
+  if (queue !== undefined && queue > 0) {
+    options.maxWaiting = queue === Number.POSITIVE_INFINITY ? queue : Math.ceil(queue)
+  }
+  const idle = numeric(c.idleTimeout)
+  if (idle !== undefined && idle >= 0) options.idleTimeout = Math.min(idle, MAX_TIMER_MS)
+  const connect = numeric(c.connectTimeout)
+  // mysql2 reads 0 as no connect timeout of its own; lifeguard keeps its default then.
+  if (connect !== undefined && connect >= 1) {
+    options.connectTimeout = Math.min(connect, MAX_TIMER_MS)
+  }
+  if (c.resetOnRelease !== undefined && c.resetOnRelease) options.resetOnRelease = 'session'
   Object.assign(options, c.lifeguard)
   return { connection, parsed: connection, options: options as LifeguardOptions }
 }
 
+/** A lifeguard pool of mysql2 callback connections, the kind both facades lend from. */
+function lifeguardPool(
+  connection: string | mysql2.ConnectionOptions,
+  options: LifeguardOptions,
+): LifeguardPool<mysql2.Connection> {
+  return createLifeguardPool<mysql2.Connection>({
+    ...options,
+    dialect: mysqlCallbackDialect(connection),
+  })
+}
+
+/**
+ * A hold on the pool that `createConnection` borrows from: stand-ins for one connection made with
+ * equal options share it (see `manage`), as the seeds' per-request `pool.manage()` pattern did.
+ */
 function holdPool(
   connection: string | mysql2.ConnectionOptions,
   options: LifeguardOptions,
 ): PoolHold<mysql2.Connection> {
   return manage(poolKey('mysql2', { connection, options }), () =>
-    createLifeguardPool<mysql2.Connection>({ ...options, dialect: mysql(connection) }),
+    lifeguardPool(connection, options),
   )
 }
 
 /**
- * A drop-in mysql2 `Pool` (a real subclass of mysql2's core pool) that lends from a shared lifeguard
- * pool: it owns this consumer's hold on the keyed pool and the connections it has lent. It lends
+ * A drop-in mysql2 `Pool` (a real subclass of mysql2's core pool) that lends from a lifeguard pool
+ * of its own, as each mysql2 `createPool()` is a pool of its own: it owns that pool and the
+ * connections it has lent. It lends
  * genuine mysql2 `PoolConnection`s, the same object each time for the same physical connection;
  * `query`, `execute`, `promise()`, `format` and `escape` are mysql2's own, over `getConnection`.
  */
 class LifeguardMysqlPool extends CorePool {
-  readonly #hold: PoolHold<mysql2.Connection>
+  readonly #pool: LifeguardPool<mysql2.Connection>
   readonly #lent = new Set<object>()
   readonly #seen = new WeakSet<object>()
 
   constructor(given: string | Mysql2PoolOptions | undefined, defaults: LifeguardOptions) {
+    checkConfig(given, 'createPool')
     const { connection, parsed, options } = splitOptions(given, defaults)
     // mysql2's own config: query() and execute() read typeCast, namedPlaceholders… from it.
     super({
       config: {
         connectionConfig: new ConnectionConfig(parsed),
-        connectionLimit: options.max ?? 10,
+        // Only read by mysql2's constructor; the lifeguard pool checks the real option below.
+        connectionLimit: Number.isInteger(options.max) ? options.max : 10,
       },
     })
-    this.#hold = holdPool(connection, options)
-    registerFacade(this, this.#hold.pool as LifeguardPool<unknown>)
+    // The pool is made last: when the options are refused, nothing is left open.
+    this.#pool = lifeguardPool(connection, options)
+    registerFacade(this, this.#pool as LifeguardPool<unknown>)
   }
 
-  /** The shared lifeguard pool this facade lends from. */
+  /** The lifeguard pool this facade lends from. */
   get lifeguard(): LifeguardPool<mysql2.Connection> {
-    return this.#hold.pool
+    return this.#pool
   }
 
   /** Lends a connection to `callback`, as mysql2's `pool.getConnection` does. */
@@ -181,7 +260,12 @@ class LifeguardMysqlPool extends CorePool {
       process.nextTick(() => callback(new Error('Pool is closed.')))
       return
     }
-    this.#hold.pool.acquire().then(
+    // mysql2 emits 'enqueue' for a caller who must wait for a release, and no 'acquire' when a
+    // released connection is handed to that caller: the same here, read off the pool's counts.
+    const s = this.#pool.stats()
+    const queued = s.waiting > 0 || (s.idle === 0 && s.total >= s.max + s.maxOverflow)
+    if (queued) this.emit('enqueue')
+    this.#pool.acquire().then(
       (lease) => {
         const connection = lease.connection
         if (this._closed) {
@@ -198,7 +282,7 @@ class LifeguardMysqlPool extends CorePool {
           this.#seen.add(connection)
           this.emit('connection', connection)
         }
-        this.emit('acquire', connection)
+        if (!queued) this.emit('acquire', connection)
         callback(null, connection as unknown as mysql2.PoolConnection)
       },
       (error: Error) => callback(error),
@@ -212,9 +296,12 @@ class LifeguardMysqlPool extends CorePool {
     const c = connection as ConnectionInternals
     c.lastActiveTime = Date.now()
     const dead = (c._fatalError !== undefined && c._fatalError !== null) || c._closing === true
+    // mysql2 emits 'release' when the connection goes back to the free list: not for a dead one,
+    // nor for one handed straight to a waiting caller.
+    const handedOver = this.#pool.stats().waiting > 0
     if (dead) held.destroy(c._fatalError)
     else held.release()
-    this.emit('release', connection)
+    if (!dead && !handedOver) this.emit('release', connection)
   }
 
   /** Drops a connection that died or was destroyed (mysql2 calls it from `_removeFromPool`). */
@@ -234,10 +321,7 @@ class LifeguardMysqlPool extends CorePool {
   /** mysql2 reaps idle connections on a timer; lifeguard does it itself. */
   _removeIdleTimeoutConnections(): void {}
 
-  /**
-   * Drops this pool's hold on the shared pool. As in mysql2, the connections it still lends are
-   * closed; the shared pool closes when its last facade ends.
-   */
+  /** Closes the pool. As in mysql2, the connections it still lends are closed too. */
   end(callback?: (error?: Error | null) => void): void {
     const cb =
       typeof callback === 'function'
@@ -251,7 +335,7 @@ class LifeguardMysqlPool extends CorePool {
     }
     this._closed = true
     for (const connection of [...this.#lent]) this.#take(connection)?.destroy()
-    this.#hold.release().then(
+    this.#pool.close().then(
       () => cb(null),
       (error: Error) => cb(error),
     )
@@ -427,6 +511,7 @@ export function configureMysql2(defaults: LifeguardOptions = {}): Mysql2Module {
       return new LifeguardMysqlPool(config, defaults) as unknown as mysql2.Pool
     },
     createConnection(config: string | Mysql2PoolOptions): mysql2.Connection {
+      checkConfig(config, 'createConnection')
       // A per-connection typeCast function (Sequelize binds a new one for every connection)
       // would make every key unique, one pool per connection: it is applied to each query instead.
       let typeCast: TypeCast | undefined
@@ -435,7 +520,10 @@ export function configureMysql2(defaults: LifeguardOptions = {}): Mysql2Module {
         typeCast = own as TypeCast
         config = rest
       }
-      const { connection, options } = splitOptions(config, defaults)
+      const { connection, parsed, options } = splitOptions(config, defaults)
+      // mysql2 reads the config at the call and throws there for one it refuses (an unknown
+      // ssl profile, say): the same here, rather than on a connect in the background.
+      new ConnectionConfig(parsed)
       const key = poolKey('mysql2-connection', { connection, options })
       let hold = holds.get(key)
       if (hold === undefined || hold.pool.closed) {

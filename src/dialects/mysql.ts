@@ -1,4 +1,5 @@
 import type { Connection, ConnectionOptions } from 'mysql2'
+import type { Connection as PromiseConnection } from 'mysql2/promise'
 import type { Dialect, ResetMode, ServerInfo, TransactionStep } from '../core/dialect.js'
 import { checkConnectionArgument } from './connection-argument.js'
 import { DriverLoader, defaultExport } from './driver-loader.js'
@@ -9,6 +10,19 @@ import { normalizeSecrets, redactError, secretsOfUrl } from './redact.js'
 export interface MysqlServerInfo extends ServerInfo {
   /** `max_user_connections` for this account; `undefined` when unlimited (0). */
   maxUserConnections?: number | undefined
+}
+
+/**
+ * The connection that the {@link mysql} dialect lends: a genuine mysql2/promise `Connection`
+ * (`await connection.query(sql)` gives `[rows, fields]`), wrapped once around mysql2's callback
+ * connection, which `connection.connection` holds. The pool lends the same object each time for
+ * the same physical connection.
+ */
+export interface MysqlConnection extends PromiseConnection {
+  /** mysql2's callback ("core") connection under the promise API: the physical connection. */
+  readonly connection: Connection
+  /** The connection itself, already a promise connection: code written for `c.promise().query()` keeps working. */
+  promise(): MysqlConnection
 }
 
 /** The `mysql2` module as far as the dialect uses it. */
@@ -530,13 +544,108 @@ class MysqlDialect implements Dialect<Connection> {
   }
 }
 
+/** Every connection {@link lend} made, to tell them from other arguments. */
+const lentConnections = new WeakSet<object>()
+
+/** The callback connection under a lent one; any other value unchanged. */
+function unwrap(value: unknown): unknown {
+  return typeof value === 'object' && value !== null && lentConnections.has(value)
+    ? (value as MysqlConnection).connection
+    : value
+}
+
+/** Wraps a callback connection in mysql2's own promise connection, once, for lending. */
+function lend(connection: Connection): MysqlConnection {
+  // mysql2's Connection#promise() makes a genuine PromiseConnection over the same connection.
+  const lent = connection.promise() as unknown as MysqlConnection
+  // An own, non-enumerable property: the object stays a genuine mysql2 PromiseConnection.
+  Object.defineProperty(lent, 'promise', {
+    value: () => lent,
+    enumerable: false,
+    writable: true,
+    configurable: true,
+  })
+  lentConnections.add(lent)
+  return lent
+}
+
 /**
- * Creates the MySQL and MariaDB dialect: each pooled connection is a mysql2 core connection
- * (the callback API; `connection.promise()` gives the promise API over the same connection),
- * made from `config`, a URL or mysql2's `ConnectionOptions`, passed to mysql2 unchanged, TLS
- * options included. It pings with COM_PING, resets with ROLLBACK (`'rollback'`) or
- * COM_RESET_CONNECTION (`'session'`), and reads `wait_timeout` and `max_connections` on the first
- * connection. Throws `LIFEGUARD_DRIVER_MISSING` when `mysql2` is not installed.
+ * The {@link mysql} dialect: the callback dialect's work, on promise connections. Every member
+ * hands the callback connection under the lent one (`.connection`) to the callback dialect, which
+ * owns all the driver handling; this class only wraps and unwraps.
+ */
+class PromiseMysqlDialect implements Dialect<MysqlConnection> {
+  readonly name = 'mysql'
+  readonly #inner: MysqlDialect
+
+  constructor(inner: MysqlDialect) {
+    this.#inner = inner
+    // Members the callback dialect has beyond those written out below (added to it later, such
+    // as hooks of newer cores) are forwarded too, with any lent connection among the arguments
+    // unwrapped.
+    for (const key of Object.getOwnPropertyNames(MysqlDialect.prototype)) {
+      if (key === 'constructor' || key in this) continue
+      const member = (inner as unknown as Record<string, unknown>)[key]
+      if (typeof member !== 'function') continue
+      // A one-argument hook (ref/unref run on the pool's hot path) allocates nothing.
+      const forward =
+        member.length <= 1
+          ? (connection: unknown) => member.call(inner, unwrap(connection))
+          : (...args: unknown[]) => member.apply(inner, args.map(unwrap))
+      Object.defineProperty(this, key, {
+        value: forward,
+        enumerable: false,
+        writable: true,
+        configurable: true,
+      })
+    }
+  }
+
+  async connect(signal: AbortSignal): Promise<MysqlConnection> {
+    return lend(await this.#inner.connect(signal))
+  }
+
+  close(connection: MysqlConnection): Promise<void> {
+    return this.#inner.close(connection.connection)
+  }
+
+  ping(connection: MysqlConnection): Promise<void> {
+    return this.#inner.ping(connection.connection)
+  }
+
+  inTransaction(connection: MysqlConnection): boolean {
+    return this.#inner.inTransaction(connection.connection)
+  }
+
+  transact(connection: MysqlConnection, step: TransactionStep): Promise<void> {
+    return this.#inner.transact(connection.connection, step)
+  }
+
+  reset(connection: MysqlConnection, mode: ResetMode): Promise<void> | undefined {
+    return this.#inner.reset(connection.connection, mode)
+  }
+
+  isDisconnect(error: unknown): boolean {
+    return this.#inner.isDisconnect(error)
+  }
+
+  watch(connection: MysqlConnection, onDeath: (error?: unknown) => void): void {
+    this.#inner.watch(connection.connection, onDeath)
+  }
+
+  inspect(connection: MysqlConnection): Promise<MysqlServerInfo> {
+    return this.#inner.inspect(connection.connection)
+  }
+}
+
+/**
+ * Creates the MySQL and MariaDB dialect: each pooled connection is a mysql2/promise connection
+ * ({@link MysqlConnection}: `await connection.query(sql)` resolves to `[rows, fields]`), over
+ * mysql2's callback connection (`connection.connection`), made from `config`, a URL or mysql2's
+ * `ConnectionOptions`, passed to mysql2 unchanged, TLS options included. It pings with COM_PING,
+ * resets with ROLLBACK (`'rollback'`) or COM_RESET_CONNECTION (`'session'`), and reads
+ * `wait_timeout` and `max_connections` on the first connection. Throws `LIFEGUARD_DRIVER_MISSING`
+ * when `mysql2` is not installed.
  *
  * @example
  * ```ts
@@ -544,10 +653,10 @@ class MysqlDialect implements Dialect<Connection> {
  * import { mysql } from 'lifeguard/mysql'
  *
  * const pool = createPool({ dialect: mysql('mysql://app@localhost/app'), max: 10 })
- * const [rows] = await pool.use((connection) => connection.promise().query('SELECT NOW()'))
+ * const [rows] = await pool.use((connection) => connection.query('SELECT NOW() AS now'))
  * ```
  */
-export function mysql(config?: string | ConnectionOptions): Dialect<Connection> {
+export function mysql(config?: string | ConnectionOptions): Dialect<MysqlConnection> {
   // At the call, naming only a URL's scheme: a mistake would otherwise surface at the first connect.
   checkConnectionArgument(config, {
     factory: 'mysql',
@@ -556,5 +665,13 @@ export function mysql(config?: string | ConnectionOptions): Dialect<Connection> 
     strings: 'a mysql:// or mariadb:// URL',
     object: 'a mysql2 ConnectionOptions object',
   })
+  return new PromiseMysqlDialect(new MysqlDialect(config))
+}
+
+/**
+ * @internal The same dialect lending mysql2's callback connection itself: what the
+ * `lifeguard/mysql2` facades pool, since they lend genuine mysql2 pool connections.
+ */
+export function mysqlCallbackDialect(config?: string | ConnectionOptions): Dialect<Connection> {
   return new MysqlDialect(config)
 }

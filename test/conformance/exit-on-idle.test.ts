@@ -120,7 +120,7 @@ const DIALECTS = {
   mysql: {
     status: mysqlStatus,
     dialect: () => `lg.mysql(${JSON.stringify(mysqlStatus.url)})`,
-    query: `(c) => new Promise((resolve, reject) => c.query('SELECT 1 AS one', (e, rows) => (e ? reject(e) : resolve(rows[0].one))))`,
+    query: `(c) => c.query('SELECT 1 AS one').then(([rows]) => rows[0].one)`,
   },
 } as const
 

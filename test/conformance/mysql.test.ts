@@ -1,7 +1,13 @@
 import { inspect } from 'node:util'
-import type mysql2 from 'mysql2'
+import mysql2Core from 'mysql2'
+import mysql2Promise from 'mysql2/promise'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { type MysqlServerInfo, mysql } from '../../src/dialects/mysql.js'
+import {
+  type MysqlConnection,
+  type MysqlServerInfo,
+  mysql,
+  mysqlCallbackDialect,
+} from '../../src/dialects/mysql.js'
 import { createPool, type Dialect, type Pool } from '../../src/index.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { type Admin, myRows, mysqlTarget, sleep, uniqueName, waitFor } from './targets.js'
@@ -21,11 +27,11 @@ describeOnServer(status, 'mysql dialect specifics', () => {
   let admin: Admin
   const table = uniqueName('my')
   // The factory's type leaves the optional methods optional; this one has them all.
-  const dialect = mysql(status.url) as Required<Dialect<mysql2.Connection>>
-  const open: mysql2.Connection[] = []
-  const pools: Pool<mysql2.Connection>[] = []
+  const dialect = mysql(status.url) as Required<Dialect<MysqlConnection>>
+  const open: MysqlConnection[] = []
+  const pools: Pool<MysqlConnection>[] = []
 
-  async function connect(tag?: string): Promise<mysql2.Connection> {
+  async function connect(tag?: string): Promise<MysqlConnection> {
     const connection = await target.dialect(tag).connect(AbortSignal.timeout(5_000))
     open.push(connection)
     return connection
@@ -137,7 +143,7 @@ describeOnServer(status, 'mysql dialect specifics', () => {
 
   describe("'rollback' reset without a round trip when no transaction can be open", () => {
     /** Whether the server has a transaction open for this connection (MariaDB's @@in_transaction). */
-    async function inTransaction(connection: mysql2.Connection): Promise<boolean> {
+    async function inTransaction(connection: MysqlConnection): Promise<boolean> {
       const [row] = await myRows<{ open: number }>(connection, 'SELECT @@in_transaction AS open')
       return Number(row?.open) === 1
     }
@@ -190,23 +196,89 @@ describeOnServer(status, 'mysql dialect specifics', () => {
     })
   })
 
-  it('lends the core (callback) connection, whose .promise() gives the promise API over it', async () => {
+  it('regression: await connection.query() threw mysql2\'s "You have tried to call .then() … not a promise"', async () => {
+    // The dialect lent mysql2's callback connection, whose query() returns a Query that refuses
+    // to be awaited: the quickstart's `await connection.query(sql)` failed on MySQL.
     const pool = createPool({ dialect, max: 1 })
     pools.push(pool)
-    const [rows] = await pool.use(async (connection) => {
-      expect(typeof connection.query).toBe('function')
-      expect((connection.promise() as unknown as { connection: unknown }).connection).toBe(
-        connection,
-      )
-      return connection.promise().query('SELECT 1 AS one')
-    })
+    const [rows, fields] = await pool.use((connection) => connection.query('SELECT 1 AS one'))
     expect(rows).toEqual([{ one: 1 }])
+    expect((fields as Array<{ name: string }>).map((f) => f.name)).toEqual(['one'])
+    const [executed] = await pool.use((c) => c.execute('SELECT ? AS two', [2]))
+    expect(executed).toEqual([{ two: 2 }])
+    await expect(pool.use((c) => c.query('SELEC nonsense'))).rejects.toMatchObject({ errno: 1064 })
+    expect(pool.stats()).toMatchObject({ leased: 0, invalidated: 0 })
+  })
+
+  it('lends a genuine mysql2/promise connection, the same object for the same physical connection', async () => {
+    const PromiseConnection = (mysql2Promise as unknown as { PromiseConnection: new () => object })
+      .PromiseConnection
+    const pool = createPool({ dialect, max: 1 })
+    pools.push(pool)
+    const first = await pool.use(async (connection) => {
+      expect(connection).toBeInstanceOf(PromiseConnection)
+      // The callback connection under it, for code written for mysql2's callback API.
+      expect(connection.connection).toBeInstanceOf(mysql2Core.Connection)
+      expect(connection.threadId).toBe(connection.connection.threadId)
+      // Code written for the callback connection's `c.promise().query()` keeps working.
+      expect(connection.promise()).toBe(connection)
+      const [rows] = await connection.promise().query('SELECT 3 AS three')
+      expect(rows).toEqual([{ three: 3 }])
+      // As on mysql2/promise, a callback is refused with mysql2's own message.
+      expect(() =>
+        (connection.query as unknown as (sql: string, cb: () => void) => unknown)(
+          'SELECT 1',
+          () => {},
+        ),
+      ).toThrow(/Callback function is not available with promise clients/)
+      const viaCore = await new Promise((resolve, reject) =>
+        connection.connection.query('SELECT 4 AS four', (e, r) => (e ? reject(e) : resolve(r))),
+      )
+      expect(viaCore).toEqual([{ four: 4 }])
+      return connection
+    })
+    expect(await pool.use(async (connection) => connection)).toBe(first)
+    expect(pool.stats().created).toBe(1)
+  })
+
+  it('forwards a member the callback dialect gains later, with the lent connection unwrapped', async () => {
+    // The promise dialect writes out today's Dialect members; a newer core's hooks (added to the
+    // callback dialect) must reach it too, or the pool would silently skip them.
+    const proto = Object.getPrototypeOf(mysqlCallbackDialect(status.url)) as Record<string, unknown>
+    const seen: unknown[] = []
+    proto.lateHook = function (this: unknown, connection: unknown, other: unknown, n: unknown) {
+      seen.push(this, connection, other, n)
+      return 'done'
+    }
+    try {
+      const d = mysql(status.url) as unknown as { lateHook(...args: unknown[]): unknown }
+      const lent = await connect()
+      expect(d.lateHook(lent, 'other', 7)).toBe('done')
+      // Called on the callback dialect, with the core connection; other arguments as given.
+      expect(seen[0]).toBeInstanceOf(proto.constructor as new () => object)
+      expect(seen.slice(1)).toEqual([lent.connection, 'other', 7])
+    } finally {
+      delete proto.lateHook
+    }
+  })
+
+  it('a transaction through the lent connection rolls back on release; the next borrower sees nothing', async () => {
+    const pool = createPool({ dialect, max: 1 })
+    pools.push(pool)
+    await pool.use(async (c) => {
+      await c.beginTransaction()
+      await c.query(`INSERT INTO ${table} VALUES (77)`)
+    })
+    const [rows] = await pool.use((c) => c.query(`SELECT id FROM ${table} WHERE id = 77`))
+    expect(rows).toEqual([])
+    const [open] = await pool.use((c) => c.query('SELECT @@in_transaction AS open'))
+    expect(open).toEqual([{ open: 0 }])
   })
 
   it("falls back to COM_CHANGE_USER for 'session' when the driver has no reset()", async () => {
     const connection = await connect()
     // An older mysql2: hide the method on this instance only.
-    Object.defineProperty(connection, 'reset', { value: undefined, configurable: true })
+    Object.defineProperty(connection.connection, 'reset', { value: undefined, configurable: true })
     await myRows(connection, "SET @leak = 'alice'")
     await myRows(connection, 'USE information_schema')
     await dialect.reset(connection, 'session')
@@ -227,7 +299,7 @@ describeOnServer(status, 'mysql dialect specifics', () => {
     await myRows(connection, "SET @leak = 'alice'")
     // A user's own changeUser({}) re-authenticates with the stashed password.
     await new Promise<void>((resolve, reject) =>
-      connection.changeUser({}, (error) => (error ? reject(error) : resolve())),
+      connection.connection.changeUser({}, (error) => (error ? reject(error) : resolve())),
     )
     expect(await myRows(connection, 'SELECT @leak AS v, CURRENT_USER() AS u')).toEqual([
       { v: null, u: `${user}@%` },

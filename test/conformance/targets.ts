@@ -5,7 +5,7 @@ import type BetterSqlite3 from 'better-sqlite3'
 import mysql2 from 'mysql2'
 import pg from 'pg'
 import { expect } from 'vitest'
-import { mysql } from '../../src/dialects/mysql.js'
+import { type MysqlConnection, mysql } from '../../src/dialects/mysql.js'
 import { postgres } from '../../src/dialects/postgres.js'
 import { type SqliteOptions, sqlite } from '../../src/dialects/sqlite.js'
 import type { Dialect, Pool, ResetMode } from '../../src/index.js'
@@ -346,22 +346,27 @@ export function postgresTarget(status: ServerStatus): Target<pg.Client> {
 
 // MySQL and MariaDB
 
+/** The callback connection: a plain mysql2 one, or the one under what the mysql dialect lends. */
+function core(connection: mysql2.Connection | MysqlConnection): mysql2.Connection {
+  return 'connection' in connection ? connection.connection : connection
+}
+
 export function myRows<T>(
-  connection: mysql2.Connection,
+  connection: mysql2.Connection | MysqlConnection,
   sql: string,
   params?: unknown[],
 ): Promise<T[]> {
   return new Promise((resolve, reject) => {
-    connection.query(sql, params ?? [], (error, result) => {
+    core(connection).query(sql, params ?? [], (error, result) => {
       if (error) reject(error)
       else resolve(result as T[])
     })
   })
 }
 
-function myExecute<T>(connection: mysql2.Connection, sql: string, params: any[]): Promise<T[]> {
+function myExecute<T>(connection: MysqlConnection, sql: string, params: any[]): Promise<T[]> {
   return new Promise((resolve, reject) => {
-    connection.execute(sql, params, (error, result) => {
+    core(connection).execute(sql, params, (error, result) => {
       if (error) reject(error)
       else resolve(result as T[])
     })
@@ -369,7 +374,7 @@ function myExecute<T>(connection: mysql2.Connection, sql: string, params: any[])
 }
 
 /** The MySQL target: connections are tagged by a user created for the purpose. */
-export function mysqlTarget(status: ServerStatus): Target<mysql2.Connection> {
+export function mysqlTarget(status: ServerStatus): Target<MysqlConnection> {
   const url = new URL(status.url)
   const database = decodeURIComponent(url.pathname.slice(1)) || 'test'
   const baseline = new Map<string, unknown>()

@@ -1,7 +1,7 @@
 import type mysql2 from 'mysql2'
 import type pg from 'pg'
 import { expect } from 'vitest'
-import { mysql } from '../../src/dialects/mysql.js'
+import { mysqlCallbackDialect } from '../../src/dialects/mysql.js'
 import { postgres } from '../../src/dialects/postgres.js'
 import { createPool, type Dialect, type Pool, type PoolOptions } from '../../src/index.js'
 import {
@@ -73,7 +73,7 @@ export function mysqlFaultTarget(status: ServerStatus): FaultTarget<mysql2.Conne
     label: 'MariaDB',
     status,
     serverPort: Number(url.port || 3306),
-    dialect: (port, tag) => mysql({ host: '127.0.0.1', port, user: tag, database }),
+    dialect: (port, tag) => mysqlCallbackDialect({ host: '127.0.0.1', port, user: tag, database }),
     query: (c, sql, params) => myRows(c, sql, params),
     sleepSql: (ms) => `SELECT SLEEP(${ms / 1000})`,
     idleCutoffSql: (seconds) => `SET SESSION wait_timeout = ${seconds}`,

@@ -7,6 +7,7 @@ import pg from 'pg'
 import { expect, it } from 'vitest'
 import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import { createPool } from '../../src/compat/mysql2.js'
+import { createPool as createPromisePool } from '../../src/compat/mysql2-promise.js'
 import { Pool } from '../../src/compat/pg.js'
 import { consumerSuite, MAX, OVERFLOW } from './consumer-suite.js'
 
@@ -104,6 +105,58 @@ await consumerSuite(
   },
   (get) => {
     it('db.transaction takes the pool path: one lent connection, released after', async () => {
+      const { subject, lifeguard } = get()
+      const pool = lifeguard()!
+      let leasedInside = -1
+      await subject.transaction(async (insert) => {
+        await insert('inside')
+        leasedInside = pool.stats().leased
+      })
+      expect(leasedInside).toBe(1)
+      expect(pool.stats().leased).toBe(0)
+      await subject.remove('inside')
+    })
+  },
+)
+
+await consumerSuite(
+  'mysql',
+  'Drizzle mysql2 over lifeguard/mysql2/promise',
+  async ({ url, table }) => {
+    // What a mysql2/promise user has: a promise pool, which Drizzle takes as it is.
+    const pool = createPromisePool({
+      uri: url,
+      connectionLimit: MAX,
+      lifeguard: { maxOverflow: OVERFLOW },
+    })
+    const t = mysqlTable(table, {
+      id: int('id').primaryKey().autoincrement(),
+      name: varchar('name', { length: 100 }).notNull().unique(),
+    })
+    const db = drizzleMysql({ client: pool })
+    await db.execute(
+      sql.raw(
+        `CREATE TABLE ${table} (id int AUTO_INCREMENT PRIMARY KEY, name varchar(100) NOT NULL UNIQUE) ENGINE=InnoDB`,
+      ),
+    )
+    return {
+      subject: {
+        insert: (name) => db.insert(t).values({ name }),
+        names: async () => (await db.select({ name: t.name }).from(t)).map((r) => r.name),
+        rename: (from, to) => db.update(t).set({ name: to }).where(eq(t.name, from)),
+        remove: (name) => db.delete(t).where(eq(t.name, name)),
+        transaction: (body) =>
+          db.transaction((tx) => body((name) => tx.insert(t).values({ name }))),
+      },
+      lifeguard: () => lifeguardOf(pool),
+      end: async () => {
+        await pool.end()
+        expect(lifeguardOf(pool).closed).toBe(true)
+      },
+    }
+  },
+  (get) => {
+    it('db.transaction takes the pool path: one PromisePoolConnection lent, released after', async () => {
       const { subject, lifeguard } = get()
       const pool = lifeguard()!
       let leasedInside = -1

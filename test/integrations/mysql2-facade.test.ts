@@ -1,6 +1,6 @@
 import mysql2 from 'mysql2'
-import { afterAll, expect, it } from 'vitest'
-import { configureMysql2, createPool, lifeguardOf } from '../../src/compat/mysql2.js'
+import { afterAll, describe, expect, it } from 'vitest'
+import facade, { configureMysql2, createPool, lifeguardOf } from '../../src/compat/mysql2.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { MYSQL_URL, peakServerConnections, unique } from './support.js'
 
@@ -57,16 +57,6 @@ describeOnServer(status, 'lifeguard/mysql2 facade', () => {
     await expect(promised.query('SELECT 1')).rejects.toThrow(/closed/)
   })
 
-  it('shares one pool among equal options and closes it with the last end()', async () => {
-    const a = createPool({ uri: MYSQL_URL, connectionLimit: 3, typeCast: true })
-    const b = createPool({ typeCast: true, connectionLimit: 3, uri: MYSQL_URL })
-    expect(lifeguardOf(a)).toBe(lifeguardOf(b))
-    await end(a)
-    expect(lifeguardOf(b).closed).toBe(false)
-    await end(b)
-    expect(lifeguardOf(b).closed).toBe(true)
-  })
-
   it('createConnection borrows, and end() returns the connection', async () => {
     const first = module.createConnection(MYSQL_URL)
     await new Promise<void>((resolve) => first.once('connect', () => resolve()))
@@ -99,5 +89,66 @@ describeOnServer(status, 'lifeguard/mysql2 facade', () => {
     expect(peak).toBeGreaterThan(0)
     expect(peak).toBeLessThanOrEqual(5)
     await end(pool)
+  })
+})
+
+/** Resolves to what `promise` settles with, or to `'still waiting'` after `ms`. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T | 'still waiting'> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<'still waiting'>((resolve) => {
+    timer = setTimeout(() => resolve('still waiting'), ms)
+  })
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer))
+}
+
+// True to the driver: the same test against mysql2 and lifeguard/mysql2, which must agree.
+describe.each([
+  ['mysql2', mysql2 as unknown as { createPool: typeof createPool }],
+  ['lifeguard/mysql2', facade],
+])('separate pools on %s', (_name, driver) => {
+  describeOnServer(status, 'createPool()', () => {
+    it('regression: two createPool() with the same config shared one pool, so one holding every connection made the other wait', async () => {
+      const config = { uri: MYSQL_URL, connectionLimit: 1 }
+      const jobs = driver.createPool({ ...config })
+      const web = driver.createPool({ ...config })
+      try {
+        const held = await getConnection(jobs)
+        // The "jobs" pool holds its only connection; the "web" pool has its own and lends at once.
+        const lent = await within(getConnection(web), 3_000)
+        expect(lent).not.toBe('still waiting')
+        const other = lent as mysql2.PoolConnection
+        expect(other.threadId).not.toBe(held.threadId)
+        other.release()
+        held.release()
+      } finally {
+        await Promise.all([end(jobs), end(web)])
+      }
+    })
+  })
+})
+
+describeOnServer(status, 'lifeguard/mysql2 pools stay separate', () => {
+  it('each createPool() has a lifeguard pool of its own, closed by its own end()', async () => {
+    const a = createPool({ uri: MYSQL_URL, connectionLimit: 3, typeCast: true })
+    const b = createPool({ typeCast: true, connectionLimit: 3, uri: MYSQL_URL })
+    expect(lifeguardOf(a)).not.toBe(lifeguardOf(b))
+    await end(a)
+    expect(lifeguardOf(a).closed).toBe(true)
+    expect(lifeguardOf(b).closed).toBe(false)
+    await end(b)
+    expect(lifeguardOf(b).closed).toBe(true)
+  })
+
+  it('createConnection() with equal options still borrows from one shared pool', async () => {
+    const module = configureMysql2()
+    const a = module.createConnection({ uri: MYSQL_URL, connectionLimit: 2 })
+    const b = module.createConnection({ connectionLimit: 2, uri: MYSQL_URL })
+    try {
+      expect(lifeguardOf(a)).toBe(lifeguardOf(b))
+    } finally {
+      a.end()
+      b.end()
+      await module.end()
+    }
   })
 })

@@ -148,8 +148,9 @@ const mysqlStatus = await probe('mysql')
 describeOnServer(mysqlStatus, 'request scope regressions on MariaDB', () => {
   it('regression: a SET statement made a plain scope refuse the request’s queries after it ended', async () => {
     const pool = createPool({ dialect: mysql(MYSQL_URL), max: 2 })
-    const run = (c: { query: (sql: string, cb: (e: unknown) => void) => void }, sql: string) =>
-      new Promise<void>((resolve, reject) => c.query(sql, (e) => (e ? reject(e) : resolve())))
+    const run = async (c: { query: (sql: string) => Promise<unknown> }, sql: string) => {
+      await c.query(sql)
+    }
     const scope = pool.openScope()
     await scope.run(() => pool.use((c) => run(c, 'SET @lifeguard_marker = 1')))
     await scope.end()
