@@ -74,6 +74,26 @@ function pgNumber(
   return n
 }
 
+/** What pg calls on a connection's stream before it can fail, and what lifeguard calls to tear it down. */
+const STREAM_METHODS = ['connect', 'setNoDelay', 'on', 'destroy'] as const
+
+/**
+ * Checks pg's `stream` option: left out, a function that makes the socket (pg calls it for each
+ * client), or a socket. Anything else fails on pg at the first query ("setNoDelay is not a
+ * function"); it fails here instead, where it was written.
+ */
+export function checkPgStream(stream: unknown): void {
+  if (!stream || typeof stream === 'function') return
+  const socket = stream as Record<string, unknown>
+  if (typeof stream !== 'object' || STREAM_METHODS.some((m) => typeof socket[m] !== 'function')) {
+    fail(
+      'stream',
+      stream,
+      `a function returning a socket, or a socket (a Duplex stream with ${STREAM_METHODS.join(', ')})`,
+    )
+  }
+}
+
 const STRING_TOO = 'or a string holding one, as pg reads environment variables'
 
 /**
@@ -104,6 +124,7 @@ export function splitPgPoolConfig(
   ) {
     fail('lifeguard', guard, 'an object of lifeguard pool options')
   }
+  checkPgStream(c.stream)
   const connection: Record<string, unknown> = { ...c }
   for (const key of POOL_KEYS) delete connection[key]
   const options: Record<string, unknown> = { ...PG_DEFAULTS, ...defaults }

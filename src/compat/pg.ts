@@ -9,7 +9,12 @@ import { createPool } from '../create-pool.js'
 import { postgres } from '../dialects/postgres.js'
 import { registerFacade } from './lifeguard-of.js'
 import { manage, type PoolHold } from './manage.js'
-import { type LifeguardOptions, type PgPoolConfig, splitPgPoolConfig } from './pg-pool-config.js'
+import {
+  checkPgStream,
+  type LifeguardOptions,
+  type PgPoolConfig,
+  splitPgPoolConfig,
+} from './pg-pool-config.js'
 import { poolKey } from './pool-key.js'
 
 export type { LifeguardOptions, PgPoolConfig } from './pg-pool-config.js'
@@ -365,6 +370,7 @@ class LifeguardPgClient extends PgClientBase {
       typeof config === 'string' ? { connectionString: config } : { ...config }
     const { lifeguard, types, ...connection } = given
     const options = clientPoolOptions(defaults, lifeguard)
+    checkPgStream(connection.stream)
     super(connection)
     // A per-client `types` (Sequelize binds a new one for every connection) would make every key
     // unique; it is applied to each query instead.
