@@ -175,7 +175,10 @@ export function splitPgPoolConfig(
     MAX_TIMER_MS / 1000,
     `a number of seconds from 0.001 to ${MAX_TIMER_MS / 1000}, ${STRING_TOO}; or 0 for no limit`,
   )
-  if (lifetime !== undefined) options.maxLifetime = lifetime * 1000
+  // Given but falsy is pg's "no limit"; left out, lifeguard's lifetime (30 min) applies.
+  if (c.maxLifetimeSeconds !== undefined) {
+    options.maxLifetime = lifetime === undefined ? 0 : lifetime * 1000
+  }
 
   // pg's own "no limit" is Infinity; any other number must be a finite count.
   const uses = pgNumber(

@@ -337,7 +337,12 @@ function clientPoolOptions(defaults: LifeguardOptions, given: unknown): Lifeguar
     )
   }
   const options = { ...CLIENT_POOL_DEFAULTS, ...defaults, ...(given as LifeguardOptions) }
-  resolvePoolOptions({ ...options, dialect: UNUSED_DIALECT })
+  // Named for the check, so that it does not use up a generated `pool-N` name.
+  resolvePoolOptions({
+    ...options,
+    name: options.name ?? 'lifeguard/pg Client',
+    dialect: UNUSED_DIALECT,
+  })
   return options
 }
 

@@ -126,6 +126,23 @@ describeOnServer(
       })
     }
 
+    it("lifeguard/pg: maxLifetimeSeconds given as 0 is pg's no limit, as '60' is a minute; left out, lifeguard's 30 min apply", async () => {
+      const pools = [0, null, '60', undefined].map(
+        (maxLifetimeSeconds) =>
+          new Pool({ connectionString: PG_URL, maxLifetimeSeconds: maxLifetimeSeconds as number }),
+      )
+      try {
+        expect(pools.map((pool) => lifeguardOf(pool).options.maxLifetime)).toEqual([
+          Number.POSITIVE_INFINITY,
+          Number.POSITIVE_INFINITY,
+          60_000,
+          1_800_000,
+        ])
+      } finally {
+        await Promise.all(pools.map((pool) => pool.end()))
+      }
+    })
+
     // Why these are refused rather than passed on: pg reads them as something other than what they
     // say. The string "0" is truthy, so pg keeps it, and then compares and times with it as 0.
     it('on pg, max: "0" never lends and idleTimeoutMillis: "0" closes idle clients at once', async () => {
