@@ -203,6 +203,13 @@ function codeOf(error: unknown): string {
   return typeof code === 'string' ? code : `no code: ${String(error)}`
 }
 
+/** How many sockets and timers the process holds, of any kind. */
+function resources(): Record<string, number> {
+  const counts: Record<string, number> = {}
+  for (const kind of process.getActiveResourcesInfo()) counts[kind] = (counts[kind] ?? 0) + 1
+  return counts
+}
+
 /** Lets refused connects and closes settle, so that late rejections would be seen. */
 function settle(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 20))
@@ -211,6 +218,7 @@ function settle(): Promise<void> {
 describe('lifeguard/pg constructors under random options', () => {
   it('new Pool(config) succeeds or throws a LIFEGUARD_ error; every pool ends and closes', async () => {
     const outcomes = { made: 0, refused: 0 }
+    const held = resources()
     await fc.assert(
       fc.asyncProperty(
         anyOf([...CONNECTION_KEYS, ...POOL_KEYS]),
@@ -246,6 +254,9 @@ describe('lifeguard/pg constructors under random options', () => {
     expect(processErrors).toEqual([])
     // Pools with `min` tried to connect, and only ever to the closed loopback port.
     expect(connects.length).toBeGreaterThan(0)
+    // Ended pools left no socket or timer behind: no kind of resource grew.
+    const now = resources()
+    for (const kind of Object.keys(now)) expect(now[kind]).toBeLessThanOrEqual(held[kind] ?? 0)
     for (const args of connects) expect(hostOf(args)).toBe('127.0.0.1')
   })
 
