@@ -226,8 +226,19 @@ describe('lifeguard/pg constructors under random options', () => {
         fc.option(lifeguardOptions, { nil: undefined }),
         fc.boolean(),
         fc.boolean(),
-        async (config, min, lifeguard, byUrl, linger) => {
-          const given = pinned({ ...config, min, lifeguard }, byUrl)
+        // Now and then not an object at all (pg-pool throws a TypeError for these).
+        fc.oneof(
+          { weight: 9, arbitrary: fc.constant(undefined) },
+          {
+            weight: 1,
+            arbitrary: junk.filter((value) => typeof value !== 'object' || value === null),
+          },
+        ),
+        async (config, min, lifeguard, byUrl, linger, whole) => {
+          const given =
+            whole === undefined || whole === null
+              ? pinned({ ...config, min, lifeguard }, byUrl)
+              : whole
           let pool: Pool | undefined
           try {
             pool = new Pool(given as never)
