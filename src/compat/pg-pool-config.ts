@@ -77,21 +77,45 @@ function pgNumber(
 /** What pg calls on a connection's stream before it can fail, and what lifeguard calls to tear it down. */
 const STREAM_METHODS = ['connect', 'setNoDelay', 'on', 'destroy'] as const
 
+const STREAM_ALLOWED = `a function returning a socket, or a socket (a Duplex stream with ${STREAM_METHODS.join(', ')})`
+
+function isSocket(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false
+  const socket = value as Record<string, unknown>
+  return STREAM_METHODS.every((method) => typeof socket[method] === 'function')
+}
+
+type StreamFactory = (...args: unknown[]) => unknown
+
+/** One checking wrapper per factory, so that equal `Client` configs still key one pool. */
+const checkedFactories = new WeakMap<StreamFactory, StreamFactory>()
+
 /**
- * Checks pg's `stream` option: left out, a function that makes the socket (pg calls it for each
- * client), or a socket. Anything else fails on pg at the first query ("setNoDelay is not a
- * function"); it fails here instead, where it was written.
+ * pg's `stream` option, checked: left out, a socket, or a function that makes one, which is
+ * wrapped so that what it returns is checked each time pg calls it. Anything else fails on pg
+ * at the first query ("setNoDelay is not a function"), and tearing such a thing down would throw
+ * where nobody catches it; it fails here instead, where it was written, or for a function, when
+ * a client is made with it.
  */
-export function checkPgStream(stream: unknown): void {
-  if (!stream || typeof stream === 'function') return
-  const socket = stream as Record<string, unknown>
-  if (typeof stream !== 'object' || STREAM_METHODS.some((m) => typeof socket[m] !== 'function')) {
-    fail(
-      'stream',
-      stream,
-      `a function returning a socket, or a socket (a Duplex stream with ${STREAM_METHODS.join(', ')})`,
-    )
+export function checkedPgStream(stream: unknown): unknown {
+  if (!stream) return stream
+  if (typeof stream !== 'function') {
+    if (!isSocket(stream)) fail('stream', stream, STREAM_ALLOWED)
+    return stream
   }
+  const factory = stream as StreamFactory
+  let checked = checkedFactories.get(factory)
+  if (checked === undefined) {
+    checked = function checkedStream(this: unknown, ...args: unknown[]): unknown {
+      const made = factory.apply(this, args)
+      if (!isSocket(made)) {
+        fail('stream', made, `${STREAM_ALLOWED}; the function returned something else`)
+      }
+      return made
+    }
+    checkedFactories.set(factory, checked)
+  }
+  return checked
 }
 
 const STRING_TOO = 'or a string holding one, as pg reads environment variables'
@@ -124,9 +148,9 @@ export function splitPgPoolConfig(
   ) {
     fail('lifeguard', guard, 'an object of lifeguard pool options')
   }
-  checkPgStream(c.stream)
   const connection: Record<string, unknown> = { ...c }
   for (const key of POOL_KEYS) delete connection[key]
+  if (c.stream) connection.stream = checkedPgStream(c.stream)
   const options: Record<string, unknown> = { ...PG_DEFAULTS, ...defaults }
 
   // pg: `max || poolSize || 10`; a pool of fewer than one never lends, so pg would wait for ever.

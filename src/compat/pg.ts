@@ -10,7 +10,7 @@ import { postgres } from '../dialects/postgres.js'
 import { registerFacade } from './lifeguard-of.js'
 import { manage, type PoolHold } from './manage.js'
 import {
-  checkPgStream,
+  checkedPgStream,
   type LifeguardOptions,
   type PgPoolConfig,
   splitPgPoolConfig,
@@ -375,7 +375,7 @@ class LifeguardPgClient extends PgClientBase {
       typeof config === 'string' ? { connectionString: config } : { ...config }
     const { lifeguard, types, ...connection } = given
     const options = clientPoolOptions(defaults, lifeguard)
-    checkPgStream(connection.stream)
+    if (connection.stream) connection.stream = checkedPgStream(connection.stream) as never
     super(connection)
     // A per-client `types` (Sequelize binds a new one for every connection) would make every key
     // unique; it is applied to each query instead.

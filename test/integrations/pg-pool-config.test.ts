@@ -186,6 +186,8 @@ describe('pg pool options lifeguard/pg refuses, at new Pool()', () => {
     ['maxLifetimeSeconds', { maxLifetimeSeconds: '0' }, /maxLifetimeSeconds: "0"/],
     ['maxUses', { maxUses: '0' }, /maxUses: "0"/],
     ['onConnect', { onConnect: 42 }, /onConnect: 42; expected a function/],
+    ['stream', { stream: 42 }, /stream: 42; expected a function returning a socket, or a socket/],
+    ['stream', { stream: {} }, /stream: an object; expected/],
     ['lifeguard', { lifeguard: 'max=3' }, /lifeguard: "max=3"; expected an object/],
     ['maxOverflow', { lifeguard: { maxOverflow: -1 } }, /maxOverflow: -1/],
   ]
@@ -208,6 +210,38 @@ describe('pg pool options lifeguard/pg refuses, at new Pool()', () => {
     expect(() => new pg.Pool(42 as never)).toThrow(TypeError)
     expect(() => new Pool(42 as never)).toThrow(InvalidOptionError)
     expect(() => new Pool(PG_URL as never)).toThrow(/connectionString/)
+  })
+
+  it('a stream function that returns no socket made the pg dialect throw where nobody caught it (unhandled rejections)', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown) => unhandled.push(reason)
+    process.on('unhandledRejection', onUnhandled)
+    const pool = new Pool({
+      host: '127.0.0.1',
+      connectionTimeoutMillis: 300,
+      stream: (() => ({})) as never,
+    })
+    try {
+      const error = await pool.query('SELECT 1').then(
+        () => undefined,
+        (reason: unknown) => reason,
+      )
+      // The connect failed on the check, before any socket; the timeout carries it as its cause.
+      expect((error as { code?: string }).code).toMatch(/^LIFEGUARD_/)
+      let cause = (error as { cause?: unknown }).cause
+      while (cause !== undefined && !(cause instanceof InvalidOptionError)) {
+        cause = (cause as { cause?: unknown }).cause
+      }
+      expect(cause).toBeInstanceOf(InvalidOptionError)
+      expect((cause as InvalidOptionError).option).toBe('stream')
+      // The same check at new Client(): pg calls the function there.
+      expect(() => new Client({ stream: (() => 7) as never })).toThrow(/stream: 7/)
+    } finally {
+      await pool.end()
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      process.off('unhandledRejection', onUnhandled)
+    }
+    expect(unhandled).toEqual([])
   })
 
   it('a Client with bad lifeguard options throws at new Client(), not at connect()', () => {
