@@ -1,45 +1,29 @@
 import type { EventEmitter } from 'node:events'
 import pg from 'pg'
+import type { Dialect } from '../core/dialect.js'
+import { InvalidOptionError } from '../core/errors.js'
 import type { Lease } from '../core/lease.js'
 import type { Pool as LifeguardPool } from '../core/pool.js'
-import type { PoolOptions } from '../core/pool-options.js'
+import { describe, resolvePoolOptions } from '../core/pool-options.js'
 import { createPool } from '../create-pool.js'
 import { postgres } from '../dialects/postgres.js'
 import { registerFacade } from './lifeguard-of.js'
 import { manage, type PoolHold } from './manage.js'
+import {
+  checkedPgStream,
+  type LifeguardOptions,
+  type PgPoolConfig,
+  splitPgPoolConfig,
+} from './pg-pool-config.js'
 import { poolKey } from './pool-key.js'
 
-/** The lifeguard options a facade may set: every pool option but the dialect, which it makes itself. */
-export type LifeguardOptions = Omit<PoolOptions<pg.Client>, 'dialect'>
-
-/** pg's pool config, plus the lifeguard options under one key of their own. */
-export interface PgPoolConfig extends pg.PoolConfig {
-  /** lifeguard options (`maxOverflow`, `resetOnRelease`, `name`, …); override what the pg keys set. */
-  lifeguard?: LifeguardOptions | undefined
-}
+export type { LifeguardOptions, PgPoolConfig } from './pg-pool-config.js'
 
 /** pg's client config, plus the lifeguard options of the shared pool the client borrows from. */
 export interface PgClientConfig extends pg.ClientConfig {
   /** lifeguard options of the shared pool this client borrows from. */
   lifeguard?: LifeguardOptions | undefined
 }
-
-/** pg-pool's keys: they configure the pool, not each connection. */
-const POOL_KEYS = [
-  'max',
-  'min',
-  'idleTimeoutMillis',
-  'log',
-  'Promise',
-  'allowExitOnIdle',
-  'maxUses',
-  'maxLifetimeSeconds',
-  'Client',
-  'onConnect',
-  'verify',
-  'poolSize',
-  'lifeguard',
-] as const
 
 /** The parts of pg's Client that its typings leave out. */
 interface ClientInternals {
@@ -56,45 +40,15 @@ function internals(client: pg.Client): ClientInternals {
   return client as unknown as ClientInternals
 }
 
-/** Splits pg's pool config into the client's connection config and the lifeguard options. */
-function splitConfig(
-  config: PgPoolConfig | undefined,
-  defaults: LifeguardOptions,
-): { connection: pg.ClientConfig; options: LifeguardOptions; maxUses: number } {
-  const connection: Record<string, unknown> = { ...config }
-  for (const key of POOL_KEYS) delete connection[key]
-  const c = config ?? {}
-  const options: Record<string, unknown> = { ...defaults }
-  const max = c.max ?? (c as { poolSize?: number }).poolSize
-  if (max !== undefined && max !== 0) options.max = max
-  if (c.min !== undefined) options.min = c.min
-  // pg: 0 or null turns idle reaping off, as lifeguard's 0 does; its default is 10 s.
-  if (c.idleTimeoutMillis !== undefined) options.idleTimeout = c.idleTimeoutMillis ?? 0
-  if (c.connectionTimeoutMillis === 0) {
-    // pg: 0 waits for ever. The connect timeout stays finite: it also bounds pings and resets.
-    options.acquireTimeout = Number.POSITIVE_INFINITY
-  } else if (c.connectionTimeoutMillis) {
-    options.acquireTimeout = c.connectionTimeoutMillis
-    options.connectTimeout = c.connectionTimeoutMillis
-  }
-  if (c.maxLifetimeSeconds) options.maxLifetime = c.maxLifetimeSeconds * 1000
-  if (c.onConnect !== undefined) {
-    const hook = c.onConnect
-    options.onConnect = (client: pg.Client) => hook(client)
-  }
-  Object.assign(options, c.lifeguard)
-  return { connection, options: options as LifeguardOptions, maxUses: c.maxUses || Infinity }
-}
-
 /** A client is lent out with `release` set on it, as pg-pool does; `release` is not in pg's Client type. */
 export type LentClient = pg.PoolClient
 
 /** How many times each physical client was lent, for pg's `maxUses`. */
 const uses = new WeakMap<pg.Client, number>()
 
-/** Holds a keyed lifeguard pool over PostgreSQL. */
+/** Holds the keyed lifeguard pool that `Client`s with these options borrow from. */
 function holdPool(connection: pg.ClientConfig, options: LifeguardOptions): PoolHold<pg.Client> {
-  return manage(poolKey('pg', { connection, options }), () =>
+  return manage(poolKey('pg-client', { connection, options }), () =>
     createPool<pg.Client>({ ...options, dialect: postgres(connection) }),
   )
 }
@@ -110,11 +64,12 @@ interface PgPoolFields extends EventEmitter {
 const PgPoolBase = pg.Pool as unknown as new (config?: pg.PoolConfig) => PgPoolFields
 
 /**
- * A drop-in `pg.Pool` (a real subclass of it) that lends from a shared lifeguard pool: it owns this
- * consumer's hold on the keyed pool, its waiting count and its pg events. It lends genuine
- * `pg.Client`s with `release(errOrDestroy?)`, the same object each time for the same physical
- * connection. Pools built with equal options share one lifeguard pool; `end()` drops only this
- * pool's hold.
+ * A drop-in `pg.Pool` (a real subclass of it) over a lifeguard pool of its own: it owns that pool,
+ * its waiting count and its pg events. It lends genuine `pg.Client`s with
+ * `release(errOrDestroy?)`, the same object each time for the same physical connection. As with
+ * pg, two pools built with equal options are two pools: one holding all its connections never
+ * delays the other. It follows pg-pool's defaults: idle clients close after 10 s
+ * (`idleTimeoutMillis`), and hold the process until then unless `allowExitOnIdle` is set.
  *
  * @example
  * ```ts
@@ -126,7 +81,7 @@ const PgPoolBase = pg.Pool as unknown as new (config?: pg.PoolConfig) => PgPoolF
  * ```
  */
 class LifeguardPgPool extends PgPoolBase {
-  readonly #hold: PoolHold<pg.Client>
+  readonly #pool: LifeguardPool<pg.Client>
   readonly #maxUses: number
   readonly #seen = new WeakSet<pg.Client>()
   readonly #leases = new Map<pg.Client, Lease<pg.Client>>()
@@ -136,12 +91,13 @@ class LifeguardPgPool extends PgPoolBase {
   #onClose: ((event: { id: number }) => void) | undefined
 
   constructor(config?: PgPoolConfig, defaults: LifeguardOptions = {}) {
+    // Checked before pg's constructor runs, so that a bad option leaves nothing behind.
+    const { connection, options, maxUses } = splitPgPoolConfig(config, defaults)
     const { lifeguard: _, ...pgConfig } = config ?? {}
     super(pgConfig)
-    const { connection, options, maxUses } = splitConfig(config, defaults)
     this.#maxUses = maxUses
-    this.#hold = holdPool(connection, options)
-    registerFacade(this, this.#hold.pool as LifeguardPool<unknown>)
+    this.#pool = createPool<pg.Client>({ ...options, dialect: postgres(connection) })
+    registerFacade(this, this.#pool as LifeguardPool<unknown>)
     // 'remove' needs the client of a closed connection; the core's 'close' carries only its id.
     this.#onConnect = (event) => this.#clients.set(event.id, event.connection)
     this.#onClose = (event) => {
@@ -149,12 +105,12 @@ class LifeguardPgPool extends PgPoolBase {
       this.#clients.delete(event.id)
       if (client !== undefined && this.#seen.has(client)) this.emit('remove', client)
     }
-    this.#hold.pool.on('connect', this.#onConnect).on('close', this.#onClose)
+    this.#pool.on('connect', this.#onConnect).on('close', this.#onClose)
   }
 
-  /** The shared lifeguard pool this facade lends from. */
+  /** The lifeguard pool this facade lends from, its own. */
   get lifeguard(): LifeguardPool<pg.Client> {
-    return this.#hold.pool
+    return this.#pool
   }
 
   /** pg's overloads, all of them: with a callback, or a promise. */
@@ -184,14 +140,14 @@ class LifeguardPgPool extends PgPoolBase {
     this.#waiting++
     let lease: Lease<pg.Client>
     try {
-      lease = await this.#hold.pool.acquire()
+      lease = await this.#pool.acquire()
     } finally {
       this.#waiting--
     }
     const client = lease.connection
     this.#leases.set(client, lease)
     // Inside a request scope the lease is the request's, not the pool's: see #releaser.
-    const scope = this.#hold.pool.currentScope()
+    const scope = this.#pool.currentScope()
     internals(client).release = this.#releaser(client, lease, scope !== undefined && !scope.ended)
     if (!this.#seen.has(client)) {
       this.#seen.add(client)
@@ -279,15 +235,13 @@ class LifeguardPgPool extends PgPoolBase {
       return undefined
     }
     this.ending = true
-    const hold = this.#hold
-    if (this.#onConnect !== undefined) hold.pool.off('connect', this.#onConnect)
-    // A lent client stays usable until it is released, as in pg-pool; the pool closes with the last hold.
-    const done = hold.release().then(() => {
-      this.ended = true
-    })
+    const pool = this.#pool
+    if (this.#onConnect !== undefined) pool.off('connect', this.#onConnect)
+    // A lent client stays usable until it is released, as in pg-pool: close() waits for it.
     const finished = (async () => {
-      await done
-      if (this.#onClose !== undefined) hold.pool.off('close', this.#onClose)
+      await pool.close()
+      this.ended = true
+      if (this.#onClose !== undefined) pool.off('close', this.#onClose)
     })()
     if (callback === undefined) return finished
     finished.then(
@@ -297,14 +251,14 @@ class LifeguardPgPool extends PgPoolBase {
     return undefined
   }
 
-  /** Physical connections of the shared pool, open or opening. */
+  /** Physical connections of this pool, open or opening. */
   get totalCount(): number {
-    return this.#hold.pool.stats().total
+    return this.#pool.stats().total
   }
 
-  /** Idle connections of the shared pool. */
+  /** Idle connections of this pool. */
   get idleCount(): number {
-    return this.#hold.pool.stats().idle
+    return this.#pool.stats().idle
   }
 
   /** Callers of this facade waiting for a connection. */
@@ -323,9 +277,9 @@ class LifeguardPgPool extends PgPoolBase {
   }
 }
 
-/** The drop-in pool's type: pg's `Pool`, plus the shared lifeguard pool and the count of clients lent. */
+/** The drop-in pool's type: pg's `Pool`, plus its lifeguard pool and the count of clients lent. */
 export interface Pool extends pg.Pool {
-  /** The shared lifeguard pool this facade lends from. */
+  /** The lifeguard pool this facade lends from, its own. */
   readonly lifeguard: LifeguardPool<pg.Client>
   /** Clients this facade has lent and not yet had back. */
   readonly leasedCount: number
@@ -338,7 +292,7 @@ export interface PoolConstructor {
 }
 
 /**
- * A drop-in `pg.Pool` (a real subclass of it, named `Pool`) over a shared lifeguard pool; see
+ * A drop-in `pg.Pool` (a real subclass of it, named `Pool`) over a lifeguard pool of its own; see
  * `LifeguardPgPool` above for what it does.
  */
 export const Pool = LifeguardPgPool as unknown as PoolConstructor
@@ -359,6 +313,38 @@ const PgClientBase = pg.Client as unknown as new (
 
 /** The defaults of a client's shared pool: a fresh session for each client, idle ones closed as pg-pool does. */
 const CLIENT_POOL_DEFAULTS: LifeguardOptions = { resetOnRelease: 'session', idleTimeout: 10_000 }
+
+/** Stands in for the dialect while a client's options are checked; it is never called. */
+const UNUSED_DIALECT = {
+  name: 'unused',
+  connect: () => Promise.reject(new Error('not a dialect')),
+  close: () => Promise.resolve(),
+} as unknown as Dialect<pg.Client>
+
+/**
+ * The options of the shared pool a `Client` borrows from, checked now: the pool itself is opened
+ * on the first `connect()`, but a bad option fails at `new Client()`, where it was written.
+ */
+function clientPoolOptions(defaults: LifeguardOptions, given: unknown): LifeguardOptions {
+  if (
+    given !== undefined &&
+    given !== null &&
+    (typeof given !== 'object' || Array.isArray(given))
+  ) {
+    throw new InvalidOptionError(
+      'lifeguard',
+      `Invalid option lifeguard: ${describe(given)}; expected an object of lifeguard pool options`,
+    )
+  }
+  const options = { ...CLIENT_POOL_DEFAULTS, ...defaults, ...(given as LifeguardOptions) }
+  // Named for the check, so that it does not use up a generated `pool-N` name.
+  resolvePoolOptions({
+    ...options,
+    name: options.name ?? 'lifeguard/pg Client',
+    dialect: UNUSED_DIALECT,
+  })
+  return options
+}
 
 /** Holds on the shared pools of `Client`s, by key: kept until the module's `end()`. */
 type ClientHolds = Map<string, PoolHold<pg.Client>>
@@ -388,12 +374,14 @@ class LifeguardPgClient extends PgClientBase {
     const given: PgClientConfig =
       typeof config === 'string' ? { connectionString: config } : { ...config }
     const { lifeguard, types, ...connection } = given
+    const options = clientPoolOptions(defaults, lifeguard)
+    if (connection.stream) connection.stream = checkedPgStream(connection.stream) as never
     super(connection)
     // A per-client `types` (Sequelize binds a new one for every connection) would make every key
     // unique; it is applied to each query instead.
     this.#types = types
     this.#connection = connection
-    this.#options = { ...CLIENT_POOL_DEFAULTS, ...defaults, ...lifeguard }
+    this.#options = options
     this.#holds = holds
   }
 

@@ -110,20 +110,31 @@ describeOnServer(status, 'lifeguard/pg facade', () => {
     await pool.end()
   })
 
-  it('shares one lifeguard pool among equal options and closes it with the last end()', async () => {
+  it('each new Pool is a pool of its own, closed by its own end(); Clients with equal options share one', async () => {
     const name = unique('app')
     const a = new Pool({ connectionString: PG_URL, application_name: name, ssl: false, max: 3 })
     const b = new Pool({ max: 3, ssl: false, application_name: name, connectionString: PG_URL })
-    const other = new Pool({ connectionString: PG_URL, application_name: name, max: 4 })
-    expect(lifeguardOf(a)).toBe(lifeguardOf(b))
-    expect(lifeguardOf(other)).not.toBe(lifeguardOf(a))
+    expect(lifeguardOf(a)).not.toBe(lifeguardOf(b))
     await a.query('SELECT 1')
+    expect(a.totalCount).toBe(1)
+    expect(b.totalCount).toBe(0)
     await a.end()
+    expect(lifeguardOf(a).closed).toBe(true)
     expect(lifeguardOf(b).closed).toBe(false)
     expect((await b.query('SELECT 2 AS n')).rows).toEqual([{ n: 2 }])
     await b.end()
     expect(lifeguardOf(b).closed).toBe(true)
-    await other.end()
+
+    // A Client stands in for one connection: Clients with equal options borrow from one pool.
+    const module = configurePg({ max: 2 })
+    const c = new module.Client({ connectionString: PG_URL, application_name: name })
+    const d = new module.Client({ application_name: name, connectionString: PG_URL })
+    await Promise.all([c.connect(), d.connect()])
+    expect(lifeguardOf(c)).toBe(lifeguardOf(d))
+    expect(lifeguardOf(c).stats().leased).toBe(2)
+    await Promise.all([c.end(), d.end()])
+    await module.end()
+    expect(lifeguardOf(c).closed).toBe(true)
   })
 
   it('keys are order-independent, hash passwords and tell functions apart', () => {

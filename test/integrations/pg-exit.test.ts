@@ -1,0 +1,175 @@
+import { spawn } from 'node:child_process'
+import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { build } from 'esbuild'
+import { beforeAll, expect, it } from 'vitest'
+import { describeOnServer, probe } from '../support/servers.js'
+import { PG_URL } from './support.js'
+
+// How a script that was right on pg ends on lifeguard/pg: each script runs in a fresh process
+// twice, once on the real `pg` and once on the facade, and both runs must end alike.
+
+/** The node_modules that holds the real driver: both runs load pg from it. */
+const MODULES = dirname(dirname(createRequire(import.meta.url).resolve('pg/package.json')))
+
+/** Room for a loaded 2-core CI machine: process exit and pg's socket close are not instant. */
+const SLACK_MS = 3_000
+
+/** A folder with the facade bundled into one file, and the scripts' working directory. */
+let dir: string
+
+beforeAll(async () => {
+  // One file that imports the real pg from node_modules, so a child process can load the facade
+  // without a build step.
+  dir = mkdtempSync(join(tmpdir(), 'lifeguard-pg-exit-'))
+  symlinkSync(MODULES, join(dir, 'node_modules'))
+  const result = await build({
+    entryPoints: [join(import.meta.dirname, '../../src/compat/pg.ts')],
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    packages: 'external',
+    write: false,
+  })
+  writeFileSync(join(dir, 'lifeguard-pg.mjs'), result.outputFiles[0]!.text)
+})
+
+interface Ending {
+  /** Lines the script printed. */
+  lines: string[]
+  stderr: string
+  /** ms from the script's last line (printed right after its last query) to its exit, or `undefined` if it was still running at `aliveFor`. */
+  exitAfterLast: number | undefined
+  code: number | null
+}
+
+/**
+ * Runs `body` as an ESM script with `pg` bound to the real module or the facade's default export.
+ * The script prints `last` right after its last query; the process is killed if it is still
+ * running `aliveFor` ms after that.
+ */
+function run(module: 'pg' | 'lifeguard/pg', body: string, aliveFor: number): Promise<Ending> {
+  const from = module === 'pg' ? 'pg' : './lifeguard-pg.mjs'
+  const script = `import pg from ${JSON.stringify(from)}\nconst url = ${JSON.stringify(PG_URL)}\n${body}`
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    let last: number | undefined
+    let killer: NodeJS.Timeout | undefined
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk
+      if (last === undefined && /^last$/m.test(stdout)) {
+        last = Date.now()
+        killer = setTimeout(() => child.kill('SIGKILL'), aliveFor)
+      }
+    })
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk
+    })
+    child.on('error', reject)
+    child.on('exit', (code, signal) => {
+      clearTimeout(killer)
+      const killed = signal === 'SIGKILL'
+      resolve({
+        lines: stdout.trim().split('\n'),
+        stderr,
+        exitAfterLast: killed || last === undefined ? undefined : Date.now() - last,
+        code,
+      })
+    })
+  })
+}
+
+/** Runs the script on both modules at once. */
+async function twin(body: string, aliveFor = 15_000): Promise<Record<'pg' | 'facade', Ending>> {
+  const [onPg, onFacade] = await Promise.all([
+    run('pg', body, aliveFor),
+    run('lifeguard/pg', body, aliveFor),
+  ])
+  for (const ending of [onPg, onFacade]) {
+    expect(ending.stderr).toBe('')
+    expect(ending.lines).toContain('last')
+  }
+  return { pg: onPg, facade: onFacade }
+}
+
+describeOnServer(await probe('postgres'), 'a script ends on lifeguard/pg as on pg', () => {
+  it('a Pool that is never ended holds the process for idleTimeoutMillis after its last query, then exits', async () => {
+    const idle = 1_000
+    const { pg, facade } = await twin(`
+      const pool = new pg.Pool({ connectionString: url, idleTimeoutMillis: ${idle} })
+      await Promise.all([pool.query('SELECT 1'), pool.query('SELECT 2')])
+      await pool.query('SELECT 3')
+      console.log('last')
+    `)
+    for (const ending of [pg, facade]) {
+      expect(ending.code).toBe(0)
+      // Timers may fire a little early by the wall clock; a prompt exit would be ~0.
+      expect(ending.exitAfterLast).toBeGreaterThanOrEqual(idle * 0.9)
+      expect(ending.exitAfterLast).toBeLessThan(idle + SLACK_MS)
+    }
+  })
+
+  it('idleTimeoutMillis defaults to 10 s and allowExitOnIdle to false, as on pg', async () => {
+    const { pg, facade } = await twin(`
+      const pool = new pg.Pool({ connectionString: url })
+      console.log('options', pool.options.idleTimeoutMillis, pool.options.allowExitOnIdle)
+      const core = pool.lifeguard?.options
+      if (core) console.log('core', core.idleTimeout, core.allowExitOnIdle)
+      console.log('last')
+      await pool.end()
+    `)
+    expect(pg.lines).toContain('options 10000 false')
+    expect(facade.lines).toContain('options 10000 false')
+    // What the lifeguard pool under the facade really does.
+    expect(facade.lines).toContain('core 10000 false')
+  })
+
+  it('with allowExitOnIdle: true, a Pool that is never ended exits promptly after its last query', async () => {
+    const { pg, facade } = await twin(`
+      const pool = new pg.Pool({ connectionString: url, allowExitOnIdle: true })
+      await Promise.all([pool.query('SELECT 1'), pool.query('SELECT 2')])
+      await pool.query('SELECT 3')
+      console.log('last')
+    `)
+    for (const ending of [pg, facade]) {
+      expect(ending.code).toBe(0)
+      // Far below the 10 s idle timeout that would otherwise hold it.
+      expect(ending.exitAfterLast).toBeLessThan(1_000)
+    }
+  })
+
+  it('a Client that connects, queries and ends exits promptly', async () => {
+    const { pg, facade } = await twin(`
+      const client = new pg.Client(url)
+      await client.connect()
+      await client.query('SELECT 1')
+      await client.end()
+      console.log('last')
+    `)
+    for (const ending of [pg, facade]) {
+      expect(ending.code).toBe(0)
+      expect(ending.exitAfterLast).toBeLessThan(1_000)
+    }
+  })
+
+  it('a Client that is never ended keeps the process alive', async () => {
+    const { pg, facade } = await twin(
+      `
+      const client = new pg.Client(url)
+      await client.connect()
+      await client.query('SELECT 1')
+      console.log('last')
+    `,
+      1_500,
+    )
+    for (const ending of [pg, facade]) expect(ending.exitAfterLast).toBeUndefined()
+  })
+})
