@@ -109,8 +109,10 @@ function internals(client: Client): ClientInternals {
 /** Destroys a client's socket at once: the current one and, after a TLS upgrade, the plain one under it. */
 function destroySocket(client: Client, plain: Destroyable | undefined): void {
   const stream = internals(client).connection?.stream
-  stream?.destroy()
-  if (plain !== undefined && plain !== stream) plain.destroy()
+  // A user's `stream` option may return something that is not a socket: never throw from here,
+  // since this runs inside the connect's rejection handler.
+  if (typeof stream?.destroy === 'function') stream.destroy()
+  if (plain !== undefined && plain !== stream && typeof plain.destroy === 'function') plain.destroy()
 }
 
 /** Forgets the named statements pg believes are prepared, after the server discarded them. */

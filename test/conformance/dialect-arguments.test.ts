@@ -5,7 +5,12 @@ import { describe, expect, it } from 'vitest'
 import { mysql } from '../../src/dialects/mysql.js'
 import { postgres } from '../../src/dialects/postgres.js'
 import { sqlite } from '../../src/dialects/sqlite.js'
-import { InvalidOptionError } from '../../src/index.js'
+import {
+  AcquireTimeoutError,
+  ConnectError,
+  createPool,
+  InvalidOptionError,
+} from '../../src/index.js'
 
 /** Calls `make` and returns the `InvalidOptionError` it must throw. */
 function rejected(make: () => unknown): InvalidOptionError {
@@ -109,6 +114,28 @@ describe('the dialect factories check their argument at the call', () => {
       expect(sqlite(':memory:').name).toBe('sqlite')
     } finally {
       rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('postgres() with a stream option that returns no socket', () => {
+  it('a stream without destroy() made the failed connect throw an unhandled rejection', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown) => unhandled.push(reason)
+    process.on('unhandledRejection', onUnhandled)
+    const pool = createPool({
+      dialect: postgres({ host: '127.0.0.1', stream: (() => ({})) as never }),
+      acquireTimeout: 300,
+    })
+    try {
+      const error = (await pool.acquire().catch((e: unknown) => e)) as Error
+      expect(error).toBeInstanceOf(AcquireTimeoutError)
+      expect(error.cause).toBeInstanceOf(ConnectError)
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+      await pool.close()
     }
   })
 })
