@@ -76,6 +76,11 @@ export default defineConfig({
   target: 'node20',
   splitting: true,
   treeshake: true,
+  // Classes keep their own names: esbuild renames a class that refers to itself (`_Lease`,
+  // `_InvalidOptionError`), and util.inspect, so console.log and an uncaught error, prints the
+  // class's name (`_InvalidOptionError [InvalidOptionError]: …`). Measured: no difference in
+  // CPU per acquire/release (395 ns either way, 6 interleaved runs), 6% larger unminified dist.
+  keepNames: true,
   plugins: [cjsModuleShape()],
   // Drivers, ORMs and frameworks are optional peer dependencies, and the bench's tools are loaded
   // only when installed: never bundle them.
