@@ -29,6 +29,8 @@ const entries: Record<string, string> = {
  * TypeScript's `import x = require()` still find it. tsup's `cjsInterop` does this only for entries
  * with no named exports, and a user plugin's `renderChunk` sees the chunk before rollup turns it
  * into CommonJS, so the lines are added to the written files once the CommonJS build ends.
+ * (Rollup still warns during the build that such an entry mixes named and default exports: these
+ * lines are what answers that warning.)
  */
 function cjsModuleShape(): Plugin {
   const mixed = new Set<string>()
