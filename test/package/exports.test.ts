@@ -1,9 +1,9 @@
 import { execFile as execFileCallback } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { builtinModules } from 'node:module'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 // Asynchronous on purpose: a test that blocks its worker for the length of a build or a tsc run
 // makes vitest's worker miss its RPC deadline ("Timeout calling onTaskUpdate").
@@ -48,6 +48,10 @@ beforeAll(async () => {
     root,
   )
 }, 120_000)
+
+afterAll(() => {
+  if (project !== undefined) rmSync(project, { recursive: true, force: true })
+})
 
 /** Runs `script` with this Node in the scratch project, as an ES module or CommonJS; returns its output. */
 async function run(script: string, type: 'module' | 'commonjs'): Promise<string> {
