@@ -1,5 +1,4 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
-import fp from 'fastify-plugin'
 import type { RequestScope, RequestScopeOptions } from '../core/request-scope.js'
 import { type PoolSource, poolFrom } from './pool-source.js'
 import type { ScopedConnection } from './scoped-connection.js'
@@ -30,7 +29,27 @@ export interface FastifyLifeguardOptions {
 }
 
 /**
- * The lifeguard Fastify plugin (a fastify-plugin plugin, so it decorates the whole app): each
+ * Marks `plugin` as fastify-plugin would, without depending on it (so `npm install lifeguard
+ * fastify` is enough): Fastify reads these registered symbols when the plugin is registered.
+ * `skip-override` keeps the plugin out of a child context, so `request.db` and the hooks reach the
+ * whole app; `plugin-meta` gives the Fastify versions it supports (checked at `register`) and the
+ * name other plugins can list in their `dependencies`; `display-name` names it in errors and in
+ * `app.printPlugins()`.
+ */
+function unencapsulated<T extends (...args: never[]) => unknown>(
+  plugin: T,
+  meta: { fastify: string; name: string },
+): T {
+  Object.assign(plugin, {
+    [Symbol.for('skip-override')]: true,
+    [Symbol.for('fastify.display-name')]: meta.name,
+    [Symbol.for('plugin-meta')]: meta,
+  })
+  return plugin
+}
+
+/**
+ * The lifeguard Fastify plugin, not encapsulated, so it decorates the whole app: each
  * request gets its own hold on the pool as `request.db`, a {@link RequestScope} that borrows a
  * connection on the first query and returns it when the reply is sent or the client goes away,
  * rolling back whatever the request left open. Inside handlers, the pool's own `acquire()` and
@@ -55,7 +74,7 @@ export interface FastifyLifeguardOptions {
  * })
  * ```
  */
-export const fastifyLifeguard: FastifyPluginAsync<FastifyLifeguardOptions> = fp(
+export const fastifyLifeguard: FastifyPluginAsync<FastifyLifeguardOptions> = unencapsulated(
   async function lifeguard(fastify: FastifyInstance, options: FastifyLifeguardOptions) {
     const fallback: RequestScopeOptions = { transaction: options.transaction ?? false }
     const pool = poolFrom(options.pool, 'fastifyLifeguard', fallback)
