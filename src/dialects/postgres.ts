@@ -112,7 +112,8 @@ function destroySocket(client: Client, plain: Destroyable | undefined): void {
   // A user's `stream` option may return something that is not a socket: never throw from here,
   // since this runs inside the connect's rejection handler.
   if (typeof stream?.destroy === 'function') stream.destroy()
-  if (plain !== undefined && plain !== stream && typeof plain.destroy === 'function') plain.destroy()
+  if (plain !== undefined && plain !== stream && typeof plain.destroy === 'function')
+    plain.destroy()
 }
 
 /** Forgets the named statements pg believes are prepared, after the server discarded them. */
