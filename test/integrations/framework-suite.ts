@@ -164,6 +164,8 @@ export async function frameworkSuite(framework: Framework): Promise<void> {
       let core: Pool<unknown>
       let server: Server
       let base: string
+      /** Called by /slow-transaction once its INSERT is done, inside the transaction. */
+      let slowTransactionBegun: (() => void) | undefined
       let table: string
       let processErrors: ReturnType<typeof trackProcessErrors>
 
@@ -264,6 +266,7 @@ export async function frameworkSuite(framework: Framework): Promise<void> {
             handle: async () => {
               await backend.query('BEGIN')
               await backend.query(backend.sql.insert(table, 'aborted'))
+              slowTransactionBegun?.()
               await backend.query(backend.sql.sleep(0.3))
               await backend.query('COMMIT')
               return { ok: true }
@@ -312,11 +315,20 @@ export async function frameworkSuite(framework: Framework): Promise<void> {
 
       it('returns the connection of 200 requests aborted mid-transaction and leaves none open', async () => {
         const before = core.stats()
+        // The clients abort as soon as the first handler is inside its transaction, not after a
+        // fixed delay: on a loaded machine a fixed 150 ms could pass before any handler ran, and
+        // no COMMIT can come sooner than the 0.3 s sleep after that first INSERT.
+        const abort = new AbortController()
+        slowTransactionBegun = () => abort.abort()
+        const deadline = setTimeout(() => abort.abort(), 10_000)
         const aborted = await Promise.allSettled(
           Array.from({ length: 200 }, () =>
-            fetch(`${base}/slow-transaction`, { signal: AbortSignal.timeout(150) }),
+            fetch(`${base}/slow-transaction`, { signal: abort.signal }),
           ),
-        )
+        ).finally(() => {
+          clearTimeout(deadline)
+          slowTransactionBegun = undefined
+        })
         expect(aborted.filter((r) => r.status === 'fulfilled')).toEqual([])
         const stats = await settled()
         expect(stats.leased).toBe(0)
