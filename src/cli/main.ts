@@ -8,6 +8,7 @@ import { runDoctor } from './doctor.js'
 import { renderDoctor } from './doctor-text.js'
 import { kindOfUrl } from './drivers.js'
 import { type EmbeddedPostgres, startEmbeddedPostgres } from './embedded-postgres.js'
+import { explain } from './explain.js'
 import { assertInstalled } from './missing-packages.js'
 import {
   type BenchOptions,
@@ -180,6 +181,12 @@ async function main(argv: string[]): Promise<number> {
         return await bench(command.options)
       case 'doctor':
         return await doctor(command.options)
+      case 'explain': {
+        const result = explain(command.code, here())
+        if (result.stdout !== '') await write(process.stdout, result.stdout)
+        if (result.stderr !== '') await write(process.stderr, result.stderr)
+        return result.exitCode
+      }
     }
   } catch (error) {
     // bench wraps errors to mask the password; the one-line kind may sit one level down.
