@@ -22,8 +22,9 @@ import { renderHtmlReport } from './report-html.js'
 import { renderTable } from './report-table.js'
 
 /**
- * Exit codes (docs/cli.md): 0 done, 1 doctor found a problem or the bench failed, 2 bad usage
- * or no server, 3 a package the command needs is not installed, 130 interrupted.
+ * Exit codes (docs/cli.md): 0 done, 1 doctor found a problem, the bench failed or explain found
+ * no docs, 2 bad usage (an unknown code for explain) or no server, 3 a package the command needs
+ * is not installed, 130 interrupted.
  */
 const EXIT = { ok: 0, problem: 1, usage: 2, missing: 3, interrupted: 130 } as const
 

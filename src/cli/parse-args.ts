@@ -66,8 +66,9 @@ doctor  connects once and checks the server against the pool's settings; exits 1
 explain prints what an error or warning code means and what to do (LIFEGUARD_ACQUIRE_TIMEOUT or
         acquire_timeout); without a code, lists every code.
 
-Exit codes: 0 done, 1 a problem found (doctor) or the bench failed, 2 bad usage or the server
-cannot be reached, 3 a package the command needs is not installed, 130 interrupted.`
+Exit codes: 0 done, 1 a problem found (doctor), the bench failed or the docs are missing
+(explain), 2 bad usage, an unknown code (explain) or the server cannot be reached, 3 a package
+the command needs is not installed, 130 interrupted.`
 
 /**
  * Rounds per mode by default: three give a median and a spread, and keep `npm start` (1000
