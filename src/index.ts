@@ -1,14 +1,20 @@
 export type { Dialect, ResetMode, ServerInfo, TransactionStep } from './core/dialect.js'
 export {
   AcquireTimeoutError,
+  CloseTimeoutError,
   ConnectError,
+  DriverMissingError,
+  type ErrorCode,
   InvalidOptionError,
   LeaseReleasedError,
+  PingTimeoutError,
   PoolClosedError,
   PoolError,
+  ResetTimeoutError,
   ScopeEndedError,
   TooManyWaitersError,
   TransactionFailedError,
+  type WarningCode,
 } from './core/errors.js'
 export type { InvalidateReason, PoolEvents, PoolListener } from './core/events.js'
 export { Lease } from './core/lease.js'

@@ -8,6 +8,7 @@ import { runDoctor } from './doctor.js'
 import { renderDoctor } from './doctor-text.js'
 import { kindOfUrl } from './drivers.js'
 import { type EmbeddedPostgres, startEmbeddedPostgres } from './embedded-postgres.js'
+import { explain } from './explain.js'
 import { assertInstalled } from './missing-packages.js'
 import {
   type BenchOptions,
@@ -21,8 +22,9 @@ import { renderHtmlReport } from './report-html.js'
 import { renderTable } from './report-table.js'
 
 /**
- * Exit codes (docs/cli.md): 0 done, 1 doctor found a problem or the bench failed, 2 bad usage
- * or no server, 3 a package the command needs is not installed, 130 interrupted.
+ * Exit codes (docs/cli.md): 0 done, 1 doctor found a problem, the bench failed or explain found
+ * no docs, 2 bad usage (an unknown code for explain) or no server, 3 a package the command needs
+ * is not installed, 130 interrupted.
  */
 const EXIT = { ok: 0, problem: 1, usage: 2, missing: 3, interrupted: 130 } as const
 
@@ -180,6 +182,12 @@ async function main(argv: string[]): Promise<number> {
         return await bench(command.options)
       case 'doctor':
         return await doctor(command.options)
+      case 'explain': {
+        const result = explain(command.code, here())
+        if (result.stdout !== '') await write(process.stdout, result.stdout)
+        if (result.stderr !== '') await write(process.stderr, result.stderr)
+        return result.exitCode
+      }
     }
   } catch (error) {
     // bench wraps errors to mask the password; the one-line kind may sit one level down.

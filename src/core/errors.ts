@@ -4,21 +4,54 @@
  */
 const kBrand = Symbol.for('lifeguard.error')
 
-/** Where a user can read about an error code. */
-function seeAlso(code: string): string {
-  return `see docs/errors.md#${code.toLowerCase()}`
+/**
+ * Every code that a {@link PoolError} carries. A runtime list, so that the tests can check that
+ * each has its section in docs/errors.md and that `lifeguard explain` prints it.
+ */
+export const ERROR_CODES = [
+  'LIFEGUARD_ACQUIRE_TIMEOUT',
+  'LIFEGUARD_TOO_MANY_WAITERS',
+  'LIFEGUARD_CLOSED',
+  'LIFEGUARD_CONNECT_FAILED',
+  'LIFEGUARD_LEASE_RELEASED',
+  'LIFEGUARD_INVALID_OPTION',
+  'LIFEGUARD_SCOPE_ENDED',
+  'LIFEGUARD_TRANSACTION_FAILED',
+  'LIFEGUARD_DRIVER_MISSING',
+  'LIFEGUARD_PING_TIMEOUT',
+  'LIFEGUARD_RESET_TIMEOUT',
+  'LIFEGUARD_CLOSE_TIMEOUT',
+] as const
+
+/** The stable, machine-readable code of an error lifeguard throws, such as `LIFEGUARD_ACQUIRE_TIMEOUT`. */
+export type ErrorCode = (typeof ERROR_CODES)[number]
+
+/** Every code of a warning lifeguard emits (the pool's `'warning'` event and `process.emitWarning`). */
+export const WARNING_CODES = ['LIFEGUARD_POOL_EXCEEDS_SERVER', 'LIFEGUARD_LISTENER_THREW'] as const
+
+/** The stable code of a warning lifeguard emits, such as `LIFEGUARD_POOL_EXCEEDS_SERVER`. */
+export type WarningCode = (typeof WARNING_CODES)[number]
+
+/**
+ * How a message points to its explanation: a command that works wherever the package is
+ * installed, since the package ships docs/errors.md and `lifeguard explain` prints a code's
+ * section of it. A repository path or a URL would not: users have neither the repository nor,
+ * for this project, a website (SQLAlchemy's `sqlalche.me/e/…` is the idea, made local).
+ */
+export function explainHint(code: ErrorCode | WarningCode): string {
+  return `[${code}, run: npx lifeguard explain ${code.slice('LIFEGUARD_'.length).toLowerCase()}]`
 }
 
 /**
  * The base class of every error lifeguard throws. Each subclass carries a stable `code`, and
- * `docs/errors.md` explains every code.
+ * `npx lifeguard explain <code>` prints what it means and what to do (docs/errors.md).
  */
 export class PoolError extends Error {
-  /** A stable, machine-readable code such as `LIFEGUARD_ACQUIRE_TIMEOUT`. */
-  readonly code: string
+  /** A stable, machine-readable code such as `LIFEGUARD_ACQUIRE_TIMEOUT`; each subclass narrows it to its own. */
+  readonly code: ErrorCode
 
-  constructor(message: string, code: string, options?: { cause?: unknown }) {
-    super(`${message} [${code}, ${seeAlso(code)}]`, options)
+  constructor(message: string, code: ErrorCode, options?: { cause?: unknown }) {
+    super(`${message} ${explainHint(code)}`, options)
     this.code = code
   }
 
@@ -51,6 +84,8 @@ named(PoolError, 'PoolError')
 export class AcquireTimeoutError extends PoolError {
   /** The stable code of this error. */
   static readonly code = 'LIFEGUARD_ACQUIRE_TIMEOUT'
+  /** This error's code, always `LIFEGUARD_ACQUIRE_TIMEOUT`. */
+  declare readonly code: 'LIFEGUARD_ACQUIRE_TIMEOUT'
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, AcquireTimeoutError.code, options)
   }
@@ -61,6 +96,8 @@ named(AcquireTimeoutError, 'AcquireTimeoutError')
 export class TooManyWaitersError extends PoolError {
   /** The stable code of this error. */
   static readonly code = 'LIFEGUARD_TOO_MANY_WAITERS'
+  /** This error's code, always `LIFEGUARD_TOO_MANY_WAITERS`. */
+  declare readonly code: 'LIFEGUARD_TOO_MANY_WAITERS'
   constructor(message: string) {
     super(message, TooManyWaitersError.code)
   }
@@ -71,6 +108,8 @@ named(TooManyWaitersError, 'TooManyWaitersError')
 export class PoolClosedError extends PoolError {
   /** The stable code of this error. */
   static readonly code = 'LIFEGUARD_CLOSED'
+  /** This error's code, always `LIFEGUARD_CLOSED`. */
+  declare readonly code: 'LIFEGUARD_CLOSED'
   constructor(message: string) {
     super(message, PoolClosedError.code)
   }
@@ -81,6 +120,8 @@ named(PoolClosedError, 'PoolClosedError')
 export class ConnectError extends PoolError {
   /** The stable code of this error. */
   static readonly code = 'LIFEGUARD_CONNECT_FAILED'
+  /** This error's code, always `LIFEGUARD_CONNECT_FAILED`. */
+  declare readonly code: 'LIFEGUARD_CONNECT_FAILED'
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, ConnectError.code, options)
   }
@@ -91,6 +132,8 @@ named(ConnectError, 'ConnectError')
 export class LeaseReleasedError extends PoolError {
   /** The stable code of this error. */
   static readonly code = 'LIFEGUARD_LEASE_RELEASED'
+  /** This error's code, always `LIFEGUARD_LEASE_RELEASED`. */
+  declare readonly code: 'LIFEGUARD_LEASE_RELEASED'
   constructor(message: string) {
     super(message, LeaseReleasedError.code)
   }
@@ -101,6 +144,8 @@ named(LeaseReleasedError, 'LeaseReleasedError')
 export class InvalidOptionError extends PoolError {
   /** The stable code of this error. */
   static readonly code = 'LIFEGUARD_INVALID_OPTION'
+  /** This error's code, always `LIFEGUARD_INVALID_OPTION`. */
+  declare readonly code: 'LIFEGUARD_INVALID_OPTION'
   /** The option's name. */
   readonly option: string
   constructor(option: string, message: string) {
@@ -117,6 +162,8 @@ named(InvalidOptionError, 'InvalidOptionError')
 export class ScopeEndedError extends PoolError {
   /** The stable code of this error. */
   static readonly code = 'LIFEGUARD_SCOPE_ENDED'
+  /** This error's code, always `LIFEGUARD_SCOPE_ENDED`. */
+  declare readonly code: 'LIFEGUARD_SCOPE_ENDED'
   constructor(message: string) {
     super(message, ScopeEndedError.code)
   }
@@ -131,8 +178,71 @@ named(ScopeEndedError, 'ScopeEndedError')
 export class TransactionFailedError extends PoolError {
   /** The stable code of this error. */
   static readonly code = 'LIFEGUARD_TRANSACTION_FAILED'
+  /** This error's code, always `LIFEGUARD_TRANSACTION_FAILED`. */
+  declare readonly code: 'LIFEGUARD_TRANSACTION_FAILED'
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, TransactionFailedError.code, options)
   }
 }
 named(TransactionFailedError, 'TransactionFailedError')
+
+/**
+ * A dialect's driver package is not installed (`pg` for `lifeguard/postgres`, `mysql2` for
+ * `lifeguard/mysql`, `better-sqlite3` for `lifeguard/sqlite`); the message says what to install.
+ */
+export class DriverMissingError extends PoolError {
+  /** The stable code of this error. */
+  static readonly code = 'LIFEGUARD_DRIVER_MISSING'
+  /** This error's code, always `LIFEGUARD_DRIVER_MISSING`. */
+  declare readonly code: 'LIFEGUARD_DRIVER_MISSING'
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, DriverMissingError.code, options)
+  }
+}
+named(DriverMissingError, 'DriverMissingError')
+
+/**
+ * A ping that validated an idle connection did not answer within `connectTimeout`, so the
+ * connection was replaced; met as the `error` of an `'invalidate'` event with reason `ping`.
+ */
+export class PingTimeoutError extends PoolError {
+  /** The stable code of this error. */
+  static readonly code = 'LIFEGUARD_PING_TIMEOUT'
+  /** This error's code, always `LIFEGUARD_PING_TIMEOUT`. */
+  declare readonly code: 'LIFEGUARD_PING_TIMEOUT'
+  constructor(message: string) {
+    super(message, PingTimeoutError.code)
+  }
+}
+named(PingTimeoutError, 'PingTimeoutError')
+
+/**
+ * A reset of a returned connection (or the `onConnect` after a session reset) did not finish
+ * within `connectTimeout`, so the connection was closed; met as the `error` of an
+ * `'invalidate'` event with reason `reset-failed`.
+ */
+export class ResetTimeoutError extends PoolError {
+  /** The stable code of this error. */
+  static readonly code = 'LIFEGUARD_RESET_TIMEOUT'
+  /** This error's code, always `LIFEGUARD_RESET_TIMEOUT`. */
+  declare readonly code: 'LIFEGUARD_RESET_TIMEOUT'
+  constructor(message: string) {
+    super(message, ResetTimeoutError.code)
+  }
+}
+named(ResetTimeoutError, 'ResetTimeoutError')
+
+/**
+ * Closing a physical connection did not finish within `connectTimeout`; the pool stopped waiting
+ * for it and carried on. The pool handles it itself: no call rejects with it.
+ */
+export class CloseTimeoutError extends PoolError {
+  /** The stable code of this error. */
+  static readonly code = 'LIFEGUARD_CLOSE_TIMEOUT'
+  /** This error's code, always `LIFEGUARD_CLOSE_TIMEOUT`. */
+  declare readonly code: 'LIFEGUARD_CLOSE_TIMEOUT'
+  constructor(message: string) {
+    super(message, CloseTimeoutError.code)
+  }
+}
+named(CloseTimeoutError, 'CloseTimeoutError')

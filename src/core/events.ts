@@ -1,4 +1,5 @@
 import type { ResetMode, ServerInfo } from './dialect.js'
+import { explainHint, type WarningCode } from './errors.js'
 
 /** Why a connection was taken out of service. */
 export type InvalidateReason =
@@ -42,7 +43,7 @@ export interface PoolEvents<C> {
     cutoffMs: number
   }
   /** A setting that works but is likely wrong, such as a pool larger than the server allows. Also sent to `process.emitWarning`. */
-  warning: { code: string; message: string }
+  warning: { code: WarningCode; message: string }
 }
 
 /** A listener of one pool event. */
@@ -98,7 +99,7 @@ export class TypedEmitter<E extends object> {
         ;(entry.fn as (event: E[K]) => void)(payload)
       } catch (error) {
         process.emitWarning(
-          `a listener of the lifeguard '${String(event)}' event threw: ${String(error)}`,
+          `a listener of the lifeguard '${String(event)}' event threw: ${String(error)} ${explainHint('LIFEGUARD_LISTENER_THREW')}`,
           { code: 'LIFEGUARD_LISTENER_THREW' },
         )
       }

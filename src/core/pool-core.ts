@@ -4,11 +4,15 @@ import { ConnectionRecord, type RecordState } from './connection-record.js'
 import type { Dialect, ResetMode, ServerInfo } from './dialect.js'
 import {
   AcquireTimeoutError,
+  CloseTimeoutError,
   ConnectError,
+  explainHint,
   InvalidOptionError,
+  PingTimeoutError,
   PoolClosedError,
-  PoolError,
+  ResetTimeoutError,
   TooManyWaitersError,
+  type WarningCode,
 } from './errors.js'
 import { type InvalidateReason, type PoolEvents, TypedEmitter } from './events.js'
 import { Housekeeper, type HousekeeperHost } from './housekeeper.js'
@@ -604,11 +608,7 @@ export class PoolCore<C> {
         if (onConnect !== undefined) await onConnect(connection)
       },
       this.opts.connectTimeout,
-      () =>
-        new PoolError(
-          `reset timed out after ${this.opts.connectTimeout} ms`,
-          'LIFEGUARD_RESET_TIMEOUT',
-        ),
+      () => new ResetTimeoutError(`reset timed out after ${this.opts.connectTimeout} ms`),
     ).then(
       () => {
         if (record.state !== 'resetting') return
@@ -646,11 +646,7 @@ export class PoolCore<C> {
     withTimeout(
       (signal) => this.dialect.ping!(connection, signal),
       this.opts.connectTimeout,
-      () =>
-        new PoolError(
-          `ping timed out after ${this.opts.connectTimeout} ms`,
-          'LIFEGUARD_PING_TIMEOUT',
-        ),
+      () => new PingTimeoutError(`ping timed out after ${this.opts.connectTimeout} ms`),
     ).then(
       () => {
         if (record.state !== 'validating') return
@@ -826,7 +822,8 @@ export class PoolCore<C> {
     }
   }
 
-  private warn(code: string, message: string): void {
+  private warn(code: WarningCode, warning: string): void {
+    const message = `${warning} ${explainHint(code)}`
     if (this.events.listening('warning')) this.events.emit('warning', { code, message })
     process.emitWarning(message, { code })
   }
@@ -982,7 +979,7 @@ export class PoolCore<C> {
     withTimeout(
       () => this.dialect.close(record.connection as C),
       this.opts.connectTimeout,
-      () => new PoolError('close timed out', 'LIFEGUARD_CLOSE_TIMEOUT'),
+      () => new CloseTimeoutError('close timed out'),
     ).then(done, done)
   }
 
@@ -990,7 +987,7 @@ export class PoolCore<C> {
     withTimeout(
       () => this.dialect.close(connection),
       this.opts.connectTimeout,
-      () => new PoolError('close timed out', 'LIFEGUARD_CLOSE_TIMEOUT'),
+      () => new CloseTimeoutError('close timed out'),
     ).catch(() => {})
   }
 

@@ -1,8 +1,8 @@
 import { createRequire } from 'node:module'
-import { PoolError } from '../core/errors.js'
+import { DriverMissingError } from '../core/errors.js'
 
 /** The code of the error a dialect throws when its driver package is not installed. */
-export const DRIVER_MISSING = 'LIFEGUARD_DRIVER_MISSING'
+export const DRIVER_MISSING = DriverMissingError.code
 
 /**
  * A `require` that resolves from lifeguard's own location, in both builds: the CJS build knows its
@@ -85,10 +85,9 @@ export class DriverLoader<T> {
     return this.#loading
   }
 
-  #missing(cause: unknown): PoolError {
-    return new PoolError(
+  #missing(cause: unknown): DriverMissingError {
+    return new DriverMissingError(
       `${this.#entry} needs the '${this.#pkg}' package: npm install ${this.#pkg}`,
-      DRIVER_MISSING,
       { cause },
     )
   }

@@ -6,6 +6,9 @@ import { DriverLoader, defaultExport } from './driver-loader.js'
 import { causes, isSocketError } from './network-errors.js'
 import { normalizeSecrets, redactError, secretsOfUrl } from './redact.js'
 
+/** Thrown by this entry's factory when its driver package is not installed. */
+export { DriverMissingError } from '../core/errors.js'
+
 /** What the dialect reads of a MySQL or MariaDB server: {@link ServerInfo} and one setting more. */
 export interface MysqlServerInfo extends ServerInfo {
   /** `max_user_connections` for this account; `undefined` when unlimited (0). */
@@ -644,7 +647,7 @@ class PromiseMysqlDialect implements Dialect<MysqlConnection> {
  * mysql2's callback connection (`connection.connection`), made from `config`, a URL or mysql2's
  * `ConnectionOptions`, passed to mysql2 unchanged, TLS options included. It pings with COM_PING,
  * resets with ROLLBACK (`'rollback'`) or COM_RESET_CONNECTION (`'session'`), and reads
- * `wait_timeout` and `max_connections` on the first connection. Throws `LIFEGUARD_DRIVER_MISSING`
+ * `wait_timeout` and `max_connections` on the first connection. Throws `DriverMissingError`
  * when `mysql2` is not installed.
  *
  * @example

@@ -6,6 +6,9 @@ import { DriverLoader, defaultExport } from './driver-loader.js'
 import { causes, isSocketError } from './network-errors.js'
 import { normalizeSecrets, redactError, secretsOfUrl } from './redact.js'
 
+/** Thrown by this entry's factory when its driver package is not installed. */
+export { DriverMissingError } from '../core/errors.js'
+
 /** What the dialect reads of a PostgreSQL server: {@link ServerInfo} and one setting more. */
 export interface PostgresServerInfo extends ServerInfo {
   /**
@@ -331,7 +334,7 @@ const STEP_SQL: Record<TransactionStep, string> = {
  * pings with an empty query, resets with ROLLBACK only when pg's transaction status says a
  * transaction is open (`'rollback'`), or with `DISCARD ALL` (`'session'`), and reads
  * `idle_session_timeout` and `max_connections` on the first connection. Throws
- * `LIFEGUARD_DRIVER_MISSING` when `pg` is not installed, and `InvalidOptionError` for a `config`
+ * `DriverMissingError` when `pg` is not installed, and `InvalidOptionError` for a `config`
  * that pg would not read as PostgreSQL's (a number, a `mysql://` URL), naming only a URL's scheme.
  *
  * @example

@@ -5,6 +5,9 @@ import { describe, MAX_TIMER_MS, rejectUnknownKeys } from '../core/pool-options.
 import { DriverLoader, defaultExport } from './driver-loader.js'
 import { causes } from './network-errors.js'
 
+/** Thrown by this entry's factory when its driver package is not installed. */
+export { DriverMissingError } from '../core/errors.js'
+
 type Database = BetterSqlite3.Database
 
 /** The options of {@link sqlite}. */
@@ -255,7 +258,7 @@ class SqliteDialect implements Dialect<Database> {
  * synchronous: ROLLBACK when `db.inTransaction` (`'rollback'`), and for `'session'` also detach
  * attached databases, drop temporary tables, views and triggers, and restore the connection's
  * pragmas. `':memory:'` gives each connection its own private database: use a pool of one.
- * Throws `LIFEGUARD_DRIVER_MISSING` when `better-sqlite3` is not installed.
+ * Throws `DriverMissingError` when `better-sqlite3` is not installed.
  *
  * @example
  * ```ts

@@ -85,7 +85,7 @@ describe('parseCliArgs', () => {
     [['bench', 'postgres://x'], 'pass the server with --url'],
     [['doctor'], 'lifeguard doctor needs a URL'],
     [['doctor', 'postgres://h/db', '--max-lifetime', '10s'], 'invalid --max-lifetime "10s"'],
-    [['frobnicate'], 'unknown command "frobnicate"; commands: bench, doctor, help'],
+    [['frobnicate'], 'unknown command "frobnicate"; commands: bench, doctor, explain, help'],
   ])('rejects %j with a clear message', (argv, message) => {
     expect(usageError(argv)).toContain(message)
   })

@@ -99,7 +99,7 @@ describe('the packed tarball', () => {
     expect(files).toEqual(
       expect.arrayContaining(['dist/index.js', 'dist/index.cjs', 'dist/cli.js']),
     )
-    // Every page, so that the links in error messages (docs/errors.md#…) resolve in node_modules.
+    // Every page: `lifeguard explain`, which error messages name, reads docs/errors.md from node_modules.
     const pages = readdirSync(join(root, 'docs')).filter((file) => file.endsWith('.md'))
     expect(pages).toContain('errors.md')
     expect(files).toEqual(expect.arrayContaining(pages.map((page) => `docs/${page}`)))

@@ -18,6 +18,10 @@ const ERROR_CLASSES = [
   'InvalidOptionError',
   'ScopeEndedError',
   'TransactionFailedError',
+  'DriverMissingError',
+  'PingTimeoutError',
+  'ResetTimeoutError',
+  'CloseTimeoutError',
 ]
 
 beforeAll(async () => {
@@ -41,7 +45,7 @@ function namesIn(load: string, module: 'module' | 'commonjs'): Record<string, un
     const seen = {}
     for (const name of ${JSON.stringify(ERROR_CLASSES)}) {
       const Class = lg[name]
-      const error = name === 'PoolError' ? new Class('m', 'LIFEGUARD_X') : name === 'InvalidOptionError' ? new Class('o', 'm') : new Class('m')
+      const error = name === 'PoolError' ? new Class('m', 'LIFEGUARD_CLOSED') : name === 'InvalidOptionError' ? new Class('o', 'm') : new Class('m')
       seen[name] = { name: error.name, string: String(error).split(':')[0], stack: error.stack.split(':')[0] }
     }
     try { lg.createPool({}) } catch (error) { seen.thrown = String(error) }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { copyFileSync, mkdirSync, symlinkSync } from 'node:fs'
+import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
@@ -18,10 +18,11 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
  * current sources as a real process (a real bin: argv, exit codes, signals, stdout) without
  * depending on an earlier `npm run build`. Packages stay external and resolve from the repo.
  */
-export async function bundleCli(): Promise<string> {
+export async function bundleCli(tag = 'cli'): Promise<string> {
   const dir = join(ROOT, 'node_modules', '.cache', 'lifeguard-cli-test')
   mkdirSync(dir, { recursive: true })
-  const outfile = join(dir, `cli-${process.pid}.mjs`)
+  // One file per test file (`tag`) and process: test files may share a process and run at once.
+  const outfile = join(dir, `${tag}-${process.pid}.mjs`)
   await build({
     entryPoints: [join(ROOT, 'src', 'cli', 'main.ts')],
     bundle: true,
@@ -75,5 +76,26 @@ export function isolatedCli(cli: string, dir: string, packages: readonly string[
   for (const pkg of packages) symlinkSync(join(ROOT, 'node_modules', pkg), join(modules, pkg))
   const copy = join(dir, 'cli.mjs')
   copyFileSync(cli, copy)
+  return copy
+}
+
+/**
+ * Lays the bundled CLI out as the published package does (`package.json`, `dist/cli.js`, and
+ * `docs/errors.md` from this repository), so that the CLI finds its docs the way it does in
+ * node_modules/lifeguard. `withDocs: false` leaves docs/ out, as a broken install would.
+ * Returns the path of the copy's `dist/cli.js`.
+ */
+export function packagedCli(cli: string, dir: string, withDocs = true): string {
+  mkdirSync(join(dir, 'dist'), { recursive: true })
+  writeFileSync(
+    join(dir, 'package.json'),
+    JSON.stringify({ name: 'lifeguard', version: '0.0.0-test', type: 'module' }),
+  )
+  const copy = join(dir, 'dist', 'cli.js')
+  copyFileSync(cli, copy)
+  if (withDocs) {
+    mkdirSync(join(dir, 'docs'), { recursive: true })
+    copyFileSync(join(ROOT, 'docs', 'errors.md'), join(dir, 'docs', 'errors.md'))
+  }
   return copy
 }
