@@ -266,7 +266,7 @@ for (const target of targets) {
           const tracked = trackProcessErrors()
           try {
             await allAtOnce(5, () => p.use((c) => sleep(50).then(() => target.exec(c, 'SELECT 1'))))
-            await sleep(2_000)
+            await sleep(2_000) // deliberate: idle past the server's 1 s cut-off
             const errors = await allAtOnce(200, () =>
               p.use((connection) => target.exec(connection, 'SELECT 1')),
             )
@@ -380,7 +380,9 @@ for (const target of targets) {
         const elapsed = performance.now() - started
         expect(error).toMatchObject({ name: 'TimeoutError' })
         expect(elapsed).toBeGreaterThanOrEqual(190)
-        expect(elapsed).toBeLessThan(500)
+        // Without the signal it would hang (the listener never answers); the bound leaves a
+        // loaded CI machine room.
+        expect(elapsed).toBeLessThan(1_500)
         expect(accepted.length).toBe(before + 1)
         await waitFor(() => closed === accepted.length, 1_000)
       })
@@ -493,7 +495,7 @@ for (const target of targets) {
           running = c
           await target.exec(c, target.shortQuery(300))
         })
-        await sleep(100)
+        await waitFor(() => running !== undefined, 3_000)
         expectNoCanary(running, events)
         await busy
       })

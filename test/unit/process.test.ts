@@ -88,6 +88,7 @@ describe('the pool in a real process', () => {
       })
       const error = await pool.acquire().catch((e) => e)
       console.log(error.code, error.cause.code, error.cause.cause.message)
+      // Deliberate: min: 3 keeps the pool connecting in the background, with nobody waiting.
       await new Promise((r) => setTimeout(r, 300))
       await pool.close()
     `)
