@@ -480,7 +480,7 @@ export class PoolCore<C> {
       record.leakTimer = setTimeout(() => this.leaked(record, lease, stack ?? ''), threshold)
       record.leakTimer.unref()
     }
-    this.telemetry.acquired(record, waiter !== undefined, waiter?.extra?.enqueuedAt)
+    this.telemetry.acquired(record, waiter)
     return lease
   }
 

@@ -3,6 +3,7 @@ import { type DebugLog, debugLog } from './debug-log.js'
 import type { ResetMode, ServerInfo } from './dialect.js'
 import type { InvalidateReason, PoolEvents } from './events.js'
 import type { IdleSettingChange } from './idle-cutoff.js'
+import type { Waiter } from './waiter-queue.js'
 
 /** One subscriber of a pool's telemetry that may or may not listen: the public pool's events API. */
 export interface PoolEventSink<C> {
@@ -61,13 +62,15 @@ export class PoolTelemetry<C> {
   }
 
   /**
-   * A connection was lent: to a waiter queued at `enqueuedAt` (`NaN` when not timed), or at once
-   * (`waited` false).
+   * A connection was lent: to `waiter`, whose `enqueuedAt` is set when the wait was timed, or
+   * at once (`waiter` undefined). The waiter itself is passed, so that nothing is read of it
+   * unless someone listens.
    */
-  acquired(record: ConnectionRecord<C>, waited: boolean, enqueuedAt: number | undefined): void {
+  acquired(record: ConnectionRecord<C>, waiter: Pick<Waiter<unknown>, 'extra'> | undefined): void {
     const listening = this.events.listening('acquire')
     if (!listening && this.log === undefined) return
-    const waitMs = waited ? performance.now() - (enqueuedAt ?? Number.NaN) : 0
+    const waitMs =
+      waiter === undefined ? 0 : performance.now() - (waiter.extra?.enqueuedAt ?? Number.NaN)
     const payload = { id: record.id, connection: record.connection as C, waitMs }
     if (listening) this.events.emit('acquire', payload)
     this.log?.emit('acquire', payload)
