@@ -7,7 +7,9 @@ import type { Waiter } from './waiter-queue.js'
 
 /** One subscriber of a pool's telemetry that may or may not listen: the public pool's events API. */
 export interface PoolEventSink<C> {
+  /** Whether anyone listens to `event`: the telemetry builds no payload otherwise. */
   listening(event: keyof PoolEvents<C>): boolean
+  /** Hands `payload` to the listeners of `event`. */
   emit<K extends keyof PoolEvents<C>>(event: K, payload: PoolEvents<C>[K]): void
 }
 
