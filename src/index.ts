@@ -18,8 +18,13 @@ export {
 } from './core/errors.js'
 export type { InvalidateReason, PoolEvents, PoolListener } from './core/events.js'
 export { Lease } from './core/lease.js'
-export { type AcquireOptions, type CloseOptions, Pool } from './core/pool.js'
-export type { PoolOptions, ResolvedPoolOptions } from './core/pool-options.js'
+export { Pool } from './core/pool.js'
+export type {
+  AcquireOptions,
+  CloseOptions,
+  PoolOptions,
+  ResolvedPoolOptions,
+} from './core/pool-options.js'
 export {
   RequestScope,
   type RequestScopeOptions,

@@ -1,9 +1,9 @@
-import type { Lease } from './lease.js'
 import type { ListNode } from './linked-list.js'
 
 /**
  * Where a record is in its life. A record's state is simply which count it is in; the pool
- * changes it in one place only (`move()` in pool.ts), so the counts always add up to the total.
+ * changes it in one place only (`move()` in pool-core.ts), so the counts always add up to the
+ * total. `closed` means outside the pool: a record is born there and ends there.
  */
 export type RecordState =
   | 'connecting'
@@ -15,9 +15,57 @@ export type RecordState =
   | 'closed'
 
 /**
+ * The legal moves of a record, from each state to the next (see docs/architecture.md):
+ *
+ * - a new record enters the pool `connecting`; a failed connect leaves it at once (`closed`);
+ * - an open connection is lent (`leased`), parked (`idle`) or closed (`closing`), from wherever
+ *   it became ready: just opened, pinged (`validating`) or reset (`resetting`);
+ * - a returned one is reset, parked or closed; a lease handed straight to the next caller stays
+ *   `leased` without a move;
+ * - only `closing` leads to `closed`, once the dialect closed it.
+ */
+export const TRANSITIONS: Readonly<Record<RecordState, readonly RecordState[]>> = {
+  closed: ['connecting'],
+  connecting: ['idle', 'leased', 'closing', 'closed'],
+  idle: ['leased', 'validating', 'closing'],
+  leased: ['idle', 'resetting', 'closing'],
+  resetting: ['idle', 'leased', 'closing'],
+  validating: ['idle', 'leased', 'closing'],
+  closing: ['closed'],
+}
+
+/**
+ * Whether `move()` checks each move against {@link TRANSITIONS}. Off in production, where the
+ * check would cost on every borrow and a throw could only hurt; the unit tests turn it on
+ * (test/support/invariants.ts).
+ */
+export const transitionChecks = { enabled: false }
+
+/** Throws when moving `record` to `to` is not in {@link TRANSITIONS}: a bug in the pool. */
+export function checkTransition(
+  record: { readonly id: number; readonly state: RecordState },
+  to: RecordState,
+): void {
+  if (!TRANSITIONS[record.state].includes(to)) {
+    throw new Error(
+      `lifeguard bug: connection #${record.id} cannot move from ${record.state} to ${to}`,
+    )
+  }
+}
+
+/**
+ * What a record needs of its current lease: a way to end it without its holder. Structural, so
+ * that the record need not know the `Lease` class (which knows the record).
+ */
+export interface RecordLease {
+  /** Ends the lease without its holder (the pool was destroyed, or its close timed out). */
+  revoke(): void
+}
+
+/**
  * One physical connection and what the pool knows of it: its state, when it was made and when
  * it expires. It is the long-lived slot (SQLAlchemy's record, HikariCP's `PoolEntry`); each
- * borrow of it is a separate {@link Lease}.
+ * borrow of it is a separate `Lease`.
  */
 export class ConnectionRecord<C> implements ListNode<ConnectionRecord<C>> {
   prev: ConnectionRecord<C> | undefined = undefined
@@ -26,7 +74,8 @@ export class ConnectionRecord<C> implements ListNode<ConnectionRecord<C>> {
 
   /** A number unique within the pool, for logs and events. */
   readonly id: number
-  state: RecordState = 'connecting'
+  /** Changed by the pool's `move()` only. */
+  state: RecordState = 'closed'
   /** The driver's connection, once connected. */
   connection: C | undefined = undefined
   /**
@@ -45,7 +94,7 @@ export class ConnectionRecord<C> implements ListNode<ConnectionRecord<C>> {
   /** When the current lease began. */
   leasedAt = 0
   /** The current lease, while leased. */
-  lease: Lease<C> | undefined = undefined
+  lease: RecordLease | undefined = undefined
   /** Set when the driver reported the connection dead while the pool could not close it yet. */
   dead = false
   /** Aborts the connect in progress. */

@@ -1,26 +1,32 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { debuglog } from 'node:util'
-import { ConnectionRecord, type RecordState } from './connection-record.js'
+import { abortable } from './abortable.js'
+import { ConnectBackoff } from './connect-backoff.js'
+import {
+  ConnectionRecord,
+  checkTransition,
+  type RecordState,
+  transitionChecks,
+} from './connection-record.js'
 import type { Dialect, ResetMode, ServerInfo } from './dialect.js'
+import { spreadEndOfLife } from './end-of-life.js'
 import {
   AcquireTimeoutError,
   CloseTimeoutError,
   ConnectError,
-  explainHint,
   InvalidOptionError,
   PingTimeoutError,
   PoolClosedError,
   ResetTimeoutError,
   TooManyWaitersError,
-  type WarningCode,
 } from './errors.js'
-import { type InvalidateReason, type PoolEvents, TypedEmitter } from './events.js'
+import type { InvalidateReason } from './events.js'
 import { Housekeeper, type HousekeeperHost } from './housekeeper.js'
 import { fitToIdleCutoff } from './idle-cutoff.js'
 import { Lease, type LeaseOwner } from './lease.js'
 import { LinkedList } from './linked-list.js'
-import type { AcquireOptions, CloseOptions, Pool } from './pool.js'
 import {
+  type AcquireOptions,
+  type CloseOptions,
   checkAcquireOptions,
   describe,
   type PoolOptions,
@@ -35,38 +41,16 @@ import {
   type ScopeHost,
 } from './request-scope.js'
 import { PoolCounters, type PoolStats, StateCounts } from './stats.js'
+import { type PoolEventSink, PoolTelemetry } from './telemetry.js'
 import { Waiter, WaiterQueue } from './waiter-queue.js'
 import { withTimeout } from './with-timeout.js'
-
-const debug = debuglog('lifeguard')
-/** Read once: `NODE_DEBUG` is fixed at start-up, and the getter costs ~40 ns on the hot path. */
-const debugging = debug.enabled
-
-/** The first retry after a failed connect waits about this long; each next one twice as long. */
-const BACKOFF_BASE_MS = 50
-/** How many random ends of life a new connection chooses from (see `spreadExpiry`). */
-const EXPIRY_CANDIDATES = 32
-/** The longest pause between connect attempts, so that the pool is serving within ~½ s of recovery. */
-const BACKOFF_CAP_MS = 500
-
-/** Capped exponential backoff with "equal jitter": a delay in [d/2, d]. */
-function backoff(failures: number): number {
-  const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(failures - 1, 16))
-  return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2)
-}
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
 
-/** What the engine of a pool needs of its public face: the events API of {@link TypedEmitter}. */
-export interface PoolEventSink<C> {
-  listening(event: keyof PoolEvents<C>): boolean
-  emit<K extends keyof PoolEvents<C>>(event: K, payload: PoolEvents<C>[K]): void
-}
-
 /**
- * The engine of a {@link Pool}: it owns the connection records, the idle list and the waiter
+ * The engine of a `Pool`: it owns the connection records, the idle list and the waiter
  * queue, and makes every decision in one place, `pump()`. Internal: `Pool` is a thin face over it.
  *
  * Its members are plain properties, not `#private` ones, on purpose: V8 reads a private name
@@ -102,10 +86,7 @@ export class PoolCore<C> {
   private generation = 0
   /** Connections with a lower generation are stale: a disconnect was seen after they were made. */
   private staleBelow = 0
-  private connectFailures = 0
-  private retryAt = 0
-  private retryTimer: NodeJS.Timeout | undefined
-  private lastConnectError: Error | undefined
+  private readonly backoff: ConnectBackoff
   private pumping = false
   private pumpAgain = false
   private closing: Promise<void> | undefined
@@ -114,14 +95,15 @@ export class PoolCore<C> {
   /** The current request scope of each async context; made by the first `openScope()`. */
   private scopes: AsyncLocalStorage<RequestScope<C>> | undefined
   private scopeHost: ScopeHost<C> | undefined
-  /** The public pool's `listening()` and `emit()`. */
-  private readonly events: PoolEventSink<C>
+  /** Where every event goes: the public pool's events, the debug log. */
+  private readonly telemetry: PoolTelemetry<C>
 
   constructor(options: PoolOptions<C>, events: PoolEventSink<C>) {
-    this.events = events
     this.opts = resolvePoolOptions(options)
     this.dialect = this.opts.dialect
     this.label = this.opts.name
+    this.telemetry = new PoolTelemetry(events, this.label, () => this.describeCounts())
+    this.backoff = new ConnectBackoff(() => this.pump())
     const prePing = this.opts.prePing
     this.pingAfter = this.dialect.ping === undefined || prePing === false ? -1 : prePing
     this.unrefIdle =
@@ -151,37 +133,27 @@ export class PoolCore<C> {
     this.pump()
   }
 
-  /** The pool's name: the `name` option, or a generated one. */
+  /** See `Pool.name`. */
   get name(): string {
     return this.label
   }
 
-  /**
-   * The validated options, defaults filled in, under the names a caller passes them (`prePing`
-   * in ms or `false`, the generated `name`); `maxLifetime` and `idleTimeout` as in force, after
-   * any clamp to the server's idle cut-off.
-   */
+  /** See `Pool.options`. */
   get options(): ResolvedPoolOptions<C> {
     return { ...this.opts, maxLifetime: this.maxLifetime, idleTimeout: this.idleTimeout }
   }
 
-  /** What the first connection read of the server's limits, once it has (see `Dialect.inspect`). */
+  /** See `Pool.server`. */
   get server(): ServerInfo | undefined {
     return this.serverInfo
   }
 
-  /** Whether `close()` or `destroy()` was called. */
+  /** See `Pool.closed`. */
   get closed(): boolean {
     return this.state !== 'open'
   }
 
-  /**
-   * Borrows a connection. Resolves with a {@link Lease} as soon as one is free, in the order
-   * callers asked; rejects with `AcquireTimeoutError` after `acquireTimeout`, with
-   * `TooManyWaitersError` when `maxWaiting` callers already wait, with the signal's reason when
-   * `signal` aborts, with `PoolClosedError` once the pool is closing, and with
-   * `InvalidOptionError` for bad options (checked before it queues anything).
-   */
+  /** See `Pool.acquire`. */
   acquire(options?: AcquireOptions): Promise<Lease<C>> {
     if (options !== undefined) {
       // Before anything is queued: a bad signal must not leave a waiter behind.
@@ -228,7 +200,7 @@ export class PoolCore<C> {
       )
     }
     // The clock is read only for a wait time someone will see; timeouts need none (WaiterQueue).
-    const timed = this.events.listening('acquire') || debugging
+    const timed = this.telemetry.timesWaits()
     const extra =
       timed || stack !== undefined
         ? { enqueuedAt: timed ? performance.now() : undefined, stack }
@@ -253,12 +225,7 @@ export class PoolCore<C> {
     return promise
   }
 
-  /**
-   * Borrows a connection, runs `fn` with it and gives it back, even when `fn` throws. When `fn`
-   * throws an error that the dialect calls a disconnect, the connection is destroyed instead,
-   * and every older connection is invalidated. Rejects with `InvalidOptionError`, borrowing
-   * nothing, when `fn` is not a function or the options are bad.
-   */
+  /** See `Pool.use`. */
   async use<T>(fn: (connection: C) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
     if (typeof fn !== 'function') {
       throw new InvalidOptionError(
@@ -281,13 +248,7 @@ export class PoolCore<C> {
     return result
   }
 
-  /**
-   * Opens a {@link RequestScope}: one request's hold on this pool, which borrows a connection on
-   * the request's first query and keeps it until `end()`. Inside `scope.run()`, this pool's
-   * `acquire()` and `use()` join the scope. The framework integrations call it for you.
-   * Throws `InvalidOptionError` for a bad option, and for `transaction: true` on a dialect that
-   * cannot run transactions (`Dialect.transact`).
-   */
+  /** See `Pool.openScope`. */
   openScope(options?: RequestScopeOptions): RequestScope<C> {
     const transaction = resolveScopeOptions(options)
     if (transaction && this.dialect.transact === undefined) {
@@ -313,12 +274,12 @@ export class PoolCore<C> {
     return new RequestScope(this.scopeHost, transaction)
   }
 
-  /** The request scope that the calling async context runs in, if any (see `openScope()`). */
+  /** See `Pool.currentScope`. */
   currentScope(): RequestScope<C> | undefined {
     return this.scopes?.getStore()
   }
 
-  /** A snapshot of the pool's connections and counters; a plain object with no secrets. */
+  /** See `Pool.stats`. */
   stats(): PoolStats {
     const c = this.counts
     const n = this.counters
@@ -348,12 +309,7 @@ export class PoolCore<C> {
     }
   }
 
-  /**
-   * Closes the pool gracefully: new acquires and all waiters reject with `PoolClosedError`, idle
-   * connections close, and leased ones close as they come back. After `timeout` ms the rest are
-   * destroyed and the promise resolves. Idempotent. Rejects with `InvalidOptionError`, closing
-   * nothing, for bad options.
-   */
+  /** See `Pool.close`. */
   close(options?: CloseOptions): Promise<void> {
     let timeout: number
     try {
@@ -368,7 +324,7 @@ export class PoolCore<C> {
     return this.closing
   }
 
-  /** Closes every connection at once, leased ones included, and rejects all waiters. Idempotent. */
+  /** See `Pool.destroy`. */
   destroy(): Promise<void> {
     if (this.destroying !== undefined) return this.destroying
     this.state = 'closed'
@@ -414,35 +370,19 @@ export class PoolCore<C> {
     let open = Math.min(this.waiters.size - coming, max + maxOverflow - total)
     open = Math.max(open, Math.min(min - c.idle - coming, max - total))
     if (open <= 0) return
-    if (this.connectFailures > 0) {
+    if (this.backoff.failures > 0) {
       // While the server refuses us, probe with one connection at a time, after a backoff.
-      const now = performance.now()
-      if (now < this.retryAt) return this.scheduleRetry(now)
+      if (this.backoff.waiting(performance.now(), this.waiters.size > 0)) return
       if (c.connecting > 0) return
       open = 1
     }
     for (let i = 0; i < open; i++) this.connect()
   }
 
-  private scheduleRetry(now: number): void {
-    if (this.retryTimer === undefined) {
-      this.retryTimer = setTimeout(
-        () => {
-          this.retryTimer = undefined
-          this.pump()
-        },
-        Math.max(0, this.retryAt - now),
-      )
-    }
-    // A caller waiting for ever has no deadline timer: the retry is what keeps its process
-    // alive. Retrying only to refill `min` must not.
-    if (this.waiters.size > 0) this.retryTimer.ref()
-    else this.retryTimer.unref()
-  }
-
   // A record's state changes here and nowhere else.
 
   private move(record: ConnectionRecord<C>, to: RecordState): void {
+    if (transitionChecks.enabled) checkTransition(record, to)
     const from = record.state
     if (from === 'idle') this.idle.remove(record)
     this.counts.add(from, -1)
@@ -468,7 +408,7 @@ export class PoolCore<C> {
       if (held) this.dialect.ref!(record.connection as C)
       else this.dialect.unref!(record.connection as C)
     } catch (error) {
-      if (debugging) debug('%s %s failed: %s', this.label, held ? 'ref' : 'unref', messageOf(error))
+      this.telemetry.dialectFailed(held ? 'ref' : 'unref', error)
     }
   }
 
@@ -531,7 +471,7 @@ export class PoolCore<C> {
     if (record.state !== 'leased') this.move(record, 'leased')
     // The hold time is measured only when someone will see it.
     record.leasedAt =
-      this.events.listening('release') || this.opts.leakDetectionThreshold > 0 || debugging
+      this.opts.leakDetectionThreshold > 0 || this.telemetry.timesLeases()
         ? performance.now()
         : Number.NaN
     const lease = new Lease(this.owner, record)
@@ -542,12 +482,7 @@ export class PoolCore<C> {
       record.leakTimer = setTimeout(() => this.leaked(record, lease, stack ?? ''), threshold)
       record.leakTimer.unref()
     }
-    if (this.events.listening('acquire') || debugging) {
-      const enqueuedAt = waiter?.extra?.enqueuedAt
-      const waitMs = waiter === undefined ? 0 : performance.now() - (enqueuedAt ?? Number.NaN)
-      this.events.emit('acquire', { id: record.id, connection: record.connection as C, waitMs })
-      if (debugging) this.log('acquire', record, `waited ${waitMs.toFixed(1)} ms`)
-    }
+    this.telemetry.acquired(record, waiter)
     return lease
   }
 
@@ -558,15 +493,7 @@ export class PoolCore<C> {
     }
     record.lease = undefined
     this.counters.released++
-    if (this.events.listening('release')) {
-      this.events.emit('release', {
-        id: record.id,
-        connection: record.connection as C,
-        heldMs: performance.now() - record.leasedAt,
-        destroyed: destroy,
-      })
-    }
-    if (debugging) this.log(destroy ? 'destroy' : 'release', record)
+    this.telemetry.released(record, destroy)
     if (record.state !== 'leased') return
     if (destroy) {
       const disconnect = reason !== undefined && this.isDisconnect(reason)
@@ -587,7 +514,7 @@ export class PoolCore<C> {
   }
 
   private reset(record: ConnectionRecord<C>, mode: ResetMode): void {
-    const started = this.events.listening('reset') ? performance.now() : Number.NaN
+    const started = this.telemetry.timesResets() ? performance.now() : Number.NaN
     const connection = record.connection as C
     const onConnect = mode === 'session' ? this.opts.onConnect : undefined
     let pending: Promise<void> | void
@@ -598,7 +525,7 @@ export class PoolCore<C> {
     }
     if (pending === undefined && onConnect === undefined) {
       // Nothing to undo: the dialect answered synchronously, so the hand-off stays synchronous.
-      this.resetDone(record, mode, started)
+      this.telemetry.reset(record, mode, started)
       return this.makeAvailable(record)
     }
     this.move(record, 'resetting')
@@ -612,25 +539,13 @@ export class PoolCore<C> {
     ).then(
       () => {
         if (record.state !== 'resetting') return
-        this.resetDone(record, mode, started)
+        this.telemetry.reset(record, mode, started)
         this.makeAvailable(record)
       },
       (error) => {
         if (record.state === 'resetting') this.resetFailed(record, error)
       },
     )
-  }
-
-  private resetDone(record: ConnectionRecord<C>, mode: ResetMode, started: number): void {
-    if (this.events.listening('reset')) {
-      this.events.emit('reset', {
-        id: record.id,
-        connection: record.connection as C,
-        mode,
-        durationMs: performance.now() - started,
-      })
-    }
-    if (debugging) this.log(`reset (${mode})`, record)
   }
 
   private resetFailed(record: ConnectionRecord<C>, error: unknown): void {
@@ -667,7 +582,6 @@ export class PoolCore<C> {
 
   private connect(): void {
     const record = new ConnectionRecord<C>(this.nextId++)
-    record.state = 'closed'
     this.records.add(record)
     this.move(record, 'connecting')
     const started = performance.now()
@@ -694,14 +608,14 @@ export class PoolCore<C> {
 
   /** Connects and runs `onConnect`, giving up when `signal` aborts; never leaves a connection open on failure. */
   private async open(record: ConnectionRecord<C>, signal: AbortSignal): Promise<C> {
-    const connection = await this.abortable(this.dialect.connect(signal), signal, (late) =>
+    const connection = await abortable(this.dialect.connect(signal), signal, (late) =>
       this.closeQuietly(late),
     )
     try {
       this.dialect.watch?.(connection, (error) => this.died(record, error))
       const onConnect = this.opts.onConnect
       if (onConnect !== undefined) {
-        await this.abortable(Promise.resolve(onConnect(connection)), signal)
+        await abortable(Promise.resolve(onConnect(connection)), signal)
       }
       if (this.serverInfo === undefined && !this.inspecting && this.dialect.inspect !== undefined) {
         this.inspecting = true
@@ -718,59 +632,23 @@ export class PoolCore<C> {
     return connection
   }
 
-  /**
-   * Settles with `promise`, or rejects when `signal` aborts first. A connection that arrives
-   * after the abort is closed, so a timed-out connect never leaks one.
-   */
-  private abortable<T>(
-    promise: Promise<T>,
-    signal: AbortSignal,
-    onLate?: (late: T) => void,
-  ): Promise<T> {
-    const abandon = () => {
-      if (onLate !== undefined) promise.then(onLate, () => {})
-      else promise.catch(() => {})
-    }
-    if (signal.aborted) {
-      abandon()
-      return Promise.reject(signal.reason)
-    }
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = () => {
-        abandon()
-        reject(signal.reason)
-      }
-      signal.addEventListener('abort', onAbort, { once: true })
-      promise.then(
-        (value) => {
-          signal.removeEventListener('abort', onAbort)
-          resolve(value)
-        },
-        (error) => {
-          signal.removeEventListener('abort', onAbort)
-          reject(error)
-        },
-      )
-    })
-  }
-
   /** Reads the server's limits on the first connection; a failure to read them is not fatal. */
   private async inspect(connection: C, signal: AbortSignal): Promise<void> {
     let info: ServerInfo
     try {
-      info = await this.abortable(this.dialect.inspect!(connection, signal), signal)
+      info = await abortable(this.dialect.inspect!(connection, signal), signal)
     } catch (error) {
       if (signal.aborted) throw error
-      if (debugging) debug('%s could not read the server limits: %s', this.label, messageOf(error))
+      this.telemetry.noServerLimits(error)
       return
     }
     if (this.serverInfo !== undefined) return
     this.serverInfo = info
-    if (this.events.listening('server')) this.events.emit('server', info)
+    this.telemetry.server(info)
     this.clampToServer(info)
     const most = this.opts.max + this.opts.maxOverflow
     if (info.maxConnections !== undefined && most > info.maxConnections) {
-      this.warn(
+      this.telemetry.warning(
         'LIFEGUARD_POOL_EXCEEDS_SERVER',
         `pool "${this.label}" may open ${most} connections (max + maxOverflow) but the server allows ${info.maxConnections} (max_connections); lower max or maxOverflow`,
       )
@@ -784,7 +662,7 @@ export class PoolCore<C> {
       info.idleCutoffMs,
       info.idleCutoffSetting,
     )
-    for (const c of fit.changes) this.clamped(c.option, c.from, c.to, c.setting, c.cutoffMs)
+    for (const change of fit.changes) this.telemetry.clamped(change)
     if (fit.maxLifetime !== this.maxLifetime) {
       this.maxLifetime = fit.maxLifetime
       const now = performance.now()
@@ -800,70 +678,23 @@ export class PoolCore<C> {
     }
   }
 
-  private clamped(
-    option: 'maxLifetime' | 'idleTimeout',
-    from: number,
-    to: number,
-    setting: string,
-    cutoffMs: number,
-  ): void {
-    if (this.events.listening('clamp'))
-      this.events.emit('clamp', { option, from, to, setting, cutoffMs })
-    if (debugging) {
-      debug(
-        '%s %s lowered from %d to %d ms: the server drops idle sessions after %d ms (%s)',
-        this.label,
-        option,
-        from,
-        to,
-        cutoffMs,
-        setting,
-      )
-    }
-  }
-
-  private warn(code: WarningCode, warning: string): void {
-    const message = `${warning} ${explainHint(code)}`
-    if (this.events.listening('warning')) this.events.emit('warning', { code, message })
-    process.emitWarning(message, { code })
-  }
-
   /** Sets a record's end of life: its lifetime, up to 10% shorter so connections made together are not replaced together. */
   private scheduleExpiry(record: ConnectionRecord<C>, createdAt: number, now: number): void {
     if (record.lifetimeTimer !== undefined) clearTimeout(record.lifetimeTimer)
     record.lifetimeTimer = undefined
     const lifetime = this.maxLifetime
     if (!Number.isFinite(lifetime)) return
-    record.expiresAt = this.spreadExpiry(record, createdAt + lifetime, lifetime * 0.1)
+    const others: number[] = []
+    for (const other of this.records) {
+      if (other === record || other.state === 'closing' || other.state === 'connecting') continue
+      others.push(other.expiresAt)
+    }
+    record.expiresAt = spreadEndOfLife(createdAt + lifetime, lifetime * 0.1, others)
     record.lifetimeTimer = setTimeout(
       () => this.expired(record),
       Math.max(0, record.expiresAt - now),
     )
     record.lifetimeTimer.unref()
-  }
-
-  /**
-   * An end of life in `[latest - band, latest]`: of a few random candidates, the one farthest
-   * from the other connections' ends of life (Mitchell's best candidate), so that connections
-   * made together, as when the pool fills up, are not replaced together even when the band is
-   * short (10% of a 1 s lifetime is 100 ms).
-   */
-  private spreadExpiry(record: ConnectionRecord<C>, latest: number, band: number): number {
-    let best = latest - Math.random() * band
-    let bestGap = -1
-    for (let i = 0; i < EXPIRY_CANDIDATES; i++) {
-      const candidate = latest - Math.random() * band
-      let gap = Number.POSITIVE_INFINITY
-      for (const other of this.records) {
-        if (other === record || other.state === 'closing' || other.state === 'connecting') continue
-        gap = Math.min(gap, Math.abs(other.expiresAt - candidate))
-      }
-      if (gap > bestGap) {
-        best = candidate
-        bestGap = gap
-      }
-    }
-    return best
   }
 
   private established(record: ConnectionRecord<C>, connection: C, started: number): void {
@@ -872,14 +703,10 @@ export class PoolCore<C> {
     record.createdAt = now
     record.lastUsedAt = now
     record.generation = ++this.generation
-    this.connectFailures = 0
-    this.lastConnectError = undefined
+    this.backoff.succeeded()
     this.counters.created++
     this.scheduleExpiry(record, now, now)
-    if (this.events.listening('connect')) {
-      this.events.emit('connect', { id: record.id, connection, durationMs: now - started })
-    }
-    if (debugging) this.log('connect', record, `in ${(now - started).toFixed(1)} ms`)
+    this.telemetry.connected(record, now - started)
     this.makeAvailable(record)
     // After a failure, connects went one at a time: now that one worked, open what is missing.
     this.pump()
@@ -894,14 +721,9 @@ export class PoolCore<C> {
         : new ConnectError(`could not connect (${this.dialect.name}): ${messageOf(cause)}`, {
             cause,
           })
-    this.lastConnectError = error
     this.counters.connectErrors++
-    const attempt = ++this.connectFailures
-    const delay = backoff(attempt)
-    this.retryAt = performance.now() + delay
-    if (this.events.listening('connectError'))
-      this.events.emit('connectError', { error, attempt, retryInMs: delay })
-    if (debugging) this.log('connect failed', record, `${error.message}; retry in ${delay} ms`)
+    const delay = this.backoff.failed(error, performance.now())
+    this.telemetry.connectFailed(record, error, this.backoff.failures, delay)
     this.pump()
   }
 
@@ -934,16 +756,7 @@ export class PoolCore<C> {
 
   private retire(record: ConnectionRecord<C>, reason: InvalidateReason, error?: unknown): void {
     this.counters.invalidated++
-    if (this.events.listening('invalidate')) {
-      const connection = record.connection as C
-      this.events.emit(
-        'invalidate',
-        error === undefined
-          ? { id: record.id, connection, reason }
-          : { id: record.id, connection, reason, error },
-      )
-    }
-    if (debugging) this.log(`invalidate (${reason})`, record)
+    this.telemetry.invalidated(record, reason, error)
     this.closeRecord(record)
   }
 
@@ -969,10 +782,7 @@ export class PoolCore<C> {
     const done = () => {
       this.move(record, 'closed')
       this.counters.closed++
-      if (this.events.listening('close')) {
-        this.events.emit('close', { id: record.id, connection: record.connection as C })
-      }
-      if (debugging) this.log('close', record)
+      this.telemetry.closed(record)
       this.pump()
       this.checkDrained()
     }
@@ -998,7 +808,7 @@ export class PoolCore<C> {
     waiter.reject(
       new AcquireTimeoutError(
         `Timed out after ${waiter.timeout} ms waiting for a connection from pool "${this.label}" ${this.describeCounts()}`,
-        this.lastConnectError === undefined ? undefined : { cause: this.lastConnectError },
+        this.backoff.lastError === undefined ? undefined : { cause: this.backoff.lastError },
       ),
     )
   }
@@ -1042,8 +852,7 @@ export class PoolCore<C> {
 
   private stopBackground(): void {
     this.housekeeper.stop()
-    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
-    this.retryTimer = undefined
+    this.backoff.stop()
   }
 
   /** Resolves once no record is left, or after `timeout` ms. */
@@ -1080,19 +889,6 @@ export class PoolCore<C> {
   private leaked(record: ConnectionRecord<C>, lease: Lease<C>, stack: string): void {
     record.leakTimer = undefined
     if (record.lease !== lease) return
-    const heldMs = performance.now() - record.leasedAt
-    if (this.events.listening('leak')) this.events.emit('leak', { id: record.id, heldMs, stack })
-    if (debugging) this.log('leak', record, `held ${Math.round(heldMs)} ms; acquired at ${stack}`)
-  }
-
-  private log(what: string, record: ConnectionRecord<C>, detail?: string): void {
-    debug(
-      '%s %s #%d%s %s',
-      this.label,
-      what,
-      record.id,
-      detail === undefined ? '' : ` ${detail}`,
-      this.describeCounts(),
-    )
+    this.telemetry.leaked(record, performance.now() - record.leasedAt, stack)
   }
 }

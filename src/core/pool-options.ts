@@ -377,6 +377,26 @@ function isAbortSignal(value: unknown): value is AbortSignal {
   )
 }
 
+/** The options of one `acquire()` or `use()` call. */
+export interface AcquireOptions {
+  /**
+   * Aborts the wait; the promise rejects with the signal's reason. An `AbortSignal`
+   * (`controller.signal`), not the `AbortController`.
+   */
+  signal?: AbortSignal | undefined
+  /** Overrides `acquireTimeout` for this call, in ms. */
+  timeout?: number | undefined
+}
+
+/** The options of `close()`. */
+export interface CloseOptions {
+  /**
+   * How long to wait for leased connections to come back, in ms; then they are destroyed.
+   * @defaultValue 30000
+   */
+  timeout?: number | undefined
+}
+
 /** Rejects anything but an object (or `undefined`) as the options of `where`. */
 function checkObject(options: unknown, where: string): asserts options is object | undefined {
   if (options === undefined) return

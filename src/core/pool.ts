@@ -3,29 +3,14 @@ import type { ServerInfo } from './dialect.js'
 import { type PoolEvents, TypedEmitter } from './events.js'
 import type { Lease } from './lease.js'
 import { PoolCore } from './pool-core.js'
-import type { PoolOptions, ResolvedPoolOptions } from './pool-options.js'
+import type {
+  AcquireOptions,
+  CloseOptions,
+  PoolOptions,
+  ResolvedPoolOptions,
+} from './pool-options.js'
 import type { RequestScope, RequestScopeOptions } from './request-scope.js'
 import type { PoolStats } from './stats.js'
-
-/** The options of one `acquire()` or `use()` call. */
-export interface AcquireOptions {
-  /**
-   * Aborts the wait; the promise rejects with the signal's reason. An `AbortSignal`
-   * (`controller.signal`), not the `AbortController`.
-   */
-  signal?: AbortSignal | undefined
-  /** Overrides `acquireTimeout` for this call, in ms. */
-  timeout?: number | undefined
-}
-
-/** The options of `close()`. */
-export interface CloseOptions {
-  /**
-   * How long to wait for leased connections to come back, in ms; then they are destroyed.
-   * @defaultValue 30000
-   */
-  timeout?: number | undefined
-}
 
 /**
  * A pool of database connections over any {@link Dialect}: it owns the connection records, the

@@ -6,8 +6,8 @@ import {
   TransactionFailedError,
 } from './errors.js'
 import type { Lease, LeaseOwner } from './lease.js'
-import type { AcquireOptions } from './pool.js'
 import {
+  type AcquireOptions,
   checkAcquireOptions,
   describe,
   rejectUnknownKeys,

@@ -1,6 +1,11 @@
 import { expect } from 'vitest'
+import { transitionChecks } from '../../src/core/connection-record.js'
 import type { Pool, PoolStats } from '../../src/index.js'
 import type { FakeConnection, FakeDialect } from './fake-dialect.js'
+
+// Every test that checks invariants also has each record's move checked against the table of
+// legal transitions: `move()` throws on an illegal one.
+transitionChecks.enabled = true
 
 /**
  * Asserts what must hold of a pool after every step: the counts add up, the bounds hold, and

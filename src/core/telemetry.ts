@@ -1,0 +1,186 @@
+import type { ConnectionRecord } from './connection-record.js'
+import { type DebugLog, debugLog } from './debug-log.js'
+import type { ResetMode, ServerInfo } from './dialect.js'
+import { explainHint, type WarningCode } from './errors.js'
+import type { InvalidateReason, PoolEvents } from './events.js'
+import type { IdleSettingChange } from './idle-cutoff.js'
+import type { Waiter } from './waiter-queue.js'
+
+/** One subscriber of a pool's telemetry that may or may not listen: the public pool's events API. */
+export interface PoolEventSink<C> {
+  /** Whether anyone listens to `event`: the telemetry builds no payload otherwise. */
+  listening(event: keyof PoolEvents<C>): boolean
+  /** Hands `payload` to the listeners of `event`. */
+  emit<K extends keyof PoolEvents<C>>(event: K, payload: PoolEvents<C>[K]): void
+}
+
+/**
+ * The one point where a pool tells what happens in it: the engine calls `connected()`,
+ * `acquired()` and the like, and this decides who hears it. Today two subscribers do: the
+ * pool's own events (`pool.on(…)`) and the `NODE_DEBUG=lifeguard` log (undici's
+ * `diagnostics.js` is the model, where the debug log is just one subscriber). Another subscriber
+ * (a diagnostics channel, metrics) is one more field checked beside these.
+ *
+ * Nothing is measured or built unless someone listens: each method first checks a boolean or
+ * two, then builds the payload once for every subscriber. Plain fields, for the reason given on
+ * `PoolCore`.
+ */
+export class PoolTelemetry<C> {
+  private readonly events: PoolEventSink<C>
+  /** `undefined` unless the debug log is on. */
+  private readonly log: DebugLog<C> | undefined
+
+  /**
+   * @param events - the public pool's events
+   * @param label - the pool's name, for the log
+   * @param counts - the pool's counts as the log prints them
+   */
+  constructor(events: PoolEventSink<C>, label: string, counts: () => string) {
+    this.events = events
+    this.log = debugLog<C>(label, counts)
+  }
+
+  /** Whether anyone will see how long a caller waited: only then does `acquire()` read the clock. */
+  timesWaits(): boolean {
+    return this.log !== undefined || this.events.listening('acquire')
+  }
+
+  /** Whether anyone will see how long a lease was held (`release`). */
+  timesLeases(): boolean {
+    return this.log !== undefined || this.events.listening('release')
+  }
+
+  /** Whether anyone will see how long a reset took. */
+  timesResets(): boolean {
+    return this.events.listening('reset')
+  }
+
+  /** A connection was opened in `durationMs`. */
+  connected(record: ConnectionRecord<C>, durationMs: number): void {
+    const listening = this.events.listening('connect')
+    if (!listening && this.log === undefined) return
+    const payload = { id: record.id, connection: record.connection as C, durationMs }
+    if (listening) this.events.emit('connect', payload)
+    this.log?.emit('connect', payload)
+  }
+
+  /**
+   * A connection was lent: to `waiter`, whose `enqueuedAt` is set when the wait was timed, or
+   * at once (`waiter` undefined). The waiter itself is passed, so that nothing is read of it
+   * unless someone listens.
+   */
+  acquired(record: ConnectionRecord<C>, waiter: Pick<Waiter<unknown>, 'extra'> | undefined): void {
+    const listening = this.events.listening('acquire')
+    if (!listening && this.log === undefined) return
+    const waitMs =
+      waiter === undefined ? 0 : performance.now() - (waiter.extra?.enqueuedAt ?? Number.NaN)
+    const payload = { id: record.id, connection: record.connection as C, waitMs }
+    if (listening) this.events.emit('acquire', payload)
+    this.log?.emit('acquire', payload)
+  }
+
+  /** A lease ended, by `release()` or by `destroy()`. */
+  released(record: ConnectionRecord<C>, destroyed: boolean): void {
+    const listening = this.events.listening('release')
+    if (!listening && this.log === undefined) return
+    const payload = {
+      id: record.id,
+      connection: record.connection as C,
+      heldMs: performance.now() - record.leasedAt,
+      destroyed,
+    }
+    if (listening) this.events.emit('release', payload)
+    this.log?.emit('release', payload)
+  }
+
+  /** A returned connection was reset; `started` is from `performance.now()`, or `NaN` when not timed. */
+  reset(record: ConnectionRecord<C>, mode: ResetMode, started: number): void {
+    const listening = this.events.listening('reset')
+    if (!listening && this.log === undefined) return
+    const payload = {
+      id: record.id,
+      connection: record.connection as C,
+      mode,
+      durationMs: performance.now() - started,
+    }
+    if (listening) this.events.emit('reset', payload)
+    this.log?.emit('reset', payload)
+  }
+
+  /** A connection was taken out of service; `error` is what condemned it, if anything did. */
+  invalidated(record: ConnectionRecord<C>, reason: InvalidateReason, error: unknown): void {
+    const listening = this.events.listening('invalidate')
+    if (!listening && this.log === undefined) return
+    const connection = record.connection as C
+    const payload =
+      error === undefined
+        ? { id: record.id, connection, reason }
+        : { id: record.id, connection, reason, error }
+    if (listening) this.events.emit('invalidate', payload)
+    this.log?.emit('invalidate', payload)
+  }
+
+  /** A connection was closed. */
+  closed(record: ConnectionRecord<C>): void {
+    const listening = this.events.listening('close')
+    if (!listening && this.log === undefined) return
+    const payload = { id: record.id, connection: record.connection as C }
+    if (listening) this.events.emit('close', payload)
+    this.log?.emit('close', payload)
+  }
+
+  /** Opening `record` failed for the `attempt`-th time in a row; the next try is in `retryInMs`. */
+  connectFailed(
+    record: ConnectionRecord<C>,
+    error: Error,
+    attempt: number,
+    retryInMs: number,
+  ): void {
+    const listening = this.events.listening('connectError')
+    if (!listening && this.log === undefined) return
+    const payload = { error, attempt, retryInMs }
+    if (listening) this.events.emit('connectError', payload)
+    this.log?.emit('connectError', payload, record.id)
+  }
+
+  /** A lease was held longer than `leakDetectionThreshold`. */
+  leaked(record: ConnectionRecord<C>, heldMs: number, stack: string): void {
+    const listening = this.events.listening('leak')
+    if (!listening && this.log === undefined) return
+    const payload = { id: record.id, heldMs, stack }
+    if (listening) this.events.emit('leak', payload)
+    this.log?.emit('leak', payload)
+  }
+
+  /** The first connection read the server's limits. */
+  server(info: ServerInfo): void {
+    if (this.events.listening('server')) this.events.emit('server', info)
+  }
+
+  /** An option was lowered below the server's idle cut-off. */
+  clamped(change: IdleSettingChange): void {
+    const listening = this.events.listening('clamp')
+    if (!listening && this.log === undefined) return
+    const { option, from, to, setting, cutoffMs } = change
+    const payload = { option, from, to, setting, cutoffMs }
+    if (listening) this.events.emit('clamp', payload)
+    this.log?.emit('clamp', payload)
+  }
+
+  /** A setting works but is likely wrong: the `warning` event, and always `process.emitWarning`. */
+  warning(code: WarningCode, warning: string): void {
+    const message = `${warning} ${explainHint(code)}`
+    if (this.events.listening('warning')) this.events.emit('warning', { code, message })
+    process.emitWarning(message, { code })
+  }
+
+  /** A dialect call the pool can do without (`ref`, `unref`) threw; only the log hears of it. */
+  dialectFailed(what: string, error: unknown): void {
+    this.log?.failed(what, error)
+  }
+
+  /** The server's limits could not be read (not fatal); only the log hears of it. */
+  noServerLimits(error: unknown): void {
+    this.log?.noServerLimits(error)
+  }
+}
