@@ -128,7 +128,7 @@ export interface Latency {
 /**
  * Records the figures of one scenario on one server, and prints them (they go into
  * docs/reliability.md). Each of `latencies` is printed with its target and whether it met it;
- * then the test fails if one is past its bound. With `LIFEGUARD_FAULTS_REPORT=<file>`, each
+ * then the test fails if one is past its bound. With `FAULTS_REPORT_FILE=<file>`, each
  * line is also appended to that file as JSON (one object a line, so that the suite's workers can
  * share it).
  */
@@ -151,7 +151,7 @@ export function report(
       `[faults] ${scenario} on ${server}: target missed: ${missed.map(([name, t]) => `${name} ${t.ms} ms > ${t.target} ms`).join(', ')}`,
     )
   }
-  const file = process.env.LIFEGUARD_FAULTS_REPORT
+  const file = process.env.FAULTS_REPORT_FILE
   if (file) {
     appendFileSync(
       file,
