@@ -13,7 +13,7 @@ import {
 import { type InvalidateReason, type PoolEvents, TypedEmitter } from './events.js'
 import { Housekeeper, type HousekeeperHost } from './housekeeper.js'
 import { fitToIdleCutoff } from './idle-cutoff.js'
-import { Lease, type LeaseOwner } from './lease.js'
+import { type Lease, type LeaseOwner, lendLease, revokeLease } from './lease.js'
 import { LinkedList } from './linked-list.js'
 import type { AcquireOptions, CloseOptions, Pool } from './pool.js'
 import {
@@ -25,7 +25,8 @@ import {
   resolvePoolOptions,
 } from './pool-options.js'
 import {
-  RequestScope,
+  openRequestScope,
+  type RequestScope,
   type RequestScopeOptions,
   resolveScopeOptions,
   type ScopeHost,
@@ -306,7 +307,7 @@ export class PoolCore<C> {
         label: this.label,
       }
     }
-    return new RequestScope(this.scopeHost, transaction)
+    return openRequestScope(this.scopeHost, transaction)
   }
 
   /** The request scope that the calling async context runs in, if any (see `openScope()`). */
@@ -530,7 +531,7 @@ export class PoolCore<C> {
       this.events.listening('release') || this.opts.leakDetectionThreshold > 0 || debugging
         ? performance.now()
         : Number.NaN
-    const lease = new Lease(this.owner, record)
+    const lease = lendLease(this.owner, record)
     record.lease = lease
     this.counters.acquired++
     const threshold = this.opts.leakDetectionThreshold
@@ -964,7 +965,7 @@ export class PoolCore<C> {
     record.leakTimer = undefined
     if (record.lease !== undefined) {
       // Taken back from its holder (destroy(), or close() timing out): it never comes back.
-      record.lease.revoke()
+      revokeLease(record.lease)
       record.lease = undefined
       this.counters.revoked++
     }
