@@ -138,8 +138,11 @@ export class RequestScope<C> {
   /** A query holds the request's connection, or is being given it. */
   #busy = false
   #borrowed = false
-  /** The calls waiting for the connection, in a transactional scope: the pool's own queue kind. */
-  readonly #turns: WaiterQueue<Lease<C>>
+  /**
+   * The calls waiting for the connection, in a transactional scope: the pool's own queue kind,
+   * made on the first wait, as most requests never wait.
+   */
+  #turns: WaiterQueue<Lease<C>> | undefined
   #ended = false
   #ending: Promise<void> | undefined
   #settle: { resolve: () => void; reject: (error: unknown) => void } | undefined
@@ -163,15 +166,6 @@ export class RequestScope<C> {
     this.#host = host
     this.transaction = transaction
     this.#owner = { giveBack: (_record, destroy, reason) => this.#giveBack(destroy, reason) }
-    this.#turns = new WaiterQueue<Lease<C>>(
-      (turn) =>
-        turn.reject(
-          new AcquireTimeoutError(
-            `Waited ${turn.timeout} ms for the request's transaction connection on pool "${host.label}": another query of the same request held it (is a lease held while another query waits?)`,
-          ),
-        ),
-      (turn, signal) => turn.reject(signal.reason),
-    )
   }
 
   /** Whether the request has borrowed a connection. */
@@ -263,7 +257,7 @@ export class RequestScope<C> {
     const error = new ScopeEndedError(
       `The request ended on pool "${this.#host.label}" while this query waited for its connection`,
     )
-    for (const turn of this.#turns.drain()) turn.reject(error)
+    for (const turn of this.#turns?.drain() ?? []) turn.reject(error)
     this.#ending = new Promise<void>((resolve, reject) => {
       this.#settle = { resolve, reject }
     })
@@ -327,7 +321,7 @@ export class RequestScope<C> {
   #next(): void {
     if (this.#busy) return
     if (this.#ended) return this.#finish()
-    const turn = this.#turns.shift() as Turn<C> | undefined
+    const turn = this.#turns?.shift() as Turn<C> | undefined
     if (turn === undefined) return
     this.#busy = true
     turn.resolve(this.#lendMain(turn.options))
@@ -344,6 +338,15 @@ export class RequestScope<C> {
     })
     // As in the pool: the default timeout shares the queue's one timer, and no timeout needs none.
     const shared = timeout === fallback && timeout !== Number.POSITIVE_INFINITY
+    this.#turns ??= new WaiterQueue<Lease<C>>(
+      (turn) =>
+        turn.reject(
+          new AcquireTimeoutError(
+            `Waited ${turn.timeout} ms for the request's transaction connection on pool "${this.#host.label}": another query of the same request held it (is a lease held while another query waits?)`,
+          ),
+        ),
+      (turn, signal) => turn.reject(signal.reason),
+    )
     this.#turns.push(new Turn<C>(timeout, shared, resolve, options), signal)
     return promise
   }
