@@ -1,16 +1,16 @@
 import type { Pool } from '../core/pool.js'
+import { attachPool, poolOf } from '../core/pool-of.js'
 
-const owners = new WeakMap<object, Pool<unknown>>()
-
-/** @internal Records that `facade` lends from `pool`. */
+/** Records that `facade` lends from `pool`, so that {@link lifeguardOf} finds it. */
 export function registerFacade(facade: object, pool: Pool<unknown>): void {
-  owners.set(facade, pool)
+  attachPool(facade, pool)
 }
 
 /**
  * The lifeguard `Pool` under a drop-in facade: a `lifeguard/pg` `Pool` or `Client`, a
  * `lifeguard/mysql2` pool, its `promise()` wrapper or a connection it made. Use it for `stats()`
- * and events. Throws a `TypeError` for anything else.
+ * and events. It finds a facade made by either build of lifeguard (ES module or CommonJS).
+ * Throws a `TypeError` for anything else.
  *
  * @example
  * ```ts
@@ -19,11 +19,11 @@ export function registerFacade(facade: object, pool: Pool<unknown>): void {
  * ```
  */
 export function lifeguardOf<C = unknown>(facade: object): Pool<C> {
-  const found = owners.get(facade) ?? owners.get((facade as { pool?: object }).pool ?? owners)
+  const found = typeof facade === 'object' && facade !== null ? poolOf<C>(facade) : undefined
   if (found === undefined) {
     throw new TypeError(
       'lifeguardOf: expected a facade from lifeguard/pg or lifeguard/mysql2 (a Pool, a Client, a pool from createPool, its promise() wrapper or a connection from createConnection)',
     )
   }
-  return found as Pool<C>
+  return found
 }

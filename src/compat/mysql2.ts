@@ -343,12 +343,20 @@ class LifeguardMysqlPool extends CorePool {
 }
 Object.defineProperty(LifeguardMysqlPool, 'name', { value: 'Pool' })
 
+/** The mysql2 connection that a `createConnection` facade borrowed, once borrowed. */
+let borrowedBy: (facade: BorrowedConnection) => mysql2.Connection | undefined
+
 /**
  * A connection from `createConnection`: it borrows from a shared lifeguard pool, emits `'connect'`
  * once it has, and gives the connection back on `end()`. Everything else (query, execute,
  * promise(), threadId, …) is the borrowed mysql2 connection's, reached through a proxy.
  */
 class BorrowedConnection extends EventEmitter {
+  static {
+    // For the proxy alone: a getter would be one more member that a user of the connection reaches.
+    borrowedBy = (facade) => facade.#connection
+  }
+
   #connection: mysql2.Connection | undefined
   #lease: Lease<mysql2.Connection> | undefined
   #ended = false
@@ -377,11 +385,6 @@ class BorrowedConnection extends EventEmitter {
         })
       },
     )
-  }
-
-  /** @internal The borrowed connection, once borrowed. */
-  get borrowed(): mysql2.Connection | undefined {
-    return this.#connection
   }
 
   /** Resolves once the connection is borrowed. */
@@ -423,7 +426,7 @@ class BorrowedConnection extends EventEmitter {
 }
 
 /** Own members of a borrowed connection; everything else goes to the mysql2 connection. */
-const OWN = new Set<PropertyKey>(['end', 'destroy', '_closing', 'ready', 'borrowed', 'typeCast'])
+const OWN = new Set<PropertyKey>(['end', 'destroy', '_closing', 'ready', 'typeCast'])
 
 /** mysql2's `typeCast` option, when it is a function. */
 type TypeCast = (...args: never[]) => unknown
@@ -450,7 +453,7 @@ function proxied(facade: BorrowedConnection): mysql2.Connection {
       if (property === 'promise') {
         return (promiseImpl?: PromiseConstructor) => new PromiseConnection(receiver, promiseImpl)
       }
-      const connection = target.borrowed
+      const connection = borrowedBy(target)
       if (
         OWN.has(property) ||
         connection === undefined ||
@@ -475,7 +478,7 @@ function proxied(facade: BorrowedConnection): mysql2.Connection {
     // A consumer's own tags stay on this borrow, so they never leak to the next borrower of the
     // physical connection; a field of mysql2's connection is set on that connection.
     set(target, property, value) {
-      const connection = target.borrowed
+      const connection = borrowedBy(target)
       if (!OWN.has(property) && connection !== undefined && property in connection) {
         return Reflect.set(connection, property, value)
       }

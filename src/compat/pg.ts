@@ -625,8 +625,6 @@ export const TypeOverrides: typeof pg.TypeOverrides = pg.TypeOverrides
 /** Closes the shared pools that the default module's `Client`s borrowed from. */
 export const end: () => Promise<void> = defaultModule.end
 export { lifeguardOf } from './lifeguard-of.js'
-export { manage } from './manage.js'
-export { poolKey } from './pool-key.js'
 
 /** The module as a default export, for `import pg from 'lifeguard/pg'` and for `driver`/`dialectModule`. */
 export default { ...defaultModule, Pool, Client }

@@ -54,13 +54,11 @@ export function checkTransition(
 }
 
 /**
- * What a record needs of its current lease: a way to end it without its holder. Structural, so
- * that the record need not know the `Lease` class (which knows the record).
+ * The record's current lease, which it only compares by identity: the pool ends it through
+ * lease.ts's module-private `revokeLease`. Opaque, so that the record need not know the `Lease`
+ * class (which knows the record).
  */
-export interface RecordLease {
-  /** Ends the lease without its holder (the pool was destroyed, or its close timed out). */
-  revoke(): void
-}
+export type RecordLease = object
 
 /**
  * One physical connection and what the pool knows of it: its state, when it was made and when

@@ -7,11 +7,35 @@ export interface LeaseOwner<C> {
   giveBack(record: ConnectionRecord<C>, destroy: boolean, reason: unknown): void
 }
 
+// The pool's side of a lease, kept out of the class's public face: `src/index.ts` re-exports only
+// `Lease`, so these are neither reachable nor typed for users. Assigned by the class's static block below.
+
+/** Makes the lease by which the pool lends `record`. */
+export let lendLease: <C>(owner: LeaseOwner<C>, record: ConnectionRecord<C>) => Lease<C>
+
+/**
+ * Ends `lease` without its holder: the pool was destroyed, or its close timed out. The holder's
+ * later `release()` or `destroy()` is then a no-op, since it did nothing wrong.
+ */
+export let revokeLease: <C>(lease: Lease<C>) => void
+
+/**
+ * A new lease on `lease`'s connection, answering to another owner: a request scope lends its
+ * connection to each query this way. Throws `LeaseReleasedError` once `lease` is over.
+ */
+export let sublease: <C>(lease: Lease<C>, owner: LeaseOwner<C>) => Lease<C>
+
+/** Proves that a constructor call comes from this module; never exported. */
+const MAKING = Symbol('lifeguard.lease')
+
 /**
  * One borrow of a connection. It is dead once released or destroyed: a second `release()` or
  * `destroy()` throws `LeaseReleasedError`, and so does reading `connection`, so that use after
  * release fails loudly (HikariCP's closed proxy). A lease that the pool revoked (it was
  * destroyed, or `close()` timed out) accepts one more `release()` or `destroy()` as a no-op.
+ *
+ * Leases come only from the pool (`acquire()`, `use()`); `new Lease()` throws a `TypeError`.
+ * `instanceof Lease` works as usual.
  *
  * @example
  * ```ts
@@ -25,17 +49,29 @@ export class Lease<C> {
   #revoked = false
   readonly #owner: LeaseOwner<C>
 
-  /** @internal Leases are made by the pool. */
-  constructor(owner: LeaseOwner<C>, record: ConnectionRecord<C>) {
+  static {
+    // The pool's own access, given here because only the class body can reach `#record`: a
+    // method, even under a private symbol, would be found on the prototype and shipped in the
+    // .d.ts, and a user who revoked their own lease would leak its connection for good.
+    lendLease = (owner, record) => new Lease(MAKING, owner, record)
+    revokeLease = (lease) => {
+      lease.#record = undefined
+      lease.#revoked = true
+    }
+    sublease = (lease, owner) => new Lease(MAKING, owner, lease.#live())
+  }
+
+  private constructor(making: typeof MAKING, owner: LeaseOwner<C>, record: ConnectionRecord<C>) {
+    if (making !== MAKING) {
+      throw new TypeError('Lease is not constructable: leases come from pool.acquire() or use()')
+    }
     this.#owner = owner
     this.#record = record
   }
 
   /** The driver's connection. Throws `LeaseReleasedError` once the lease is over. */
   get connection(): C {
-    const record = this.#record
-    if (record === undefined) throw new LeaseReleasedError('This lease was already released')
-    return record.connection as C
+    return this.#live().connection as C
   }
 
   /** Whether the lease is still held. */
@@ -72,28 +108,14 @@ export class Lease<C> {
     return Promise.resolve()
   }
 
-  /**
-   * @internal Ends the lease without its holder: the pool was destroyed, or its close timed out.
-   * The holder's later `release()` or `destroy()` is then a no-op, since it did nothing wrong.
-   */
-  revoke(): void {
-    this.#record = undefined
-    this.#revoked = true
-  }
-
-  /**
-   * @internal A new lease on the same connection, answering to another owner: a request scope
-   * lends its connection to each query this way. Throws `LeaseReleasedError` once this one is over.
-   */
-  sublease(owner: LeaseOwner<C>): Lease<C> {
+  #live(): ConnectionRecord<C> {
     const record = this.#record
     if (record === undefined) throw new LeaseReleasedError('This lease was already released')
-    return new Lease(owner, record)
+    return record
   }
 
   #take(): ConnectionRecord<C> {
-    const record = this.#record
-    if (record === undefined) throw new LeaseReleasedError('This lease was already released')
+    const record = this.#live()
     this.#record = undefined
     return record
   }

@@ -22,7 +22,7 @@ import {
 import type { InvalidateReason } from './events.js'
 import { Housekeeper, type HousekeeperHost } from './housekeeper.js'
 import { fitToIdleCutoff } from './idle-cutoff.js'
-import { Lease, type LeaseOwner } from './lease.js'
+import { type Lease, type LeaseOwner, lendLease, revokeLease } from './lease.js'
 import { LinkedList } from './linked-list.js'
 import {
   type AcquireOptions,
@@ -35,7 +35,8 @@ import {
   resolvePoolOptions,
 } from './pool-options.js'
 import {
-  RequestScope,
+  openRequestScope,
+  type RequestScope,
   type RequestScopeOptions,
   resolveScopeOptions,
   type ScopeHost,
@@ -271,7 +272,7 @@ export class PoolCore<C> {
         label: this.label,
       }
     }
-    return new RequestScope(this.scopeHost, transaction)
+    return openRequestScope(this.scopeHost, transaction)
   }
 
   /** See `Pool.currentScope`. */
@@ -474,7 +475,7 @@ export class PoolCore<C> {
       this.opts.leakDetectionThreshold > 0 || this.telemetry.timesLeases()
         ? performance.now()
         : Number.NaN
-    const lease = new Lease(this.owner, record)
+    const lease = lendLease(this.owner, record)
     record.lease = lease
     this.counters.acquired++
     const threshold = this.opts.leakDetectionThreshold
@@ -774,7 +775,7 @@ export class PoolCore<C> {
     record.leakTimer = undefined
     if (record.lease !== undefined) {
       // Taken back from its holder (destroy(), or close() timing out): it never comes back.
-      record.lease.revoke()
+      revokeLease(record.lease as Lease<C>)
       record.lease = undefined
       this.counters.revoked++
     }

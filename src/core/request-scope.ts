@@ -5,7 +5,7 @@ import {
   ScopeEndedError,
   TransactionFailedError,
 } from './errors.js'
-import type { Lease, LeaseOwner } from './lease.js'
+import { type Lease, type LeaseOwner, sublease } from './lease.js'
 import {
   type AcquireOptions,
   checkAcquireOptions,
@@ -13,6 +13,7 @@ import {
   rejectUnknownKeys,
   resolveAcquireTimeout,
 } from './pool-options.js'
+import { Waiter, WaiterQueue } from './waiter-queue.js'
 
 /** How a request scope ends its transaction, or what it does with one a request left open. */
 export type ScopeOutcome = 'commit' | 'rollback'
@@ -27,7 +28,7 @@ export interface RequestScopeOptions {
   transaction?: boolean | undefined
 }
 
-/** @internal What a scope asks of its pool; kept narrow, as the housekeeper's host is. */
+/** What a scope asks of its pool; kept narrow, as the housekeeper's host is. */
 export interface ScopeHost<C> {
   /** Borrows from the pool itself, outside any scope. */
   acquire(options: AcquireOptions | undefined): Promise<Lease<C>>
@@ -44,14 +45,32 @@ export interface ScopeHost<C> {
   readonly label: string
 }
 
-/** A caller of a transactional scope waiting for the request's connection, busy with a query. */
-interface Turn<C> {
+/**
+ * A caller of a transactional scope waiting for the request's connection, busy with a query:
+ * a pool waiter that keeps its options, for the checkout it may have to make when served.
+ */
+class Turn<C> extends Waiter<Lease<C>> {
   readonly options: AcquireOptions | undefined
-  resolve(lease: Lease<C>): void
-  reject(reason: unknown): void
-  /** Stops its timer and its abort listener. */
-  cancel(): void
+
+  constructor(
+    timeout: number,
+    shared: boolean,
+    resolve: (value: Lease<C> | PromiseLike<Lease<C>>) => void,
+    options: AcquireOptions | undefined,
+  ) {
+    super(timeout, shared, resolve, undefined)
+    this.options = options
+  }
 }
+
+// A scope's side that its pool alone uses, kept out of the class's public face: `src/index.ts`
+// re-exports only `RequestScope`. Assigned by the class's static block below.
+
+/** Opens a request scope on `host`'s pool: what `pool.openScope()` returns. */
+export let openRequestScope: <C>(host: ScopeHost<C>, transaction: boolean) => RequestScope<C>
+
+/** Proves that a constructor call comes from this module; never exported. */
+const MAKING = Symbol('lifeguard.scope')
 
 const KNOWN_OPTIONS = ['transaction']
 
@@ -95,7 +114,8 @@ export function resolveScopeOptions(options: RequestScopeOptions | undefined): b
  * ends in `LIFEGUARD_ACQUIRE_TIMEOUT`).
  *
  * The framework integrations (`lifeguard/express`, `lifeguard/fastify`, `lifeguard/hono`) open and
- * end scopes; use the class directly for other servers or for jobs.
+ * end scopes; open one with `pool.openScope()` for other servers or for jobs (`new RequestScope()`
+ * throws a `TypeError`).
  *
  * @example
  * ```ts
@@ -118,7 +138,11 @@ export class RequestScope<C> {
   /** A query holds the request's connection, or is being given it. */
   #busy = false
   #borrowed = false
-  readonly #turns: Turn<C>[] = []
+  /**
+   * The calls waiting for the connection, in a transactional scope: the pool's own queue kind,
+   * made on the first wait, as most requests never wait.
+   */
+  #turns: WaiterQueue<Lease<C>> | undefined
   #ended = false
   #ending: Promise<void> | undefined
   #settle: { resolve: () => void; reject: (error: unknown) => void } | undefined
@@ -131,8 +155,14 @@ export class RequestScope<C> {
    */
   #rolledBack = false
 
-  /** @internal Scopes are opened with `pool.openScope()`. */
-  constructor(host: ScopeHost<C>, transaction: boolean) {
+  static {
+    openRequestScope = (host, transaction) => new RequestScope(MAKING, host, transaction)
+  }
+
+  private constructor(making: typeof MAKING, host: ScopeHost<C>, transaction: boolean) {
+    if (making !== MAKING) {
+      throw new TypeError('RequestScope is not constructable: scopes come from pool.openScope()')
+    }
     this.#host = host
     this.transaction = transaction
     this.#owner = { giveBack: (_record, destroy, reason) => this.#giveBack(destroy, reason) }
@@ -227,10 +257,7 @@ export class RequestScope<C> {
     const error = new ScopeEndedError(
       `The request ended on pool "${this.#host.label}" while this query waited for its connection`,
     )
-    for (const turn of this.#turns.splice(0)) {
-      turn.cancel()
-      turn.reject(error)
-    }
+    for (const turn of this.#turns?.drain() ?? []) turn.reject(error)
     this.#ending = new Promise<void>((resolve, reject) => {
       this.#settle = { resolve, reject }
     })
@@ -248,7 +275,7 @@ export class RequestScope<C> {
     try {
       if (this.#lost !== undefined) throw this.#lostError()
       main ??= await this.#checkout(options)
-      return main.sublease(this.#owner)
+      return sublease(main, this.#owner)
     } catch (error) {
       this.#busy = false
       this.#next()
@@ -294,49 +321,34 @@ export class RequestScope<C> {
   #next(): void {
     if (this.#busy) return
     if (this.#ended) return this.#finish()
-    const turn = this.#turns.shift()
+    const turn = this.#turns?.shift() as Turn<C> | undefined
     if (turn === undefined) return
-    turn.cancel()
     this.#busy = true
-    this.#lendMain(turn.options).then(turn.resolve, turn.reject)
+    turn.resolve(this.#lendMain(turn.options))
   }
 
   #wait(options: AcquireOptions | undefined): Promise<Lease<C>> {
-    const signal = options?.signal
+    const signal = options?.signal ?? undefined
     if (signal?.aborted) return Promise.reject(signal.reason)
-    const timeout = resolveAcquireTimeout(options?.timeout, this.#host.acquireTimeout)
-    return new Promise<Lease<C>>((resolve, reject) => {
-      const leave = (reason: unknown): void => {
-        const at = this.#turns.indexOf(turn)
-        if (at < 0) return
-        this.#turns.splice(at, 1)
-        turn.cancel()
-        reject(reason)
-      }
-      const onAbort = (): void => leave(signal!.reason)
-      const timer = Number.isFinite(timeout)
-        ? setTimeout(
-            () =>
-              leave(
-                new AcquireTimeoutError(
-                  `Waited ${timeout} ms for the request's transaction connection on pool "${this.#host.label}": another query of the same request held it (is a lease held while another query waits?)`,
-                ),
-              ),
-            timeout,
-          )
-        : undefined
-      signal?.addEventListener('abort', onAbort, { once: true })
-      const turn: Turn<C> = {
-        options,
-        resolve,
-        reject,
-        cancel: () => {
-          if (timer !== undefined) clearTimeout(timer)
-          signal?.removeEventListener('abort', onAbort)
-        },
-      }
-      this.#turns.push(turn)
+    const fallback = this.#host.acquireTimeout
+    const timeout = resolveAcquireTimeout(options?.timeout, fallback)
+    let resolve!: (lease: Lease<C> | PromiseLike<Lease<C>>) => void
+    const promise = new Promise<Lease<C>>((settle) => {
+      resolve = settle
     })
+    // As in the pool: the default timeout shares the queue's one timer, and no timeout needs none.
+    const shared = timeout === fallback && timeout !== Number.POSITIVE_INFINITY
+    this.#turns ??= new WaiterQueue<Lease<C>>(
+      (turn) =>
+        turn.reject(
+          new AcquireTimeoutError(
+            `Waited ${turn.timeout} ms for the request's transaction connection on pool "${this.#host.label}": another query of the same request held it (is a lease held while another query waits?)`,
+          ),
+        ),
+      (turn, signal) => turn.reject(signal.reason),
+    )
+    this.#turns.push(new Turn<C>(timeout, shared, resolve, options), signal)
+    return promise
   }
 
   /** Settles `end()`: the connection is free, so commit or roll back, and give it back. */

@@ -1,5 +1,5 @@
-import { lifeguardOf } from '../compat/lifeguard-of.js'
 import type { Pool } from '../core/pool.js'
+import { poolOf } from '../core/pool-of.js'
 import type { RequestScopeOptions } from '../core/request-scope.js'
 
 /**
@@ -32,9 +32,9 @@ function corePool<C>(source: PoolSource<C>, where: string): Pool<C> {
     if (typeof pool.openScope === 'function' && typeof pool.acquire === 'function') {
       return source as Pool<C>
     }
-    try {
-      return lifeguardOf<C>(source)
-    } catch {}
+    // A facade keeps its pool under a registry symbol, found from either build too.
+    const lent = poolOf<C>(source)
+    if (lent !== undefined) return lent
   }
   throw new TypeError(
     `${where}: expected a lifeguard Pool (createPool), a Pool from lifeguard/pg or a pool from lifeguard/mysql2; got ${source === null ? 'null' : typeof source}`,

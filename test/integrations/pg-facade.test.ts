@@ -1,7 +1,8 @@
 import { inspect } from 'node:util'
 import pg from 'pg'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import pgCompat, { configurePg, lifeguardOf, Pool, poolKey } from '../../src/compat/pg.js'
+import pgCompat, { configurePg, lifeguardOf, Pool } from '../../src/compat/pg.js'
+import { poolKey } from '../../src/compat/pool-key.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { PG_URL, peakServerConnections, unique } from './support.js'
 

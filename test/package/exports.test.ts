@@ -35,6 +35,13 @@ beforeAll(async () => {
   const scratch = join(root, 'node_modules', '.cache')
   mkdirSync(scratch, { recursive: true })
   project = mkdtempSync(join(scratch, 'lifeguard-pack-'))
+  // A package of its own: without it, the repository's package.json (named lifeguard) is the
+  // scratch files' package scope, and tsc resolves \`lifeguard\` to the repository itself by
+  // self-reference, type-checking the working tree's dist instead of the tarball's.
+  writeFileSync(
+    join(project, 'package.json'),
+    JSON.stringify({ name: 'lifeguard-pack-check', private: true, type: 'module' }),
+  )
   // `npm pack` runs the build first (prepack), so this checks what would be published.
   const tarball = (await execFile('npm', ['pack', '--silent', '--pack-destination', project], root))
     .trim()
@@ -291,6 +298,175 @@ describe('the packed tarball', () => {
     )
     expect(out).toBe('true true')
   })
+
+  // What the pool, the facades and the integrations use among themselves. None of it may reach a
+  // user: a user who called lease.revoke() leaked the connection for good.
+  const internals = [
+    'revoke',
+    'sublease',
+    'lendLease',
+    'revokeLease',
+    'openRequestScope',
+    'ConnectionRecord',
+    'LeaseOwner',
+    'ScopeHost',
+    'registerFacade',
+    'attachPool',
+    'poolOf',
+    'PoolHold',
+    'manage',
+    'poolKey',
+    'mysqlCallbackDialect',
+    'borrowedBy',
+  ]
+
+  it('no shipped .d.ts names an internal member', () => {
+    const dist = join(project, 'node_modules', 'lifeguard', 'dist')
+    const named: string[] = []
+    const declarations = readdirSync(dist).filter((file) => /\.d\.c?ts$/.test(file))
+    expect(declarations.length).toBeGreaterThan(subpaths.length)
+    for (const file of declarations) {
+      const text = readFileSync(join(dist, file), 'utf8')
+      if (text.includes('@internal')) named.push(`${file}: @internal`)
+      // Prose may say "revoked" or "manage"; the declarations themselves must not name them.
+      const code = text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '')
+      for (const name of internals) {
+        if (new RegExp(`\\b${name}\\b`).test(code)) named.push(`${file}: ${name}`)
+      }
+      // A public constructor would take the pool's own arguments.
+      for (const match of code.matchAll(/declare class (Lease|RequestScope)<C> \{[\s\S]*?\n\}/g)) {
+        if (!/\bprivate constructor\(\);/.test(match[0]))
+          named.push(`${file}: ${match[1]} constructor`)
+      }
+    }
+    expect(named).toEqual([])
+  })
+
+  it('a user can neither call the pool side of a lease or scope nor make one (types and run time, ESM and CJS)', async () => {
+    writeFileSync(
+      join(project, 'internals.mts'),
+      `import { createPool, Lease, RequestScope } from 'lifeguard'
+
+const pool = createPool({ dialect: { name: 'x', connect: async () => ({ id: 1 }), close: async () => {} } })
+const lease = await pool.acquire()
+// @ts-expect-error the pool's alone: it would leak the connection
+lease.revoke()
+// @ts-expect-error the pool's alone
+lease.sublease({ giveBack() {} })
+// @ts-expect-error leases come from the pool
+new Lease({ giveBack() {} }, {})
+// @ts-expect-error scopes come from pool.openScope()
+new RequestScope({}, false)
+const held: boolean = lease instanceof Lease && pool.openScope() instanceof RequestScope
+void held
+`,
+    )
+    await typecheck(['internals.mts'], 'NodeNext', 'NodeNext', true)
+
+    const script = (load: string) => `${load}
+      const pool = createPool({ dialect: sqlite(':memory:') })
+      const lease = await pool.acquire()
+      const scope = pool.openScope()
+      const thrown = (make) => { try { make(); return 'made' } catch (error) { return error.constructor.name } }
+      const keys = (C) => [
+        ...Object.getOwnPropertyNames(C.prototype),
+        // Named so on every Node: Node 20's own Symbol.dispose is described as nodejs.dispose.
+        ...Object.getOwnPropertySymbols(C.prototype).map((key) =>
+          key === Symbol.dispose ? '[dispose]' : key === Symbol.asyncDispose ? '[asyncDispose]' : String(key),
+        ),
+      ].sort()
+      console.log(JSON.stringify({
+        instances: [lease instanceof Lease, scope instanceof RequestScope],
+        lease: keys(Lease),
+        scope: keys(RequestScope),
+        own: [Reflect.ownKeys(lease).length, Reflect.ownKeys(scope).map(String)],
+        made: [thrown(() => new Lease()), thrown(() => new Lease(Symbol('lifeguard.lease'), {}, {})), thrown(() => new RequestScope())],
+      }))
+      lease.release()
+      await scope.end()
+      await pool.close()`
+    for (const [load, type] of [
+      [
+        `import { createPool, Lease, RequestScope } from 'lifeguard'; import { sqlite } from 'lifeguard/sqlite'`,
+        'module',
+      ],
+      [
+        `const { createPool, Lease, RequestScope } = require('lifeguard'); const { sqlite } = require('lifeguard/sqlite'); (async () => {`,
+        'commonjs',
+      ],
+    ] as const) {
+      const seen = JSON.parse(await run(script(load) + (type === 'commonjs' ? '})()' : ''), type))
+      expect(seen).toEqual({
+        instances: [true, true],
+        lease: [
+          '[asyncDispose]',
+          '[dispose]',
+          'active',
+          'connection',
+          'constructor',
+          'destroy',
+          'release',
+        ],
+        scope: ['acquire', 'borrowed', 'constructor', 'end', 'ended', 'run', 'use'],
+        own: [0, ['transaction']],
+        made: ['TypeError', 'TypeError', 'TypeError'],
+      })
+    }
+  }, 60_000)
+
+  it('lifeguard/pg exports neither manage nor poolKey, the pool registry internals (ESM and CJS)', async () => {
+    for (const [load, type] of [
+      [`import * as m from 'lifeguard/pg'`, 'module'],
+      [`const m = require('lifeguard/pg')`, 'commonjs'],
+    ] as const) {
+      const out = await run(
+        `${load}
+         console.log(JSON.stringify([typeof m.lifeguardOf, ...['manage', 'poolKey'].filter((k) => k in m || k in (m.default ?? {}))]))`,
+        type,
+      )
+      expect(JSON.parse(out)).toEqual(['function'])
+    }
+  })
+
+  it('finds a facade made by the CommonJS build from the ES module build (lifeguardOf, requestScope)', async () => {
+    const url = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+    const out = await run(
+      `import { once } from 'node:events'
+       import { createRequire } from 'node:module'
+       import express from 'express'
+       import { requestScope } from 'lifeguard/express'
+       import { lifeguardOf } from 'lifeguard/pg'
+       const cjs = createRequire(import.meta.url)('lifeguard/pg')
+       const facade = new cjs.Pool({ connectionString: ${JSON.stringify(url)}, max: 2 })
+       const core = lifeguardOf(facade)
+       const app = express()
+       app.use(requestScope(facade))
+       app.get('/', async (req, res) => {
+         const { rows } = await req.db.use((client) => client.query('SELECT 41 + 1 AS n'))
+         res.json({ n: rows[0].n, leased: core.stats().leased })
+       })
+       const server = app.listen(0, '127.0.0.1')
+       await once(server, 'listening')
+       const body = await (await fetch('http://127.0.0.1:' + server.address().port + '/')).json()
+       server.close()
+       console.log(JSON.stringify({
+         same: core === cjs.lifeguardOf(facade),
+         body,
+         created: core.stats().created,
+         hidden: Object.getOwnPropertySymbols({ ...facade }).map(String).filter((key) => key.includes('lifeguard')),
+       }))
+       await facade.end()`,
+      'module',
+    )
+    // The request ran on the facade's own pool (one connection, leased by the request's scope),
+    // which the ESM lifeguardOf found on a pool that the CommonJS build made.
+    expect(JSON.parse(out)).toEqual({
+      same: true,
+      body: { n: 42, leased: 1 },
+      created: 1,
+      hidden: [],
+    })
+  }, 60_000)
 
   it('types req.db, request.db and c.var.db by the connection type the app declares', async () => {
     writeFileSync(

@@ -1,8 +1,10 @@
-import { beforeEach, describe, expect, it } from 'vitest'
+import { getEventListeners } from 'node:events'
+import { beforeEach, describe, expect, it, vi } from 'vitest'
 import {
   AcquireTimeoutError,
   InvalidOptionError,
   LeaseReleasedError,
+  RequestScope,
   ScopeEndedError,
   TransactionFailedError,
 } from '../../src/index.js'
@@ -238,6 +240,64 @@ describe('a transactional request scope', () => {
     expect(dialect.all[0]!.steps).toEqual(['begin', 'commit'])
   })
 
+  it('serves waiting queries in the order they asked', async () => {
+    const pool = makePool()
+    const scope = pool.openScope({ transaction: true })
+    const held = await scope.acquire()
+    const order: number[] = []
+    const waiting = [1, 2, 3].map((n) =>
+      scope.acquire().then((lease) => {
+        order.push(n)
+        lease.release()
+      }),
+    )
+    held.release()
+    await Promise.all(waiting)
+    expect(order).toEqual([1, 2, 3])
+    await scope.end('commit')
+    expect(checkInvariants(pool, dialect)).toMatchObject({ acquired: 1, leased: 0 })
+  })
+
+  it('regression: each waiting query armed a timer of its own', async () => {
+    const pool = makePool({ acquireTimeout: 100 })
+    const scope = pool.openScope({ transaction: true })
+    const held = await scope.acquire()
+    const before = vi.getTimerCount()
+    const waiting = Array.from({ length: 50 }, () =>
+      scope.acquire().then(
+        () => 'served',
+        (error: unknown) => error,
+      ),
+    )
+    // The queue's stamping timer and, once stamped, its one deadline timer: not one per waiter.
+    expect(vi.getTimerCount() - before).toBeLessThanOrEqual(2)
+    await tick(1)
+    expect(vi.getTimerCount() - before).toBeLessThanOrEqual(2)
+    await tick(101)
+    for (const outcome of await Promise.all(waiting)) {
+      expect(outcome).toBeInstanceOf(AcquireTimeoutError)
+    }
+    held.release()
+    await scope.end('rollback')
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 0 })
+  })
+
+  it('times a waiting query out by its own timeout, and leaves no abort listener behind', async () => {
+    const pool = makePool({ acquireTimeout: 1000 })
+    const scope = pool.openScope({ transaction: true })
+    const held = await scope.acquire()
+    const controller = new AbortController()
+    const waiting = scope.acquire({ timeout: 50, signal: controller.signal })
+    const outcome = expect(waiting).rejects.toThrow(/Waited 50 ms/)
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(1)
+    await tick(51)
+    await outcome
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0)
+    held.release()
+    await scope.end('commit')
+    expect(dialect.all[0]!.steps).toEqual(['begin', 'commit'])
+  })
+
   it('refuses queries after the end, and rejects the ones still waiting', async () => {
     const pool = makePool()
     const scope = pool.openScope({ transaction: true })
@@ -309,6 +369,20 @@ describe('a scope checks acquire options as the pool does', () => {
     await scope.end()
     await expect(scope.acquire()).rejects.toBeInstanceOf(ScopeEndedError)
     expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 0, invalidated: 1 })
+  })
+})
+
+describe('a request scope is made by its pool alone', () => {
+  it('throws a TypeError for new RequestScope(), while instanceof works', async () => {
+    const pool = makePool()
+    const scope = pool.openScope()
+    expect(scope).toBeInstanceOf(RequestScope)
+    const Scope = RequestScope as unknown as new (...args: unknown[]) => unknown
+    expect(() => new Scope()).toThrow(TypeError)
+    expect(() => new Scope(Symbol('lifeguard.scope'), {}, false)).toThrow(
+      /scopes come from pool\.openScope\(\)/,
+    )
+    await scope.end()
   })
 })
 
