@@ -179,6 +179,19 @@ describeOnServer(status, 'mysql dialect specifics', () => {
       expect(dialect.reset(connection, 'rollback')).toBeInstanceOf(Promise)
     })
 
+    it("regression: MariaDB's SET STATEMENT … FOR BEGIN left a transaction open that the release did not roll back", async () => {
+      const connection = await connect()
+      const opened = await failure(
+        myRows(connection, 'SET STATEMENT max_statement_time = 0 FOR BEGIN'),
+      )
+      // MySQL has no SET STATEMENT: there the statement fails and opens nothing to leak.
+      if (opened === undefined) expect(await inTransaction(connection)).toBe(true)
+      const reset = dialect.reset(connection, 'rollback')
+      expect(reset).toBeInstanceOf(Promise)
+      await reset
+      expect(await inTransaction(connection)).toBe(false)
+    })
+
     it('after SET autocommit = 0, rolls back on every release, since every read opens a transaction', async () => {
       const connection = await connect()
       await myRows(connection, 'SET autocommit = 0')
