@@ -586,9 +586,11 @@ export class PoolCore<C> {
     const started = this.events.listening('reset') ? performance.now() : Number.NaN
     const connection = record.connection as C
     const onConnect = mode === 'session' ? this.opts.onConnect : undefined
+    // Aborted when the reset times out, so that the dialect can stop waiting on the server.
+    const controller = new AbortController()
     let pending: Promise<void> | void
     try {
-      pending = this.dialect.reset!(connection, mode)
+      pending = this.dialect.reset!(connection, mode, controller.signal)
     } catch (error) {
       return this.resetFailed(record, error)
     }
@@ -604,11 +606,14 @@ export class PoolCore<C> {
         if (onConnect !== undefined) await onConnect(connection)
       },
       this.opts.connectTimeout,
-      () =>
-        new PoolError(
+      () => {
+        const error = new PoolError(
           `reset timed out after ${this.opts.connectTimeout} ms`,
           'LIFEGUARD_RESET_TIMEOUT',
-        ),
+        )
+        controller.abort(error)
+        return error
+      },
     ).then(
       () => {
         if (record.state !== 'resetting') return
@@ -980,7 +985,7 @@ export class PoolCore<C> {
       this.checkDrained()
     }
     withTimeout(
-      () => this.dialect.close(record.connection as C),
+      (signal) => this.dialect.close(record.connection as C, signal),
       this.opts.connectTimeout,
       () => new PoolError('close timed out', 'LIFEGUARD_CLOSE_TIMEOUT'),
     ).then(done, done)
@@ -988,7 +993,7 @@ export class PoolCore<C> {
 
   private closeQuietly(connection: C): void {
     withTimeout(
-      () => this.dialect.close(connection),
+      (signal) => this.dialect.close(connection, signal),
       this.opts.connectTimeout,
       () => new PoolError('close timed out', 'LIFEGUARD_CLOSE_TIMEOUT'),
     ).catch(() => {})

@@ -15,7 +15,7 @@ import {
 import { causes, isSocketError } from './network-errors.js'
 import { redactError, secretsOfConfig } from './redact.js'
 import {
-  CLOSE_GRACE_MS,
+  closeGracefully,
   type Destroyable,
   destroySockets,
   ignoreError,
@@ -220,38 +220,30 @@ export class MysqlDialect implements Dialect<Connection> {
     return connection
   }
 
-  close(connection: Connection): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const c = internals(connection)
-      const stream = c.stream
-      if (stream === undefined || stream.destroyed === true) return resolve()
-      if (busy(connection)) {
-        // COM_QUIT would wait behind the running command (for ever, behind a paused stream).
-        // Dropping the socket under mysql2 fails that command with PROTOCOL_CONNECTION_LOST, so
-        // the borrower who left it does not wait for ever either.
-        stream.destroy()
-        return resolve()
-      }
-      if ((c._fatalError !== undefined && c._fatalError !== null) || c._closing === true) {
-        // Dead or already closing: nothing to say goodbye to, and COM_QUIT would not be sent.
-        destroySocket(connection, undefined)
-        return resolve()
-      }
-      const timer = setTimeout(() => {
-        stream.destroy()
-        resolve()
-      }, CLOSE_GRACE_MS)
-      timer.unref()
-      stream.once('close', () => {
-        clearTimeout(timer)
-        resolve()
-      })
-      try {
+  close(connection: Connection, signal?: AbortSignal): Promise<void> {
+    const c = internals(connection)
+    const stream = c.stream
+    if (stream === undefined || stream.destroyed === true) return Promise.resolve()
+    if (busy(connection)) {
+      // COM_QUIT would wait behind the running command (for ever, behind a paused stream).
+      // Dropping the socket under mysql2 fails that command with PROTOCOL_CONNECTION_LOST, so
+      // the borrower who left it does not wait for ever either.
+      stream.destroy()
+      return Promise.resolve()
+    }
+    if ((c._fatalError !== undefined && c._fatalError !== null) || c._closing === true) {
+      // Dead or already closing: nothing to say goodbye to, and COM_QUIT would not be sent.
+      destroySocket(connection, undefined)
+      return Promise.resolve()
+    }
+    return closeGracefully(
+      (done) => {
+        stream.once('close', done)
         connection.end(() => {}) // COM_QUIT; the server closes the socket
-      } catch {
-        stream.destroy()
-      }
-    })
+      },
+      () => stream.destroy(),
+      signal,
+    )
   }
 
   ping(connection: Connection): Promise<void> {

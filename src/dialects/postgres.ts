@@ -7,7 +7,7 @@ import { DriverLoader, defaultExport } from './driver-loader.js'
 import { causes, isSocketError } from './network-errors.js'
 import { redactError, secretsOfConfig } from './redact.js'
 import {
-  CLOSE_GRACE_MS,
+  closeGracefully,
   type Destroyable,
   destroySockets,
   ignoreError,
@@ -169,25 +169,13 @@ class PostgresDialect implements Dialect<Client> {
     return client
   }
 
-  close(client: Client): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        destroySocket(client, undefined)
-        resolve()
-      }, CLOSE_GRACE_MS)
-      timer.unref()
-      const done = () => {
-        clearTimeout(timer)
-        resolve()
-      }
-      try {
-        // Sends Terminate, or destroys the socket when the client is broken or a query hangs.
-        client.end().then(done, done)
-      } catch {
-        destroySocket(client, undefined)
-        done()
-      }
-    })
+  close(client: Client, signal?: AbortSignal): Promise<void> {
+    return closeGracefully(
+      // Sends Terminate, or destroys the socket when the client is broken or a query hangs.
+      (done) => client.end().then(done, done),
+      () => destroySocket(client, undefined),
+      signal,
+    )
   }
 
   async ping(client: Client): Promise<void> {

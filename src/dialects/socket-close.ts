@@ -21,10 +21,44 @@ export function destroySockets(
 }
 
 /**
- * How long a dialect's `close()` waits for the server to close the socket after the protocol's
+ * How long {@link closeGracefully} waits for the server to close the socket after the protocol's
  * goodbye (PostgreSQL's Terminate, MySQL's COM_QUIT) before it destroys the socket itself.
  */
-export const CLOSE_GRACE_MS = 2_000
+const CLOSE_GRACE_MS = 2_000
+
+/**
+ * Closes a connection politely, within bounds: `goodbye` sends the protocol's farewell and calls
+ * `done` once the socket is closed; if that takes longer than {@link CLOSE_GRACE_MS}, if the
+ * pool aborts `signal`, or if `goodbye` throws, `destroy` tears the socket down at once. It never
+ * rejects: a dead connection closes as quietly as a live one.
+ */
+export function closeGracefully(
+  goodbye: (done: () => void) => void,
+  destroy: () => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let settled = false
+    const finish = (teardown: boolean) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+      if (teardown) destroy()
+      resolve()
+    }
+    const onAbort = () => finish(true)
+    const timer = setTimeout(onAbort, CLOSE_GRACE_MS)
+    timer.unref()
+    if (signal?.aborted === true) return onAbort()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      goodbye(() => finish(false))
+    } catch {
+      finish(true)
+    }
+  })
+}
 
 /**
  * The message of the error a dialect's `reset` throws for a connection released with a query
