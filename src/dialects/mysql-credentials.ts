@@ -9,6 +9,17 @@ export const MYSQL_SECRET_KEYS = [
   'passwordSha1',
 ] as const
 
+/** Makes a property non-enumerable, so that `util.inspect` leaves it out; it keeps its value. */
+function hide(target: Record<string, unknown>, key: string): void {
+  if (!Object.hasOwn(target, key)) return
+  Object.defineProperty(target, key, {
+    value: target[key],
+    enumerable: false,
+    writable: true,
+    configurable: true,
+  })
+}
+
 function configOf(connection: Connection): Record<string, unknown> | undefined {
   const config = (connection as unknown as { config?: unknown }).config
   return typeof config === 'object' && config !== null
@@ -24,15 +35,6 @@ function configOf(connection: Connection): Record<string, unknown> | undefined {
 export function hideCredentials(connection: Connection): void {
   const config = configOf(connection)
   if (config === undefined) return
-  const hide = (target: Record<string, unknown>, key: string) => {
-    if (!Object.hasOwn(target, key)) return
-    Object.defineProperty(target, key, {
-      value: target[key],
-      enumerable: false,
-      writable: true,
-      configurable: true,
-    })
-  }
   for (const key of MYSQL_SECRET_KEYS) hide(config, key)
   const ssl = config.ssl
   if (typeof ssl === 'object' && ssl !== null) {
@@ -82,10 +84,16 @@ export function stashCredentialsAfterConnect(connection: Connection): void {
     const config = configOf(connection)
     const sameUser = opts?.user === undefined || opts.user === config?.user
     const merged = sameUser ? { ...credentials.get(connection), ...opts } : { ...opts }
-    return original.call(connection, merged, (error: unknown) => {
+    const command = original.call(connection, merged, (error: unknown) => {
       stashCredentials(connection)
       done?.(error)
     })
+    // The ChangeUser command carries the password while it is on the wire (it is the fallback
+    // of a 'session' reset on a mysql2 without reset()): hide it there too.
+    if (typeof command === 'object' && command !== null) {
+      for (const key of MYSQL_SECRET_KEYS) hide(command as Record<string, unknown>, key)
+    }
+    return command
   }
   Object.defineProperty(connection, 'changeUser', {
     value: changeUser,

@@ -320,6 +320,26 @@ describeOnServer(status, 'mysql dialect specifics', () => {
     expect(inspect(connection, { depth: Number.POSITIVE_INFINITY })).not.toContain(password)
   })
 
+  it("regression: a 'session' reset on a mysql2 without reset() showed the password on the ChangeUser command while it ran", async () => {
+    // A mysql2 older than reset() (#4148, 2026): the reset falls back to changeUser(), whose command object
+    // holds the password until the server answers. The oldest-driver CI run found it.
+    const password = `pw-${uniqueName('x')}`
+    const user = await admin.newTag()
+    await admin.exec(`ALTER USER '${user}'@'%' IDENTIFIED BY '${password}'`)
+    const url = new URL(status.url)
+    const d = mysql({ host: url.hostname, port: Number(url.port || 3306), user, password })
+    const connection = await d.connect(AbortSignal.timeout(5_000))
+    open.push(connection)
+    Object.defineProperty(connection.connection, 'reset', { value: undefined, configurable: true })
+    const reset = d.reset!(connection, 'session')
+    // The command is on the wire now, the server's answer not yet read.
+    const during = inspect(connection, { depth: Number.POSITIVE_INFINITY })
+    await reset
+    expect(during).toContain('ChangeUser')
+    expect(during).not.toContain(password)
+    expect(await myRows(connection, 'SELECT CURRENT_USER() AS u')).toEqual([{ u: `${user}@%` }])
+  })
+
   it("restores the handshake's sql_mode after COM_RESET_CONNECTION, which MariaDB drops", async () => {
     const connection = await connect()
     const [before] = await myRows<{ mode: string }>(connection, 'SELECT @@SESSION.sql_mode AS mode')
