@@ -1,7 +1,7 @@
 import type { Connection, ConnectionOptions } from 'mysql2'
 import type { Dialect, ResetMode, ServerInfo, TransactionStep } from '../core/dialect.js'
 import { connectAbortable } from './connect-abortable.js'
-import { DriverLoader, defaultExport } from './driver-loader.js'
+import { DriverLoader } from './driver-loader.js'
 import {
   hideCredentials,
   MYSQL_SECRET_KEYS,
@@ -92,12 +92,7 @@ const INSPECT_SQL =
   'SELECT @@SESSION.wait_timeout AS wait_timeout, @@GLOBAL.max_connections AS max_connections, ' +
   '@@SESSION.max_user_connections AS max_user_connections, VERSION() AS version'
 
-const loader = new DriverLoader<Mysql2Module>(
-  'mysql2',
-  'lifeguard/mysql',
-  () => import('mysql2'),
-  (module) => defaultExport<Mysql2Module>(module),
-)
+const loader = new DriverLoader<Mysql2Module>('mysql2', 'lifeguard/mysql', () => import('mysql2'))
 
 function internals(connection: Connection): ConnectionInternals {
   return connection as unknown as ConnectionInternals

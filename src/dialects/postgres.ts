@@ -3,7 +3,7 @@ import type { Dialect, ResetMode, ServerInfo, TransactionStep } from '../core/di
 import { TransactionFailedError } from '../core/errors.js'
 import { connectAbortable } from './connect-abortable.js'
 import { type ConnectionArgument, checkConnectionArgument } from './connection-argument.js'
-import { DriverLoader, defaultExport } from './driver-loader.js'
+import { DriverLoader } from './driver-loader.js'
 import { causes, isSocketError } from './network-errors.js'
 import { redactError, secretsOfConfig } from './redact.js'
 import {
@@ -88,12 +88,7 @@ const ARGUMENT: ConnectionArgument = {
     'a postgres:// or postgresql:// URL, a socket: URL, a socket directory (/var/run/postgresql)',
 }
 
-const loader = new DriverLoader<PgModule>(
-  'pg',
-  'lifeguard/postgres',
-  () => import('pg'),
-  (module) => defaultExport<PgModule>(module),
-)
+const loader = new DriverLoader<PgModule>('pg', 'lifeguard/postgres', () => import('pg'))
 
 function internals(client: Client): ClientInternals {
   return client as unknown as ClientInternals

@@ -37,6 +37,18 @@ describeOnServer(status, 'mysql dialect specifics', () => {
     return connection
   }
 
+  /** A dialect for a fresh user with a password of its own, and one connection of it. */
+  async function connectWithPassword() {
+    const password = `pw-${uniqueName('x')}`
+    const user = await admin.newTag()
+    await admin.exec(`ALTER USER '${user}'@'%' IDENTIFIED BY '${password}'`)
+    const url = new URL(status.url)
+    const d = mysql({ host: url.hostname, port: Number(url.port || 3306), user, password })
+    const connection = await d.connect(AbortSignal.timeout(5_000))
+    open.push(connection)
+    return { user, password, dialect: d, connection }
+  }
+
   beforeAll(async () => {
     admin = await target.admin!()
     await admin.exec(`CREATE TABLE ${table} (id int PRIMARY KEY) ENGINE=InnoDB`)
@@ -301,13 +313,7 @@ describeOnServer(status, 'mysql dialect specifics', () => {
   })
 
   it('keeps changeUser() working with the credentials off the config', async () => {
-    const password = `pw-${uniqueName('x')}`
-    const user = await admin.newTag()
-    await admin.exec(`ALTER USER '${user}'@'%' IDENTIFIED BY '${password}'`)
-    const url = new URL(status.url)
-    const d = mysql({ host: url.hostname, port: Number(url.port || 3306), user, password })
-    const connection = await d.connect(AbortSignal.timeout(5_000))
-    open.push(connection)
+    const { user, password, connection } = await connectWithPassword()
     expect(inspect(connection, { depth: Number.POSITIVE_INFINITY })).not.toContain(password)
     await myRows(connection, "SET @leak = 'alice'")
     // A user's own changeUser({}) re-authenticates with the stashed password.
@@ -321,15 +327,9 @@ describeOnServer(status, 'mysql dialect specifics', () => {
   })
 
   it("regression: a 'session' reset on a mysql2 without reset() showed the password on the ChangeUser command while it ran", async () => {
-    // A mysql2 older than reset() (#4148, 2026): the reset falls back to changeUser(), whose command object
-    // holds the password until the server answers. The oldest-driver CI run found it.
-    const password = `pw-${uniqueName('x')}`
-    const user = await admin.newTag()
-    await admin.exec(`ALTER USER '${user}'@'%' IDENTIFIED BY '${password}'`)
-    const url = new URL(status.url)
-    const d = mysql({ host: url.hostname, port: Number(url.port || 3306), user, password })
-    const connection = await d.connect(AbortSignal.timeout(5_000))
-    open.push(connection)
+    // A mysql2 older than reset() (#4148, 2026): the reset falls back to changeUser(), whose
+    // command object holds the password until the server answers. The oldest-driver run found it.
+    const { user, password, dialect: d, connection } = await connectWithPassword()
     Object.defineProperty(connection.connection, 'reset', { value: undefined, configurable: true })
     const reset = d.reset!(connection, 'session')
     // The command is on the wire now, the server's answer not yet read.
