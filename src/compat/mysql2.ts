@@ -6,7 +6,7 @@ import type { Lease } from '../core/lease.js'
 import type { Pool as LifeguardPool } from '../core/pool.js'
 import { describe, MAX_TIMER_MS, type PoolOptions } from '../core/pool-options.js'
 import { createPool as createLifeguardPool } from '../create-pool.js'
-import { mysqlCallbackDialect } from '../dialects/mysql.js'
+import { MysqlDialect } from '../dialects/mysql-dialect.js'
 import { registerFacade } from './lifeguard-of.js'
 import { manage, type PoolHold } from './manage.js'
 import { poolKey } from './pool-key.js'
@@ -204,7 +204,7 @@ function lifeguardPool(
 ): LifeguardPool<mysql2.Connection> {
   return createLifeguardPool<mysql2.Connection>({
     ...options,
-    dialect: mysqlCallbackDialect(connection),
+    dialect: new MysqlDialect(connection),
   })
 }
 

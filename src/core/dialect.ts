@@ -21,8 +21,20 @@ export interface ServerInfo {
 
 /**
  * What the pool needs of a database driver: open, close, and optionally ping, reset, recognise
- * a dead connection, and report a connection's death. The pool knows nothing else of SQL, as
- * HikariCP's container knows nothing of JDBC.
+ * a dead connection, report a connection's death, and run a transaction's steps. Only `connect`
+ * and `close` are required. The pool core itself sends no SQL: every statement it causes is the
+ * dialect's (`ping`, `reset`, `inspect`); the request scopes, though, ask for transactions
+ * (`transact`, `inTransaction`), which is why those two speak of BEGIN and COMMIT.
+ *
+ * The contract, where the pool relies on it:
+ * - Every method that takes a `signal` should give up when it aborts (the pool aborts it at
+ *   `connectTimeout`, its limit for `connect`, `reset`, `close`, `ping` and `inspect`); the
+ *   pool treats the call as failed at that moment either way, and does not wait for it.
+ * - A method must never let an error escape as an `'error'` event or an unhandled rejection:
+ *   the pool never crashes its host process.
+ * - `reset` that throws or rejects discards the connection: the pool closes it rather than lend
+ *   it, and a `reset` error that `isDisconnect` recognises also retires the connections older
+ *   than it. Throwing is the way to refuse a connection the dialect cannot clean.
  *
  * @example
  * ```ts
@@ -41,16 +53,22 @@ export interface Dialect<C> {
    * should give up then, and the pool treats the attempt as failed either way.
    */
   connect(signal: AbortSignal): Promise<C>
-  /** Closes a connection. It must not throw for a connection that is already dead. */
-  close(connection: C): Promise<void>
+  /**
+   * Closes a connection, politely when it can (the protocol's goodbye). It must not throw or
+   * reject for a connection that is already dead. The pool aborts `signal` at `connectTimeout`
+   * and stops waiting; the dialect should then tear the socket down at once.
+   */
+  close(connection: C, signal?: AbortSignal): Promise<void>
   /** Checks that a connection is usable; rejects when it is not. */
   ping?(connection: C, signal: AbortSignal): Promise<void>
   /**
    * Cleans a returned connection: `'rollback'` ends any open or failed transaction, and
    * `'session'` also discards all session state. It may return synchronously when there is
-   * nothing to do, which keeps the hand-off to the next borrower synchronous.
+   * nothing to do, which keeps the hand-off to the next borrower synchronous. Throwing or
+   * rejecting discards the connection (the pool closes it, never lends it), as does missing
+   * `connectTimeout`, when the pool aborts `signal`.
    */
-  reset?(connection: C, mode: ResetMode): Promise<void> | void
+  reset?(connection: C, mode: ResetMode, signal?: AbortSignal): Promise<void> | void
   /**
    * Runs BEGIN, COMMIT or ROLLBACK on a connection, for a request scope's per-route transaction.
    * A `'commit'` must reject when the transaction did not commit, even if the server answered

@@ -518,9 +518,11 @@ export class PoolCore<C> {
     const started = this.telemetry.timesResets() ? performance.now() : Number.NaN
     const connection = record.connection as C
     const onConnect = mode === 'session' ? this.opts.onConnect : undefined
+    // Aborted when the reset times out, so that the dialect can stop waiting on the server.
+    const controller = new AbortController()
     let pending: Promise<void> | void
     try {
-      pending = this.dialect.reset!(connection, mode)
+      pending = this.dialect.reset!(connection, mode, controller.signal)
     } catch (error) {
       return this.resetFailed(record, error)
     }
@@ -536,7 +538,11 @@ export class PoolCore<C> {
         if (onConnect !== undefined) await onConnect(connection)
       },
       this.opts.connectTimeout,
-      () => new ResetTimeoutError(`reset timed out after ${this.opts.connectTimeout} ms`),
+      () => {
+        const error = new ResetTimeoutError(`reset timed out after ${this.opts.connectTimeout} ms`)
+        controller.abort(error)
+        return error
+      },
     ).then(
       () => {
         if (record.state !== 'resetting') return
@@ -788,7 +794,7 @@ export class PoolCore<C> {
       this.checkDrained()
     }
     withTimeout(
-      () => this.dialect.close(record.connection as C),
+      (signal) => this.dialect.close(record.connection as C, signal),
       this.opts.connectTimeout,
       () => new CloseTimeoutError('close timed out'),
     ).then(done, done)
@@ -796,7 +802,7 @@ export class PoolCore<C> {
 
   private closeQuietly(connection: C): void {
     withTimeout(
-      () => this.dialect.close(connection),
+      (signal) => this.dialect.close(connection, signal),
       this.opts.connectTimeout,
       () => new CloseTimeoutError('close timed out'),
     ).catch(() => {})

@@ -40,13 +40,14 @@ export class DriverLoader<T> {
    * @param pkg - the npm package, such as `pg`
    * @param entry - the lifeguard entry point that needs it, such as `lifeguard/postgres`, for messages
    * @param importer - `() => import('pg')`, written out so that bundlers can see the import
-   * @param pick - takes what the dialect needs from the imported module (ESM or CJS shape)
+   * @param pick - takes what the dialect needs from the imported module (ESM or CJS shape);
+   *   {@link defaultExport} unless given
    */
   constructor(
     pkg: string,
     entry: string,
     importer: () => Promise<unknown>,
-    pick: (module: unknown) => T,
+    pick: (module: unknown) => T = defaultExport<T>,
   ) {
     this.#pkg = pkg
     this.#entry = entry

@@ -1,10 +1,18 @@
 import type { Client, ClientConfig } from 'pg'
 import type { Dialect, ResetMode, ServerInfo, TransactionStep } from '../core/dialect.js'
 import { TransactionFailedError } from '../core/errors.js'
+import { connectAbortable } from './connect-abortable.js'
 import { type ConnectionArgument, checkConnectionArgument } from './connection-argument.js'
-import { DriverLoader, defaultExport } from './driver-loader.js'
+import { DriverLoader } from './driver-loader.js'
 import { causes, isSocketError } from './network-errors.js'
-import { normalizeSecrets, redactError, secretsOfUrl } from './redact.js'
+import { redactError, secretsOfConfig } from './redact.js'
+import {
+  closeGracefully,
+  type Destroyable,
+  destroySockets,
+  ignoreError,
+  RELEASED_BUSY,
+} from './socket-close.js'
 
 /** Thrown by this entry's factory when its driver package is not installed. */
 export { DriverMissingError } from '../core/errors.js'
@@ -22,12 +30,6 @@ export interface PostgresServerInfo extends ServerInfo {
 /** The `pg` module as far as the dialect uses it. */
 interface PgModule {
   Client: new (config?: string | ClientConfig) => Client
-}
-
-/** A socket, as far as tearing it down goes. */
-interface Destroyable {
-  destroyed?: boolean
-  destroy(error?: Error): void
 }
 
 /**
@@ -74,12 +76,6 @@ const LOST_MESSAGES = [
   'Client was closed and is not queryable',
 ]
 
-const RELEASED_BUSY =
-  'released with a query still running: the connection is closed, not lent again'
-
-/** How long `close()` waits for the server to acknowledge Terminate before it destroys the socket. */
-const CLOSE_GRACE_MS = 2_000
-
 const SETTINGS_SQL = `SELECT name, setting FROM pg_settings WHERE name IN
   ('idle_session_timeout', 'idle_in_transaction_session_timeout', 'max_connections', 'server_version')`
 
@@ -95,15 +91,7 @@ const ARGUMENT: ConnectionArgument = {
     'a postgres:// or postgresql:// URL, a socket: URL, a socket directory (/var/run/postgresql)',
 }
 
-const loader = new DriverLoader<PgModule>(
-  'pg',
-  'lifeguard/postgres',
-  () => import('pg'),
-  (module) => defaultExport<PgModule>(module),
-)
-
-/** Keeps an error of an idle client from becoming an uncaught exception; `watch` reports deaths. */
-function ignoreError(): void {}
+const loader = new DriverLoader<PgModule>('pg', 'lifeguard/postgres', () => import('pg'))
 
 function internals(client: Client): ClientInternals {
   return client as unknown as ClientInternals
@@ -111,12 +99,7 @@ function internals(client: Client): ClientInternals {
 
 /** Destroys a client's socket at once: the current one and, after a TLS upgrade, the plain one under it. */
 function destroySocket(client: Client, plain: Destroyable | undefined): void {
-  const stream = internals(client).connection?.stream
-  // A user's `stream` option may return something that is not a socket: never throw from here,
-  // since this runs inside the connect's rejection handler.
-  if (typeof stream?.destroy === 'function') stream.destroy()
-  if (plain !== undefined && plain !== stream && typeof plain.destroy === 'function')
-    plain.destroy()
+  destroySockets(internals(client).connection?.stream, plain)
 }
 
 /** Forgets the named statements pg believes are prepared, after the server discarded them. */
@@ -160,15 +143,7 @@ class PostgresDialect implements Dialect<Client> {
   constructor(config: string | ClientConfig | undefined) {
     loader.check()
     this.#config = typeof config === 'object' && config !== null ? { ...config } : config
-    const found: unknown[] = []
-    if (typeof config === 'string') found.push(...secretsOfUrl(config))
-    else if (config !== undefined && config !== null) {
-      found.push(config.password)
-      if (typeof config.connectionString === 'string') {
-        found.push(...secretsOfUrl(config.connectionString))
-      }
-    }
-    this.#secrets = normalizeSecrets(found)
+    this.#secrets = secretsOfConfig(config, ['password'], 'connectionString')
   }
 
   async connect(signal: AbortSignal): Promise<Client> {
@@ -183,46 +158,22 @@ class PostgresDialect implements Dialect<Client> {
     client.on('error', ignoreError)
     // pg replaces this socket with a TLS one after SSLRequest; keep it to destroy both.
     const plain = internals(client).connection?.stream
-    return new Promise<Client>((resolve, reject) => {
-      const onAbort = () => {
-        destroySocket(client, plain)
-        reject(signal.reason)
-      }
-      if (signal.aborted) return onAbort()
-      signal.addEventListener('abort', onAbort, { once: true })
-      client.connect().then(
-        () => {
-          signal.removeEventListener('abort', onAbort)
-          resolve(client)
-        },
-        (error: unknown) => {
-          signal.removeEventListener('abort', onAbort)
-          destroySocket(client, plain)
-          reject(redactError(error, this.#secrets))
-        },
-      )
-    })
+    await connectAbortable(
+      signal,
+      () => client.connect(),
+      () => destroySocket(client, plain),
+      (error) => redactError(error, this.#secrets),
+    )
+    return client
   }
 
-  close(client: Client): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        destroySocket(client, undefined)
-        resolve()
-      }, CLOSE_GRACE_MS)
-      timer.unref()
-      const done = () => {
-        clearTimeout(timer)
-        resolve()
-      }
-      try {
-        // Sends Terminate, or destroys the socket when the client is broken or a query hangs.
-        client.end().then(done, done)
-      } catch {
-        destroySocket(client, undefined)
-        done()
-      }
-    })
+  close(client: Client, signal?: AbortSignal): Promise<void> {
+    return closeGracefully(
+      // Sends Terminate, or destroys the socket when the client is broken or a query hangs.
+      (done) => client.end().then(done, done),
+      () => destroySocket(client, undefined),
+      signal,
+    )
   }
 
   async ping(client: Client): Promise<void> {

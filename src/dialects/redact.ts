@@ -58,6 +58,26 @@ export function secretsOfUrl(url: string): string[] {
   return found
 }
 
+/**
+ * The secrets a driver's connection argument holds, normalized ({@link normalizeSecrets}): a
+ * connection string's, or an options object's `keys` and the connection string under `urlKey`.
+ */
+export function secretsOfConfig(
+  config: unknown,
+  keys: readonly string[],
+  urlKey: string,
+): string[] {
+  const found: unknown[] = []
+  if (typeof config === 'string') found.push(...secretsOfUrl(config))
+  else if (typeof config === 'object' && config !== null) {
+    const fields = config as Record<string, unknown>
+    for (const key of keys) found.push(fields[key])
+    const url = fields[urlKey]
+    if (typeof url === 'string') found.push(...secretsOfUrl(url))
+  }
+  return normalizeSecrets(found)
+}
+
 /** The distinct secrets worth searching for, longest first, so that no part of one stays behind. */
 export function normalizeSecrets(secrets: Iterable<unknown>): string[] {
   const set = new Set<string>()

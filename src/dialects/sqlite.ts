@@ -2,7 +2,7 @@ import type BetterSqlite3 from 'better-sqlite3'
 import type { Dialect, ResetMode, ServerInfo, TransactionStep } from '../core/dialect.js'
 import { InvalidOptionError } from '../core/errors.js'
 import { describe, MAX_TIMER_MS, rejectUnknownKeys } from '../core/pool-options.js'
-import { DriverLoader, defaultExport } from './driver-loader.js'
+import { DriverLoader } from './driver-loader.js'
 import { causes } from './network-errors.js'
 
 /** Thrown by this entry's factory when its driver package is not installed. */
@@ -78,7 +78,6 @@ const loader = new DriverLoader<DatabaseConstructor>(
   'better-sqlite3',
   'lifeguard/sqlite',
   () => import('better-sqlite3'),
-  (module) => defaultExport<DatabaseConstructor>(module),
 )
 
 function quoteIdentifier(name: string): string {

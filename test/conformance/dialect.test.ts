@@ -137,6 +137,51 @@ for (const target of targets) {
         }
       })
 
+      it('closes at once, without rejecting, when the signal has aborted', async () => {
+        const dialect = target.dialect()
+        const connection = await dialect.connect(AbortSignal.timeout(5_000))
+        await dialect.close(connection, AbortSignal.abort(new Error('given up')))
+        const error = await dialect.ping!(connection, AbortSignal.timeout(1_000)).then(
+          () => undefined,
+          (e: unknown) => e,
+        )
+        expect(dialect.isDisconnect!(error)).toBe(true)
+        await dialect.close(connection, AbortSignal.abort()) // twice: must not reject
+      })
+
+      it('gets a signal in reset and close from the pool; a reset that misses connectTimeout is aborted and its connection discarded', async () => {
+        const inner = target.dialect()
+        const resetSignals: AbortSignal[] = []
+        const closeSignals: Array<AbortSignal | undefined> = []
+        const dialect: Dialect<any> = {
+          name: inner.name,
+          connect: (signal) => inner.connect(signal),
+          close: (connection, signal) => {
+            closeSignals.push(signal)
+            return inner.close(connection, signal)
+          },
+          // A reset that never finishes by itself: it ends when the pool aborts it.
+          reset: (_connection, _mode, signal) => {
+            resetSignals.push(signal!)
+            return new Promise<void>((_resolve, reject) => {
+              signal!.addEventListener('abort', () => reject(signal!.reason), { once: true })
+            })
+          },
+        }
+        const p = pool({ dialect, max: 1, connectTimeout: 300, resetOnRelease: 'rollback' })
+        const invalidated: unknown[] = []
+        p.on('invalidate', (event) => invalidated.push(event.reason))
+        await p.use(async () => {})
+        await waitFor(() => invalidated.length === 1 && closeSignals.length === 1, 5_000)
+        expect(invalidated).toEqual(['reset-failed'])
+        expect(resetSignals).toHaveLength(1)
+        expect(resetSignals[0]!.aborted).toBe(true)
+        expect((resetSignals[0]!.reason as { code?: string }).code).toBe('LIFEGUARD_RESET_TIMEOUT')
+        expect(closeSignals[0]).toBeInstanceOf(AbortSignal)
+        // The pool is whole again: the next borrower gets a new connection.
+        await p.use(async () => {})
+      })
+
       it('reads the server version (and limits) with inspect', async () => {
         const dialect = target.dialect()
         const connection = await dialect.connect(AbortSignal.timeout(5_000))

@@ -2,12 +2,8 @@ import { inspect } from 'node:util'
 import mysql2Core from 'mysql2'
 import mysql2Promise from 'mysql2/promise'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import {
-  type MysqlConnection,
-  type MysqlServerInfo,
-  mysql,
-  mysqlCallbackDialect,
-} from '../../src/dialects/mysql.js'
+import { type MysqlConnection, type MysqlServerInfo, mysql } from '../../src/dialects/mysql.js'
+import { MysqlDialect } from '../../src/dialects/mysql-dialect.js'
 import { createPool, type Dialect, type Pool } from '../../src/index.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { type Admin, myRows, mysqlTarget, uniqueName, waitFor } from './targets.js'
@@ -45,6 +41,18 @@ describeOnServer(status, 'mysql dialect specifics', () => {
       [value],
     )
     return Number(row!.n) === 1
+  }
+
+  /** A dialect for a fresh user with a password of its own, and one connection of it. */
+  async function connectWithPassword() {
+    const password = `pw-${uniqueName('x')}`
+    const user = await admin.newTag()
+    await admin.exec(`ALTER USER '${user}'@'%' IDENTIFIED BY '${password}'`)
+    const url = new URL(status.url)
+    const d = mysql({ host: url.hostname, port: Number(url.port || 3306), user, password })
+    const connection = await d.connect(AbortSignal.timeout(5_000))
+    open.push(connection)
+    return { user, password, dialect: d, connection }
   }
 
   beforeAll(async () => {
@@ -190,6 +198,19 @@ describeOnServer(status, 'mysql dialect specifics', () => {
       expect(dialect.reset(connection, 'rollback')).toBeInstanceOf(Promise)
     })
 
+    it("regression: MariaDB's SET STATEMENT … FOR BEGIN left a transaction open that the release did not roll back", async () => {
+      const connection = await connect()
+      const opened = await failure(
+        myRows(connection, 'SET STATEMENT max_statement_time = 0 FOR BEGIN'),
+      )
+      // MySQL has no SET STATEMENT: there the statement fails and opens nothing to leak.
+      if (opened === undefined) expect(await inTransaction(connection)).toBe(true)
+      const reset = dialect.reset(connection, 'rollback')
+      expect(reset).toBeInstanceOf(Promise)
+      await reset
+      expect(await inTransaction(connection)).toBe(false)
+    })
+
     it('after SET autocommit = 0, rolls back on every release, since every read opens a transaction', async () => {
       const connection = await connect()
       await myRows(connection, 'SET autocommit = 0')
@@ -255,7 +276,7 @@ describeOnServer(status, 'mysql dialect specifics', () => {
   it('forwards a member the callback dialect gains later, with the lent connection unwrapped', async () => {
     // The promise dialect writes out today's Dialect members; a newer core's hooks (added to the
     // callback dialect) must reach it too, or the pool would silently skip them.
-    const proto = Object.getPrototypeOf(mysqlCallbackDialect(status.url)) as Record<string, unknown>
+    const proto = MysqlDialect.prototype as unknown as Record<string, unknown>
     const seen: unknown[] = []
     proto.lateHook = function (this: unknown, connection: unknown, other: unknown, n: unknown) {
       seen.push(this, connection, other, n)
@@ -299,13 +320,7 @@ describeOnServer(status, 'mysql dialect specifics', () => {
   })
 
   it('keeps changeUser() working with the credentials off the config', async () => {
-    const password = `pw-${uniqueName('x')}`
-    const user = await admin.newTag()
-    await admin.exec(`ALTER USER '${user}'@'%' IDENTIFIED BY '${password}'`)
-    const url = new URL(status.url)
-    const d = mysql({ host: url.hostname, port: Number(url.port || 3306), user, password })
-    const connection = await d.connect(AbortSignal.timeout(5_000))
-    open.push(connection)
+    const { user, password, connection } = await connectWithPassword()
     expect(inspect(connection, { depth: Number.POSITIVE_INFINITY })).not.toContain(password)
     await myRows(connection, "SET @leak = 'alice'")
     // A user's own changeUser({}) re-authenticates with the stashed password.
@@ -316,6 +331,20 @@ describeOnServer(status, 'mysql dialect specifics', () => {
       { v: null, u: `${user}@%` },
     ])
     expect(inspect(connection, { depth: Number.POSITIVE_INFINITY })).not.toContain(password)
+  })
+
+  it("regression: a 'session' reset on a mysql2 without reset() showed the password on the ChangeUser command while it ran", async () => {
+    // A mysql2 older than reset() (#4148, 2026): the reset falls back to changeUser(), whose
+    // command object holds the password until the server answers. The oldest-driver run found it.
+    const { user, password, dialect: d, connection } = await connectWithPassword()
+    Object.defineProperty(connection.connection, 'reset', { value: undefined, configurable: true })
+    const reset = d.reset!(connection, 'session')
+    // The command is on the wire now, the server's answer not yet read.
+    const during = inspect(connection, { depth: Number.POSITIVE_INFINITY })
+    await reset
+    expect(during).toContain('ChangeUser')
+    expect(during).not.toContain(password)
+    expect(await myRows(connection, 'SELECT CURRENT_USER() AS u')).toEqual([{ u: `${user}@%` }])
   })
 
   it("restores the handshake's sql_mode after COM_RESET_CONNECTION, which MariaDB drops", async () => {

@@ -92,9 +92,9 @@ export function withoutServerInspection<C>(dialect: Dialect<C>): Dialect<C> {
   return {
     name: dialect.name,
     connect: (signal) => dialect.connect(signal),
-    close: (connection) => dialect.close(connection),
+    close: (connection, signal) => dialect.close(connection, signal),
     ping: (connection, signal) => dialect.ping!(connection, signal),
-    reset: (connection, mode) => dialect.reset!(connection, mode),
+    reset: (connection, mode, signal) => dialect.reset!(connection, mode, signal),
     isDisconnect: (error) => dialect.isDisconnect!(error),
     watch: (connection, onDeath) => dialect.watch!(connection, onDeath),
   }

@@ -2,7 +2,7 @@ import { appendFileSync } from 'node:fs'
 import type mysql2 from 'mysql2'
 import type pg from 'pg'
 import { expect } from 'vitest'
-import { mysqlCallbackDialect } from '../../src/dialects/mysql.js'
+import { MysqlDialect } from '../../src/dialects/mysql-dialect.js'
 import { postgres } from '../../src/dialects/postgres.js'
 import { createPool, type Dialect, type Pool, type PoolOptions } from '../../src/index.js'
 import {
@@ -74,7 +74,7 @@ export function mysqlFaultTarget(status: ServerStatus): FaultTarget<mysql2.Conne
     label: 'MariaDB',
     status,
     serverPort: Number(url.port || 3306),
-    dialect: (port, tag) => mysqlCallbackDialect({ host: '127.0.0.1', port, user: tag, database }),
+    dialect: (port, tag) => new MysqlDialect({ host: '127.0.0.1', port, user: tag, database }),
     query: (c, sql, params) => myRows(c, sql, params),
     sleepSql: (ms) => `SELECT SLEEP(${ms / 1000})`,
     idleCutoffSql: (seconds) => `SET SESSION wait_timeout = ${seconds}`,
