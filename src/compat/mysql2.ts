@@ -6,6 +6,7 @@ import type { Lease } from '../core/lease.js'
 import type { Pool as LifeguardPool } from '../core/pool.js'
 import { describe, MAX_TIMER_MS, type PoolOptions } from '../core/pool-options.js'
 import { createPool as createLifeguardPool } from '../create-pool.js'
+import { hideConfigCredentials } from '../dialects/mysql-credentials.js'
 import { MysqlDialect } from '../dialects/mysql-dialect.js'
 import { registerFacade } from './lifeguard-of.js'
 import { manage, type PoolHold } from './manage.js'
@@ -236,10 +237,13 @@ class LifeguardMysqlPool extends CorePool {
   constructor(given: string | Mysql2PoolOptions | undefined, defaults: LifeguardOptions) {
     checkConfig(given, 'createPool')
     const { connection, parsed, options } = splitOptions(given, defaults)
-    // mysql2's own config: query() and execute() read typeCast, namedPlaceholders… from it.
+    // mysql2's own config: query() and execute() read typeCast, namedPlaceholders… from it. The
+    // lifeguard pool connects, not this config: its password stays out of util.inspect(pool).
+    const connectionConfig = new ConnectionConfig(parsed)
+    hideConfigCredentials(connectionConfig as unknown as Record<string, unknown>)
     super({
       config: {
-        connectionConfig: new ConnectionConfig(parsed),
+        connectionConfig,
         // Only read by mysql2's constructor; the lifeguard pool checks the real option below.
         connectionLimit: Number.isInteger(options.max) ? options.max : 10,
       },

@@ -75,6 +75,11 @@ export class ConnectBackoff {
     return true
   }
 
+  /** Lets the pending wake-up, if any, stop holding the process: nobody waits for it now. */
+  release(): void {
+    this.timer?.unref()
+  }
+
   /** Cancels the pending wake-up, if any (the pool is closing). */
   stop(): void {
     if (this.timer !== undefined) clearTimeout(this.timer)

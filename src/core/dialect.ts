@@ -66,7 +66,9 @@ export interface Dialect<C> {
    * `'session'` also discards all session state. It may return synchronously when there is
    * nothing to do, which keeps the hand-off to the next borrower synchronous. Throwing or
    * rejecting discards the connection (the pool closes it, never lends it), as does missing
-   * `connectTimeout`, when the pool aborts `signal`.
+   * `connectTimeout`, when the pool aborts `signal`. The pool makes that signal only for a
+   * `reset` that declares it (three parameters), since a reset runs on every release; one that
+   * declares two gets a signal that never aborts.
    */
   reset?(connection: C, mode: ResetMode, signal?: AbortSignal): Promise<void> | void
   /**

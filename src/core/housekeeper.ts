@@ -87,6 +87,8 @@ export class Housekeeper<C> {
     const { min, idleTimeout, keepaliveInterval } = this.#settings
     let idle = this.#host.idleCount()
     for (const record of [...this.#host.idle()]) {
+      // An event listener of an earlier step may have borrowed it meanwhile.
+      if (record.state !== 'idle') continue
       if (this.#host.isStale(record)) {
         this.#host.retire(record, 'stale')
         idle--

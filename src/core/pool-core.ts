@@ -46,6 +46,9 @@ import { type PoolEventSink, PoolTelemetry } from './telemetry.js'
 import { Waiter, WaiterQueue } from './waiter-queue.js'
 import { withTimeout } from './with-timeout.js'
 
+/** The signal a reset gets when it does not declare one: nothing aborts it. */
+const NEVER_ABORTED = new AbortController().signal
+
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
@@ -114,10 +117,14 @@ export class PoolCore<C> {
     this.maxLifetime = this.opts.maxLifetime
     this.idleTimeout = this.opts.idleTimeout
     this.waiters = new WaiterQueue<Lease<C>>(
-      (waiter) => this.timedOut(waiter),
+      (waiter) => {
+        this.timedOut(waiter)
+        this.waiterLeft()
+      },
       (waiter, signal) => {
         this.counters.aborted++
         waiter.reject(signal.reason)
+        this.waiterLeft()
       },
     )
     this.owner = { giveBack: (record, destroy, reason) => this.giveBack(record, destroy, reason) }
@@ -518,11 +525,14 @@ export class PoolCore<C> {
     const started = this.telemetry.timesResets() ? performance.now() : Number.NaN
     const connection = record.connection as C
     const onConnect = mode === 'session' ? this.opts.onConnect : undefined
-    // Aborted when the reset times out, so that the dialect can stop waiting on the server.
-    const controller = new AbortController()
+    // Aborted when the reset times out, so that the dialect can stop waiting on the server. Made
+    // only for a reset that declares the signal parameter: most releases reset synchronously
+    // (a clean connection), and a controller on each of them made release 9x slower.
+    const reset = this.dialect.reset!
+    const controller = reset.length >= 3 ? new AbortController() : undefined
     let pending: Promise<void> | void
     try {
-      pending = this.dialect.reset!(connection, mode, controller.signal)
+      pending = reset.call(this.dialect, connection, mode, controller?.signal ?? NEVER_ABORTED)
     } catch (error) {
       return this.resetFailed(record, error)
     }
@@ -540,7 +550,7 @@ export class PoolCore<C> {
       this.opts.connectTimeout,
       () => {
         const error = new ResetTimeoutError(`reset timed out after ${this.opts.connectTimeout} ms`)
-        controller.abort(error)
+        controller?.abort(error)
         return error
       },
     ).then(
@@ -763,8 +773,10 @@ export class PoolCore<C> {
 
   private retire(record: ConnectionRecord<C>, reason: InvalidateReason, error?: unknown): void {
     this.counters.invalidated++
-    this.telemetry.invalidated(record, reason, error)
+    // Out of the idle list before anyone hears of it: an 'invalidate' listener that calls
+    // acquire() must not be lent the connection being retired.
     this.closeRecord(record)
+    this.telemetry.invalidated(record, reason, error)
   }
 
   /** Closes a record's connection; the record counts as `closing` until the dialect is done. */
@@ -809,6 +821,11 @@ export class PoolCore<C> {
   }
 
   // Waiters.
+
+  /** A waiter gave up: once none is left, a pending connect retry no longer holds the process. */
+  private waiterLeft(): void {
+    if (this.waiters.size === 0) this.backoff.release()
+  }
 
   private timedOut(waiter: Waiter<Lease<C>>): void {
     this.counters.timeouts++

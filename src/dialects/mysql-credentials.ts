@@ -34,7 +34,14 @@ function configOf(connection: Connection): Record<string, unknown> | undefined {
  */
 export function hideCredentials(connection: Connection): void {
   const config = configOf(connection)
-  if (config === undefined) return
+  if (config !== undefined) hideConfigCredentials(config)
+}
+
+/**
+ * Hides the credentials of one of mysql2's config objects (a `ConnectionConfig`, or a pool's
+ * `config.connectionConfig`), its TLS key and passphrase included. They keep their values.
+ */
+export function hideConfigCredentials(config: Record<string, unknown>): void {
   for (const key of MYSQL_SECRET_KEYS) hide(config, key)
   const ssl = config.ssl
   if (typeof ssl === 'object' && ssl !== null) {

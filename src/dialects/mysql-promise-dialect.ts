@@ -77,8 +77,8 @@ export class PromiseMysqlDialect implements Dialect<MysqlConnection> {
     return lend(await this.#inner.connect(signal))
   }
 
-  close(connection: MysqlConnection): Promise<void> {
-    return this.#inner.close(connection.connection)
+  close(connection: MysqlConnection, signal?: AbortSignal): Promise<void> {
+    return this.#inner.close(connection.connection, signal)
   }
 
   ping(connection: MysqlConnection): Promise<void> {
