@@ -79,6 +79,8 @@ export class PoolCore<C> {
   private readonly pingAfter: number
   /** Idle connections let the process exit (`allowExitOnIdle`) and the dialect can say so. */
   private readonly unrefIdle: boolean
+  /** Whether the dialect's `reset` declares its signal: only then is one made for each reset. */
+  private readonly resetTakesSignal: boolean
   private state: 'open' | 'closing' | 'closed' = 'open'
   /** `maxLifetime` and `idleTimeout`, lowered below the server's idle cut-off when needed. */
   private maxLifetime: number
@@ -110,6 +112,7 @@ export class PoolCore<C> {
     this.backoff = new ConnectBackoff(() => this.pump())
     const prePing = this.opts.prePing
     this.pingAfter = this.dialect.ping === undefined || prePing === false ? -1 : prePing
+    this.resetTakesSignal = (this.dialect.reset?.length ?? 0) >= 3
     this.unrefIdle =
       this.opts.allowExitOnIdle &&
       typeof this.dialect.ref === 'function' &&
@@ -528,11 +531,10 @@ export class PoolCore<C> {
     // Aborted when the reset times out, so that the dialect can stop waiting on the server. Made
     // only for a reset that declares the signal parameter: most releases reset synchronously
     // (a clean connection), and a controller on each of them made release 9x slower.
-    const reset = this.dialect.reset!
-    const controller = reset.length >= 3 ? new AbortController() : undefined
+    const controller = this.resetTakesSignal ? new AbortController() : undefined
     let pending: Promise<void> | void
     try {
-      pending = reset.call(this.dialect, connection, mode, controller?.signal ?? NEVER_ABORTED)
+      pending = this.dialect.reset!(connection, mode, controller?.signal ?? NEVER_ABORTED)
     } catch (error) {
       return this.resetFailed(record, error)
     }
