@@ -37,6 +37,6 @@ function corePool<C>(source: PoolSource<C>, where: string): Pool<C> {
     if (lent !== undefined) return lent
   }
   throw new TypeError(
-    `${where}: expected a lifeguard Pool (createPool), a Pool from lifeguard/pg or a pool from lifeguard/mysql2; got ${source === null ? 'null' : typeof source}`,
+    `${where}: expected a lifeguard Pool (createPool), a Pool from lifeguard/pg, or a pool from lifeguard/mysql2 or lifeguard/mysql2/promise; got ${source === null ? 'null' : typeof source}`,
   )
 }

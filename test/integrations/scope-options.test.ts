@@ -49,3 +49,21 @@ describe('lifeguard/fastify', () => {
     ).toThrow(InvalidOptionError)
   })
 })
+
+describe('the integrations find the pool behind every facade', () => {
+  it('a lifeguard/mysql2/promise pool is accepted, as the docs say, and its own pool is found', async () => {
+    const { createPool: createPromisePool, lifeguardOf } = await import(
+      '../../src/compat/mysql2-promise.js'
+    )
+    const { poolFrom } = await import('../../src/integrations/pool-source.js')
+    // A closed port on 127.0.0.1: nothing connects, since nothing borrows.
+    const promisePool = createPromisePool({ host: '127.0.0.1', port: 9, user: 'nobody' })
+    try {
+      expect(() => expressScope(promisePool)).not.toThrow()
+      expect(() => honoScope(promisePool)).not.toThrow()
+      expect(poolFrom(promisePool, 'test')).toBe(lifeguardOf(promisePool))
+    } finally {
+      await promisePool.end()
+    }
+  })
+})
