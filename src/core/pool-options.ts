@@ -148,7 +148,8 @@ let poolNumber = 0
 /** The default idle time after which a connection is pinged on checkout (HikariCP's 500 ms). */
 export const DEFAULT_PRE_PING_MS = 500
 
-const KNOWN_KEYS = [
+/** Every key `createPool()` takes; any other is refused. The fuzz tests draw from it too. */
+export const POOL_OPTION_KEYS = [
   'dialect',
   'max',
   'maxOverflow',
@@ -294,7 +295,7 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
   if (typeof options !== 'object' || options === null) {
     fail('options', options, 'an object with at least a dialect')
   }
-  rejectUnknownKeys(options, KNOWN_KEYS)
+  rejectUnknownKeys(options, POOL_OPTION_KEYS)
   const dialect = options.dialect as Partial<Dialect<C>> | undefined
   if (
     typeof dialect !== 'object' ||

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { managedPoolCount } from '../../src/compat/manage.js'
 import { configureMysql2, lifeguardOf } from '../../src/compat/mysql2.js'
 import { configureMysql2Promise } from '../../src/compat/mysql2-promise.js'
+import { POOL_OPTION_KEYS } from '../../src/core/pool-options.js'
 
 // Random values for every option of the mysql2 facades' createPool(config) and
 // createConnection(config), the `lifeguard` sub-options included. Each call either succeeds or
@@ -85,25 +86,7 @@ const CONNECTION_KEYS = [
 ]
 
 /** lifeguard's pool options, as the `lifeguard` key takes them, and a misspelt one. */
-const LIFEGUARD_KEYS = [
-  'max',
-  'maxOverflow',
-  'min',
-  'acquireTimeout',
-  'maxWaiting',
-  'connectTimeout',
-  'maxLifetime',
-  'idleTimeout',
-  'prePing',
-  'keepaliveInterval',
-  'resetOnRelease',
-  'onConnect',
-  'order',
-  'leakDetectionThreshold',
-  'name',
-  'dialect',
-  'maxOverflw',
-]
+const LIFEGUARD_KEYS = [...POOL_OPTION_KEYS, 'maxOverflw']
 
 function some(keys: string[]): fc.Arbitrary<Record<string, unknown>> {
   return fc.record(Object.fromEntries(keys.map((key) => [key, anything])), { requiredKeys: [] })

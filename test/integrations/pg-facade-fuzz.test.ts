@@ -3,6 +3,7 @@ import fc from 'fast-check'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { configurePg, lifeguardOf, Pool } from '../../src/compat/pg.js'
+import { POOL_OPTION_KEYS } from '../../src/core/pool-options.js'
 
 // Random values for every option of lifeguard/pg's `new Pool(config)` and `new Client(config)`,
 // their `lifeguard` sub-options included. Construction either succeeds or throws an error with a
@@ -87,25 +88,7 @@ const lifeguardOptions = fc.oneof(
     weight: 4,
     arbitrary: fc
       .tuple(
-        anyOf([
-          'max',
-          'maxOverflow',
-          'acquireTimeout',
-          'maxWaiting',
-          'connectTimeout',
-          'maxLifetime',
-          'idleTimeout',
-          'prePing',
-          'keepaliveInterval',
-          'resetOnRelease',
-          'onConnect',
-          'order',
-          'leakDetectionThreshold',
-          'name',
-          'allowExitOnIdle',
-          'dialect',
-          'maxOverfow',
-        ] as const),
+        anyOf([...POOL_OPTION_KEYS.filter((key) => key !== 'min'), 'maxOverfow']),
         fc.option(smallMin, { nil: undefined }),
       )
       .map(([options, min]) => (min === undefined ? options : { ...options, min })),
