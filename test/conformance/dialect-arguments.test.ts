@@ -11,6 +11,7 @@ import {
   createPool,
   InvalidOptionError,
 } from '../../src/index.js'
+import { trackProcessErrors } from '../support/process-errors.js'
 
 /** Calls `make` and returns the `InvalidOptionError` it must throw. */
 function rejected(make: () => unknown): InvalidOptionError {
@@ -120,9 +121,7 @@ describe('the dialect factories check their argument at the call', () => {
 
 describe('postgres() with a stream option that returns no socket', () => {
   it('a stream without destroy() made the failed connect throw an unhandled rejection', async () => {
-    const unhandled: unknown[] = []
-    const onUnhandled = (reason: unknown) => unhandled.push(reason)
-    process.on('unhandledRejection', onUnhandled)
+    const processErrors = trackProcessErrors()
     const pool = createPool({
       dialect: postgres({ host: '127.0.0.1', stream: (() => ({})) as never }),
       acquireTimeout: 300,
@@ -132,9 +131,9 @@ describe('postgres() with a stream option that returns no socket', () => {
       expect(error).toBeInstanceOf(AcquireTimeoutError)
       expect(error.cause).toBeInstanceOf(ConnectError)
       await new Promise((resolve) => setImmediate(resolve))
-      expect(unhandled).toEqual([])
+      expect(processErrors.errors).toEqual([])
     } finally {
-      process.off('unhandledRejection', onUnhandled)
+      processErrors.stop()
       await pool.close()
     }
   })

@@ -42,23 +42,7 @@ export async function allAtOnce(
   return results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []))
 }
 
-/**
- * Counts what would crash or taint a process: unhandled rejections and uncaught exceptions (an
- * EventEmitter 'error' with no listener ends up as one). Call `stop()` before asserting.
- */
-export function trackProcessErrors(): { readonly errors: unknown[]; stop(): void } {
-  const errors: unknown[] = []
-  const onError = (error: unknown) => errors.push(error)
-  process.on('unhandledRejection', onError)
-  process.on('uncaughtException', onError)
-  return {
-    errors,
-    stop() {
-      process.off('unhandledRejection', onError)
-      process.off('uncaughtException', onError)
-    },
-  }
-}
+export { trackProcessErrors } from '../support/process-errors.js'
 
 const EVENT_NAMES = [
   'connect',

@@ -2,6 +2,7 @@ import pg from 'pg'
 import { describe, expect, it } from 'vitest'
 import { Client, lifeguardOf, Pool } from '../../src/compat/pg.js'
 import { InvalidOptionError } from '../../src/index.js'
+import { trackProcessErrors } from '../support/process-errors.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { PG_URL } from './support.js'
 
@@ -214,9 +215,7 @@ describe('pg pool options lifeguard/pg refuses, at new Pool()', () => {
   })
 
   it('a stream function that returns no socket made the pg dialect throw where nobody caught it (unhandled rejections)', async () => {
-    const unhandled: unknown[] = []
-    const onUnhandled = (reason: unknown) => unhandled.push(reason)
-    process.on('unhandledRejection', onUnhandled)
+    const processErrors = trackProcessErrors()
     const pool = new Pool({
       host: '127.0.0.1',
       connectionTimeoutMillis: 300,
@@ -242,9 +241,9 @@ describe('pg pool options lifeguard/pg refuses, at new Pool()', () => {
       // Deliberate: an unhandled rejection is reported a turn or two later; there is no event
       // for its absence.
       await new Promise((resolve) => setTimeout(resolve, 20))
-      process.off('unhandledRejection', onUnhandled)
+      processErrors.stop()
     }
-    expect(unhandled).toEqual([])
+    expect(processErrors.errors).toEqual([])
   })
 
   it('a Client with bad lifeguard options throws at new Client(), not at connect()', () => {

@@ -3,21 +3,7 @@ import { InvalidOptionError, type Lease } from '../../src/index.js'
 import { tick } from '../support/clock.js'
 import type { FakeConnection } from '../support/fake-dialect.js'
 import { useFakePools } from '../support/fake-pools.js'
-
-/** Collects unhandled rejections and uncaught exceptions until `stop()`. */
-function trackProcessErrors(): { readonly errors: unknown[]; stop(): void } {
-  const errors: unknown[] = []
-  const onError = (error: unknown) => errors.push(error)
-  process.on('unhandledRejection', onError)
-  process.on('uncaughtException', onError)
-  return {
-    errors,
-    stop() {
-      process.off('unhandledRejection', onError)
-      process.off('uncaughtException', onError)
-    },
-  }
-}
+import { trackProcessErrors } from '../support/process-errors.js'
 
 /** Awaits `promise` and returns its rejection, which must be an `InvalidOptionError`. */
 async function invalid(promise: Promise<unknown>): Promise<InvalidOptionError> {
