@@ -9,11 +9,8 @@
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { bounded } from './noio.mjs'
-import { warm } from './noio-contenders.mjs'
+import { compileLoop, measure } from './noio.mjs'
 import { summarize } from './stats.mjs'
-
-const POOL_SIZE = 10
 
 const { values } = parseArgs({
   options: {
@@ -41,17 +38,22 @@ async function load(dir) {
 
 class Resource {}
 
-/** @param {{ createPool(options: object): any }} lifeguard */
-function contender(lifeguard) {
+/**
+ * One build as a contender of the no-I/O loop: its `createPool` over a no-op dialect.
+ * @param {string} name
+ * @param {{ createPool(options: object): any }} lifeguard
+ */
+function contender(name, lifeguard) {
   return {
-    create() {
+    name,
+    create(/** @type {number} */ max) {
       const dialect = {
         name: 'noop',
         connect: async () => new Resource(),
         close: async () => {},
         ...(values.reset ? { reset: () => undefined } : {}),
       }
-      const pool = lifeguard.createPool({ dialect, max: POOL_SIZE })
+      const pool = lifeguard.createPool({ dialect, max })
       return {
         acquire: () => pool.acquire(),
         release: (/** @type {{ release(): void }} */ lease) => lease.release(),
@@ -62,45 +64,27 @@ function contender(lifeguard) {
   }
 }
 
-/** Each build gets its own copy of the loop, so one build's type feedback never slows the other. */
-function compileLoop() {
-  const AsyncFunction = Object.getPrototypeOf(async () => {}).constructor
-  return new AsyncFunction(
-    'pool',
-    'state',
-    `while (!state.stop) {
-      const handle = await pool.acquire()
-      pool.release(handle)
-      if ((++state.count & 255) === 0 && performance.now() >= state.deadline) state.stop = true
-    }`,
-  )
-}
-
-/** One window: cycles per second. */
-async function measure(build, loop, ms) {
-  const pool = build.create()
-  try {
-    await warm(pool, POOL_SIZE, 'lifeguard')
-    globalThis.gc?.()
-    const state = { stop: false, count: 0, deadline: performance.now() + ms }
-    const started = performance.now()
-    const tasks = Array.from({ length: callers }, () => loop(pool, state))
-    await bounded(Promise.all(tasks), ms * 10 + 10_000, 'a window')
-    return (state.count / (performance.now() - started)) * 1000
-  } finally {
-    await pool.close()
-  }
-}
-
 const builds = [
-  { name: 'before', build: contender(await load(values.before)), loop: compileLoop(), cps: [] },
-  { name: 'after', build: contender(await load(values.after)), loop: compileLoop(), cps: [] },
+  // Each build gets its own copy of the loop, so one build's type feedback never slows the other.
+  {
+    name: 'before',
+    build: contender('before', await load(values.before)),
+    loop: compileLoop(),
+    cps: [],
+  },
+  {
+    name: 'after',
+    build: contender('after', await load(values.after)),
+    loop: compileLoop(),
+    cps: [],
+  },
 ]
 const ratios = []
 for (let round = 0; round <= rounds; round++) {
   const order = round % 2 === 0 ? builds : [...builds].reverse()
   const seen = {}
-  for (const b of order) seen[b.name] = await measure(b.build, b.loop, round === 0 ? 100 : windowMs)
+  for (const b of order)
+    seen[b.name] = await measure(b.build, b.loop, callers, round === 0 ? 100 : windowMs)
   if (round === 0) continue // warms the JIT up
   for (const b of builds) b.cps.push(seen[b.name])
   ratios.push(seen.after / seen.before)
@@ -110,7 +94,7 @@ const after = summarize(builds[1].cps)
 const ratio = summarize(ratios)
 const m = (x) => `${(x / 1e6).toFixed(2)}M`
 console.log(
-  `${callers} callers, pool ${POOL_SIZE}, ${rounds} rounds of ${windowMs} ms${values.reset ? ', sync reset' : ''}`,
+  `${callers} callers, pool 10, ${rounds} rounds of ${windowMs} ms${values.reset ? ', sync reset' : ''}`,
 )
 console.log(
   `before: median ${m(before.median)} cycles/s (min ${m(before.min)}, max ${m(before.max)})`,

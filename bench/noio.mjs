@@ -16,7 +16,7 @@ const AsyncFunction = /** @type {FunctionConstructor} */ (
  * not shared.
  * @returns {(pool: import('./noio-contenders.mjs').NoioPool, state: { stop: boolean, count: number, deadline: number }) => Promise<void>}
  */
-function compileLoop() {
+export function compileLoop() {
   return /** @type {any} */ (
     new AsyncFunction(
       'pool',
@@ -60,7 +60,7 @@ export function bounded(promise, ms, what) {
  * @param {number} windowMs
  * @returns {Promise<number>}
  */
-async function measure(contender, loop, callers, windowMs) {
+export async function measure(contender, loop, callers, windowMs) {
   const pool = contender.create(POOL_SIZE)
   try {
     await warm(pool, POOL_SIZE, contender.name)
