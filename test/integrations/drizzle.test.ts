@@ -1,6 +1,6 @@
 import { eq, sql } from 'drizzle-orm'
 import { int, mysqlTable, varchar } from 'drizzle-orm/mysql-core'
-import { drizzle as drizzleMysql } from 'drizzle-orm/mysql2'
+import { type AnyMySql2Connection, drizzle as drizzleMysql } from 'drizzle-orm/mysql2'
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres'
 import { pgTable, varchar as pgVarchar, serial } from 'drizzle-orm/pg-core'
 import pg from 'pg'
@@ -9,7 +9,49 @@ import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import { createPool } from '../../src/compat/mysql2.js'
 import { createPool as createPromisePool } from '../../src/compat/mysql2-promise.js'
 import { Pool } from '../../src/compat/pg.js'
-import { consumerSuite, MAX, OVERFLOW } from './consumer-suite.js'
+import { type Consumer, consumerSuite, MAX, OVERFLOW, type Subject } from './consumer-suite.js'
+
+/** The suite's extra test: `db.transaction` borrows one connection and gives it back after. */
+function transactionTakesThePoolPath(lent: string): (get: () => Consumer) => void {
+  return (get) => {
+    it(`db.transaction takes the pool path: ${lent}, released after`, async () => {
+      const { subject, lifeguard } = get()
+      const pool = lifeguard()!
+      let leasedInside = -1
+      await subject.transaction(async (insert) => {
+        await insert('inside')
+        leasedInside = pool.stats().leased
+      })
+      expect(leasedInside).toBe(1)
+      expect(pool.stats().leased).toBe(0)
+      await subject.remove('inside')
+    })
+  }
+}
+
+/**
+ * The suite's table through Drizzle's mysql2 driver over `client`, a mysql2 pool or a
+ * mysql2/promise pool (Drizzle takes either): created, and the operations the suite runs on it.
+ */
+async function drizzleMysqlSubject(client: AnyMySql2Connection, table: string): Promise<Subject> {
+  const t = mysqlTable(table, {
+    id: int('id').primaryKey().autoincrement(),
+    name: varchar('name', { length: 100 }).notNull().unique(),
+  })
+  const db = drizzleMysql({ client })
+  await db.execute(
+    sql.raw(
+      `CREATE TABLE ${table} (id int AUTO_INCREMENT PRIMARY KEY, name varchar(100) NOT NULL UNIQUE) ENGINE=InnoDB`,
+    ),
+  )
+  return {
+    insert: (name) => db.insert(t).values({ name }),
+    names: async () => (await db.select({ name: t.name }).from(t)).map((r) => r.name),
+    rename: (from, to) => db.update(t).set({ name: to }).where(eq(t.name, from)),
+    remove: (name) => db.delete(t).where(eq(t.name, name)),
+    transaction: (body) => db.transaction((tx) => body((name) => tx.insert(t).values({ name }))),
+  }
+}
 
 await consumerSuite(
   'postgres',
@@ -40,22 +82,9 @@ await consumerSuite(
       },
     }
   },
-  (get) => {
-    it('db.transaction takes the pool path: one lent client, released after', async () => {
-      const { subject, lifeguard } = get()
-      const pool = lifeguard()!
-      // Drizzle checks `instanceof pg.Pool` or a constructor name containing "Pool"; with neither
-      // it would run BEGIN on the pool itself, each statement on a different connection.
-      let leasedInside = -1
-      await subject.transaction(async (insert) => {
-        await insert('inside')
-        leasedInside = pool.stats().leased
-      })
-      expect(leasedInside).toBe(1)
-      expect(pool.stats().leased).toBe(0)
-      await subject.remove('inside')
-    })
-  },
+  // Drizzle checks `instanceof pg.Pool` or a constructor name containing "Pool"; with neither it
+  // would run BEGIN on the pool itself, each statement on a different connection.
+  transactionTakesThePoolPath('one lent client'),
 )
 
 it('lifeguard/pg Pool passes both of Drizzle’s pool checks', () => {
@@ -74,26 +103,9 @@ await consumerSuite(
       connectionLimit: MAX,
       lifeguard: { maxOverflow: OVERFLOW },
     })
-    const t = mysqlTable(table, {
-      id: int('id').primaryKey().autoincrement(),
-      name: varchar('name', { length: 100 }).notNull().unique(),
-    })
-    // Drizzle calls pool.promise() and then uses getConnection() for transactions.
-    const db = drizzleMysql({ client: pool })
-    await db.execute(
-      sql.raw(
-        `CREATE TABLE ${table} (id int AUTO_INCREMENT PRIMARY KEY, name varchar(100) NOT NULL UNIQUE) ENGINE=InnoDB`,
-      ),
-    )
     return {
-      subject: {
-        insert: (name) => db.insert(t).values({ name }),
-        names: async () => (await db.select({ name: t.name }).from(t)).map((r) => r.name),
-        rename: (from, to) => db.update(t).set({ name: to }).where(eq(t.name, from)),
-        remove: (name) => db.delete(t).where(eq(t.name, name)),
-        transaction: (body) =>
-          db.transaction((tx) => body((name) => tx.insert(t).values({ name }))),
-      },
+      // Drizzle calls pool.promise() and then uses getConnection() for transactions.
+      subject: await drizzleMysqlSubject(pool, table),
       lifeguard: () => lifeguardOf(pool),
       end: async () => {
         await new Promise<void>((resolve, reject) =>
@@ -103,20 +115,7 @@ await consumerSuite(
       },
     }
   },
-  (get) => {
-    it('db.transaction takes the pool path: one lent connection, released after', async () => {
-      const { subject, lifeguard } = get()
-      const pool = lifeguard()!
-      let leasedInside = -1
-      await subject.transaction(async (insert) => {
-        await insert('inside')
-        leasedInside = pool.stats().leased
-      })
-      expect(leasedInside).toBe(1)
-      expect(pool.stats().leased).toBe(0)
-      await subject.remove('inside')
-    })
-  },
+  transactionTakesThePoolPath('one lent connection'),
 )
 
 await consumerSuite(
@@ -129,25 +128,8 @@ await consumerSuite(
       connectionLimit: MAX,
       lifeguard: { maxOverflow: OVERFLOW },
     })
-    const t = mysqlTable(table, {
-      id: int('id').primaryKey().autoincrement(),
-      name: varchar('name', { length: 100 }).notNull().unique(),
-    })
-    const db = drizzleMysql({ client: pool })
-    await db.execute(
-      sql.raw(
-        `CREATE TABLE ${table} (id int AUTO_INCREMENT PRIMARY KEY, name varchar(100) NOT NULL UNIQUE) ENGINE=InnoDB`,
-      ),
-    )
     return {
-      subject: {
-        insert: (name) => db.insert(t).values({ name }),
-        names: async () => (await db.select({ name: t.name }).from(t)).map((r) => r.name),
-        rename: (from, to) => db.update(t).set({ name: to }).where(eq(t.name, from)),
-        remove: (name) => db.delete(t).where(eq(t.name, name)),
-        transaction: (body) =>
-          db.transaction((tx) => body((name) => tx.insert(t).values({ name }))),
-      },
+      subject: await drizzleMysqlSubject(pool, table),
       lifeguard: () => lifeguardOf(pool),
       end: async () => {
         await pool.end()
@@ -155,18 +137,5 @@ await consumerSuite(
       },
     }
   },
-  (get) => {
-    it('db.transaction takes the pool path: one PromisePoolConnection lent, released after', async () => {
-      const { subject, lifeguard } = get()
-      const pool = lifeguard()!
-      let leasedInside = -1
-      await subject.transaction(async (insert) => {
-        await insert('inside')
-        leasedInside = pool.stats().leased
-      })
-      expect(leasedInside).toBe(1)
-      expect(pool.stats().leased).toBe(0)
-      await subject.remove('inside')
-    })
-  },
+  transactionTakesThePoolPath('one PromisePoolConnection lent'),
 )
