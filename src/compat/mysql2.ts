@@ -553,9 +553,9 @@ export function configureMysql2(defaults: LifeguardOptions = {}): Mysql2Module {
 
 const defaultModule = configureMysql2()
 
-/** Creates a drop-in mysql2 pool over a shared lifeguard pool (see {@link configureMysql2}). */
+/** Creates a drop-in mysql2 pool over a lifeguard pool of its own (see {@link configureMysql2}). */
 export const createPool = defaultModule.createPool
-/** Borrows a connection from a shared lifeguard pool; its `end()` gives it back. */
+/** Borrows a connection from a lifeguard pool shared by equal options; its `end()` gives it back. */
 export const createConnection = defaultModule.createConnection
 /** Closes the shared pools that `createConnection` borrowed from. */
 export const end = defaultModule.end
