@@ -6,7 +6,7 @@ import type { Lease } from '../core/lease.js'
 import type { Pool as LifeguardPool } from '../core/pool.js'
 import { describe, resolvePoolOptions } from '../core/pool-options.js'
 import { createPool } from '../create-pool.js'
-import { postgres } from '../dialects/postgres.js'
+import { type PgClientConstructor, postgres } from '../dialects/postgres.js'
 import { registerFacade } from './lifeguard-of.js'
 import { manage, type PoolHold } from './manage.js'
 import {
@@ -36,6 +36,22 @@ type Callback = (error: Error | undefined, result?: unknown) => void
 
 function noop(): void {}
 
+/**
+ * Calls a user's callback with how `promise` settled, outside the promise chain (on the next
+ * tick), as pg does: an exception the callback throws is the `uncaughtException` it is with pg,
+ * not an unhandled rejection.
+ */
+function settleTo<T>(
+  promise: Promise<T>,
+  onValue: (value: T) => void,
+  onError: (error: Error) => void,
+): void {
+  promise.then(
+    (value) => process.nextTick(onValue, value),
+    (error: Error) => process.nextTick(onError, error),
+  )
+}
+
 function internals(client: pg.Client): ClientInternals {
   return client as unknown as ClientInternals
 }
@@ -55,9 +71,48 @@ function holdPool(connection: pg.ClientConfig, options: LifeguardOptions): PoolH
 
 /** What the facade uses of pg.Pool's own constructor and fields; its methods are all replaced. */
 interface PgPoolFields extends EventEmitter {
-  options: pg.PoolOptions
+  options: pg.PoolOptions & { verify?: unknown; Client?: unknown }
   ending: boolean
   ended: boolean
+  /** pg-pool's `log` option, or a no-op: set by pg-pool's constructor. */
+  log: (...messages: unknown[]) => void
+  /** pg-pool's `Promise` option, or the global `Promise`: set by pg-pool's constructor. */
+  Promise: PromiseConstructor
+}
+
+/** One of pg-pool's `_idle` entries, as far as it is public knowledge: the idle client. */
+export interface PgIdleItem {
+  /** The idle client. */
+  readonly client: pg.Client
+}
+
+/** pg-pool's `verify(client, callback)` option. */
+type Verify = (client: pg.Client, callback: (error?: Error | null) => void) => void
+
+/** pg-pool's options that take a function, and what each must be. */
+const FUNCTION_OPTIONS = {
+  log: 'a function (...messages) => void',
+  verify: 'a function (client, callback) => void',
+  Promise: 'a Promise constructor',
+  Client: "a client class (constructor), such as pg's Client",
+} as const
+
+/**
+ * Checks pg-pool's function-valued options as pg-pool reads them: a falsy value means "not given",
+ * anything else must be a function. pg-pool would fail only when it first calls one (`this.log
+ * is not a function` in the middle of a query); this fails at `new Pool()`, where it was written.
+ */
+function checkFunctionOptions(config: PgPoolConfig | undefined): void {
+  if (typeof config !== 'object' || config === null) return
+  for (const [option, allowed] of Object.entries(FUNCTION_OPTIONS)) {
+    const value = (config as Record<string, unknown>)[option]
+    if (value && typeof value !== 'function') {
+      throw new InvalidOptionError(
+        option,
+        `Invalid option ${option}: ${describe(value)}; expected ${allowed}, or nothing`,
+      )
+    }
+  }
 }
 
 /** pg's Pool, typed loosely so that the facade can replace its methods and accessors. */
@@ -89,15 +144,31 @@ class LifeguardPgPool extends PgPoolBase {
   #waiting = 0
   #onConnect: ((event: { id: number; connection: pg.Client }) => void) | undefined
   #onClose: ((event: { id: number }) => void) | undefined
+  /** The open clients in the order they connected, for `_clients` and `_idle`; out at once when retired. */
+  readonly #open = new Set<pg.Client>()
+  /** Clients already verified (pg-pool's `verify` runs on a new client's first lend only). */
+  readonly #verified = new WeakSet<pg.Client>()
+  /** Clients whose idle `'error'` was already reported: pg-pool reports one per client. */
+  readonly #failed = new WeakSet<pg.Client>()
 
   constructor(config?: PgPoolConfig, defaults: LifeguardOptions = {}) {
     // Checked before pg's constructor runs, so that a bad option leaves nothing behind.
     const { connection, options, maxUses } = splitPgPoolConfig(config, defaults)
+    checkFunctionOptions(config)
     const { lifeguard: _, ...pgConfig } = config ?? {}
     super(pgConfig)
     this.#maxUses = maxUses
-    this.#pool = createPool<pg.Client>({ ...options, dialect: postgres(connection) })
+    this.#pool = createPool<pg.Client>({
+      ...options,
+      // pg-pool's `Client` option; and a client released with its query running waits for it,
+      // as pg-pool lends such a client on (its reset queues behind the query on pg's queue).
+      dialect: postgres(connection, {
+        Client: (config?.Client ?? undefined) as PgClientConstructor | undefined,
+        releasedBusy: 'wait',
+      }),
+    })
     registerFacade(this, this.#pool as LifeguardPool<unknown>)
+    this.#watchClients()
     // 'remove' needs the client of a closed connection; the core's 'close' carries only its id.
     this.#onConnect = (event) => this.#clients.set(event.id, event.connection)
     this.#onClose = (event) => {
@@ -106,6 +177,86 @@ class LifeguardPgPool extends PgPoolBase {
       if (client !== undefined && this.#seen.has(client)) this.emit('remove', client)
     }
     this.#pool.on('connect', this.#onConnect).on('close', this.#onClose)
+  }
+
+  /**
+   * pg-pool's private state, as read-only views of the pool's real state (code in the wild reads
+   * `_clients.length` and `_idle.length` for lack of metrics): the open clients in the order they
+   * connected, and the idle ones as pg-pool's entries, `{ client }`. A client being reset after
+   * its release counts as idle, as pg-pool's does the moment it is released; one still
+   * connecting is not yet listed.
+   */
+  #watchClients(): void {
+    const define = (name: string, get: () => unknown) =>
+      Object.defineProperty(this, name, { get, configurable: true, enumerable: false })
+    define('_clients', () => Object.freeze([...this.#open]))
+    define('_idle', () =>
+      Object.freeze(
+        [...this.#open]
+          .filter((client) => !this.#leases.has(client))
+          .map((client): PgIdleItem => Object.freeze({ client })),
+      ),
+    )
+    const pool = this.#pool
+    pool.on('connect', ({ connection: client }) => {
+      this.log('new client connected')
+      this.#open.add(client)
+      ;(client as unknown as EventEmitter).on('error', (error: unknown) =>
+        this.#idleError(client, error),
+      )
+    })
+    pool.on('invalidate', ({ connection: client, reason }) => {
+      this.#open.delete(client)
+      if (reason === 'idle') this.log('remove idle client')
+      else if (reason === 'lifetime') this.log('remove expired client')
+    })
+    pool.on('close', ({ connection: client }) => this.#open.delete(client))
+    pool.on('connectError', ({ error }) => this.log('client failed to connect', error))
+  }
+
+  /**
+   * pg-pool's idle listener: an idle client that errors (its backend terminated, its socket
+   * reset) is removed, and the pool emits `'error'(err, client)` with `err.client` set. Unlike
+   * pg-pool, which would crash the process, nothing is emitted when nobody listens.
+   */
+  #idleError(client: pg.Client, error: unknown): void {
+    if (this.#leases.has(client)) return // lent: the error is the borrower's, on the client
+    if (this.#failed.has(client)) {
+      this.log('additional client error after disconnection due to error', error)
+      return
+    }
+    this.#failed.add(client)
+    this.#open.delete(client)
+    if (typeof error === 'object' && error !== null) (error as { client?: unknown }).client = client
+    if (this.listenerCount('error') > 0) this.emit('error', error, client)
+  }
+
+  /** pg-pool's `Promise` option: the promises this pool returns are made with it. */
+  #promised<T>(promise: Promise<T>): Promise<T> {
+    const P = this.Promise
+    if (P === undefined || P === Promise) return promise
+    return new P<T>((resolve, reject) => promise.then(resolve, reject))
+  }
+
+  /** pg-pool's `verify(client, callback)`, on a new client's first lend: an error releases it with that error. */
+  #verify(client: LentClient): Promise<LentClient> {
+    const verify = this.options.verify as Verify | undefined
+    if (typeof verify !== 'function' || this.#verified.has(client)) {
+      return Promise.resolve(client)
+    }
+    this.#verified.add(client)
+    return new Promise<LentClient>((resolve, reject) => {
+      const done = (error?: Error | null) => {
+        if (!error) return resolve(client)
+        client.release(error)
+        reject(error)
+      }
+      try {
+        verify(client, done)
+      } catch (error) {
+        done(error as Error)
+      }
+    })
   }
 
   /** The lifeguard pool this facade lends from, its own. */
@@ -123,15 +274,16 @@ class LifeguardPgPool extends PgPoolBase {
   ): Promise<LentClient> | undefined {
     if (this.ending) {
       const error = new Error('Cannot use a pool after calling end on the pool')
-      if (callback === undefined) return Promise.reject(error)
+      if (callback === undefined) return this.#promised(Promise.reject(error))
       process.nextTick(() => callback(error, undefined, noop))
       return undefined
     }
-    const promise = this.#checkout()
-    if (callback === undefined) return promise
-    promise.then(
+    const promise = this.#checkout().then((client) => this.#verify(client))
+    if (callback === undefined) return this.#promised(promise)
+    settleTo(
+      promise,
       (client) => callback(undefined, client, client.release as (release?: unknown) => void),
-      (error: Error) => callback(error, undefined, noop),
+      (error) => callback(error, undefined, noop),
     )
     return undefined
   }
@@ -178,7 +330,9 @@ class LifeguardPgPool extends PgPoolBase {
       // A request scope's query must not destroy the request's connection for maxUses (its
       // transaction would go with it): the connection retires at its first use after the request.
       const wornOut = count >= this.#maxUses && !scoped
+      if (wornOut) this.log('remove expended client')
       if (error || c._queryable === false || c._ending === true || wornOut) {
+        this.#open.delete(client)
         lease.destroy(error instanceof Error ? error : undefined)
       } else {
         lease.release()
@@ -201,17 +355,20 @@ class LifeguardPgPool extends PgPoolBase {
       values = undefined
     }
     const promise = this.#query(text, values)
-    if (callback === undefined) return promise
+    if (callback === undefined) return this.#promised(promise)
     const cb = callback
-    promise.then(
+    settleTo(
+      promise,
       (result) => cb(undefined, result),
-      (error: Error) => cb(error),
+      (error) => cb(error),
     )
     return undefined
   }
 
   async #query(text: unknown, values: unknown): Promise<unknown> {
-    const client = await (this.connect() as Promise<LentClient>)
+    if (this.ending) throw new Error('Cannot use a pool after calling end on the pool')
+    const client = await this.#checkout().then((c) => this.#verify(c))
+    this.log('dispatching query')
     let result: unknown
     try {
       // A SQL error leaves the connection usable (the release reset rolls back a failed
@@ -219,18 +376,22 @@ class LifeguardPgPool extends PgPoolBase {
       result = await (client.query as (t: unknown, v: unknown) => Promise<unknown>)(text, values)
     } catch (error) {
       const c = internals(client)
+      this.log('query dispatched')
       client.release(c._queryable === false ? (error as Error) : undefined)
       throw error
     }
-    client.release()
+    this.log('query dispatched')
+    // pg-pool passes on the query callback's error argument: null, and so does 'release'.
+    client.release(null as never)
     return result
   }
 
   /** pg's overloads, all of them: with a callback, or a promise. */
   end(callback?: (error?: Error) => void): Promise<void> | undefined {
+    this.log('ending')
     if (this.ending) {
       const error = new Error('Called end on pool more than once')
-      if (callback === undefined) return Promise.reject(error)
+      if (callback === undefined) return this.#promised(Promise.reject(error))
       process.nextTick(() => callback(error))
       return undefined
     }
@@ -243,10 +404,11 @@ class LifeguardPgPool extends PgPoolBase {
       this.ended = true
       if (this.#onClose !== undefined) pool.off('close', this.#onClose)
     })()
-    if (callback === undefined) return finished
-    finished.then(
+    if (callback === undefined) return this.#promised(finished)
+    settleTo(
+      finished,
       () => callback(),
-      (error: Error) => callback(error),
+      (error) => callback(error),
     )
     return undefined
   }
@@ -283,6 +445,10 @@ export interface Pool extends pg.Pool {
   readonly lifeguard: LifeguardPool<pg.Client>
   /** Clients this facade has lent and not yet had back. */
   readonly leasedCount: number
+  /** pg-pool's private list of open clients, as a read-only view (code in the wild reads its length). */
+  readonly _clients: readonly pg.Client[]
+  /** pg-pool's private list of idle clients' entries, as a read-only view. */
+  readonly _idle: readonly PgIdleItem[]
 }
 
 /** The drop-in pool's constructor: pg's, with the lifeguard defaults as an optional second argument. */
@@ -411,9 +577,10 @@ class LifeguardPgClient extends PgClientBase {
       return undefined
     }
     if (callback === undefined) return this.#connecting
-    this.#connecting.then(
+    settleTo(
+      this.#connecting,
       () => callback(null),
-      (error: Error) => callback(error),
+      (error) => callback(error),
     )
     return undefined
   }
@@ -463,9 +630,10 @@ class LifeguardPgClient extends PgClientBase {
       return (this.#physical!.query as (...a: unknown[]) => Promise<unknown>)(config, ...args)
     })()
     if (cb === undefined) return promise
-    promise.then(
+    settleTo(
+      promise,
       (result) => cb(undefined, result),
-      (error: Error) => cb(error),
+      (error) => cb(error),
     )
     return undefined
   }
@@ -489,9 +657,10 @@ class LifeguardPgClient extends PgClientBase {
   end(callback?: (error?: Error) => void): Promise<void> | undefined {
     const finished = this.#giveBack()
     if (callback === undefined) return finished
-    finished.then(
+    settleTo(
+      finished,
       () => callback(),
-      (error: Error) => callback(error),
+      (error) => callback(error),
     )
     return undefined
   }
