@@ -150,6 +150,10 @@ class LifeguardPgPool extends PgPoolBase {
   readonly #verified = new WeakSet<pg.Client>()
   /** Clients whose idle `'error'` was already reported: pg-pool reports one per client. */
   readonly #failed = new WeakSet<pg.Client>()
+  /** When each client connected (`performance.now()`), for `expiredCount`. */
+  readonly #born = new WeakMap<pg.Client, number>()
+  /** The client whose lease is being given back right now: its retirement is not an idle one. */
+  #returning: pg.Client | undefined
 
   constructor(config?: PgPoolConfig, defaults: LifeguardOptions = {}) {
     // Checked before pg's constructor runs, so that a bad option leaves nothing behind.
@@ -201,6 +205,7 @@ class LifeguardPgPool extends PgPoolBase {
     pool.on('connect', ({ connection: client }) => {
       this.log('new client connected')
       this.#open.add(client)
+      this.#born.set(client, performance.now())
       ;(client as unknown as EventEmitter).on('error', (error: unknown) =>
         this.#idleError(client, error),
       )
@@ -208,7 +213,17 @@ class LifeguardPgPool extends PgPoolBase {
     pool.on('invalidate', ({ connection: client, reason }) => {
       this.#open.delete(client)
       if (reason === 'idle') this.log('remove idle client')
-      else if (reason === 'lifetime') this.log('remove expired client')
+      if (reason !== 'lifetime') return
+      this.log('remove expired client')
+      // pg-pool retires an idle client that outlived maxLifetimeSeconds by lending it to itself
+      // and releasing it at once, so its users see 'acquire' and 'release' before 'remove'.
+      // (Not for lifeguard's own 30 min lifetime, which applies when pg's option is left out.)
+      const pgLifetime = Number(this.options.maxLifetimeSeconds) > 0
+      const idle = client !== this.#returning && !this.#leases.has(client)
+      if (pgLifetime && idle && this.#seen.has(client)) {
+        this.emit('acquire', client)
+        this.emit('release', undefined, client)
+      }
     })
     pool.on('close', ({ connection: client }) => this.#open.delete(client))
     pool.on('connectError', ({ error }) => this.log('client failed to connect', error))
@@ -257,6 +272,18 @@ class LifeguardPgPool extends PgPoolBase {
         done(error as Error)
       }
     })
+  }
+
+  #expiredCount(): number {
+    const lifetime = Number(this.options.maxLifetimeSeconds) * 1000
+    if (!(lifetime > 0)) return 0
+    const now = performance.now()
+    let expired = 0
+    for (const client of this.#leases.keys()) {
+      const born = this.#born.get(client)
+      if (born !== undefined && now - born >= lifetime) expired++
+    }
+    return expired
   }
 
   /** The lifeguard pool this facade lends from, its own. */
@@ -331,11 +358,16 @@ class LifeguardPgPool extends PgPoolBase {
       // transaction would go with it): the connection retires at its first use after the request.
       const wornOut = count >= this.#maxUses && !scoped
       if (wornOut) this.log('remove expended client')
-      if (error || c._queryable === false || c._ending === true || wornOut) {
-        this.#open.delete(client)
-        lease.destroy(error instanceof Error ? error : undefined)
-      } else {
-        lease.release()
+      this.#returning = client
+      try {
+        if (error || c._queryable === false || c._ending === true || wornOut) {
+          this.#open.delete(client)
+          lease.destroy(error instanceof Error ? error : undefined)
+        } else {
+          lease.release()
+        }
+      } finally {
+        this.#returning = undefined
       }
     }
   }
@@ -428,9 +460,12 @@ class LifeguardPgPool extends PgPoolBase {
     return this.#waiting
   }
 
-  /** Always 0: lifeguard retires an expired connection when it comes back, it never waits as "expired". */
+  /**
+   * Lent clients older than `maxLifetimeSeconds`, as pg-pool counts them: they close when they
+   * come back (an idle one closes at once, so it is never counted).
+   */
   get expiredCount(): number {
-    return 0
+    return this.#expiredCount()
   }
 
   /** Clients this facade has lent and not yet had back. */

@@ -172,6 +172,14 @@ describeOnServer(await probe('postgres'), 'pg Pool surface, twinned with pg-pool
       'end',
       `await pool.query('SELECT 1'); pool.end(() => { ended = true; throw new Error('thrown in end') })`,
     ],
+    [
+      "Client's connect",
+      `const client = new pg.Client(url); client.connect(() => { client.end(); throw new Error('thrown in Client connect') })`,
+    ],
+    [
+      "Client's end",
+      `const client = new pg.Client(url); await client.connect(); client.end(() => { throw new Error('thrown in Client end') })`,
+    ],
   ] as const) {
     twin(
       `G. an exception thrown in a ${what} callback is an uncaughtException`,
@@ -356,6 +364,47 @@ describeOnServer(await probe('postgres'), 'pg Pool surface, twinned with pg-pool
       await pool.end()
     }
   })
+
+  twin(
+    'O. expiredCount counts the lent clients older than maxLifetimeSeconds',
+    MODULES,
+    async (m) => {
+      const pool = new m.Pool({ connectionString: PG_URL, maxLifetimeSeconds: 1 })
+      const { log } = recordEvents(pool)
+      try {
+        const a = await pool.connect()
+        const counts = [pool.expiredCount]
+        await sleep(1_300)
+        counts.push(pool.expiredCount)
+        a.release()
+        counts.push(pool.expiredCount)
+        await until(() => log.some((e) => e[0] === 'remove'))
+        return { counts, log }
+      } finally {
+        await pool.end()
+      }
+    },
+  )
+
+  twin(
+    'events: an idle client that outlives maxLifetimeSeconds is acquired, released and removed',
+    MODULES,
+    async (m) => {
+      const pool = new m.Pool({ connectionString: PG_URL, maxLifetimeSeconds: 0.3 })
+      const { log } = recordEvents(pool)
+      try {
+        const a = await pool.connect()
+        a.release()
+        const started = performance.now()
+        await until(() => log.some((e) => e[0] === 'remove'))
+        // pg-pool's timer fires at 0.3 s; lifeguard's in the last tenth before it.
+        expect(performance.now() - started).toBeLessThan(2_000)
+        return { log, total: pool.totalCount }
+      } finally {
+        await pool.end()
+      }
+    },
+  )
 
   twin(
     'events: connect, acquire, release and remove, with their arguments, in order',
