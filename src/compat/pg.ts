@@ -302,7 +302,8 @@ class LifeguardPgPool extends PgPoolBase {
     if (this.ending) {
       const error = new Error('Cannot use a pool after calling end on the pool')
       if (callback === undefined) return this.#promised(Promise.reject(error))
-      process.nextTick(() => callback(error, undefined, noop))
+      // At once, as pg-pool calls it.
+      callback(error, undefined, noop)
       return undefined
     }
     const promise = this.#checkout().then((client) => this.#verify(client))
@@ -398,8 +399,11 @@ class LifeguardPgPool extends PgPoolBase {
   }
 
   async #query(text: unknown, values: unknown): Promise<unknown> {
-    if (this.ending) throw new Error('Cannot use a pool after calling end on the pool')
-    const client = await this.#checkout().then((c) => this.#verify(c))
+    // Through connect(callback), as pg-pool's query goes: code that wraps connect (tracing)
+    // sees the query's checkout too.
+    const client = await new Promise<LentClient>((resolve, reject) => {
+      this.connect((error, lent) => (error ? reject(error) : resolve(lent!)))
+    })
     this.log('dispatching query')
     let result: unknown
     try {
