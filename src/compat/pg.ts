@@ -125,6 +125,9 @@ const PgPoolBase = pg.Pool as unknown as new (config?: pg.PoolConfig) => PgPoolF
  * pg, two pools built with equal options are two pools: one holding all its connections never
  * delays the other. It follows pg-pool's defaults: idle clients close after 10 s
  * (`idleTimeoutMillis`), and hold the process until then unless `allowExitOnIdle` is set.
+ * Its events (`connect`, `acquire`, `release`, `remove`, and `error` for an idle client, emitted
+ * only when somebody listens), its callbacks and its `verify`, `log`, `Promise` and `Client`
+ * options are pg-pool's; `_clients` and `_idle` are read-only views of the pool's clients.
  *
  * @example
  * ```ts

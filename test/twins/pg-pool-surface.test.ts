@@ -311,6 +311,35 @@ describeOnServer(await probe('postgres'), 'pg Pool surface, twinned with pg-pool
   )
 
   twin(
+    'I. a Client that is only a function returning an object gets the config, and its connect error fails the caller',
+    MODULES,
+    async (m) => {
+      const seen: unknown[] = []
+      function Fake(this: unknown, config: { connectionString?: string }) {
+        seen.push(config.connectionString)
+        return {
+          connect: (cb: (error: Error) => void) => cb(new Error('testing')),
+          on: () => {},
+        }
+      }
+      const connectionString = 'postgres://nobody@127.0.0.1:1/none'
+      const pool = new m.Pool({
+        connectionString,
+        connectionTimeoutMillis: 1_000,
+        Client: Fake,
+      } as unknown as pg.PoolConfig)
+      const started = performance.now()
+      const failed = await pool.connect().then(
+        () => false,
+        () => true,
+      )
+      expect(performance.now() - started).toBeLessThan(3_000)
+      await pool.end()
+      return { failed, config: seen[0] }
+    },
+  )
+
+  twin(
     "I. an idle client whose backend is terminated: the pool emits 'error'(err, client) and removes it",
     MODULES,
     async (m) => {
