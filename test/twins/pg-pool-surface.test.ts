@@ -371,6 +371,33 @@ describeOnServer(await probe('postgres'), 'pg Pool surface, twinned with pg-pool
     },
   )
 
+  twin(
+    "I. a client's 'error' reaches the pool's 'error' at once while idle, and never while lent",
+    MODULES,
+    async (m) => {
+      const pool = new m.Pool({ connectionString: PG_URL }) as pg.Pool & {
+        _clients: pg.Client[]
+      }
+      const poolErrors: string[] = []
+      pool.on('error', (error: Error & { client?: unknown }, client) =>
+        poolErrors.push(`${error.message}${error.client === client ? ' (err.client)' : ''}`),
+      )
+      try {
+        const lent = await pool.connect()
+        lent.once('error', () => {})
+        lent.emit('error', new Error('while lent'))
+        const afterLent = [...poolErrors]
+        lent.release()
+        await new Promise((resolve) => process.nextTick(resolve))
+        lent.emit('error', new Error('while idle'))
+        const afterIdle = { errors: [...poolErrors], clients: pool._clients.length }
+        return { afterLent, afterIdle, idle: pool.idleCount }
+      } finally {
+        await pool.end()
+      }
+    },
+  )
+
   twin('O. _clients and _idle show the open and the idle clients', MODULES, async (m) => {
     const pool = new m.Pool({ connectionString: PG_URL }) as pg.Pool & {
       _clients: pg.Client[]
