@@ -5,8 +5,10 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { build } from 'esbuild'
 import pg from 'pg'
-import { beforeAll, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import * as facade from '../../src/compat/pg.js'
+import { InvalidOptionError } from '../../src/core/errors.js'
+import { postgres } from '../../src/dialects/postgres.js'
 import { PG_URL } from '../integrations/support.js'
 import { trackProcessErrors } from '../support/process-errors.js'
 import { describeOnServer, probe } from '../support/servers.js'
@@ -512,3 +514,26 @@ describeOnServer(
     })
   },
 )
+
+describe('pg Pool surface: bad function options', () => {
+  for (const option of ['log', 'verify', 'Promise', 'Client'] as const) {
+    it(`a ${option} that is given but not a function is refused at new Pool(), named`, () => {
+      const make = () => new facade.Pool({ connectionString: PG_URL, [option]: 'yes' } as never)
+      expect(make).toThrow(InvalidOptionError)
+      expect(make).toThrow(new RegExp(`^Invalid option ${option}: "yes"; expected `))
+    })
+  }
+
+  it('falsy function options are "not given", as pg-pool reads them', async () => {
+    const pool = new facade.Pool({ connectionString: PG_URL, log: null, verify: 0 } as never)
+    await pool.end()
+  })
+
+  it("postgres()'s options are checked at the call, each named", () => {
+    expect(() => postgres(PG_URL, { releasedBusy: 'later' as never })).toThrow(
+      /^Invalid option releasedBusy: "later"; expected 'close' or 'wait'/,
+    )
+    expect(() => postgres(PG_URL, { Client: {} as never })).toThrow(/^Invalid option Client: /)
+    expect(() => postgres(PG_URL, 5 as never)).toThrow(/^Invalid option options: 5/)
+  })
+})
