@@ -147,8 +147,10 @@ class LifeguardPgPool extends PgPoolBase {
   #waiting = 0
   #onConnect: ((event: { id: number; connection: pg.Client }) => void) | undefined
   #onClose: ((event: { id: number }) => void) | undefined
-  /** The open clients in the order they connected, for `_clients` and `_idle`; out at once when retired. */
+  /** The clients made and not yet closed, in the order they were made, for `_clients`; out at once when retired. */
   readonly #open = new Set<pg.Client>()
+  /** The clients that connected, for `_idle`. */
+  readonly #established = new WeakSet<pg.Client>()
   /** Clients already verified (pg-pool's `verify` runs on a new client's first lend only). */
   readonly #verified = new WeakSet<pg.Client>()
   /** Clients whose idle `'error'` was already reported: pg-pool reports one per client. */
@@ -170,7 +172,7 @@ class LifeguardPgPool extends PgPoolBase {
       // pg-pool's `Client` option; and a client released with its query running waits for it,
       // as pg-pool lends such a client on (its reset queues behind the query on pg's queue).
       dialect: postgres(connection, {
-        Client: (config?.Client ?? undefined) as PgClientConstructor | undefined,
+        Client: this.#clientMaker(config?.Client),
         releasedBusy: 'wait',
       }),
     })
@@ -188,10 +190,10 @@ class LifeguardPgPool extends PgPoolBase {
 
   /**
    * pg-pool's private state, as read-only views of the pool's real state (code in the wild reads
-   * `_clients.length` and `_idle.length` for lack of metrics): the open clients in the order they
-   * connected, and the idle ones as pg-pool's entries, `{ client }`. A client being reset after
-   * its release counts as idle, as pg-pool's does the moment it is released; one still
-   * connecting is not yet listed.
+   * `_clients.length` and `_idle.length` for lack of metrics): the clients made and not closed, in
+   * the order they were made (one still connecting included, as in pg-pool), and the idle ones as
+   * pg-pool's entries, `{ client }`. A client being reset after its release counts as idle, as
+   * pg-pool's does the moment it is released.
    */
   #watchClients(): void {
     const define = (name: string, get: () => unknown) =>
@@ -200,14 +202,14 @@ class LifeguardPgPool extends PgPoolBase {
     define('_idle', () =>
       Object.freeze(
         [...this.#open]
-          .filter((client) => !this.#leases.has(client))
+          .filter((client) => this.#established.has(client) && !this.#leases.has(client))
           .map((client): PgIdleItem => Object.freeze({ client })),
       ),
     )
     const pool = this.#pool
     pool.on('connect', ({ connection: client }) => {
       this.log('new client connected')
-      this.#open.add(client)
+      this.#established.add(client)
       this.#born.set(client, performance.now())
       ;(client as unknown as EventEmitter).on('error', (error: unknown) =>
         this.#idleError(client, error),
@@ -230,6 +232,44 @@ class LifeguardPgPool extends PgPoolBase {
     })
     pool.on('close', ({ connection: client }) => this.#open.delete(client))
     pool.on('connectError', ({ error }) => this.log('client failed to connect', error))
+  }
+
+  /**
+   * The `Client` the dialect makes each connection with: pg-pool's `Client` option, or pg's, called
+   * as pg-pool calls it (`new Client(options)`), the client listed in `_clients` from the moment
+   * it is made, as in pg-pool, until its connect fails or it ends.
+   */
+  #clientMaker(given: unknown): PgClientConstructor {
+    const Base = (given || pg.Client) as PgClientConstructor
+    const made = (client: pg.Client) => this.#made(client)
+    // Called with `new`: the object it returns is the one `new` gives, unwrapped.
+    return function Client(config?: string | pg.ClientConfig) {
+      const client = new Base(config)
+      made(client)
+      return client
+    } as unknown as PgClientConstructor
+  }
+
+  #made(client: pg.Client): void {
+    this.#open.add(client)
+    const forget = () => this.#open.delete(client)
+    const emitter = client as unknown as Partial<EventEmitter>
+    if (typeof emitter.once === 'function') emitter.once('end', forget)
+    // The dialect connects with a callback: a failed connect takes the client off the list,
+    // since a client that never connected may never emit 'end'. The wrapper lasts one call.
+    const target = client as unknown as { connect?: (...args: unknown[]) => unknown }
+    const connect = target.connect
+    if (typeof connect !== 'function') return
+    const own = Object.hasOwn(target, 'connect')
+    target.connect = (callback?: unknown) => {
+      if (own) target.connect = connect
+      else delete target.connect
+      if (typeof callback !== 'function') return connect.call(client, callback)
+      return connect.call(client, (error: unknown, ...rest: unknown[]) => {
+        if (error) forget()
+        return (callback as (...a: unknown[]) => unknown)(error, ...rest)
+      })
+    }
   }
 
   /**

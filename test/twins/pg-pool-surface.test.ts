@@ -408,6 +408,12 @@ describeOnServer(await probe('postgres'), 'pg Pool surface, twinned with pg-pool
     try {
       const lengths = () => [pool._clients.length, pool._idle.length]
       const seen: number[][] = [lengths()]
+      // A client is listed from the moment it is made, before it has connected.
+      const querying = pool.query('SELECT 1')
+      seen.push(lengths())
+      const hasSocket = typeof pool._clients[0]?.connection?.stream?.destroy === 'function'
+      await querying
+      seen.push(lengths())
       const a = await pool.connect()
       const b = await pool.connect()
       seen.push(lengths())
@@ -417,7 +423,7 @@ describeOnServer(await probe('postgres'), 'pg Pool surface, twinned with pg-pool
       const listed = pool._clients.includes(a) && pool._clients.includes(b)
       b.release(new Error('broken'))
       seen.push(lengths())
-      return { seen, idleIsA, listed }
+      return { seen, idleIsA, listed, hasSocket }
     } finally {
       await pool.end()
     }
