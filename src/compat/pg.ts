@@ -365,9 +365,13 @@ class LifeguardPgPool extends PgPoolBase {
     return this.#pool.stats().idle
   }
 
-  /** Callers of this facade waiting for a connection. */
+  /**
+   * Callers of this facade waiting for a connection, as pg-pool counts them: not those for whom a
+   * client is being opened (pg-pool's are not in its queue), only the others.
+   */
   get waitingCount(): number {
-    return this.#waiting
+    const waiting = this.#waiting
+    return waiting === 0 ? 0 : Math.max(0, waiting - this.#pool.stats().connecting)
   }
 
   /** Always 0: lifeguard retires an expired connection when it comes back, it never waits as "expired". */

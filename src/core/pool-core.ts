@@ -750,15 +750,17 @@ export class PoolCore<C> {
             cause,
           })
     this.counters.connectErrors++
-    if (this.rejectConnectErrors) {
-      const waiter = this.waiters.shift()
-      if (waiter !== undefined) {
-        // The caller hears of it at once; the next connect starts now, with no backoff.
-        this.telemetry.connectFailed(record, error, 1, 0)
-        waiter.reject(error)
-        this.waiterLeft()
-        return this.pump()
-      }
+    // Under 'reject', the failure goes to a waiter when every connection on its way (the other
+    // connects, pings and resets) is already owed to one ahead of it: then this connect was the
+    // head waiter's. Otherwise the waiter it was opened for left (or was served) meanwhile.
+    const c = this.counts
+    if (this.rejectConnectErrors && this.waiters.size > c.connecting + c.validating + c.resetting) {
+      const waiter = this.waiters.shift()!
+      // The caller hears of it at once; the next connect starts now, with no backoff.
+      this.telemetry.connectFailed(record, error, 1, 0)
+      waiter.reject(error)
+      this.waiterLeft()
+      return this.pump()
     }
     const delay = this.backoff.failed(error, performance.now())
     this.telemetry.connectFailed(record, error, this.backoff.failures, delay)

@@ -220,6 +220,27 @@ describeOnServer(await probe('postgres'), 'pg Pool lifecycle, twinned with pg', 
     },
   )
 
+  twin(
+    'D. waitingCount counts the callers queued behind a full pool, not those a client is opened for',
+    MODULES,
+    async (m) => {
+      const pool = new m.Pool({ connectionString: PG_URL, max: 2 })
+      const first = [pool.connect(), pool.connect()]
+      const third = pool.connect()
+      const counts = [[pool.waitingCount, pool.totalCount, pool.idleCount]]
+      const clients = await Promise.all(first)
+      counts.push([pool.waitingCount, pool.totalCount, pool.idleCount])
+      clients[0]!.release()
+      const last = await third
+      counts.push([pool.waitingCount, pool.totalCount, pool.idleCount])
+      clients[1]!.release()
+      last.release()
+      counts.push([pool.waitingCount, pool.totalCount, pool.idleCount])
+      await pool.end()
+      return counts
+    },
+  )
+
   twin('D. release(err) drops the client from totalCount at once', MODULES, async (m) => {
     const pool = new m.Pool({ connectionString: PG_URL })
     const client = await pool.connect()

@@ -533,6 +533,20 @@ describe("connectErrors: 'reject'", () => {
     expect(dialect.connects).toBe(3)
   })
 
+  it('a failed connect whose caller left rejects nobody while another connect is on its way', async () => {
+    dialect.script.push({ ms: 100, fail: new Error('slow failure') }, { ms: 200 })
+    const pool = makePool({ max: 2, connectErrors: 'reject' })
+    const first = settle(pool.acquire({ timeout: 50 }))
+    const second = settle(pool.acquire())
+    await tick(50)
+    expect(first.error).toBeInstanceOf(AcquireTimeoutError)
+    // The first connect fails with one caller left and one connect still coming for it.
+    await tick(50)
+    expect(second.done).toBe(false)
+    await tick(100)
+    expect(second.value?.connection).toBe(dialect.all[0])
+  })
+
   it('a failing onConnect reaches the caller once, with no retry storm', async () => {
     let calls = 0
     const hook = new Error('SET failed')
