@@ -374,9 +374,9 @@ class LifeguardPgPool extends PgPoolBase {
     return waiting === 0 ? 0 : Math.max(0, waiting - this.#pool.stats().connecting)
   }
 
-  /** Always 0: lifeguard retires an expired connection when it comes back, it never waits as "expired". */
+  /** Clients past their lifetime still lent out, as pg-pool counts them: each is closed when it comes back. */
   get expiredCount(): number {
-    return 0
+    return this.#pool.stats().expired
   }
 
   /** Clients this facade has lent and not yet had back. */

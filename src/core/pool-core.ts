@@ -94,6 +94,8 @@ export class PoolCore<C> {
   private inspecting = false
   private nextId = 1
   private generation = 0
+  /** Records past their lifetime that are not idle (lent, reset, pinged): `stats().expired`. */
+  private expiredOut = 0
   /** Connections with a lower generation are stale: a disconnect was seen after they were made. */
   private staleBelow = 0
   private readonly backoff: ConnectBackoff
@@ -310,6 +312,7 @@ export class PoolCore<C> {
       resetting: c.resetting,
       validating: c.validating,
       closing: c.closing,
+      expired: this.expiredOut,
       waiting: this.waiters.size,
       max: this.opts.max,
       maxOverflow: this.opts.maxOverflow,
@@ -789,7 +792,11 @@ export class PoolCore<C> {
   private expired(record: ConnectionRecord<C>): void {
     record.lifetimeTimer = undefined
     record.expired = true
-    if (record.state !== 'idle') return // a leased connection is retired when it comes back
+    if (record.state !== 'idle') {
+      // A leased connection is retired when it comes back (closeRecord uncounts it).
+      this.expiredOut++
+      return
+    }
     this.retire(record, 'lifetime')
     this.pump()
   }
@@ -810,6 +817,7 @@ export class PoolCore<C> {
       record.abort?.abort(this.closedError())
       return
     }
+    if (record.expired && record.state !== 'idle') this.expiredOut--
     if (record.lifetimeTimer !== undefined) clearTimeout(record.lifetimeTimer)
     if (record.leakTimer !== undefined) clearTimeout(record.leakTimer)
     record.lifetimeTimer = undefined

@@ -278,6 +278,22 @@ describeOnServer(await probe('postgres'), 'pg Pool lifecycle, twinned with pg', 
     return { before, after, atRemove }
   })
 
+  twin(
+    'D. expiredCount counts a lent client past maxLifetimeSeconds until it is released',
+    MODULES,
+    async (m) => {
+      const pool = new m.Pool({ connectionString: PG_URL, maxLifetimeSeconds: 0.3 })
+      const client = await pool.connect()
+      const before = pool.expiredCount
+      await sleep(500)
+      const lent = [pool.expiredCount, pool.totalCount]
+      client.release()
+      const released = [pool.expiredCount, pool.totalCount]
+      await pool.end()
+      return { before, lent, released }
+    },
+  )
+
   twin('E. min opens no connection at construction', MODULES, async (m) => {
     const pool = new m.Pool({ connectionString: PG_URL, min: 2 })
     await sleep(300)

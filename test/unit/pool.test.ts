@@ -722,6 +722,21 @@ describe('lifetime and idle housekeeping', () => {
     expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0 })
   })
 
+  it('stats().expired counts lent connections past their lifetime until they come back', async () => {
+    const pool = makePool({ maxLifetime: 10_000 })
+    const lease = await pool.acquire()
+    const idle = await pool.acquire()
+    idle.release()
+    expect(pool.stats().expired).toBe(0)
+    await tick(10_001)
+    // The idle one was retired at its lifetime; the lent one waits for its holder.
+    expect(pool.stats()).toMatchObject({ expired: 1, leased: 1, idle: 0 })
+    lease.release()
+    expect(pool.stats().expired).toBe(0)
+    await tick(0)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0, expired: 0 })
+  })
+
   it('jitters lifetimes so that connections made together expire apart', async () => {
     const pool = makePool({ max: 20, maxLifetime: 100_000 })
     const leases = await Promise.all(Array.from({ length: 20 }, () => pool.acquire()))
