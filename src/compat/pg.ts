@@ -1,10 +1,15 @@
 import type { EventEmitter } from 'node:events'
 import pg from 'pg'
 import type { Dialect } from '../core/dialect.js'
-import { InvalidOptionError } from '../core/errors.js'
+import {
+  AcquireTimeoutError,
+  ConnectError,
+  InvalidOptionError,
+  PoolClosedError,
+} from '../core/errors.js'
 import type { Lease } from '../core/lease.js'
 import type { Pool as LifeguardPool } from '../core/pool.js'
-import { describe, resolvePoolOptions } from '../core/pool-options.js'
+import { describe, MAX_TIMER_MS, resolvePoolOptions } from '../core/pool-options.js'
 import { createPool } from '../create-pool.js'
 import { type PgClientConstructor, postgres } from '../dialects/postgres.js'
 import { registerFacade } from './lifeguard-of.js'
@@ -54,6 +59,34 @@ function settleTo<T>(
 
 function internals(client: pg.Client): ClientInternals {
   return client as unknown as ClientInternals
+}
+
+/**
+ * pg-pool's error for a caller whose connect or wait failed, from the core's: the driver's own
+ * error (the `ConnectError`'s cause), pg-pool's connect timeout error, or its wait timeout error.
+ */
+function pgCheckoutError(error: unknown): unknown {
+  if (error instanceof ConnectError) {
+    if (error.cause !== undefined) return error.cause
+    // The core's connect timer fired: pg-pool destroys the socket, and says so.
+    return new Error('Connection terminated due to connection timeout', {
+      cause: new Error('Connection terminated unexpectedly'),
+    })
+  }
+  if (error instanceof AcquireTimeoutError) {
+    return new Error('timeout exceeded when trying to connect')
+  }
+  return error
+}
+
+/** One caller of the facade's `connect()` waiting for its client. */
+interface PendingCheckout {
+  /** Queued behind a full pool when `end()` was called: pg-pool never serves it. */
+  stranded: boolean
+  /** When it started waiting (only read for pg's `connectionTimeoutMillis`). */
+  readonly startedAt: number
+  /** Set by `end()` for a checkout it lets finish: called once it settles. */
+  settled: (() => void) | undefined
 }
 
 /** A client is lent out with `release` set on it, as pg-pool does; `release` is not in pg's Client type. */
@@ -144,6 +177,10 @@ class LifeguardPgPool extends PgPoolBase {
   readonly #seen = new WeakSet<pg.Client>()
   readonly #leases = new Map<pg.Client, Lease<pg.Client>>()
   readonly #clients = new Map<number, pg.Client>()
+  /** The callers waiting for a client, in the order they came. */
+  readonly #pending = new Set<PendingCheckout>()
+  /** pg's `connectionTimeoutMillis`, or `Infinity` when it waits for ever. */
+  readonly #wait: number
   #waiting = 0
   #onConnect: ((event: { id: number; connection: pg.Client }) => void) | undefined
   #onClose: ((event: { id: number }) => void) | undefined
@@ -155,8 +192,6 @@ class LifeguardPgPool extends PgPoolBase {
   readonly #verified = new WeakSet<pg.Client>()
   /** Clients whose idle `'error'` was already reported: pg-pool reports one per client. */
   readonly #failed = new WeakSet<pg.Client>()
-  /** When each client connected (`performance.now()`), for `expiredCount`. */
-  readonly #born = new WeakMap<pg.Client, number>()
   /** The client whose lease is being given back right now: its retirement is not an idle one. */
   #returning: pg.Client | undefined
 
@@ -176,6 +211,7 @@ class LifeguardPgPool extends PgPoolBase {
         releasedBusy: 'wait',
       }),
     })
+    this.#wait = this.#pool.options.acquireTimeout
     registerFacade(this, this.#pool as LifeguardPool<unknown>)
     this.#watchClients()
     // 'remove' needs the client of a closed connection; the core's 'close' carries only its id.
@@ -210,7 +246,6 @@ class LifeguardPgPool extends PgPoolBase {
     pool.on('connect', ({ connection: client }) => {
       this.log('new client connected')
       this.#established.add(client)
-      this.#born.set(client, performance.now())
       ;(client as unknown as EventEmitter).on('error', (error: unknown) =>
         this.#idleError(client, error),
       )
@@ -317,18 +352,6 @@ class LifeguardPgPool extends PgPoolBase {
     })
   }
 
-  #expiredCount(): number {
-    const lifetime = Number(this.options.maxLifetimeSeconds) * 1000
-    if (!(lifetime > 0)) return 0
-    const now = performance.now()
-    let expired = 0
-    for (const client of this.#leases.keys()) {
-      const born = this.#born.get(client)
-      if (born !== undefined && now - born >= lifetime) expired++
-    }
-    return expired
-  }
-
   /** The lifeguard pool this facade lends from, its own. */
   get lifeguard(): LifeguardPool<pg.Client> {
     return this.#pool
@@ -360,12 +383,28 @@ class LifeguardPgPool extends PgPoolBase {
   }
 
   async #checkout(): Promise<LentClient> {
+    const entry: PendingCheckout = {
+      stranded: false,
+      startedAt: Number.isFinite(this.#wait) ? performance.now() : 0,
+      settled: undefined,
+    }
+    this.#pending.add(entry)
     this.#waiting++
     let lease: Lease<pg.Client>
     try {
-      lease = await this.#pool.acquire()
+      lease = await this.#pool.acquire(this.#acquireOptions())
+    } catch (error) {
+      if (entry.stranded && error instanceof PoolClosedError) return this.#strand(entry)
+      throw pgCheckoutError(error)
     } finally {
       this.#waiting--
+      this.#pending.delete(entry)
+      entry.settled?.()
+    }
+    if (entry.stranded) {
+      // A client freed for it after end(): pg-pool would have closed it and served nobody.
+      lease.destroy()
+      return this.#strand(entry)
     }
     const client = lease.connection
     this.#leases.set(client, lease)
@@ -378,6 +417,37 @@ class LifeguardPgPool extends PgPoolBase {
     }
     this.emit('acquire', client)
     return client as LentClient
+  }
+
+  /**
+   * The core acquire's options, as pg-pool times its callers: one queued behind a full pool (or
+   * an idle client) waits up to `connectionTimeoutMillis`; one for which a client is being opened
+   * has no wait timer, only the connect timeout, whose own error it gets (here a backstop of
+   * twice that, in case a client freed meanwhile went to another caller).
+   */
+  #acquireOptions(): { timeout: number } | undefined {
+    const wait = this.#wait
+    if (!Number.isFinite(wait)) return undefined
+    const stats = this.#pool.stats()
+    const opening = stats.idle === 0 && stats.total - stats.closing < stats.max
+    return opening ? { timeout: Math.min(2 * wait, MAX_TIMER_MS) } : undefined
+  }
+
+  /**
+   * A caller queued behind a full pool when `end()` was called: pg-pool never serves it, so it
+   * stays pending, counted in `waitingCount`, until its `connectionTimeoutMillis` rejects it (for
+   * ever without one). The timer is unref'd, as pg-pool's.
+   */
+  #strand(entry: PendingCheckout): Promise<LentClient> {
+    this.#waiting++
+    return new Promise<LentClient>((_, reject) => {
+      if (!Number.isFinite(this.#wait)) return
+      const left = Math.max(0, entry.startedAt + this.#wait - performance.now())
+      setTimeout(() => {
+        this.#waiting--
+        reject(new Error('timeout exceeded when trying to connect'))
+      }, left).unref()
+    })
   }
 
   /** pg-pool's release: once only (a second call throws), and a truthy argument destroys. */
@@ -477,8 +547,26 @@ class LifeguardPgPool extends PgPoolBase {
     this.ending = true
     const pool = this.#pool
     if (this.#onConnect !== undefined) pool.off('connect', this.#onConnect)
+    // As in pg-pool, a caller for whom a client is being opened gets it; those queued behind a
+    // full pool are never served (see #strand). The core serves its waiters in order, so the
+    // first ones are those its connects in flight are for.
+    let opening = pool.stats().connecting
+    const served: Promise<void>[] = []
+    for (const entry of this.#pending) {
+      if (opening > 0) {
+        opening--
+        served.push(
+          new Promise<void>((resolve) => {
+            entry.settled = resolve
+          }),
+        )
+      } else {
+        entry.stranded = true
+      }
+    }
     // A lent client stays usable until it is released, as in pg-pool: close() waits for it.
     const finished = (async () => {
+      await Promise.all(served)
       await pool.close()
       this.ended = true
       if (this.#onClose !== undefined) pool.off('close', this.#onClose)
@@ -492,9 +580,10 @@ class LifeguardPgPool extends PgPoolBase {
     return undefined
   }
 
-  /** Physical connections of this pool, open or opening. */
+  /** Physical connections of this pool, open or opening; one being closed no longer counts, as in pg-pool. */
   get totalCount(): number {
-    return this.#pool.stats().total
+    const stats = this.#pool.stats()
+    return stats.total - stats.closing
   }
 
   /** Idle connections of this pool. */
@@ -502,17 +591,18 @@ class LifeguardPgPool extends PgPoolBase {
     return this.#pool.stats().idle
   }
 
-  /** Callers of this facade waiting for a connection. */
+  /**
+   * Callers of this facade waiting for a connection, as pg-pool counts them: not those for whom a
+   * client is being opened (pg-pool's are not in its queue), only the others.
+   */
   get waitingCount(): number {
-    return this.#waiting
+    const waiting = this.#waiting
+    return waiting === 0 ? 0 : Math.max(0, waiting - this.#pool.stats().connecting)
   }
 
-  /**
-   * Lent clients older than `maxLifetimeSeconds`, as pg-pool counts them: they close when they
-   * come back (an idle one closes at once, so it is never counted).
-   */
+  /** Clients past their lifetime still lent out, as pg-pool counts them: each is closed when it comes back. */
   get expiredCount(): number {
-    return this.#expiredCount()
+    return this.#pool.stats().expired
   }
 
   /** Clients this facade has lent and not yet had back. */
