@@ -286,6 +286,7 @@ class LifeguardPgPool extends PgPoolBase {
   }
 
   #made(client: pg.Client): void {
+    this.log('connecting new client')
     this.#open.add(client)
     const forget = () => this.#open.delete(client)
     const emitter = client as unknown as Partial<EventEmitter>

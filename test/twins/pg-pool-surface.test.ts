@@ -244,7 +244,13 @@ describeOnServer(await probe('postgres'), 'pg Pool surface, twinned with pg-pool
     } as pg.PoolConfig)
     await pool.query('SELECT 1')
     await pool.end()
-    const expected = ['new client connected', 'dispatching query', 'query dispatched', 'ending']
+    const expected = [
+      'connecting new client',
+      'new client connected',
+      'dispatching query',
+      'query dispatched',
+      'ending',
+    ]
     return {
       allStrings: messages.every((message) => typeof message === 'string'),
       seen: expected.filter((message) => messages.includes(message)),
