@@ -543,11 +543,13 @@ async function runMysql2(opts, tree, side, deadline) {
       timeout: opts.fileTimeout,
     })
     const ok = run.code === 0 && !run.timedOut
+    const failures = ok ? [] : pokuFailures(run.output)
     tests.push({
       file,
       title: '(whole file)',
       status: ok ? 'passed' : 'failed',
-      error: ok ? undefined : `${exitNote(run)}: ${mysql2FirstFailure(run.output)}`,
+      error: ok ? undefined : `${exitNote(run)}: ${mysql2FirstFailure(run.output, failures)}`,
+      failures: ok ? undefined : failures.map(describeFailure),
       output: ok ? undefined : stripAnsi(run.output).slice(-4000),
     })
     progress(side, file, tests)
@@ -555,20 +557,49 @@ async function runMysql2(opts, tree, side, deadline) {
   return tests
 }
 
-function mysql2FirstFailure(output) {
+/**
+ * poku's failed assertions, read from its output: `◌ title` opens a describe/it, `● title › time`
+ * closes it, `✘ message` is a failed assertion followed by its File, Actual and Expected lines.
+ */
+function pokuFailures(output) {
+  const lines = stripAnsi(output).split('\n')
+  const open = []
+  const failures = []
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].trim()
+    if (line.startsWith('◌ ')) open.push(line.slice(2))
+    else if (line.startsWith('● ')) open.pop()
+    else if (line.startsWith('✘ ')) {
+      const f = { where: open.join(' › '), assertion: line.slice(2) }
+      for (let j = i + 1; j < Math.min(lines.length, i + 14); j++) {
+        const l = lines[j].trim()
+        if (/^(✘|●|◌|✔)/.test(l)) break
+        if (l.startsWith('File ')) f.at = l.slice(5)
+        if (/^(Actual|Expected):$/.test(l)) f[l.slice(0, -1).toLowerCase()] = lines[j + 1]?.trim()
+      }
+      failures.push(f)
+    }
+  }
+  return failures
+}
+
+function describeFailure(f) {
+  const values = f.actual !== undefined ? ` (actual ${f.actual}, expected ${f.expected})` : ''
+  return `${f.where ? `${f.where}: ` : ''}✘ ${f.assertion}${values}${f.at ? ` at ${f.at}` : ''}`
+}
+
+function mysql2FirstFailure(output, failures) {
+  if (failures.length) return describeFailure(failures[0]).slice(0, 400)
   const lines = stripAnsi(output)
     .split('\n')
     .map((l) => l.trim())
     .filter(Boolean)
-  const i = lines.findIndex((l) => l.startsWith('✘'))
-  if (i >= 0) {
-    const detail = lines
-      .slice(i + 1, i + 6)
-      .find((l) => /Error|expected|actual|code|message/i.test(l))
-    return `${lines[i]}${detail ? ` — ${detail}` : ''}`.slice(0, 300)
-  }
-  const error = lines.find((l) => /Error/.test(l))
-  return (error || lines.at(-1) || '(no output)').slice(0, 300)
+  const error = lines.find((l) => /\b[A-Z]\w*Error\b|^Error|Warning/.test(l))
+  const open = lines.filter((l) => l.startsWith('◌ ')).at(-1)
+  return `${error || lines.at(-1) || '(no output)'}${open ? ` (last started: ${open.slice(2)})` : ''}`.slice(
+    0,
+    400,
+  )
 }
 
 // --- report ---------------------------------------------------------------------------------
@@ -684,14 +715,18 @@ async function main() {
       Object.assign(entry, compare(entry.stock.tests, entry.facade.tests))
     }
     report.suites[suite] = entry
+    writeReport(report, outDir) // after each suite, so a long run can be read as it goes
   }
   report.finishedAt = new Date().toISOString()
+  process.stdout.write(writeReport(report, outDir))
+  log(`\nwritten: ${path.join(outDir, 'report.txt')} and report.json`)
+}
 
+function writeReport(report, outDir) {
   const text = render(report)
   fs.writeFileSync(path.join(outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`)
   fs.writeFileSync(path.join(outDir, 'report.txt'), text)
-  process.stdout.write(text)
-  log(`\nwritten: ${path.join(outDir, 'report.txt')} and report.json`)
+  return text
 }
 
 function render(report) {
@@ -710,7 +745,10 @@ function render(report) {
     for (const t of skipped) lines.push(`   skipped: ${t.file} ${t.title}: ${t.error || ''}`)
     if (s.regressions) {
       lines.push(`   pass on stock, fail on the facade (${s.regressions.length}):`)
-      for (const t of s.regressions) lines.push(`   - ${t.file} :: ${t.title}`, `       ${t.error}`)
+      for (const t of s.regressions) {
+        lines.push(`   - ${t.file} :: ${t.title}`, `       ${t.error}`)
+        for (const more of t.failures?.slice(1) ?? []) lines.push(`       ${more}`)
+      }
       if (s.improvements.length) {
         lines.push(`   fail on stock, pass on the facade (${s.improvements.length}):`)
         for (const t of s.improvements) lines.push(`   - ${t.file} :: ${t.title}`)
@@ -721,7 +759,10 @@ function render(report) {
       if (side === 'stock' || !s.stock) {
         if (failed.length) {
           lines.push(`   failing on ${side} (${failed.length}):`)
-          for (const t of failed) lines.push(`   - ${t.file} :: ${t.title}`, `       ${t.error}`)
+          for (const t of failed) {
+            lines.push(`   - ${t.file} :: ${t.title}`, `       ${t.error}`)
+            for (const more of t.failures?.slice(1) ?? []) lines.push(`       ${more}`)
+          }
         }
       }
     }
