@@ -26,7 +26,13 @@ function describeTest(test) {
 
 function firstLine(err) {
   const text = err && (err.message || String(err))
-  return String(text || 'failed').split('\n')[0]
+  const line = String(text || 'failed').split('\n')[0]
+  // Where in the test file it failed, when the stack says: e.g. " (at sizing.js:78)".
+  const frame = String(err?.stack || '')
+    .split('\n')
+    .map((l) => /\btest[/\\]([^/\\\s]+\.js):(\d+)/.exec(l))
+    .find(Boolean)
+  return frame ? `${line} (at ${frame[1]}:${frame[2]})` : line
 }
 
 /** Writes the plan and each test's outcome as JSON lines to LG_EXT_RESULTS. */

@@ -264,7 +264,7 @@ function lastLine(run) {
     .split('\n')
     .map((l) => l.trim())
     .filter(Boolean)
-  const error = lines.find((l) => /\b[A-Z]\w*Error\b|did not complete|✘|^Message:/.test(l))
+  const error = lines.find((l) => /\b\w*Error\b|did not complete|✘|^Message:/.test(l))
   return (error || lines.at(-1) || '(no output)').slice(0, 300)
 }
 
@@ -559,7 +559,8 @@ async function runMysql2(opts, tree, side, deadline) {
 
 /**
  * poku's failed assertions, read from its output: `◌ title` opens a describe/it, `● title › time`
- * closes it, `✘ message` is a failed assertion followed by its File, Actual and Expected lines.
+ * closes it, `✘ message` is a failed assertion followed by its File, Actual and Expected lines,
+ * and an `XxxError: message` line inside an open block is an exception that ended it.
  */
 function pokuFailures(output) {
   const lines = stripAnsi(output).split('\n')
@@ -569,7 +570,10 @@ function pokuFailures(output) {
     const line = lines[i].trim()
     if (line.startsWith('◌ ')) open.push(line.slice(2))
     else if (line.startsWith('● ')) open.pop()
-    else if (line.startsWith('✘ ')) {
+    else if (/^\w*Error\b/.test(line) && open.length) {
+      // an exception that ended the test, printed with its stack
+      failures.push({ where: open.join(' › '), assertion: `threw ${line}` })
+    } else if (line.startsWith('✘ ')) {
       const f = { where: open.join(' › '), assertion: line.slice(2) }
       for (let j = i + 1; j < Math.min(lines.length, i + 14); j++) {
         const l = lines[j].trim()
@@ -594,7 +598,7 @@ function mysql2FirstFailure(output, failures) {
     .split('\n')
     .map((l) => l.trim())
     .filter(Boolean)
-  const error = lines.find((l) => /\b[A-Z]\w*Error\b|^Error|Warning/.test(l))
+  const error = lines.find((l) => /\b\w*Error\b|Warning/.test(l))
   const open = lines.filter((l) => l.startsWith('◌ ')).at(-1)
   return `${error || lines.at(-1) || '(no output)'}${open ? ` (last started: ${open.slice(2)})` : ''}`.slice(
     0,
