@@ -161,6 +161,15 @@ function copyLifeguard(opts, nodeModules) {
 
 // --- running a test file --------------------------------------------------------------------
 
+// The process group of the test file running now, killed if the harness itself is stopped.
+let runningGroup = null
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    if (runningGroup) killGroup(runningGroup)
+    process.exit(130)
+  })
+}
+
 /** Runs one process in its own process group; kills the whole group when done or timed out. */
 function runProcess(command, args, { cwd, env, timeout }) {
   return new Promise((resolve) => {
@@ -170,6 +179,7 @@ function runProcess(command, args, { cwd, env, timeout }) {
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     })
+    runningGroup = child.pid
     let output = ''
     const keep = (chunk) => {
       output += chunk
@@ -185,6 +195,7 @@ function runProcess(command, args, { cwd, env, timeout }) {
     child.on('close', (code, signal) => {
       clearTimeout(timer)
       killGroup(child.pid) // leftovers: grandchildren that outlived the file
+      runningGroup = null
       resolve({ code, signal, timedOut, output })
     })
   })
@@ -669,7 +680,13 @@ async function main() {
   const outDir = opts.out || runDir
   fs.mkdirSync(outDir, { recursive: true })
   const sides = opts.side === 'both' ? ['stock', 'facade'] : [opts.side]
-  const distTime = fs.statSync(path.join(opts.lifeguard, 'dist', 'pg.cjs')).mtime.toISOString()
+  const distMtime = fs.statSync(path.join(opts.lifeguard, 'dist', 'pg.cjs')).mtime
+  const distTime = distMtime.toISOString()
+  const newer = newestFile(path.join(opts.lifeguard, 'src'))
+  if (newer && newer.mtime > distMtime) {
+    log(`warning: ${newer.file} is newer than dist/: the facade side runs the last build`)
+    log('         (run `npm run build` there, or pass --build)')
+  }
   log(`lifeguard: ${opts.lifeguard} (dist built ${distTime}); work dir ${runDir}`)
 
   const report = {
@@ -723,14 +740,49 @@ async function main() {
   }
   report.finishedAt = new Date().toISOString()
   process.stdout.write(writeReport(report, outDir))
-  log(`\nwritten: ${path.join(outDir, 'report.txt')} and report.json`)
+  log(`\nwritten: ${path.join(outDir, 'report.txt')}, report.json and report.md`)
 }
 
 function writeReport(report, outDir) {
   const text = render(report)
   fs.writeFileSync(path.join(outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`)
   fs.writeFileSync(path.join(outDir, 'report.txt'), text)
+  fs.writeFileSync(path.join(outDir, 'report.md'), renderMarkdown(report))
   return text
+}
+
+/** The counts as a table and the tests that still differ, ready for a note or a PR. */
+function renderMarkdown(report) {
+  const fmt = (side) =>
+    side ? `${side.counts.passed} passed, ${side.counts.failed} failed` : '(not run)'
+  const lines = [
+    `lifeguard @ ${report.lifeguardCommit}, dist built ${report.distBuilt}`,
+    '',
+    '| suite | upstream | stock | facade |',
+    '|---|---|---|---|',
+  ]
+  for (const [name, s] of Object.entries(report.suites)) {
+    lines.push(`| ${name} | ${s.upstream} | ${fmt(s.stock)} | ${fmt(s.facade)} |`)
+  }
+  for (const [name, s] of Object.entries(report.suites)) {
+    const differ = s.regressions ?? s.facade?.tests.filter((t) => t.status === 'failed') ?? []
+    if (!differ.length) continue
+    lines.push('', `${name}, failing on the facade only:`, '')
+    for (const t of differ) lines.push(`- \`${t.file}\` ${t.title}: ${t.error}`)
+  }
+  return `${lines.join('\n')}\n`
+}
+
+function newestFile(dir) {
+  let newest = null
+  if (!fs.existsSync(dir)) return null
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue
+    const file = path.join(entry.parentPath ?? entry.path, entry.name)
+    const { mtime } = fs.statSync(file)
+    if (!newest || mtime > newest.mtime) newest = { file, mtime }
+  }
+  return newest
 }
 
 function render(report) {
