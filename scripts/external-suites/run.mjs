@@ -16,7 +16,7 @@ const SUITES = ['pg-pool', 'pg-connection-pool', 'mysql2']
 
 const USAGE = `usage: run.sh [--lifeguard DIR] [--build] [--side stock|facade|both]
               [--file-timeout SECONDS] [--suite-timeout SECONDS] [--out DIR]
-              [--grep SUBSTRING] [SUITE...]
+              [--grep SUBSTRING] [--exclude SUBSTRING]... [SUITE...]
 suites: ${SUITES.join(', ')} (default: all)`
 
 function parseArgs(argv) {
@@ -28,6 +28,7 @@ function parseArgs(argv) {
     suiteTimeout: 600,
     out: null,
     grep: null,
+    exclude: [],
     suites: [],
   }
   for (let i = 0; i < argv.length; i++) {
@@ -44,6 +45,7 @@ function parseArgs(argv) {
     else if (arg === '--suite-timeout') opts.suiteTimeout = Number(value())
     else if (arg === '--out') opts.out = path.resolve(value())
     else if (arg === '--grep') opts.grep = value()
+    else if (arg === '--exclude') opts.exclude.push(value())
     else if (arg === '-h' || arg === '--help') {
       console.log(USAGE)
       process.exit(0)
@@ -58,6 +60,11 @@ function parseArgs(argv) {
   }
   if (opts.suites.length === 0) opts.suites = [...SUITES]
   return opts
+}
+
+/** Whether --grep and --exclude let a test file run. */
+function selected(opts, file) {
+  return (!opts.grep || file.includes(opts.grep)) && !opts.exclude.some((x) => file.includes(x))
 }
 
 function fail(message) {
@@ -320,7 +327,7 @@ async function runPgPool(opts, tree, side, deadline) {
   const files = fs
     .readdirSync(path.join(cwd, 'test'))
     .filter((f) => f.endsWith('.js') && f !== 'setup.js')
-    .filter((f) => !opts.grep || f.includes(opts.grep))
+    .filter((f) => selected(opts, f))
     .sort()
   const tests = []
   for (const file of files) {
@@ -352,7 +359,10 @@ async function runPgConnectionPool(opts, tree, side, deadline) {
   const tests = []
   for (const file of fs.readdirSync(testDir).sort()) {
     if (!file.endsWith('.js')) continue
-    if (opts.grep && !file.includes(opts.grep)) continue
+    if (!selected(opts, file)) continue
+    if (file === 'error-tests.js') {
+      log('  note: error-tests.js terminates every idle backend on the PostgreSQL server')
+    }
     if (PG_CONNECTION_POOL_SKIPPED[file]) {
       if (file !== 'test-helper.js') {
         tests.push({
@@ -516,7 +526,7 @@ function mysql2Shim(entry, lifeguardEntry, names, stockNames) {
 }
 
 /** mysql2's test files that reach a pool, found by what they call. */
-function mysql2PoolFiles(root, grep) {
+function mysql2PoolFiles(root) {
   const files = []
   const walk = (dir) => {
     for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
@@ -529,17 +539,14 @@ function mysql2PoolFiles(root, grep) {
     }
   }
   for (const sub of ['unit', 'integration', 'global']) walk(path.join(root, 'test', sub))
-  return files
-    .map((f) => path.relative(root, f))
-    .filter((f) => !grep || f.includes(grep))
-    .sort()
+  return files.map((f) => path.relative(root, f)).sort()
 }
 
 async function runMysql2(opts, tree, side, deadline) {
   const root = side === 'stock' ? tree.stock : tree.facade
   const tsx = path.join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs')
   const tests = []
-  for (const file of mysql2PoolFiles(root, opts.grep)) {
+  for (const file of mysql2PoolFiles(root).filter((f) => selected(opts, f))) {
     if (MYSQL2_SKIPPED[file]) {
       tests.push({ file, title: '(whole file)', status: 'skipped', error: MYSQL2_SKIPPED[file] })
       continue
