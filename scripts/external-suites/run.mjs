@@ -55,8 +55,11 @@ function parseArgs(argv) {
   if (!['stock', 'facade', 'both'].includes(opts.side)) {
     fail(`--side must be stock, facade or both, got ${JSON.stringify(opts.side)}`)
   }
-  for (const key of ['fileTimeout', 'suiteTimeout']) {
-    if (!(opts[key] > 0)) fail(`--${key} must be a positive number of seconds`)
+  for (const [key, flag] of [
+    ['fileTimeout', '--file-timeout'],
+    ['suiteTimeout', '--suite-timeout'],
+  ]) {
+    if (!(opts[key] > 0)) fail(`${flag} must be a positive number of seconds, got ${opts[key]}`)
   }
   if (opts.suites.length === 0) opts.suites = [...SUITES]
   return opts
@@ -96,7 +99,7 @@ const PG_CONNECTION_POOL_SKIPPED = {
   'tls-tests.js': 'needs a TLS-enabled server',
   'test-helper.js': 'helper, not a test',
 }
-// mysql2 test files that reach a pool but test nothing a facade changes, or cannot run here.
+// mysql2 test files that cannot run here, by path, with the reason (none today).
 const MYSQL2_SKIPPED = {}
 
 // --- git checkouts --------------------------------------------------------------------------
@@ -134,16 +137,25 @@ function installDeps(name, dependencies) {
   const key = createHash('sha256').update(manifest).digest('hex').slice(0, 12)
   const dir = path.join(CACHE, 'deps', `${name}-${key}`)
   if (fs.existsSync(path.join(dir, '.installed'))) return path.join(dir, 'node_modules')
-  fs.rmSync(dir, { recursive: true, force: true })
-  fs.mkdirSync(dir, { recursive: true })
-  fs.writeFileSync(path.join(dir, 'package.json'), manifest)
+  // Installed beside it and renamed into place, so two first runs at once do not collide.
+  const staging = `${dir}.staging-${process.pid}`
+  fs.rmSync(staging, { recursive: true, force: true })
+  fs.mkdirSync(staging, { recursive: true })
+  fs.writeFileSync(path.join(staging, 'package.json'), manifest)
   log(`installing ${name}'s test dependencies into ${dir} (once)`)
   const r = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], {
-    cwd: dir,
+    cwd: staging,
     stdio: 'inherit',
   })
-  if (r.status !== 0) fail(`npm install failed in ${dir}`)
-  fs.writeFileSync(path.join(dir, '.installed'), '')
+  if (r.status !== 0) fail(`npm install failed in ${staging}`)
+  fs.writeFileSync(path.join(staging, '.installed'), '')
+  try {
+    fs.rmSync(dir, { recursive: true, force: true })
+    fs.renameSync(staging, dir)
+  } catch (err) {
+    if (!fs.existsSync(path.join(dir, '.installed'))) throw err
+    fs.rmSync(staging, { recursive: true, force: true }) // another run finished first
+  }
   return path.join(dir, 'node_modules')
 }
 
