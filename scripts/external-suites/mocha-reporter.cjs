@@ -26,7 +26,10 @@ function describeTest(test) {
 
 function firstLine(err) {
   const text = err && (err.message || String(err))
-  const line = String(text || 'failed').split('\n')[0]
+  // mocha's timeout message ends with advice and the file's absolute path: keep the first sentence
+  const line = String(text || 'failed')
+    .split('\n')[0]
+    .replace(/\. For async tests and hooks.*$/, '')
   // Where in the test file it failed, when the stack says: e.g. " (at sizing.js:78)".
   const frame = String(err?.stack || '')
     .split('\n')
