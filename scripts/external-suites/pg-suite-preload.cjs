@@ -3,7 +3,7 @@
 // external-suites harness. It leaves the test file as it is and:
 // - records every `suite.test(...)` of pg's own test/suite.js and its outcome as JSON lines in
 //   LG_EXT_RESULTS (pg's runner exits the process at the first failure, so the tests after it are
-//   reported as not run);
+//   reported as not run, unless LG_EXT_KEEP_GOING is set);
 // - with LG_EXT_FACADE set to the path of lifeguard's dist/pg.cjs, swaps `Pool` on pg's module
 //   (the `helper.pg` the tests use) for the facade's, so the tests run against the facade while
 //   their clients come from the same pg copy.
@@ -31,8 +31,32 @@ Suite.prototype.test = function (name, cb) {
   return originalTest.call(this, name, cb)
 }
 
+// With LG_EXT_KEEP_GOING set, a failed or timed-out test is recorded and the next one runs,
+// where pg's runner would exit (an uncaught exception still ends the file: pg's test-helper exits).
+const keepGoing = Boolean(process.env.LG_EXT_KEEP_GOING)
+function runAndContinue(test, cb) {
+  current = test.name
+  process.stdout.write(`  ${test.name} `)
+  let settled = false
+  const settle = (record) => {
+    if (settled) return
+    settled = true
+    clearTimeout(timer)
+    finished.add(test.name)
+    write({ title: test.name, ...record })
+    current = null
+    cb()
+  }
+  const timer = setTimeout(
+    () => settle({ type: 'failed', error: `did not complete within ${test.timeout}ms` }),
+    test.timeout,
+  )
+  test.run((err) => settle(err ? { type: 'failed', error: firstLine(err) } : { type: 'passed' }))
+}
+
 const originalRun = Suite.prototype.run
 Suite.prototype.run = function (test, cb) {
+  if (keepGoing) return runAndContinue(test, cb)
   current = test.name
   const originalTestRun = test.run
   test.run = function (done) {

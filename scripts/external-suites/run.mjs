@@ -16,7 +16,7 @@ const SUITES = ['pg-pool', 'pg-connection-pool', 'mysql2']
 
 const USAGE = `usage: run.sh [--lifeguard DIR] [--build] [--side stock|facade|both]
               [--file-timeout SECONDS] [--suite-timeout SECONDS] [--out DIR]
-              [--grep SUBSTRING] [--exclude SUBSTRING]... [SUITE...]
+              [--grep SUBSTRING] [--exclude SUBSTRING]... [--keep-going] [SUITE...]
 suites: ${SUITES.join(', ')} (default: all)`
 
 function parseArgs(argv) {
@@ -29,6 +29,7 @@ function parseArgs(argv) {
     out: null,
     grep: null,
     exclude: [],
+    keepGoing: false,
     suites: [],
   }
   for (let i = 0; i < argv.length; i++) {
@@ -46,6 +47,7 @@ function parseArgs(argv) {
     else if (arg === '--out') opts.out = path.resolve(value())
     else if (arg === '--grep') opts.grep = value()
     else if (arg === '--exclude') opts.exclude.push(value())
+    else if (arg === '--keep-going') opts.keepGoing = true
     else if (arg === '-h' || arg === '--help') {
       console.log(USAGE)
       process.exit(0)
@@ -402,6 +404,7 @@ async function runPgConnectionPool(opts, tree, side, deadline) {
           LG_EXT_RESULTS: results,
           LG_EXT_PG_ROOT: pgRoot,
           LG_EXT_FACADE: side === 'facade' ? tree.facadePg : '',
+          LG_EXT_KEEP_GOING: opts.keepGoing ? '1' : '',
         },
         timeout: opts.fileTimeout,
       },
