@@ -186,13 +186,16 @@ describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with my
   // connectErrors: lands with pgcore. Until the core has the option, the facade retries a failed
   // connect for acquireTimeout (30 s) and this twin cannot pass; it runs once the option exists.
   const coreRejectsConnectErrors = (POOL_OPTION_KEYS as readonly string[]).includes('connectErrors')
+  let refusedPort: Promise<number> | undefined
   describe.runIf(coreRejectsConnectErrors)('L (needs the core option connectErrors)', () => {
     twin(
       "L. a connect error reaches pool.query and getConnection at once, with mysql2's own error",
       MODULES,
       async (mysql) => {
         const url = new URL(MYSQL_URL)
-        const refused = `mysql://root@127.0.0.1:${await closedPort()}/test`
+        // One port for both runs: the message names it.
+        refusedPort ??= closedPort()
+        const refused = `mysql://root@127.0.0.1:${await refusedPort}/test`
         url.username = 'lifeguard_no_such_user'
         url.password = 'wrong'
         const denied = url.toString()
