@@ -1,7 +1,7 @@
 import { createServer } from 'node:net'
 import mysql2 from 'mysql2'
 import mysql2Promise from 'mysql2/promise'
-import { describe, expect } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import facade from '../../src/compat/mysql2.js'
 import facadePromise from '../../src/compat/mysql2-promise.js'
 import { POOL_OPTION_KEYS } from '../../src/core/pool-options.js'
@@ -365,4 +365,15 @@ describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with my
       return steps
     },
   )
+
+  it("O. the facade's views refuse writes with an error naming the field and the method", async () => {
+    const pool = facade.createPool({ uri: MYSQL_URL, connectionLimit: 1 })
+    const free = (pool as unknown as { _freeConnections: { push(x: unknown): void } })
+      ._freeConnections
+    expect(() => free.push({})).toThrow(
+      /pool\._freeConnections\.push\(\): this is a read-only view/,
+    )
+    expect(queues(pool)._allConnections.toArray()).toEqual([])
+    await end(pool)
+  })
 })
