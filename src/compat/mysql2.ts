@@ -186,15 +186,9 @@ function splitOptions(
   options: LifeguardOptions
 } {
   const options: Record<string, unknown> = { ...defaults }
-  if (typeof given === 'string') {
-    rejectConnectErrors(options)
-    return {
-      connection: given,
-      parsed: ConnectionConfig.parseUrl(given),
-      options: options as LifeguardOptions,
-    }
-  }
-  const c = (typeof given === 'object' && given !== null ? given : {}) as Mysql2PoolOptions
+  // A URL's query string may carry the pool options too (`?connectionLimit=5`): mysql2 reads them.
+  const url = typeof given === 'string' ? ConnectionConfig.parseUrl(given) : undefined
+  const c = (url ?? (typeof given === 'object' && given !== null ? given : {})) as Mysql2PoolOptions
   const connection: Record<string, unknown> = { ...c }
   for (const key of POOL_KEYS) delete connection[key]
   const limit = numeric(c.connectionLimit)
@@ -218,6 +212,9 @@ function splitOptions(
   }
   if (c.resetOnRelease !== undefined && c.resetOnRelease) options.resetOnRelease = 'session'
   rejectConnectErrors(options)
+  if (url !== undefined) {
+    return { connection: given as string, parsed: url, options: options as LifeguardOptions }
+  }
   Object.assign(options, c.lifeguard)
   return { connection, parsed: connection, options: options as LifeguardOptions }
 }

@@ -264,6 +264,22 @@ describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with my
   )
 
   twin(
+    "N. pool options in a URL's query string count (connectionLimit, waitForConnections)",
+    MODULES,
+    async (mysql) => {
+      const url = new URL(MYSQL_URL)
+      url.search = '?connectionLimit=1&waitForConnections=false'
+      const pool = mysql.createPool(url.toString())
+      const limit = pool.config.connectionLimit
+      const first = await getConnection(pool)
+      const refused = seen(await tryGetConnection(pool))
+      first.release()
+      await end(pool)
+      return { limit, refused }
+    },
+  )
+
+  twin(
     'N. queueLimit: a full queue refuses the next caller, and a negative one refuses all who would wait',
     MODULES,
     async (mysql) => {
