@@ -1,8 +1,8 @@
 import { createServer } from 'node:net'
 import mysql2 from 'mysql2'
 import mysql2Promise from 'mysql2/promise'
-import { describe, expect, it } from 'vitest'
-import facade from '../../src/compat/mysql2.js'
+import { describe, expect, it, vi } from 'vitest'
+import facade, { lifeguardOf } from '../../src/compat/mysql2.js'
 import facadePromise from '../../src/compat/mysql2-promise.js'
 import { POOL_OPTION_KEYS } from '../../src/core/pool-options.js'
 import { MYSQL_URL } from '../integrations/support.js'
@@ -130,6 +130,17 @@ describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with my
   )
 
   twin(
+    'J. a caller whose connection is still opening at end() gets "Pool is closed."',
+    MODULES,
+    async (mysql) => {
+      const pool = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 1 })
+      const opening = query(pool, 'SELECT 1').catch((error: unknown) => seen(error))
+      const endError = await end(pool)
+      return { opening: await opening, endError }
+    },
+  )
+
+  twin(
     'J. mysql2/promise: end() resolves and the running query still gets its rows',
     PROMISE_MODULES,
     async (mysql) => {
@@ -147,7 +158,7 @@ describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with my
   twin(
     "K. a connection the server kills emits the fatal 'error' on the lent connection, and the pool drops it",
     MODULES,
-    async (mysql) => {
+    async (mysql, side) => {
       const pool = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 2 })
       const connection = await getConnection(pool)
       const events: string[] = []
@@ -177,6 +188,10 @@ describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with my
       const after = {
         all: queues(pool)._allConnections.length,
         free: queues(pool)._freeConnections.length,
+      }
+      if (side === 'facade') {
+        // The lifeguard pool closed the killed connection too: one connection is left.
+        await vi.waitFor(() => expect(lifeguardOf(pool).stats().total).toBe(1), { timeout: 2_000 })
       }
       await end(pool)
       return { events, error, all, replaced, rows, after }
