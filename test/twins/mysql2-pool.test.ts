@@ -1,7 +1,13 @@
+import { spawn } from 'node:child_process'
+import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { build } from 'esbuild'
 import mysql2 from 'mysql2'
 import mysql2Promise from 'mysql2/promise'
-import { describe, expect, it, vi } from 'vitest'
+import { beforeAll, describe, expect, it, vi } from 'vitest'
 import facade, { lifeguardOf } from '../../src/compat/mysql2.js'
 import facadePromise from '../../src/compat/mysql2-promise.js'
 import { POOL_OPTION_KEYS } from '../../src/core/pool-options.js'
@@ -83,7 +89,84 @@ async function closedPort(): Promise<number> {
   return port
 }
 
+/** A folder with the facade bundled into one file, for the child-process scenarios. */
+let bundleDir: string | undefined
+
+async function bundleFacade(): Promise<string> {
+  const modules = dirname(dirname(createRequire(import.meta.url).resolve('mysql2/package.json')))
+  const dir = mkdtempSync(join(tmpdir(), 'lifeguard-mysql2-pool-'))
+  symlinkSync(modules, join(dir, 'node_modules'))
+  const result = await build({
+    entryPoints: [join(import.meta.dirname, '../../src/compat/mysql2.ts')],
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    packages: 'external',
+    write: false,
+  })
+  writeFileSync(join(dir, 'lifeguard-mysql2.mjs'), result.outputFiles[0]!.text)
+  return dir
+}
+
+/**
+ * Runs `body` as an ESM script in a fresh process, with `mysql` bound to mysql2 or to the
+ * facade, and a `pool` made by it; returns the lines the script printed. It reports what reached
+ * the process (an uncaught exception or an unhandled rejection) and exits; killed after 15 s.
+ */
+function runScript(side: 'driver' | 'facade', body: string): Promise<string[]> {
+  const from = side === 'driver' ? 'mysql2' : './lifeguard-mysql2.mjs'
+  const script = `import mysql from ${JSON.stringify(from)}
+const pool = mysql.createPool({ uri: ${JSON.stringify(MYSQL_URL)}, connectionLimit: 1 })
+const report = (kind) => (e) => { console.log(kind + ': ' + e.message); pool.end(() => process.exit(0)) }
+process.on('uncaughtException', report('uncaughtException'))
+process.on('unhandledRejection', report('unhandledRejection'))
+${body}`
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: bundleDir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    const killer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk
+    })
+    child.stderr.resume()
+    child.on('error', reject)
+    child.on('exit', () => {
+      clearTimeout(killer)
+      resolve(stdout.trim().split('\n'))
+    })
+  })
+}
+
 describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with mysql2's", () => {
+  beforeAll(async () => {
+    bundleDir = await bundleFacade()
+  })
+
+  for (const [what, body] of [
+    [
+      'getConnection',
+      // Lent a free connection: mysql2 calls back on a tick of its own. (Lent a new one, mysql2
+      // calls back inside its packet parser, which takes the exception for a fatal connection error.)
+      "pool.getConnection((e, c) => { c.release(); pool.getConnection(() => { throw new Error('thrown in the callback') }) })",
+    ],
+    [
+      'a failed pool.query',
+      // A closed pool fails the query in getConnection's callback, which the facade calls.
+      "pool.end(() => { pool.query('SELECT 1', () => { throw new Error('thrown in the callback') }) })",
+    ],
+  ] as const) {
+    twin(
+      `G (mysql2). an exception thrown in ${what}'s callback is an uncaughtException, as with mysql2`,
+      MODULES,
+      async (_mysql, side) => runScript(side, body),
+      { timeout: 20_000 },
+    )
+  }
+
   twin(
     "J. a caller who has to wait makes the pool emit 'enqueue', and a release hands it the connection",
     MODULES,
