@@ -92,7 +92,8 @@ class LentConnection extends (PoolConnection as unknown as new () => {
    * the pool and ends after its running commands; ends the connection when the pool closes it.
    */
   end(callback?: (error?: unknown) => void): void {
-    const held = leases.get(this)
+    // A lease the lifeguard pool took back (its close() timed out) is over: the pool closes it.
+    const held = leases.get(this)?.lease.active === true ? leases.get(this) : undefined
     if (
       held !== undefined &&
       (this as { config?: { gracefulEnd?: unknown } }).config?.gracefulEnd
@@ -328,6 +329,11 @@ interface Stream {
   once(event: 'close', listener: () => void): unknown
 }
 
+/** Ends a lease whose socket has closed, unless the lifeguard pool took it back meanwhile. */
+function closeLease(lease: Lease<mysql2.Connection>, fatal: unknown): void {
+  if (lease.active) lease.destroy(fatal ?? undefined)
+}
+
 /** Connections whose `end()` queued mysql2's COM_QUIT: their lease ends once the socket closes. */
 const quitting = new WeakSet<object>()
 
@@ -559,7 +565,7 @@ class LifeguardMysqlPool extends CorePool {
         stream.destroyed !== true &&
         (stream.readableEnded === true || quitting.has(connection))
       ) {
-        stream.once('close', () => held.destroy(c._fatalError ?? undefined))
+        stream.once('close', () => closeLease(held, c._fatalError))
       } else {
         held.destroy(c._fatalError ?? undefined)
       }
@@ -635,7 +641,7 @@ class LifeguardMysqlPool extends CorePool {
         const stream = c.stream
         if (stream === undefined || stream.destroyed === true)
           held.destroy(c._fatalError ?? undefined)
-        else stream.once('close', () => held.destroy(c._fatalError ?? undefined))
+        else stream.once('close', () => closeLease(held, c._fatalError))
       }
       // COM_QUIT is queued behind the running commands; mysql2 calls back as it is sent (or at
       // once, with an error, on a connection already closed).
