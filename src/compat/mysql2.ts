@@ -101,6 +101,17 @@ class LentConnection extends (PoolConnection as unknown as new () => {
       held.facade._endLent(this, callback)
       return
     }
+    const stream = (this as { stream?: Stream }).stream
+    if (
+      held === undefined &&
+      stream?.readableEnded === true &&
+      (this as { _closing?: boolean })._closing !== true
+    ) {
+      // The server closed it (KILL, wait_timeout) and the pool is closing it: COM_QUIT would mark
+      // it closing, and mysql2 would then keep quiet about the loss it reports as the socket closes.
+      if (typeof callback === 'function') process.nextTick(callback)
+      return
+    }
     if (held !== undefined || endedByPool.has(this)) {
       // After the pool's end(), release() does nothing, as in mysql2.
       this.release()
@@ -206,6 +217,11 @@ function splitOptions(
   // queueLimit and waitForConnections are the facade's: its own queue holds mysql2's waiting callers.
   const idle = numeric(c.idleTimeout)
   if (idle !== undefined && idle >= 0) options.idleTimeout = Math.min(idle, MAX_TIMER_MS)
+  const maxIdle = numeric(c.maxIdle)
+  // mysql2 reaps idle connections only below connectionLimit, after its default 60 s then.
+  if (idle === undefined && maxIdle !== undefined && maxIdle < (limit ?? 10)) {
+    options.idleTimeout = 60_000
+  }
   const connect = numeric(c.connectTimeout)
   // mysql2 reads 0 as no connect timeout of its own; lifeguard keeps its default then.
   if (connect !== undefined && connect >= 1) {
@@ -334,6 +350,11 @@ function closeLease(lease: Lease<mysql2.Connection>, fatal: unknown): void {
   if (lease.active) lease.destroy(fatal ?? undefined)
 }
 
+/** When a connection was last released (mysql2's `lastActiveTime`). */
+function lastActive(connection: object): number {
+  return (connection as ConnectionInternals).lastActiveTime ?? 0
+}
+
 /** Connections whose `end()` queued mysql2's COM_QUIT: their lease ends once the socket closes. */
 const quitting = new WeakSet<object>()
 
@@ -362,7 +383,9 @@ class LifeguardMysqlPool extends CorePool {
   #queue: QueuedCaller[] = []
   /** `config.connectionLimit` at construction: until it changes, lifeguard's `max` and `maxOverflow` bound the pool. */
   readonly #initialLimit: number
-  #sweep: NodeJS.Timeout | undefined
+  /** mysql2's name for its idle sweep's timer, which code (and mysql2's tests) read. */
+  _removeIdleTimeoutConnectionsTimer: NodeJS.Timeout | undefined
+  #sweeping = false
 
   constructor(given: string | Mysql2PoolOptions | undefined, defaults: LifeguardOptions) {
     checkConfig(given, 'createPool')
@@ -391,6 +414,8 @@ class LifeguardMysqlPool extends CorePool {
     }
     this.#pool.on('invalidate', gone)
     this.#pool.on('close', gone)
+    // A connection the lifeguard pool has reset is idle a moment later: a caller may be waiting.
+    this.#pool.on('reset', () => process.nextTick(() => this.#drain()))
     const view = <T>(name: string, items: () => readonly T[]) =>
       Object.defineProperty(this, name, {
         value: new Mysql2QueueView(`pool.${name}`, items),
@@ -403,8 +428,11 @@ class LifeguardMysqlPool extends CorePool {
     )
     view('_connectionQueue', () => this.#queue.map((caller) => caller.callback))
     if (config.maxIdle < config.connectionLimit) {
-      this.#sweep = setInterval(() => this.#closeAboveMaxIdle(), MAX_IDLE_SWEEP_MS)
-      this.#sweep.unref()
+      this._removeIdleTimeoutConnectionsTimer = setInterval(
+        () => this.#closeAboveMaxIdle(),
+        MAX_IDLE_SWEEP_MS,
+      )
+      this._removeIdleTimeoutConnectionsTimer.unref()
     }
   }
 
@@ -425,7 +453,8 @@ class LifeguardMysqlPool extends CorePool {
       return
     }
     const s = this.#pool.stats()
-    if (s.idle > 0 && s.waiting === 0) return this.#lend(callback, 'new')
+    // mysql2 lends a released connection at once; lifeguard may still be resetting it.
+    if (s.idle + s.resetting > s.waiting) return this.#lend(callback, 'new')
     const limit = this.#limit()
     if (limit === 0 || this.#all.size + s.connecting < limit) return this.#lend(callback, 'new')
     if (!this.config.waitForConnections) {
@@ -511,6 +540,19 @@ class LifeguardMysqlPool extends CorePool {
     )
   }
 
+  /**
+   * Lends idle connections to waiting callers: those that became idle after an asynchronous
+   * reset, which mysql2 would have handed over at the release.
+   */
+  #drain(): void {
+    while (!this._closed && this.#queue.length > 0) {
+      const s = this.#pool.stats()
+      if (s.idle <= s.waiting) return
+      const next = this.#nextCaller()!
+      this.#lend(next.callback, 'handoff', undefined, next.deadline)
+    }
+  }
+
   /** The next waiting caller, out of the queue, its timer stopped. */
   #nextCaller(): QueuedCaller | undefined {
     const caller = this.#queue.shift()
@@ -589,19 +631,36 @@ class LifeguardMysqlPool extends CorePool {
    * `idleTimeout` closes those idle too long). The lifeguard pool lends them to be closed.
    */
   #closeAboveMaxIdle(): void {
-    const maxIdle = numeric(this.config.maxIdle) ?? this.config.connectionLimit
+    const maxIdle = Math.max(0, numeric(this.config.maxIdle) ?? this.config.connectionLimit)
+    const free = () => this.#all.size - this.#lent.size - this.#reserved.size
     const s = this.#pool.stats()
-    if (s.waiting > 0 || this.#queue.length > 0) return
-    const excess = Math.min(s.idle, this.#all.size - this.#lent.size - Math.max(0, maxIdle))
-    for (let i = 0; i < excess; i++) {
+    if (this.#sweeping || this._closed || s.waiting > 0 || s.idle === 0 || free() <= maxIdle) {
+      return
+    }
+    // mysql2 closes the connections released longest ago. The lifeguard pool lends the most
+    // recent first: take every idle one, close the oldest, and give the others back, oldest first.
+    this.#sweeping = true
+    const taken = Array.from({ length: s.idle }, () =>
       this.#pool.acquire().then(
-        (lease) => {
+        (lease) => lease,
+        () => undefined,
+      ),
+    )
+    void Promise.all(taken).then((leases) => {
+      this.#sweeping = false
+      const held = leases
+        .filter((lease) => lease !== undefined)
+        .sort((a, b) => lastActive(a.connection) - lastActive(b.connection))
+      let excess = this._closed ? 0 : free() - maxIdle
+      for (const lease of held) {
+        if (excess-- > 0) {
           this.#all.delete(lease.connection)
           lease.destroy()
-        },
-        () => {},
-      )
-    }
+        } else {
+          lease.release()
+        }
+      }
+    })
   }
 
   /** mysql2's `gracefulEnd` `end()` of a lent connection: COM_QUIT after its commands, out of the pool. */
@@ -627,7 +686,7 @@ class LifeguardMysqlPool extends CorePool {
       return
     }
     this._closed = true
-    if (this.#sweep !== undefined) clearInterval(this.#sweep)
+    clearInterval(this._removeIdleTimeoutConnectionsTimer)
     for (let caller = this.#nextCaller(); caller !== undefined; caller = this.#nextCaller()) {
       const { callback: waiting } = caller
       process.nextTick(() => waiting(new Error(POOL_CLOSED)))

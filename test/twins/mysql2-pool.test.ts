@@ -224,6 +224,27 @@ describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with my
   )
 
   twin(
+    'J. a caller who comes while the released connection is still being reset gets it, without waiting',
+    MODULES,
+    async (mysql) => {
+      const pool = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 1 })
+      const events: string[] = []
+      pool.on('enqueue', () => events.push('enqueue'))
+      // A query with a timeout: mysql2 releases its connection before the callback runs, and
+      // lifeguard's reset of it is still under way there.
+      const rows = await new Promise((resolve, reject) => {
+        pool.query({ sql: 'SELECT 1 AS first', timeout: 16_000 }, (error: unknown) => {
+          if (error) return reject(error)
+          pool.query('SELECT 2 AS second', (e: unknown, r: unknown) => (e ? reject(e) : resolve(r)))
+        })
+      })
+      await end(pool)
+      return { rows, events }
+    },
+    { timeout: 10_000 },
+  )
+
+  twin(
     'J. mysql2/promise: end() resolves and the running query still gets its rows',
     PROMISE_MODULES,
     async (mysql) => {
@@ -278,6 +299,36 @@ describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with my
       }
       await end(pool)
       return { events, error, all, replaced, rows, after }
+    },
+  )
+
+  twin(
+    "K. a free connection the server kills emits the fatal 'error' too, and leaves the pool",
+    MODULES,
+    async (mysql) => {
+      const pool = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 2 })
+      const connection = await getConnection(pool)
+      const lost = new Promise<Record<string, unknown>>((resolve) => {
+        connection.on('error', (error) => resolve(seen(error)))
+      })
+      connection.release()
+      const killer = mysql2.createConnection(MYSQL_URL)
+      try {
+        await query(killer as unknown as mysql2.PoolConnection, `KILL ${connection.threadId}`)
+      } finally {
+        killer.destroy()
+      }
+      const error = await Promise.race([
+        lost,
+        sleep(3_000).then(() => ({ timedOut: "no 'error' within 3 s" })),
+      ])
+      const counts = {
+        all: queues(pool)._allConnections.length,
+        free: queues(pool)._freeConnections.length,
+      }
+      const rows = await query(pool, 'SELECT 1 AS one')
+      await end(pool)
+      return { error, counts, rows }
     },
   )
 
@@ -409,7 +460,10 @@ describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with my
         idleTimeout: 60_000,
       })
       const held = [await getConnection(pool), await getConnection(pool), await getConnection(pool)]
-      for (const connection of held) connection.release()
+      for (const connection of held) {
+        connection.release()
+        await sleep(10) // released in this order: mysql2 closes the oldest first
+      }
       const afterRelease = {
         all: queues(pool)._allConnections.length,
         free: queues(pool)._freeConnections.length,
@@ -420,9 +474,12 @@ describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with my
         all: queues(pool)._allConnections.length,
         free: queues(pool)._freeConnections.length,
       }
+      const next = await getConnection(pool)
+      const keptNewest = next === held[2]
+      next.release()
       const rows = await query(pool, 'SELECT 1 AS one')
       await end(pool)
-      return { afterRelease, afterSweep, rows }
+      return { afterRelease, afterSweep, keptNewest, rows }
     },
     { timeout: 10_000 },
   )
