@@ -69,6 +69,10 @@ const PromiseConnection = (
 const realEnd = (mysql2.Connection as unknown as { prototype: { end: (cb?: unknown) => void } })
   .prototype.end
 
+/** mysql2's warning for `end()` on a pooled connection, emitted as its `'warn'` event. */
+const END_DEPRECATED =
+  'Calling conn.end() to release a pooled connection is deprecated. In next version calling conn.end() will be restored to default conn.end() behavior. Use conn.release() instead.'
+
 /** Lent connections that the pool's `end()` closed: their own `end()` then only calls back. */
 const endedByPool = new WeakSet<object>()
 
@@ -113,6 +117,9 @@ class LentConnection extends (PoolConnection as unknown as new () => {
       return
     }
     if (held !== undefined || endedByPool.has(this)) {
+      // mysql2's deprecation warning, to those who listen for it: not printed (see docs/integrations.md).
+      const self = this as unknown as EventEmitter
+      if (self.listenerCount('warn') > 0) self.emit('warn', new Error(END_DEPRECATED))
       // After the pool's end(), release() does nothing, as in mysql2.
       this.release()
       if (typeof callback === 'function') process.nextTick(callback)

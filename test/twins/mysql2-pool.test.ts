@@ -485,6 +485,28 @@ describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with my
   )
 
   twin(
+    "N. without gracefulEnd, a lent connection's end() releases it and emits mysql2's 'warn'",
+    MODULES,
+    async (mysql) => {
+      const pool = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 1 })
+      const connection = await getConnection(pool)
+      const warnings: string[] = []
+      connection.on('warn' as 'end', (warning: Error) => warnings.push(warning.message))
+      const ended = new Promise((resolve) => connection.end((error) => resolve(error ?? null)))
+      const counts = {
+        all: queues(pool)._allConnections.length,
+        free: queues(pool)._freeConnections.length,
+      }
+      const endError = await ended
+      const next = await getConnection(pool)
+      const same = next === connection
+      next.release()
+      await end(pool)
+      return { deprecated: warnings.map((w) => w.split('.')[0]), counts, endError, same }
+    },
+  )
+
+  twin(
     "N. gracefulEnd: a lent connection's end() closes it after its running query and leaves the pool",
     MODULES,
     async (mysql) => {
