@@ -69,6 +69,9 @@ const PromiseConnection = (
 const realEnd = (mysql2.Connection as unknown as { prototype: { end: (cb?: unknown) => void } })
   .prototype.end
 
+/** A mysql2 error, as far as its fatality goes. */
+type Fatal = { fatal?: unknown } | null
+
 /** mysql2's warning for `end()` on a pooled connection, emitted as its `'warn'` event. */
 const END_DEPRECATED =
   'Calling conn.end() to release a pooled connection is deprecated. In next version calling conn.end() will be restored to default conn.end() behavior. Use conn.release() instead.'
@@ -90,7 +93,21 @@ const leases = new WeakMap<
 class LentConnection extends (PoolConnection as unknown as new () => {
   _pool: object | null
   release(): void
+  _removeFromPool(): void
+  emit(event: string | symbol, ...args: unknown[]): boolean
 }) {
+  /**
+   * mysql2's `PoolConnection` listens to its own `'end'` and `'error'` to leave its pool when it
+   * dies; here the same happens as they are emitted, before any listener, without a listener of
+   * its own (code that counts a connection's listeners sees only the driver's and its own).
+   */
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'end' || (event === 'error' && (args[0] as Fatal | undefined)?.fatal === true)) {
+      this._removeFromPool()
+    }
+    return super.emit(event, ...args)
+  }
+
   /**
    * Releases while lent, as mysql2's pool connections do, or under mysql2's `gracefulEnd` leaves
    * the pool and ends after its running commands; ends the connection when the pool closes it.
@@ -137,12 +154,6 @@ function adopt(connection: mysql2.Connection): void {
   c._pool = null
   c._released = true
   c.lastActiveTime = Date.now()
-  // mysql2's PoolConnection constructor does this: a dead connection leaves its pool.
-  const leave = () => (c as unknown as { _removeFromPool(): void })._removeFromPool()
-  c.once('end', leave)
-  c.on('error', (error: { fatal?: boolean } | undefined) => {
-    if (error?.fatal === true) leave()
-  })
 }
 
 /**
