@@ -432,8 +432,10 @@ class LifeguardMysqlPool extends CorePool {
     }
     this.#pool.on('invalidate', gone)
     this.#pool.on('close', gone)
-    // A connection the lifeguard pool has reset is idle a moment later: a caller may be waiting.
-    this.#pool.on('reset', () => process.nextTick(() => this.#drain()))
+    // A connection the lifeguard pool has reset or opened is idle a moment later, and one it
+    // closed leaves room for another: a caller may be waiting for either.
+    const drain = () => process.nextTick(() => this.#drain())
+    for (const event of ['reset', 'connect', 'close'] as const) this.#pool.on(event, drain)
     const view = <T>(name: string, items: () => readonly T[]) =>
       Object.defineProperty(this, name, {
         value: new Mysql2QueueView(`pool.${name}`, items),
@@ -565,9 +567,11 @@ class LifeguardMysqlPool extends CorePool {
   #drain(): void {
     while (!this._closed && this.#queue.length > 0) {
       const s = this.#pool.stats()
-      if (s.idle <= s.waiting) return
+      const limit = this.#limit()
+      const room = limit === 0 || this.#all.size + s.connecting < limit
+      if (s.idle <= s.waiting && !room) return
       const next = this.#nextCaller()!
-      this.#lend(next.callback, 'handoff', undefined, next.deadline)
+      this.#lend(next.callback, s.idle > s.waiting ? 'handoff' : 'new', undefined, next.deadline)
     }
   }
 
