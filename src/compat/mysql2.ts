@@ -368,9 +368,13 @@ function closeLease(lease: Lease<mysql2.Connection>, fatal: unknown): void {
   if (lease.active) lease.destroy(fatal ?? undefined)
 }
 
-/** When a connection was last released (mysql2's `lastActiveTime`). */
-function lastActive(connection: object): number {
-  return (connection as ConnectionInternals).lastActiveTime ?? 0
+/** The order in which connections were last released: mysql2's free list is in that order. */
+const releaseOrder = new WeakMap<object, number>()
+let releases = 0
+
+/** When a connection was last released, in release order (0 if never). */
+function lastReleased(connection: object): number {
+  return releaseOrder.get(connection) ?? 0
 }
 
 /** Connections whose `end()` queued mysql2's COM_QUIT: their lease ends once the socket closes. */
@@ -588,6 +592,7 @@ class LifeguardMysqlPool extends CorePool {
     if (held === undefined) return
     const c = connection as ConnectionInternals
     c.lastActiveTime = Date.now()
+    releaseOrder.set(connection, ++releases)
     if ((c._fatalError !== undefined && c._fatalError !== null) || c._closing === true) {
       held.destroy(c._fatalError ?? undefined)
       this.#all.delete(connection)
@@ -672,7 +677,7 @@ class LifeguardMysqlPool extends CorePool {
       this.#sweeping = false
       const held = leases
         .filter((lease) => lease !== undefined)
-        .sort((a, b) => lastActive(a.connection) - lastActive(b.connection))
+        .sort((a, b) => lastReleased(a.connection) - lastReleased(b.connection))
       let excess = this._closed ? 0 : free() - maxIdle
       for (const lease of held) {
         if (excess-- > 0) {
