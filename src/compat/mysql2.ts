@@ -392,6 +392,7 @@ const quitting = new WeakSet<object>()
  * lifeguard pool's connections.
  */
 class LifeguardMysqlPool extends CorePool {
+  /** mysql2's pool settings, read again on every `getConnection`: changing them takes effect. */
   declare config: Mysql2PoolConfig
   readonly #pool: LifeguardPool<mysql2.Connection>
   /** Connections lent to callers. */
