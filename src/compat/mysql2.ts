@@ -4,7 +4,7 @@ import mysql2Promise from 'mysql2/promise'
 import { AcquireTimeoutError, InvalidOptionError } from '../core/errors.js'
 import type { Lease } from '../core/lease.js'
 import type { Pool as LifeguardPool } from '../core/pool.js'
-import { describe, MAX_TIMER_MS, POOL_OPTION_KEYS, type PoolOptions } from '../core/pool-options.js'
+import { describe, MAX_TIMER_MS, type PoolOptions } from '../core/pool-options.js'
 import { createPool as createLifeguardPool } from '../create-pool.js'
 import { hideConfigCredentials } from '../dialects/mysql-credentials.js'
 import { MysqlDialect } from '../dialects/mysql-dialect.js'
@@ -177,10 +177,7 @@ function numeric(value: unknown): number | undefined {
  * `connectErrors: 'reject'`, unless the caller's lifeguard options say otherwise.
  */
 function rejectConnectErrors(options: Record<string, unknown>): void {
-  // connectErrors: lands with pgcore. Until then the core refuses the key, so it is set only when known.
-  if ((POOL_OPTION_KEYS as readonly string[]).includes('connectErrors')) {
-    options.connectErrors ??= 'reject'
-  }
+  options.connectErrors ??= 'reject'
 }
 
 /** Throws for a config mysql2 cannot read at all (it fails with a TypeError of its own). */

@@ -29,10 +29,17 @@ const POOL_KEYS = [
 ] as const
 
 /**
- * pg-pool's own defaults where they differ from lifeguard's, so that a script that was right on
- * pg exits as it did on pg: idle clients are closed after 10 s and, until then, hold the process.
+ * pg-pool's own defaults and rules where they differ from lifeguard's: idle clients are closed
+ * after 10 s and, until then, hold the process, so that a script that was right on pg exits as it
+ * did on pg; a failed connect reaches its caller at once (`connectErrors: 'reject'`); and `min` is
+ * only a floor for the idle timeout (`minMode: 'floor'`), never a reason to open a connection.
  */
-const PG_DEFAULTS: Record<string, unknown> = { idleTimeout: 10_000, allowExitOnIdle: false }
+const PG_DEFAULTS: Record<string, unknown> = {
+  idleTimeout: 10_000,
+  allowExitOnIdle: false,
+  connectErrors: 'reject',
+  minMode: 'floor',
+}
 
 /** What a facade `Pool` is made of: the clients' config, the pool's options and pg's `maxUses`. */
 export interface PgPoolParts {

@@ -1,12 +1,17 @@
 import type { EventEmitter } from 'node:events'
 import pg from 'pg'
 import type { Dialect } from '../core/dialect.js'
-import { InvalidOptionError } from '../core/errors.js'
+import {
+  AcquireTimeoutError,
+  ConnectError,
+  InvalidOptionError,
+  PoolClosedError,
+} from '../core/errors.js'
 import type { Lease } from '../core/lease.js'
 import type { Pool as LifeguardPool } from '../core/pool.js'
-import { describe, resolvePoolOptions } from '../core/pool-options.js'
+import { describe, MAX_TIMER_MS, resolvePoolOptions } from '../core/pool-options.js'
 import { createPool } from '../create-pool.js'
-import { postgres } from '../dialects/postgres.js'
+import { type PgClientConstructor, postgres } from '../dialects/postgres.js'
 import { registerFacade } from './lifeguard-of.js'
 import { manage, type PoolHold } from './manage.js'
 import {
@@ -36,8 +41,52 @@ type Callback = (error: Error | undefined, result?: unknown) => void
 
 function noop(): void {}
 
+/**
+ * Calls a user's callback with how `promise` settled, outside the promise chain (on the next
+ * tick), as pg does: an exception the callback throws is the `uncaughtException` it is with pg,
+ * not an unhandled rejection.
+ */
+function settleTo<T>(
+  promise: Promise<T>,
+  onValue: (value: T) => void,
+  onError: (error: Error) => void,
+): void {
+  promise.then(
+    (value) => process.nextTick(onValue, value),
+    (error: Error) => process.nextTick(onError, error),
+  )
+}
+
 function internals(client: pg.Client): ClientInternals {
   return client as unknown as ClientInternals
+}
+
+/**
+ * pg-pool's error for a caller whose connect or wait failed, from the core's: the driver's own
+ * error (the `ConnectError`'s cause), pg-pool's connect timeout error, or its wait timeout error.
+ */
+function pgCheckoutError(error: unknown): unknown {
+  if (error instanceof ConnectError) {
+    if (error.cause !== undefined) return error.cause
+    // The core's connect timer fired: pg-pool destroys the socket, and says so.
+    return new Error('Connection terminated due to connection timeout', {
+      cause: new Error('Connection terminated unexpectedly'),
+    })
+  }
+  if (error instanceof AcquireTimeoutError) {
+    return new Error('timeout exceeded when trying to connect')
+  }
+  return error
+}
+
+/** One caller of the facade's `connect()` waiting for its client. */
+interface PendingCheckout {
+  /** Queued behind a full pool when `end()` was called: pg-pool never serves it. */
+  stranded: boolean
+  /** When it started waiting (only read for pg's `connectionTimeoutMillis`). */
+  readonly startedAt: number
+  /** Set by `end()` for a checkout it lets finish: called once it settles. */
+  settled: (() => void) | undefined
 }
 
 /** A client is lent out with `release` set on it, as pg-pool does; `release` is not in pg's Client type. */
@@ -55,9 +104,48 @@ function holdPool(connection: pg.ClientConfig, options: LifeguardOptions): PoolH
 
 /** What the facade uses of pg.Pool's own constructor and fields; its methods are all replaced. */
 interface PgPoolFields extends EventEmitter {
-  options: pg.PoolOptions
+  options: pg.PoolOptions & { verify?: unknown; Client?: unknown }
   ending: boolean
   ended: boolean
+  /** pg-pool's `log` option, or a no-op: set by pg-pool's constructor. */
+  log: (...messages: unknown[]) => void
+  /** pg-pool's `Promise` option, or the global `Promise`: set by pg-pool's constructor. */
+  Promise: PromiseConstructor
+}
+
+/** One of pg-pool's `_idle` entries, as far as it is public knowledge: the idle client. */
+export interface PgIdleItem {
+  /** The idle client. */
+  readonly client: pg.Client
+}
+
+/** pg-pool's `verify(client, callback)` option. */
+type Verify = (client: pg.Client, callback: (error?: Error | null) => void) => void
+
+/** pg-pool's options that take a function, and what each must be. */
+const FUNCTION_OPTIONS = {
+  log: 'a function (...messages) => void',
+  verify: 'a function (client, callback) => void',
+  Promise: 'a Promise constructor',
+  Client: "a client class (constructor), such as pg's Client",
+} as const
+
+/**
+ * Checks pg-pool's function-valued options as pg-pool reads them: a falsy value means "not given",
+ * anything else must be a function. pg-pool would fail only when it first calls one (`this.log
+ * is not a function` in the middle of a query); this fails at `new Pool()`, where it was written.
+ */
+function checkFunctionOptions(config: PgPoolConfig | undefined): void {
+  if (typeof config !== 'object' || config === null) return
+  for (const [option, allowed] of Object.entries(FUNCTION_OPTIONS)) {
+    const value = (config as Record<string, unknown>)[option]
+    if (value && typeof value !== 'function') {
+      throw new InvalidOptionError(
+        option,
+        `Invalid option ${option}: ${describe(value)}; expected ${allowed}, or nothing`,
+      )
+    }
+  }
 }
 
 /** pg's Pool, typed loosely so that the facade can replace its methods and accessors. */
@@ -70,6 +158,9 @@ const PgPoolBase = pg.Pool as unknown as new (config?: pg.PoolConfig) => PgPoolF
  * pg, two pools built with equal options are two pools: one holding all its connections never
  * delays the other. It follows pg-pool's defaults: idle clients close after 10 s
  * (`idleTimeoutMillis`), and hold the process until then unless `allowExitOnIdle` is set.
+ * Its events (`connect`, `acquire`, `release`, `remove`, and `error` for an idle client, emitted
+ * only when somebody listens), its callbacks and its `verify`, `log`, `Promise` and `Client`
+ * options are pg-pool's; `_clients` and `_idle` are read-only views of the pool's clients.
  *
  * @example
  * ```ts
@@ -86,18 +177,43 @@ class LifeguardPgPool extends PgPoolBase {
   readonly #seen = new WeakSet<pg.Client>()
   readonly #leases = new Map<pg.Client, Lease<pg.Client>>()
   readonly #clients = new Map<number, pg.Client>()
+  /** The callers waiting for a client, in the order they came. */
+  readonly #pending = new Set<PendingCheckout>()
+  /** pg's `connectionTimeoutMillis`, or `Infinity` when it waits for ever. */
+  readonly #wait: number
   #waiting = 0
   #onConnect: ((event: { id: number; connection: pg.Client }) => void) | undefined
   #onClose: ((event: { id: number }) => void) | undefined
+  /** The clients made and not yet closed, in the order they were made, for `_clients`; out at once when retired. */
+  readonly #open = new Set<pg.Client>()
+  /** The clients that connected, for `_idle`. */
+  readonly #established = new WeakSet<pg.Client>()
+  /** Clients already verified (pg-pool's `verify` runs on a new client's first lend only). */
+  readonly #verified = new WeakSet<pg.Client>()
+  /** Clients whose idle `'error'` was already reported: pg-pool reports one per client. */
+  readonly #failed = new WeakSet<pg.Client>()
+  /** The client whose lease is being given back right now: its retirement is not an idle one. */
+  #returning: pg.Client | undefined
 
   constructor(config?: PgPoolConfig, defaults: LifeguardOptions = {}) {
     // Checked before pg's constructor runs, so that a bad option leaves nothing behind.
     const { connection, options, maxUses } = splitPgPoolConfig(config, defaults)
+    checkFunctionOptions(config)
     const { lifeguard: _, ...pgConfig } = config ?? {}
     super(pgConfig)
     this.#maxUses = maxUses
-    this.#pool = createPool<pg.Client>({ ...options, dialect: postgres(connection) })
+    this.#pool = createPool<pg.Client>({
+      ...options,
+      // pg-pool's `Client` option; and a client released with its query running waits for it,
+      // as pg-pool lends such a client on (its reset queues behind the query on pg's queue).
+      dialect: postgres(connection, {
+        Client: this.#clientMaker(config?.Client),
+        releasedBusy: 'wait',
+      }),
+    })
+    this.#wait = this.#pool.options.acquireTimeout
     registerFacade(this, this.#pool as LifeguardPool<unknown>)
+    this.#watchClients()
     // 'remove' needs the client of a closed connection; the core's 'close' carries only its id.
     this.#onConnect = (event) => this.#clients.set(event.id, event.connection)
     this.#onClose = (event) => {
@@ -106,6 +222,135 @@ class LifeguardPgPool extends PgPoolBase {
       if (client !== undefined && this.#seen.has(client)) this.emit('remove', client)
     }
     this.#pool.on('connect', this.#onConnect).on('close', this.#onClose)
+  }
+
+  /**
+   * pg-pool's private state, as read-only views of the pool's real state (code in the wild reads
+   * `_clients.length` and `_idle.length` for lack of metrics): the clients made and not closed, in
+   * the order they were made (one still connecting included, as in pg-pool), and the idle ones as
+   * pg-pool's entries, `{ client }`. A client being reset after its release counts as idle, as
+   * pg-pool's does the moment it is released.
+   */
+  #watchClients(): void {
+    const define = (name: string, get: () => unknown) =>
+      Object.defineProperty(this, name, { get, configurable: true, enumerable: false })
+    define('_clients', () => Object.freeze([...this.#open]))
+    define('_idle', () =>
+      Object.freeze(
+        [...this.#open]
+          .filter((client) => this.#established.has(client) && !this.#leases.has(client))
+          .map((client): PgIdleItem => Object.freeze({ client })),
+      ),
+    )
+    const pool = this.#pool
+    pool.on('connect', ({ connection: client }) => {
+      this.log('new client connected')
+      this.#established.add(client)
+      ;(client as unknown as EventEmitter).on('error', (error: unknown) =>
+        this.#idleError(client, error),
+      )
+    })
+    pool.on('invalidate', ({ connection: client, reason }) => {
+      this.#open.delete(client)
+      if (reason === 'idle') this.log('remove idle client')
+      if (reason !== 'lifetime') return
+      this.log('remove expired client')
+      // pg-pool retires an idle client that outlived maxLifetimeSeconds by lending it to itself
+      // and releasing it at once, so its users see 'acquire' and 'release' before 'remove'.
+      // (Not for lifeguard's own 30 min lifetime, which applies when pg's option is left out.)
+      const pgLifetime = Number(this.options.maxLifetimeSeconds) > 0
+      const idle = client !== this.#returning && !this.#leases.has(client)
+      if (pgLifetime && idle && this.#seen.has(client)) {
+        this.emit('acquire', client)
+        this.emit('release', undefined, client)
+      }
+    })
+    pool.on('close', ({ connection: client }) => this.#open.delete(client))
+    pool.on('connectError', ({ error }) => this.log('client failed to connect', error))
+  }
+
+  /**
+   * The `Client` the dialect makes each connection with: pg-pool's `Client` option, or pg's, called
+   * as pg-pool calls it (`new Client(options)`), the client listed in `_clients` from the moment
+   * it is made, as in pg-pool, until its connect fails or it ends.
+   */
+  #clientMaker(given: unknown): PgClientConstructor {
+    const Base = (given || pg.Client) as PgClientConstructor
+    const made = (client: pg.Client) => this.#made(client)
+    // Called with `new`: the object it returns is the one `new` gives, unwrapped.
+    return function Client(config?: string | pg.ClientConfig) {
+      const client = new Base(config)
+      made(client)
+      return client
+    } as unknown as PgClientConstructor
+  }
+
+  #made(client: pg.Client): void {
+    this.log('connecting new client')
+    this.#open.add(client)
+    const forget = () => this.#open.delete(client)
+    const emitter = client as unknown as Partial<EventEmitter>
+    if (typeof emitter.once === 'function') emitter.once('end', forget)
+    // The dialect connects with a callback: a failed connect takes the client off the list,
+    // since a client that never connected may never emit 'end'. The wrapper lasts one call.
+    const target = client as unknown as { connect?: (...args: unknown[]) => unknown }
+    const connect = target.connect
+    if (typeof connect !== 'function') return
+    const own = Object.hasOwn(target, 'connect')
+    target.connect = (callback?: unknown) => {
+      if (own) target.connect = connect
+      else delete target.connect
+      if (typeof callback !== 'function') return connect.call(client, callback)
+      return connect.call(client, (error: unknown, ...rest: unknown[]) => {
+        if (error) forget()
+        return (callback as (...a: unknown[]) => unknown)(error, ...rest)
+      })
+    }
+  }
+
+  /**
+   * pg-pool's idle listener: an idle client that errors (its backend terminated, its socket
+   * reset) is removed, and the pool emits `'error'(err, client)` with `err.client` set. Unlike
+   * pg-pool, which would crash the process, nothing is emitted when nobody listens.
+   */
+  #idleError(client: pg.Client, error: unknown): void {
+    if (this.#leases.has(client)) return // lent: the error is the borrower's, on the client
+    if (this.#failed.has(client)) {
+      this.log('additional client error after disconnection due to error', error)
+      return
+    }
+    this.#failed.add(client)
+    this.#open.delete(client)
+    if (typeof error === 'object' && error !== null) (error as { client?: unknown }).client = client
+    if (this.listenerCount('error') > 0) this.emit('error', error, client)
+  }
+
+  /** pg-pool's `Promise` option: the promises this pool returns are made with it. */
+  #promised<T>(promise: Promise<T>): Promise<T> {
+    const P = this.Promise
+    if (P === undefined || P === Promise) return promise
+    return new P<T>((resolve, reject) => promise.then(resolve, reject))
+  }
+
+  /** pg-pool's `verify(client, callback)`, on a new client's first lend: an error releases it with that error. */
+  #verify(client: LentClient): Promise<LentClient> {
+    const verify = this.options.verify as Verify | undefined
+    if (typeof verify !== 'function' || this.#verified.has(client)) {
+      return Promise.resolve(client)
+    }
+    this.#verified.add(client)
+    return new Promise<LentClient>((resolve, reject) => {
+      const done = (error?: Error | null) => {
+        if (!error) return resolve(client)
+        client.release(error)
+        reject(error)
+      }
+      try {
+        verify(client, done)
+      } catch (error) {
+        done(error as Error)
+      }
+    })
   }
 
   /** The lifeguard pool this facade lends from, its own. */
@@ -123,26 +368,44 @@ class LifeguardPgPool extends PgPoolBase {
   ): Promise<LentClient> | undefined {
     if (this.ending) {
       const error = new Error('Cannot use a pool after calling end on the pool')
-      if (callback === undefined) return Promise.reject(error)
-      process.nextTick(() => callback(error, undefined, noop))
+      if (callback === undefined) return this.#promised(Promise.reject(error))
+      // At once, as pg-pool calls it.
+      callback(error, undefined, noop)
       return undefined
     }
-    const promise = this.#checkout()
-    if (callback === undefined) return promise
-    promise.then(
+    const promise = this.#checkout().then((client) => this.#verify(client))
+    if (callback === undefined) return this.#promised(promise)
+    settleTo(
+      promise,
       (client) => callback(undefined, client, client.release as (release?: unknown) => void),
-      (error: Error) => callback(error, undefined, noop),
+      (error) => callback(error, undefined, noop),
     )
     return undefined
   }
 
   async #checkout(): Promise<LentClient> {
+    const entry: PendingCheckout = {
+      stranded: false,
+      startedAt: Number.isFinite(this.#wait) ? performance.now() : 0,
+      settled: undefined,
+    }
+    this.#pending.add(entry)
     this.#waiting++
     let lease: Lease<pg.Client>
     try {
-      lease = await this.#pool.acquire()
+      lease = await this.#pool.acquire(this.#acquireOptions())
+    } catch (error) {
+      if (entry.stranded && error instanceof PoolClosedError) return this.#strand(entry)
+      throw pgCheckoutError(error)
     } finally {
       this.#waiting--
+      this.#pending.delete(entry)
+      entry.settled?.()
+    }
+    if (entry.stranded) {
+      // A client freed for it after end(): pg-pool would have closed it and served nobody.
+      lease.destroy()
+      return this.#strand(entry)
     }
     const client = lease.connection
     this.#leases.set(client, lease)
@@ -155,6 +418,37 @@ class LifeguardPgPool extends PgPoolBase {
     }
     this.emit('acquire', client)
     return client as LentClient
+  }
+
+  /**
+   * The core acquire's options, as pg-pool times its callers: one queued behind a full pool (or
+   * an idle client) waits up to `connectionTimeoutMillis`; one for which a client is being opened
+   * has no wait timer, only the connect timeout, whose own error it gets (here a backstop of
+   * twice that, in case a client freed meanwhile went to another caller).
+   */
+  #acquireOptions(): { timeout: number } | undefined {
+    const wait = this.#wait
+    if (!Number.isFinite(wait)) return undefined
+    const stats = this.#pool.stats()
+    const opening = stats.idle === 0 && stats.total - stats.closing < stats.max
+    return opening ? { timeout: Math.min(2 * wait, MAX_TIMER_MS) } : undefined
+  }
+
+  /**
+   * A caller queued behind a full pool when `end()` was called: pg-pool never serves it, so it
+   * stays pending, counted in `waitingCount`, until its `connectionTimeoutMillis` rejects it (for
+   * ever without one). The timer is unref'd, as pg-pool's.
+   */
+  #strand(entry: PendingCheckout): Promise<LentClient> {
+    this.#waiting++
+    return new Promise<LentClient>((_, reject) => {
+      if (!Number.isFinite(this.#wait)) return
+      const left = Math.max(0, entry.startedAt + this.#wait - performance.now())
+      setTimeout(() => {
+        this.#waiting--
+        reject(new Error('timeout exceeded when trying to connect'))
+      }, left).unref()
+    })
   }
 
   /** pg-pool's release: once only (a second call throws), and a truthy argument destroys. */
@@ -178,10 +472,17 @@ class LifeguardPgPool extends PgPoolBase {
       // A request scope's query must not destroy the request's connection for maxUses (its
       // transaction would go with it): the connection retires at its first use after the request.
       const wornOut = count >= this.#maxUses && !scoped
-      if (error || c._queryable === false || c._ending === true || wornOut) {
-        lease.destroy(error instanceof Error ? error : undefined)
-      } else {
-        lease.release()
+      if (wornOut) this.log('remove expended client')
+      this.#returning = client
+      try {
+        if (error || c._queryable === false || c._ending === true || wornOut) {
+          this.#open.delete(client)
+          lease.destroy(error instanceof Error ? error : undefined)
+        } else {
+          lease.release()
+        }
+      } finally {
+        this.#returning = undefined
       }
     }
   }
@@ -201,17 +502,23 @@ class LifeguardPgPool extends PgPoolBase {
       values = undefined
     }
     const promise = this.#query(text, values)
-    if (callback === undefined) return promise
+    if (callback === undefined) return this.#promised(promise)
     const cb = callback
-    promise.then(
+    settleTo(
+      promise,
       (result) => cb(undefined, result),
-      (error: Error) => cb(error),
+      (error) => cb(error),
     )
     return undefined
   }
 
   async #query(text: unknown, values: unknown): Promise<unknown> {
-    const client = await (this.connect() as Promise<LentClient>)
+    // Through connect(callback), as pg-pool's query goes: code that wraps connect (tracing)
+    // sees the query's checkout too.
+    const client = await new Promise<LentClient>((resolve, reject) => {
+      this.connect((error, lent) => (error ? reject(error) : resolve(lent!)))
+    })
+    this.log('dispatching query')
     let result: unknown
     try {
       // A SQL error leaves the connection usable (the release reset rolls back a failed
@@ -219,41 +526,65 @@ class LifeguardPgPool extends PgPoolBase {
       result = await (client.query as (t: unknown, v: unknown) => Promise<unknown>)(text, values)
     } catch (error) {
       const c = internals(client)
+      this.log('query dispatched')
       client.release(c._queryable === false ? (error as Error) : undefined)
       throw error
     }
-    client.release()
+    this.log('query dispatched')
+    // pg-pool passes on the query callback's error argument: null, and so does 'release'.
+    client.release(null as never)
     return result
   }
 
   /** pg's overloads, all of them: with a callback, or a promise. */
   end(callback?: (error?: Error) => void): Promise<void> | undefined {
+    this.log('ending')
     if (this.ending) {
       const error = new Error('Called end on pool more than once')
-      if (callback === undefined) return Promise.reject(error)
+      if (callback === undefined) return this.#promised(Promise.reject(error))
       process.nextTick(() => callback(error))
       return undefined
     }
     this.ending = true
     const pool = this.#pool
     if (this.#onConnect !== undefined) pool.off('connect', this.#onConnect)
+    // As in pg-pool, a caller for whom a client is being opened gets it; those queued behind a
+    // full pool are never served (see #strand). The core serves its waiters in order, so the
+    // first ones are those its connects in flight are for.
+    let opening = pool.stats().connecting
+    const served: Promise<void>[] = []
+    for (const entry of this.#pending) {
+      if (opening > 0) {
+        opening--
+        served.push(
+          new Promise<void>((resolve) => {
+            entry.settled = resolve
+          }),
+        )
+      } else {
+        entry.stranded = true
+      }
+    }
     // A lent client stays usable until it is released, as in pg-pool: close() waits for it.
     const finished = (async () => {
+      await Promise.all(served)
       await pool.close()
       this.ended = true
       if (this.#onClose !== undefined) pool.off('close', this.#onClose)
     })()
-    if (callback === undefined) return finished
-    finished.then(
+    if (callback === undefined) return this.#promised(finished)
+    settleTo(
+      finished,
       () => callback(),
-      (error: Error) => callback(error),
+      (error) => callback(error),
     )
     return undefined
   }
 
-  /** Physical connections of this pool, open or opening. */
+  /** Physical connections of this pool, open or opening; one being closed no longer counts, as in pg-pool. */
   get totalCount(): number {
-    return this.#pool.stats().total
+    const stats = this.#pool.stats()
+    return stats.total - stats.closing
   }
 
   /** Idle connections of this pool. */
@@ -261,14 +592,18 @@ class LifeguardPgPool extends PgPoolBase {
     return this.#pool.stats().idle
   }
 
-  /** Callers of this facade waiting for a connection. */
+  /**
+   * Callers of this facade waiting for a connection, as pg-pool counts them: not those for whom a
+   * client is being opened (pg-pool's are not in its queue), only the others.
+   */
   get waitingCount(): number {
-    return this.#waiting
+    const waiting = this.#waiting
+    return waiting === 0 ? 0 : Math.max(0, waiting - this.#pool.stats().connecting)
   }
 
-  /** Always 0: lifeguard retires an expired connection when it comes back, it never waits as "expired". */
+  /** Clients past their lifetime still lent out, as pg-pool counts them: each is closed when it comes back. */
   get expiredCount(): number {
-    return 0
+    return this.#pool.stats().expired
   }
 
   /** Clients this facade has lent and not yet had back. */
@@ -283,6 +618,10 @@ export interface Pool extends pg.Pool {
   readonly lifeguard: LifeguardPool<pg.Client>
   /** Clients this facade has lent and not yet had back. */
   readonly leasedCount: number
+  /** pg-pool's private list of open clients, as a read-only view (code in the wild reads its length). */
+  readonly _clients: readonly pg.Client[]
+  /** pg-pool's private list of idle clients' entries, as a read-only view. */
+  readonly _idle: readonly PgIdleItem[]
 }
 
 /** The drop-in pool's constructor: pg's, with the lifeguard defaults as an optional second argument. */
@@ -411,9 +750,10 @@ class LifeguardPgClient extends PgClientBase {
       return undefined
     }
     if (callback === undefined) return this.#connecting
-    this.#connecting.then(
+    settleTo(
+      this.#connecting,
       () => callback(null),
-      (error: Error) => callback(error),
+      (error) => callback(error),
     )
     return undefined
   }
@@ -463,9 +803,10 @@ class LifeguardPgClient extends PgClientBase {
       return (this.#physical!.query as (...a: unknown[]) => Promise<unknown>)(config, ...args)
     })()
     if (cb === undefined) return promise
-    promise.then(
+    settleTo(
+      promise,
       (result) => cb(undefined, result),
-      (error: Error) => cb(error),
+      (error) => cb(error),
     )
     return undefined
   }
@@ -489,9 +830,10 @@ class LifeguardPgClient extends PgClientBase {
   end(callback?: (error?: Error) => void): Promise<void> | undefined {
     const finished = this.#giveBack()
     if (callback === undefined) return finished
-    finished.then(
+    settleTo(
+      finished,
       () => callback(),
-      (error: Error) => callback(error),
+      (error) => callback(error),
     )
     return undefined
   }

@@ -7,6 +7,8 @@ export interface HousekeeperHost<C> {
   idle(): Iterable<ConnectionRecord<C>>
   /** How many records are idle. */
   idleCount(): number
+  /** How many records are open or opening, not counting those being closed. */
+  openCount(): number
   /** Whether a record was condemned by a disconnect seen after it was made. */
   isStale(record: ConnectionRecord<C>): boolean
   /** Takes an idle record out of service and closes it. */
@@ -20,6 +22,8 @@ export interface HousekeeperHost<C> {
 /** The housekeeper's settings, from the pool's options. */
 export interface HousekeeperSettings {
   readonly min: number
+  /** `'fill'`: `min` counts idle connections; `'floor'`: it counts all open ones (pg-pool's rule). */
+  readonly minMode: 'fill' | 'floor'
   /** `Infinity` when off. */
   readonly idleTimeout: number
   /** `0` when off. */
@@ -32,14 +36,21 @@ const MAX_PERIOD_MS = 30_000
 /**
  * The pool's background work: closes idle connections beyond `min` after `idleTimeout`, closes
  * idle connections condemned by a disconnect, pings idle ones every `keepaliveInterval`, and
- * lets the pool refill to `min`. It runs on an unref'd timer, so an idle pool never keeps the
- * process alive. (Lifetime is enforced by a timer per connection, which is more precise.)
+ * lets the pool refill to `min`. It runs on unref'd timers, so an idle pool never keeps the
+ * process alive: a periodic one, and one aimed at the earliest idle deadline, so that an idle
+ * connection closes at its `idleTimeout` (as pg-pool's timer per client does) without a timer
+ * per release. (Lifetime is enforced by a timer per connection, which is more precise.)
  */
 export class Housekeeper<C> {
   readonly #host: HousekeeperHost<C>
   #settings: HousekeeperSettings
   #period: number
   #timer: NodeJS.Timeout | undefined
+  /**
+   * The timer aimed at the earliest idle deadline, if one is armed. A plain property, read by
+   * the pool each time a connection goes idle (see `PoolCore`'s note on private names).
+   */
+  idleTimer: NodeJS.Timeout | undefined = undefined
 
   constructor(host: HousekeeperHost<C>, settings: HousekeeperSettings) {
     this.#host = host
@@ -49,6 +60,8 @@ export class Housekeeper<C> {
 
   static #periodOf(settings: HousekeeperSettings): number {
     let period = MAX_PERIOD_MS
+    // Idle deadlines have a timer of their own (see `watchIdle`); this pace is for stale
+    // connections and the `min` refill.
     if (Number.isFinite(settings.idleTimeout)) period = Math.min(period, settings.idleTimeout / 2)
     if (settings.keepaliveInterval > 0) period = Math.min(period, settings.keepaliveInterval / 2)
     return Math.max(1, Math.floor(period))
@@ -61,6 +74,8 @@ export class Housekeeper<C> {
     if (this.#timer !== undefined) {
       this.stop()
       this.start()
+      // Re-aims the idle timer at the deadlines of the new idleTimeout.
+      this.run(performance.now())
     }
   }
 
@@ -76,32 +91,65 @@ export class Housekeeper<C> {
     this.#timer.unref()
   }
 
-  /** Stops the periodic runs; idempotent. */
+  /** Stops the periodic runs and the idle timer; idempotent. */
   stop(): void {
     if (this.#timer !== undefined) clearInterval(this.#timer)
     this.#timer = undefined
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer)
+    this.idleTimer = undefined
   }
 
-  /** One housekeeping pass at time `now`. */
+  /**
+   * A connection last used at `lastUsedAt` just went idle: arms the idle timer for its deadline
+   * unless one is armed already (every armed deadline is earlier, as all share `idleTimeout`).
+   */
+  watchIdle(lastUsedAt: number): void {
+    if (this.idleTimer !== undefined || this.#timer === undefined) return
+    const { idleTimeout } = this.#settings
+    if (!Number.isFinite(idleTimeout)) return
+    this.#armIdle(lastUsedAt + idleTimeout - performance.now())
+  }
+
+  #armIdle(delay: number): void {
+    this.idleTimer = setTimeout(
+      () => {
+        this.idleTimer = undefined
+        this.run(performance.now())
+      },
+      Math.max(1, Math.ceil(delay)),
+    )
+    this.idleTimer.unref()
+  }
+
+  /** One housekeeping pass at time `now`; then the idle timer is aimed at the next idle deadline. */
   run(now: number): void {
-    const { min, idleTimeout, keepaliveInterval } = this.#settings
+    const { min, minMode, idleTimeout, keepaliveInterval } = this.#settings
     let idle = this.#host.idleCount()
+    let open = minMode === 'floor' ? this.#host.openCount() : 0
+    let next = Number.POSITIVE_INFINITY
     for (const record of [...this.#host.idle()]) {
       // An event listener of an earlier step may have borrowed it meanwhile.
       if (record.state !== 'idle') continue
       if (this.#host.isStale(record)) {
         this.#host.retire(record, 'stale')
         idle--
+        open--
         continue
       }
       const idleFor = now - record.lastUsedAt
-      if (idle > min && idleFor >= idleTimeout) {
+      const aboveMin = minMode === 'floor' ? open > min : idle > min
+      if (aboveMin && idleFor >= idleTimeout) {
         this.#host.retire(record, 'idle')
         idle--
-      } else if (keepaliveInterval > 0 && idleFor >= keepaliveInterval) {
-        this.#host.validate(record)
+        open--
+        continue
       }
+      if (idleFor < idleTimeout) next = Math.min(next, record.lastUsedAt + idleTimeout)
+      if (keepaliveInterval > 0 && idleFor >= keepaliveInterval) this.#host.validate(record)
     }
     this.#host.pump()
+    if (this.idleTimer === undefined && this.#timer !== undefined && Number.isFinite(next)) {
+      this.#armIdle(next - now)
+    }
   }
 }

@@ -81,6 +81,10 @@ export class PoolCore<C> {
   private readonly unrefIdle: boolean
   /** Whether the dialect's `reset` declares its signal: only then is one made for each reset. */
   private readonly resetTakesSignal: boolean
+  /** The idle connections the pool opens connections to keep: `min`, or 0 under `minMode: 'floor'`. */
+  private readonly fillTo: number
+  /** `connectErrors: 'reject'`: a failed connect rejects the head waiter instead of backing off. */
+  private readonly rejectConnectErrors: boolean
   private state: 'open' | 'closing' | 'closed' = 'open'
   /** `maxLifetime` and `idleTimeout`, lowered below the server's idle cut-off when needed. */
   private maxLifetime: number
@@ -90,6 +94,8 @@ export class PoolCore<C> {
   private inspecting = false
   private nextId = 1
   private generation = 0
+  /** Records past their lifetime that are not idle (lent, reset, pinged): `stats().expired`. */
+  private expiredOut = 0
   /** Connections with a lower generation are stale: a disconnect was seen after they were made. */
   private staleBelow = 0
   private readonly backoff: ConnectBackoff
@@ -119,6 +125,8 @@ export class PoolCore<C> {
       typeof this.dialect.unref === 'function'
     this.maxLifetime = this.opts.maxLifetime
     this.idleTimeout = this.opts.idleTimeout
+    this.fillTo = this.opts.minMode === 'fill' ? this.opts.min : 0
+    this.rejectConnectErrors = this.opts.connectErrors === 'reject'
     this.waiters = new WaiterQueue<Lease<C>>(
       (waiter) => {
         this.timedOut(waiter)
@@ -134,6 +142,7 @@ export class PoolCore<C> {
     const host: HousekeeperHost<C> = {
       idle: () => this.idle,
       idleCount: () => this.idle.size,
+      openCount: () => this.records.size - this.counts.closing,
       isStale: (record) => record.generation < this.staleBelow,
       retire: (record, reason) => this.retire(record, reason),
       validate: (record) => this.validate(record),
@@ -196,7 +205,7 @@ export class PoolCore<C> {
       if (record !== undefined) {
         if (!this.needsPing(record)) {
           const lease = this.lend(record, undefined, stack)
-          if (this.opts.min > 0) this.pump() // keep `min` idle
+          if (this.fillTo > 0) this.pump() // keep `min` idle
           return Promise.resolve(lease)
         }
         this.validate(record)
@@ -303,6 +312,7 @@ export class PoolCore<C> {
       resetting: c.resetting,
       validating: c.validating,
       closing: c.closing,
+      expired: this.expiredOut,
       waiting: this.waiters.size,
       max: this.opts.max,
       maxOverflow: this.opts.maxOverflow,
@@ -377,11 +387,12 @@ export class PoolCore<C> {
     const c = this.counts
     const coming = c.connecting + c.validating + c.resetting
     const total = this.records.size
-    const { max, maxOverflow, min } = this.opts
+    const { max, maxOverflow } = this.opts
     let open = Math.min(this.waiters.size - coming, max + maxOverflow - total)
-    open = Math.max(open, Math.min(min - c.idle - coming, max - total))
+    open = Math.max(open, Math.min(this.fillTo - c.idle - coming, max - total))
     if (open <= 0) return
-    if (this.backoff.failures > 0) {
+    // Under connectErrors 'reject' each failure rejects a waiter: the others get connects at once.
+    if (this.backoff.failures > 0 && !(this.rejectConnectErrors && this.waiters.size > 0)) {
       // While the server refuses us, probe with one connection at a time, after a backoff.
       if (this.backoff.waiting(performance.now(), this.waiters.size > 0)) return
       if (c.connecting > 0) return
@@ -403,6 +414,7 @@ export class PoolCore<C> {
       if (this.opts.order === 'lifo') this.idle.unshift(record)
       else this.idle.push(record)
       if (this.unrefIdle) this.hold(record, false)
+      if (this.housekeeper.idleTimer === undefined) this.housekeeper.watchIdle(record.lastUsedAt)
     } else if (to === 'closed') {
       this.records.delete(record)
     }
@@ -741,6 +753,18 @@ export class PoolCore<C> {
             cause,
           })
     this.counters.connectErrors++
+    // Under 'reject', the failure goes to a waiter when every connection on its way (the other
+    // connects, pings and resets) is already owed to one ahead of it: then this connect was the
+    // head waiter's. Otherwise the waiter it was opened for left (or was served) meanwhile.
+    const c = this.counts
+    if (this.rejectConnectErrors && this.waiters.size > c.connecting + c.validating + c.resetting) {
+      const waiter = this.waiters.shift()!
+      // The caller hears of it at once; the next connect starts now, with no backoff.
+      this.telemetry.connectFailed(record, error, 1, 0)
+      waiter.reject(error)
+      this.waiterLeft()
+      return this.pump()
+    }
     const delay = this.backoff.failed(error, performance.now())
     this.telemetry.connectFailed(record, error, this.backoff.failures, delay)
     this.pump()
@@ -768,7 +792,11 @@ export class PoolCore<C> {
   private expired(record: ConnectionRecord<C>): void {
     record.lifetimeTimer = undefined
     record.expired = true
-    if (record.state !== 'idle') return // a leased connection is retired when it comes back
+    if (record.state !== 'idle') {
+      // A leased connection is retired when it comes back (closeRecord uncounts it).
+      this.expiredOut++
+      return
+    }
     this.retire(record, 'lifetime')
     this.pump()
   }
@@ -789,6 +817,7 @@ export class PoolCore<C> {
       record.abort?.abort(this.closedError())
       return
     }
+    if (record.expired && record.state !== 'idle') this.expiredOut--
     if (record.lifetimeTimer !== undefined) clearTimeout(record.lifetimeTimer)
     if (record.leakTimer !== undefined) clearTimeout(record.leakTimer)
     record.lifetimeTimer = undefined

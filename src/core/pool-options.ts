@@ -21,10 +21,27 @@ export interface PoolOptions<C> {
   maxOverflow?: number
   /**
    * Idle connections kept open and refilled in the background (HikariCP's `minimumIdle`),
-   * never more than `max` in all.
+   * never more than `max` in all; `minMode: 'floor'` makes it pg-pool's floor instead.
    * @defaultValue 0
    */
   min?: number
+  /**
+   * What `min` means. `'fill'`: the pool opens connections to keep `min` idle, from the start
+   * and whenever one is lent or closed (HikariCP's `minimumIdle`). `'floor'`: the pool never opens
+   * a connection for `min`; `min` only stops the idle timeout from closing a connection while the
+   * pool holds `min` connections or fewer in all, lent ones included (pg-pool's `min`).
+   * @defaultValue 'fill'
+   */
+  minMode?: 'fill' | 'floor'
+  /**
+   * What a failed connect (the driver's error, a failing `onConnect`, a connect timeout) does to
+   * the callers waiting for it. `'retry'`: it is retried with backoff while they wait, up to
+   * `acquireTimeout`. `'reject'`: the longest-waiting caller is rejected at once with a
+   * `ConnectError` whose `cause` is the driver's error, as pg-pool and mysql2 do; the other
+   * callers keep waiting and get connects of their own.
+   * @defaultValue 'retry'
+   */
+  connectErrors?: 'retry' | 'reject'
   /**
    * How long `acquire()` waits, in ms, before it rejects with `AcquireTimeoutError`. `Infinity`
    * waits for ever (pg-pool's `connectionTimeoutMillis: 0`); rarely wise, since a pool that cannot
@@ -114,6 +131,10 @@ export interface ResolvedPoolOptions<C> {
   readonly maxOverflow: number
   /** See {@link PoolOptions.min}. */
   readonly min: number
+  /** See {@link PoolOptions.minMode}. */
+  readonly minMode: 'fill' | 'floor'
+  /** See {@link PoolOptions.connectErrors}. */
+  readonly connectErrors: 'retry' | 'reject'
   /** See {@link PoolOptions.acquireTimeout}. */
   readonly acquireTimeout: number
   /** See {@link PoolOptions.maxWaiting}. */
@@ -154,6 +175,8 @@ export const POOL_OPTION_KEYS = [
   'max',
   'maxOverflow',
   'min',
+  'minMode',
+  'connectErrors',
   'acquireTimeout',
   'maxWaiting',
   'connectTimeout',
@@ -339,6 +362,11 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
     max,
     maxOverflow,
     min,
+    minMode: oneOf('minMode', options.minMode, 'fill', ['fill', 'floor'] as const),
+    connectErrors: oneOf('connectErrors', options.connectErrors, 'retry', [
+      'retry',
+      'reject',
+    ] as const),
     acquireTimeout: duration('acquireTimeout', options.acquireTimeout, 30_000, 1, true),
     maxWaiting,
     connectTimeout: duration('connectTimeout', options.connectTimeout, 10_000, 1),

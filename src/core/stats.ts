@@ -24,6 +24,11 @@ export interface PoolStats {
   validating: number
   /** Being closed. */
   closing: number
+  /**
+   * Past their lifetime (`maxLifetime`) but still lent, reset or pinged: each is retired when it
+   * comes back (pg-pool's `expiredCount`). Counted in `leased`, `resetting` or `validating` too.
+   */
+  expired: number
   /** Callers waiting in `acquire()`. */
   waiting: number
   /** The `max` option. */

@@ -1,6 +1,7 @@
 import type { Client, ClientConfig } from 'pg'
 import type { Dialect, ResetMode, ServerInfo, TransactionStep } from '../core/dialect.js'
-import { TransactionFailedError } from '../core/errors.js'
+import { InvalidOptionError, TransactionFailedError } from '../core/errors.js'
+import { describe } from '../core/pool-options.js'
 import { connectAbortable } from './connect-abortable.js'
 import { type ConnectionArgument, checkConnectionArgument } from './connection-argument.js'
 import { DriverLoader } from './driver-loader.js'
@@ -27,9 +28,35 @@ export interface PostgresServerInfo extends ServerInfo {
   idleInTransactionTimeoutMs?: number | undefined
 }
 
+/** A constructor of pg-style clients: pg's `Client`, a subclass of it, or any class used the way pg-pool uses one. */
+export type PgClientConstructor = new (config?: string | ClientConfig) => Client
+
 /** The `pg` module as far as the dialect uses it. */
 interface PgModule {
-  Client: new (config?: string | ClientConfig) => Client
+  Client: PgClientConstructor
+}
+
+/** What the dialect does with a connection released while a query on it is still running. */
+export type ReleasedBusy = 'close' | 'wait'
+
+/** Options of the PostgreSQL dialect, beyond the clients' config. */
+export interface PostgresDialectOptions {
+  /**
+   * The client class to make each connection with, instead of pg's `Client`: called the way
+   * pg-pool calls its `Client` option, `new Client(config)`, then `connect(callback)`,
+   * `query(text, callback)`, `end(callback)` and its `'error'` and `'end'` events. pg's own
+   * internals (the transaction status, the query queue, the socket) are read only where present,
+   * so a client without them is reset with a ROLLBACK each time. Default: pg's `Client`.
+   */
+  Client?: PgClientConstructor | undefined
+  /**
+   * A connection released while a query on it is still running: `'close'` (the default) closes it,
+   * since a cancel that its borrower sent may land on whatever runs next on the backend (psycopg's
+   * rule); `'wait'` resets it once its queries are over (pg's own query queue holds the reset
+   * behind them), as pg-pool lends such a client on, so that the running query completes for its
+   * caller. A wait longer than the pool's `connectTimeout` closes it after all.
+   */
+  releasedBusy?: ReleasedBusy | undefined
 }
 
 /**
@@ -111,6 +138,38 @@ function forgetStatements(client: Client): void {
   }
 }
 
+/** Runs `sql` in pg's callback form, the one every pg-style client has. */
+function run<R = unknown>(client: Client, sql: string): Promise<R> {
+  return new Promise<R>((resolve, reject) => {
+    const query = client.query as unknown as (text: string, cb: (e: unknown, r: R) => void) => void
+    query.call(client, sql, (error, result) => (error ? reject(error) : resolve(result)))
+  })
+}
+
+/**
+ * Resolves once `client` has run every query it holds (pg's `'drain'`); rejects if it breaks or
+ * ends first. It takes no signal: when the pool's reset timeout closes the client, `'end'` ends
+ * the wait (and a reset that declared a signal would cost every release an AbortController).
+ */
+function drained(client: Client): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const emitter = client as unknown as NodeJS.EventEmitter
+    const done = (error?: unknown) => {
+      emitter.off('drain', onDrain)
+      emitter.off('error', onError)
+      emitter.off('end', onEnd)
+      if (error === undefined) resolve()
+      else reject(error)
+    }
+    const onDrain = () => done()
+    const onError = (error: unknown) => done(error ?? new Error('Connection terminated'))
+    const onEnd = () => done(new Error('Connection terminated'))
+    emitter.on('drain', onDrain)
+    emitter.on('error', onError)
+    emitter.on('end', onEnd)
+  })
+}
+
 /**
  * Whether a query is still running or queued: the borrower released the connection before its
  * work was over (it stopped reading a large result, or gave up waiting on a timeout).
@@ -139,19 +198,23 @@ class PostgresDialect implements Dialect<Client> {
   readonly name = 'postgres'
   readonly #config: string | ClientConfig | undefined
   readonly #secrets: string[]
+  readonly #Client: PgClientConstructor | undefined
+  readonly #releasedBusy: ReleasedBusy
 
-  constructor(config: string | ClientConfig | undefined) {
-    loader.check()
+  constructor(config: string | ClientConfig | undefined, options: PostgresDialectOptions) {
+    if (options.Client === undefined) loader.check()
     this.#config = typeof config === 'object' && config !== null ? { ...config } : config
     this.#secrets = secretsOfConfig(config, ['password'], 'connectionString')
+    this.#Client = options.Client
+    this.#releasedBusy = options.releasedBusy ?? 'close'
   }
 
   async connect(signal: AbortSignal): Promise<Client> {
-    const pg = await loader.load()
+    const Client = this.#Client ?? (await loader.load()).Client
     signal.throwIfAborted()
     let client: Client
     try {
-      client = new pg.Client(this.#config)
+      client = new Client(this.#config)
     } catch (error) {
       throw redactError(error, this.#secrets)
     }
@@ -160,7 +223,12 @@ class PostgresDialect implements Dialect<Client> {
     const plain = internals(client).connection?.stream
     await connectAbortable(
       signal,
-      () => client.connect(),
+      // The callback form: pg-pool's, so the one a custom Client is sure to have.
+      () =>
+        new Promise<void>((resolve, reject) => {
+          const connect = client.connect as unknown as (cb: (error?: unknown) => void) => void
+          connect.call(client, (error) => (error ? reject(error) : resolve()))
+        }),
       () => destroySocket(client, plain),
       (error) => redactError(error, this.#secrets),
     )
@@ -170,7 +238,7 @@ class PostgresDialect implements Dialect<Client> {
   close(client: Client, signal?: AbortSignal): Promise<void> {
     return closeGracefully(
       // Sends Terminate, or destroys the socket when the client is broken or a query hangs.
-      (done) => client.end().then(done, done),
+      (done) => (client.end as unknown as (cb: () => void) => void).call(client, () => done()),
       () => destroySocket(client, undefined),
       signal,
     )
@@ -178,7 +246,7 @@ class PostgresDialect implements Dialect<Client> {
 
   async ping(client: Client): Promise<void> {
     // An empty query: one round trip (EmptyQueryResponse, ReadyForQuery), nothing planned.
-    await client.query('')
+    await run(client, '')
   }
 
   inTransaction(client: Client): boolean {
@@ -189,7 +257,7 @@ class PostgresDialect implements Dialect<Client> {
   }
 
   async transact(client: Client, step: TransactionStep): Promise<void> {
-    const result = await client.query(STEP_SQL[step])
+    const result = await run<{ command?: string }>(client, STEP_SQL[step])
     // After a failed statement the server answers COMMIT with the ROLLBACK tag, and no error.
     if (step === 'commit' && result.command === 'ROLLBACK') {
       throw new TransactionFailedError(
@@ -199,13 +267,17 @@ class PostgresDialect implements Dialect<Client> {
   }
 
   reset(client: Client, mode: ResetMode): Promise<void> | undefined {
-    // A query still running belongs to the borrower who left: its rows are still arriving, and a
-    // cancel it sent (pg_cancel_backend, a timeout's CancelRequest) may land on whatever runs
-    // next on this backend. Close it instead of lending it (psycopg_pool's rule for ACTIVE).
-    if (busy(client)) throw new Error(RELEASED_BUSY)
+    if (busy(client)) {
+      // A query still running belongs to the borrower who left: its rows are still arriving, and
+      // a cancel it sent (pg_cancel_backend, a timeout's CancelRequest) may land on whatever runs
+      // next on this backend. Close it instead of lending it (psycopg_pool's rule for ACTIVE),
+      // unless told to wait for it as pg-pool does.
+      if (this.#releasedBusy === 'close') throw new Error(RELEASED_BUSY)
+      return drained(client).then(() => this.reset(client, mode))
+    }
     const mayBeInTransaction = this.inTransaction(client)
     if (mode === 'rollback') {
-      return mayBeInTransaction ? client.query('ROLLBACK').then(() => undefined) : undefined
+      return mayBeInTransaction ? run(client, 'ROLLBACK').then(() => undefined) : undefined
     }
     return this.#discardAll(client, mayBeInTransaction)
   }
@@ -213,8 +285,8 @@ class PostgresDialect implements Dialect<Client> {
   async #discardAll(client: Client, rollback: boolean): Promise<void> {
     // DISCARD ALL refuses to run inside a transaction block, an implicit one included, so the
     // ROLLBACK goes in its own round trip.
-    if (rollback) await client.query('ROLLBACK')
-    await client.query('DISCARD ALL')
+    if (rollback) await run(client, 'ROLLBACK')
+    await run(client, 'DISCARD ALL')
     // The server dropped every prepared statement; pg would skip Parse for a name it remembers
     // and fail with 26000, or refuse a changed text for the same name.
     forgetStatements(client)
@@ -258,7 +330,10 @@ class PostgresDialect implements Dialect<Client> {
   }
 
   async inspect(client: Client): Promise<PostgresServerInfo> {
-    const result = await client.query<{ name: string; setting: string }>(SETTINGS_SQL)
+    const result = await run<{ rows: Array<{ name: string; setting: string }> }>(
+      client,
+      SETTINGS_SQL,
+    )
     const settings = new Map(result.rows.map((row) => [row.name, row.setting]))
     const maxConnections = Number(settings.get('max_connections'))
     const version = settings.get('server_version')
@@ -286,7 +361,9 @@ const STEP_SQL: Record<TransactionStep, string> = {
  * transaction is open (`'rollback'`), or with `DISCARD ALL` (`'session'`), and reads
  * `idle_session_timeout` and `max_connections` on the first connection. Throws
  * `DriverMissingError` when `pg` is not installed, and `InvalidOptionError` for a `config`
- * that pg would not read as PostgreSQL's (a number, a `mysql://` URL), naming only a URL's scheme.
+ * that pg would not read as PostgreSQL's (a number, a `mysql://` URL), naming only a URL's scheme,
+ * or for `options` other than those of {@link PostgresDialectOptions}: a client class of one's own
+ * (`Client`), and what to do with a connection released while its query runs (`releasedBusy`).
  *
  * @example
  * ```ts
@@ -297,7 +374,35 @@ const STEP_SQL: Record<TransactionStep, string> = {
  * const { rows } = await pool.use((client) => client.query('SELECT now()'))
  * ```
  */
-export function postgres(config?: string | ClientConfig): Dialect<Client> {
+export function postgres(
+  config?: string | ClientConfig,
+  options: PostgresDialectOptions = {},
+): Dialect<Client> {
   checkConnectionArgument(config, ARGUMENT)
-  return new PostgresDialect(config)
+  return new PostgresDialect(config, checkedOptions(options))
+}
+
+/** The dialect's options, checked at the call: each bad one named with its value and what is allowed. */
+function checkedOptions(options: unknown): PostgresDialectOptions {
+  if (options === undefined || options === null) return {}
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new InvalidOptionError(
+      'options',
+      `Invalid option options: ${describe(options)}; expected an object with Client and releasedBusy`,
+    )
+  }
+  const { Client, releasedBusy } = options as PostgresDialectOptions
+  if (Client !== undefined && typeof Client !== 'function') {
+    throw new InvalidOptionError(
+      'Client',
+      `Invalid option Client: ${describe(Client)}; expected a client class (constructor), such as pg's Client`,
+    )
+  }
+  if (releasedBusy !== undefined && releasedBusy !== 'close' && releasedBusy !== 'wait') {
+    throw new InvalidOptionError(
+      'releasedBusy',
+      `Invalid option releasedBusy: ${describe(releasedBusy)}; expected 'close' or 'wait'`,
+    )
+  }
+  return { Client, releasedBusy }
 }

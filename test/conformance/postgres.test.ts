@@ -192,6 +192,88 @@ describeOnServer(status, 'postgres dialect specifics', () => {
     })
   })
 
+  describe('a connection released while its query runs', () => {
+    it("'close' (the default) closes it: a cancel its borrower sent must not reach the next one", async () => {
+      const pool = createPool({ dialect: postgres(status.url), max: 1 })
+      try {
+        const lease = await pool.acquire()
+        const pid = (lease.connection as unknown as { processID: number }).processID
+        const running = failure(lease.connection.query('SELECT pg_sleep(0.3)'))
+        lease.release()
+        expect(await running).toBeInstanceOf(Error)
+        const next = await pool.acquire()
+        expect((next.connection as unknown as { processID: number }).processID).not.toBe(pid)
+        next.release()
+      } finally {
+        await pool.close()
+      }
+    })
+
+    it("'wait' lets the query finish, then resets the connection before lending it again", async () => {
+      const pool = createPool({ dialect: postgres(status.url, { releasedBusy: 'wait' }), max: 1 })
+      try {
+        const lease = await pool.acquire()
+        const client = lease.connection
+        await client.query('BEGIN')
+        const running = client.query('SELECT pg_sleep(0.2), 1 AS n')
+        lease.release()
+        expect((await running).rows[0].n).toBe(1)
+        const next = await pool.acquire()
+        // The same backend, and the transaction its last borrower left is rolled back.
+        expect(next.connection).toBe(client)
+        const status = (
+          next.connection as unknown as { getTransactionStatus(): string }
+        ).getTransactionStatus()
+        expect(status).toBe('I')
+        next.release()
+      } finally {
+        await pool.close()
+      }
+    })
+
+    it("'wait' closes it after all when the query outlasts connectTimeout", async () => {
+      const pool = createPool({
+        dialect: postgres(status.url, { releasedBusy: 'wait' }),
+        max: 1,
+        connectTimeout: 200,
+      })
+      try {
+        const lease = await pool.acquire()
+        const pid = (lease.connection as unknown as { processID: number }).processID
+        const running = failure(lease.connection.query('SELECT pg_sleep(5)'))
+        lease.release()
+        expect(await running).toBeInstanceOf(Error)
+        const next = await pool.acquire()
+        expect((next.connection as unknown as { processID: number }).processID).not.toBe(pid)
+        next.release()
+      } finally {
+        await pool.close()
+      }
+    })
+  })
+
+  it('makes each connection with the Client class it is given, through its callbacks', async () => {
+    const calls: string[] = []
+    const Base = (await import('pg')).default.Client
+    class Custom extends Base {}
+    const connect = Custom.prototype.connect as (this: pg.Client, cb?: unknown) => unknown
+    Custom.prototype.connect = function (this: pg.Client, callback?: unknown) {
+      calls.push(typeof callback === 'function' ? 'connect(cb)' : 'connect()')
+      return connect.call(this, callback)
+    } as never
+    const pool = createPool({ dialect: postgres(status.url, { Client: Custom }), max: 1 })
+    try {
+      const client = await pool.use(async (c) => {
+        await c.query('SELECT 1')
+        return c
+      })
+      expect(client).toBeInstanceOf(Custom)
+      expect(calls).toEqual(['connect(cb)'])
+    } finally {
+      await pool.close()
+    }
+  })
+
   it('reads idle_session_timeout, idle_in_transaction_session_timeout, max_connections and the version', async () => {
     const client = await postgres({
       connectionString: status.url,

@@ -226,9 +226,9 @@ describe('pg pool options lifeguard/pg refuses, at new Pool()', () => {
         () => undefined,
         (reason: unknown) => reason,
       )
-      // The connect failed on the check, before any socket; the timeout carries it as its cause.
+      // The connect failed on the check, before any socket, and that error reached the caller.
       expect((error as { code?: string }).code).toMatch(/^LIFEGUARD_/)
-      let cause = (error as { cause?: unknown }).cause
+      let cause: unknown = error
       while (cause !== undefined && !(cause instanceof InvalidOptionError)) {
         cause = (cause as { cause?: unknown }).cause
       }

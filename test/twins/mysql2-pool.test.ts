@@ -7,10 +7,9 @@ import { dirname, join } from 'node:path'
 import { build } from 'esbuild'
 import mysql2 from 'mysql2'
 import mysql2Promise from 'mysql2/promise'
-import { beforeAll, describe, expect, it, vi } from 'vitest'
+import { beforeAll, expect, it, vi } from 'vitest'
 import facade, { lifeguardOf } from '../../src/compat/mysql2.js'
 import facadePromise from '../../src/compat/mysql2-promise.js'
-import { POOL_OPTION_KEYS } from '../../src/core/pool-options.js'
 import { MYSQL_URL } from '../integrations/support.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { twin } from '../support/twin.js'
@@ -332,43 +331,38 @@ describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with my
     },
   )
 
-  // connectErrors: lands with pgcore. Until the core has the option, the facade retries a failed
-  // connect for acquireTimeout (30 s) and this twin cannot pass; it runs once the option exists.
-  const coreRejectsConnectErrors = (POOL_OPTION_KEYS as readonly string[]).includes('connectErrors')
   let refusedPort: Promise<number> | undefined
-  describe.runIf(coreRejectsConnectErrors)('L (needs the core option connectErrors)', () => {
-    twin(
-      "L. a connect error reaches pool.query and getConnection at once, with mysql2's own error",
-      MODULES,
-      async (mysql) => {
-        const url = new URL(MYSQL_URL)
-        // One port for both runs: the message names it.
-        refusedPort ??= closedPort()
-        const refused = `mysql://root@127.0.0.1:${await refusedPort}/test`
-        url.username = 'lifeguard_no_such_user'
-        url.password = 'wrong'
-        const denied = url.toString()
-        const badDb = new URL(MYSQL_URL)
-        badDb.pathname = '/lifeguard_no_such_database'
-        const observed: Record<string, unknown> = {}
-        for (const [name, uri] of [
-          ['refused', refused],
-          ['denied', denied],
-          ['badDb', badDb.toString()],
-        ] as const) {
-          const pool = mysql.createPool({ uri, connectionLimit: 1 })
-          const started = performance.now()
-          const viaQuery = await query(pool, 'SELECT 1').catch((error: unknown) => seen(error))
-          const viaGet = await tryGetConnection(pool)
-          expect(performance.now() - started).toBeLessThan(3_000)
-          observed[name] = { viaQuery, viaGet: seen(viaGet) }
-          await end(pool)
-        }
-        return observed
-      },
-      { timeout: 15_000 },
-    )
-  })
+  twin(
+    "L. a connect error reaches pool.query and getConnection at once, with mysql2's own error",
+    MODULES,
+    async (mysql) => {
+      const url = new URL(MYSQL_URL)
+      // One port for both runs: the message names it.
+      refusedPort ??= closedPort()
+      const refused = `mysql://root@127.0.0.1:${await refusedPort}/test`
+      url.username = 'lifeguard_no_such_user'
+      url.password = 'wrong'
+      const denied = url.toString()
+      const badDb = new URL(MYSQL_URL)
+      badDb.pathname = '/lifeguard_no_such_database'
+      const observed: Record<string, unknown> = {}
+      for (const [name, uri] of [
+        ['refused', refused],
+        ['denied', denied],
+        ['badDb', badDb.toString()],
+      ] as const) {
+        const pool = mysql.createPool({ uri, connectionLimit: 1 })
+        const started = performance.now()
+        const viaQuery = await query(pool, 'SELECT 1').catch((error: unknown) => seen(error))
+        const viaGet = await tryGetConnection(pool)
+        expect(performance.now() - started).toBeLessThan(3_000)
+        observed[name] = { viaQuery, viaGet: seen(viaGet) }
+        await end(pool)
+      }
+      return observed
+    },
+    { timeout: 15_000 },
+  )
 
   twin(
     'N. pool.config.connectionLimit lowered after createPool() makes the next caller wait',

@@ -67,6 +67,8 @@ const VALID: Record<string, fc.Arbitrary<unknown>> = {
   max: fc.integer({ min: 1, max: 5 }),
   maxOverflow: fc.integer({ min: 0, max: 3 }),
   min: fc.integer({ min: 0, max: 1 }),
+  minMode: fc.constantFrom('fill', 'floor'),
+  connectErrors: fc.constantFrom('retry', 'reject'),
   acquireTimeout: fc.oneof(
     fc.integer({ min: 1, max: 5_000 }),
     fc.constant(Number.POSITIVE_INFINITY),

@@ -506,6 +506,82 @@ describe('connect failures', () => {
   })
 })
 
+describe("connectErrors: 'reject'", () => {
+  it('a failed connect rejects the caller at once with a ConnectError carrying the driver error', async () => {
+    const refused = Object.assign(new Error('refused'), { code: 'ECONNREFUSED' })
+    dialect.connectError = refused
+    const pool = makePool({ connectErrors: 'reject' })
+    const pending = settle(pool.acquire())
+    await tick(0)
+    expect(pending.error).toBeInstanceOf(ConnectError)
+    expect((pending.error as ConnectError).cause).toBe(refused)
+    // Nobody waits: no retry goes on in the background.
+    await tick(5_000)
+    expect(dialect.connects).toBe(1)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0, waiting: 0, connectErrors: 1 })
+  })
+
+  it('rejects the longest-waiting caller; the others keep waiting and get connects of their own', async () => {
+    dialect.script.push({ ms: 10, fail: new Error('first fails') }, { ms: 20 }, { ms: 30 })
+    const pool = makePool({ max: 3, connectErrors: 'reject' })
+    const waiters = [settle(pool.acquire()), settle(pool.acquire()), settle(pool.acquire())]
+    await tick(10)
+    expect(waiters.map((w) => w.done)).toEqual([true, false, false])
+    expect((waiters[0]!.error as Error).message).toMatch(/first fails/)
+    await tick(30)
+    expect(waiters.map((w) => w.value !== undefined)).toEqual([false, true, true])
+    expect(dialect.connects).toBe(3)
+  })
+
+  it('a failed connect whose caller left rejects nobody while another connect is on its way', async () => {
+    dialect.script.push({ ms: 100, fail: new Error('slow failure') }, { ms: 200 })
+    const pool = makePool({ max: 2, connectErrors: 'reject' })
+    const first = settle(pool.acquire({ timeout: 50 }))
+    const second = settle(pool.acquire())
+    await tick(50)
+    expect(first.error).toBeInstanceOf(AcquireTimeoutError)
+    // The first connect fails with one caller left and one connect still coming for it.
+    await tick(50)
+    expect(second.done).toBe(false)
+    await tick(100)
+    expect(second.value?.connection).toBe(dialect.all[0])
+  })
+
+  it('a failing onConnect reaches the caller once, with no retry storm', async () => {
+    let calls = 0
+    const hook = new Error('SET failed')
+    const pool = makePool({
+      connectErrors: 'reject',
+      onConnect: () => {
+        calls++
+        throw hook
+      },
+    })
+    const pending = settle(pool.acquire())
+    await tick(3_000)
+    expect((pending.error as ConnectError).cause).toBe(hook)
+    expect(calls).toBe(1)
+    expect(dialect.all[0]!.open).toBe(false)
+  })
+
+  it('a connect timeout rejects the caller at connectTimeout, not at acquireTimeout', async () => {
+    dialect.hang = true
+    const pool = makePool({ connectErrors: 'reject', connectTimeout: 1000, acquireTimeout: 5000 })
+    const pending = settle(pool.acquire())
+    await tick(1000)
+    expect(pending.error).toBeInstanceOf(ConnectError)
+    expect((pending.error as Error).message).toMatch(/connect timed out after 1000 ms/)
+  })
+
+  it("without waiters (min), failures still back off under 'reject'", async () => {
+    dialect.connectError = new Error('refused')
+    makePool({ min: 1, connectErrors: 'reject' })
+    await tick(2_000)
+    // Backoff from 50 ms, capped at 500 ms: a handful of probes, not hundreds.
+    expect(dialect.connects).toBeLessThan(15)
+  })
+})
+
 describe('pre-ping and invalidation', () => {
   it('pings a connection idle for at least 500 ms before lending it, and not a fresher one', async () => {
     const pool = makePool()
@@ -646,6 +722,21 @@ describe('lifetime and idle housekeeping', () => {
     expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0 })
   })
 
+  it('stats().expired counts lent connections past their lifetime until they come back', async () => {
+    const pool = makePool({ maxLifetime: 10_000 })
+    const lease = await pool.acquire()
+    const idle = await pool.acquire()
+    idle.release()
+    expect(pool.stats().expired).toBe(0)
+    await tick(10_001)
+    // The idle one was retired at its lifetime; the lent one waits for its holder.
+    expect(pool.stats()).toMatchObject({ expired: 1, leased: 1, idle: 0 })
+    lease.release()
+    expect(pool.stats().expired).toBe(0)
+    await tick(0)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0, expired: 0 })
+  })
+
   it('jitters lifetimes so that connections made together expire apart', async () => {
     const pool = makePool({ max: 20, maxLifetime: 100_000 })
     const leases = await Promise.all(Array.from({ length: 20 }, () => pool.acquire()))
@@ -676,6 +767,59 @@ describe('lifetime and idle housekeeping', () => {
     await tick(0)
     expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 2, leased: 1, total: 3 })
     a.release()
+  })
+
+  it('closes an idle connection at its idleTimeout, within a few ms, not up to half of it later', async () => {
+    const pool = makePool({ max: 2, idleTimeout: 10_000 })
+    const a = await pool.acquire()
+    const b = await pool.acquire()
+    // Off the housekeeper's 5 s beat, which reaped a at 15 s and b at 15 s before.
+    await tick(1_000)
+    a.release()
+    await tick(3_000)
+    b.release()
+    await tick(6_999)
+    expect(pool.stats().idle).toBe(2)
+    await tick(2)
+    expect(dialect.all[0]!.open).toBe(false)
+    expect(pool.stats().idle).toBe(1)
+    await tick(2_998)
+    expect(pool.stats().idle).toBe(1)
+    await tick(2)
+    expect(dialect.all[1]!.open).toBe(false)
+  })
+
+  it('a connection reused before its idle deadline gets a new deadline', async () => {
+    const pool = makePool({ idleTimeout: 10_000 })
+    ;(await pool.acquire()).release()
+    await tick(8_000)
+    ;(await pool.acquire()).release()
+    await tick(9_000)
+    expect(dialect.all[0]!.open).toBe(true)
+    await tick(1_001)
+    expect(dialect.all[0]!.open).toBe(false)
+  })
+
+  it("minMode 'floor' opens nothing for min, and the idle timeout keeps min connections in all", async () => {
+    const pool = makePool({ max: 4, min: 2, minMode: 'floor', idleTimeout: 10_000 })
+    await tick(1_000)
+    expect(dialect.connects).toBe(0)
+    const leases = await Promise.all(Array.from({ length: 3 }, () => pool.acquire()))
+    leases[0]!.release()
+    leases[1]!.release()
+    await tick(10_001)
+    // Three open (one lent): one idle one closes, one stays as min counts the lent one too.
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 2, idle: 1, leased: 1 })
+    leases[2]!.release()
+    await tick(20_000)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 2, idle: 2 })
+  })
+
+  it("minMode 'floor' does not replace a connection retired for its lifetime", async () => {
+    const pool = makePool({ max: 2, min: 1, minMode: 'floor', maxLifetime: 5_000 })
+    ;(await pool.acquire()).release()
+    await tick(6_000)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0, created: 1 })
   })
 
   it('keepaliveInterval pings idle connections in the background and drops dead ones', async () => {
