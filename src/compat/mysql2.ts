@@ -424,9 +424,14 @@ class LifeguardMysqlPool extends CorePool {
     // The pool is made last: when the options are refused, nothing is left open.
     this.#pool = lifeguardPool(connection, options)
     registerFacade(this, this.#pool as LifeguardPool<unknown>)
+    // mysql2 emits 'connection' for each connection it opens, before lending it: the same here,
+    // also for one opened for a caller who was then lent a connection released meanwhile.
     this.#pool.on('connect', ({ connection }) => {
       adopt(connection)
       this.#all.add(connection)
+      if (this._closed || this.#seen.has(connection)) return
+      this.#seen.add(connection)
+      this.emit('connection', connection)
     })
     const gone = ({ connection }: { connection: object }) => {
       this.#all.delete(connection)
@@ -545,13 +550,12 @@ class LifeguardMysqlPool extends CorePool {
         c._released = false
         leases.set(connection, { facade: this, lease })
         this.#lent.add(connection)
-        const fresh = !this.#seen.has(connection)
-        if (fresh) {
+        if (!this.#seen.has(connection)) {
           this.#seen.add(connection)
           this.emit('connection', connection)
         }
         // mysql2 hands a released connection straight to a waiting caller: no 'acquire' then.
-        if (kind !== 'handoff' || fresh) this.emit('acquire', connection)
+        if (kind !== 'handoff') this.emit('acquire', connection)
         callOut(() => callback(null, connection as unknown as mysql2.PoolConnection))
       },
       (error: Error) => {
