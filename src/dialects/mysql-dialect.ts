@@ -33,6 +33,19 @@ interface Mysql2Module {
   createConnection(config: string | ConnectionOptions): Connection
 }
 
+/** mysql2's Query command, as far as the dialect sends one itself. */
+type QueryCommand = object
+
+/** mysql2's connection class: its static `createQuery` builds the command `query()` would send. */
+interface ConnectionClass {
+  createQuery?: (
+    sql: string,
+    values: undefined,
+    callback: (error: unknown, result: unknown) => void,
+    config: unknown,
+  ) => QueryCommand
+}
+
 /** A socket, as far as the dialect handles it. */
 interface Socket extends Destroyable {
   once(event: 'close', listener: () => void): unknown
@@ -53,6 +66,12 @@ interface ConnectionInternals {
   _commands?: { length: number }
   /** COM_RESET_CONNECTION; added to mysql2 in 2026 (sidorares/node-mysql2#4148), absent before. */
   reset?: (callback: (error: unknown) => void) => void
+  /** The server's greeting (HandshakeV10), kept by mysql2 once connected. */
+  _handshakePacket?: { statusFlags?: unknown }
+  /** The connection's config: the database and the client flags it sent in the handshake. */
+  config?: { database?: unknown; clientFlags?: unknown }
+  /** Sends a command: what `query()` calls once it has published the query on `mysql2:query`. */
+  addCommand?: (command: QueryCommand) => unknown
 }
 
 /**
@@ -78,9 +97,19 @@ const DISCONNECT_CODES = new Set([
   'CR_SERVER_LOST',
 ])
 
-/** What a fresh session has that COM_RESET_CONNECTION does not give back; read once per connection. */
-const INITIAL_SQL =
-  'SELECT DATABASE() AS db, @@SESSION.sql_mode AS mode, @@SESSION.autocommit AS autocommit'
+/** SERVER_STATUS_AUTOCOMMIT, in the status flags of the server's greeting. */
+const STATUS_AUTOCOMMIT = 0x0002
+/** CLIENT_IGNORE_SPACE: the server adds IGNORE_SPACE to the session's sql_mode (mysql2 sends it by default). */
+const CLIENT_IGNORE_SPACE = 0x0100
+
+/**
+ * Puts back the IGNORE_SPACE that the handshake's CLIENT_IGNORE_SPACE put into a fresh session's
+ * sql_mode and that MariaDB's COM_RESET_CONNECTION drops (the rest of sql_mode it resets to the
+ * global value, as a new connection has it); a no-op where the reset kept it.
+ */
+const RESTORE_IGNORE_SPACE =
+  "SET SESSION sql_mode = IF(FIND_IN_SET('IGNORE_SPACE', @@SESSION.sql_mode) > 0, " +
+  "@@SESSION.sql_mode, CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'IGNORE_SPACE'))"
 
 const STEP_SQL: Record<TransactionStep, string> = {
   begin: 'START TRANSACTION',
@@ -88,9 +117,14 @@ const STEP_SQL: Record<TransactionStep, string> = {
   rollback: 'ROLLBACK',
 }
 
+/**
+ * The server's limits, read once per pool; and, for the transaction tracker, whether `init_connect`
+ * may have changed what the greeting said of autocommit, and this session's autocommit.
+ */
 const INSPECT_SQL =
   'SELECT @@SESSION.wait_timeout AS wait_timeout, @@GLOBAL.max_connections AS max_connections, ' +
-  '@@SESSION.max_user_connections AS max_user_connections, VERSION() AS version'
+  '@@SESSION.max_user_connections AS max_user_connections, VERSION() AS version, ' +
+  '@@GLOBAL.init_connect AS init_connect, @@SESSION.autocommit AS autocommit'
 
 const loader = new DriverLoader<Mysql2Module>('mysql2', 'lifeguard/mysql', () => import('mysql2'))
 
@@ -131,12 +165,25 @@ function busy(connection: Connection): boolean {
   return (c._command !== null && c._command !== undefined) || (c._commands?.length ?? 0) > 0
 }
 
+/**
+ * Runs one of the pool's own statements (a reset's ROLLBACK, the server's limits): sent as
+ * `query()` sends it, but not published on mysql2's `mysql2:query` tracing channel, where a user
+ * of mysql2's own pool sees only the statements they ran. Falls back to `query()` on a mysql2
+ * without `createQuery`.
+ */
 function run<T = unknown>(connection: Connection, sql: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    connection.query(sql, (error: unknown, result: unknown) => {
+    const done = (error: unknown, result: unknown) => {
       if (error) reject(error)
       else resolve(result as T)
-    })
+    }
+    const c = internals(connection)
+    const createQuery = (connection.constructor as ConnectionClass | undefined)?.createQuery
+    if (typeof createQuery === 'function' && typeof c.addCommand === 'function') {
+      c.addCommand.call(connection, createQuery(sql, undefined, done, c.config))
+    } else {
+      connection.query(sql, done)
+    }
   })
 }
 
@@ -146,10 +193,30 @@ function callback(fn: (done: (error: unknown) => void) => void): Promise<void> {
   })
 }
 
-/** A session as it was right after connecting: what a `'session'` reset puts back. */
+/** What the handshake told of a session as it was right after connecting: what a `'session'` reset puts back. */
 interface InitialSession {
+  /** The database the handshake selected (`connection.config.database`); `null` for none. */
   db: string | null
-  mode: string
+  /** Whether the handshake asked for CLIENT_IGNORE_SPACE, which puts IGNORE_SPACE into sql_mode. */
+  ignoreSpace: boolean
+  /** Autocommit as the server's greeting reported it; `undefined` when it did not say. */
+  greetingAutocommit: boolean | undefined
+}
+
+/**
+ * A new connection's {@link InitialSession}, read off what mysql2 kept of the handshake: no
+ * round trip. The database is copied now, as `changeUser` changes `connection.config` later.
+ */
+function sessionOf(connection: Connection): InitialSession {
+  const c = internals(connection)
+  const database = c.config?.database
+  const flags = c.config?.clientFlags
+  const status = c._handshakePacket?.statusFlags
+  return {
+    db: typeof database === 'string' && database !== '' ? database : null,
+    ignoreSpace: typeof flags === 'number' && (flags & CLIENT_IGNORE_SPACE) !== 0,
+    greetingAutocommit: typeof status === 'number' ? (status & STATUS_AUTOCOMMIT) !== 0 : undefined,
+  }
 }
 
 /** Each connection's initial session, kept beside it rather than on it. */
@@ -165,6 +232,13 @@ export class MysqlDialect implements Dialect<Connection> {
   readonly name = 'mysql'
   readonly #config: string | ConnectionOptions
   readonly #secrets: string[]
+  /**
+   * Whether the greeting's autocommit flag is the session's: once `inspect` found no
+   * `init_connect` (which could turn autocommit off after the greeting). Until then, a new
+   * connection counts as not in autocommit mode, so its first release sends a ROLLBACK, whose OK
+   * packet tells the tracker the truth: safe, and lazy.
+   */
+  #trustGreeting = false
 
   constructor(config: string | ConnectionOptions | undefined) {
     loader.check()
@@ -194,24 +268,11 @@ export class MysqlDialect implements Dialect<Connection> {
       (error) => redactError(error, this.#secrets),
     )
     stashCredentialsAfterConnect(connection)
-    const onAbort = () => destroySocket(connection, plain)
-    signal.addEventListener('abort', onAbort, { once: true })
-    try {
-      const [row] = await run<Array<{ db: string | null; mode: string; autocommit: unknown }>>(
-        connection,
-        INITIAL_SQL,
-      )
-      signal.throwIfAborted()
-      if (row !== undefined) {
-        initialSessions.set(connection, { db: row.db, mode: row.mode })
-        trackTransactions(connection, Number(row.autocommit) === 1)
-      }
-    } catch (error) {
-      destroySocket(connection, plain)
-      throw signal.aborted ? signal.reason : redactError(error, this.#secrets)
-    } finally {
-      signal.removeEventListener('abort', onAbort)
-    }
+    // No statement of the pool's own here: what it needs of the fresh session, the handshake
+    // gave (see sessionOf), as a connection of mysql2's own pool sends nothing either.
+    const session = sessionOf(connection)
+    initialSessions.set(connection, session)
+    trackTransactions(connection, this.#trustGreeting && session.greetingAutocommit === true)
     return connection
   }
 
@@ -314,7 +375,7 @@ export class MysqlDialect implements Dialect<Connection> {
     // The reset keeps the current database (a borrower's USE would leak), and MariaDB's drops
     // what the handshake put into sql_mode (IGNORE_SPACE, from mysql2's CLIENT_IGNORE_SPACE):
     // put both back as a fresh connection has them.
-    await run(connection, `SET SESSION sql_mode = ${connection.escape(initial.mode)}`)
+    if (initial.ignoreSpace) await run(connection, RESTORE_IGNORE_SPACE)
     if (initial.db !== null) await run(connection, `USE ${connection.escapeId(initial.db)}`)
   }
 
@@ -354,6 +415,13 @@ export class MysqlDialect implements Dialect<Connection> {
     const wait = Number(row.wait_timeout)
     const max = Number(row.max_connections)
     const perUser = Number(row.max_user_connections)
+    // No init_connect: the greeting's autocommit flag is every later session's. This session's
+    // mode is read as it is now (after onConnect), so its first release needs no ROLLBACK either.
+    if (row.init_connect === '' || row.init_connect === null) this.#trustGreeting = true
+    const state = transactionState(connection)
+    if (state !== undefined && row.autocommit !== undefined) {
+      state.autocommit = Number(row.autocommit) === 1
+    }
     return {
       version: typeof row.version === 'string' ? row.version : undefined,
       maxConnections: Number.isFinite(max) && max > 0 ? max : undefined,

@@ -169,10 +169,28 @@ describeOnServer(status, 'mysql dialect specifics', () => {
 
     it('sends nothing after autocommitted reads and writes', async () => {
       const connection = await connect()
+      // As the pool does on its first connection: it tells the dialect that no init_connect can
+      // have turned autocommit off after the greeting.
+      await dialect.inspect(connection, AbortSignal.timeout(5_000))
       await myRows(connection, `SELECT * FROM ${table}`)
       await myRows(connection, `UPDATE ${table} SET id = id WHERE id = 1`)
       await myRows(connection, `/* a comment */ (SELECT 1)`)
       expect(dialect.reset(connection, 'rollback')).toBeUndefined()
+    })
+
+    it('rolls back once when autocommit is known only from the greeting, then sends nothing', async () => {
+      const fresh = mysql(status.url) as Required<Dialect<MysqlConnection>>
+      const connection = await fresh.connect(AbortSignal.timeout(5_000))
+      try {
+        await myRows(connection, 'SELECT 1')
+        const first = fresh.reset(connection, 'rollback')
+        expect(first).toBeInstanceOf(Promise)
+        await first
+        await myRows(connection, 'SELECT 1')
+        expect(fresh.reset(connection, 'rollback')).toBeUndefined()
+      } finally {
+        await fresh.close(connection)
+      }
     })
 
     it("rolls back after BEGIN, and A's row never reaches the next borrower", async () => {
