@@ -10,6 +10,7 @@ import { hideConfigCredentials } from '../dialects/mysql-credentials.js'
 import { MysqlDialect } from '../dialects/mysql-dialect.js'
 import { registerFacade } from './lifeguard-of.js'
 import { manage, type PoolHold } from './manage.js'
+import { tracePoolConnects } from './mysql2-pool-tracing.js'
 import { poolKey } from './pool-key.js'
 
 /** The lifeguard options a facade may set: every pool option but the dialect, which it makes itself. */
@@ -346,6 +347,8 @@ class LifeguardMysqlPool extends CorePool {
   }
 }
 Object.defineProperty(LifeguardMysqlPool, 'name', { value: 'Pool' })
+// As mysql2's pool: every getConnection is published on the mysql2:pool:connect tracing channel.
+tracePoolConnects(LifeguardMysqlPool.prototype)
 
 /** The mysql2 connection that a `createConnection` facade borrowed, once borrowed. */
 let borrowedBy: (facade: BorrowedConnection) => mysql2.Connection | undefined
