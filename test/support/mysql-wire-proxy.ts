@@ -28,6 +28,8 @@ export interface MysqlWireProxyOptions {
    * packet itself (errno 1105, as a proxy that does not support a statement answers).
    */
   readonly refuse?: (sql: string) => boolean
+  /** The port to listen on (127.0.0.1); a free one when left out. */
+  readonly port?: number
 }
 
 const COMMAND_NAMES: Record<number, string> = {
@@ -54,6 +56,16 @@ function errorPacket(seq: number, message: string): Buffer {
     seq,
   ])
   return Buffer.concat([header, payload])
+}
+
+/** A port on 127.0.0.1 that nothing listens on (until something does): a server that is down. */
+export async function closedPort(): Promise<number> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const port = (server.address() as { port: number }).port
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
 }
 
 /**
@@ -116,7 +128,7 @@ export async function mysqlWireProxy(
       }
     })
   })
-  server.listen(0, '127.0.0.1')
+  server.listen(options.port ?? 0, '127.0.0.1')
   await once(server, 'listening')
   const port = (server.address() as { port: number }).port
   const url = new URL(upstreamUrl)
