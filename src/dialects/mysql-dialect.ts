@@ -39,10 +39,10 @@ type QueryCommand = object
 /** mysql2's connection class: its static `createQuery` builds the command `query()` would send. */
 interface ConnectionClass {
   createQuery?: (
-    sql: string,
+    options: { sql: string; rowsAsArray: boolean; nestTables: boolean; typeCast: boolean },
     values: undefined,
     callback: (error: unknown, result: unknown) => void,
-    config: unknown,
+    config: object,
   ) => QueryCommand
 }
 
@@ -168,8 +168,9 @@ function busy(connection: Connection): boolean {
 /**
  * Runs one of the pool's own statements (a reset's ROLLBACK, the server's limits): sent as
  * `query()` sends it, but not published on mysql2's `mysql2:query` tracing channel, where a user
- * of mysql2's own pool sees only the statements they ran. Falls back to `query()` on a mysql2
- * without `createQuery`.
+ * of mysql2's own pool sees only the statements they ran; and read as plain rows of objects
+ * whatever the connection's `rowsAsArray`, `nestTables` or `typeCast` say. Falls back to
+ * `query()` on a mysql2 without `createQuery`.
  */
 function run<T = unknown>(connection: Connection, sql: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
@@ -180,7 +181,8 @@ function run<T = unknown>(connection: Connection, sql: string): Promise<T> {
     const c = internals(connection)
     const createQuery = (connection.constructor as ConnectionClass | undefined)?.createQuery
     if (typeof createQuery === 'function' && typeof c.addCommand === 'function') {
-      c.addCommand.call(connection, createQuery(sql, undefined, done, c.config))
+      const options = { sql, rowsAsArray: false, nestTables: false, typeCast: true }
+      c.addCommand.call(connection, createQuery(options, undefined, done, {}))
     } else {
       connection.query(sql, done)
     }

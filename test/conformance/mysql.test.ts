@@ -385,6 +385,23 @@ describeOnServer(status, 'mysql dialect specifics', () => {
     })
   })
 
+  it("reads the server's limits whatever the connection's rowsAsArray and nestTables say", async () => {
+    const shaped = mysql({ uri: status.url, rowsAsArray: true, nestTables: true }) as Required<
+      Dialect<MysqlConnection>
+    >
+    const connection = await shaped.connect(AbortSignal.timeout(5_000))
+    try {
+      const info = (await shaped.inspect(connection, AbortSignal.timeout(5_000))) as MysqlServerInfo
+      expect(info.maxConnections).toBe(await admin.maxConnections())
+      expect(info.idleCutoffMs).toBeGreaterThan(0)
+      // The borrower's own queries keep the connection's shape.
+      const [rows] = await connection.query('SELECT 1 AS n')
+      expect(Array.isArray((rows as unknown[])[0])).toBe(true)
+    } finally {
+      await shaped.close(connection)
+    }
+  })
+
   it('passes TLS options to mysql2: ssl against a server without TLS fails as mysql2 says', async () => {
     const url = new URL(status.url)
     const d = mysql({
