@@ -238,7 +238,10 @@ describeOnServer(
         MODULES,
         async (m) => {
           const port = await closedPort()
-          const cluster = m.createPoolCluster({ removeNodeErrorCount: 1, restoreNodeTimeout: 300 })
+          const cluster = m.createPoolCluster({
+            removeNodeErrorCount: 1,
+            restoreNodeTimeout: 1_000,
+          })
           const events = recordEvents(cluster)
           let proxy: Awaited<ReturnType<typeof mysqlWireProxy>> | undefined
           try {
@@ -252,7 +255,7 @@ describeOnServer(
             ]
             // The server behind the flaky node comes up; after restoreNodeTimeout it is tried again.
             proxy = await mysqlWireProxy(MYSQL_URL, { port })
-            await new Promise((resolve) => setTimeout(resolve, 400))
+            await new Promise((resolve) => setTimeout(resolve, 1_200))
             const restored = await borrow(cluster, '*', 'ORDER')
             return { first, whileOffline, restored, events }
           } finally {
