@@ -1,7 +1,9 @@
 import * as diagnostics from 'node:diagnostics_channel'
 import mysql2 from 'mysql2'
+import mysql2Promise from 'mysql2/promise'
 import { expect, it } from 'vitest'
 import facade from '../../src/compat/mysql2.js'
+import promiseFacade from '../../src/compat/mysql2-promise.js'
 import { POOL_OPTION_KEYS } from '../../src/core/pool-options.js'
 import { MYSQL_URL } from '../integrations/support.js'
 import { closedPort, mysqlWireProxy } from '../support/mysql-wire-proxy.js'
@@ -194,6 +196,28 @@ describeOnServer(await probe('mysql'), 'lifeguard/mysql2: the dialect, twinned w
         order.indexOf('mysql2:pool:connect asyncStart'),
       )
       return seen
+    },
+  )
+
+  twin(
+    'M. mysql2/promise: each query and getConnection is published on mysql2:pool:connect',
+    {
+      driver: mysql2Promise as Pick<typeof mysql2Promise, 'createPool'>,
+      facade: promiseFacade as unknown as Pick<typeof mysql2Promise, 'createPool'>,
+    },
+    async (m) => {
+      const tracing = watchTracing()
+      const pool = m.createPool({ uri: MYSQL_URL, connectionLimit: 2 })
+      try {
+        await pool.query('SELECT 1 AS n')
+        await pool.execute('SELECT ? AS n', [2])
+        const connection = await pool.getConnection()
+        await connection.query('SELECT 3 AS n')
+        connection.release()
+      } finally {
+        await pool.end()
+      }
+      return tracing.stop()
     },
   )
 
