@@ -376,9 +376,15 @@ export class MysqlDialect implements Dialect<Connection> {
     if (initial === undefined) return
     // The reset keeps the current database (a borrower's USE would leak), and MariaDB's drops
     // what the handshake put into sql_mode (IGNORE_SPACE, from mysql2's CLIENT_IGNORE_SPACE):
-    // put both back as a fresh connection has them.
+    // put both back as a fresh connection has them; the database only if something since the
+    // last reset may have changed it.
+    const state = transactionState(connection)
+    const databaseKept = state?.databaseKept === true
     if (initial.ignoreSpace) await run(connection, RESTORE_IGNORE_SPACE)
-    if (initial.db !== null) await run(connection, `USE ${connection.escapeId(initial.db)}`)
+    if (initial.db !== null && !databaseKept) {
+      await run(connection, `USE ${connection.escapeId(initial.db)}`)
+    }
+    if (state !== undefined) state.databaseKept = true
   }
 
   isDisconnect(error: unknown): boolean {

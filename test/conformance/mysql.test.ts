@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { type MysqlConnection, type MysqlServerInfo, mysql } from '../../src/dialects/mysql.js'
 import { MysqlDialect } from '../../src/dialects/mysql-dialect.js'
 import { createPool, type Dialect, type Pool } from '../../src/index.js'
+import { mysqlWireProxy } from '../support/mysql-wire-proxy.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { type Admin, myRows, mysqlTarget, uniqueName, waitFor } from './targets.js'
 
@@ -370,6 +371,31 @@ describeOnServer(status, 'mysql dialect specifics', () => {
     const [before] = await myRows<{ mode: string }>(connection, 'SELECT @@SESSION.sql_mode AS mode')
     await dialect.reset(connection, 'session')
     expect(await myRows(connection, 'SELECT @@SESSION.sql_mode AS mode')).toEqual([before])
+  })
+
+  it("sends a 'session' reset's USE only after something that may have changed the database", async () => {
+    const proxy = await mysqlWireProxy(status.url)
+    const d = mysql(proxy.url) as Required<Dialect<MysqlConnection>>
+    const connection = await d.connect(AbortSignal.timeout(5_000))
+    try {
+      const sent = proxy.connections[0]!.commands
+      await myRows(connection, 'SELECT 1 AS n')
+      await d.reset(connection, 'session')
+      expect(sent.filter((c) => /^USE /.test(c))).toEqual([])
+      await myRows(connection, 'USE information_schema')
+      await d.reset(connection, 'session')
+      const db = new URL(status.url).pathname.slice(1)
+      expect(await myRows(connection, 'SELECT DATABASE() AS db')).toEqual([{ db }])
+      // Back where it started: the next reset needs no USE again.
+      await d.reset(connection, 'session')
+      expect(sent.filter((c) => /^USE /.test(c))).toEqual([
+        'USE information_schema',
+        `USE \`${db}\``,
+      ])
+    } finally {
+      await d.close(connection)
+      await proxy.close()
+    }
   })
 
   it('reads the session wait_timeout, max_connections, max_user_connections and the version', async () => {
