@@ -14,8 +14,8 @@ export interface TransactionState {
   autocommit: boolean
   /**
    * No command since the last `'session'` reset (or the connect) could have changed the current
-   * database: no statement with the word `USE` in it, no `changeUser`. The reset then needs no
-   * `USE` to put the database back.
+   * database: no statement with the word `USE` in it, no `DROP DATABASE`, no `changeUser`. The
+   * reset then needs no `USE` to put the database back.
    */
   databaseKept: boolean
 }
@@ -37,8 +37,11 @@ const DATABASE_INERT_COMMANDS = new Set([
   'ResetConnection',
 ])
 
-/** A statement that may change the current database: any with the word USE, wherever it is. */
-const MAY_CHANGE_DATABASE = /\buse\b/i
+/**
+ * A statement that may change the current database: any with the word USE, wherever it is, or a
+ * DROP DATABASE (dropping the current one leaves none selected).
+ */
+const MAY_CHANGE_DATABASE = /\buse\b|\bdrop\s+(?:database|schema)\b/i
 
 const transactionStates = new WeakMap<Connection, TransactionState>()
 
