@@ -86,4 +86,6 @@ export function tracePoolConnects(prototype: {
     configurable: true,
     enumerable: false,
   })
+  // Named as the method it stands for, in stack traces and `pool.getConnection.name`.
+  Object.defineProperty(prototype.getConnection, 'name', { value: 'getConnection' })
 }
