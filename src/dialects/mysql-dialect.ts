@@ -14,13 +14,7 @@ import {
 } from './mysql-transaction-tracker.js'
 import { causes, isSocketError } from './network-errors.js'
 import { redactError, secretsOfConfig } from './redact.js'
-import {
-  closeGracefully,
-  type Destroyable,
-  destroySockets,
-  ignoreError,
-  RELEASED_BUSY,
-} from './socket-close.js'
+import { closeGracefully, type Destroyable, destroySockets, RELEASED_BUSY } from './socket-close.js'
 
 /** What the dialect reads of a MySQL or MariaDB server: {@link ServerInfo} and one setting more. */
 export interface MysqlServerInfo extends ServerInfo {
@@ -221,6 +215,18 @@ function sessionOf(connection: Connection): InitialSession {
   }
 }
 
+/** The pool's `onDeath` for each watched connection (see `watch`). */
+const deathWatchers = new WeakMap<Connection, (error?: unknown) => void>()
+
+/**
+ * The dialect's one `'error'` listener on a connection, from its creation on: it keeps mysql2
+ * from throwing an error nobody listens to, and tells the pool of a fatal one once `watch` has
+ * registered it. One listener, as a connection of mysql2's own pool has one.
+ */
+function onConnectionError(this: Connection, error: unknown): void {
+  if ((error as { fatal?: unknown } | null)?.fatal === true) deathWatchers.get(this)?.(error)
+}
+
 /** Each connection's initial session, kept beside it rather than on it. */
 const initialSessions = new WeakMap<Connection, InitialSession>()
 
@@ -260,7 +266,7 @@ export class MysqlDialect implements Dialect<Connection> {
     } catch (error) {
       throw redactError(error, this.#secrets)
     }
-    connection.on('error', ignoreError)
+    connection.on('error', onConnectionError)
     hideCredentials(connection)
     const plain = internals(connection).stream
     await connectAbortable(
@@ -410,10 +416,9 @@ export class MysqlDialect implements Dialect<Connection> {
 
   watch(connection: Connection, onDeath: (error?: unknown) => void): void {
     // An idle connection that the server closed (wait_timeout, KILL) emits a fatal 'error'
-    // (ECONNRESET, PROTOCOL_CONNECTION_LOST) and, on a clean FIN, 'end'.
-    connection.on('error', (error: unknown) => {
-      if ((error as { fatal?: unknown } | null)?.fatal === true) onDeath(error)
-    })
+    // (ECONNRESET, PROTOCOL_CONNECTION_LOST), which onConnectionError passes on, and, on a clean
+    // FIN, 'end'.
+    deathWatchers.set(connection, onDeath)
     connection.on('end', () => onDeath())
   }
 

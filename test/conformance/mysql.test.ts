@@ -373,6 +373,23 @@ describeOnServer(status, 'mysql dialect specifics', () => {
     expect(await myRows(connection, 'SELECT @@SESSION.sql_mode AS mode')).toEqual([before])
   })
 
+  it("puts one 'error' listener on a connection, as mysql2's pool does, and still reports a fatal error", async () => {
+    const core = new MysqlDialect(status.url)
+    const connection = await core.connect(AbortSignal.timeout(5_000))
+    const deaths: unknown[] = []
+    core.watch(connection, (error) => deaths.push(error))
+    try {
+      expect(connection.listenerCount('error')).toBe(1)
+      expect(connection.listenerCount('connect')).toBe(0)
+      const fatal = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET', fatal: true })
+      connection.emit('error', fatal)
+      connection.emit('error', new Error('not fatal'))
+      expect(deaths).toEqual([fatal])
+    } finally {
+      await core.close(connection)
+    }
+  })
+
   it("sends a 'session' reset's USE only after something that may have changed the database", async () => {
     const proxy = await mysqlWireProxy(status.url)
     const d = mysql(proxy.url) as Required<Dialect<MysqlConnection>>
