@@ -120,6 +120,13 @@ const INSPECT_SQL =
   '@@SESSION.max_user_connections AS max_user_connections, VERSION() AS version, ' +
   '@@GLOBAL.init_connect AS init_connect, @@SESSION.autocommit AS autocommit'
 
+/**
+ * How long after a failed read of the server's limits the next one waits: the pool asks on each
+ * new connection until one answers, and a server or proxy that refuses the query (or drops the
+ * connection over it) should not cost every new connection a round trip, or the connection.
+ */
+const INSPECT_RETRY_MS = 30_000
+
 const loader = new DriverLoader<Mysql2Module>('mysql2', 'lifeguard/mysql', () => import('mysql2'))
 
 function internals(connection: Connection): ConnectionInternals {
@@ -247,6 +254,8 @@ export class MysqlDialect implements Dialect<Connection> {
    * packet tells the tracker the truth: safe, and lazy.
    */
   #trustGreeting = false
+  /** Until when (`performance.now()`) `inspect` sends nothing, after a failed attempt. */
+  #inspectAgainAt = 0
 
   constructor(config: string | ConnectionOptions | undefined) {
     loader.check()
@@ -423,9 +432,23 @@ export class MysqlDialect implements Dialect<Connection> {
   }
 
   async inspect(connection: Connection): Promise<MysqlServerInfo> {
-    const rows = await run<Array<Record<string, unknown>>>(connection, INSPECT_SQL)
+    const wait = this.#inspectAgainAt - performance.now()
+    if (wait > 0) {
+      // A server or proxy that refused the query (or closed the connection over it) would do it
+      // again: new connections send nothing until then.
+      throw new Error(
+        `not read: the previous attempt failed; the next connection after ${Math.ceil(wait / 1000)} s tries again`,
+      )
+    }
+    let rows: Array<Record<string, unknown>>
+    try {
+      rows = await run<Array<Record<string, unknown>>>(connection, INSPECT_SQL)
+    } catch (error) {
+      this.#inspectAgainAt = performance.now() + INSPECT_RETRY_MS
+      throw error
+    }
     const row = rows[0] ?? {}
-    const wait = Number(row.wait_timeout)
+    const idle = Number(row.wait_timeout)
     const max = Number(row.max_connections)
     const perUser = Number(row.max_user_connections)
     // No init_connect: the greeting's autocommit flag is every later session's. This session's
@@ -440,7 +463,7 @@ export class MysqlDialect implements Dialect<Connection> {
       maxConnections: Number.isFinite(max) && max > 0 ? max : undefined,
       maxUserConnections: Number.isFinite(perUser) && perUser > 0 ? perUser : undefined,
       // wait_timeout is in seconds; the session value counts (onConnect may have lowered it).
-      idleCutoffMs: Number.isFinite(wait) && wait > 0 ? wait * 1000 : undefined,
+      idleCutoffMs: Number.isFinite(idle) && idle > 0 ? idle * 1000 : undefined,
       idleCutoffSetting: 'wait_timeout',
     }
   }

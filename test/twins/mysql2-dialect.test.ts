@@ -134,29 +134,41 @@ describeOnServer(await probe('mysql'), 'lifeguard/mysql2: the dialect, twinned w
   twin(
     'P. a proxy that refuses session-variable SELECTs: the pool connects and queries through it',
     MODULES,
-    async (m) => {
+    async (m, side) => {
       // As some proxies and routers do, it answers the handshake and plain statements, and
       // refuses anything that reads @@ variables (the facade used to run one on every connect).
       const proxy = await mysqlWireProxy(MYSQL_URL, { refuse: (sql) => sql.includes('@@') })
       const pool = m.createPool({ uri: proxy.url, connectionLimit: 2 })
       const started = performance.now()
+      let result: Record<string, unknown>
       try {
         const first = await query(pool, 'SELECT 1 AS n')
         const connection = await getConnection(pool)
+        // Held together: the second is a new connection, made after the first one's read failed.
+        const other = await getConnection(pool)
         const second = await query(connection, 'SELECT 2 AS n')
         const refused = await query(connection, 'SELECT @@SESSION.sql_mode AS mode').then(
           () => 'answered',
           (error: { errno?: unknown }) => error.errno,
         )
+        const fourth = await query(other, 'SELECT 4 AS n')
         connection.release()
+        other.release()
         const third = await query(pool, 'SELECT 3 AS n')
-        // Two connects and four statements: milliseconds, where a failing connect retries for 30 s.
+        // Two connects and five statements: milliseconds, where a failing connect retries for 30 s.
         expect(performance.now() - started).toBeLessThan(5_000)
-        return { first, second, refused, third }
+        result = { first, second, refused, third, fourth, connections: proxy.connections.length }
       } finally {
         await end(pool)
         await proxy.close()
       }
+      if (side === 'facade') {
+        // The pool's read of the server's limits, refused once, is not sent again on the next
+        // connection (nor for 30 s).
+        const reads = proxy.connections.flatMap((c) => c.commands.filter((sql) => LIMITS.test(sql)))
+        expect(reads).toHaveLength(1)
+      }
+      return result
     },
     { timeout: 20_000 },
   )
