@@ -9,6 +9,7 @@ import {
 } from './mysql-credentials.js'
 import {
   noteServerStatus,
+  type TransactionState,
   trackTransactions,
   transactionState,
 } from './mysql-transaction-tracker.js'
@@ -254,6 +255,12 @@ export class MysqlDialect implements Dialect<Connection> {
    * packet tells the tracker the truth: safe, and lazy.
    */
   #trustGreeting = false
+  /**
+   * The tracked states of connections made before the greeting could be trusted, whose greeting
+   * said autocommit: once it can, those the server has not reported on since are set right.
+   * Emptied on each read of the limits, so it never holds more than one burst of connects.
+   */
+  #untrusted: TransactionState[] = []
   /** Until when (`performance.now()`) `inspect` sends nothing, after a failed attempt. */
   #inspectAgainAt = 0
 
@@ -290,6 +297,10 @@ export class MysqlDialect implements Dialect<Connection> {
     const session = sessionOf(connection)
     initialSessions.set(connection, session)
     trackTransactions(connection, this.#trustGreeting && session.greetingAutocommit === true)
+    const state = transactionState(connection)
+    if (!this.#trustGreeting && session.greetingAutocommit === true && state !== undefined) {
+      this.#untrusted.push(state)
+    }
     return connection
   }
 
@@ -445,6 +456,8 @@ export class MysqlDialect implements Dialect<Connection> {
       rows = await run<Array<Record<string, unknown>>>(connection, INSPECT_SQL)
     } catch (error) {
       this.#inspectAgainAt = performance.now() + INSPECT_RETRY_MS
+      // They stay as they are: each rolls back once on its first release, and learns.
+      this.#untrusted = []
       throw error
     }
     const row = rows[0] ?? {}
@@ -453,7 +466,14 @@ export class MysqlDialect implements Dialect<Connection> {
     const perUser = Number(row.max_user_connections)
     // No init_connect: the greeting's autocommit flag is every later session's. This session's
     // mode is read as it is now (after onConnect), so its first release needs no ROLLBACK either.
-    if (row.init_connect === '' || row.init_connect === null) this.#trustGreeting = true
+    const untrusted = this.#untrusted
+    this.#untrusted = []
+    if (row.init_connect === '' || row.init_connect === null) {
+      this.#trustGreeting = true
+      // Made meanwhile: their greeting said autocommit, and nothing else could have changed it
+      // but what the tracker saw (a SET autocommit marks them unclean) or the server reported.
+      for (const early of untrusted) if (!early.autocommitReported) early.autocommit = true
+    }
     const state = transactionState(connection)
     if (state !== undefined && row.autocommit !== undefined) {
       state.autocommit = Number(row.autocommit) === 1

@@ -12,6 +12,8 @@ export interface TransactionState {
   clean: boolean
   /** The session is in autocommit mode, as the server last reported. */
   autocommit: boolean
+  /** The server reported the mode (a COMMIT's or ROLLBACK's OK packet) since the connect. */
+  autocommitReported: boolean
   /**
    * No command since the last `'session'` reset (or the connect) could have changed the current
    * database: no statement with the word `USE` in it, no `DROP DATABASE`, no `changeUser`. The
@@ -54,7 +56,12 @@ type AddCommand = (command: { sql?: unknown; constructor?: { name?: string } }) 
  * connection stays a genuine mysql2 connection.
  */
 export function trackTransactions(connection: Connection, autocommit: boolean): void {
-  const state: TransactionState = { clean: true, autocommit, databaseKept: true }
+  const state: TransactionState = {
+    clean: true,
+    autocommit,
+    autocommitReported: false,
+    databaseKept: true,
+  }
   transactionStates.set(connection, state)
   const original = (connection as unknown as { addCommand: AddCommand }).addCommand
   const addCommand: AddCommand = function (this: unknown, command) {
@@ -90,5 +97,6 @@ export function transactionState(connection: Connection): TransactionState | und
  */
 export function noteServerStatus(state: TransactionState, serverStatus: number): void {
   state.autocommit = (serverStatus & STATUS_AUTOCOMMIT) !== 0
+  state.autocommitReported = true
   state.clean = (serverStatus & STATUS_IN_TRANS) === 0
 }

@@ -194,6 +194,28 @@ describeOnServer(status, 'mysql dialect specifics', () => {
       }
     })
 
+    it('trusts the greeting, once the limits are read, for connections made before too; not after SET autocommit', async () => {
+      const fresh = mysql(status.url) as Required<Dialect<MysqlConnection>>
+      const early = await fresh.connect(AbortSignal.timeout(5_000))
+      const manual = await fresh.connect(AbortSignal.timeout(5_000))
+      const first = await fresh.connect(AbortSignal.timeout(5_000))
+      try {
+        await myRows(early, 'SELECT 1')
+        // A borrower turned autocommit off, and a release already reported it.
+        await myRows(manual, 'SET autocommit = 0')
+        await fresh.reset(manual, 'rollback')
+        // The pool reads the limits on its first connection: no init_connect on this server.
+        await fresh.inspect(first, AbortSignal.timeout(5_000))
+        expect(fresh.reset(early, 'rollback')).toBeUndefined()
+        await myRows(manual, 'SELECT 1')
+        const again = fresh.reset(manual, 'rollback')
+        expect(again).toBeInstanceOf(Promise)
+        await again
+      } finally {
+        await Promise.all([early, manual, first].map((c) => fresh.close(c)))
+      }
+    })
+
     it("rolls back after BEGIN, and A's row never reaches the next borrower", async () => {
       const connection = await connect()
       await myRows(connection, 'BEGIN')
