@@ -128,6 +128,31 @@ const INSPECT_SQL =
  */
 const INSPECT_RETRY_MS = 30_000
 
+/** What {@link INSPECT_SQL} answers, by column. */
+type LimitsRow = Record<string, unknown>
+
+/**
+ * How long the pool's first connection waits for the server's limits before it is lent without
+ * them: the SELECT answers in a millisecond; a server (a proxy, a test double) that answers the
+ * handshake and then nothing must not keep the pool from lending, as it does not keep mysql2's.
+ */
+const INSPECT_WAIT_MS = 2_000
+
+/** {@link ServerInfo} from what {@link INSPECT_SQL} answered. */
+function serverInfoOf(row: LimitsRow): MysqlServerInfo {
+  const idle = Number(row.wait_timeout)
+  const max = Number(row.max_connections)
+  const perUser = Number(row.max_user_connections)
+  return {
+    version: typeof row.version === 'string' ? row.version : undefined,
+    maxConnections: Number.isFinite(max) && max > 0 ? max : undefined,
+    maxUserConnections: Number.isFinite(perUser) && perUser > 0 ? perUser : undefined,
+    // wait_timeout is in seconds; the session value counts (onConnect may have lowered it).
+    idleCutoffMs: Number.isFinite(idle) && idle > 0 ? idle * 1000 : undefined,
+    idleCutoffSetting: 'wait_timeout',
+  }
+}
+
 const loader = new DriverLoader<Mysql2Module>('mysql2', 'lifeguard/mysql', () => import('mysql2'))
 
 function internals(connection: Connection): ConnectionInternals {
@@ -263,6 +288,10 @@ export class MysqlDialect implements Dialect<Connection> {
   #untrusted: TransactionState[] = []
   /** Until when (`performance.now()`) `inspect` sends nothing, after a failed attempt. */
   #inspectAgainAt = 0
+  /** An attempt still unanswered after {@link INSPECT_WAIT_MS}: no other is sent meanwhile. */
+  #limitsPending = false
+  /** Its answer, once it came: the next `inspect` returns it without a query. */
+  #lateLimits: LimitsRow | undefined
 
   constructor(config: string | ConnectionOptions | undefined) {
     loader.check()
@@ -443,6 +472,15 @@ export class MysqlDialect implements Dialect<Connection> {
   }
 
   async inspect(connection: Connection): Promise<MysqlServerInfo> {
+    // An answer that came after an earlier connection stopped waiting for it is the server's.
+    const late = this.#lateLimits
+    if (late !== undefined) {
+      this.#lateLimits = undefined
+      return serverInfoOf(late)
+    }
+    if (this.#limitsPending) {
+      throw new Error("not read: the server has not answered the pool's previous attempt yet")
+    }
     const wait = this.#inspectAgainAt - performance.now()
     if (wait > 0) {
       // A server or proxy that refused the query (or closed the connection over it) would do it
@@ -451,40 +489,72 @@ export class MysqlDialect implements Dialect<Connection> {
         `not read: the previous attempt failed; the next connection after ${Math.ceil(wait / 1000)} s tries again`,
       )
     }
-    let rows: Array<Record<string, unknown>>
-    try {
-      rows = await run<Array<Record<string, unknown>>>(connection, INSPECT_SQL)
-    } catch (error) {
-      this.#inspectAgainAt = performance.now() + INSPECT_RETRY_MS
-      // They stay as they are: each rolls back once on its first release, and learns.
-      this.#untrusted = []
-      throw error
-    }
-    const row = rows[0] ?? {}
-    const idle = Number(row.wait_timeout)
-    const max = Number(row.max_connections)
-    const perUser = Number(row.max_user_connections)
-    // No init_connect: the greeting's autocommit flag is every later session's. This session's
-    // mode is read as it is now (after onConnect), so its first release needs no ROLLBACK either.
-    const untrusted = this.#untrusted
-    this.#untrusted = []
-    if (row.init_connect === '' || row.init_connect === null) {
-      this.#trustGreeting = true
-      // Made meanwhile: their greeting said autocommit, and nothing else could have changed it
-      // but what the tracker saw (a SET autocommit marks them unclean) or the server reported.
-      for (const early of untrusted) if (!early.autocommitReported) early.autocommit = true
-    }
+    const row = await this.#readLimits(connection)
+    // This session's mode as it is now (after onConnect): its first release needs no ROLLBACK.
     const state = transactionState(connection)
     if (state !== undefined && row.autocommit !== undefined) {
       state.autocommit = Number(row.autocommit) === 1
     }
-    return {
-      version: typeof row.version === 'string' ? row.version : undefined,
-      maxConnections: Number.isFinite(max) && max > 0 ? max : undefined,
-      maxUserConnections: Number.isFinite(perUser) && perUser > 0 ? perUser : undefined,
-      // wait_timeout is in seconds; the session value counts (onConnect may have lowered it).
-      idleCutoffMs: Number.isFinite(idle) && idle > 0 ? idle * 1000 : undefined,
-      idleCutoffSetting: 'wait_timeout',
-    }
+    return serverInfoOf(row)
+  }
+
+  /**
+   * Sends {@link INSPECT_SQL} and waits up to {@link INSPECT_WAIT_MS} for its answer. Past that,
+   * the pool lends the connection without the limits, the query staying ahead of the borrower's
+   * on the wire (as with mysql2's own pool, a server that answers nothing then answers none of the
+   * borrower's queries either); its answer, when it comes, is kept for the next connection's
+   * `inspect`, and until it comes no connection sends the query again.
+   */
+  #readLimits(connection: Connection): Promise<LimitsRow> {
+    const query = run<LimitsRow[]>(connection, INSPECT_SQL).then(
+      (rows) => {
+        const row = rows[0] ?? {}
+        this.#noteInitConnect(row)
+        return row
+      },
+      (error: unknown) => {
+        this.#inspectAgainAt = performance.now() + INSPECT_RETRY_MS
+        // They stay as they are: each rolls back once on its first release, and learns.
+        this.#untrusted = []
+        throw error
+      },
+    )
+    return new Promise<LimitsRow>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#limitsPending = true
+        query.then(
+          (row) => {
+            this.#limitsPending = false
+            this.#lateLimits = row
+          },
+          () => {
+            this.#limitsPending = false
+          },
+        )
+        reject(new Error(`not read: the server did not answer within ${INSPECT_WAIT_MS} ms`))
+      }, INSPECT_WAIT_MS)
+      timer.unref?.()
+      query.then(
+        (row) => {
+          clearTimeout(timer)
+          resolve(row)
+        },
+        (error: unknown) => {
+          clearTimeout(timer)
+          reject(error)
+        },
+      )
+    })
+  }
+
+  /** Trusts the greeting's autocommit flag once the server says it has no `init_connect`. */
+  #noteInitConnect(row: LimitsRow): void {
+    const untrusted = this.#untrusted
+    this.#untrusted = []
+    if (row.init_connect !== '' && row.init_connect !== null) return
+    this.#trustGreeting = true
+    // Made meanwhile: their greeting said autocommit, and nothing else could have changed it
+    // but what the tracker saw (a SET autocommit marks them unclean) or the server reported.
+    for (const early of untrusted) if (!early.autocommitReported) early.autocommit = true
   }
 }

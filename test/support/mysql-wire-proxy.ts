@@ -28,6 +28,11 @@ export interface MysqlWireProxyOptions {
    * packet itself (errno 1105, as a proxy that does not support a statement answers).
    */
   readonly refuse?: (sql: string) => boolean
+  /**
+   * A COM_QUERY for which this returns true is neither forwarded nor answered: a proxy gone
+   * silent for it (every later command of that connection then waits behind it).
+   */
+  readonly swallow?: (sql: string) => boolean
   /** The port to listen on (127.0.0.1); a free one when left out. */
   readonly port?: number
 }
@@ -120,6 +125,7 @@ export async function mysqlWireProxy(
             client.write(errorPacket(1, 'statement not supported by this proxy'))
             continue
           }
+          if (options.swallow?.(body) === true) continue
         } else {
           const name = COMMAND_NAMES[command] ?? `COM_0x${command.toString(16)}`
           record.commands.push(command === 0x16 ? `${name}: ${body}` : name)

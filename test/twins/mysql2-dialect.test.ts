@@ -174,6 +174,34 @@ describeOnServer(await probe('mysql'), 'lifeguard/mysql2: the dialect, twinned w
   )
 
   twin(
+    'P. a proxy that never answers session-variable SELECTs: the pool still lends, and later connections work',
+    MODULES,
+    async (m) => {
+      // Silent for @@ reads: the facade's first connection waits a bounded time for its read of
+      // the server's limits, then is lent (its later commands queue behind the unanswered one, as
+      // every command of a connection of mysql2's own pool would behind an unanswered one).
+      const proxy = await mysqlWireProxy(MYSQL_URL, { swallow: (sql) => sql.includes('@@') })
+      const pool = m.createPool({ uri: proxy.url, connectionLimit: 2 })
+      const started = performance.now()
+      try {
+        const first = await getConnection(pool)
+        // Held with the first: a new connection, which sends no read of its own meanwhile.
+        const second = await getConnection(pool)
+        const rows = await query(second, 'SELECT 2 AS n')
+        // Lent within the wait (2 s), where the connect timeout (10 s) would fail it for ever.
+        expect(performance.now() - started).toBeLessThan(6_000)
+        first.release()
+        second.release()
+        return { rows, connections: proxy.connections.length }
+      } finally {
+        await end(pool)
+        await proxy.close()
+      }
+    },
+    { timeout: 20_000 },
+  )
+
+  twin(
     "M. mysql2:pool:connect is published for each getConnection, and the pool's own statements are not on mysql2:query",
     MODULES,
     async (m) => {
