@@ -10,6 +10,8 @@ import { hideConfigCredentials } from '../dialects/mysql-credentials.js'
 import { MysqlDialect } from '../dialects/mysql-dialect.js'
 import { registerFacade } from './lifeguard-of.js'
 import { manage, type PoolHold } from './manage.js'
+import { createPoolCluster as clusterOf } from './mysql2-pool-cluster.js'
+import { tracePoolConnects } from './mysql2-pool-tracing.js'
 import { Mysql2QueueView } from './mysql2-queue-view.js'
 import { poolKey } from './pool-key.js'
 
@@ -742,6 +744,8 @@ class LifeguardMysqlPool extends CorePool {
   }
 }
 Object.defineProperty(LifeguardMysqlPool, 'name', { value: 'Pool' })
+// As mysql2's pool: every getConnection is published on the mysql2:pool:connect tracing channel.
+tracePoolConnects(LifeguardMysqlPool.prototype)
 
 /** The mysql2 connection that a `createConnection` facade borrowed, once borrowed. */
 let borrowedBy: (facade: BorrowedConnection) => mysql2.Connection | undefined
@@ -891,6 +895,8 @@ function proxied(facade: BorrowedConnection): mysql2.Connection {
 export interface Mysql2Module {
   createPool(config: string | Mysql2PoolOptions): mysql2.Pool
   createConnection(config: string | Mysql2PoolOptions): mysql2.Connection
+  /** mysql2's `PoolCluster`, each node a pool of this module's `createPool` (see `mysql2-pool-cluster.ts`). */
+  createPoolCluster(config?: mysql2.PoolClusterOptions): mysql2.PoolCluster
   /** Closes the shared pools that this module's `createConnection` borrowed from. */
   end(): Promise<void>
   [other: string]: unknown
@@ -913,6 +919,8 @@ export function configureMysql2(defaults: LifeguardOptions = {}): Mysql2Module {
     createPool(config: string | Mysql2PoolOptions): mysql2.Pool {
       return new LifeguardMysqlPool(config, defaults) as unknown as mysql2.Pool
     },
+    createPoolCluster: (config?: mysql2.PoolClusterOptions): mysql2.PoolCluster =>
+      clusterOf(config, (node) => new LifeguardMysqlPool(node, defaults) as unknown as mysql2.Pool),
     createConnection(config: string | Mysql2PoolOptions): mysql2.Connection {
       checkConfig(config, 'createConnection')
       // A per-connection typeCast function (Sequelize binds a new one for every connection)
@@ -955,6 +963,8 @@ export const createPool = defaultModule.createPool
 export const createConnection = defaultModule.createConnection
 /** Closes the shared pools that `createConnection` borrowed from. */
 export const end = defaultModule.end
+/** Creates a drop-in mysql2 `PoolCluster` whose nodes are lifeguard pools (see {@link configureMysql2}). */
+export const createPoolCluster = defaultModule.createPoolCluster
 const escapeValue = mysql2.escape
 
 /** mysql2's `escape`, re-exported so that the module has mysql2's shape. */
