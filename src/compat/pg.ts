@@ -475,7 +475,9 @@ class LifeguardPgPool extends PgPoolBase {
       if (wornOut) this.log('remove expended client')
       this.#returning = client
       try {
-        if (error || c._queryable === false || c._ending === true || wornOut) {
+        // As pg-pool's `_release`: once end() was called, a released client is closed, never
+        // lent to a caller end() lets finish (those get the clients being opened for them).
+        if (error || this.ending || c._queryable === false || c._ending === true || wornOut) {
           this.#open.delete(client)
           lease.destroy(error instanceof Error ? error : undefined)
         } else {
