@@ -870,7 +870,8 @@ describe('server limits', () => {
       maxConnections: 100,
     }
     const clamps: unknown[] = []
-    const pool = makePool({ maxLifetime: 1_800_000, idleTimeout: 600_000 })
+    // min keeps a connection idle however long: maxLifetime must come down too.
+    const pool = makePool({ maxLifetime: 1_800_000, idleTimeout: 600_000, min: 1 })
     pool.on('clamp', (e) => clamps.push(e))
     const lease = await pool.acquire()
     expect(pool.server).toEqual(dialect.server)
