@@ -1,6 +1,10 @@
-import { expect, it } from 'vitest'
+import { writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
 import { MysqlDialect } from '../../src/dialects/mysql-dialect.js'
 import { postgres } from '../../src/dialects/postgres.js'
+import { sqlite } from '../../src/dialects/sqlite.js'
 import {
   ConnectError,
   createPool,
@@ -8,7 +12,6 @@ import {
   type Lease,
   UnavailableError,
 } from '../../src/index.js'
-import { sleep } from '../conformance/targets.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import {
   type FaultTarget,
@@ -283,3 +286,31 @@ describeOnServer(pgStatus, 'faults: fail fast on PostgreSQL', () =>
 describeOnServer(myStatus, 'faults: fail fast on MariaDB', () =>
   scenarios(mysqlFaultTarget(myStatus)),
 )
+
+describe('faults: fail fast on SQLite', () => {
+  it('a file that cannot be opened or is not a database: acquires reject at once, without a retry each', async () => {
+    const notADb = join(tmpdir(), `lifeguard-not-a-db-${process.pid}.db`)
+    writeFileSync(notADb, 'not a database, '.repeat(100))
+    for (const [what, file] of [
+      ['missing directory', join(tmpdir(), 'lifeguard-no-such-dir', 'x.db')],
+      ['not a database', notADb],
+    ] as const) {
+      const { dialect, attempts } = counted(sqlite(file))
+      const pool = createPool({ dialect, max: 4 })
+      try {
+        const first = await timed(pool.acquire())
+        expect(first.error, what).toBeInstanceOf(ConnectError)
+        const later = await Promise.all(Array.from({ length: 100 }, () => timed(pool.acquire())))
+        expect(later.every((x) => x.error instanceof ConnectError)).toBe(true)
+        expect(attempts.length).toBeLessThanOrEqual(2)
+        report(`15.1 permanent: ${what}`, 'SQLite', {
+          message: (first.error as Error).message.replace(/ \[LIFEGUARD_.*$/, ''),
+          acquireMs: ms(first.ms),
+          connects: attempts.length,
+        })
+      } finally {
+        await pool.destroy()
+      }
+    }
+  })
+})

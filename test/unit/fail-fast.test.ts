@@ -1,4 +1,7 @@
 import { beforeEach, describe, expect, it } from 'vitest'
+import { MysqlDialect } from '../../src/dialects/mysql-dialect.js'
+import { postgres } from '../../src/dialects/postgres.js'
+import { sqlite } from '../../src/dialects/sqlite.js'
 import {
   AcquireTimeoutError,
   ConnectError,
@@ -280,7 +283,7 @@ describe('fail fast while the database is down', () => {
     await tick(0)
     expect(waiting.filter((c) => c.done).length).toBe(1)
     for (let i = 0; i < 4; i++) {
-      const served = waiting.find((c) => c.done && c.value !== undefined && c.value.active)
+      const served = waiting.find((c) => c.done && c.value?.active)
       ;(served!.value as Lease<FakeConnection>).release()
       await tick(0)
     }
@@ -300,5 +303,89 @@ describe('fail fast while the database is down', () => {
     const next = settle(pool.acquire())
     await tick(0)
     expect(next.error).toBeInstanceOf(UnavailableError)
+  })
+})
+
+/** An error with the fields a driver sets, as the drivers were seen to throw them on the live servers. */
+function driverError(message: string, fields: Record<string, unknown>): Error {
+  return Object.assign(new Error(message), fields)
+}
+
+describe('the dialects classify connect errors', () => {
+  const refused = driverError('connect ECONNREFUSED 127.0.0.1:5432', {
+    code: 'ECONNREFUSED',
+    errno: -111,
+  })
+  const transientNet = ['ECONNRESET', 'ETIMEDOUT', 'EAI_AGAIN'].map((code) =>
+    driverError(`${code.toLowerCase()}`, { code }),
+  )
+
+  it('postgres: auth, unknown database, TLS refused and unsupported auth are permanent', () => {
+    const d = postgres({ host: '127.0.0.1' })
+    const permanent = [
+      driverError('password authentication failed for user "app"', { code: '28P01' }),
+      driverError('role "nobody" does not exist', { code: '28000', severity: 'FATAL' }),
+      driverError('database "nodb" does not exist', { code: '3D000', severity: 'FATAL' }),
+      new Error('The server does not support SSL connections'),
+      new Error('SASL: Only mechanism(s) SCRAM-SHA-256 are supported'),
+      driverError('self-signed certificate', { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' }),
+      // Wrapped, as an ORM would.
+      new Error('wrapped', { cause: driverError('bad password', { code: '28P01' }) }),
+    ]
+    for (const e of permanent) expect(d.classifyConnectError!(e), e.message).toBe('permanent')
+    const transient = [
+      refused,
+      ...transientNet,
+      driverError('sorry, too many clients already', { code: '53300' }),
+      driverError('the database system is starting up', { code: '57P03' }),
+      driverError('terminating connection due to administrator command', { code: '57P01' }),
+      new ConnectError('connect timed out after 10000 ms'),
+      new Error('Connection terminated unexpectedly'),
+    ]
+    for (const e of transient) expect(d.classifyConnectError!(e), e.message).toBe('transient')
+  })
+
+  it('mysql: 1045, 1698, 1049, TLS and auth-plugin errors are permanent; 1040 and the network transient', () => {
+    const d = new MysqlDialect({ host: '127.0.0.1' })
+    const permanent = [
+      driverError("Access denied for user 'root'@'127.0.0.1' (using password: YES)", {
+        code: 'ER_ACCESS_DENIED_ERROR',
+        errno: 1045,
+        sqlState: '28000',
+      }),
+      driverError("Access denied for user 'app'@'localhost'", {
+        code: 'ER_ACCESS_DENIED_NO_PASSWORD_ERROR',
+        errno: 1698,
+      }),
+      driverError("Unknown database 'nodb'", { code: 'ER_BAD_DB_ERROR', errno: 1049 }),
+      driverError('Server does not support secure connection', {
+        code: 'HANDSHAKE_NO_SSL_SUPPORT',
+        fatal: true,
+      }),
+      driverError('Server requests authentication using unknown plugin x', {
+        code: 'AUTH_SWITCH_PLUGIN_ERROR',
+        fatal: true,
+      }),
+    ]
+    for (const e of permanent) expect(d.classifyConnectError(e), e.message).toBe('permanent')
+    const transient = [
+      driverError('Too many connections', { code: 'ER_CON_COUNT_ERROR', errno: 1040 }),
+      { ...refused, fatal: true },
+      ...transientNet,
+    ]
+    for (const e of transient) expect(d.classifyConnectError(e)).toBe('transient')
+  })
+
+  it('sqlite: cannot open, not a database and a missing directory are permanent; SQLITE_BUSY transient', () => {
+    const d = sqlite(':memory:')
+    const permanent = [
+      driverError('unable to open database file', { code: 'SQLITE_CANTOPEN' }),
+      driverError('file is not a database', { code: 'SQLITE_NOTADB' }),
+      new TypeError('Cannot open database because the directory does not exist'),
+    ]
+    for (const e of permanent) expect(d.classifyConnectError!(e), e.message).toBe('permanent')
+    expect(
+      d.classifyConnectError!(driverError('database is locked', { code: 'SQLITE_BUSY' })),
+    ).toBe('transient')
   })
 })
