@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -48,9 +49,53 @@ function counted<C>(dialect: Dialect<C>): { dialect: Dialect<C>; attempts: numbe
   return { dialect: wrapped, attempts }
 }
 
-/** The permanent misconfigurations each server can show (PostgreSQL here trusts 127.0.0.1: no password check). */
+/**
+ * A PostgreSQL wire stub on 127.0.0.1 that asks for a cleartext password and answers 28P01, as a
+ * server checking passwords would: the PostgreSQL server of the suite trusts 127.0.0.1, so it
+ * never fails a password. The pg driver and the dialect are the real ones.
+ */
+async function passwordRejectingServer(): Promise<{ port: number; close(): Promise<void> }> {
+  const server: Server = createServer((socket) => {
+    socket.on('error', () => {})
+    let buffer = Buffer.alloc(0)
+    let started = false
+    socket.on('data', (chunk) => {
+      buffer = Buffer.concat([buffer, chunk])
+      if (!started && buffer.length >= 8 && buffer.length >= buffer.readInt32BE(0)) {
+        started = true
+        buffer = buffer.subarray(buffer.readInt32BE(0))
+        socket.write(Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 3])) // AuthenticationCleartextPassword
+      }
+      if (started && buffer.length >= 5 && buffer[0] === 0x70) {
+        if (buffer.length < 1 + buffer.readInt32BE(1)) return
+        const fields = Buffer.from(
+          'SFATAL\0VFATAL\0C28P01\0Mpassword authentication failed for user "app"\0\0',
+        )
+        const header = Buffer.alloc(5)
+        header.write('E', 0)
+        header.writeInt32BE(4 + fields.length, 1)
+        socket.end(Buffer.concat([header, fields]))
+      }
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as { port: number }).port
+  return {
+    port,
+    close: () => {
+      ;(server as Server & { closeAllConnections?: () => void }).closeAllConnections?.()
+      return new Promise((resolve) => server.close(() => resolve()))
+    },
+  }
+}
+
+/**
+ * The permanent misconfigurations each server can show. PostgreSQL here trusts 127.0.0.1 (no
+ * password check): its wrong password is the wire stub's, on `stubPort`.
+ */
 function misconfigured(
   target: FaultTarget<unknown>,
+  stubPort: number,
 ): Array<{ what: string; code: string; dialect: () => Dialect<unknown> }> {
   const url = new URL(target.status.url)
   const database = decodeURIComponent(url.pathname.slice(1)) || 'test'
@@ -58,6 +103,18 @@ function misconfigured(
   if (target.name === 'postgres') {
     const user = decodeURIComponent(url.username) || 'postgres'
     return [
+      {
+        what: 'wrong password (wire stub)',
+        code: '28P01',
+        dialect: () =>
+          postgres({
+            host: '127.0.0.1',
+            port: stubPort,
+            user: 'app',
+            password: 'lifeguard-wrong-secret',
+            database,
+          }) as Dialect<unknown>,
+      },
       {
         what: 'unknown role',
         code: '28000',
@@ -113,7 +170,8 @@ function scenarios<C>(target: FaultTarget<C>): void {
   const server = target.label
 
   it('permanent errors: the first acquire rejects within its connect + 50 ms; 1000 concurrent acquires make ≤ max connects', async () => {
-    for (const bad of misconfigured(target as FaultTarget<unknown>)) {
+    const stub = await passwordRejectingServer()
+    for (const bad of misconfigured(target as FaultTarget<unknown>, stub.port)) {
       const first = counted(bad.dialect())
       const pool = createPool({ dialect: first.dialect, max: 10 })
       try {
@@ -162,6 +220,7 @@ function scenarios<C>(target: FaultTarget<C>): void {
         await pool.destroy()
       }
     }
+    await stub.close()
   })
 
   it('down 5 s under 50 workers: failed acquires settle ≤ 50 ms at p99, one connect in flight, serving ≤ 1 s after', async () => {
