@@ -303,6 +303,10 @@ describe('fail fast while the database is down', () => {
     const next = settle(pool.acquire())
     await tick(0)
     expect(next.error).toBeInstanceOf(UnavailableError)
+    // The connect error's text once, and one explain hint: the pool's own.
+    const message = (next.error as Error).message
+    expect(message).toContain('the last with: connect timed out after 2000 ms; retrying')
+    expect(message.match(/LIFEGUARD_[A-Z_]+/g)).toEqual(['LIFEGUARD_UNAVAILABLE'])
   })
 })
 
