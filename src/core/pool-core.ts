@@ -456,7 +456,8 @@ export class PoolCore<C> {
       }
       this.waiterLeft()
     }
-    if (c.connecting > 0) return
+    // Never past max + maxOverflow: connections still closing count, as in pumpOnce.
+    if (c.connecting > 0 || this.records.size >= this.opts.max + this.opts.maxOverflow) return
     if (this.backoff.waiting(performance.now(), this.waiters.size > 0)) return
     this.connect()
   }
