@@ -130,6 +130,16 @@ const FUNCTION_OPTIONS = {
   Client: "a client class (constructor), such as pg's Client",
 } as const
 
+/** Whether `new value()` is allowed (an arrow function or a method is not), without calling it. */
+function isConstructor(value: object): boolean {
+  try {
+    Reflect.construct(Object, [], value as new () => object)
+    return true
+  } catch {
+    return false
+  }
+}
+
 /**
  * Checks pg-pool's function-valued options as pg-pool reads them: a falsy value means "not given",
  * anything else must be a function. pg-pool would fail only when it first calls one (`this.log
@@ -139,7 +149,8 @@ function checkFunctionOptions(config: PgPoolConfig | undefined): void {
   if (typeof config !== 'object' || config === null) return
   for (const [option, allowed] of Object.entries(FUNCTION_OPTIONS)) {
     const value = (config as Record<string, unknown>)[option]
-    if (value && typeof value !== 'function') {
+    const constructs = option === 'Promise' || option === 'Client'
+    if (value && (typeof value !== 'function' || (constructs && !isConstructor(value)))) {
       throw new InvalidOptionError(
         option,
         `Invalid option ${option}: ${describe(value)}; expected ${allowed}, or nothing`,
@@ -475,7 +486,9 @@ class LifeguardPgPool extends PgPoolBase {
       if (wornOut) this.log('remove expended client')
       this.#returning = client
       try {
-        if (error || c._queryable === false || c._ending === true || wornOut) {
+        // As pg-pool's `_release`: once end() was called, a released client is closed, never
+        // lent to a caller end() lets finish (those get the clients being opened for them).
+        if (error || this.ending || c._queryable === false || c._ending === true || wornOut) {
           this.#open.delete(client)
           lease.destroy(error instanceof Error ? error : undefined)
         } else {

@@ -440,7 +440,16 @@ export class PoolCore<C> {
       if (c.connecting > 0) return
       open = 1
     }
-    for (let i = 0; i < open; i++) this.connect()
+    if (!this.rejectConnectErrors) {
+      for (let i = 0; i < open; i++) this.connect(undefined)
+      return
+    }
+    // Under 'reject' each connect is opened for one waiter, the first that nothing covers yet.
+    let waiter = this.waiters.at(coming)
+    for (let i = 0; i < open; i++) {
+      this.connect(waiter)
+      waiter = waiter?.next
+    }
   }
 
   /**
@@ -459,7 +468,7 @@ export class PoolCore<C> {
     // Never past max + maxOverflow: connections still closing count, as in pumpOnce.
     if (c.connecting > 0 || this.records.size >= this.opts.max + this.opts.maxOverflow) return
     if (this.backoff.waiting(performance.now(), this.waiters.size > 0)) return
-    this.connect()
+    this.connect(undefined)
   }
 
   /**
@@ -697,8 +706,9 @@ export class PoolCore<C> {
 
   // Opening connections.
 
-  private connect(): void {
+  private connect(openedFor: Waiter<Lease<C>> | undefined): void {
     const record = new ConnectionRecord<C>(this.nextId++)
+    record.openedFor = openedFor
     this.records.add(record)
     this.move(record, 'connecting')
     const started = performance.now()
@@ -825,12 +835,26 @@ export class PoolCore<C> {
     this.counters.created++
     this.scheduleExpiry(record, now, now)
     this.telemetry.connected(record, now - started)
-    this.makeAvailable(record)
+    // Under 'reject', the waiter it was opened for gets it if it still waits, as in pg-pool.
+    const waiter = record.openedFor as Waiter<Lease<C>> | undefined
+    record.openedFor = undefined
+    if (
+      waiter !== undefined &&
+      this.state === 'open' &&
+      this.condemned(record) === undefined &&
+      this.waiters.remove(waiter)
+    ) {
+      this.serve(record, waiter)
+    } else {
+      this.makeAvailable(record)
+    }
     // After a failure, connects went one at a time: now that one worked, open what is missing.
     this.pump()
   }
 
   private connectFailed(record: ConnectionRecord<C>, cause: unknown, started: number): void {
+    const openedFor = record.openedFor as Waiter<Lease<C>> | undefined
+    record.openedFor = undefined
     this.move(record, 'closed')
     if (this.state !== 'open') return this.checkDrained()
     const message =
@@ -839,12 +863,21 @@ export class PoolCore<C> {
         : `could not connect (${this.dialect.name}): ${describeCause(cause)}`
     const error = cause instanceof ConnectError ? cause : new ConnectError(message, { cause })
     this.counters.connectErrors++
-    // Under 'reject', the failure goes to a waiter when every connection on its way (the other
-    // connects, pings and resets) is already owed to one ahead of it: then this connect was the
-    // head waiter's. Otherwise the waiter it was opened for left (or was served) meanwhile.
+    // Under 'reject', the failure goes to the waiter the connect was opened for, if it still
+    // waits. If it left (timed out, aborted) or was served meanwhile, nobody hears of it: as in
+    // pg-pool, the failure of a caller's connect never reaches another caller, and the waiters
+    // that nothing covers now get connects of their own (pump). A connect opened for no waiter
+    // (the `min` refill) goes to a waiter when every connection on its way is owed to one ahead.
     const c = this.counts
-    if (this.rejectConnectErrors && this.waiters.size > c.connecting + c.validating + c.resetting) {
-      const waiter = this.waiters.shift()!
+    const waiter =
+      openedFor !== undefined
+        ? this.waiters.remove(openedFor)
+          ? openedFor
+          : undefined
+        : this.rejectConnectErrors && this.waiters.size > c.connecting + c.validating + c.resetting
+          ? this.waiters.shift()
+          : undefined
+    if (waiter !== undefined) {
       // The caller hears of it at once; the next connect starts now, with no backoff.
       this.telemetry.connectFailed(record, error, 1, 0)
       waiter.reject(error)

@@ -36,9 +36,10 @@ export interface PoolOptions<C> {
   /**
    * What a failed connect (the driver's error, a failing `onConnect`, a connect timeout) does to
    * the callers waiting for it. `'retry'`: it is retried with backoff while they wait, up to
-   * `acquireTimeout`. `'reject'`: the longest-waiting caller is rejected at once with a
-   * `ConnectError` whose `cause` is the driver's error, as pg-pool and mysql2 do; the other
-   * callers keep waiting and get connects of their own.
+   * `acquireTimeout`. `'reject'`: each connect is opened for one waiting caller, which is
+   * rejected at once with a `ConnectError` whose `cause` is the driver's error, as pg-pool and
+   * mysql2 do; the other callers keep waiting and get connects of their own. A failure whose
+   * caller has already left (timed out, aborted) reaches nobody, never a caller who came later.
    * @defaultValue 'retry'
    */
   connectErrors?: 'retry' | 'reject'

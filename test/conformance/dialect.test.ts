@@ -125,6 +125,9 @@ for (const target of targets) {
         const dialect = target.dialect()
         const connection = await dialect.connect(AbortSignal.timeout(5_000))
         try {
+          // As the pool does on its first connection: MySQL learns there that no init_connect
+          // can have turned autocommit off after the greeting (until then it rolls back once).
+          await dialect.inspect?.(connection, AbortSignal.timeout(5_000))
           const result = dialect.reset!(connection, 'rollback')
           if (target.syncIdleRollback) expect(result).toBeUndefined()
           else {

@@ -536,6 +536,15 @@ describe('pg Pool surface: bad function options', () => {
     })
   }
 
+  for (const option of ['Promise', 'Client'] as const) {
+    it(`an arrow function as ${option} is refused at new Pool(), not at end() with "P is not a constructor"`, () => {
+      const make = () =>
+        new facade.Pool({ connectionString: PG_URL, [option]: () => undefined } as never)
+      expect(make).toThrow(InvalidOptionError)
+      expect(make).toThrow(new RegExp(`^Invalid option ${option}: .*; expected `))
+    })
+  }
+
   it('falsy function options are "not given", as pg-pool reads them', async () => {
     const pool = new facade.Pool({ connectionString: PG_URL, log: null, verify: 0 } as never)
     await pool.end()
