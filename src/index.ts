@@ -1,4 +1,10 @@
-export type { Dialect, ResetMode, ServerInfo, TransactionStep } from './core/dialect.js'
+export type {
+  ConnectFailure,
+  Dialect,
+  ResetMode,
+  ServerInfo,
+  TransactionStep,
+} from './core/dialect.js'
 export {
   AcquireTimeoutError,
   CloseTimeoutError,
@@ -14,6 +20,7 @@ export {
   ScopeEndedError,
   TooManyWaitersError,
   TransactionFailedError,
+  UnavailableError,
   type WarningCode,
 } from './core/errors.js'
 export type { InvalidateReason, PoolEvents, PoolListener } from './core/events.js'

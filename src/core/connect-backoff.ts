@@ -2,6 +2,18 @@
 const BASE_MS = 50
 /** The longest pause between connect attempts, so that the pool is serving within ~½ s of recovery. */
 const CAP_MS = 500
+/**
+ * The longest pause after a permanent error (a wrong password): a retry then only helps once
+ * someone has changed the credentials or the server, so it need not hammer the server's
+ * authentication log twice a second; 5 s is still quick after a rotation.
+ */
+export const PERMANENT_CAP_MS = 5_000
+/**
+ * A pause between one failure and the next attempt longer than this breaks the streak of
+ * failures for {@link ConnectBackoff.failingSince}: nobody tried meanwhile, so nothing says the
+ * server was down all along (the pool retries within {@link CAP_MS} while anyone needs it).
+ */
+const STREAK_GAP_MS = 2 * CAP_MS
 
 /**
  * The pool's connect backoff: how many connects failed in a row, the last error, when the next
@@ -17,6 +29,14 @@ export class ConnectBackoff {
   failures = 0
   /** Why the last connect failed, while they fail: the cause of an acquire timeout. */
   lastError: Error | undefined = undefined
+  /**
+   * Since when connects have failed without a break, on the monotonic clock: when the first
+   * attempt of the streak started (a blackholed connect counts from its start, not from its
+   * timeout). Meaningful while `failures > 0`.
+   */
+  failingSince = 0
+  /** When the last failure was recorded, on the monotonic clock. */
+  private lastFailedAt = 0
   /** When the next attempt may start, on the monotonic clock. */
   private retryAt = 0
   private timer: NodeJS.Timeout | undefined = undefined
@@ -32,17 +52,27 @@ export class ConnectBackoff {
     this.random = random
   }
 
-  /** The delay after the `failures`-th failure in a row, jitter included, in ms. */
-  delayAfter(failures: number): number {
-    const ceiling = Math.min(CAP_MS, BASE_MS * 2 ** Math.min(failures - 1, 16))
+  /**
+   * The delay after the `failures`-th failure in a row, jitter included, in ms; `cap` is the
+   * longest (500 ms, or {@link PERMANENT_CAP_MS} after a permanent error).
+   */
+  delayAfter(failures: number, cap = CAP_MS): number {
+    const ceiling = Math.min(cap, BASE_MS * 2 ** Math.min(failures - 1, 16))
     return Math.round(ceiling / 2 + (this.random() * ceiling) / 2)
   }
 
-  /** Records a failed connect at `now`; returns the delay before the next attempt, in ms. */
-  failed(error: Error, now: number): number {
+  /**
+   * Records a failed connect at `now`, of an attempt that started at `startedAt`; returns the
+   * delay before the next attempt, in ms. `permanent` caps it at {@link PERMANENT_CAP_MS}.
+   */
+  failed(error: Error, now: number, startedAt = now, permanent = false): number {
+    if (this.failures === 0 || startedAt - this.lastFailedAt > STREAK_GAP_MS) {
+      this.failingSince = Math.min(startedAt, now)
+    }
     this.lastError = error
+    this.lastFailedAt = now
     this.failures++
-    const delay = this.delayAfter(this.failures)
+    const delay = this.delayAfter(this.failures, permanent ? PERMANENT_CAP_MS : CAP_MS)
     this.retryAt = now + delay
     return delay
   }

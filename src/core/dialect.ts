@@ -4,6 +4,14 @@ export type ResetMode = 'rollback' | 'session'
 /** A transaction-control statement the pool runs for a request scope: see {@link Dialect.transact}. */
 export type TransactionStep = 'begin' | 'commit' | 'rollback'
 
+/**
+ * What a failed connect says of the next one: `'permanent'` when a retry will fail the same way
+ * until someone changes something (a wrong password, an unknown database, TLS refused), and
+ * `'transient'` when it may well succeed soon (refused, reset, timed out, too many connections,
+ * the server starting or stopping). See {@link Dialect.classifyConnectError}.
+ */
+export type ConnectFailure = 'permanent' | 'transient'
+
 /** What a dialect reads from the server on the pool's first connection. */
 export interface ServerInfo {
   /** The server's version string. */
@@ -82,6 +90,15 @@ export interface Dialect<C> {
    * A request scope uses it to roll back what a request left open.
    */
   inTransaction?(connection: C): boolean
+  /**
+   * Says whether a connect error is permanent or transient. On a permanent one the pool (with
+   * `failFast`) rejects at once every caller that needs a new connection, instead of retrying
+   * for them until `acquireTimeout`; it keeps probing in the background, since credentials get
+   * rotated. Without this method, or when it throws, every connect error is transient. It gets
+   * the driver's error as `connect` or `onConnect` threw it, or the pool's `ConnectError` for a
+   * connect timeout.
+   */
+  classifyConnectError?(error: unknown): ConnectFailure
   /** Whether `error` means that the connection it came from is dead. */
   isDisconnect?(error: unknown): boolean
   /**

@@ -13,6 +13,7 @@ export const ERROR_CODES = [
   'LIFEGUARD_TOO_MANY_WAITERS',
   'LIFEGUARD_CLOSED',
   'LIFEGUARD_CONNECT_FAILED',
+  'LIFEGUARD_UNAVAILABLE',
   'LIFEGUARD_LEASE_RELEASED',
   'LIFEGUARD_INVALID_OPTION',
   'LIFEGUARD_SCOPE_ENDED',
@@ -127,6 +128,23 @@ export class ConnectError extends PoolError {
   }
 }
 named(ConnectError, 'ConnectError')
+
+/**
+ * The pool is failing fast: its connects have failed without a break for `failFastAfter` ms and
+ * it holds no open connection, so `acquire()` rejects at once instead of queueing for
+ * `acquireTimeout`. `cause` is the last `ConnectError`. The pool keeps probing the server, one
+ * connect at a time; the first that succeeds ends it.
+ */
+export class UnavailableError extends PoolError {
+  /** The stable code of this error. */
+  static readonly code = 'LIFEGUARD_UNAVAILABLE'
+  /** This error's code, always `LIFEGUARD_UNAVAILABLE`. */
+  declare readonly code: 'LIFEGUARD_UNAVAILABLE'
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, UnavailableError.code, options)
+  }
+}
+named(UnavailableError, 'UnavailableError')
 
 /** A lease was used after it was released or destroyed. */
 export class LeaseReleasedError extends PoolError {

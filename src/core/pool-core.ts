@@ -18,6 +18,7 @@ import {
   PoolClosedError,
   ResetTimeoutError,
   TooManyWaitersError,
+  UnavailableError,
 } from './errors.js'
 import type { InvalidateReason } from './events.js'
 import { Housekeeper, type HousekeeperHost } from './housekeeper.js'
@@ -54,6 +55,35 @@ function messageOf(error: unknown): string {
 }
 
 /**
+ * A driver's connect error for a message: its text and its codes, such as `password
+ * authentication failed for user "app" (28P01)` or `Access denied for user … (ER_ACCESS_DENIED_ERROR,
+ * 1045)`. A code the text already shows (`connect ECONNREFUSED …`) is not repeated. Drivers put no
+ * password in these texts.
+ */
+function describeCause(cause: unknown): string {
+  const message = messageOf(cause)
+  if (typeof cause !== 'object' || cause === null) return message
+  const { code, errno } = cause as { code?: unknown; errno?: unknown }
+  const codes: string[] = []
+  if ((typeof code === 'string' && code !== '') || typeof code === 'number')
+    codes.push(String(code))
+  // MySQL's error number; Node's system errors carry a negative errno, already named by `code`.
+  if (typeof errno === 'number' && errno > 0) codes.push(String(errno))
+  const shown = codes.filter((c) => !message.includes(c))
+  return shown.length === 0 ? message : `${message} (${shown.join(', ')})`
+}
+
+/** Why the pool fails fast, while it does: see {@link PoolCore.failing}. */
+interface Failing {
+  /** `permanent`: the last connect error was permanent; `unavailable`: connects failed for `failFastAfter`. */
+  readonly kind: 'permanent' | 'unavailable'
+  /** The last connect's error. */
+  readonly error: ConnectError
+  /** The message of `error`, without its explain hint, for the copies each caller gets. */
+  readonly message: string
+}
+
+/**
  * The engine of a `Pool`: it owns the connection records, the idle list and the waiter
  * queue, and makes every decision in one place, `pump()`. Internal: `Pool` is a thin face over it.
  *
@@ -85,6 +115,13 @@ export class PoolCore<C> {
   private readonly fillTo: number
   /** `connectErrors: 'reject'`: a failed connect rejects the head waiter instead of backing off. */
   private readonly rejectConnectErrors: boolean
+  /** `failFast`, under `connectErrors: 'retry'` (under 'reject' every connect error reaches a caller anyway). */
+  private readonly failFast: boolean
+  /**
+   * While the pool fails fast: callers that need a new connection are rejected at once, and the
+   * pool probes the server in the background, one connect at a time; a success ends it.
+   */
+  private failing: Failing | undefined = undefined
   private state: 'open' | 'closing' | 'closed' = 'open'
   /** `maxLifetime` and `idleTimeout`, lowered below the server's idle cut-off when needed. */
   private maxLifetime: number
@@ -127,6 +164,7 @@ export class PoolCore<C> {
     this.idleTimeout = this.opts.idleTimeout
     this.fillTo = this.opts.minMode === 'fill' ? this.opts.min : 0
     this.rejectConnectErrors = this.opts.connectErrors === 'reject'
+    this.failFast = this.opts.failFast && !this.rejectConnectErrors
     this.waiters = new WaiterQueue<Lease<C>>(
       (waiter) => {
         this.timedOut(waiter)
@@ -210,6 +248,9 @@ export class PoolCore<C> {
         }
         this.validate(record)
       }
+    }
+    if (this.failing !== undefined && this.needsNewConnection(this.waiters.size + 1)) {
+      return Promise.reject(this.failFastError())
     }
     if (this.waiters.size >= this.opts.maxWaiting) {
       this.counters.rejected++
@@ -383,6 +424,7 @@ export class PoolCore<C> {
       if (this.needsPing(record)) this.validate(record)
       else this.serve(record, this.waiters.shift()!)
     }
+    if (this.failing !== undefined) return this.pumpFailing()
     // Open connections for the waiters nothing covers yet, and to keep `min` idle.
     const c = this.counts
     const coming = c.connecting + c.validating + c.resetting
@@ -408,6 +450,50 @@ export class PoolCore<C> {
       this.connect(waiter)
       waiter = waiter?.next
     }
+  }
+
+  /**
+   * The pump while the pool fails fast: the waiters that would need a new connection are
+   * rejected, and one probe connect at a time goes out when the backoff allows, whether or not
+   * anyone waits (its timer never holds the process).
+   */
+  private pumpFailing(): void {
+    const c = this.counts
+    if (this.needsNewConnection(this.waiters.size)) {
+      for (let n = this.waiters.size - c.validating - c.resetting; n > 0; n--) {
+        this.waiters.pop()!.reject(this.failFastError())
+      }
+      this.waiterLeft()
+    }
+    // Never past max + maxOverflow: connections still closing count, as in pumpOnce.
+    if (c.connecting > 0 || this.records.size >= this.opts.max + this.opts.maxOverflow) return
+    if (this.backoff.waiting(performance.now(), this.waiters.size > 0)) return
+    this.connect(undefined)
+  }
+
+  /**
+   * Whether `waiting` callers include one that only a new connection could serve: more of them
+   * than the pings and resets in flight (each of those lends a connection soon), and room to
+   * open one (a full pool's callers wait for a lease to come back instead). A connect in flight
+   * covers nobody while the pool fails fast: it is a probe that will likely fail.
+   */
+  private needsNewConnection(waiting: number): boolean {
+    const c = this.counts
+    if (waiting <= c.validating + c.resetting) return false
+    return c.idle + c.leased + c.validating + c.resetting < this.opts.max + this.opts.maxOverflow
+  }
+
+  /** The error a caller gets while the pool fails fast: a copy of the permanent error, or `UnavailableError`. */
+  private failFastError(): Error {
+    const failing = this.failing!
+    if (failing.kind === 'permanent') {
+      return new ConnectError(failing.message, { cause: failing.error.cause })
+    }
+    const ms = Math.round(performance.now() - this.backoff.failingSince)
+    return new UnavailableError(
+      `Pool "${this.label}" is unavailable: every connect has failed for ${ms} ms (${this.backoff.failures} in a row), the last with: ${failing.message}; retrying in the background ${this.describeCounts()}`,
+      { cause: failing.error },
+    )
   }
 
   // A record's state changes here and nowhere else.
@@ -642,7 +728,7 @@ export class PoolCore<C> {
       (error) => {
         clearTimeout(timer)
         record.abort = undefined
-        this.connectFailed(record, error)
+        this.connectFailed(record, error, started)
       },
     )
   }
@@ -745,6 +831,7 @@ export class PoolCore<C> {
     record.lastUsedAt = now
     record.generation = ++this.generation
     this.backoff.succeeded()
+    this.failing = undefined
     this.counters.created++
     this.scheduleExpiry(record, now, now)
     this.telemetry.connected(record, now - started)
@@ -765,17 +852,16 @@ export class PoolCore<C> {
     this.pump()
   }
 
-  private connectFailed(record: ConnectionRecord<C>, cause: unknown): void {
+  private connectFailed(record: ConnectionRecord<C>, cause: unknown, started: number): void {
     const openedFor = record.openedFor as Waiter<Lease<C>> | undefined
     record.openedFor = undefined
     this.move(record, 'closed')
     if (this.state !== 'open') return this.checkDrained()
-    const error =
+    const message =
       cause instanceof ConnectError
-        ? cause
-        : new ConnectError(`could not connect (${this.dialect.name}): ${messageOf(cause)}`, {
-            cause,
-          })
+        ? ''
+        : `could not connect (${this.dialect.name}): ${describeCause(cause)}`
+    const error = cause instanceof ConnectError ? cause : new ConnectError(message, { cause })
     this.counters.connectErrors++
     // Under 'reject', the failure goes to the waiter the connect was opened for, if it still
     // waits. If it left (timed out, aborted) or was served meanwhile, nobody hears of it: as in
@@ -798,9 +884,45 @@ export class PoolCore<C> {
       this.waiterLeft()
       return this.pump()
     }
-    const delay = this.backoff.failed(error, performance.now())
+    const now = performance.now()
+    const permanent = this.failFast && this.isPermanent(cause)
+    const delay = this.backoff.failed(error, now, started, permanent)
     this.telemetry.connectFailed(record, error, this.backoff.failures, delay)
+    if (this.failFast) this.judgeFailing(error, message || messageOf(error), permanent, now)
     this.pump()
+  }
+
+  /**
+   * After a failed connect: whether the pool now fails fast. A permanent error does at once; a
+   * transient one once connects have failed without a break for `failFastAfter` while the pool
+   * holds no open connection (a server that refuses more connections while ours serve is not
+   * down). Otherwise the pool stops failing fast, and callers wait for its retries again.
+   */
+  private judgeFailing(
+    error: ConnectError,
+    message: string,
+    permanent: boolean,
+    now: number,
+  ): void {
+    const c = this.counts
+    const open = c.idle + c.leased + c.validating + c.resetting
+    let kind: Failing['kind'] | undefined
+    if (permanent) kind = 'permanent'
+    else if (open === 0 && now - this.backoff.failingSince >= this.opts.failFastAfter) {
+      kind = 'unavailable'
+    }
+    // The hint is the error's own: each caller's copy gets its own again.
+    const bare = message.replace(/ \[LIFEGUARD_[A-Z_]+, run: [^\]]*\]$/, '')
+    this.failing = kind === undefined ? undefined : { kind, error, message: bare }
+  }
+
+  /** Whether the dialect calls a connect error permanent; a dialect that throws here says no. */
+  private isPermanent(cause: unknown): boolean {
+    try {
+      return this.dialect.classifyConnectError?.(cause) === 'permanent'
+    } catch {
+      return false
+    }
   }
 
   // Taking connections out of service.

@@ -44,6 +44,28 @@ export interface PoolOptions<C> {
    */
   connectErrors?: 'retry' | 'reject'
   /**
+   * Whether the pool fails fast when it cannot connect, instead of letting callers queue for
+   * `acquireTimeout`. On a permanent connect error (the dialect's `classifyConnectError`: a wrong
+   * password, an unknown database, TLS refused) every caller that needs a new connection is
+   * rejected at once with that `ConnectError`. When connects have failed without a break for
+   * `failFastAfter` ms and the pool holds no open connection, callers that no idle connection can
+   * serve are rejected at once with `UnavailableError`. Meanwhile the pool probes the server, one
+   * connect at a time with capped, jittered backoff; the first success ends it. `false` restores
+   * waiting until `acquireTimeout`. It applies under `connectErrors: 'retry'` only: under
+   * `'reject'` each failed connect already rejects the caller it was opened for.
+   * @defaultValue true
+   */
+  failFast?: boolean
+  /**
+   * How long connects must have failed without a break, in ms, before the pool (holding no open
+   * connection) is unavailable and `acquire()` rejects at once with `UnavailableError`. Long
+   * enough that a server restart or a brief network blip only delays callers; short against
+   * `acquireTimeout`. `0` fails fast from the first failed connect (as PgBouncer does during its
+   * `server_login_retry`); `Infinity` fails fast on permanent errors only. See docs/pool.md.
+   * @defaultValue 5000
+   */
+  failFastAfter?: number
+  /**
    * How long `acquire()` waits, in ms, before it rejects with `AcquireTimeoutError`. `Infinity`
    * waits for ever (pg-pool's `connectionTimeoutMillis: 0`); rarely wise, since a pool that cannot
    * connect then hangs its callers.
@@ -136,6 +158,10 @@ export interface ResolvedPoolOptions<C> {
   readonly minMode: 'fill' | 'floor'
   /** See {@link PoolOptions.connectErrors}. */
   readonly connectErrors: 'retry' | 'reject'
+  /** See {@link PoolOptions.failFast}. */
+  readonly failFast: boolean
+  /** See {@link PoolOptions.failFastAfter}. */
+  readonly failFastAfter: number
   /** See {@link PoolOptions.acquireTimeout}. */
   readonly acquireTimeout: number
   /** See {@link PoolOptions.maxWaiting}. */
@@ -170,6 +196,12 @@ let poolNumber = 0
 /** The default idle time after which a connection is pinged on checkout (HikariCP's 500 ms). */
 export const DEFAULT_PRE_PING_MS = 500
 
+/**
+ * The default `failFastAfter`: half a dozen connect probes past a server restart (the backoff
+ * reaches its 500 ms cap within a second), a sixth of the default `acquireTimeout`. See docs/pool.md.
+ */
+export const DEFAULT_FAIL_FAST_AFTER_MS = 5_000
+
 /** Every key `createPool()` takes; any other is refused. The fuzz tests draw from it too. */
 export const POOL_OPTION_KEYS = [
   'dialect',
@@ -178,6 +210,8 @@ export const POOL_OPTION_KEYS = [
   'min',
   'minMode',
   'connectErrors',
+  'failFast',
+  'failFastAfter',
   'acquireTimeout',
   'maxWaiting',
   'connectTimeout',
@@ -354,6 +388,8 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
   }
   const name = options.name
   if (name !== undefined && typeof name !== 'string') fail('name', name, 'a string')
+  const failFast = options.failFast ?? true
+  if (typeof failFast !== 'boolean') fail('failFast', failFast, 'true or false')
   const allowExitOnIdle = options.allowExitOnIdle ?? true
   if (typeof allowExitOnIdle !== 'boolean')
     fail('allowExitOnIdle', allowExitOnIdle, 'true or false')
@@ -368,6 +404,14 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
       'retry',
       'reject',
     ] as const),
+    failFast,
+    failFastAfter: duration(
+      'failFastAfter',
+      options.failFastAfter,
+      DEFAULT_FAIL_FAST_AFTER_MS,
+      0,
+      true,
+    ),
     acquireTimeout: duration('acquireTimeout', options.acquireTimeout, 30_000, 1, true),
     maxWaiting,
     connectTimeout: duration('connectTimeout', options.connectTimeout, 10_000, 1),

@@ -69,7 +69,10 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
    * callers asked; rejects with `AcquireTimeoutError` after `acquireTimeout`, with
    * `TooManyWaitersError` when `maxWaiting` callers already wait, with the signal's reason when
    * `signal` aborts, with `PoolClosedError` once the pool is closing, and with
-   * `InvalidOptionError` for bad options (checked before it queues anything).
+   * `InvalidOptionError` for bad options (checked before it queues anything). With `failFast`,
+   * when only a new connection could serve it, it rejects at once with the `ConnectError` of a
+   * permanent connect error (a wrong password), or with `UnavailableError` once connects have
+   * failed for `failFastAfter` and the pool holds no open connection.
    */
   acquire(options?: AcquireOptions): Promise<Lease<C>> {
     return this.#core.acquire(options)

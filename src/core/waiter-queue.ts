@@ -145,6 +145,13 @@ export class WaiterQueue<T> {
     return waiter
   }
 
+  /** Removes and returns the tail waiter (the newest), disarming it; the caller must settle it. */
+  pop(): Waiter<T> | undefined {
+    const waiter = this.#list.tail
+    if (waiter !== undefined) this.#take(waiter)
+    return waiter
+  }
+
   /** Removes every waiter, disarming each; the caller must settle them. */
   drain(): Waiter<T>[] {
     const all = [...this.#list]

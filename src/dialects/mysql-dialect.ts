@@ -1,5 +1,11 @@
 import type { Connection, ConnectionOptions } from 'mysql2'
-import type { Dialect, ResetMode, ServerInfo, TransactionStep } from '../core/dialect.js'
+import type {
+  ConnectFailure,
+  Dialect,
+  ResetMode,
+  ServerInfo,
+  TransactionStep,
+} from '../core/dialect.js'
 import { connectAbortable } from './connect-abortable.js'
 import { DriverLoader } from './driver-loader.js'
 import {
@@ -13,7 +19,7 @@ import {
   trackTransactions,
   transactionState,
 } from './mysql-transaction-tracker.js'
-import { causes, isSocketError } from './network-errors.js'
+import { causes, isSocketError, isTlsConfigError } from './network-errors.js'
 import { redactError, secretsOfConfig } from './redact.js'
 import { closeGracefully, type Destroyable, destroySockets, RELEASED_BUSY } from './socket-close.js'
 
@@ -73,6 +79,29 @@ interface ConnectionInternals {
  * Errors after which a MySQL or MariaDB session is gone, by errno: the client-library codes a
  * wrapped driver may report, and the server's own.
  */
+/**
+ * Server error numbers of a failed connect that a retry meets again until someone changes the
+ * credentials, the database or the grants (the pool's `failFast` rejects at once). 1040 (too many
+ * connections) and 1203 (max_user_connections) are transient.
+ */
+const PERMANENT_CONNECT_ERRNOS = new Set([
+  1044, // ER_DBACCESS_DENIED_ERROR: no access to that database
+  1045, // ER_ACCESS_DENIED_ERROR: wrong password or no such user
+  1049, // ER_BAD_DB_ERROR: no such database
+  1129, // ER_HOST_IS_BLOCKED: until FLUSH HOSTS
+  1130, // ER_HOST_NOT_PRIVILEGED: this host may not connect
+  1251, // ER_NOT_SUPPORTED_AUTH_MODE
+  1698, // ER_ACCESS_DENIED_NO_PASSWORD_ERROR
+])
+
+/** mysql2's own codes for a handshake that cannot succeed as configured (TLS, auth plugins). */
+const PERMANENT_CONNECT_CODES = new Set([
+  'HANDSHAKE_NO_SSL_SUPPORT',
+  'HANDSHAKE_SSL_ERROR',
+  'AUTH_SWITCH_PLUGIN_ERROR',
+  'MYSQL_CLEAR_PASSWORD_NOT_ENABLED',
+])
+
 const DISCONNECT_ERRNOS = new Set([
   2006, // CR_SERVER_GONE_ERROR: "MySQL server has gone away"
   2013, // CR_SERVER_LOST: lost connection during a query
@@ -440,6 +469,19 @@ export class MysqlDialect implements Dialect<Connection> {
       await run(connection, `USE ${connection.escapeId(initial.db)}`)
     }
     if (state !== undefined) state.databaseKept = true
+  }
+
+  classifyConnectError(error: unknown): ConnectFailure {
+    for (const fields of causes(error)) {
+      if (typeof fields.errno === 'number' && PERMANENT_CONNECT_ERRNOS.has(fields.errno)) {
+        return 'permanent'
+      }
+      if (typeof fields.code === 'string') {
+        if (PERMANENT_CONNECT_CODES.has(fields.code) || isTlsConfigError(fields)) return 'permanent'
+      }
+    }
+    // Refused, reset, timed out, 1040 too many connections, and anything unknown.
+    return 'transient'
   }
 
   isDisconnect(error: unknown): boolean {

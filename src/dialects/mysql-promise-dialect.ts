@@ -1,6 +1,6 @@
 import type { Connection } from 'mysql2'
 import type { Connection as PromiseConnection } from 'mysql2/promise'
-import type { Dialect, ResetMode, TransactionStep } from '../core/dialect.js'
+import type { ConnectFailure, Dialect, ResetMode, TransactionStep } from '../core/dialect.js'
 import { MysqlDialect, type MysqlServerInfo } from './mysql-dialect.js'
 
 /**
@@ -95,6 +95,10 @@ export class PromiseMysqlDialect implements Dialect<MysqlConnection> {
 
   reset(connection: MysqlConnection, mode: ResetMode): Promise<void> | undefined {
     return this.#inner.reset(connection.connection, mode)
+  }
+
+  classifyConnectError(error: unknown): ConnectFailure {
+    return this.#inner.classifyConnectError(error)
   }
 
   isDisconnect(error: unknown): boolean {

@@ -40,3 +40,29 @@ export function* causes(error: unknown): Generator<ErrorFields> {
 export function isSocketError(fields: ErrorFields): boolean {
   return typeof fields.code === 'string' && SOCKET_CODES.has(fields.code)
 }
+
+/**
+ * Node's TLS error codes that mean the server's certificate or the TLS settings are wrong: a
+ * retry meets the same certificate (the `tls` module's and OpenSSL's verification codes).
+ */
+const TLS_CONFIG_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_REVOKED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'ERR_SSL_UNSUPPORTED_PROTOCOL',
+  'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION',
+  'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE',
+])
+
+/** Whether an error is a TLS certificate or settings error, which a retry meets again. */
+export function isTlsConfigError(fields: ErrorFields): boolean {
+  return typeof fields.code === 'string' && TLS_CONFIG_CODES.has(fields.code)
+}

@@ -1,11 +1,17 @@
 import type { Client, ClientConfig } from 'pg'
-import type { Dialect, ResetMode, ServerInfo, TransactionStep } from '../core/dialect.js'
+import type {
+  ConnectFailure,
+  Dialect,
+  ResetMode,
+  ServerInfo,
+  TransactionStep,
+} from '../core/dialect.js'
 import { InvalidOptionError, TransactionFailedError } from '../core/errors.js'
 import { describe } from '../core/pool-options.js'
 import { connectAbortable } from './connect-abortable.js'
 import { type ConnectionArgument, checkConnectionArgument } from './connection-argument.js'
 import { DriverLoader } from './driver-loader.js'
-import { causes, isSocketError } from './network-errors.js'
+import { causes, isSocketError, isTlsConfigError } from './network-errors.js'
 import { redactError, secretsOfConfig } from './redact.js'
 import {
   closeGracefully,
@@ -101,6 +107,25 @@ const LOST_MESSAGES = [
   'Connection terminated',
   'Client has encountered a connection error and is not queryable',
   'Client was closed and is not queryable',
+]
+
+/**
+ * SQLSTATE codes of a failed connect that a retry meets again until someone changes the
+ * credentials, the database or the server's rules (the pool's `failFast` rejects at once).
+ */
+const PERMANENT_CONNECT_STATES = new Set([
+  '28P01', // invalid_password
+  '28000', // invalid_authorization_specification: no such role, no pg_hba.conf entry
+  '3D000', // invalid_catalog_name: no such database
+  '42501', // insufficient_privilege: no CONNECT privilege on the database
+])
+
+/** pg's own errors for a connect that cannot succeed as configured; they carry no code. */
+const PERMANENT_CONNECT_MESSAGES = [
+  'The server does not support SSL connections', // ssl asked, server refuses
+  'SASL: ', // an authentication mechanism pg does not support, or no password for SCRAM
+  'Password must be a string', // the server asks for a password and none is configured
+  'self-signed certificate',
 ]
 
 const SETTINGS_SQL = `SELECT name, setting FROM pg_settings WHERE name IN
@@ -294,6 +319,25 @@ class PostgresDialect implements Dialect<Client> {
     // notices or notifications. `onConnect`, which the pool runs again, may add its own.
     client.removeAllListeners('notification')
     client.removeAllListeners('notice')
+  }
+
+  classifyConnectError(error: unknown): ConnectFailure {
+    for (const fields of causes(error)) {
+      if (typeof fields.code === 'string') {
+        if (PERMANENT_CONNECT_STATES.has(fields.code) || isTlsConfigError(fields))
+          return 'permanent'
+      }
+      const message = fields.message
+      if (
+        typeof message === 'string' &&
+        PERMANENT_CONNECT_MESSAGES.some((m) => message.startsWith(m))
+      ) {
+        return 'permanent'
+      }
+    }
+    // Refused, reset, timed out, EAI_AGAIN, 53300 too many connections, 57P01/57P03 the server
+    // stopping or starting, and anything unknown: a retry may well succeed.
+    return 'transient'
   }
 
   isDisconnect(error: unknown): boolean {

@@ -1,5 +1,11 @@
 import type BetterSqlite3 from 'better-sqlite3'
-import type { Dialect, ResetMode, ServerInfo, TransactionStep } from '../core/dialect.js'
+import type {
+  ConnectFailure,
+  Dialect,
+  ResetMode,
+  ServerInfo,
+  TransactionStep,
+} from '../core/dialect.js'
 import { InvalidOptionError } from '../core/errors.js'
 import { describe, MAX_TIMER_MS, rejectUnknownKeys } from '../core/pool-options.js'
 import { DriverLoader } from './driver-loader.js'
@@ -58,6 +64,15 @@ const RESTORED_PRAGMAS = [
   'trusted_schema',
   'busy_timeout',
 ] as const
+
+/**
+ * Result codes of a failed open that a retry meets again: the file cannot be opened (missing,
+ * no permission, `fileMustExist`), is not a database, or is corrupt.
+ */
+const PERMANENT_OPEN_CODES = ['SQLITE_CANTOPEN', 'SQLITE_NOTADB', 'SQLITE_CORRUPT', 'SQLITE_PERM']
+
+/** better-sqlite3's error for a file in a directory that does not exist. */
+const MISSING_DIRECTORY = 'Cannot open database because the directory does not exist'
 
 /** Result codes after which a connection's database is unusable (the file vanished, broke or moved). */
 const DEAD_CODE_PREFIXES = [
@@ -231,6 +246,19 @@ class SqliteDialect implements Dialect<Database> {
     }
     db.defaultSafeIntegers(false)
     db.unsafeMode(false)
+  }
+
+  classifyConnectError(error: unknown): ConnectFailure {
+    for (const fields of causes(error)) {
+      const code = fields.code
+      if (typeof code === 'string' && PERMANENT_OPEN_CODES.some((p) => code.startsWith(p))) {
+        return 'permanent'
+      }
+      // better-sqlite3 checks the directory itself, with a plain TypeError.
+      if (fields.message === MISSING_DIRECTORY) return 'permanent'
+    }
+    // SQLITE_BUSY and SQLITE_LOCKED (another process holds the file), and anything unknown.
+    return 'transient'
   }
 
   isDisconnect(error: unknown): boolean {

@@ -4,7 +4,7 @@ import { inspect } from 'node:util'
 import type pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type PostgresServerInfo, postgres } from '../../src/dialects/postgres.js'
-import { AcquireTimeoutError, createPool, type Dialect } from '../../src/index.js'
+import { ConnectError, createPool, type Dialect } from '../../src/index.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { type Admin, postgresTarget, recordEvents, uniqueName, waitFor } from './targets.js'
 
@@ -354,8 +354,12 @@ describeOnServer(status, 'postgres dialect specifics', () => {
         const error = await failure(pool.acquire({ timeout: 500 }))
         await pool.close()
         expect(received.at(-1)).toBe(CANARY) // it did travel to the server
-        expect(error).toBeInstanceOf(AcquireTimeoutError)
-        const driverError = ((error as Error).cause as Error).cause
+        // 28P01 is permanent: the acquire rejects at once with the ConnectError (failFast).
+        expect(error).toBeInstanceOf(ConnectError)
+        expect((error as Error).message).toContain(
+          'password authentication failed for user "u" (28P01)',
+        )
+        const driverError = (error as Error).cause
         expect(driverError).toMatchObject({ code: '28P01' })
         for (const value of [error, events, pool, d]) {
           expect(inspect(value, { depth: Number.POSITIVE_INFINITY })).not.toContain(CANARY)

@@ -69,6 +69,11 @@ const VALID: Record<string, fc.Arbitrary<unknown>> = {
   min: fc.integer({ min: 0, max: 1 }),
   minMode: fc.constantFrom('fill', 'floor'),
   connectErrors: fc.constantFrom('retry', 'reject'),
+  failFast: fc.boolean(),
+  failFastAfter: fc.oneof(
+    fc.integer({ min: 0, max: 5_000 }),
+    fc.constant(Number.POSITIVE_INFINITY),
+  ),
   acquireTimeout: fc.oneof(
     fc.integer({ min: 1, max: 5_000 }),
     fc.constant(Number.POSITIVE_INFINITY),
