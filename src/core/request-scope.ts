@@ -154,6 +154,10 @@ export class RequestScope<C> {
    * request's context must not commit on its own what belonged to it.
    */
   #rolledBack = false
+  /** The request was abandoned (`abort()`): why, for every acquire from now on. */
+  #abandoned: { reason: unknown } | undefined
+  /** Made on the first read of `signal`, or the first checkout: most requests are never abandoned. */
+  #controller: AbortController | undefined
 
   static {
     openRequestScope = (host, transaction) => new RequestScope(MAKING, host, transaction)
@@ -176,6 +180,52 @@ export class RequestScope<C> {
   /** Whether `end()` was called. */
   get ended(): boolean {
     return this.#ended
+  }
+
+  /**
+   * Aborts when the request is abandoned ({@link RequestScope.abort}: the framework integrations
+   * call it when the client goes away before the response is finished), with the abort's reason,
+   * an `AbortError` by default. Pass it on to what the handler starts (`fetch`, an ORM, a
+   * driver's query) so that it stops too. It never aborts for a request that finishes, nor when
+   * the scope merely ends.
+   */
+  get signal(): AbortSignal {
+    this.#controller ??= new AbortController()
+    const abandoned = this.#abandoned
+    if (abandoned !== undefined && !this.#controller.signal.aborted) {
+      this.#controller.abort(abandoned.reason)
+    }
+    return this.#controller.signal
+  }
+
+  /**
+   * Abandons the request: its client went away, so nothing it still does can reach anyone. The
+   * request's pending acquires (waiting in the pool, or for their turn on the request's
+   * connection) reject at once with `reason`, as does every acquire it starts later, whether
+   * through the scope, the pool's `acquire()`/`use()` or a facade over it; {@link
+   * RequestScope.signal} aborts with `reason`. A statement already running on the request's
+   * connection runs on to its end (the database is not interrupted); then the scope ends as
+   * `end('rollback')` does, rolling back whatever the request left open, and the connection goes
+   * back to the pool. Returns the promise of `end()`, which never rejects for a rollback.
+   * Idempotent: a later call changes nothing.
+   *
+   * @param reason - what the acquires reject with and the signal carries; by default a
+   *   `DOMException` named `AbortError` whose message names the pool.
+   */
+  abort(reason?: unknown): Promise<void> {
+    if (this.#abandoned === undefined) {
+      const why =
+        reason ??
+        new DOMException(
+          `The request was abandoned (its client went away) on pool "${this.#host.label}": it takes no more connections`,
+          'AbortError',
+        )
+      this.#abandoned = { reason: why }
+      // Rejects the pool waiter of a checkout in flight, and tells the handler's own work.
+      this.#controller?.abort(why)
+      for (const turn of this.#turns?.drain() ?? []) turn.reject(why)
+    }
+    return this.end('rollback')
   }
 
   /**
@@ -208,6 +258,7 @@ export class RequestScope<C> {
       }
       if (options.signal?.aborted) return Promise.reject(options.signal.reason)
     }
+    if (this.#abandoned !== undefined) return Promise.reject(this.#abandoned.reason)
     if (this.#ended) {
       if (this.transaction || this.#rolledBack) {
         return Promise.reject(
@@ -225,7 +276,7 @@ export class RequestScope<C> {
       this.#busy = true
       return this.#lendMain(options)
     }
-    if (!this.transaction) return this.#host.acquire(options)
+    if (!this.transaction) return this.#host.acquire(this.#abortable(options))
     return this.#wait(options)
   }
 
@@ -275,6 +326,8 @@ export class RequestScope<C> {
     try {
       if (this.#lost !== undefined) throw this.#lostError()
       main ??= await this.#checkout(options)
+      // Abandoned while the checkout's BEGIN ran: end() gives the connection back.
+      if (this.#abandoned !== undefined) throw this.#abandoned.reason
       return sublease(main, this.#owner)
     } catch (error) {
       this.#busy = false
@@ -284,7 +337,7 @@ export class RequestScope<C> {
   }
 
   async #checkout(options: AcquireOptions | undefined): Promise<Lease<C>> {
-    const main = await this.#host.acquire(options)
+    const main = await this.#host.acquire(this.#abortable(options))
     this.#borrowed = true
     if (this.transaction) {
       try {
@@ -392,6 +445,19 @@ export class RequestScope<C> {
       }
     }
     main.release()
+  }
+
+  /**
+   * The options of a checkout from the pool, with the scope's signal added, so that `abort()`
+   * takes the request's waiter out of the pool's queue.
+   */
+  #abortable(options: AcquireOptions | undefined): AcquireOptions {
+    const own = this.signal
+    const theirs = options?.signal ?? undefined
+    return {
+      ...options,
+      signal: theirs === undefined ? own : AbortSignal.any([theirs, own]),
+    }
   }
 
   /**

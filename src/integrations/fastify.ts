@@ -56,6 +56,10 @@ function unencapsulated<T extends (...args: never[]) => unknown>(
  * `use()`, a `lifeguard/pg` or `lifeguard/mysql2` pool and the ORMs over them join the request's
  * connection.
  *
+ * When the client goes away before the reply is finished, the request is abandoned
+ * (`request.db.abort()`): its acquires still waiting reject at once with an `AbortError`, so do
+ * the ones it starts later, and `request.db.signal` aborts, for the handler to pass on.
+ *
  * A route with `config: { lifeguard: { transaction: true } }` (or every route, with the plugin's
  * `transaction: true`) runs in one transaction, as with @fastify/postgres: committed in
  * `onSend`, before the reply leaves, when the status is below 400, and rolled back otherwise.
@@ -90,9 +94,10 @@ export const fastifyLifeguard: FastifyPluginAsync<FastifyLifeguardOptions> = une
       const scope = pool.openScope(request.routeOptions.config?.lifeguard ?? fallback)
       request.db = scope as RequestScope<unknown> as RequestScope<ScopedConnection>
       // After the reply, or when the client goes away: a transaction not committed by then is
-      // rolled back.
-      reply.raw.once('close', () => {
-        scope.end('rollback').catch(() => {})
+      // rolled back, and a request abandoned before its reply finished takes no more connections.
+      const raw = reply.raw
+      raw.once('close', () => {
+        ;(raw.writableFinished ? scope.end('rollback') : scope.abort()).catch(() => {})
       })
       scope.run(done)
     })
