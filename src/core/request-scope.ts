@@ -26,6 +26,17 @@ export interface RequestScopeOptions {
    * @defaultValue false
    */
   transaction?: boolean | undefined
+  /**
+   * When the request is abandoned ({@link RequestScope.abort}) while a statement runs on its
+   * connection, asks the server to stop that statement (PostgreSQL's cancel request, MySQL's
+   * `KILL QUERY`, through the dialect's `cancel`), then closes the connection instead of
+   * returning it, since a cancel that arrives late may stop the next statement on it (the server
+   * rolls back what was open). Off by default: a transactional scope already rolls back when the
+   * statement ends, and a cancel costs a connection of its own. Needs a dialect with `cancel`
+   * (postgres, mysql); elsewhere the statement runs to its end as without it.
+   * @defaultValue false
+   */
+  cancelOnAbort?: boolean | undefined
 }
 
 /** What a scope asks of its pool; kept narrow, as the housekeeper's host is. */
@@ -67,12 +78,19 @@ class Turn<C> extends Waiter<Lease<C>> {
 // re-exports only `RequestScope`. Assigned by the class's static block below.
 
 /** Opens a request scope on `host`'s pool: what `pool.openScope()` returns. */
-export let openRequestScope: <C>(host: ScopeHost<C>, transaction: boolean) => RequestScope<C>
+export let openRequestScope: <C>(
+  host: ScopeHost<C>,
+  transaction: boolean,
+  cancelOnAbort?: boolean,
+) => RequestScope<C>
 
 /** Proves that a constructor call comes from this module; never exported. */
 const MAKING = Symbol('lifeguard.scope')
 
-const KNOWN_OPTIONS = ['transaction']
+const KNOWN_OPTIONS = ['transaction', 'cancelOnAbort']
+
+/** How long a scope waits for a cancel (`cancelOnAbort`) to reach the server, in ms. */
+const CANCEL_TIMEOUT_MS = 5000
 
 /** Validates `openScope()`'s options; a wrong one fails at once, naming it. */
 export function resolveScopeOptions(options: RequestScopeOptions | undefined): boolean {
@@ -89,6 +107,13 @@ export function resolveScopeOptions(options: RequestScopeOptions | undefined): b
     throw new InvalidOptionError(
       'transaction',
       `Invalid option transaction: ${describe(transaction)}; expected true or false`,
+    )
+  }
+  const cancel = options.cancelOnAbort
+  if (cancel !== undefined && typeof cancel !== 'boolean') {
+    throw new InvalidOptionError(
+      'cancelOnAbort',
+      `Invalid option cancelOnAbort: ${describe(cancel)}; expected true or false`,
     )
   }
   return transaction
@@ -159,16 +184,31 @@ export class RequestScope<C> {
   /** Made on the first read of `signal`, or the first checkout: most requests are never abandoned. */
   #controller: AbortController | undefined
 
+  /** The `cancelOnAbort` option. */
+  readonly #cancelOnAbort: boolean
+  /**
+   * A cancel sent for the statement running when the request was abandoned: the connection is
+   * closed, not returned, once the statement and the cancel are over.
+   */
+  #cancelling: Promise<void> | undefined
+
   static {
-    openRequestScope = (host, transaction) => new RequestScope(MAKING, host, transaction)
+    openRequestScope = (host, transaction, cancelOnAbort = false) =>
+      new RequestScope(MAKING, host, transaction, cancelOnAbort)
   }
 
-  private constructor(making: typeof MAKING, host: ScopeHost<C>, transaction: boolean) {
+  private constructor(
+    making: typeof MAKING,
+    host: ScopeHost<C>,
+    transaction: boolean,
+    cancelOnAbort: boolean,
+  ) {
     if (making !== MAKING) {
       throw new TypeError('RequestScope is not constructable: scopes come from pool.openScope()')
     }
     this.#host = host
     this.transaction = transaction
+    this.#cancelOnAbort = cancelOnAbort
     this.#owner = { giveBack: (_record, destroy, reason) => this.#giveBack(destroy, reason) }
   }
 
@@ -224,6 +264,7 @@ export class RequestScope<C> {
       // Rejects the pool waiter of a checkout in flight, and tells the handler's own work.
       this.#controller?.abort(why)
       for (const turn of this.#turns?.drain() ?? []) turn.reject(why)
+      this.#cancelRunning()
     }
     return this.end('rollback')
   }
@@ -314,6 +355,21 @@ export class RequestScope<C> {
     })
     if (!this.#busy) this.#finish()
     return this.#ending
+  }
+
+  /**
+   * With `cancelOnAbort`, asks the server to stop the statement that a query of the request is
+   * running on its connection. Never while the scope is ending: that statement is its COMMIT or
+   * ROLLBACK.
+   */
+  #cancelRunning(): void {
+    const main = this.#main
+    const cancel = this.#host.dialect.cancel
+    if (!this.#cancelOnAbort || cancel === undefined || this.#ended || !this.#busy) return
+    if (main === undefined || !main.active) return
+    this.#cancelling = cancel
+      .call(this.#host.dialect, main.connection, AbortSignal.timeout(CANCEL_TIMEOUT_MS))
+      .catch(() => {})
   }
 
   async #lendMain(options: AcquireOptions | undefined): Promise<Lease<C>> {
@@ -415,6 +471,12 @@ export class RequestScope<C> {
   async #close(): Promise<void> {
     const main = this.#main
     this.#main = undefined
+    if (this.#cancelling !== undefined && main?.active === true) {
+      // A cancel may still land on the connection's next statement: the server rolls back what
+      // was open when the session ends.
+      await this.#cancelling
+      return main.destroy(this.#abandoned?.reason)
+    }
     if (main === undefined || !main.active) {
       if (this.transaction && this.#outcome === 'commit' && this.#borrowed) {
         throw this.#lostError()

@@ -26,6 +26,12 @@ export interface FastifyLifeguardOptions {
    * @defaultValue false
    */
   transaction?: boolean | undefined
+  /**
+   * Cancels the statement an abandoned request is running (see `RequestScopeOptions`), unless a
+   * route's `config.lifeguard.cancelOnAbort` says otherwise.
+   * @defaultValue false
+   */
+  cancelOnAbort?: boolean | undefined
 }
 
 /**
@@ -80,14 +86,23 @@ function unencapsulated<T extends (...args: never[]) => unknown>(
  */
 export const fastifyLifeguard: FastifyPluginAsync<FastifyLifeguardOptions> = unencapsulated(
   async function lifeguard(fastify: FastifyInstance, options: FastifyLifeguardOptions) {
-    const fallback: RequestScopeOptions = { transaction: options.transaction ?? false }
+    const fallback: RequestScopeOptions = {
+      transaction: options.transaction ?? false,
+      cancelOnAbort: options.cancelOnAbort ?? false,
+    }
     const pool = poolFrom(options.pool, 'fastifyLifeguard', fallback)
     fastify.decorateRequest('db', null as unknown as RequestScope<ScopedConnection>)
 
     fastify.addHook('onRoute', (route) => {
       // A route's own options are checked when it is declared.
       const own = route.config?.lifeguard
-      if (own !== undefined) poolFrom(pool, 'fastifyLifeguard', own)
+      if (own !== undefined) {
+        poolFrom(pool, 'fastifyLifeguard', own)
+        // A route's own settings override the plugin's, key by key.
+        const merged: Record<string, unknown> = { ...fallback }
+        for (const [key, value] of Object.entries(own)) if (value !== undefined) merged[key] = value
+        route.config = { ...route.config, lifeguard: merged }
+      }
     })
 
     fastify.addHook('onRequest', (request, reply, done) => {

@@ -19,6 +19,8 @@ const ABANDONED = 200
 /** Issue 15's target from the aborts to no abandoned handler holding or waiting, and its CI bound. */
 const TARGET_MS = 100
 const CI_BOUND_MS = 1000
+/** The statement that `cancelOnAbort` must stop: far longer than any bound. */
+const LONG_SECONDS = 20
 
 /** What an abandoned handler saw. */
 interface Seen {
@@ -132,6 +134,7 @@ async function abandonedSuite(framework: Framework): Promise<void> {
       let table: string
       let processErrors: ReturnType<typeof trackProcessErrors>
       let holding = 0
+      let running = 0
       let openGate!: () => void
       let gate = Promise.resolve()
       const seen: Seen[] = []
@@ -166,6 +169,21 @@ async function abandonedSuite(framework: Framework): Promise<void> {
               holding++
               await gate
               await backend.query(backend.sql.sleep(0.05))
+              return { ok: true }
+            },
+          },
+          {
+            // A statement far longer than the test, for cancelOnAbort to stop.
+            method: 'GET',
+            path: '/long',
+            transaction: true,
+            cancelOnAbort: true,
+            handle: async () => {
+              await backend.query(backend.sql.insert(table, 'long'))
+              running++
+              await backend.query(backend.sql.sleep(LONG_SECONDS))
+              // MariaDB's SLEEP() returns 1 when killed: this query must not run either.
+              await backend.query(backend.sql.insert(table, 'long'))
               return { ok: true }
             },
           },
@@ -289,6 +307,35 @@ async function abandonedSuite(framework: Framework): Promise<void> {
             allHandlersTold: { value: allTold, target: TARGET_MS, bound: CI_BOUND_MS },
             laterQueryMax: { value: laterMax, target: 10, bound: CI_BOUND_MS },
           },
+        )
+      })
+
+      it('with cancelOnAbort, stops the statements that abandoned requests were running', async () => {
+        const before = core.stats()
+        const clients = new RemoteClients(`${base}/long`, POOL_SIZE)
+        clients_ = clients
+        await until(() => running === POOL_SIZE, 'the long statements to start')
+        // Let each statement reach the server.
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        expect(core.stats().leased).toBe(POOL_SIZE)
+        const aborted = await clients.abort()
+        await until(() => core.stats().leased === 0, 'the cancelled connections to come back')
+        const freed = performance.now() - aborted
+        expect(await clients.fulfilled()).toBe(0)
+        // Each cancelled connection was closed rather than lent again; the server rolled back.
+        await until(
+          () => core.stats().closed - before.closed === POOL_SIZE,
+          'the cancelled connections to close',
+        )
+        const after = core.stats()
+        expect(after).toMatchObject({ leased: 0, waiting: 0 })
+        expect(await monitor.inTransaction()).toBe(0)
+        expect(await rowsOf('long')).toBe(0)
+        report(
+          `A2 ${POOL_SIZE} abandoned requests mid-statement, cancelOnAbort (${framework.name})`,
+          status.label,
+          { statementSeconds: LONG_SECONDS, closed: after.closed - before.closed },
+          { connectionsBack: { value: freed, target: TARGET_MS, bound: CI_BOUND_MS } },
         )
       })
     })

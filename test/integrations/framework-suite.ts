@@ -23,6 +23,8 @@ export interface Route {
   path: string
   /** Wrap this route in a transaction (the framework's per-route option). */
   transaction?: boolean
+  /** Cancel the statement of an abandoned request (the scope option `cancelOnAbort`). */
+  cancelOnAbort?: boolean
   /** Returns the JSON body; a throw becomes a 500. */
   handle(context: RouteContext): Promise<unknown>
 }

@@ -7,7 +7,12 @@ import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import { requestScope as expressScope } from '../../src/integrations/express.js'
 import fastifyLifeguard from '../../src/integrations/fastify.js'
 import { requestScope as honoScope } from '../../src/integrations/hono.js'
-import { BACKLOG, type Framework } from './framework-suite.js'
+import { BACKLOG, type Framework, type Route } from './framework-suite.js'
+
+/** A route's scope options, as each framework's per-route option takes them. */
+function scopeOptions(route: Route) {
+  return { transaction: route.transaction ?? false, cancelOnAbort: route.cancelOnAbort ?? false }
+}
 
 /**
  * The test apps of the request-scope suites, one per framework, each mounting lifeguard's
@@ -21,7 +26,8 @@ export const expressFramework: Framework = {
     app.use(express.json())
     app.use(expressScope(pool))
     for (const route of routes) {
-      const own = route.transaction ? [expressScope(pool, { transaction: true })] : []
+      const own =
+        route.transaction || route.cancelOnAbort ? [expressScope(pool, scopeOptions(route))] : []
       const method = route.method === 'GET' ? 'get' : 'post'
       app[method](route.path, ...own, async (req: Request, res: Response) => {
         res.json(await route.handle({ db: req.db }))
@@ -46,7 +52,7 @@ export const fastifyFramework: Framework = {
       app.route({
         method: route.method,
         url: route.path,
-        config: { lifeguard: { transaction: route.transaction ?? false } },
+        config: { lifeguard: scopeOptions(route) },
         handler: (request) => route.handle({ db: request.db }),
       })
     }
@@ -64,8 +70,8 @@ export const honoFramework: Framework = {
     for (const route of routes) {
       const method = route.method === 'GET' ? 'get' : 'post'
       const handler = async (c: Context) => c.json(await route.handle({ db: c.var.db }))
-      if (route.transaction) {
-        app[method](route.path, honoScope(pool, { transaction: true }), handler)
+      if (route.transaction || route.cancelOnAbort) {
+        app[method](route.path, honoScope(pool, scopeOptions(route)), handler)
       } else {
         app[method](route.path, handler)
       }
@@ -96,7 +102,7 @@ export const coreFramework: Framework = {
         res.writeHead(404).end()
         return
       }
-      const scope = core.openScope({ transaction: route.transaction ?? false })
+      const scope = core.openScope(scopeOptions(route))
       res.once('close', () => {
         ;(res.writableFinished ? scope.end('rollback') : scope.abort()).catch(() => {})
       })

@@ -446,6 +446,47 @@ describe('an abandoned request scope (abort)', () => {
     await scope.end()
   })
 
+  it('with cancelOnAbort, cancels the running statement and closes its connection after it', async () => {
+    const pool = makePool()
+    const cancelled: unknown[] = []
+    Object.defineProperty(dialect, 'cancel', {
+      value: async (connection: unknown) => {
+        cancelled.push(connection)
+      },
+    })
+    const scope = pool.openScope({ transaction: true, cancelOnAbort: true })
+    const lease = await scope.acquire()
+    const connection = lease.connection
+    const ended = scope.abort()
+    expect(cancelled).toEqual([connection])
+    // The statement fails for its caller, who gives the lease back: the connection is closed.
+    lease.release()
+    await ended
+    await tick(5)
+    expect(connection.open).toBe(false)
+    expect(connection.steps).toEqual(['begin'])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 0, total: 0 })
+  })
+
+  it('without cancelOnAbort, or with no statement running, cancels nothing', async () => {
+    const pool = makePool()
+    const cancel = vi.fn(async () => {})
+    Object.defineProperty(dialect, 'cancel', { value: cancel })
+    const plain = pool.openScope({ transaction: true })
+    const lease = await plain.acquire()
+    const ended = plain.abort()
+    lease.release()
+    await ended
+    const idle = pool.openScope({ transaction: true, cancelOnAbort: true })
+    await idle.use(() => undefined)
+    await idle.abort()
+    expect(cancel).not.toHaveBeenCalled()
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 0, total: 1 })
+    expect(() => pool.openScope({ cancelOnAbort: 'yes' as never })).toThrow(
+      /Invalid option cancelOnAbort: "yes"; expected true or false/,
+    )
+  })
+
   it('does not abort the signal of a scope that merely ends', async () => {
     const pool = makePool()
     const scope = pool.openScope()
