@@ -54,8 +54,9 @@ const BODY_HEADERS = ['content-length', 'content-type', 'etag']
  * (expressjs/express#4396), while `req.db` always works.
  *
  * @param pool - a core `Pool`, a `lifeguard/pg` `Pool`, or a `lifeguard/mysql2` pool.
- * @param options - `transaction`: wrap each request in a transaction. Checked here: a bad
- *   option throws `InvalidOptionError` at once.
+ * @param options - `transaction`: wrap each request in a transaction; `cancelOnAbort`: cancel
+ *   the statement an abandoned request is running (see `RequestScopeOptions`). Checked here: a
+ *   bad option throws `InvalidOptionError` at once.
  *
  * @example
  * ```ts

@@ -42,8 +42,9 @@ interface NodeBindings {
  * answers instead.
  *
  * @param pool - a core `Pool`, a `lifeguard/pg` `Pool`, or a `lifeguard/mysql2` pool.
- * @param options - `transaction`: wrap each request in a transaction. Checked here: a bad
- *   option throws `InvalidOptionError` at once.
+ * @param options - `transaction`: wrap each request in a transaction; `cancelOnAbort`: cancel
+ *   the statement an abandoned request is running (see `RequestScopeOptions`). Checked here: a
+ *   bad option throws `InvalidOptionError` at once.
  *
  * @example
  * ```ts
