@@ -249,7 +249,8 @@ export class MysqlDialect implements Dialect<Connection> {
     try {
       await run(killer, `KILL QUERY ${id}`)
     } finally {
-      await this.close(killer, signal)
+      // Its goodbye need not hold up the connection that the KILL freed.
+      void this.close(killer, signal)
     }
   }
 

@@ -21,6 +21,8 @@ const TARGET_MS = 100
 const CI_BOUND_MS = 1000
 /** The statement that `cancelOnAbort` must stop: far longer than any bound. */
 const LONG_SECONDS = 20
+/** The CI bound for the cancelled connections to come back. */
+const CANCEL_BOUND_MS = 5000
 
 /** What an abandoned handler saw. */
 interface Seen {
@@ -335,7 +337,9 @@ async function abandonedSuite(framework: Framework): Promise<void> {
           `A2 ${POOL_SIZE} abandoned requests mid-statement, cancelOnAbort (${framework.name})`,
           status.label,
           { statementSeconds: LONG_SECONDS, closed: after.closed - before.closed },
-          { connectionsBack: { value: freed, target: TARGET_MS, bound: CI_BOUND_MS } },
+          // The bound only has to tell a cancelled statement from one that ran its 20 s: a
+          // cancel opens a connection of its own, which a loaded server made take 2 s once.
+          { connectionsBack: { value: freed, target: TARGET_MS, bound: CANCEL_BOUND_MS } },
         )
       })
     })
