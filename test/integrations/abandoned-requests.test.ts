@@ -60,7 +60,7 @@ class RemoteClients {
         if (line !== 'abort') continue
         const at = performance.timeOrigin + performance.now()
         abort.abort()
-        console.log('aborted ' + at)
+        console.log('aborted ' + at + ' ' + (performance.timeOrigin + performance.now()))
         const results = await settled
         console.log('fulfilled ' + results.filter((r) => r.status === 'fulfilled').length)
         process.exit(0)
@@ -79,12 +79,19 @@ class RemoteClients {
     })
   }
 
-  /** Tells the clients to go away; resolves with when they did, on this process's clock. */
+  /**
+   * Tells the clients to go away; resolves with when they started to (just before their
+   * `abort()`), on this process's clock.
+   */
   async abort(): Promise<number> {
     this.#child.stdin!.write('abort\n')
-    const line = await this.#line('aborted ')
-    return Number(line) - performance.timeOrigin
+    const [start, end] = (await this.#line('aborted ')).split(' ').map(Number)
+    this.abortCallMs = end! - start!
+    return start! - performance.timeOrigin
   }
+
+  /** How long the clients' own `abort()` call took: the last of them went away after it. */
+  abortCallMs = 0
 
   /** How many of the requests got a response (none should: every client went away). */
   async fulfilled(): Promise<number> {
@@ -300,6 +307,7 @@ async function abandonedSuite(framework: Framework): Promise<void> {
             leasedAfterAbort: stats.leased,
             abandonedBorrowed,
             acquired: after.acquired - before.acquired,
+            clientAbortCallMs: Math.round(clients.abortCallMs * 10) / 10,
             firstCloseAfterAbortMs: Math.round((Math.min(...closes) - aborted) * 10) / 10,
             lastCloseAfterAbortMs: Math.round((lastClose - aborted) * 10) / 10,
           },
