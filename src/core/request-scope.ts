@@ -138,6 +138,10 @@ export function resolveScopeOptions(options: RequestScopeOptions | undefined): b
  * transaction (a lease held while another query of the same request waits for it therefore
  * ends in `LIFEGUARD_ACQUIRE_TIMEOUT`).
  *
+ * A request whose client went away is abandoned ({@link RequestScope.abort}): its waits for a
+ * connection end at once, its later queries are refused, and {@link RequestScope.signal} aborts,
+ * so that the handler stops rather than borrow for nobody.
+ *
  * The framework integrations (`lifeguard/express`, `lifeguard/fastify`, `lifeguard/hono`) open and
  * end scopes; open one with `pool.openScope()` for other servers or for jobs (`new RequestScope()`
  * throws a `TypeError`).
@@ -244,10 +248,11 @@ export class RequestScope<C> {
    * connection) reject at once with `reason`, as does every acquire it starts later, whether
    * through the scope, the pool's `acquire()`/`use()` or a facade over it; {@link
    * RequestScope.signal} aborts with `reason`. A statement already running on the request's
-   * connection runs on to its end (the database is not interrupted); then the scope ends as
-   * `end('rollback')` does, rolling back whatever the request left open, and the connection goes
-   * back to the pool. Returns the promise of `end()`, which never rejects for a rollback.
-   * Idempotent: a later call changes nothing.
+   * connection runs on to its end (unless the scope has `cancelOnAbort`, which asks the server
+   * to stop it and then closes the connection); then the scope ends as `end('rollback')` does,
+   * rolling back whatever the request left open, and the connection goes back to the pool.
+   * Returns the promise of `end()`, which never rejects for a rollback. Idempotent: a later call
+   * changes nothing.
    *
    * @param reason - what the acquires reject with and the signal carries; by default a
    *   `DOMException` named `AbortError` whose message names the pool.
