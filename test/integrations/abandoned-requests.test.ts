@@ -1,9 +1,11 @@
 import { spawn } from 'node:child_process'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { Hono } from 'hono'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import type { Pool } from '../../src/index.js'
+import { requestScope as honoScope } from '../../src/integrations/hono.js'
 import { trackProcessErrors } from '../conformance/targets.js'
 import { report } from '../faults/fault-targets.js'
 import { describeOnServer, probe, type ServerKind } from '../support/servers.js'
@@ -357,3 +359,43 @@ async function abandonedSuite(framework: Framework): Promise<void> {
 for (const framework of [expressFramework, fastifyFramework, honoFramework, coreFramework]) {
   await abandonedSuite(framework)
 }
+
+// Hono elsewhere than on Node (Bun, Deno, Workers) has no Node response to watch: the request's own
+// signal says that the client went away. `app.request()` is such a runtime's fetch call.
+const postgres = await probe('postgres')
+describeOnServer(
+  postgres,
+  `hono on a fetch runtime: abandoned requests on ${postgres.label}`,
+  () => {
+    it("abandons the request's scope when the Request's signal aborts", async () => {
+      const backend = postgresBackend(postgres.url, 1)
+      const core = lifeguardOf(backend.facade)
+      try {
+        const held = await core.acquire()
+        const app = new Hono()
+        app.use(honoScope(backend.facade))
+        let seen: { name: string; signalAborted: boolean } | undefined
+        app.get('/wait', async (c) => {
+          try {
+            await backend.query('SELECT 1 AS one')
+          } catch (error) {
+            seen = { name: (error as Error).name, signalAborted: c.var.db.signal.aborted }
+            throw error
+          }
+          return c.json({ ok: true })
+        })
+        app.onError((error, c) => c.json({ error: error.message }, 500))
+        const controller = new AbortController()
+        const response = app.request('/wait', { signal: controller.signal })
+        await until(() => core.stats().waiting === 1, 'the handler to wait')
+        controller.abort()
+        expect((await response).status).toBe(500)
+        expect(seen).toEqual({ name: 'AbortError', signalAborted: true })
+        expect(core.stats()).toMatchObject({ waiting: 0, leased: 1, aborted: 1 })
+        held.release()
+      } finally {
+        await backend.end()
+      }
+    })
+  },
+)
