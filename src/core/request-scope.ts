@@ -77,6 +77,34 @@ class Turn<C> extends Waiter<Lease<C>> {
 // A scope's side that its pool alone uses, kept out of the class's public face: `src/index.ts`
 // re-exports only `RequestScope`. Assigned by the class's static block below.
 
+/**
+ * What a scope passes its pool as the signal of its own checkouts: the shape of an
+ * `AbortSignal` that the pool's queue uses (`aborted`, `reason`, the `'abort'` listeners), for a
+ * fraction of a real one's cost, since every request that queries makes a checkout and a real
+ * signal costs microseconds to make. Aborted by `abort()`.
+ */
+class CheckoutSignal {
+  aborted = false
+  reason: unknown = undefined
+  #listeners: Array<() => void> = []
+
+  addEventListener(_type: 'abort', listener: () => void): void {
+    this.#listeners.push(listener)
+  }
+
+  removeEventListener(_type: 'abort', listener: () => void): void {
+    const at = this.#listeners.indexOf(listener)
+    if (at !== -1) this.#listeners.splice(at, 1)
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted) return
+    this.aborted = true
+    this.reason = reason
+    for (const listener of this.#listeners.splice(0)) listener()
+  }
+}
+
 /** Opens a request scope on `host`'s pool: what `pool.openScope()` returns. */
 export let openRequestScope: <C>(
   host: ScopeHost<C>,
@@ -185,8 +213,11 @@ export class RequestScope<C> {
   #rolledBack = false
   /** The request was abandoned (`abort()`): why, for every acquire from now on. */
   #abandoned: { reason: unknown } | undefined
-  /** Made on the first read of `signal`, or the first checkout: most requests are never abandoned. */
+  /** Made on the first read of `signal`: most handlers never read it. */
   #controller: AbortController | undefined
+  /** The signal of the request's checkouts from the pool, and their options, made on the first. */
+  #checkoutSignal: CheckoutSignal | undefined
+  #checkoutOptions: AcquireOptions | undefined
 
   /** The `cancelOnAbort` option. */
   readonly #cancelOnAbort: boolean
@@ -267,6 +298,7 @@ export class RequestScope<C> {
         )
       this.#abandoned = { reason: why }
       // Rejects the pool waiter of a checkout in flight, and tells the handler's own work.
+      this.#checkoutSignal?.abort(why)
       this.#controller?.abort(why)
       for (const turn of this.#turns?.drain() ?? []) turn.reject(why)
       this.#cancelRunning()
@@ -519,12 +551,20 @@ export class RequestScope<C> {
    * takes the request's waiter out of the pool's queue.
    */
   #abortable(options: AcquireOptions | undefined): AcquireOptions {
-    const own = this.signal
-    const theirs = options?.signal ?? undefined
-    return {
-      ...options,
-      signal: theirs === undefined ? own : AbortSignal.any([theirs, own]),
+    if (options === undefined) {
+      if (this.#checkoutOptions === undefined) {
+        this.#checkoutSignal = new CheckoutSignal()
+        this.#checkoutOptions = { signal: this.#checkoutSignal as unknown as AbortSignal }
+      }
+      return this.#checkoutOptions
     }
+    const theirs = options.signal ?? undefined
+    if (theirs === undefined) {
+      this.#abortable(undefined)
+      return { ...options, signal: this.#checkoutSignal as unknown as AbortSignal }
+    }
+    // Rare: the caller's own signal too. `AbortSignal.any` takes real signals only.
+    return { ...options, signal: AbortSignal.any([theirs, this.signal]) }
   }
 
   /**
