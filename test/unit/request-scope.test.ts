@@ -442,8 +442,15 @@ describe('an abandoned request scope (abort)', () => {
     controller.abort(new Error('mine'))
     await expect(waiting).rejects.toThrow('mine')
     expect(scope.signal.aborted).toBe(false)
+    // And the scope's abort reaches a checkout that carries the caller's signal.
+    const second = scope.acquire({ signal: new AbortController().signal })
+    await tick(1)
+    expect(pool.stats().waiting).toBe(1)
+    const ended = scope.abort(new Error('gone'))
+    await expect(second).rejects.toThrow('gone')
+    expect(pool.stats()).toMatchObject({ waiting: 0, aborted: 2 })
     held.release()
-    await scope.end()
+    await ended
   })
 
   it('with cancelOnAbort, cancels the running statement and closes its connection after it', async () => {
