@@ -99,6 +99,15 @@ export interface Dialect<C> {
    * connect timeout.
    */
   classifyConnectError?(error: unknown): ConnectFailure
+  /**
+   * Asks the server to stop the statement running on `connection`, over a connection of its own
+   * (PostgreSQL's cancel request, MySQL's `KILL QUERY`); the statement then fails for its
+   * caller. Resolves once the server has taken the request; gives up when `signal` aborts. A
+   * request scope opened with `cancelOnAbort` calls it when its request is abandoned while a
+   * statement runs, and then closes that connection rather than lend it again: a cancel that
+   * arrives late may stop whatever runs next on it.
+   */
+  cancel?(connection: C, signal: AbortSignal): Promise<void>
   /** Whether `error` means that the connection it came from is dead. */
   isDisconnect?(error: unknown): boolean
   /**

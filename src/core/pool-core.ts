@@ -332,7 +332,7 @@ export class PoolCore<C> {
         label: this.label,
       }
     }
-    return openRequestScope(this.scopeHost, transaction)
+    return openRequestScope(this.scopeHost, transaction, options?.cancelOnAbort === true)
   }
 
   /** See `Pool.currentScope`. */

@@ -26,6 +26,17 @@ export interface RequestScopeOptions {
    * @defaultValue false
    */
   transaction?: boolean | undefined
+  /**
+   * When the request is abandoned ({@link RequestScope.abort}) while a statement runs on its
+   * connection, asks the server to stop that statement (PostgreSQL's cancel request, MySQL's
+   * `KILL QUERY`, through the dialect's `cancel`), then closes the connection instead of
+   * returning it, since a cancel that arrives late may stop the next statement on it (the server
+   * rolls back what was open). Off by default: a transactional scope already rolls back when the
+   * statement ends, and a cancel costs a connection of its own. Needs a dialect with `cancel`
+   * (postgres, mysql); elsewhere the statement runs to its end as without it.
+   * @defaultValue false
+   */
+  cancelOnAbort?: boolean | undefined
 }
 
 /** What a scope asks of its pool; kept narrow, as the housekeeper's host is. */
@@ -66,13 +77,48 @@ class Turn<C> extends Waiter<Lease<C>> {
 // A scope's side that its pool alone uses, kept out of the class's public face: `src/index.ts`
 // re-exports only `RequestScope`. Assigned by the class's static block below.
 
+/**
+ * What a scope passes its pool as the signal of its own checkouts: the shape of an
+ * `AbortSignal` that the pool's queue uses (`aborted`, `reason`, the `'abort'` listeners), for a
+ * fraction of a real one's cost, since every request that queries makes a checkout and a real
+ * signal costs microseconds to make. Aborted by `abort()`.
+ */
+class CheckoutSignal {
+  aborted = false
+  reason: unknown = undefined
+  #listeners: Array<() => void> = []
+
+  addEventListener(_type: 'abort', listener: () => void): void {
+    this.#listeners.push(listener)
+  }
+
+  removeEventListener(_type: 'abort', listener: () => void): void {
+    const at = this.#listeners.indexOf(listener)
+    if (at !== -1) this.#listeners.splice(at, 1)
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted) return
+    this.aborted = true
+    this.reason = reason
+    for (const listener of this.#listeners.splice(0)) listener()
+  }
+}
+
 /** Opens a request scope on `host`'s pool: what `pool.openScope()` returns. */
-export let openRequestScope: <C>(host: ScopeHost<C>, transaction: boolean) => RequestScope<C>
+export let openRequestScope: <C>(
+  host: ScopeHost<C>,
+  transaction: boolean,
+  cancelOnAbort?: boolean,
+) => RequestScope<C>
 
 /** Proves that a constructor call comes from this module; never exported. */
 const MAKING = Symbol('lifeguard.scope')
 
-const KNOWN_OPTIONS = ['transaction']
+const KNOWN_OPTIONS = ['transaction', 'cancelOnAbort']
+
+/** How long a scope waits for a cancel (`cancelOnAbort`) to reach the server, in ms. */
+const CANCEL_TIMEOUT_MS = 5000
 
 /** Validates `openScope()`'s options; a wrong one fails at once, naming it. */
 export function resolveScopeOptions(options: RequestScopeOptions | undefined): boolean {
@@ -89,6 +135,13 @@ export function resolveScopeOptions(options: RequestScopeOptions | undefined): b
     throw new InvalidOptionError(
       'transaction',
       `Invalid option transaction: ${describe(transaction)}; expected true or false`,
+    )
+  }
+  const cancel = options.cancelOnAbort
+  if (cancel !== undefined && typeof cancel !== 'boolean') {
+    throw new InvalidOptionError(
+      'cancelOnAbort',
+      `Invalid option cancelOnAbort: ${describe(cancel)}; expected true or false`,
     )
   }
   return transaction
@@ -112,6 +165,10 @@ export function resolveScopeOptions(options: RequestScopeOptions | undefined): b
  * its turn on the request's connection instead, so that every query stays inside the
  * transaction (a lease held while another query of the same request waits for it therefore
  * ends in `LIFEGUARD_ACQUIRE_TIMEOUT`).
+ *
+ * A request whose client went away is abandoned ({@link RequestScope.abort}): its waits for a
+ * connection end at once, its later queries are refused, and {@link RequestScope.signal} aborts,
+ * so that the handler stops rather than borrow for nobody.
  *
  * The framework integrations (`lifeguard/express`, `lifeguard/fastify`, `lifeguard/hono`) open and
  * end scopes; open one with `pool.openScope()` for other servers or for jobs (`new RequestScope()`
@@ -154,17 +211,39 @@ export class RequestScope<C> {
    * request's context must not commit on its own what belonged to it.
    */
   #rolledBack = false
+  /** The request was abandoned (`abort()`): why, for every acquire from now on. */
+  #abandoned: { reason: unknown } | undefined
+  /** Made on the first read of `signal`: most handlers never read it. */
+  #controller: AbortController | undefined
+  /** The signal of the request's checkouts from the pool, and their options, made on the first. */
+  #checkoutSignal: CheckoutSignal | undefined
+  #checkoutOptions: AcquireOptions | undefined
+
+  /** The `cancelOnAbort` option. */
+  readonly #cancelOnAbort: boolean
+  /**
+   * A cancel sent for the statement running when the request was abandoned: the connection is
+   * closed, not returned, once the statement and the cancel are over.
+   */
+  #cancelling: Promise<void> | undefined
 
   static {
-    openRequestScope = (host, transaction) => new RequestScope(MAKING, host, transaction)
+    openRequestScope = (host, transaction, cancelOnAbort = false) =>
+      new RequestScope(MAKING, host, transaction, cancelOnAbort)
   }
 
-  private constructor(making: typeof MAKING, host: ScopeHost<C>, transaction: boolean) {
+  private constructor(
+    making: typeof MAKING,
+    host: ScopeHost<C>,
+    transaction: boolean,
+    cancelOnAbort: boolean,
+  ) {
     if (making !== MAKING) {
       throw new TypeError('RequestScope is not constructable: scopes come from pool.openScope()')
     }
     this.#host = host
     this.transaction = transaction
+    this.#cancelOnAbort = cancelOnAbort
     this.#owner = { giveBack: (_record, destroy, reason) => this.#giveBack(destroy, reason) }
   }
 
@@ -176,6 +255,55 @@ export class RequestScope<C> {
   /** Whether `end()` was called. */
   get ended(): boolean {
     return this.#ended
+  }
+
+  /**
+   * Aborts when the request is abandoned ({@link RequestScope.abort}: the framework integrations
+   * call it when the client goes away before the response is finished), with the abort's reason,
+   * an `AbortError` by default. Pass it on to what the handler starts (`fetch`, an ORM, a
+   * driver's query) so that it stops too. It never aborts for a request that finishes, nor when
+   * the scope merely ends.
+   */
+  get signal(): AbortSignal {
+    this.#controller ??= new AbortController()
+    const abandoned = this.#abandoned
+    if (abandoned !== undefined && !this.#controller.signal.aborted) {
+      this.#controller.abort(abandoned.reason)
+    }
+    return this.#controller.signal
+  }
+
+  /**
+   * Abandons the request: its client went away, so nothing it still does can reach anyone. The
+   * request's pending acquires (waiting in the pool, or for their turn on the request's
+   * connection) reject at once with `reason`, as does every acquire it starts later, whether
+   * through the scope, the pool's `acquire()`/`use()` or a facade over it; {@link
+   * RequestScope.signal} aborts with `reason`. A statement already running on the request's
+   * connection runs on to its end (unless the scope has `cancelOnAbort`, which asks the server
+   * to stop it and then closes the connection); then the scope ends as `end('rollback')` does,
+   * rolling back whatever the request left open, and the connection goes back to the pool.
+   * Returns the promise of `end()`, which never rejects for a rollback. Idempotent: a later call
+   * changes nothing.
+   *
+   * @param reason - what the acquires reject with and the signal carries; by default a
+   *   `DOMException` named `AbortError` whose message names the pool.
+   */
+  abort(reason?: unknown): Promise<void> {
+    if (this.#abandoned === undefined) {
+      const why =
+        reason ??
+        new DOMException(
+          `The request was abandoned (its client went away) on pool "${this.#host.label}": it takes no more connections`,
+          'AbortError',
+        )
+      this.#abandoned = { reason: why }
+      // Rejects the pool waiter of a checkout in flight, and tells the handler's own work.
+      this.#checkoutSignal?.abort(why)
+      this.#controller?.abort(why)
+      for (const turn of this.#turns?.drain() ?? []) turn.reject(why)
+      this.#cancelRunning()
+    }
+    return this.end('rollback')
   }
 
   /**
@@ -208,6 +336,7 @@ export class RequestScope<C> {
       }
       if (options.signal?.aborted) return Promise.reject(options.signal.reason)
     }
+    if (this.#abandoned !== undefined) return Promise.reject(this.#abandoned.reason)
     if (this.#ended) {
       if (this.transaction || this.#rolledBack) {
         return Promise.reject(
@@ -225,7 +354,7 @@ export class RequestScope<C> {
       this.#busy = true
       return this.#lendMain(options)
     }
-    if (!this.transaction) return this.#host.acquire(options)
+    if (!this.transaction) return this.#host.acquire(this.#abortable(options))
     return this.#wait(options)
   }
 
@@ -265,6 +394,21 @@ export class RequestScope<C> {
     return this.#ending
   }
 
+  /**
+   * With `cancelOnAbort`, asks the server to stop the statement that a query of the request is
+   * running on its connection. Never while the scope is ending: that statement is its COMMIT or
+   * ROLLBACK.
+   */
+  #cancelRunning(): void {
+    const main = this.#main
+    const cancel = this.#host.dialect.cancel
+    if (!this.#cancelOnAbort || cancel === undefined || this.#ended || !this.#busy) return
+    if (main === undefined || !main.active) return
+    this.#cancelling = cancel
+      .call(this.#host.dialect, main.connection, AbortSignal.timeout(CANCEL_TIMEOUT_MS))
+      .catch(() => {})
+  }
+
   async #lendMain(options: AcquireOptions | undefined): Promise<Lease<C>> {
     let main = this.#main
     if (main !== undefined && !main.active) {
@@ -275,6 +419,8 @@ export class RequestScope<C> {
     try {
       if (this.#lost !== undefined) throw this.#lostError()
       main ??= await this.#checkout(options)
+      // Abandoned while the checkout's BEGIN ran: end() gives the connection back.
+      if (this.#abandoned !== undefined) throw this.#abandoned.reason
       return sublease(main, this.#owner)
     } catch (error) {
       this.#busy = false
@@ -284,7 +430,7 @@ export class RequestScope<C> {
   }
 
   async #checkout(options: AcquireOptions | undefined): Promise<Lease<C>> {
-    const main = await this.#host.acquire(options)
+    const main = await this.#host.acquire(this.#abortable(options))
     this.#borrowed = true
     if (this.transaction) {
       try {
@@ -362,6 +508,12 @@ export class RequestScope<C> {
   async #close(): Promise<void> {
     const main = this.#main
     this.#main = undefined
+    if (this.#cancelling !== undefined && main?.active === true) {
+      // A cancel may still land on the connection's next statement: the server rolls back what
+      // was open when the session ends.
+      await this.#cancelling
+      return main.destroy(this.#abandoned?.reason)
+    }
     if (main === undefined || !main.active) {
       if (this.transaction && this.#outcome === 'commit' && this.#borrowed) {
         throw this.#lostError()
@@ -392,6 +544,27 @@ export class RequestScope<C> {
       }
     }
     main.release()
+  }
+
+  /**
+   * The options of a checkout from the pool, with the scope's signal added, so that `abort()`
+   * takes the request's waiter out of the pool's queue.
+   */
+  #abortable(options: AcquireOptions | undefined): AcquireOptions {
+    if (options === undefined) {
+      if (this.#checkoutOptions === undefined) {
+        this.#checkoutSignal = new CheckoutSignal()
+        this.#checkoutOptions = { signal: this.#checkoutSignal as unknown as AbortSignal }
+      }
+      return this.#checkoutOptions
+    }
+    const theirs = options.signal ?? undefined
+    if (theirs === undefined) {
+      this.#abortable(undefined)
+      return { ...options, signal: this.#checkoutSignal as unknown as AbortSignal }
+    }
+    // Rare: the caller's own signal too. `AbortSignal.any` takes real signals only.
+    return { ...options, signal: AbortSignal.any([theirs, this.signal]) }
   }
 
   /**

@@ -388,6 +388,19 @@ export class MysqlDialect implements Dialect<Connection> {
     )
   }
 
+  /** `KILL QUERY` for the statement running on `connection`, from a connection of its own (`Dialect.cancel`). */
+  async cancel(connection: Connection, signal: AbortSignal): Promise<void> {
+    const id = connection.threadId
+    if (!Number.isInteger(id)) throw new Error('cannot cancel: the connection has no thread id')
+    const killer = await this.connect(signal)
+    try {
+      await run(killer, `KILL QUERY ${id}`)
+    } finally {
+      // Its goodbye need not hold up the connection that the KILL freed.
+      void this.close(killer, signal)
+    }
+  }
+
   ping(connection: Connection): Promise<void> {
     // COM_PING: one small packet each way, no parsing, no plan.
     return callback((done) => connection.ping(done))

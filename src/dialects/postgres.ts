@@ -12,6 +12,7 @@ import { connectAbortable } from './connect-abortable.js'
 import { type ConnectionArgument, checkConnectionArgument } from './connection-argument.js'
 import { DriverLoader } from './driver-loader.js'
 import { causes, isSocketError, isTlsConfigError } from './network-errors.js'
+import { sendCancelRequest } from './pg-cancel-request.js'
 import { redactError, secretsOfConfig } from './redact.js'
 import {
   closeGracefully,
@@ -267,6 +268,11 @@ class PostgresDialect implements Dialect<Client> {
       () => destroySocket(client, undefined),
       signal,
     )
+  }
+
+  /** PostgreSQL's cancel request for the statement running on `client` (`Dialect.cancel`). */
+  cancel(client: Client, signal: AbortSignal): Promise<void> {
+    return sendCancelRequest(client, signal)
   }
 
   async ping(client: Client): Promise<void> {

@@ -40,6 +40,10 @@ const BODY_HEADERS = ['content-length', 'content-type', 'etag']
  * own `acquire()`/`use()` join it, as do a `lifeguard/pg` or `lifeguard/mysql2` pool and every ORM
  * over them.
  *
+ * When the client goes away before the response is finished, the request is abandoned
+ * (`req.db.abort()`): its acquires still waiting reject at once with an `AbortError`, so do the
+ * ones it starts later, and `req.db.signal` aborts, for the handler to pass on.
+ *
  * With `{ transaction: true }` (on a route, or on the whole app) the request runs in one
  * transaction, committed before the response leaves when its status is below 400 and rolled
  * back otherwise. A failed commit turns the response into an error through `next(error)`; if
@@ -50,8 +54,9 @@ const BODY_HEADERS = ['content-length', 'content-type', 'etag']
  * (expressjs/express#4396), while `req.db` always works.
  *
  * @param pool - a core `Pool`, a `lifeguard/pg` `Pool`, or a `lifeguard/mysql2` pool.
- * @param options - `transaction`: wrap each request in a transaction. Checked here: a bad
- *   option throws `InvalidOptionError` at once.
+ * @param options - `transaction`: wrap each request in a transaction; `cancelOnAbort`: cancel
+ *   the statement an abandoned request is running (see `RequestScopeOptions`). Checked here: a
+ *   bad option throws `InvalidOptionError` at once.
  *
  * @example
  * ```ts
@@ -77,10 +82,11 @@ export function requestScope<C = ScopedConnection>(
   return function lifeguardRequestScope(req: ScopedRequest, res, next): void {
     const scope = core.openScope(options) as RequestScope<unknown> as RequestScope<ScopedConnection>
     req.db = scope
-    // 'close' comes after 'finish', and also when the client aborts: a transaction not yet
-    // committed by then is rolled back.
+    // 'close' comes after 'finish', and also when the client goes away: a transaction not yet
+    // committed by then is rolled back, and a request abandoned before its response finished
+    // takes no more connections (`scope.abort()`).
     res.once('close', () => {
-      scope.end('rollback').catch(() => {})
+      ;(res.writableFinished ? scope.end('rollback') : scope.abort()).catch(() => {})
     })
     if (scope.transaction) commitBeforeSending(res, scope, next)
     scope.run(next)

@@ -26,6 +26,12 @@ export interface FastifyLifeguardOptions {
    * @defaultValue false
    */
   transaction?: boolean | undefined
+  /**
+   * Cancels the statement an abandoned request is running (see `RequestScopeOptions`), unless a
+   * route's `config.lifeguard.cancelOnAbort` says otherwise.
+   * @defaultValue false
+   */
+  cancelOnAbort?: boolean | undefined
 }
 
 /**
@@ -56,6 +62,10 @@ function unencapsulated<T extends (...args: never[]) => unknown>(
  * `use()`, a `lifeguard/pg` or `lifeguard/mysql2` pool and the ORMs over them join the request's
  * connection.
  *
+ * When the client goes away before the reply is finished, the request is abandoned
+ * (`request.db.abort()`): its acquires still waiting reject at once with an `AbortError`, so do
+ * the ones it starts later, and `request.db.signal` aborts, for the handler to pass on.
+ *
  * A route with `config: { lifeguard: { transaction: true } }` (or every route, with the plugin's
  * `transaction: true`) runs in one transaction, as with @fastify/postgres: committed in
  * `onSend`, before the reply leaves, when the status is below 400, and rolled back otherwise.
@@ -76,23 +86,33 @@ function unencapsulated<T extends (...args: never[]) => unknown>(
  */
 export const fastifyLifeguard: FastifyPluginAsync<FastifyLifeguardOptions> = unencapsulated(
   async function lifeguard(fastify: FastifyInstance, options: FastifyLifeguardOptions) {
-    const fallback: RequestScopeOptions = { transaction: options.transaction ?? false }
+    const fallback: RequestScopeOptions = {
+      transaction: options.transaction ?? false,
+      cancelOnAbort: options.cancelOnAbort ?? false,
+    }
     const pool = poolFrom(options.pool, 'fastifyLifeguard', fallback)
     fastify.decorateRequest('db', null as unknown as RequestScope<ScopedConnection>)
 
     fastify.addHook('onRoute', (route) => {
       // A route's own options are checked when it is declared.
       const own = route.config?.lifeguard
-      if (own !== undefined) poolFrom(pool, 'fastifyLifeguard', own)
+      if (own !== undefined) {
+        poolFrom(pool, 'fastifyLifeguard', own)
+        // A route's own settings override the plugin's, key by key.
+        const merged: Record<string, unknown> = { ...fallback }
+        for (const [key, value] of Object.entries(own)) if (value !== undefined) merged[key] = value
+        route.config = { ...route.config, lifeguard: merged }
+      }
     })
 
     fastify.addHook('onRequest', (request, reply, done) => {
       const scope = pool.openScope(request.routeOptions.config?.lifeguard ?? fallback)
       request.db = scope as RequestScope<unknown> as RequestScope<ScopedConnection>
       // After the reply, or when the client goes away: a transaction not committed by then is
-      // rolled back.
-      reply.raw.once('close', () => {
-        scope.end('rollback').catch(() => {})
+      // rolled back, and a request abandoned before its reply finished takes no more connections.
+      const raw = reply.raw
+      raw.once('close', () => {
+        ;(raw.writableFinished ? scope.end('rollback') : scope.abort()).catch(() => {})
       })
       scope.run(done)
     })

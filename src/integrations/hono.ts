@@ -16,7 +16,7 @@ declare module 'hono' {
 
 /** The bindings of @hono/node-server: Node's response, whose `'close'` ends the scope. */
 interface NodeBindings {
-  outgoing?: EventEmitter | undefined
+  outgoing?: (EventEmitter & { readonly writableFinished?: boolean }) | undefined
 }
 
 /**
@@ -30,14 +30,21 @@ interface NodeBindings {
  * so a streamed body keeps it to the end, and an aborted request returns it too. On other
  * runtimes it goes back when the handlers are done.
  *
+ * When the client goes away before the response is finished (on @hono/node-server, Node's
+ * response closes unfinished; elsewhere, `c.req.raw.signal` aborts while handlers run), the
+ * request is abandoned (`c.var.db.abort()`): its acquires still waiting reject at once with an
+ * `AbortError`, so do the ones it starts later, and `c.var.db.signal` aborts, for the handler to
+ * pass on.
+ *
  * With `{ transaction: true }` (mount it on a route for a per-route transaction) the request
  * runs in one transaction: committed before the response leaves when its status is below 400
  * and no error was thrown, and rolled back otherwise. A failed commit is thrown, so `app.onError`
  * answers instead.
  *
  * @param pool - a core `Pool`, a `lifeguard/pg` `Pool`, or a `lifeguard/mysql2` pool.
- * @param options - `transaction`: wrap each request in a transaction. Checked here: a bad
- *   option throws `InvalidOptionError` at once.
+ * @param options - `transaction`: wrap each request in a transaction; `cancelOnAbort`: cancel
+ *   the statement an abandoned request is running (see `RequestScopeOptions`). Checked here: a
+ *   bad option throws `InvalidOptionError` at once.
  *
  * @example
  * ```ts
@@ -59,14 +66,25 @@ export function requestScope<C = ScopedConnection>(
     const scope = core.openScope(options) as RequestScope<unknown> as RequestScope<ScopedConnection>
     c.set('db', scope)
     const outgoing = (c.env as NodeBindings | undefined)?.outgoing
-    outgoing?.once('close', () => {
-      scope.end('rollback').catch(() => {})
-    })
+    // Elsewhere, the request's own signal says that the client went away, while handlers run.
+    const signal = outgoing === undefined ? c.req.raw.signal : undefined
+    const abandon = () => {
+      scope.abort().catch(() => {})
+    }
+    if (outgoing !== undefined) {
+      outgoing.once('close', () => {
+        if (outgoing.writableFinished === false) abandon()
+        else scope.end('rollback').catch(() => {})
+      })
+    } else if (signal?.aborted) abandon()
+    else signal?.addEventListener('abort', abandon, { once: true })
     try {
       await scope.run(next)
     } catch (error) {
       await scope.end('rollback')
       throw error
+    } finally {
+      signal?.removeEventListener('abort', abandon)
     }
     if (scope.transaction) {
       await scope.end(c.error === undefined && c.res.status < 400 ? 'commit' : 'rollback')

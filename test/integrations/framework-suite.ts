@@ -23,6 +23,8 @@ export interface Route {
   path: string
   /** Wrap this route in a transaction (the framework's per-route option). */
   transaction?: boolean
+  /** Cancel the statement of an abandoned request (the scope option `cancelOnAbort`). */
+  cancelOnAbort?: boolean
   /** Returns the JSON body; a throw becomes a 500. */
   handle(context: RouteContext): Promise<unknown>
 }
@@ -42,7 +44,7 @@ export interface Framework {
 }
 
 /** One server kind's drop-in pool, and the SQL that differs between the two. */
-interface Backend {
+export interface Backend {
   facade: object
   /** Kysely over the facade: an ORM that knows nothing of request scopes. */
   kysely: Kysely<Record<string, { marker: string }>>
@@ -64,8 +66,9 @@ interface Backend {
 
 const POOL_SIZE = 10
 
-function postgresBackend(url: string): Backend {
-  const facade = new pgCompat.Pool({ connectionString: url, max: POOL_SIZE })
+/** PostgreSQL through a `lifeguard/pg` pool of `size`. */
+export function postgresBackend(url: string, size = POOL_SIZE): Backend {
+  const facade = new pgCompat.Pool({ connectionString: url, max: size })
   return {
     facade,
     kysely: new Kysely({ dialect: new PostgresDialect({ pool: facade }) }),
@@ -84,8 +87,9 @@ function postgresBackend(url: string): Backend {
   }
 }
 
-function mysqlBackend(url: string): Backend {
-  const facade = mysql2Compat.createPool({ uri: url, connectionLimit: POOL_SIZE })
+/** MariaDB through a `lifeguard/mysql2` pool of `size`. */
+export function mysqlBackend(url: string, size = POOL_SIZE): Backend {
+  const facade = mysql2Compat.createPool({ uri: url, connectionLimit: size })
   const promised = facade.promise()
   return {
     facade,

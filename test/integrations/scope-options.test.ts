@@ -17,6 +17,9 @@ describe.each([
 ])('%s requestScope()', (_name, requestScope) => {
   it('rejects a bad option at once, naming it', () => {
     expect(() => requestScope(pool, { transaction: 'yes' as never })).toThrow(InvalidOptionError)
+    expect(() => requestScope(pool, { cancelOnAbort: 1 as never })).toThrow(
+      /Invalid option cancelOnAbort: 1; expected true or false/,
+    )
     expect(() => requestScope(pool, { transactions: true } as never)).toThrow(
       /did you mean transaction/,
     )

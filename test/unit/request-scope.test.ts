@@ -372,6 +372,137 @@ describe('a scope checks acquire options as the pool does', () => {
   })
 })
 
+describe('an abandoned request scope (abort)', () => {
+  it("rejects the request's waiter in the pool at once, and every later acquire", async () => {
+    const pool = makePool({ max: 1 })
+    const held = await pool.acquire()
+    const scope = pool.openScope()
+    const waiting = scope.run(() => pool.use((c) => c.id))
+    await tick(1)
+    expect(pool.stats().waiting).toBe(1)
+    const outcome = expect(waiting).rejects.toMatchObject({ name: 'AbortError' })
+    const ended = scope.abort()
+    await outcome
+    expect(pool.stats()).toMatchObject({ waiting: 0, aborted: 1 })
+    expect(scope.signal.aborted).toBe(true)
+    expect(scope.signal.reason).toMatchObject({ name: 'AbortError' })
+    expect(String(scope.signal.reason.message)).toMatch(/abandoned.*takes no more connections/)
+    // Later queries, through the scope or the pool, reject the same way without queueing.
+    await expect(scope.run(() => pool.acquire())).rejects.toMatchObject({ name: 'AbortError' })
+    await expect(scope.acquire()).rejects.toMatchObject({ name: 'AbortError' })
+    await ended
+    expect(pool.stats()).toMatchObject({ waiting: 0, leased: 1 })
+    held.release()
+    await tick(5)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ acquired: 1, leased: 0 })
+  })
+
+  it('gives a held connection back after its query, rolling back', async () => {
+    const pool = makePool()
+    const scope = pool.openScope({ transaction: true })
+    const lease = await scope.acquire()
+    const connection = lease.connection
+    const turn = scope.acquire()
+    const reason = new Error('client gone')
+    const outcome = expect(turn).rejects.toBe(reason)
+    const ended = scope.abort(reason)
+    await outcome
+    expect(scope.signal.reason).toBe(reason)
+    // The running query keeps the connection until it ends; then the scope rolls back.
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1 })
+    lease.release()
+    await ended
+    expect(connection.steps).toEqual(['begin', 'rollback'])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ acquired: 1, leased: 0 })
+    // A second abort changes nothing.
+    await scope.abort(new Error('again'))
+    expect(scope.signal.reason).toBe(reason)
+  })
+
+  it('aborts a signal read before the abort, and rejects a checkout whose BEGIN was running', async () => {
+    const pool = makePool()
+    const scope = pool.openScope({ transaction: true })
+    const signal = scope.signal
+    expect(signal.aborted).toBe(false)
+    const first = scope.acquire()
+    void scope.abort()
+    expect(signal.aborted).toBe(true)
+    await expect(first).rejects.toMatchObject({ name: 'AbortError' })
+    await tick(5)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ waiting: 0, leased: 0 })
+  })
+
+  it("combines the caller's own signal with the scope's", async () => {
+    const pool = makePool({ max: 1 })
+    const held = await pool.acquire()
+    const scope = pool.openScope()
+    const controller = new AbortController()
+    const waiting = scope.acquire({ signal: controller.signal })
+    await tick(1)
+    controller.abort(new Error('mine'))
+    await expect(waiting).rejects.toThrow('mine')
+    expect(scope.signal.aborted).toBe(false)
+    // And the scope's abort reaches a checkout that carries the caller's signal.
+    const second = scope.acquire({ signal: new AbortController().signal })
+    await tick(1)
+    expect(pool.stats().waiting).toBe(1)
+    const ended = scope.abort(new Error('gone'))
+    await expect(second).rejects.toThrow('gone')
+    expect(pool.stats()).toMatchObject({ waiting: 0, aborted: 2 })
+    held.release()
+    await ended
+  })
+
+  it('with cancelOnAbort, cancels the running statement and closes its connection after it', async () => {
+    const pool = makePool()
+    const cancelled: unknown[] = []
+    Object.defineProperty(dialect, 'cancel', {
+      value: async (connection: unknown) => {
+        cancelled.push(connection)
+      },
+    })
+    const scope = pool.openScope({ transaction: true, cancelOnAbort: true })
+    const lease = await scope.acquire()
+    const connection = lease.connection
+    const ended = scope.abort()
+    expect(cancelled).toEqual([connection])
+    // The statement fails for its caller, who gives the lease back: the connection is closed.
+    lease.release()
+    await ended
+    await tick(5)
+    expect(connection.open).toBe(false)
+    expect(connection.steps).toEqual(['begin'])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 0, total: 0 })
+  })
+
+  it('without cancelOnAbort, or with no statement running, cancels nothing', async () => {
+    const pool = makePool()
+    const cancel = vi.fn(async () => {})
+    Object.defineProperty(dialect, 'cancel', { value: cancel })
+    const plain = pool.openScope({ transaction: true })
+    const lease = await plain.acquire()
+    const ended = plain.abort()
+    lease.release()
+    await ended
+    const idle = pool.openScope({ transaction: true, cancelOnAbort: true })
+    await idle.use(() => undefined)
+    await idle.abort()
+    expect(cancel).not.toHaveBeenCalled()
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 0, total: 1 })
+    expect(() => pool.openScope({ cancelOnAbort: 'yes' as never })).toThrow(
+      /Invalid option cancelOnAbort: "yes"; expected true or false/,
+    )
+  })
+
+  it('does not abort the signal of a scope that merely ends', async () => {
+    const pool = makePool()
+    const scope = pool.openScope()
+    await scope.use(() => undefined)
+    await scope.end()
+    expect(scope.signal.aborted).toBe(false)
+  })
+})
+
 describe('a request scope is made by its pool alone', () => {
   it('throws a TypeError for new RequestScope(), while instanceof works', async () => {
     const pool = makePool()
