@@ -165,7 +165,10 @@ const call: fc.Arbitrary<Call> = fc.oneof(
   fc.record({ kind: fc.constant('destroy' as const), arg: junk }),
   fc.record({
     kind: fc.constant('openScope' as const),
-    arg: fc.oneof(junk, fc.record({ transaction: junk, cancelOnAbort: junk }, { requiredKeys: [] })),
+    arg: fc.oneof(
+      junk,
+      fc.record({ transaction: junk, cancelOnAbort: junk }, { requiredKeys: [] }),
+    ),
     end: fc.oneof(junk, fc.constantFrom('commit', 'rollback')),
     run: fc.oneof(junk, fc.constant('fn' as const)),
   }),
