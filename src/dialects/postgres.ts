@@ -54,7 +54,7 @@ export interface PostgresDialectOptions {
    * since a cancel that its borrower sent may land on whatever runs next on the backend (psycopg's
    * rule); `'wait'` resets it once its queries are over (pg's own query queue holds the reset
    * behind them), as pg-pool lends such a client on, so that the running query completes for its
-   * caller. A wait longer than the pool's `connectTimeout` closes it after all.
+   * caller, however long it takes (only the reset that follows is bounded by `connectTimeout`).
    */
   releasedBusy?: ReleasedBusy | undefined
 }
@@ -264,6 +264,12 @@ class PostgresDialect implements Dialect<Client> {
         'PostgreSQL rolled the transaction back instead of committing it: a statement in it had failed',
       )
     }
+  }
+
+  drain(client: Client): Promise<void> | undefined {
+    // With 'wait', the pool waits for the borrower's query without the reset's time limit, as
+    // pg-pool does; with 'close', reset refuses the connection.
+    return this.#releasedBusy === 'wait' && busy(client) ? drained(client) : undefined
   }
 
   reset(client: Client, mode: ResetMode): Promise<void> | undefined {
