@@ -591,4 +591,20 @@ describe('pg Pool surface: bad function options', () => {
     expect(() => postgres(PG_URL, { Client: {} as never })).toThrow(/^Invalid option Client: /)
     expect(() => postgres(PG_URL, 5 as never)).toThrow(/^Invalid option options: 5/)
   })
+
+  it('postgres() accepted a misspelled option (releasedbusy) silently', () => {
+    const make = () => postgres(PG_URL, { releasedbusy: 'wait' } as never)
+    expect(make).toThrow(InvalidOptionError)
+    expect(make).toThrow(
+      /^Unknown option releasedbusy: "wait"; postgres\(\) takes only Client and releasedBusy/,
+    )
+  })
+
+  it('postgres() accepted a Client that cannot be constructed (an arrow function), then failed every connect', () => {
+    const make = () => postgres(PG_URL, { Client: (() => ({})) as never })
+    expect(make).toThrow(InvalidOptionError)
+    expect(make).toThrow(/^Invalid option Client: .*; expected a client class \(constructor\)/)
+    // A class or a plain function is still taken.
+    expect(() => postgres(PG_URL, { Client: pg.Client })).not.toThrow()
+  })
 })
