@@ -225,18 +225,19 @@ describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with my
     const held = [await getConnection(pool), await getConnection(pool), await getConnection(pool)]
     for (const connection of held) connection.release()
     const core = lifeguardOf(pool)
-    // The sweep (once a second) borrows the idle connections; prePing: 0 pings each, so it
-    // holds them for a round trip.
-    await vi.waitFor(
-      () => {
-        const s = core.stats()
-        expect(s.leased + s.validating).toBeGreaterThan(0)
-      },
-      { timeout: 3_000, interval: 1 },
+    // The sweep (once a second) borrows the idle connections; prePing: 0 pings each, so it holds
+    // them for a round trip. A caller comes as the sweep is lent the first of them.
+    const { connection, ms } = await new Promise<{
+      connection: mysql2.PoolConnection
+      ms: number
+    }>((resolve, reject) =>
+      core.once('acquire', () => {
+        const started = performance.now()
+        pool.getConnection((error, connection) =>
+          error ? reject(error) : resolve({ connection, ms: performance.now() - started }),
+        )
+      }),
     )
-    const started = performance.now()
-    const connection = await getConnection(pool)
-    const ms = performance.now() - started
     const kept = connection === held[2]
     connection.release()
     await vi.waitFor(() => expect(queues(pool)._allConnections.length).toBe(1), { timeout: 3_000 })
