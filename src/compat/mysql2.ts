@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { EventEmitter } from 'node:events'
 import mysql2 from 'mysql2'
 import mysql2Promise from 'mysql2/promise'
@@ -320,6 +321,11 @@ interface QueuedCaller {
   /** When its wait ends (the lifeguard pool's `acquireTimeout`), in `performance.now()` time. */
   readonly deadline: number
   timer: NodeJS.Timeout | undefined
+  /**
+   * Runs a function in the caller's async context: it is served from another caller's release,
+   * and the lifeguard pool must see the waiting caller's request scope, not the releaser's.
+   */
+  readonly inContext: <R>(fn: () => R) => R
 }
 
 /** How a caller is lent a connection: as mysql2 would, which decides the events it emits. */
@@ -498,6 +504,11 @@ class LifeguardMysqlPool extends CorePool {
       this.#sweepClaims.push(callback)
       return
     }
+    // Inside a request scope the lifeguard pool lends the request's own connection (a
+    // transactional scope) or borrows for the request: queueing here behind the pool's other
+    // callers would make a request wait for a connection it already holds.
+    const scope = this.#pool.currentScope()
+    if (scope !== undefined && !scope.ended) return this.#lend(callback, 'new')
     const s = this.#pool.stats()
     // mysql2 lends a released connection at once; lifeguard may still be resetting it.
     if (s.idle + s.resetting > s.waiting) return this.#lend(callback, 'new')
@@ -518,6 +529,7 @@ class LifeguardMysqlPool extends CorePool {
       callback,
       deadline: performance.now() + timeout,
       timer: undefined,
+      inContext: AsyncLocalStorage.snapshot(),
     }
     if (timeout !== Number.POSITIVE_INFINITY) {
       // lifeguard's acquireTimeout bounds the wait, as it does in the lifeguard pool.
@@ -617,7 +629,8 @@ class LifeguardMysqlPool extends CorePool {
       const room = limit === 0 || this.#all.size + s.connecting < limit
       if (s.idle <= s.waiting && !room) return
       const next = this.#nextCaller()!
-      this.#lend(next.callback, s.idle > s.waiting ? 'handoff' : 'new', undefined, next.deadline)
+      const kind = s.idle > s.waiting ? 'handoff' : 'new'
+      next.inContext(() => this.#lend(next.callback, kind, undefined, next.deadline))
     }
   }
 
@@ -645,7 +658,9 @@ class LifeguardMysqlPool extends CorePool {
     const next = this.#nextCaller()
     if (next !== undefined) this.#reserved.add(connection)
     held.release()
-    if (next !== undefined) return this.#lend(next.callback, 'handoff', connection, next.deadline)
+    if (next !== undefined) {
+      return next.inContext(() => this.#lend(next.callback, 'handoff', connection, next.deadline))
+    }
     this.emit('release', connection)
   }
 
@@ -655,7 +670,7 @@ class LifeguardMysqlPool extends CorePool {
     if (next === undefined) return
     process.nextTick(() => {
       if (this._closed) return callOut(() => next.callback(new Error(POOL_CLOSED)))
-      this.getConnection(next.callback)
+      next.inContext(() => this.getConnection(next.callback))
     })
   }
 
