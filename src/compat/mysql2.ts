@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { EventEmitter } from 'node:events'
 import mysql2 from 'mysql2'
 import mysql2Promise from 'mysql2/promise'
@@ -320,6 +321,11 @@ interface QueuedCaller {
   /** When its wait ends (the lifeguard pool's `acquireTimeout`), in `performance.now()` time. */
   readonly deadline: number
   timer: NodeJS.Timeout | undefined
+  /**
+   * Runs a function in the caller's async context: it is served from another caller's release,
+   * and the lifeguard pool must see the waiting caller's request scope, not the releaser's.
+   */
+  readonly inContext: <R>(fn: () => R) => R
 }
 
 /** How a caller is lent a connection: as mysql2 would, which decides the events it emits. */
@@ -408,6 +414,14 @@ class LifeguardMysqlPool extends CorePool {
   /** mysql2's name for its idle sweep's timer, which code (and mysql2's tests) read. */
   _removeIdleTimeoutConnectionsTimer: NodeJS.Timeout | undefined
   #sweeping = false
+  /** Callers who came while the maxIdle sweep held the idle connections: it lends them some. */
+  #sweepClaims: ConnectionCallback[] = []
+  /** How many more callers the sweep's connections can serve. */
+  #sweepSpare = 0
+  /** Looks at the queue on a tick of its own: listens to the lifeguard pool while callers wait. */
+  readonly #drainSoon: () => void
+  /** Whether `#drainSoon` listens to the lifeguard pool. */
+  #listening = false
 
   constructor(given: string | Mysql2PoolOptions | undefined, defaults: LifeguardOptions) {
     checkConfig(given, 'createPool')
@@ -442,9 +456,12 @@ class LifeguardMysqlPool extends CorePool {
     this.#pool.on('invalidate', gone)
     this.#pool.on('close', gone)
     // A connection the lifeguard pool has reset or opened is idle a moment later, and one it
-    // closed leaves room for another: a caller may be waiting for either.
-    const drain = () => process.nextTick(() => this.#drain())
-    for (const event of ['reset', 'connect', 'close'] as const) this.#pool.on(event, drain)
+    // closed leaves room for another: a caller may be waiting for either. The facade listens only
+    // while somebody waits (see #queued): a listener makes the pool build and emit an event on
+    // every release.
+    this.#drainSoon = () => {
+      if (this.#queue.length > 0) process.nextTick(() => this.#drain())
+    }
     const view = <T>(name: string, items: () => readonly T[]) =>
       Object.defineProperty(this, name, {
         value: new Mysql2QueueView(`pool.${name}`, items),
@@ -481,6 +498,17 @@ class LifeguardMysqlPool extends CorePool {
       process.nextTick(() => callback(new Error(POOL_CLOSED)))
       return
     }
+    // The maxIdle sweep holds the idle connections a moment: it lends one of them.
+    if (this.#sweepSpare > 0) {
+      this.#sweepSpare--
+      this.#sweepClaims.push(callback)
+      return
+    }
+    // Inside a request scope the lifeguard pool lends the request's own connection (a
+    // transactional scope) or borrows for the request: queueing here behind the pool's other
+    // callers would make a request wait for a connection it already holds.
+    const scope = this.#pool.currentScope()
+    if (scope !== undefined && !scope.ended) return this.#lend(callback, 'new')
     const s = this.#pool.stats()
     // mysql2 lends a released connection at once; lifeguard may still be resetting it.
     if (s.idle + s.resetting > s.waiting) return this.#lend(callback, 'new')
@@ -501,11 +529,13 @@ class LifeguardMysqlPool extends CorePool {
       callback,
       deadline: performance.now() + timeout,
       timer: undefined,
+      inContext: AsyncLocalStorage.snapshot(),
     }
     if (timeout !== Number.POSITIVE_INFINITY) {
       // lifeguard's acquireTimeout bounds the wait, as it does in the lifeguard pool.
       caller.timer = setTimeout(() => {
         this.#queue = this.#queue.filter((c) => c !== caller)
+        this.#queued()
         callOut(() =>
           callback(
             new AcquireTimeoutError(
@@ -516,6 +546,21 @@ class LifeguardMysqlPool extends CorePool {
       }, timeout)
     }
     this.#queue.push(caller)
+    this.#queued()
+  }
+
+  /**
+   * Listens to the lifeguard pool's `'reset'`, `'connect'` and `'close'` while callers wait, and
+   * only then: called after each change of the queue.
+   */
+  #queued(): void {
+    const waiting = this.#queue.length > 0
+    if (waiting === this.#listening) return
+    this.#listening = waiting
+    for (const event of ['reset', 'connect', 'close'] as const) {
+      if (waiting) this.#pool.on(event, this.#drainSoon)
+      else this.#pool.off(event, this.#drainSoon)
+    }
   }
 
   /** The most connections `getConnection` opens: `config.connectionLimit` once changed; 0 is none. */
@@ -540,25 +585,7 @@ class LifeguardMysqlPool extends CorePool {
     this.#pool.acquire(options).then(
       (lease) => {
         if (reserved !== undefined) this.#reserved.delete(reserved)
-        const connection = lease.connection
-        if (this._closed) {
-          lease.release()
-          return callOut(() => callback(new Error(POOL_CLOSED)))
-        }
-        adopt(connection)
-        this.#all.add(connection)
-        const c = connection as unknown as ConnectionInternals
-        c._pool = this
-        c._released = false
-        leases.set(connection, { facade: this, lease })
-        this.#lent.add(connection)
-        if (!this.#seen.has(connection)) {
-          this.#seen.add(connection)
-          this.emit('connection', connection)
-        }
-        // mysql2 hands a released connection straight to a waiting caller: no 'acquire' then.
-        if (kind !== 'handoff') this.emit('acquire', connection)
-        callOut(() => callback(null, connection as unknown as mysql2.PoolConnection))
+        this.#handOut(lease, callback, kind)
       },
       (error: Error) => {
         if (reserved !== undefined) this.#reserved.delete(reserved)
@@ -566,6 +593,29 @@ class LifeguardMysqlPool extends CorePool {
         callOut(() => callback(given))
       },
     )
+  }
+
+  /** Lends the connection of `lease` to `callback`. */
+  #handOut(lease: Lease<mysql2.Connection>, callback: ConnectionCallback, kind: LendKind): void {
+    const connection = lease.connection
+    if (this._closed) {
+      lease.release()
+      return callOut(() => callback(new Error(POOL_CLOSED)))
+    }
+    adopt(connection)
+    this.#all.add(connection)
+    const c = connection as unknown as ConnectionInternals
+    c._pool = this
+    c._released = false
+    leases.set(connection, { facade: this, lease })
+    this.#lent.add(connection)
+    if (!this.#seen.has(connection)) {
+      this.#seen.add(connection)
+      this.emit('connection', connection)
+    }
+    // mysql2 hands a released connection straight to a waiting caller: no 'acquire' then.
+    if (kind !== 'handoff') this.emit('acquire', connection)
+    callOut(() => callback(null, connection as unknown as mysql2.PoolConnection))
   }
 
   /**
@@ -579,7 +629,8 @@ class LifeguardMysqlPool extends CorePool {
       const room = limit === 0 || this.#all.size + s.connecting < limit
       if (s.idle <= s.waiting && !room) return
       const next = this.#nextCaller()!
-      this.#lend(next.callback, s.idle > s.waiting ? 'handoff' : 'new', undefined, next.deadline)
+      const kind = s.idle > s.waiting ? 'handoff' : 'new'
+      next.inContext(() => this.#lend(next.callback, kind, undefined, next.deadline))
     }
   }
 
@@ -587,6 +638,7 @@ class LifeguardMysqlPool extends CorePool {
   #nextCaller(): QueuedCaller | undefined {
     const caller = this.#queue.shift()
     if (caller?.timer !== undefined) clearTimeout(caller.timer)
+    this.#queued()
     return caller
   }
 
@@ -606,7 +658,9 @@ class LifeguardMysqlPool extends CorePool {
     const next = this.#nextCaller()
     if (next !== undefined) this.#reserved.add(connection)
     held.release()
-    if (next !== undefined) return this.#lend(next.callback, 'handoff', connection, next.deadline)
+    if (next !== undefined) {
+      return next.inContext(() => this.#lend(next.callback, 'handoff', connection, next.deadline))
+    }
     this.emit('release', connection)
   }
 
@@ -616,7 +670,7 @@ class LifeguardMysqlPool extends CorePool {
     if (next === undefined) return
     process.nextTick(() => {
       if (this._closed) return callOut(() => next.callback(new Error(POOL_CLOSED)))
-      this.getConnection(next.callback)
+      next.inContext(() => this.getConnection(next.callback))
     })
   }
 
@@ -659,7 +713,11 @@ class LifeguardMysqlPool extends CorePool {
 
   /**
    * mysql2's `maxIdle`: idle connections above it are closed, the sweep once a second (lifeguard's
-   * `idleTimeout` closes those idle too long). The lifeguard pool lends them to be closed.
+   * `idleTimeout` closes those idle too long). The lifeguard pool has no way to close an idle
+   * connection but to lend it: the sweep borrows every idle one, closes the oldest and gives the
+   * others back. A caller who comes meanwhile is never made to wait for it: the sweep lends it one
+   * of the connections it holds (the most recently released) as soon as it has them, which is as
+   * soon as the lifeguard pool would have lent it one (pre-ping included).
    */
   #closeAboveMaxIdle(): void {
     const maxIdle = Math.max(0, numeric(this.config.maxIdle) ?? this.config.connectionLimit)
@@ -671,27 +729,49 @@ class LifeguardMysqlPool extends CorePool {
     // mysql2 closes the connections released longest ago. The lifeguard pool lends the most
     // recent first: take every idle one, close the oldest, and give the others back, oldest first.
     this.#sweeping = true
+    this.#sweepSpare = s.idle
     const taken = Array.from({ length: s.idle }, () =>
       this.#pool.acquire().then(
         (lease) => lease,
         () => undefined,
       ),
     )
-    void Promise.all(taken).then((leases) => {
-      this.#sweeping = false
-      const held = leases
-        .filter((lease) => lease !== undefined)
-        .sort((a, b) => lastReleased(a.connection) - lastReleased(b.connection))
-      let excess = this._closed ? 0 : free() - maxIdle
-      for (const lease of held) {
-        if (excess-- > 0) {
-          this.#all.delete(lease.connection)
-          lease.destroy()
-        } else {
-          lease.release()
+    void Promise.all(taken)
+      .then((leases) => {
+        const claims = this.#endSweep()
+        // A lease the lifeguard pool revoked meanwhile (closed, or past its lifetime) is gone.
+        const held = leases
+          .filter((lease): lease is Lease<mysql2.Connection> => lease?.active === true)
+          .sort((a, b) => lastReleased(a.connection) - lastReleased(b.connection))
+        // Callers who came during the sweep get the most recently released ones.
+        while (claims.length > 0 && held.length > 0) {
+          this.#handOut(held.pop()!, claims.shift()!, 'new')
         }
-      }
-    })
+        for (const callback of claims) this.getConnection(callback)
+        let excess = this._closed ? 0 : free() - maxIdle
+        for (const lease of held) {
+          if (!lease.active) continue
+          if (excess-- > 0) {
+            this.#all.delete(lease.connection)
+            lease.destroy()
+          } else {
+            lease.release()
+          }
+        }
+      })
+      .catch(() => {
+        // Nothing above should throw; if it did, the sweep must not crash the process.
+        for (const callback of this.#endSweep()) this.getConnection(callback)
+      })
+  }
+
+  /** Ends a sweep: returns the callers who came during it, not yet lent a connection. */
+  #endSweep(): ConnectionCallback[] {
+    const claims = this.#sweepClaims
+    this.#sweeping = false
+    this.#sweepSpare = 0
+    this.#sweepClaims = []
+    return claims
   }
 
   /** mysql2's `gracefulEnd` `end()` of a lent connection: COM_QUIT after its commands, out of the pool. */
@@ -716,6 +796,19 @@ class LifeguardMysqlPool extends CorePool {
       process.nextTick(() => cb())
       return
     }
+    // mysql2 calls back from the last connection's COM_QUIT, inside its packet handling, which
+    // takes an exception thrown there for a fatal error of that closing connection: it goes no
+    // further. A pool with no connection calls back from end() itself: the exception reaches the
+    // process (here as an uncaughtException, never as an unhandled rejection).
+    const swallow = this.#all.size > 0
+    const callBack = (error?: Error) =>
+      callOut(() => {
+        try {
+          cb(error)
+        } catch (thrown) {
+          if (!swallow) throw thrown
+        }
+      })
     this._closed = true
     clearInterval(this._removeIdleTimeoutConnectionsTimer)
     for (let caller = this.#nextCaller(); caller !== undefined; caller = this.#nextCaller()) {
@@ -738,8 +831,8 @@ class LifeguardMysqlPool extends CorePool {
       realEnd.call(connection, retire)
     }
     this.#pool.close().then(
-      () => cb(),
-      (error: Error) => cb(error),
+      () => callBack(),
+      (error: Error) => callBack(error),
     )
   }
 }

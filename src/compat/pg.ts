@@ -9,7 +9,7 @@ import {
 } from '../core/errors.js'
 import type { Lease } from '../core/lease.js'
 import type { Pool as LifeguardPool } from '../core/pool.js'
-import { describe, MAX_TIMER_MS, resolvePoolOptions } from '../core/pool-options.js'
+import { describe, isConstructor, MAX_TIMER_MS, resolvePoolOptions } from '../core/pool-options.js'
 import { createPool } from '../create-pool.js'
 import { type PgClientConstructor, postgres } from '../dialects/postgres.js'
 import { registerFacade } from './lifeguard-of.js'
@@ -129,16 +129,6 @@ const FUNCTION_OPTIONS = {
   Promise: 'a Promise constructor',
   Client: "a client class (constructor), such as pg's Client",
 } as const
-
-/** Whether `new value()` is allowed (an arrow function or a method is not), without calling it. */
-function isConstructor(value: object): boolean {
-  try {
-    Reflect.construct(Object, [], value as new () => object)
-    return true
-  } catch {
-    return false
-  }
-}
 
 /**
  * Checks pg-pool's function-valued options as pg-pool reads them: a falsy value means "not given",

@@ -632,6 +632,27 @@ export class PoolCore<C> {
   }
 
   private reset(record: ConnectionRecord<C>, mode: ResetMode): void {
+    // Work the borrower left running is theirs: waited for without the reset's time limit (as
+    // pg-pool does), the connection neither idle nor lendable meanwhile, and counted in max.
+    let draining: Promise<void> | undefined
+    try {
+      draining = this.dialect.drain?.(record.connection as C)
+    } catch (error) {
+      return this.resetFailed(record, error)
+    }
+    if (draining === undefined) return this.resetNow(record, mode)
+    this.move(record, 'resetting')
+    draining.then(
+      () => {
+        if (record.state === 'resetting') this.resetNow(record, mode)
+      },
+      (error) => {
+        if (record.state === 'resetting') this.resetFailed(record, error)
+      },
+    )
+  }
+
+  private resetNow(record: ConnectionRecord<C>, mode: ResetMode): void {
     const started = this.telemetry.timesResets() ? performance.now() : Number.NaN
     const connection = record.connection as C
     const onConnect = mode === 'session' ? this.opts.onConnect : undefined
@@ -650,7 +671,7 @@ export class PoolCore<C> {
       this.telemetry.reset(record, mode, started)
       return this.makeAvailable(record)
     }
-    this.move(record, 'resetting')
+    if (record.state !== 'resetting') this.move(record, 'resetting')
     withTimeout(
       async () => {
         await pending
@@ -795,6 +816,8 @@ export class PoolCore<C> {
       const now = performance.now()
       for (const record of this.records) {
         if (record.state === 'connecting' || record.state === 'closing') continue
+        // Already past its end of life (lent, waiting to be retired): counted once, not again.
+        if (record.expired) continue
         if (record.expiresAt - record.createdAt > fit.maxLifetime)
           this.scheduleExpiry(record, record.createdAt, now)
       }
@@ -878,7 +901,9 @@ export class PoolCore<C> {
           ? this.waiters.shift()
           : undefined
     if (waiter !== undefined) {
-      // The caller hears of it at once; the next connect starts now, with no backoff.
+      // The caller hears of it at once; the next connect starts now, with no backoff. The error
+      // is still kept: a later acquire timeout names it as its cause.
+      this.backoff.noted(error)
       this.telemetry.connectFailed(record, error, 1, 0)
       waiter.reject(error)
       this.waiterLeft()
@@ -946,6 +971,7 @@ export class PoolCore<C> {
 
   private expired(record: ConnectionRecord<C>): void {
     record.lifetimeTimer = undefined
+    if (record.expired) return
     record.expired = true
     if (record.state !== 'idle') {
       // A leased connection is retired when it comes back (closeRecord uncounts it).

@@ -230,6 +230,19 @@ export const POOL_OPTION_KEYS = [
 /** How much of a string an error message shows. */
 const SHOWN_CHARS = 60
 
+/**
+ * Whether `new value()` is allowed (an arrow function or a method is not), without calling it:
+ * for options that take a class, checked where they are given rather than where first used.
+ */
+export function isConstructor(value: object): boolean {
+  try {
+    Reflect.construct(Object, [], value as new () => object)
+    return true
+  } catch {
+    return false
+  }
+}
+
 /** Shows a value in an error message without dumping objects or long strings. */
 export function describe(value: unknown): string {
   if (typeof value === 'string') {

@@ -148,7 +148,8 @@ const STEP_SQL: Record<TransactionStep, string> = {
 const INSPECT_SQL =
   'SELECT @@SESSION.wait_timeout AS wait_timeout, @@GLOBAL.max_connections AS max_connections, ' +
   '@@SESSION.max_user_connections AS max_user_connections, VERSION() AS version, ' +
-  '@@GLOBAL.init_connect AS init_connect, @@SESSION.autocommit AS autocommit'
+  '@@GLOBAL.init_connect AS init_connect, @@SESSION.autocommit AS autocommit, ' +
+  '@@SESSION.sql_mode AS sql_mode'
 
 /**
  * How long after a failed read of the server's limits the next one waits: the pool asks on each
@@ -312,7 +313,8 @@ export class MysqlDialect implements Dialect<Connection> {
   /**
    * The tracked states of connections made before the greeting could be trusted, whose greeting
    * said autocommit: once it can, those the server has not reported on since are set right.
-   * Emptied on each read of the limits, so it never holds more than one burst of connects.
+   * Emptied on each read of the limits, answered, failed or timed out, and not added to while an
+   * unanswered read is pending, so it never holds more than one burst of connects.
    */
   #untrusted: TransactionState[] = []
   /** Until when (`performance.now()`) `inspect` sends nothing, after a failed attempt. */
@@ -321,6 +323,14 @@ export class MysqlDialect implements Dialect<Connection> {
   #limitsPending = false
   /** Its answer, once it came: the next `inspect` returns it without a query. */
   #lateLimits: LimitsRow | undefined
+  /**
+   * The `sql_mode` a new session has on a server with an `init_connect` (read with the limits,
+   * before the first borrower's statements): COM_RESET_CONNECTION does not run `init_connect`
+   * again, so a 'session' reset puts it back. `init_connect` is the same statement for every
+   * connection of the pool (one user, one config), so one read serves them all. Unset without an
+   * `init_connect`, or until the limits are read (a reset then only puts IGNORE_SPACE back).
+   */
+  #initSqlMode: string | undefined
 
   constructor(config: string | ConnectionOptions | undefined) {
     loader.check()
@@ -356,7 +366,14 @@ export class MysqlDialect implements Dialect<Connection> {
     initialSessions.set(connection, session)
     trackTransactions(connection, this.#trustGreeting && session.greetingAutocommit === true)
     const state = transactionState(connection)
-    if (!this.#trustGreeting && session.greetingAutocommit === true && state !== undefined) {
+    // While an unanswered read of the limits is pending, nothing would empty the list: a
+    // connection made then is not trusted later either (it rolls back once on its first release).
+    if (
+      !this.#trustGreeting &&
+      !this.#limitsPending &&
+      session.greetingAutocommit === true &&
+      state !== undefined
+    ) {
       this.#untrusted.push(state)
     }
     return connection
@@ -477,7 +494,12 @@ export class MysqlDialect implements Dialect<Connection> {
     // last reset may have changed it.
     const state = transactionState(connection)
     const databaseKept = state?.databaseKept === true
-    if (initial.ignoreSpace) await run(connection, RESTORE_IGNORE_SPACE)
+    const initMode = this.#initSqlMode
+    if (initMode !== undefined) {
+      await run(connection, `SET SESSION sql_mode = ${connection.escape(initMode)}`)
+    } else if (initial.ignoreSpace) {
+      await run(connection, RESTORE_IGNORE_SPACE)
+    }
     if (initial.db !== null && !databaseKept) {
       await run(connection, `USE ${connection.escapeId(initial.db)}`)
     }
@@ -577,6 +599,9 @@ export class MysqlDialect implements Dialect<Connection> {
     return new Promise<LimitsRow>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#limitsPending = true
+        // As after a failed read: those made so far roll back once on their first release. The
+        // answer may never come, and nothing else would empty the list.
+        this.#untrusted = []
         query.then(
           (row) => {
             this.#limitsPending = false
@@ -606,7 +631,10 @@ export class MysqlDialect implements Dialect<Connection> {
   #noteInitConnect(row: LimitsRow): void {
     const untrusted = this.#untrusted
     this.#untrusted = []
-    if (row.init_connect !== '' && row.init_connect !== null) return
+    if (row.init_connect !== '' && row.init_connect !== null) {
+      if (typeof row.sql_mode === 'string') this.#initSqlMode = row.sql_mode
+      return
+    }
     this.#trustGreeting = true
     // Made meanwhile: their greeting said autocommit, and nothing else could have changed it
     // but what the tracker saw (a SET autocommit marks them unclean) or the server reported.

@@ -395,6 +395,92 @@ describeOnServer(status, 'mysql dialect specifics', () => {
     expect(await myRows(connection, 'SELECT @@SESSION.sql_mode AS mode')).toEqual([before])
   })
 
+  it("regression: a 'session' reset put back the global sql_mode, not the one init_connect gave a new session", async () => {
+    // The shared server keeps its init_connect empty: this dialect is made to read one, and the
+    // session is given the mode init_connect would have set, before anything else runs on it.
+    const core = new MysqlDialect(status.url)
+    const connection = await core.connect(AbortSignal.timeout(5_000))
+    try {
+      const initConnect = "SET sql_mode = 'ANSI_QUOTES,NO_ENGINE_SUBSTITUTION'"
+      await myRows(connection, initConnect)
+      const [fresh] = await myRows<{ mode: string }>(
+        connection,
+        'SELECT @@SESSION.sql_mode AS mode',
+      )
+      const c = connection as unknown as { addCommand(cmd: unknown): unknown }
+      const addCommand = c.addCommand
+      c.addCommand = function (
+        this: unknown,
+        cmd: { sql?: string; onResult?: (...args: unknown[]) => unknown },
+      ) {
+        const done = cmd.onResult
+        if (cmd.sql?.includes('@@GLOBAL.init_connect') && done !== undefined) {
+          cmd.onResult = (error: unknown, rows: unknown, ...rest: unknown[]) => {
+            const row = (rows as Record<string, unknown>[] | undefined)?.[0]
+            if (row !== undefined) row.init_connect = initConnect
+            return done(error, rows, ...rest)
+          }
+        }
+        return addCommand.call(this, cmd)
+      }
+      // The pool reads the limits before lending the connection.
+      await core.inspect(connection)
+      c.addCommand = addCommand
+      // The first borrower changes the mode; the reset must give the next one init_connect's.
+      await myRows(connection, "SET SESSION sql_mode = 'TRADITIONAL'")
+      await core.reset(connection, 'session')
+      expect(await myRows(connection, 'SELECT @@SESSION.sql_mode AS mode')).toEqual([fresh])
+      await myRows(connection, "SET SESSION sql_mode = 'ANSI'")
+      await core.reset(connection, 'session')
+      expect(await myRows(connection, 'SELECT @@SESSION.sql_mode AS mode')).toEqual([fresh])
+    } finally {
+      await core.close(connection)
+    }
+  })
+
+  it('regression: connections made while the limits read went unanswered piled up for ever, to be trusted by an answer that may never come', async () => {
+    const core = new MysqlDialect(status.url)
+    const first = await core.connect(AbortSignal.timeout(5_000))
+    const stream = (first as unknown as { stream: { pause(): void; resume(): void } }).stream
+    const others: Awaited<ReturnType<typeof core.connect>>[] = []
+    try {
+      // The server's answer is not read for longer than the dialect waits for it.
+      stream.pause()
+      const read = core.inspect(first).then(
+        () => 'read',
+        (error: Error) => error.message,
+      )
+      expect(await read).toMatch(/did not answer/)
+      for (let i = 0; i < 3; i++) others.push(await core.connect(AbortSignal.timeout(5_000)))
+      // The answer comes (no init_connect on this server). The connections made before, or while
+      // it was awaited, are not kept for it: each rolls back once on its first release, as after
+      // a failed read, rather than the list growing for as long as no answer comes.
+      stream.resume()
+      await waitFor(async () => {
+        const late = await core.inspect(others[0]!).then(
+          () => true,
+          () => false,
+        )
+        return late
+      })
+      for (const c of [first, ...others]) {
+        await myRows(c, 'SELECT 1')
+        const first = core.reset(c, 'rollback')
+        expect(first).toBeInstanceOf(Promise)
+        await first
+        // It learnt: nothing to send on the next release.
+        await myRows(c, 'SELECT 1')
+        expect(core.reset(c, 'rollback')).toBeUndefined()
+      }
+      // A connection made once the answer came is trusted at once.
+      const later = await core.connect(AbortSignal.timeout(5_000))
+      others.push(later)
+      expect(core.reset(later, 'rollback')).toBeUndefined()
+    } finally {
+      await Promise.all([first, ...others].map((c) => core.close(c)))
+    }
+  }, 15_000)
+
   it("puts one 'error' listener on a connection, as mysql2's pool does, and still reports a fatal error", async () => {
     const core = new MysqlDialect(status.url)
     const connection = await core.connect(AbortSignal.timeout(5_000))

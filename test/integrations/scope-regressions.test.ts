@@ -5,6 +5,7 @@ import Fastify from 'fastify'
 import type pg from 'pg'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
+import mysql2Facade from '../../src/compat/mysql2.js'
 import { Pool as PgPool } from '../../src/compat/pg.js'
 import { mysql } from '../../src/dialects/mysql.js'
 import { postgres } from '../../src/dialects/postgres.js'
@@ -165,5 +166,50 @@ describeOnServer(mysqlStatus, 'request scope regressions on MariaDB', () => {
     )
     expect(pool.stats().leased).toBe(0)
     await pool.close()
+  })
+
+  it("regression: lifeguard/mysql2's getConnection in a transactional scope queued behind a full pool, and a queued caller was lent the releasing request's connection", async () => {
+    // mysql2's queue, rebuilt in the facade, ignored request scopes: a request whose scope
+    // already held a connection waited for a free one (with every connection held so, none
+    // came), and a caller served from another request's release ran in that request's context.
+    const facade = mysql2Facade.createPool({ uri: MYSQL_URL, connectionLimit: 2 })
+    const core = lifeguardOf(facade)!
+    const ask = (sql: string) =>
+      new Promise<unknown>((resolve, reject) =>
+        facade.getConnection((error, connection) => {
+          if (error) return reject(error)
+          connection.query(sql, (queryError: unknown, rows: unknown) => {
+            connection.release()
+            if (queryError) reject(queryError)
+            else resolve(rows)
+          })
+        }),
+      )
+    const ids: number[] = []
+    const scopes = [0, 1].map(() => core.openScope({ transaction: true }))
+    try {
+      // Each scope takes one of the two connections, then asks again while the pool is full.
+      for (const scope of scopes) {
+        ids.push(
+          (
+            (await scope.run(() => ask('SELECT CONNECTION_ID() AS id'))) as Array<{ id: number }>
+          )[0]!.id,
+        )
+      }
+      const again = await Promise.race([
+        Promise.all(scopes.map((scope) => scope.run(() => ask('SELECT CONNECTION_ID() AS id')))),
+        new Promise((resolve) => setTimeout(() => resolve('stuck'), 3_000)),
+      ])
+      expect(again).not.toBe('stuck')
+      const second = (again as Array<Array<{ id: number }>>).map((rows) => rows[0]!.id)
+      expect(second).toEqual(ids)
+      // A caller outside any scope waits for a connection, and gets one only after a scope ends.
+      const outside = ask('SELECT @@in_transaction AS t')
+      await scopes[0]!.end('commit')
+      expect(await outside).toEqual([{ t: 0 }])
+    } finally {
+      await Promise.all(scopes.map((scope) => scope.end()))
+      await new Promise<void>((resolve) => facade.end(() => resolve()))
+    }
   })
 })

@@ -166,6 +166,86 @@ describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with my
     )
   }
 
+  const throwInEnd =
+    "pool.end(() => { console.log('end callback'); throw new Error('thrown in the end callback') })"
+  const stillRunning = "setTimeout(() => { console.log('still running'); process.exit(0) }, 500)"
+  for (const [what, body] of [
+    ['inside a query callback', `pool.query('SELECT 1', () => ${throwInEnd}); ${stillRunning}`],
+    [
+      'later, with the pool idle',
+      `pool.query('SELECT 1', () => setTimeout(() => ${throwInEnd}, 20)); ${stillRunning}`,
+    ],
+    ['with no connection ever opened', `setTimeout(() => ${throwInEnd}, 20); ${stillRunning}`],
+  ] as const) {
+    twin(
+      `regression: G (mysql2). an exception thrown in end()'s callback (${what}) became an unhandledRejection`,
+      MODULES,
+      async (_mysql, side) => runScript(side, body),
+      { timeout: 20_000 },
+    )
+  }
+
+  it("regression: every release paid for a 'reset' event and a tick: the facade listens to 'reset' only while callers wait", async () => {
+    const pool = facade.createPool({ uri: MYSQL_URL, connectionLimit: 1 })
+    const core = lifeguardOf(pool) as unknown as { listening(event: string): boolean }
+    const listening = () => core.listening('reset')
+    const events: string[] = []
+    pool.on('enqueue', () => events.push('enqueue'))
+    const first = await getConnection(pool)
+    first.release()
+    await sleep(20)
+    const idle = listening()
+    const lent = await getConnection(pool)
+    const waiting = getConnection(pool)
+    await sleep(20)
+    const whileWaiting = listening()
+    lent.release()
+    const served = await waiting
+    const afterServed = listening()
+    served.release()
+    await sleep(20)
+    await end(pool)
+    expect({ idle, whileWaiting, afterServed, events }).toEqual({
+      idle: false,
+      whileWaiting: true,
+      afterServed: false,
+      events: ['enqueue'],
+    })
+  })
+
+  it('regression: a getConnection during the maxIdle sweep waited in the queue behind it', async () => {
+    const pool = facade.createPool({
+      uri: MYSQL_URL,
+      connectionLimit: 3,
+      maxIdle: 1,
+      lifeguard: { prePing: 0 },
+    })
+    const events: string[] = []
+    pool.on('enqueue', () => events.push('enqueue'))
+    const held = [await getConnection(pool), await getConnection(pool), await getConnection(pool)]
+    for (const connection of held) connection.release()
+    const core = lifeguardOf(pool)
+    // The sweep (once a second) borrows the idle connections; prePing: 0 pings each, so it holds
+    // them for a round trip. A caller comes as the sweep is lent the first of them.
+    const { connection, ms } = await new Promise<{
+      connection: mysql2.PoolConnection
+      ms: number
+    }>((resolve, reject) =>
+      core.once('acquire', () => {
+        const started = performance.now()
+        pool.getConnection((error, connection) =>
+          error ? reject(error) : resolve({ connection, ms: performance.now() - started }),
+        )
+      }),
+    )
+    const kept = connection === held[2]
+    connection.release()
+    await vi.waitFor(() => expect(queues(pool)._allConnections.length).toBe(1), { timeout: 3_000 })
+    await end(pool)
+    expect({ events, kept }).toEqual({ events: [], kept: true })
+    expect(ms).toBeLessThan(1_000)
+  })
+
   twin(
     "J. a caller who has to wait makes the pool emit 'enqueue', and a release hands it the connection",
     MODULES,
