@@ -39,13 +39,13 @@ describe('regressions found by the review of the 0.2.0 change', () => {
     expect(pool.stats()).toMatchObject({ acquired: 1001, leased: 0, idle: 1 })
   })
 
-  it('a reset that declares the signal still gets one, aborted when it misses connectTimeout', async () => {
+  it('a reset that declares the signal still gets one, aborted when it misses validationTimeout', async () => {
     const signals: AbortSignal[] = []
     fake.dialect.reset = (_connection: FakeConnection, _mode: ResetMode, signal?: AbortSignal) => {
       signals.push(signal!)
       return new Promise<void>(() => {})
     }
-    const pool = fake.make({ max: 1, connectTimeout: 1_000 })
+    const pool = fake.make({ max: 1, validationTimeout: 1_000 })
     ;(await pool.acquire()).release()
     await tick(1_001)
     expect(signals).toHaveLength(1)
