@@ -231,11 +231,11 @@ describeOnServer(status, 'postgres dialect specifics', () => {
       }
     })
 
-    it("'wait' closes it after all when the query outlasts connectTimeout", async () => {
+    it("'wait' closes it after all when the query outlasts validationTimeout", async () => {
       const pool = createPool({
         dialect: postgres(status.url, { releasedBusy: 'wait' }),
         max: 1,
-        connectTimeout: 200,
+        validationTimeout: 200,
       })
       try {
         const lease = await pool.acquire()
