@@ -43,57 +43,117 @@ export class PingHedge {
   }
 }
 
+/** One ping in flight, as the {@link PingWatch} sees it. */
+interface Watched {
+  /** When it is slow (hedged), and when it times out, on `performance.now()`'s clock. */
+  readonly slowAt: number
+  readonly expiresAt: number
+  slow: boolean
+  readonly onSlow: () => void
+  /** Aborts the ping's signal and rejects its promise. */
+  readonly expire: () => void
+}
+
 /**
- * Runs a ping with two deadlines on one timer: after `hedgeAfter` ms without an answer it calls
- * `onSlow` once (then the pool looks elsewhere for the borrower), and after `timeout` ms it
- * aborts the ping's signal and rejects with `onTimeout()`, even if the ping ignores its signal.
- * A ping that answers before `hedgeAfter` costs one timer, as a plain timeout would. A hedge is
- * called on the event loop's check phase, after I/O: an answer that arrived while the loop was
- * busy is read first, so a stalled loop does not hedge a ping that has answered.
+ * Watches the pings in flight with one timer for all of them, aimed at the next deadline: a
+ * ping's hedge delay, after which `onSlow` is called once (then the pool looks elsewhere for its
+ * borrower), and its timeout, at which its signal aborts and it rejects, even if the ping ignores
+ * its signal. A ping that answers in time arms no timer: the timer stays armed (unref'd when no
+ * ping is in flight) and serves the next pings, so pinging on every checkout costs no timer per
+ * ping. `onSlow` is called on the event loop's check phase, after I/O: an answer that arrived
+ * while the loop was busy is read first, so a stalled loop does not hedge a ping that answered.
  */
-export function hedgedPing(
-  ping: (signal: AbortSignal) => PromiseLike<void> | void,
-  hedgeAfter: number,
-  timeout: number,
-  onSlow: () => void,
-  onTimeout: () => Error,
-): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const controller = new AbortController()
-    let settled = false
-    const expire = () => {
-      if (settled) return
-      settled = true
-      const error = onTimeout()
-      controller.abort(error)
-      reject(error)
+export class PingWatch {
+  private readonly pings = new Set<Watched>()
+  private timer: NodeJS.Timeout | undefined = undefined
+  /** When the timer fires; `Infinity` when none is armed. */
+  private due = Number.POSITIVE_INFINITY
+  private readonly fire = () => this.check()
+
+  /** How many pings are in flight. */
+  get size(): number {
+    return this.pings.size
+  }
+
+  /**
+   * Runs `ping`, started at `now`, with a hedge after `hedgeAfter` ms (none when it is not
+   * below `timeout`) and a timeout after `timeout` ms, which rejects with `onTimeout()`.
+   */
+  run(
+    ping: (signal: AbortSignal) => PromiseLike<void> | void,
+    now: number,
+    hedgeAfter: number,
+    timeout: number,
+    onSlow: () => void,
+    onTimeout: () => Error,
+  ): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const controller = new AbortController()
+      const watched: Watched = {
+        slowAt: now + hedgeAfter,
+        expiresAt: now + timeout,
+        slow: hedgeAfter >= timeout,
+        onSlow,
+        expire: () => {
+          const error = onTimeout()
+          controller.abort(error)
+          reject(error)
+        },
+      }
+      if (this.pings.size === 0) this.timer?.ref()
+      this.pings.add(watched)
+      this.arm(watched.slow ? watched.expiresAt : watched.slowAt, now)
+      const settle = (error: unknown, failed: boolean) => {
+        // Gone from the set: it timed out already, and its promise is settled.
+        if (!this.pings.delete(watched)) return
+        if (this.pings.size === 0) this.timer?.unref()
+        if (failed) reject(error)
+        else resolve()
+      }
+      try {
+        Promise.resolve(ping(controller.signal)).then(
+          () => settle(undefined, false),
+          (error) => settle(error, true),
+        )
+      } catch (error) {
+        settle(error, true)
+      }
+    })
+  }
+
+  private arm(at: number, now: number): void {
+    if (at >= this.due) return
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.due = at
+    this.timer = setTimeout(this.fire, Math.max(1, Math.ceil(at - now)))
+  }
+
+  private check(): void {
+    this.timer = undefined
+    this.due = Number.POSITIVE_INFINITY
+    const now = performance.now()
+    let next = Number.POSITIVE_INFINITY
+    let slow: Watched[] | undefined
+    for (const watched of this.pings) {
+      if (now >= watched.expiresAt) {
+        this.pings.delete(watched)
+        watched.expire()
+        continue
+      }
+      if (!watched.slow && now >= watched.slowAt) {
+        watched.slow = true
+        if (slow === undefined) slow = []
+        slow.push(watched)
+      }
+      const at = watched.slow ? watched.expiresAt : watched.slowAt
+      if (at < next) next = at
     }
-    let timer: NodeJS.Timeout
-    if (hedgeAfter < timeout) {
-      timer = setTimeout(() => {
-        // The rest of the timeout, from when the hedge was due.
-        timer = setTimeout(expire, timeout - hedgeAfter)
-        setImmediate(() => {
-          if (!settled) onSlow()
-        })
-      }, hedgeAfter)
-    } else {
-      timer = setTimeout(expire, timeout)
+    if (slow !== undefined) {
+      const hedged = slow
+      setImmediate(() => {
+        for (const watched of hedged) if (this.pings.has(watched)) watched.onSlow()
+      })
     }
-    const settle = (error: unknown, failed: boolean) => {
-      if (settled) return
-      settled = true
-      clearTimeout(timer)
-      if (failed) reject(error)
-      else resolve()
-    }
-    try {
-      Promise.resolve(ping(controller.signal)).then(
-        () => settle(undefined, false),
-        (error) => settle(error, true),
-      )
-    } catch (error) {
-      settle(error, true)
-    }
-  })
+    if (next !== Number.POSITIVE_INFINITY) this.arm(next, now)
+  }
 }

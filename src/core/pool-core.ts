@@ -24,7 +24,7 @@ import { Housekeeper, type HousekeeperHost } from './housekeeper.js'
 import { fitToIdleCutoff } from './idle-cutoff.js'
 import { type Lease, type LeaseOwner, lendLease, revokeLease } from './lease.js'
 import { LinkedList } from './linked-list.js'
-import { hedgedPing, PingHedge } from './ping-hedge.js'
+import { PingHedge, PingWatch } from './ping-hedge.js'
 import {
   type AcquireOptions,
   type CloseOptions,
@@ -102,6 +102,8 @@ export class PoolCore<C> {
   private readonly backoff: ConnectBackoff
   /** The ping times seen, which set how long a pre-ping may take before it is hedged. */
   private readonly hedge = new PingHedge()
+  /** The pings in flight, with one timer for their hedge delays and timeouts. */
+  private readonly pings = new PingWatch()
   /**
    * Records being pinged for longer than the hedge delay. They still count as open (the server
    * sees them), but no longer as on their way to a waiter: the pump looks elsewhere for one.
@@ -608,29 +610,32 @@ export class PoolCore<C> {
     const connection = record.connection as C
     const started = performance.now()
     const timeout = this.opts.validationTimeout
-    hedgedPing(
-      (signal) => this.dialect.ping!(connection, signal),
-      this.hedge.delay,
-      timeout,
-      () => this.pingSlow(record),
-      () => new PingTimeoutError(`ping timed out after ${timeout} ms`),
-    ).then(
-      () => {
-        const now = performance.now()
-        this.hedge.sample(now - started)
-        if (record.state !== 'validating') return
-        record.lastUsedAt = now
-        this.makeAvailable(record)
-      },
-      (error) => {
-        if (record.state !== 'validating') return
-        // A failed ping means the server may have dropped everyone: SQLAlchemy's rule.
-        this.invalidateOlder()
-        // A silent connection gets no goodbye: its socket is torn down at once.
-        this.retire(record, 'ping', error, error instanceof PingTimeoutError)
-        this.pump()
-      },
-    )
+    this.pings
+      .run(
+        (signal) => this.dialect.ping!(connection, signal),
+        started,
+        this.hedge.delay,
+        timeout,
+        () => this.pingSlow(record),
+        () => new PingTimeoutError(`ping timed out after ${timeout} ms`),
+      )
+      .then(
+        () => {
+          const now = performance.now()
+          this.hedge.sample(now - started)
+          if (record.state !== 'validating') return
+          record.lastUsedAt = now
+          this.makeAvailable(record)
+        },
+        (error) => {
+          if (record.state !== 'validating') return
+          // A failed ping means the server may have dropped everyone: SQLAlchemy's rule.
+          this.invalidateOlder()
+          // A silent connection gets no goodbye: its socket is torn down at once.
+          this.retire(record, 'ping', error, error instanceof PingTimeoutError)
+          this.pump()
+        },
+      )
   }
 
   /** A ping outlasted the hedge delay: the waiter it covered is offered another connection. */
@@ -789,7 +794,9 @@ export class PoolCore<C> {
     // connects, pings and resets) is already owed to one ahead of it: then this connect was the
     // head waiter's. Otherwise the waiter it was opened for left (or was served) meanwhile.
     const c = this.counts
-    if (this.rejectConnectErrors && this.waiters.size > c.connecting + c.validating + c.resetting) {
+    // A hedged (slow) ping is owed to nobody, as in pumpOnce.
+    const owed = c.connecting + c.validating - this.slow.size + c.resetting
+    if (this.rejectConnectErrors && this.waiters.size > owed) {
       const waiter = this.waiters.shift()!
       // The caller hears of it at once; the next connect starts now, with no backoff.
       this.telemetry.connectFailed(record, error, 1, 0)

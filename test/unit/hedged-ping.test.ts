@@ -1,6 +1,6 @@
-import { beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it, vi } from 'vitest'
 import { INITIAL_HEDGE_MS, MIN_HEDGE_MS, PingHedge } from '../../src/core/ping-hedge.js'
-import { type Lease, PingTimeoutError, type Pool } from '../../src/index.js'
+import { ConnectError, type Lease, PingTimeoutError, type Pool } from '../../src/index.js'
 import { tick } from '../support/clock.js'
 import type { FakeConnection, FakeDialect } from '../support/fake-dialect.js'
 import { useFakePools } from '../support/fake-pools.js'
@@ -240,6 +240,41 @@ describe('a hedged pre-ping', () => {
     expect(dialect.connects).toBe(4)
     await step(5_000)
     expect(dialect.pings).toBe(pings + 1)
+    checkInvariants(pool, dialect)
+  })
+
+  it("connectErrors 'reject': the hedge's failed connect rejects its borrower once, no connect storm", async () => {
+    const pool = await idlePool(1, { max: 1, maxOverflow: 1, connectErrors: 'reject' })
+    await warmUp(pool)
+    silent.add(1)
+    dialect.connectError = new Error('connection refused')
+    const lease = settle(pool.acquire())
+    await step(MIN_HEDGE_MS)
+    await step(10)
+    expect(lease.done).toBe(true)
+    expect(lease.error).toBeInstanceOf(ConnectError)
+    // One connect for the hedge, none after it: nobody is left waiting.
+    expect(dialect.connects).toBe(2)
+    await step(2_000)
+    expect(dialect.connects).toBe(2)
+    checkInvariants(pool, dialect)
+  })
+
+  it('pinging on every checkout arms no timer per ping', async () => {
+    const pool = await idlePool(2)
+    await warmUp(pool)
+    const setTimeoutSpy = vi.spyOn(globalThis, 'setTimeout')
+    try {
+      for (let i = 0; i < 50; i++) {
+        const lease = settle(pool.acquire())
+        await tick(0)
+        ;(lease.value as Lease<FakeConnection>).release()
+      }
+      expect(dialect.pings).toBeGreaterThanOrEqual(58)
+      expect(setTimeoutSpy.mock.calls.length).toBeLessThanOrEqual(1)
+    } finally {
+      setTimeoutSpy.mockRestore()
+    }
     checkInvariants(pool, dialect)
   })
 
