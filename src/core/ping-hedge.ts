@@ -1,3 +1,5 @@
+import { LinkedList, type ListNode } from './linked-list.js'
+
 /** The hedge delay before the pool has timed any ping: one slow round trip on a wide network. */
 export const INITIAL_HEDGE_MS = 100
 
@@ -43,8 +45,8 @@ export class PingHedge {
   }
 }
 
-/** One ping in flight, as the {@link PingWatch} sees it. */
-interface Watched {
+/** One ping in flight, as the {@link PingWatch} sees it: a node of its list. */
+interface Watched extends ListNode<Watched> {
   /** When it is slow (hedged), and when it times out, on `performance.now()`'s clock. */
   readonly slowAt: number
   readonly expiresAt: number
@@ -58,13 +60,15 @@ interface Watched {
  * Watches the pings in flight with one timer for all of them, aimed at the next deadline: a
  * ping's hedge delay, after which `onSlow` is called once (then the pool looks elsewhere for its
  * borrower), and its timeout, at which its signal aborts and it rejects, even if the ping ignores
- * its signal. A ping that answers in time arms no timer: the timer stays armed (unref'd when no
- * ping is in flight) and serves the next pings, so pinging on every checkout costs no timer per
- * ping. `onSlow` is called on the event loop's check phase, after I/O: an answer that arrived
+ * its signal. A ping that answers in time arms no timer: the timer stays armed and serves the next
+ * pings, so pinging on every checkout costs no timer per ping. The timer is unref'd: a ping in
+ * flight keeps the process alive by its connection's socket (ref'd once out of the idle list) or
+ * by the waiter it serves, as before. `onSlow` is called on the event loop's check phase, after I/O: an answer that arrived
  * while the loop was busy is read first, so a stalled loop does not hedge a ping that answered.
  */
 export class PingWatch {
-  private readonly pings = new Set<Watched>()
+  /** A list, not a `Set`: adding and removing a ping on every checkout allocates nothing. */
+  private readonly pings = new LinkedList<Watched>()
   private timer: NodeJS.Timeout | undefined = undefined
   /** When the timer fires; `Infinity` when none is armed. */
   private due = Number.POSITIVE_INFINITY
@@ -99,14 +103,15 @@ export class PingWatch {
           controller.abort(error)
           reject(error)
         },
+        prev: undefined,
+        next: undefined,
+        list: undefined,
       }
-      if (this.pings.size === 0) this.timer?.ref()
-      this.pings.add(watched)
+      this.pings.push(watched)
       this.arm(watched.slow ? watched.expiresAt : watched.slowAt, now)
       const settle = (error: unknown, failed: boolean) => {
         // Gone from the set: it timed out already, and its promise is settled.
-        if (!this.pings.delete(watched)) return
-        if (this.pings.size === 0) this.timer?.unref()
+        if (!this.pings.remove(watched)) return
         if (failed) reject(error)
         else resolve()
       }
@@ -126,6 +131,7 @@ export class PingWatch {
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.due = at
     this.timer = setTimeout(this.fire, Math.max(1, Math.ceil(at - now)))
+    this.timer.unref()
   }
 
   private check(): void {
@@ -134,10 +140,12 @@ export class PingWatch {
     const now = performance.now()
     let next = Number.POSITIVE_INFINITY
     let slow: Watched[] | undefined
-    for (const watched of this.pings) {
+    for (let watched = this.pings.head; watched !== undefined; ) {
+      const following = watched.next
       if (now >= watched.expiresAt) {
-        this.pings.delete(watched)
+        this.pings.remove(watched)
         watched.expire()
+        watched = following
         continue
       }
       if (!watched.slow && now >= watched.slowAt) {
@@ -147,11 +155,12 @@ export class PingWatch {
       }
       const at = watched.slow ? watched.expiresAt : watched.slowAt
       if (at < next) next = at
+      watched = following
     }
     if (slow !== undefined) {
       const hedged = slow
       setImmediate(() => {
-        for (const watched of hedged) if (this.pings.has(watched)) watched.onSlow()
+        for (const watched of hedged) if (watched.list === this.pings) watched.onSlow()
       })
     }
     if (next !== Number.POSITIVE_INFINITY) this.arm(next, now)
