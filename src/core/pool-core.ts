@@ -629,10 +629,14 @@ export class PoolCore<C> {
         },
         (error) => {
           if (record.state !== 'validating') return
-          // A failed ping means the server may have dropped everyone: SQLAlchemy's rule.
-          this.invalidateOlder()
+          const silent = error instanceof PingTimeoutError
+          // A failed ping means the server may have dropped everyone: SQLAlchemy's rule. A silent
+          // one does not: a half-open link is most often one flow a NAT or firewall forgot, and
+          // the hedge has meanwhile lent the others; a server that is gone silences them all,
+          // and each is then found by its own ping, a hedge delay apart.
+          if (!silent) this.invalidateOlder()
           // A silent connection gets no goodbye: its socket is torn down at once.
-          this.retire(record, 'ping', error, error instanceof PingTimeoutError)
+          this.retire(record, 'ping', error, silent)
           this.pump()
         },
       )

@@ -134,6 +134,25 @@ describe('a hedged pre-ping', () => {
     checkInvariants(pool, dialect)
   })
 
+  it('a ping that times out retires only its own connection, not the older ones', async () => {
+    const pool = await idlePool(3, { max: 3 })
+    await warmUp(pool)
+    silent.add(1)
+    const reasons: string[] = []
+    pool.on('invalidate', (e) => reasons.push(e.reason))
+    const first = settle(pool.acquire())
+    await step(MIN_HEDGE_MS)
+    ;(first.value as Lease<FakeConnection>).release()
+    await step(2_000)
+    expect(reasons).toEqual(['ping'])
+    const leases = [await pool.acquire(), await pool.acquire()]
+    await step(0)
+    expect(leases.map((l) => l.connection.id).sort()).toEqual([2, 3])
+    expect(reasons).toEqual(['ping'])
+    for (const lease of leases) lease.release()
+    checkInvariants(pool, dialect)
+  })
+
   it('before any ping has answered, hedges after the initial delay', async () => {
     const pool = await idlePool(2)
     silent.add(1)
