@@ -220,7 +220,7 @@ function findingsFor(
       change.option === 'maxLifetime'
         ? pool.min > 0
           ? `the ${pool.min} connections kept by min may idle that long`
-          : 'idleTimeout alone may let an idle connection outlive it'
+          : `idleTimeout ${humanDuration(fit.idleTimeout)} leaves an idle connection less than 10 % of room before it`
         : 'idle connections would outlive it'
     findings.push({
       level: 'note',

@@ -4,6 +4,7 @@ import { InvalidOptionError } from '../core/errors.js'
 import { describe } from '../core/pool-options.js'
 import { lifeguardOf, registerFacade } from './lifeguard-of.js'
 import { configureMysql2, type LifeguardOptions, type Mysql2PoolOptions } from './mysql2.js'
+import { createPromisePoolCluster, type PoolClusterOptions } from './mysql2-pool-cluster.js'
 
 export type { LifeguardOptions, Mysql2PoolOptions } from './mysql2.js'
 
@@ -38,6 +39,8 @@ function promiseOf(config: unknown): PromiseConstructor {
 export interface Mysql2PromiseModule {
   createPool(config: string | Mysql2PoolOptions): Pool
   createConnection(config: string | Mysql2PoolOptions): Promise<Connection>
+  /** mysql2/promise's `PoolCluster`, each node a pool of this module's `createPool` (see `mysql2-pool-cluster.ts`). */
+  createPoolCluster(config?: PoolClusterOptions): mysql2Promise.PoolCluster
   /** Closes the shared pools that this module's `createConnection` borrowed from. */
   end(): Promise<void>
   [other: string]: unknown
@@ -80,6 +83,8 @@ export function configureMysql2Promise(defaults: LifeguardOptions = {}): Mysql2P
         connection.once('error', reject)
       })
     },
+    createPoolCluster: (config?: PoolClusterOptions) =>
+      createPromisePoolCluster(config, callbacks.createPool),
     end: callbacks.end,
   }
 }
@@ -92,6 +97,8 @@ export const createPool = defaultModule.createPool
 export const createConnection = defaultModule.createConnection
 /** Closes the shared pools that `createConnection` borrowed from. */
 export const end = defaultModule.end
+/** Creates a drop-in mysql2/promise `PoolCluster` whose nodes are lifeguard pools (see {@link configureMysql2Promise}). */
+export const createPoolCluster = defaultModule.createPoolCluster
 
 const escapeValue = mysql2Promise.escape
 

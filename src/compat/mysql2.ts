@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import mysql2 from 'mysql2'
 import mysql2Promise from 'mysql2/promise'
-import { InvalidOptionError } from '../core/errors.js'
+import { AcquireTimeoutError, InvalidOptionError } from '../core/errors.js'
 import type { Lease } from '../core/lease.js'
 import type { Pool as LifeguardPool } from '../core/pool.js'
 import { describe, MAX_TIMER_MS, type PoolOptions } from '../core/pool-options.js'
@@ -10,6 +10,9 @@ import { hideConfigCredentials } from '../dialects/mysql-credentials.js'
 import { MysqlDialect } from '../dialects/mysql-dialect.js'
 import { registerFacade } from './lifeguard-of.js'
 import { manage, type PoolHold } from './manage.js'
+import { createPoolCluster as clusterOf } from './mysql2-pool-cluster.js'
+import { tracePoolConnects } from './mysql2-pool-tracing.js'
+import { Mysql2QueueView } from './mysql2-queue-view.js'
 import { poolKey } from './pool-key.js'
 
 /** The lifeguard options a facade may set: every pool option but the dialect, which it makes itself. */
@@ -68,6 +71,16 @@ const PromiseConnection = (
 const realEnd = (mysql2.Connection as unknown as { prototype: { end: (cb?: unknown) => void } })
   .prototype.end
 
+/** A mysql2 error, as far as its fatality goes. */
+type Fatal = { fatal?: unknown } | null
+
+/** mysql2's warning for `end()` on a pooled connection, emitted as its `'warn'` event. */
+const END_DEPRECATED =
+  'Calling conn.end() to release a pooled connection is deprecated. In next version calling conn.end() will be restored to default conn.end() behavior. Use conn.release() instead.'
+
+/** Lent connections that the pool's `end()` closed: their own `end()` then only calls back. */
+const endedByPool = new WeakSet<object>()
+
 /** The facade that lent each connection, and the lease: kept beside the connection, not on it. */
 const leases = new WeakMap<
   object,
@@ -82,10 +95,51 @@ const leases = new WeakMap<
 class LentConnection extends (PoolConnection as unknown as new () => {
   _pool: object | null
   release(): void
+  _removeFromPool(): void
+  emit(event: string | symbol, ...args: unknown[]): boolean
 }) {
-  /** Releases while lent, as mysql2's pool connections do; ends the connection when the pool closes it. */
+  /**
+   * mysql2's `PoolConnection` listens to its own `'end'` and `'error'` to leave its pool when it
+   * dies; here the same happens as they are emitted, before any listener, without a listener of
+   * its own (code that counts a connection's listeners sees only the driver's and its own).
+   */
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'end' || (event === 'error' && (args[0] as Fatal | undefined)?.fatal === true)) {
+      this._removeFromPool()
+    }
+    return super.emit(event, ...args)
+  }
+
+  /**
+   * Releases while lent, as mysql2's pool connections do, or under mysql2's `gracefulEnd` leaves
+   * the pool and ends after its running commands; ends the connection when the pool closes it.
+   */
   end(callback?: (error?: unknown) => void): void {
-    if (leases.has(this)) {
+    // A lease the lifeguard pool took back (its close() timed out) is over: the pool closes it.
+    const held = leases.get(this)?.lease.active === true ? leases.get(this) : undefined
+    if (
+      held !== undefined &&
+      (this as { config?: { gracefulEnd?: unknown } }).config?.gracefulEnd
+    ) {
+      held.facade._endLent(this, callback)
+      return
+    }
+    const stream = (this as { stream?: Stream }).stream
+    if (
+      held === undefined &&
+      stream?.readableEnded === true &&
+      (this as { _closing?: boolean })._closing !== true
+    ) {
+      // The server closed it (KILL, wait_timeout) and the pool is closing it: COM_QUIT would mark
+      // it closing, and mysql2 would then keep quiet about the loss it reports as the socket closes.
+      if (typeof callback === 'function') process.nextTick(callback)
+      return
+    }
+    if (held !== undefined || endedByPool.has(this)) {
+      // mysql2's deprecation warning, to those who listen for it: not printed (see docs/integrations.md).
+      const self = this as unknown as EventEmitter
+      if (self.listenerCount('warn') > 0) self.emit('warn', new Error(END_DEPRECATED))
+      // After the pool's end(), release() does nothing, as in mysql2.
       this.release()
       if (typeof callback === 'function') process.nextTick(callback)
       return
@@ -102,12 +156,6 @@ function adopt(connection: mysql2.Connection): void {
   c._pool = null
   c._released = true
   c.lastActiveTime = Date.now()
-  // mysql2's PoolConnection constructor does this: a dead connection leaves its pool.
-  const leave = () => (c as unknown as { _removeFromPool(): void })._removeFromPool()
-  c.once('end', leave)
-  c.on('error', (error: { fatal?: boolean } | undefined) => {
-    if (error?.fatal === true) leave()
-  })
 }
 
 /**
@@ -124,6 +172,14 @@ function numeric(value: unknown): number | undefined {
     return undefined // a BigInt-only or hostile valueOf: mysql2's isNaN would throw; count it as absent
   }
   return Number.isNaN(n) ? undefined : n
+}
+
+/**
+ * A failed connect reaches mysql2's caller at once, with mysql2's own error: the core's
+ * `connectErrors: 'reject'`, unless the caller's lifeguard options say otherwise.
+ */
+function rejectConnectErrors(options: Record<string, unknown>): void {
+  options.connectErrors ??= 'reject'
 }
 
 /** Throws for a config mysql2 cannot read at all (it fails with a TypeError of its own). */
@@ -159,14 +215,9 @@ function splitOptions(
   options: LifeguardOptions
 } {
   const options: Record<string, unknown> = { ...defaults }
-  if (typeof given === 'string') {
-    return {
-      connection: given,
-      parsed: ConnectionConfig.parseUrl(given),
-      options: options as LifeguardOptions,
-    }
-  }
-  const c = (typeof given === 'object' && given !== null ? given : {}) as Mysql2PoolOptions
+  // A URL's query string may carry the pool options too (`?connectionLimit=5`): mysql2 reads them.
+  const url = typeof given === 'string' ? ConnectionConfig.parseUrl(given) : undefined
+  const c = (url ?? (typeof given === 'object' && given !== null ? given : {})) as Mysql2PoolOptions
   const connection: Record<string, unknown> = { ...c }
   for (const key of POOL_KEYS) delete connection[key]
   const limit = numeric(c.connectionLimit)
@@ -180,20 +231,24 @@ function splitOptions(
     // mysql2 opens connections while it has fewer than the limit: 2.5 allows 3.
     options.max = Math.ceil(limit)
   }
-  const queue = numeric(c.queueLimit)
-  // mysql2: 0 is no limit. lifeguard's maxWaiting 0 would also refuse those who wait for a new
-  // connection, so a negative limit (mysql2: refuse whoever finds the pool full) is left out.
-  if (queue !== undefined && queue > 0) {
-    options.maxWaiting = queue === Number.POSITIVE_INFINITY ? queue : Math.ceil(queue)
-  }
+  // queueLimit and waitForConnections are the facade's: its own queue holds mysql2's waiting callers.
   const idle = numeric(c.idleTimeout)
   if (idle !== undefined && idle >= 0) options.idleTimeout = Math.min(idle, MAX_TIMER_MS)
+  const maxIdle = numeric(c.maxIdle)
+  // mysql2 reaps idle connections only below connectionLimit, after its default 60 s then.
+  if (idle === undefined && maxIdle !== undefined && maxIdle < (limit ?? 10)) {
+    options.idleTimeout = 60_000
+  }
   const connect = numeric(c.connectTimeout)
   // mysql2 reads 0 as no connect timeout of its own; lifeguard keeps its default then.
   if (connect !== undefined && connect >= 1) {
     options.connectTimeout = Math.min(connect, MAX_TIMER_MS)
   }
   if (c.resetOnRelease !== undefined && c.resetOnRelease) options.resetOnRelease = 'session'
+  rejectConnectErrors(options)
+  if (url !== undefined) {
+    return { connection: given as string, parsed: url, options: options as LifeguardOptions }
+  }
   Object.assign(options, c.lifeguard)
   return { connection, parsed: connection, options: options as LifeguardOptions }
 }
@@ -223,16 +278,136 @@ function holdPool(
 }
 
 /**
+ * mysql2's `PoolConfig`, which mysql2 does not export: the pool settings as mysql2 reads them
+ * (numeric strings count, `NaN` falls back to the default), on `pool.config`, where mysql2 reads
+ * them again on every `getConnection`.
+ */
+interface Mysql2PoolConfig {
+  connectionConfig: Record<string, unknown>
+  waitForConnections: boolean
+  connectionLimit: number
+  maxIdle: number
+  idleTimeout: number
+  queueLimit: number
+  resetOnRelease: boolean
+  [other: string]: unknown
+}
+
+/** Reads mysql2's pool settings from its options (an object, or a parsed URL) as `PoolConfig` does. */
+function poolConfigOf(
+  options: Record<string, unknown>,
+  connectionConfig: Record<string, unknown>,
+): Mysql2PoolConfig {
+  const connectionLimit = numeric(options.connectionLimit) ?? 10
+  return {
+    connectionConfig,
+    waitForConnections:
+      options.waitForConnections === undefined ? true : Boolean(options.waitForConnections),
+    connectionLimit,
+    maxIdle: numeric(options.maxIdle) ?? connectionLimit,
+    idleTimeout: numeric(options.idleTimeout) ?? 60_000,
+    queueLimit: numeric(options.queueLimit) ?? 0,
+    resetOnRelease: options.resetOnRelease === undefined ? false : Boolean(options.resetOnRelease),
+  }
+}
+
+/** A `getConnection` callback. */
+type ConnectionCallback = (error: Error | null, connection?: mysql2.PoolConnection) => void
+
+/** A caller waiting in the facade's queue (mysql2's `_connectionQueue`) for a release. */
+interface QueuedCaller {
+  readonly callback: ConnectionCallback
+  /** When its wait ends (the lifeguard pool's `acquireTimeout`), in `performance.now()` time. */
+  readonly deadline: number
+  timer: NodeJS.Timeout | undefined
+}
+
+/** How a caller is lent a connection: as mysql2 would, which decides the events it emits. */
+type LendKind = 'new' | 'handoff'
+
+/** mysql2's message for a caller the closed pool turns away (a plain `Error`, no `code`). */
+const POOL_CLOSED = 'Pool is closed.'
+
+/** How often mysql2 closes idle connections above `maxIdle`, in ms. */
+const MAX_IDLE_SWEEP_MS = 1_000
+
+/**
+ * The driver's own error behind a lifeguard `ConnectError` (a failed connect, under
+ * `connectErrors: 'reject'`), so that `err.code` and `err.errno` are what mysql2 users test for.
+ */
+function driverError(error: Error): Error {
+  const { code, cause } = error as { code?: unknown; cause?: unknown }
+  if (code === 'LIFEGUARD_CONNECT_FAILED' && cause instanceof Error) return cause
+  return error
+}
+
+/**
+ * Calls a user's callback so that an exception it throws surfaces as an `uncaughtException`, as
+ * with mysql2, rather than as an unhandled rejection of the promise chain it was called from.
+ */
+function callOut(fn: () => void): void {
+  try {
+    fn()
+  } catch (error) {
+    process.nextTick(() => {
+      throw error
+    })
+  }
+}
+
+/** The socket of a connection, as far as the facade waits for it to close. */
+interface Stream {
+  destroyed?: boolean
+  readableEnded?: boolean
+  once(event: 'close', listener: () => void): unknown
+}
+
+/** Ends a lease whose socket has closed, unless the lifeguard pool took it back meanwhile. */
+function closeLease(lease: Lease<mysql2.Connection>, fatal: unknown): void {
+  if (lease.active) lease.destroy(fatal ?? undefined)
+}
+
+/** The order in which connections were last released: mysql2's free list is in that order. */
+const releaseOrder = new WeakMap<object, number>()
+let releases = 0
+
+/** When a connection was last released, in release order (0 if never). */
+function lastReleased(connection: object): number {
+  return releaseOrder.get(connection) ?? 0
+}
+
+/** Connections whose `end()` queued mysql2's COM_QUIT: their lease ends once the socket closes. */
+const quitting = new WeakSet<object>()
+
+/**
  * A drop-in mysql2 `Pool` (a real subclass of mysql2's core pool) that lends from a lifeguard pool
  * of its own, as each mysql2 `createPool()` is a pool of its own: it owns that pool and the
- * connections it has lent. It lends
- * genuine mysql2 `PoolConnection`s, the same object each time for the same physical connection;
- * `query`, `execute`, `promise()`, `format` and `escape` are mysql2's own, over `getConnection`.
+ * connections it has lent. It lends genuine mysql2 `PoolConnection`s, the same object each time
+ * for the same physical connection; `query`, `execute`, `promise()`, `format` and `escape` are
+ * mysql2's own, over `getConnection`. Whether a caller is lent a connection, opens one or waits
+ * is decided as mysql2 decides it, reading `pool.config` on every call (`connectionLimit`,
+ * `waitForConnections`, `queueLimit`); callers who wait, wait in the facade's queue
+ * (`_connectionQueue`), and `_allConnections`/`_freeConnections` are read-only views of the
+ * lifeguard pool's connections.
  */
 class LifeguardMysqlPool extends CorePool {
+  /** mysql2's pool settings, read again on every `getConnection`: changing them takes effect. */
+  declare config: Mysql2PoolConfig
   readonly #pool: LifeguardPool<mysql2.Connection>
+  /** Connections lent to callers. */
   readonly #lent = new Set<object>()
   readonly #seen = new WeakSet<object>()
+  /** The pool's open connections, as mysql2 counts them: a dead one leaves at once. */
+  readonly #all = new Set<object>()
+  /** Released connections on their way to a waiting caller: mysql2 never lists them as free. */
+  readonly #reserved = new Set<object>()
+  /** Callers waiting for a release. */
+  #queue: QueuedCaller[] = []
+  /** `config.connectionLimit` at construction: until it changes, lifeguard's `max` and `maxOverflow` bound the pool. */
+  readonly #initialLimit: number
+  /** mysql2's name for its idle sweep's timer, which code (and mysql2's tests) read. */
+  _removeIdleTimeoutConnectionsTimer: NodeJS.Timeout | undefined
+  #sweeping = false
 
   constructor(given: string | Mysql2PoolOptions | undefined, defaults: LifeguardOptions) {
     checkConfig(given, 'createPool')
@@ -241,16 +416,53 @@ class LifeguardMysqlPool extends CorePool {
     // lifeguard pool connects, not this config: its password stays out of util.inspect(pool).
     const connectionConfig = new ConnectionConfig(parsed)
     hideConfigCredentials(connectionConfig as unknown as Record<string, unknown>)
-    super({
-      config: {
-        connectionConfig,
-        // Only read by mysql2's constructor; the lifeguard pool checks the real option below.
-        connectionLimit: Number.isInteger(options.max) ? options.max : 10,
-      },
-    })
+    const config = poolConfigOf(
+      typeof given === 'string' ? parsed : ((given ?? {}) as Record<string, unknown>),
+      connectionConfig,
+    )
+    // mysql2's constructor starts its idle sweep from this config; the facade runs its own (below).
+    super({ config })
+    this.#initialLimit = config.connectionLimit
     // The pool is made last: when the options are refused, nothing is left open.
     this.#pool = lifeguardPool(connection, options)
     registerFacade(this, this.#pool as LifeguardPool<unknown>)
+    // mysql2 emits 'connection' for each connection it opens, before lending it: the same here,
+    // also for one opened for a caller who was then lent a connection released meanwhile.
+    this.#pool.on('connect', ({ connection }) => {
+      adopt(connection)
+      this.#all.add(connection)
+      if (this._closed || this.#seen.has(connection)) return
+      this.#seen.add(connection)
+      this.emit('connection', connection)
+    })
+    const gone = ({ connection }: { connection: object }) => {
+      this.#all.delete(connection)
+      this.#reserved.delete(connection)
+    }
+    this.#pool.on('invalidate', gone)
+    this.#pool.on('close', gone)
+    // A connection the lifeguard pool has reset or opened is idle a moment later, and one it
+    // closed leaves room for another: a caller may be waiting for either.
+    const drain = () => process.nextTick(() => this.#drain())
+    for (const event of ['reset', 'connect', 'close'] as const) this.#pool.on(event, drain)
+    const view = <T>(name: string, items: () => readonly T[]) =>
+      Object.defineProperty(this, name, {
+        value: new Mysql2QueueView(`pool.${name}`, items),
+        enumerable: true,
+        writable: false,
+      })
+    view('_allConnections', () => [...this.#all])
+    view('_freeConnections', () =>
+      [...this.#all].filter((c) => !this.#lent.has(c) && !this.#reserved.has(c)),
+    )
+    view('_connectionQueue', () => this.#queue.map((caller) => caller.callback))
+    if (config.maxIdle < config.connectionLimit) {
+      this._removeIdleTimeoutConnectionsTimer = setInterval(
+        () => this.#closeAboveMaxIdle(),
+        MAX_IDLE_SWEEP_MS,
+      )
+      this._removeIdleTimeoutConnectionsTimer.unref()
+    }
   }
 
   /** The lifeguard pool this facade lends from. */
@@ -258,25 +470,83 @@ class LifeguardMysqlPool extends CorePool {
     return this.#pool
   }
 
-  /** Lends a connection to `callback`, as mysql2's `pool.getConnection` does. */
-  getConnection(callback: (error: Error | null, connection?: mysql2.PoolConnection) => void): void {
+  /**
+   * Lends a connection to `callback`, as mysql2's `pool.getConnection` does: an idle one, else a
+   * new one while the pool has fewer than `config.connectionLimit`, else the caller waits for a
+   * release (`'enqueue'`), or fails at once under `waitForConnections: false` or a full
+   * `queueLimit`. A failed connect reaches the caller with mysql2's own error.
+   */
+  getConnection(callback: ConnectionCallback): void {
     if (this._closed) {
-      process.nextTick(() => callback(new Error('Pool is closed.')))
+      process.nextTick(() => callback(new Error(POOL_CLOSED)))
       return
     }
-    // mysql2 emits 'enqueue' for a caller who must wait for a release, and no 'acquire' when a
-    // released connection is handed to that caller: the same here, read off the pool's counts.
     const s = this.#pool.stats()
-    const queued = s.waiting > 0 || (s.idle === 0 && s.total >= s.max + s.maxOverflow)
-    if (queued) this.emit('enqueue')
-    this.#pool.acquire().then(
+    // mysql2 lends a released connection at once; lifeguard may still be resetting it.
+    if (s.idle + s.resetting > s.waiting) return this.#lend(callback, 'new')
+    const limit = this.#limit()
+    if (limit === 0 || this.#all.size + s.connecting < limit) return this.#lend(callback, 'new')
+    if (!this.config.waitForConnections) {
+      process.nextTick(() => callback(new Error('No connections available.')))
+      return
+    }
+    const queueLimit = numeric(this.config.queueLimit)
+    // mysql2: 0 is no limit, and a negative one refuses everyone who would wait.
+    if (queueLimit && this.#queue.length >= queueLimit) {
+      return callback(new Error('Queue limit reached.'))
+    }
+    this.emit('enqueue')
+    const timeout = this.#pool.options.acquireTimeout
+    const caller: QueuedCaller = {
+      callback,
+      deadline: performance.now() + timeout,
+      timer: undefined,
+    }
+    if (timeout !== Number.POSITIVE_INFINITY) {
+      // lifeguard's acquireTimeout bounds the wait, as it does in the lifeguard pool.
+      caller.timer = setTimeout(() => {
+        this.#queue = this.#queue.filter((c) => c !== caller)
+        callOut(() =>
+          callback(
+            new AcquireTimeoutError(
+              `Timed out after ${timeout} ms waiting for a connection from pool "${this.#pool.stats().name}" (connectionLimit ${limit}, all lent)`,
+            ),
+          ),
+        )
+      }, timeout)
+    }
+    this.#queue.push(caller)
+  }
+
+  /** The most connections `getConnection` opens: `config.connectionLimit` once changed; 0 is none. */
+  #limit(): number {
+    const limit = numeric(this.config.connectionLimit) ?? 10
+    if (limit !== this.#initialLimit) return Math.max(limit, 0)
+    const { max, maxOverflow } = this.#pool.options
+    return max + maxOverflow
+  }
+
+  /** Borrows from the lifeguard pool for `callback`; `deadline` bounds a caller that waited. */
+  #lend(
+    callback: ConnectionCallback,
+    kind: LendKind,
+    reserved?: object,
+    deadline = Number.POSITIVE_INFINITY,
+  ): void {
+    const options =
+      deadline === Number.POSITIVE_INFINITY
+        ? undefined
+        : { timeout: Math.max(1, Math.ceil(deadline - performance.now())) }
+    this.#pool.acquire(options).then(
       (lease) => {
+        if (reserved !== undefined) this.#reserved.delete(reserved)
         const connection = lease.connection
         if (this._closed) {
           lease.release()
-          return callback(new Error('Pool is closed.'))
+          return callOut(() => callback(new Error(POOL_CLOSED)))
         }
         adopt(connection)
+        this.#all.add(connection)
         const c = connection as unknown as ConnectionInternals
         c._pool = this
         c._released = false
@@ -286,11 +556,38 @@ class LifeguardMysqlPool extends CorePool {
           this.#seen.add(connection)
           this.emit('connection', connection)
         }
-        if (!queued) this.emit('acquire', connection)
-        callback(null, connection as unknown as mysql2.PoolConnection)
+        // mysql2 hands a released connection straight to a waiting caller: no 'acquire' then.
+        if (kind !== 'handoff') this.emit('acquire', connection)
+        callOut(() => callback(null, connection as unknown as mysql2.PoolConnection))
       },
-      (error: Error) => callback(error),
+      (error: Error) => {
+        if (reserved !== undefined) this.#reserved.delete(reserved)
+        const given = this._closed ? new Error(POOL_CLOSED) : driverError(error)
+        callOut(() => callback(given))
+      },
     )
+  }
+
+  /**
+   * Lends idle connections to waiting callers: those that became idle after an asynchronous
+   * reset, which mysql2 would have handed over at the release.
+   */
+  #drain(): void {
+    while (!this._closed && this.#queue.length > 0) {
+      const s = this.#pool.stats()
+      const limit = this.#limit()
+      const room = limit === 0 || this.#all.size + s.connecting < limit
+      if (s.idle <= s.waiting && !room) return
+      const next = this.#nextCaller()!
+      this.#lend(next.callback, s.idle > s.waiting ? 'handoff' : 'new', undefined, next.deadline)
+    }
+  }
+
+  /** The next waiting caller, out of the queue, its timer stopped. */
+  #nextCaller(): QueuedCaller | undefined {
+    const caller = this.#queue.shift()
+    if (caller?.timer !== undefined) clearTimeout(caller.timer)
+    return caller
   }
 
   /** Takes a connection back (mysql2 calls it from `connection.release()`). */
@@ -299,19 +596,54 @@ class LifeguardMysqlPool extends CorePool {
     if (held === undefined) return
     const c = connection as ConnectionInternals
     c.lastActiveTime = Date.now()
-    const dead = (c._fatalError !== undefined && c._fatalError !== null) || c._closing === true
-    // mysql2 emits 'release' when the connection goes back to the free list: not for a dead one,
-    // nor for one handed straight to a waiting caller.
-    const handedOver = this.#pool.stats().waiting > 0
-    if (dead) held.destroy(c._fatalError)
-    else held.release()
-    if (!dead && !handedOver) this.emit('release', connection)
+    releaseOrder.set(connection, ++releases)
+    if ((c._fatalError !== undefined && c._fatalError !== null) || c._closing === true) {
+      held.destroy(c._fatalError ?? undefined)
+      this.#all.delete(connection)
+      return this.#retryNext()
+    }
+    // mysql2 hands it to the caller who waited longest; lifeguard resets it first.
+    const next = this.#nextCaller()
+    if (next !== undefined) this.#reserved.add(connection)
+    held.release()
+    if (next !== undefined) return this.#lend(next.callback, 'handoff', connection, next.deadline)
+    this.emit('release', connection)
   }
 
-  /** Drops a connection that died or was destroyed (mysql2 calls it from `_removeFromPool`). */
+  /** A connection left the pool: the longest waiting caller asks again, as in mysql2. */
+  #retryNext(): void {
+    const next = this.#nextCaller()
+    if (next === undefined) return
+    process.nextTick(() => {
+      if (this._closed) return callOut(() => next.callback(new Error(POOL_CLOSED)))
+      this.getConnection(next.callback)
+    })
+  }
+
+  /**
+   * Drops a connection that died or was destroyed (mysql2 calls it from `_removeFromPool`): it
+   * leaves `_allConnections` at once. One the server closed, or whose `end()` queued COM_QUIT,
+   * goes back to the lifeguard pool once its socket has closed, so that mysql2 first reports the
+   * loss (`'error'`, `PROTOCOL_CONNECTION_LOST`) and lets the commands before COM_QUIT finish.
+   */
   _removeConnection(connection: object): void {
+    this.#all.delete(connection)
+    this.#reserved.delete(connection)
     const held = this.#take(connection)
-    held?.destroy((connection as ConnectionInternals)._fatalError)
+    if (held !== undefined) {
+      const c = connection as ConnectionInternals & { stream?: Stream }
+      const stream = c.stream
+      if (
+        stream !== undefined &&
+        stream.destroyed !== true &&
+        (stream.readableEnded === true || quitting.has(connection))
+      ) {
+        stream.once('close', () => closeLease(held, c._fatalError))
+      } else {
+        held.destroy(c._fatalError ?? undefined)
+      }
+    }
+    this.#retryNext()
   }
 
   #take(connection: object): Lease<mysql2.Connection> | undefined {
@@ -322,10 +654,57 @@ class LifeguardMysqlPool extends CorePool {
     return held.lease.active ? held.lease : undefined
   }
 
-  /** mysql2 reaps idle connections on a timer; lifeguard does it itself. */
+  /** mysql2 reaps idle connections on a timer: the facade's own (`maxIdle`) and lifeguard's (`idleTimeout`) do it. */
   _removeIdleTimeoutConnections(): void {}
 
-  /** Closes the pool. As in mysql2, the connections it still lends are closed too. */
+  /**
+   * mysql2's `maxIdle`: idle connections above it are closed, the sweep once a second (lifeguard's
+   * `idleTimeout` closes those idle too long). The lifeguard pool lends them to be closed.
+   */
+  #closeAboveMaxIdle(): void {
+    const maxIdle = Math.max(0, numeric(this.config.maxIdle) ?? this.config.connectionLimit)
+    const free = () => this.#all.size - this.#lent.size - this.#reserved.size
+    const s = this.#pool.stats()
+    if (this.#sweeping || this._closed || s.waiting > 0 || s.idle === 0 || free() <= maxIdle) {
+      return
+    }
+    // mysql2 closes the connections released longest ago. The lifeguard pool lends the most
+    // recent first: take every idle one, close the oldest, and give the others back, oldest first.
+    this.#sweeping = true
+    const taken = Array.from({ length: s.idle }, () =>
+      this.#pool.acquire().then(
+        (lease) => lease,
+        () => undefined,
+      ),
+    )
+    void Promise.all(taken).then((leases) => {
+      this.#sweeping = false
+      const held = leases
+        .filter((lease) => lease !== undefined)
+        .sort((a, b) => lastReleased(a.connection) - lastReleased(b.connection))
+      let excess = this._closed ? 0 : free() - maxIdle
+      for (const lease of held) {
+        if (excess-- > 0) {
+          this.#all.delete(lease.connection)
+          lease.destroy()
+        } else {
+          lease.release()
+        }
+      }
+    })
+  }
+
+  /** mysql2's `gracefulEnd` `end()` of a lent connection: COM_QUIT after its commands, out of the pool. */
+  _endLent(connection: object, callback?: (error?: unknown) => void): void {
+    quitting.add(connection)
+    realEnd.call(connection, callback)
+    ;(connection as unknown as { _removeFromPool(): void })._removeFromPool()
+  }
+
+  /**
+   * Closes the pool as mysql2 does: waiting callers get `Pool is closed.`, idle connections close,
+   * and each lent connection gets COM_QUIT behind the commands it is running, which finish first.
+   */
   end(callback?: (error?: Error | null) => void): void {
     const cb =
       typeof callback === 'function'
@@ -334,18 +713,39 @@ class LifeguardMysqlPool extends CorePool {
             if (error) throw error
           }
     if (this._closed) {
-      process.nextTick(() => cb(null))
+      process.nextTick(() => cb())
       return
     }
     this._closed = true
-    for (const connection of [...this.#lent]) this.#take(connection)?.destroy()
+    clearInterval(this._removeIdleTimeoutConnectionsTimer)
+    for (let caller = this.#nextCaller(); caller !== undefined; caller = this.#nextCaller()) {
+      const { callback: waiting } = caller
+      process.nextTick(() => waiting(new Error(POOL_CLOSED)))
+    }
+    for (const connection of [...this.#lent]) {
+      const held = this.#take(connection)
+      if (held === undefined) continue
+      endedByPool.add(connection)
+      const c = connection as ConnectionInternals & { stream?: Stream }
+      const retire = () => {
+        const stream = c.stream
+        if (stream === undefined || stream.destroyed === true)
+          held.destroy(c._fatalError ?? undefined)
+        else stream.once('close', () => closeLease(held, c._fatalError))
+      }
+      // COM_QUIT is queued behind the running commands; mysql2 calls back as it is sent (or at
+      // once, with an error, on a connection already closed).
+      realEnd.call(connection, retire)
+    }
     this.#pool.close().then(
-      () => cb(null),
+      () => cb(),
       (error: Error) => cb(error),
     )
   }
 }
 Object.defineProperty(LifeguardMysqlPool, 'name', { value: 'Pool' })
+// As mysql2's pool: every getConnection is published on the mysql2:pool:connect tracing channel.
+tracePoolConnects(LifeguardMysqlPool.prototype)
 
 /** The mysql2 connection that a `createConnection` facade borrowed, once borrowed. */
 let borrowedBy: (facade: BorrowedConnection) => mysql2.Connection | undefined
@@ -383,9 +783,9 @@ class BorrowedConnection extends EventEmitter {
         this.once('end', () => lease.connection.off('error', forward))
         process.nextTick(() => this.emit('connect'))
       },
-      (error: unknown) => {
+      (error: Error) => {
         process.nextTick(() => {
-          if (this.listenerCount('error') > 0) this.emit('error', error)
+          if (this.listenerCount('error') > 0) this.emit('error', driverError(error))
         })
       },
     )
@@ -495,6 +895,8 @@ function proxied(facade: BorrowedConnection): mysql2.Connection {
 export interface Mysql2Module {
   createPool(config: string | Mysql2PoolOptions): mysql2.Pool
   createConnection(config: string | Mysql2PoolOptions): mysql2.Connection
+  /** mysql2's `PoolCluster`, each node a pool of this module's `createPool` (see `mysql2-pool-cluster.ts`). */
+  createPoolCluster(config?: mysql2.PoolClusterOptions): mysql2.PoolCluster
   /** Closes the shared pools that this module's `createConnection` borrowed from. */
   end(): Promise<void>
   [other: string]: unknown
@@ -517,6 +919,8 @@ export function configureMysql2(defaults: LifeguardOptions = {}): Mysql2Module {
     createPool(config: string | Mysql2PoolOptions): mysql2.Pool {
       return new LifeguardMysqlPool(config, defaults) as unknown as mysql2.Pool
     },
+    createPoolCluster: (config?: mysql2.PoolClusterOptions): mysql2.PoolCluster =>
+      clusterOf(config, (node) => new LifeguardMysqlPool(node, defaults) as unknown as mysql2.Pool),
     createConnection(config: string | Mysql2PoolOptions): mysql2.Connection {
       checkConfig(config, 'createConnection')
       // A per-connection typeCast function (Sequelize binds a new one for every connection)
@@ -559,6 +963,8 @@ export const createPool = defaultModule.createPool
 export const createConnection = defaultModule.createConnection
 /** Closes the shared pools that `createConnection` borrowed from. */
 export const end = defaultModule.end
+/** Creates a drop-in mysql2 `PoolCluster` whose nodes are lifeguard pools (see {@link configureMysql2}). */
+export const createPoolCluster = defaultModule.createPoolCluster
 const escapeValue = mysql2.escape
 
 /** mysql2's `escape`, re-exported so that the module has mysql2's shape. */

@@ -9,7 +9,7 @@ import {
 } from '../core/errors.js'
 import type { Lease } from '../core/lease.js'
 import type { Pool as LifeguardPool } from '../core/pool.js'
-import { describe, MAX_TIMER_MS, resolvePoolOptions } from '../core/pool-options.js'
+import { describe, isConstructor, MAX_TIMER_MS, resolvePoolOptions } from '../core/pool-options.js'
 import { createPool } from '../create-pool.js'
 import { type PgClientConstructor, postgres } from '../dialects/postgres.js'
 import { registerFacade } from './lifeguard-of.js'
@@ -139,7 +139,8 @@ function checkFunctionOptions(config: PgPoolConfig | undefined): void {
   if (typeof config !== 'object' || config === null) return
   for (const [option, allowed] of Object.entries(FUNCTION_OPTIONS)) {
     const value = (config as Record<string, unknown>)[option]
-    if (value && typeof value !== 'function') {
+    const constructs = option === 'Promise' || option === 'Client'
+    if (value && (typeof value !== 'function' || (constructs && !isConstructor(value)))) {
       throw new InvalidOptionError(
         option,
         `Invalid option ${option}: ${describe(value)}; expected ${allowed}, or nothing`,
@@ -475,7 +476,9 @@ class LifeguardPgPool extends PgPoolBase {
       if (wornOut) this.log('remove expended client')
       this.#returning = client
       try {
-        if (error || c._queryable === false || c._ending === true || wornOut) {
+        // As pg-pool's `_release`: once end() was called, a released client is closed, never
+        // lent to a caller end() lets finish (those get the clients being opened for them).
+        if (error || this.ending || c._queryable === false || c._ending === true || wornOut) {
           this.#open.delete(client)
           lease.destroy(error instanceof Error ? error : undefined)
         } else {

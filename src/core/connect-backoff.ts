@@ -47,6 +47,15 @@ export class ConnectBackoff {
     return delay
   }
 
+  /**
+   * Records why a connect failed without counting it as a failure in a row: for a failure handed
+   * to its caller at once, after which the next connect needs no delay, but a later acquire
+   * timeout should still name its cause.
+   */
+  noted(error: Error): void {
+    this.lastError = error
+  }
+
   /** Records a successful connect: the next attempts need not wait. */
   succeeded(): void {
     this.failures = 0

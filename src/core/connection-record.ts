@@ -97,6 +97,12 @@ export class ConnectionRecord<C> implements ListNode<ConnectionRecord<C>> {
   dead = false
   /** Aborts the connect in progress. */
   abort: AbortController | undefined = undefined
+  /**
+   * Under `connectErrors: 'reject'`, the waiter this connect was opened for, while it connects:
+   * it gets the connection, or the failure, if it still waits (pg-pool binds a new client to its
+   * caller the same way).
+   */
+  openedFor: object | undefined = undefined
   /** Retires the connection at `expiresAt`. */
   lifetimeTimer: NodeJS.Timeout | undefined = undefined
   /** Emits `'leak'` when a lease is held too long. */

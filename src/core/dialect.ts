@@ -78,6 +78,14 @@ export interface Dialect<C> {
    */
   reset?(connection: C, mode: ResetMode, signal?: AbortSignal): Promise<void> | void
   /**
+   * Says whether a returned connection is still busy with work its borrower started (a query
+   * still running at release): a promise that settles when that work is done, or `undefined`
+   * when there is none. The pool waits for it before `reset`, without `validationTimeout`'s limit
+   * (the work is the borrower's, not the reset's); meanwhile the connection is neither idle nor
+   * lent, and counts against `max`. Throwing or rejecting discards the connection.
+   */
+  drain?(connection: C): Promise<void> | undefined
+  /**
    * Runs BEGIN, COMMIT or ROLLBACK on a connection, for a request scope's per-route transaction.
    * A `'commit'` must reject when the transaction did not commit, even if the server answered
    * without an error (PostgreSQL turns COMMIT into ROLLBACK after a failed statement).

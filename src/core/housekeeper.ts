@@ -107,16 +107,24 @@ export class Housekeeper<C> {
     if (this.idleTimer !== undefined || this.#timer === undefined) return
     const { idleTimeout } = this.#settings
     if (!Number.isFinite(idleTimeout)) return
-    this.#armIdle(lastUsedAt + idleTimeout - performance.now())
+    this.#armIdle(lastUsedAt + idleTimeout, performance.now())
   }
 
-  #armIdle(delay: number): void {
+  /**
+   * Arms the idle timer for `deadline`. When it fires, the pass runs as of that deadline at the
+   * earliest: Node's timers keep time in whole milliseconds on a clock read once per loop turn,
+   * so a timer may fire up to a millisecond before `performance.now()` reaches its deadline. A
+   * pass that read the clock alone would find nothing due, and re-arm, closing the connection a
+   * millisecond or more late, after timers armed later than it (pg-pool's timer per client fires
+   * first: `idleTimeoutMillis: 1` closes a client before a 2 ms wait armed after the release ends).
+   */
+  #armIdle(deadline: number, now: number): void {
     this.idleTimer = setTimeout(
       () => {
         this.idleTimer = undefined
-        this.run(performance.now())
+        this.run(Math.max(performance.now(), deadline))
       },
-      Math.max(1, Math.ceil(delay)),
+      Math.max(1, Math.ceil(deadline - now)),
     )
     this.idleTimer.unref()
   }
@@ -149,7 +157,7 @@ export class Housekeeper<C> {
     }
     this.#host.pump()
     if (this.idleTimer === undefined && this.#timer !== undefined && Number.isFinite(next)) {
-      this.#armIdle(next - now)
+      this.#armIdle(next, now)
     }
   }
 }

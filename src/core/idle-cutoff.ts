@@ -25,18 +25,8 @@ export interface IdleSettingsFit {
   changes: IdleSettingChange[]
 }
 
-/** The housekeeper runs at least this often (src/core/housekeeper.ts). */
-const HOUSEKEEPING_MAX_PERIOD_MS = 30_000
 /** A lowered setting is this share of the cut-off, leaving room for timers that fire late. */
 const SHARE_OF_CUTOFF = 0.9
-
-/**
- * The longest an idle connection beyond `min` stays open: `idleTimeout`, plus up to one
- * housekeeping period (half of `idleTimeout`, at most 30 s) before the pass that closes it.
- */
-function longestIdleMs(idleTimeout: number): number {
-  return idleTimeout + Math.min(HOUSEKEEPING_MAX_PERIOD_MS, idleTimeout / 2)
-}
 
 /**
  * Decides how the pool fits its idle settings under the server's idle cut-off (MySQL's
@@ -47,15 +37,16 @@ function longestIdleMs(idleTimeout: number): number {
  * - `idleTimeout` at or above the cut-off (or off) is lowered to 90 % of it.
  * - `maxLifetime` only matters to connections that idle without being closed for it: it is
  *   lowered to 90 % of the cut-off when it is at or above the cut-off (or off) and either the
- *   pool keeps `min` connections idle, or idle connections may outlive the cut-off despite
- *   `idleTimeout` (which the housekeeper enforces up to half an `idleTimeout`, at most 30 s,
- *   late). Busy connections are never idle long enough for the server to cut them.
+ *   pool keeps `min` connections idle, or `idleTimeout` (after its own fit) leaves less than
+ *   that 10 % of room before the cut-off. The housekeeper's idle timer closes an idle connection
+ *   at its `idleTimeout` (src/core/housekeeper.ts), so the room is only for timers that fire
+ *   late. Busy connections are never idle long enough for the server to cut them.
  *
  * With no cut-off (`undefined`, `0`, or not a number) nothing changes.
  *
  * @example
  * ```ts
- * fitToIdleCutoff({ maxLifetime: 1_800_000, idleTimeout: 600_000, min: 0 }, 60_000, 'wait_timeout')
+ * fitToIdleCutoff({ maxLifetime: 1_800_000, idleTimeout: 600_000, min: 2 }, 60_000, 'wait_timeout')
  * // { maxLifetime: 54_000, idleTimeout: 54_000, changes: [{ option: 'maxLifetime', … }, …] }
  * ```
  */
@@ -69,7 +60,7 @@ export function fitToIdleCutoff(
   const to = Math.max(1, Math.floor(cutoffMs * SHARE_OF_CUTOFF))
   const fit: IdleSettingsFit = { maxLifetime, idleTimeout, changes: [] }
   const newIdleTimeout = idleTimeout >= cutoffMs ? to : idleTimeout
-  const idleOutlivesCutoff = min > 0 || longestIdleMs(newIdleTimeout) >= cutoffMs
+  const idleOutlivesCutoff = min > 0 || newIdleTimeout > to
   if (maxLifetime >= cutoffMs && idleOutlivesCutoff) {
     fit.maxLifetime = to
     fit.changes.push({ option: 'maxLifetime', from: maxLifetime, to, setting, cutoffMs })

@@ -409,7 +409,16 @@ export class PoolCore<C> {
       if (c.connecting > 0) return
       open = 1
     }
-    for (let i = 0; i < open; i++) this.connect()
+    if (!this.rejectConnectErrors) {
+      for (let i = 0; i < open; i++) this.connect(undefined)
+      return
+    }
+    // Under 'reject' each connect is opened for one waiter, the first that nothing covers yet.
+    let waiter = this.waiters.at(coming)
+    for (let i = 0; i < open; i++) {
+      this.connect(waiter)
+      waiter = waiter?.next
+    }
   }
 
   // A record's state changes here and nowhere else.
@@ -549,6 +558,27 @@ export class PoolCore<C> {
   }
 
   private reset(record: ConnectionRecord<C>, mode: ResetMode): void {
+    // Work the borrower left running is theirs: waited for without the reset's time limit (as
+    // pg-pool does), the connection neither idle nor lendable meanwhile, and counted in max.
+    let draining: Promise<void> | undefined
+    try {
+      draining = this.dialect.drain?.(record.connection as C)
+    } catch (error) {
+      return this.resetFailed(record, error)
+    }
+    if (draining === undefined) return this.resetNow(record, mode)
+    this.move(record, 'resetting')
+    draining.then(
+      () => {
+        if (record.state === 'resetting') this.resetNow(record, mode)
+      },
+      (error) => {
+        if (record.state === 'resetting') this.resetFailed(record, error)
+      },
+    )
+  }
+
+  private resetNow(record: ConnectionRecord<C>, mode: ResetMode): void {
     const started = this.telemetry.timesResets() ? performance.now() : Number.NaN
     const connection = record.connection as C
     const onConnect = mode === 'session' ? this.opts.onConnect : undefined
@@ -567,7 +597,7 @@ export class PoolCore<C> {
       this.telemetry.reset(record, mode, started)
       return this.makeAvailable(record)
     }
-    this.move(record, 'resetting')
+    if (record.state !== 'resetting') this.move(record, 'resetting')
     withTimeout(
       async () => {
         await pending
@@ -652,8 +682,9 @@ export class PoolCore<C> {
 
   // Opening connections.
 
-  private connect(): void {
+  private connect(openedFor: Waiter<Lease<C>> | undefined): void {
     const record = new ConnectionRecord<C>(this.nextId++)
+    record.openedFor = openedFor
     this.records.add(record)
     this.move(record, 'connecting')
     const started = performance.now()
@@ -740,6 +771,8 @@ export class PoolCore<C> {
       const now = performance.now()
       for (const record of this.records) {
         if (record.state === 'connecting' || record.state === 'closing') continue
+        // Already past its end of life (lent, waiting to be retired): counted once, not again.
+        if (record.expired) continue
         if (record.expiresAt - record.createdAt > fit.maxLifetime)
           this.scheduleExpiry(record, record.createdAt, now)
       }
@@ -779,12 +812,26 @@ export class PoolCore<C> {
     this.counters.created++
     this.scheduleExpiry(record, now, now)
     this.telemetry.connected(record, now - started)
-    this.makeAvailable(record)
+    // Under 'reject', the waiter it was opened for gets it if it still waits, as in pg-pool.
+    const waiter = record.openedFor as Waiter<Lease<C>> | undefined
+    record.openedFor = undefined
+    if (
+      waiter !== undefined &&
+      this.state === 'open' &&
+      this.condemned(record) === undefined &&
+      this.waiters.remove(waiter)
+    ) {
+      this.serve(record, waiter)
+    } else {
+      this.makeAvailable(record)
+    }
     // After a failure, connects went one at a time: now that one worked, open what is missing.
     this.pump()
   }
 
   private connectFailed(record: ConnectionRecord<C>, cause: unknown): void {
+    const openedFor = record.openedFor as Waiter<Lease<C>> | undefined
+    record.openedFor = undefined
     this.move(record, 'closed')
     if (this.state !== 'open') return this.checkDrained()
     const error =
@@ -794,15 +841,26 @@ export class PoolCore<C> {
             cause,
           })
     this.counters.connectErrors++
-    // Under 'reject', the failure goes to a waiter when every connection on its way (the other
-    // connects, pings and resets) is already owed to one ahead of it: then this connect was the
-    // head waiter's. Otherwise the waiter it was opened for left (or was served) meanwhile.
+    // Under 'reject', the failure goes to the waiter the connect was opened for, if it still
+    // waits. If it left (timed out, aborted) or was served meanwhile, nobody hears of it: as in
+    // pg-pool, the failure of a caller's connect never reaches another caller, and the waiters
+    // that nothing covers now get connects of their own (pump). A connect opened for no waiter
+    // (the `min` refill) goes to a waiter when every connection on its way is owed to one ahead.
     const c = this.counts
     // A hedged (slow) ping is owed to nobody, as in pumpOnce.
     const owed = c.connecting + c.validating - this.slow.size + c.resetting
-    if (this.rejectConnectErrors && this.waiters.size > owed) {
-      const waiter = this.waiters.shift()!
-      // The caller hears of it at once; the next connect starts now, with no backoff.
+    const waiter =
+      openedFor !== undefined
+        ? this.waiters.remove(openedFor)
+          ? openedFor
+          : undefined
+        : this.rejectConnectErrors && this.waiters.size > owed
+          ? this.waiters.shift()
+          : undefined
+    if (waiter !== undefined) {
+      // The caller hears of it at once; the next connect starts now, with no backoff. The error
+      // is still kept: a later acquire timeout names it as its cause.
+      this.backoff.noted(error)
       this.telemetry.connectFailed(record, error, 1, 0)
       waiter.reject(error)
       this.waiterLeft()
@@ -834,6 +892,7 @@ export class PoolCore<C> {
 
   private expired(record: ConnectionRecord<C>): void {
     record.lifetimeTimer = undefined
+    if (record.expired) return
     record.expired = true
     if (record.state !== 'idle') {
       // A leased connection is retired when it comes back (closeRecord uncounts it).

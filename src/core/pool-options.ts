@@ -36,9 +36,10 @@ export interface PoolOptions<C> {
   /**
    * What a failed connect (the driver's error, a failing `onConnect`, a connect timeout) does to
    * the callers waiting for it. `'retry'`: it is retried with backoff while they wait, up to
-   * `acquireTimeout`. `'reject'`: the longest-waiting caller is rejected at once with a
-   * `ConnectError` whose `cause` is the driver's error, as pg-pool and mysql2 do; the other
-   * callers keep waiting and get connects of their own.
+   * `acquireTimeout`. `'reject'`: each connect is opened for one waiting caller, which is
+   * rejected at once with a `ConnectError` whose `cause` is the driver's error, as pg-pool and
+   * mysql2 do; the other callers keep waiting and get connects of their own. A failure whose
+   * caller has already left (timed out, aborted) reaches nobody, never a caller who came later.
    * @defaultValue 'retry'
    */
   connectErrors?: 'retry' | 'reject'
@@ -215,6 +216,19 @@ export const POOL_OPTION_KEYS = [
 
 /** How much of a string an error message shows. */
 const SHOWN_CHARS = 60
+
+/**
+ * Whether `new value()` is allowed (an arrow function or a method is not), without calling it:
+ * for options that take a class, checked where they are given rather than where first used.
+ */
+export function isConstructor(value: object): boolean {
+  try {
+    Reflect.construct(Object, [], value as new () => object)
+    return true
+  } catch {
+    return false
+  }
+}
 
 /** Shows a value in an error message without dumping objects or long strings. */
 export function describe(value: unknown): string {

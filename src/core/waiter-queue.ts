@@ -126,6 +126,18 @@ export class WaiterQueue<T> {
     }
   }
 
+  /** The waiter `index` places behind the head, or `undefined`; walks the queue, for small indexes. */
+  at(index: number): Waiter<T> | undefined {
+    let waiter = this.#list.head
+    for (let i = 0; i < index && waiter !== undefined; i++) waiter = waiter.next
+    return waiter
+  }
+
+  /** Removes a waiter still in the queue, disarming it; returns whether it was there. The caller must settle it. */
+  remove(waiter: Waiter<T>): boolean {
+    return this.#take(waiter)
+  }
+
   /** Removes and returns the head waiter, disarming it; the caller must settle it. */
   shift(): Waiter<T> | undefined {
     const waiter = this.#list.head

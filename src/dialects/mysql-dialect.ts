@@ -9,18 +9,13 @@ import {
 } from './mysql-credentials.js'
 import {
   noteServerStatus,
+  type TransactionState,
   trackTransactions,
   transactionState,
 } from './mysql-transaction-tracker.js'
 import { causes, isSocketError } from './network-errors.js'
 import { redactError, secretsOfConfig } from './redact.js'
-import {
-  closeGracefully,
-  type Destroyable,
-  destroySockets,
-  ignoreError,
-  RELEASED_BUSY,
-} from './socket-close.js'
+import { closeGracefully, type Destroyable, destroySockets, RELEASED_BUSY } from './socket-close.js'
 
 /** What the dialect reads of a MySQL or MariaDB server: {@link ServerInfo} and one setting more. */
 export interface MysqlServerInfo extends ServerInfo {
@@ -31,6 +26,19 @@ export interface MysqlServerInfo extends ServerInfo {
 /** The `mysql2` module as far as the dialect uses it. */
 interface Mysql2Module {
   createConnection(config: string | ConnectionOptions): Connection
+}
+
+/** mysql2's Query command, as far as the dialect sends one itself. */
+type QueryCommand = object
+
+/** mysql2's connection class: its static `createQuery` builds the command `query()` would send. */
+interface ConnectionClass {
+  createQuery?: (
+    options: { sql: string; rowsAsArray: boolean; nestTables: boolean; typeCast: boolean },
+    values: undefined,
+    callback: (error: unknown, result: unknown) => void,
+    config: object,
+  ) => QueryCommand
 }
 
 /** A socket, as far as the dialect handles it. */
@@ -53,6 +61,12 @@ interface ConnectionInternals {
   _commands?: { length: number }
   /** COM_RESET_CONNECTION; added to mysql2 in 2026 (sidorares/node-mysql2#4148), absent before. */
   reset?: (callback: (error: unknown) => void) => void
+  /** The server's greeting (HandshakeV10), kept by mysql2 once connected. */
+  _handshakePacket?: { statusFlags?: unknown }
+  /** The connection's config: the database and the client flags it sent in the handshake. */
+  config?: { database?: unknown; clientFlags?: unknown }
+  /** Sends a command: what `query()` calls once it has published the query on `mysql2:query`. */
+  addCommand?: (command: QueryCommand) => unknown
 }
 
 /**
@@ -78,9 +92,19 @@ const DISCONNECT_CODES = new Set([
   'CR_SERVER_LOST',
 ])
 
-/** What a fresh session has that COM_RESET_CONNECTION does not give back; read once per connection. */
-const INITIAL_SQL =
-  'SELECT DATABASE() AS db, @@SESSION.sql_mode AS mode, @@SESSION.autocommit AS autocommit'
+/** SERVER_STATUS_AUTOCOMMIT, in the status flags of the server's greeting. */
+const STATUS_AUTOCOMMIT = 0x0002
+/** CLIENT_IGNORE_SPACE: the server adds IGNORE_SPACE to the session's sql_mode (mysql2 sends it by default). */
+const CLIENT_IGNORE_SPACE = 0x0100
+
+/**
+ * Puts back the IGNORE_SPACE that the handshake's CLIENT_IGNORE_SPACE put into a fresh session's
+ * sql_mode and that MariaDB's COM_RESET_CONNECTION drops (the rest of sql_mode it resets to the
+ * global value, as a new connection has it); a no-op where the reset kept it.
+ */
+const RESTORE_IGNORE_SPACE =
+  "SET SESSION sql_mode = IF(FIND_IN_SET('IGNORE_SPACE', @@SESSION.sql_mode) > 0, " +
+  "@@SESSION.sql_mode, CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'IGNORE_SPACE'))"
 
 const STEP_SQL: Record<TransactionStep, string> = {
   begin: 'START TRANSACTION',
@@ -88,9 +112,46 @@ const STEP_SQL: Record<TransactionStep, string> = {
   rollback: 'ROLLBACK',
 }
 
+/**
+ * The server's limits, read once per pool; and, for the transaction tracker, whether `init_connect`
+ * may have changed what the greeting said of autocommit, and this session's autocommit.
+ */
 const INSPECT_SQL =
   'SELECT @@SESSION.wait_timeout AS wait_timeout, @@GLOBAL.max_connections AS max_connections, ' +
-  '@@SESSION.max_user_connections AS max_user_connections, VERSION() AS version'
+  '@@SESSION.max_user_connections AS max_user_connections, VERSION() AS version, ' +
+  '@@GLOBAL.init_connect AS init_connect, @@SESSION.autocommit AS autocommit'
+
+/**
+ * How long after a failed read of the server's limits the next one waits: the pool asks on each
+ * new connection until one answers, and a server or proxy that refuses the query (or drops the
+ * connection over it) should not cost every new connection a round trip, or the connection.
+ */
+const INSPECT_RETRY_MS = 30_000
+
+/** What {@link INSPECT_SQL} answers, by column. */
+type LimitsRow = Record<string, unknown>
+
+/**
+ * How long the pool's first connection waits for the server's limits before it is lent without
+ * them: the SELECT answers in a millisecond; a server (a proxy, a test double) that answers the
+ * handshake and then nothing must not keep the pool from lending, as it does not keep mysql2's.
+ */
+const INSPECT_WAIT_MS = 2_000
+
+/** {@link ServerInfo} from what {@link INSPECT_SQL} answered. */
+function serverInfoOf(row: LimitsRow): MysqlServerInfo {
+  const idle = Number(row.wait_timeout)
+  const max = Number(row.max_connections)
+  const perUser = Number(row.max_user_connections)
+  return {
+    version: typeof row.version === 'string' ? row.version : undefined,
+    maxConnections: Number.isFinite(max) && max > 0 ? max : undefined,
+    maxUserConnections: Number.isFinite(perUser) && perUser > 0 ? perUser : undefined,
+    // wait_timeout is in seconds; the session value counts (onConnect may have lowered it).
+    idleCutoffMs: Number.isFinite(idle) && idle > 0 ? idle * 1000 : undefined,
+    idleCutoffSetting: 'wait_timeout',
+  }
+}
 
 const loader = new DriverLoader<Mysql2Module>('mysql2', 'lifeguard/mysql', () => import('mysql2'))
 
@@ -131,12 +192,27 @@ function busy(connection: Connection): boolean {
   return (c._command !== null && c._command !== undefined) || (c._commands?.length ?? 0) > 0
 }
 
+/**
+ * Runs one of the pool's own statements (a reset's ROLLBACK, the server's limits): sent as
+ * `query()` sends it, but not published on mysql2's `mysql2:query` tracing channel, where a user
+ * of mysql2's own pool sees only the statements they ran; and read as plain rows of objects
+ * whatever the connection's `rowsAsArray`, `nestTables` or `typeCast` say. Falls back to
+ * `query()` on a mysql2 without `createQuery`.
+ */
 function run<T = unknown>(connection: Connection, sql: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    connection.query(sql, (error: unknown, result: unknown) => {
+    const done = (error: unknown, result: unknown) => {
       if (error) reject(error)
       else resolve(result as T)
-    })
+    }
+    const c = internals(connection)
+    const createQuery = (connection.constructor as ConnectionClass | undefined)?.createQuery
+    if (typeof createQuery === 'function' && typeof c.addCommand === 'function') {
+      const options = { sql, rowsAsArray: false, nestTables: false, typeCast: true }
+      c.addCommand.call(connection, createQuery(options, undefined, done, {}))
+    } else {
+      connection.query(sql, done)
+    }
   })
 }
 
@@ -146,10 +222,42 @@ function callback(fn: (done: (error: unknown) => void) => void): Promise<void> {
   })
 }
 
-/** A session as it was right after connecting: what a `'session'` reset puts back. */
+/** What the handshake told of a session as it was right after connecting: what a `'session'` reset puts back. */
 interface InitialSession {
+  /** The database the handshake selected (`connection.config.database`); `null` for none. */
   db: string | null
-  mode: string
+  /** Whether the handshake asked for CLIENT_IGNORE_SPACE, which puts IGNORE_SPACE into sql_mode. */
+  ignoreSpace: boolean
+  /** Autocommit as the server's greeting reported it; `undefined` when it did not say. */
+  greetingAutocommit: boolean | undefined
+}
+
+/**
+ * A new connection's {@link InitialSession}, read off what mysql2 kept of the handshake: no
+ * round trip. The database is copied now, as `changeUser` changes `connection.config` later.
+ */
+function sessionOf(connection: Connection): InitialSession {
+  const c = internals(connection)
+  const database = c.config?.database
+  const flags = c.config?.clientFlags
+  const status = c._handshakePacket?.statusFlags
+  return {
+    db: typeof database === 'string' && database !== '' ? database : null,
+    ignoreSpace: typeof flags === 'number' && (flags & CLIENT_IGNORE_SPACE) !== 0,
+    greetingAutocommit: typeof status === 'number' ? (status & STATUS_AUTOCOMMIT) !== 0 : undefined,
+  }
+}
+
+/** The pool's `onDeath` for each watched connection (see `watch`). */
+const deathWatchers = new WeakMap<Connection, (error?: unknown) => void>()
+
+/**
+ * The dialect's one `'error'` listener on a connection, from its creation on: it keeps mysql2
+ * from throwing an error nobody listens to, and tells the pool of a fatal one once `watch` has
+ * registered it. One listener, as a connection of mysql2's own pool has one.
+ */
+function onConnectionError(this: Connection, error: unknown): void {
+  if ((error as { fatal?: unknown } | null)?.fatal === true) deathWatchers.get(this)?.(error)
 }
 
 /** Each connection's initial session, kept beside it rather than on it. */
@@ -165,6 +273,25 @@ export class MysqlDialect implements Dialect<Connection> {
   readonly name = 'mysql'
   readonly #config: string | ConnectionOptions
   readonly #secrets: string[]
+  /**
+   * Whether the greeting's autocommit flag is the session's: once `inspect` found no
+   * `init_connect` (which could turn autocommit off after the greeting). Until then, a new
+   * connection counts as not in autocommit mode, so its first release sends a ROLLBACK, whose OK
+   * packet tells the tracker the truth: safe, and lazy.
+   */
+  #trustGreeting = false
+  /**
+   * The tracked states of connections made before the greeting could be trusted, whose greeting
+   * said autocommit: once it can, those the server has not reported on since are set right.
+   * Emptied on each read of the limits, so it never holds more than one burst of connects.
+   */
+  #untrusted: TransactionState[] = []
+  /** Until when (`performance.now()`) `inspect` sends nothing, after a failed attempt. */
+  #inspectAgainAt = 0
+  /** An attempt still unanswered after {@link INSPECT_WAIT_MS}: no other is sent meanwhile. */
+  #limitsPending = false
+  /** Its answer, once it came: the next `inspect` returns it without a query. */
+  #lateLimits: LimitsRow | undefined
 
   constructor(config: string | ConnectionOptions | undefined) {
     loader.check()
@@ -184,7 +311,7 @@ export class MysqlDialect implements Dialect<Connection> {
     } catch (error) {
       throw redactError(error, this.#secrets)
     }
-    connection.on('error', ignoreError)
+    connection.on('error', onConnectionError)
     hideCredentials(connection)
     const plain = internals(connection).stream
     await connectAbortable(
@@ -194,23 +321,14 @@ export class MysqlDialect implements Dialect<Connection> {
       (error) => redactError(error, this.#secrets),
     )
     stashCredentialsAfterConnect(connection)
-    const onAbort = () => destroySocket(connection, plain)
-    signal.addEventListener('abort', onAbort, { once: true })
-    try {
-      const [row] = await run<Array<{ db: string | null; mode: string; autocommit: unknown }>>(
-        connection,
-        INITIAL_SQL,
-      )
-      signal.throwIfAborted()
-      if (row !== undefined) {
-        initialSessions.set(connection, { db: row.db, mode: row.mode })
-        trackTransactions(connection, Number(row.autocommit) === 1)
-      }
-    } catch (error) {
-      destroySocket(connection, plain)
-      throw signal.aborted ? signal.reason : redactError(error, this.#secrets)
-    } finally {
-      signal.removeEventListener('abort', onAbort)
+    // No statement of the pool's own here: what it needs of the fresh session, the handshake
+    // gave (see sessionOf), as a connection of mysql2's own pool sends nothing either.
+    const session = sessionOf(connection)
+    initialSessions.set(connection, session)
+    trackTransactions(connection, this.#trustGreeting && session.greetingAutocommit === true)
+    const state = transactionState(connection)
+    if (!this.#trustGreeting && session.greetingAutocommit === true && state !== undefined) {
+      this.#untrusted.push(state)
     }
     return connection
   }
@@ -313,9 +431,15 @@ export class MysqlDialect implements Dialect<Connection> {
     if (initial === undefined) return
     // The reset keeps the current database (a borrower's USE would leak), and MariaDB's drops
     // what the handshake put into sql_mode (IGNORE_SPACE, from mysql2's CLIENT_IGNORE_SPACE):
-    // put both back as a fresh connection has them.
-    await run(connection, `SET SESSION sql_mode = ${connection.escape(initial.mode)}`)
-    if (initial.db !== null) await run(connection, `USE ${connection.escapeId(initial.db)}`)
+    // put both back as a fresh connection has them; the database only if something since the
+    // last reset may have changed it.
+    const state = transactionState(connection)
+    const databaseKept = state?.databaseKept === true
+    if (initial.ignoreSpace) await run(connection, RESTORE_IGNORE_SPACE)
+    if (initial.db !== null && !databaseKept) {
+      await run(connection, `USE ${connection.escapeId(initial.db)}`)
+    }
+    if (state !== undefined) state.databaseKept = true
   }
 
   isDisconnect(error: unknown): boolean {
@@ -341,26 +465,96 @@ export class MysqlDialect implements Dialect<Connection> {
 
   watch(connection: Connection, onDeath: (error?: unknown) => void): void {
     // An idle connection that the server closed (wait_timeout, KILL) emits a fatal 'error'
-    // (ECONNRESET, PROTOCOL_CONNECTION_LOST) and, on a clean FIN, 'end'.
-    connection.on('error', (error: unknown) => {
-      if ((error as { fatal?: unknown } | null)?.fatal === true) onDeath(error)
-    })
+    // (ECONNRESET, PROTOCOL_CONNECTION_LOST), which onConnectionError passes on, and, on a clean
+    // FIN, 'end'.
+    deathWatchers.set(connection, onDeath)
     connection.on('end', () => onDeath())
   }
 
   async inspect(connection: Connection): Promise<MysqlServerInfo> {
-    const rows = await run<Array<Record<string, unknown>>>(connection, INSPECT_SQL)
-    const row = rows[0] ?? {}
-    const wait = Number(row.wait_timeout)
-    const max = Number(row.max_connections)
-    const perUser = Number(row.max_user_connections)
-    return {
-      version: typeof row.version === 'string' ? row.version : undefined,
-      maxConnections: Number.isFinite(max) && max > 0 ? max : undefined,
-      maxUserConnections: Number.isFinite(perUser) && perUser > 0 ? perUser : undefined,
-      // wait_timeout is in seconds; the session value counts (onConnect may have lowered it).
-      idleCutoffMs: Number.isFinite(wait) && wait > 0 ? wait * 1000 : undefined,
-      idleCutoffSetting: 'wait_timeout',
+    // An answer that came after an earlier connection stopped waiting for it is the server's.
+    const late = this.#lateLimits
+    if (late !== undefined) {
+      this.#lateLimits = undefined
+      return serverInfoOf(late)
     }
+    if (this.#limitsPending) {
+      throw new Error("not read: the server has not answered the pool's previous attempt yet")
+    }
+    const wait = this.#inspectAgainAt - performance.now()
+    if (wait > 0) {
+      // A server or proxy that refused the query (or closed the connection over it) would do it
+      // again: new connections send nothing until then.
+      throw new Error(
+        `not read: the previous attempt failed; the next connection after ${Math.ceil(wait / 1000)} s tries again`,
+      )
+    }
+    const row = await this.#readLimits(connection)
+    // This session's mode as it is now (after onConnect): its first release needs no ROLLBACK.
+    const state = transactionState(connection)
+    if (state !== undefined && row.autocommit !== undefined) {
+      state.autocommit = Number(row.autocommit) === 1
+    }
+    return serverInfoOf(row)
+  }
+
+  /**
+   * Sends {@link INSPECT_SQL} and waits up to {@link INSPECT_WAIT_MS} for its answer. Past that,
+   * the pool lends the connection without the limits, the query staying ahead of the borrower's
+   * on the wire (as with mysql2's own pool, a server that answers nothing then answers none of the
+   * borrower's queries either); its answer, when it comes, is kept for the next connection's
+   * `inspect`, and until it comes no connection sends the query again.
+   */
+  #readLimits(connection: Connection): Promise<LimitsRow> {
+    const query = run<LimitsRow[]>(connection, INSPECT_SQL).then(
+      (rows) => {
+        const row = rows[0] ?? {}
+        this.#noteInitConnect(row)
+        return row
+      },
+      (error: unknown) => {
+        this.#inspectAgainAt = performance.now() + INSPECT_RETRY_MS
+        // They stay as they are: each rolls back once on its first release, and learns.
+        this.#untrusted = []
+        throw error
+      },
+    )
+    return new Promise<LimitsRow>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#limitsPending = true
+        query.then(
+          (row) => {
+            this.#limitsPending = false
+            this.#lateLimits = row
+          },
+          () => {
+            this.#limitsPending = false
+          },
+        )
+        reject(new Error(`not read: the server did not answer within ${INSPECT_WAIT_MS} ms`))
+      }, INSPECT_WAIT_MS)
+      timer.unref?.()
+      query.then(
+        (row) => {
+          clearTimeout(timer)
+          resolve(row)
+        },
+        (error: unknown) => {
+          clearTimeout(timer)
+          reject(error)
+        },
+      )
+    })
+  }
+
+  /** Trusts the greeting's autocommit flag once the server says it has no `init_connect`. */
+  #noteInitConnect(row: LimitsRow): void {
+    const untrusted = this.#untrusted
+    this.#untrusted = []
+    if (row.init_connect !== '' && row.init_connect !== null) return
+    this.#trustGreeting = true
+    // Made meanwhile: their greeting said autocommit, and nothing else could have changed it
+    // but what the tracker saw (a SET autocommit marks them unclean) or the server reported.
+    for (const early of untrusted) if (!early.autocommitReported) early.autocommit = true
   }
 }

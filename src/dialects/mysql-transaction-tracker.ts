@@ -12,6 +12,14 @@ export interface TransactionState {
   clean: boolean
   /** The session is in autocommit mode, as the server last reported. */
   autocommit: boolean
+  /** The server reported the mode (a COMMIT's or ROLLBACK's OK packet) since the connect. */
+  autocommitReported: boolean
+  /**
+   * No command since the last `'session'` reset (or the connect) could have changed the current
+   * database: no statement with the word `USE` in it, no `DROP DATABASE`, no `changeUser`. The
+   * reset then needs no `USE` to put the database back.
+   */
+  databaseKept: boolean
 }
 
 /** SERVER_STATUS_IN_TRANS, in the status flags of an OK packet. */
@@ -21,6 +29,21 @@ const STATUS_AUTOCOMMIT = 0x0002
 
 /** mysql2 commands that carry no SQL and cannot open a transaction. */
 const INERT_COMMANDS = new Set(['Ping', 'Prepare', 'CloseStatement', 'Quit'])
+
+/** mysql2 commands that carry no SQL and keep the current database (USE cannot be prepared). */
+const DATABASE_INERT_COMMANDS = new Set([
+  'Ping',
+  'Prepare',
+  'CloseStatement',
+  'Quit',
+  'ResetConnection',
+])
+
+/**
+ * A statement that may change the current database: any with the word USE, wherever it is, or a
+ * DROP DATABASE (dropping the current one leaves none selected).
+ */
+const MAY_CHANGE_DATABASE = /\buse\b|\bdrop\s+(?:database|schema)\b/i
 
 const transactionStates = new WeakMap<Connection, TransactionState>()
 
@@ -33,7 +56,12 @@ type AddCommand = (command: { sql?: unknown; constructor?: { name?: string } }) 
  * connection stays a genuine mysql2 connection.
  */
 export function trackTransactions(connection: Connection, autocommit: boolean): void {
-  const state: TransactionState = { clean: true, autocommit }
+  const state: TransactionState = {
+    clean: true,
+    autocommit,
+    autocommitReported: false,
+    databaseKept: true,
+  }
   transactionStates.set(connection, state)
   const original = (connection as unknown as { addCommand: AddCommand }).addCommand
   const addCommand: AddCommand = function (this: unknown, command) {
@@ -41,6 +69,11 @@ export function trackTransactions(connection: Connection, autocommit: boolean): 
       const sql = command.sql
       if (typeof sql === 'string') state.clean = !mayOpenTransaction(sql)
       else state.clean = INERT_COMMANDS.has(command.constructor?.name ?? '')
+    }
+    if (state.databaseKept) {
+      const sql = command.sql
+      if (typeof sql === 'string') state.databaseKept = !MAY_CHANGE_DATABASE.test(sql)
+      else state.databaseKept = DATABASE_INERT_COMMANDS.has(command.constructor?.name ?? '')
     }
     return original.call(this, command)
   }
@@ -64,5 +97,6 @@ export function transactionState(connection: Connection): TransactionState | und
  */
 export function noteServerStatus(state: TransactionState, serverStatus: number): void {
   state.autocommit = (serverStatus & STATUS_AUTOCOMMIT) !== 0
+  state.autocommitReported = true
   state.clean = (serverStatus & STATUS_IN_TRANS) === 0
 }

@@ -1,7 +1,7 @@
 import type { Client, ClientConfig } from 'pg'
 import type { Dialect, ResetMode, ServerInfo, TransactionStep } from '../core/dialect.js'
 import { InvalidOptionError, TransactionFailedError } from '../core/errors.js'
-import { describe } from '../core/pool-options.js'
+import { describe, isConstructor } from '../core/pool-options.js'
 import { connectAbortable } from './connect-abortable.js'
 import { type ConnectionArgument, checkConnectionArgument } from './connection-argument.js'
 import { DriverLoader } from './driver-loader.js'
@@ -54,7 +54,7 @@ export interface PostgresDialectOptions {
    * since a cancel that its borrower sent may land on whatever runs next on the backend (psycopg's
    * rule); `'wait'` resets it once its queries are over (pg's own query queue holds the reset
    * behind them), as pg-pool lends such a client on, so that the running query completes for its
-   * caller. A wait longer than the pool's `validationTimeout` closes it after all.
+   * caller, however long it takes (only the reset that follows is bounded, by `validationTimeout`).
    */
   releasedBusy?: ReleasedBusy | undefined
 }
@@ -266,6 +266,12 @@ class PostgresDialect implements Dialect<Client> {
     }
   }
 
+  drain(client: Client): Promise<void> | undefined {
+    // With 'wait', the pool waits for the borrower's query without the reset's time limit, as
+    // pg-pool does; with 'close', reset refuses the connection.
+    return this.#releasedBusy === 'wait' && busy(client) ? drained(client) : undefined
+  }
+
   reset(client: Client, mode: ResetMode): Promise<void> | undefined {
     if (busy(client)) {
       // A query still running belongs to the borrower who left: its rows are still arriving, and
@@ -382,6 +388,9 @@ export function postgres(
   return new PostgresDialect(config, checkedOptions(options))
 }
 
+/** The keys of {@link PostgresDialectOptions}: any other is refused, a typo included. */
+const DIALECT_OPTION_KEYS: readonly string[] = ['Client', 'releasedBusy']
+
 /** The dialect's options, checked at the call: each bad one named with its value and what is allowed. */
 function checkedOptions(options: unknown): PostgresDialectOptions {
   if (options === undefined || options === null) return {}
@@ -391,8 +400,17 @@ function checkedOptions(options: unknown): PostgresDialectOptions {
       `Invalid option options: ${describe(options)}; expected an object with Client and releasedBusy`,
     )
   }
+  for (const key of Object.keys(options)) {
+    if (!DIALECT_OPTION_KEYS.includes(key)) {
+      const value = (options as Record<string, unknown>)[key]
+      throw new InvalidOptionError(
+        key,
+        `Unknown option ${key}: ${describe(value)}; postgres() takes only ${DIALECT_OPTION_KEYS.join(' and ')}`,
+      )
+    }
+  }
   const { Client, releasedBusy } = options as PostgresDialectOptions
-  if (Client !== undefined && typeof Client !== 'function') {
+  if (Client !== undefined && (typeof Client !== 'function' || !isConstructor(Client))) {
     throw new InvalidOptionError(
       'Client',
       `Invalid option Client: ${describe(Client)}; expected a client class (constructor), such as pg's Client`,

@@ -305,7 +305,7 @@ describeOnServer(mysql, 'lifeguard bench and doctor on MariaDB', () => {
     const waitMs = Number(rows[0].w) * 1000
     const args = ['doctor', url, '--max', '5', '--max-lifetime', String(waitMs + 60_000)]
     // idleTimeout off would let idle connections outlive wait_timeout: the pool lowers it to
-    // 90 %, which then closes them in time (30 s late at most), so maxLifetime can stay.
+    // 90 %, which then closes them in time (at their idleTimeout), so maxLifetime can stay.
     const run = await runCli(cli, [...args, '--idle-timeout', '0', '--json'])
     const report = JSON.parse(run.stdout)
     expect(report.server.kind).toBe('mysql')

@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { type MysqlConnection, type MysqlServerInfo, mysql } from '../../src/dialects/mysql.js'
 import { MysqlDialect } from '../../src/dialects/mysql-dialect.js'
 import { createPool, type Dialect, type Pool } from '../../src/index.js'
+import { mysqlWireProxy } from '../support/mysql-wire-proxy.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { type Admin, myRows, mysqlTarget, uniqueName, waitFor } from './targets.js'
 
@@ -169,10 +170,50 @@ describeOnServer(status, 'mysql dialect specifics', () => {
 
     it('sends nothing after autocommitted reads and writes', async () => {
       const connection = await connect()
+      // As the pool does on its first connection: it tells the dialect that no init_connect can
+      // have turned autocommit off after the greeting.
+      await dialect.inspect(connection, AbortSignal.timeout(5_000))
       await myRows(connection, `SELECT * FROM ${table}`)
       await myRows(connection, `UPDATE ${table} SET id = id WHERE id = 1`)
       await myRows(connection, `/* a comment */ (SELECT 1)`)
       expect(dialect.reset(connection, 'rollback')).toBeUndefined()
+    })
+
+    it('rolls back once when autocommit is known only from the greeting, then sends nothing', async () => {
+      const fresh = mysql(status.url) as Required<Dialect<MysqlConnection>>
+      const connection = await fresh.connect(AbortSignal.timeout(5_000))
+      try {
+        await myRows(connection, 'SELECT 1')
+        const first = fresh.reset(connection, 'rollback')
+        expect(first).toBeInstanceOf(Promise)
+        await first
+        await myRows(connection, 'SELECT 1')
+        expect(fresh.reset(connection, 'rollback')).toBeUndefined()
+      } finally {
+        await fresh.close(connection)
+      }
+    })
+
+    it('trusts the greeting, once the limits are read, for connections made before too; not after SET autocommit', async () => {
+      const fresh = mysql(status.url) as Required<Dialect<MysqlConnection>>
+      const early = await fresh.connect(AbortSignal.timeout(5_000))
+      const manual = await fresh.connect(AbortSignal.timeout(5_000))
+      const first = await fresh.connect(AbortSignal.timeout(5_000))
+      try {
+        await myRows(early, 'SELECT 1')
+        // A borrower turned autocommit off, and a release already reported it.
+        await myRows(manual, 'SET autocommit = 0')
+        await fresh.reset(manual, 'rollback')
+        // The pool reads the limits on its first connection: no init_connect on this server.
+        await fresh.inspect(first, AbortSignal.timeout(5_000))
+        expect(fresh.reset(early, 'rollback')).toBeUndefined()
+        await myRows(manual, 'SELECT 1')
+        const again = fresh.reset(manual, 'rollback')
+        expect(again).toBeInstanceOf(Promise)
+        await again
+      } finally {
+        await Promise.all([early, manual, first].map((c) => fresh.close(c)))
+      }
     })
 
     it("rolls back after BEGIN, and A's row never reaches the next borrower", async () => {
@@ -354,6 +395,48 @@ describeOnServer(status, 'mysql dialect specifics', () => {
     expect(await myRows(connection, 'SELECT @@SESSION.sql_mode AS mode')).toEqual([before])
   })
 
+  it("puts one 'error' listener on a connection, as mysql2's pool does, and still reports a fatal error", async () => {
+    const core = new MysqlDialect(status.url)
+    const connection = await core.connect(AbortSignal.timeout(5_000))
+    const deaths: unknown[] = []
+    core.watch(connection, (error) => deaths.push(error))
+    try {
+      expect(connection.listenerCount('error')).toBe(1)
+      expect(connection.listenerCount('connect')).toBe(0)
+      const fatal = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET', fatal: true })
+      connection.emit('error', fatal)
+      connection.emit('error', new Error('not fatal'))
+      expect(deaths).toEqual([fatal])
+    } finally {
+      await core.close(connection)
+    }
+  })
+
+  it("sends a 'session' reset's USE only after something that may have changed the database", async () => {
+    const proxy = await mysqlWireProxy(status.url)
+    const d = mysql(proxy.url) as Required<Dialect<MysqlConnection>>
+    const connection = await d.connect(AbortSignal.timeout(5_000))
+    try {
+      const sent = proxy.connections[0]!.commands
+      await myRows(connection, 'SELECT 1 AS n')
+      await d.reset(connection, 'session')
+      expect(sent.filter((c) => /^USE /.test(c))).toEqual([])
+      await myRows(connection, 'USE information_schema')
+      await d.reset(connection, 'session')
+      const db = new URL(status.url).pathname.slice(1)
+      expect(await myRows(connection, 'SELECT DATABASE() AS db')).toEqual([{ db }])
+      // Back where it started: the next reset needs no USE again.
+      await d.reset(connection, 'session')
+      expect(sent.filter((c) => /^USE /.test(c))).toEqual([
+        'USE information_schema',
+        `USE \`${db}\``,
+      ])
+    } finally {
+      await d.close(connection)
+      await proxy.close()
+    }
+  })
+
   it('reads the session wait_timeout, max_connections, max_user_connections and the version', async () => {
     const connection = await connect()
     await myRows(connection, 'SET SESSION wait_timeout = 42')
@@ -365,6 +448,23 @@ describeOnServer(status, 'mysql dialect specifics', () => {
       idleCutoffMs: 42_000,
       idleCutoffSetting: 'wait_timeout',
     })
+  })
+
+  it("reads the server's limits whatever the connection's rowsAsArray and nestTables say", async () => {
+    const shaped = mysql({ uri: status.url, rowsAsArray: true, nestTables: true }) as Required<
+      Dialect<MysqlConnection>
+    >
+    const connection = await shaped.connect(AbortSignal.timeout(5_000))
+    try {
+      const info = (await shaped.inspect(connection, AbortSignal.timeout(5_000))) as MysqlServerInfo
+      expect(info.maxConnections).toBe(await admin.maxConnections())
+      expect(info.idleCutoffMs).toBeGreaterThan(0)
+      // The borrower's own queries keep the connection's shape.
+      const [rows] = await connection.query('SELECT 1 AS n')
+      expect(Array.isArray((rows as unknown[])[0])).toBe(true)
+    } finally {
+      await shaped.close(connection)
+    }
   })
 
   it('passes TLS options to mysql2: ssl against a server without TLS fails as mysql2 says', async () => {

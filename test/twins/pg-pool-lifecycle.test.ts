@@ -357,4 +357,93 @@ describeOnServer(await probe('postgres'), 'pg Pool lifecycle, twinned with pg', 
     },
     { timeout: 10_000 },
   )
+
+  twin(
+    "H. idleTimeoutMillis: 1 closes a query's client within 2 ms of its release (pg-pool's idle-timeout.js)",
+    MODULES,
+    async (m) => {
+      const pool = new m.Pool({ connectionString: PG_URL, idleTimeoutMillis: 1 })
+      const counts: number[][] = []
+      for (let i = 0; i < 20; i++) {
+        const query = pool.query('SELECT 1 AS n')
+        counts.push([pool.totalCount, pool.idleCount])
+        await query
+        await sleep(2)
+        counts.push([pool.totalCount, pool.idleCount])
+      }
+      await pool.end()
+      return counts
+    },
+  )
+
+  twin(
+    "A. a connect opened for a caller who timed out does not reject a later query (pg-pool's connection-timeout.js)",
+    MODULES,
+    async (m) => {
+      // The first connect fails after 300 ms; the second, opened for the queued caller, is
+      // refused only after that caller timed out (1 s) and a query came in behind it.
+      let connects = 0
+      class SlowClient extends pg.Client {}
+      const connect = pg.Client.prototype.connect as (this: pg.Client) => Promise<pg.Client>
+      // pg-pool calls connect(callback); the facade's dialect calls connect().
+      SlowClient.prototype.connect = function (this: pg.Client, callback?: (e?: Error) => void) {
+        const n = connects++
+        const done =
+          n < 2
+            ? new Promise<pg.Client>((_, reject) =>
+                setTimeout(() => reject(new Error(`connect ${n} failed`)), n === 0 ? 300 : 1_200),
+              )
+            : connect.call(this)
+        if (callback === undefined) return done
+        done.then(() => callback(), callback)
+        return undefined
+      } as typeof pg.Client.prototype.connect
+      const pool = new m.Pool({
+        connectionString: PG_URL,
+        Client: SlowClient,
+        connectionTimeoutMillis: 1_000,
+        max: 1,
+      })
+      const direct = pool.connect().then(
+        () => 'fulfilled',
+        (error: Error) => error.message,
+      )
+      const queued = await pool.connect().then(
+        () => 'fulfilled',
+        (error: Error) => error.message,
+      )
+      const { rows } = await pool.query('SELECT $1::text AS name', ['brianc'])
+      const result = { direct: await direct, queued, rows, connects }
+      await pool.end()
+      return result
+    },
+    { timeout: 10_000 },
+  )
+
+  twin(
+    'C. a client released while end() waits is closed, not lent to a queued caller',
+    MODULES,
+    async (m) => {
+      const pool = new m.Pool({ connectionString: PG_URL, max: 2 })
+      const [a, b] = await Promise.all([pool.connect(), pool.connect()])
+      const removed: number[] = []
+      pool.on('remove', () => removed.push(pool.totalCount))
+      // A query issued before end(): it waits for a client.
+      const query = pool.query('SELECT 1 AS n').then(
+        () => 'fulfilled',
+        (error: Error) => error.message,
+      )
+      const ended = pool.end()
+      a.release()
+      const afterRelease = [pool.totalCount, pool.idleCount]
+      b.release()
+      await ended
+      return {
+        afterRelease,
+        query: await pendingAfter(query, 300),
+        removed,
+        total: pool.totalCount,
+      }
+    },
+  )
 })

@@ -160,6 +160,40 @@ describeOnServer(await probe('postgres'), 'pg Pool surface, twinned with pg-pool
     },
   )
 
+  twin(
+    'F. a query still running at release was killed after connectionTimeoutMillis (the reset timeout)',
+    MODULES,
+    async (m) => {
+      const errors = trackProcessErrors()
+      const pool = new m.Pool({ connectionString: PG_URL, max: 1, connectionTimeoutMillis: 300 })
+      try {
+        const client = await pool.connect()
+        const started = performance.now()
+        const running = client.query('SELECT pg_sleep(1) AS slept, 1 AS n')
+        client.release()
+        await sleep(600)
+        // Past connectionTimeoutMillis, the query's client is still the pool's.
+        const during = { total: pool.totalCount }
+        const outcome = await running.then(
+          (result) => `completed: ${result.rows[0].n}`,
+          (error: Error) => `rejected: ${error.message}`,
+        )
+        expect(performance.now() - started).toBeLessThan(5_000)
+        // Then lent on, usable, still within connectionTimeoutMillis of asking.
+        const again = await pool.connect()
+        const { rows } = await again.query('SELECT 2 AS n')
+        const same = again === client
+        again.release()
+        await sleep(50)
+        errors.stop()
+        return { outcome, during, n2: rows[0].n, same, processErrors: errors.errors }
+      } finally {
+        errors.stop()
+        await pool.end()
+      }
+    },
+  )
+
   for (const [what, body] of [
     [
       'connect',
@@ -536,6 +570,15 @@ describe('pg Pool surface: bad function options', () => {
     })
   }
 
+  for (const option of ['Promise', 'Client'] as const) {
+    it(`an arrow function as ${option} is refused at new Pool(), not at end() with "P is not a constructor"`, () => {
+      const make = () =>
+        new facade.Pool({ connectionString: PG_URL, [option]: () => undefined } as never)
+      expect(make).toThrow(InvalidOptionError)
+      expect(make).toThrow(new RegExp(`^Invalid option ${option}: .*; expected `))
+    })
+  }
+
   it('falsy function options are "not given", as pg-pool reads them', async () => {
     const pool = new facade.Pool({ connectionString: PG_URL, log: null, verify: 0 } as never)
     await pool.end()
@@ -547,5 +590,21 @@ describe('pg Pool surface: bad function options', () => {
     )
     expect(() => postgres(PG_URL, { Client: {} as never })).toThrow(/^Invalid option Client: /)
     expect(() => postgres(PG_URL, 5 as never)).toThrow(/^Invalid option options: 5/)
+  })
+
+  it('postgres() accepted a misspelled option (releasedbusy) silently', () => {
+    const make = () => postgres(PG_URL, { releasedbusy: 'wait' } as never)
+    expect(make).toThrow(InvalidOptionError)
+    expect(make).toThrow(
+      /^Unknown option releasedbusy: "wait"; postgres\(\) takes only Client and releasedBusy/,
+    )
+  })
+
+  it('postgres() accepted a Client that cannot be constructed (an arrow function), then failed every connect', () => {
+    const make = () => postgres(PG_URL, { Client: (() => ({})) as never })
+    expect(make).toThrow(InvalidOptionError)
+    expect(make).toThrow(/^Invalid option Client: .*; expected a client class \(constructor\)/)
+    // A class or a plain function is still taken.
+    expect(() => postgres(PG_URL, { Client: pg.Client })).not.toThrow()
   })
 })

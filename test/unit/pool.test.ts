@@ -547,6 +547,33 @@ describe("connectErrors: 'reject'", () => {
     expect(second.value?.connection).toBe(dialect.all[0])
   })
 
+  it('a failed connect whose caller timed out never rejects a caller who came later: that one gets a connect of its own', async () => {
+    dialect.script.push({ ms: 100, fail: new Error('slow failure') }, { ms: 10 })
+    const pool = makePool({ max: 1, connectErrors: 'reject' })
+    const first = settle(pool.acquire({ timeout: 50 }))
+    await tick(50)
+    expect(first.error).toBeInstanceOf(AcquireTimeoutError)
+    // Queued behind the connect opened for the first caller (the pool is full).
+    const later = settle(pool.acquire())
+    await tick(50)
+    expect(later.done).toBe(false)
+    await tick(10)
+    expect(later.value?.connection).toBe(dialect.all[0])
+    expect(dialect.connects).toBe(2)
+  })
+
+  it('a connect that succeeds goes to the caller it was opened for while that one still waits', async () => {
+    dialect.script.push({ ms: 100 }, { ms: 10 })
+    const pool = makePool({ max: 2, connectErrors: 'reject' })
+    const first = settle(pool.acquire())
+    const second = settle(pool.acquire())
+    await tick(10)
+    // The second connect was the second caller's: the first still waits for its own.
+    expect([first.done, second.done]).toEqual([false, true])
+    await tick(90)
+    expect(first.done).toBe(true)
+  })
+
   it('a failing onConnect reaches the caller once, with no retry storm', async () => {
     let calls = 0
     const hook = new Error('SET failed')
@@ -843,7 +870,8 @@ describe('server limits', () => {
       maxConnections: 100,
     }
     const clamps: unknown[] = []
-    const pool = makePool({ maxLifetime: 1_800_000, idleTimeout: 600_000 })
+    // min keeps a connection idle however long: maxLifetime must come down too.
+    const pool = makePool({ maxLifetime: 1_800_000, idleTimeout: 600_000, min: 1 })
     pool.on('clamp', (e) => clamps.push(e))
     const lease = await pool.acquire()
     expect(pool.server).toEqual(dialect.server)

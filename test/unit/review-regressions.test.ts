@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import type { ResetMode } from '../../src/index.js'
+import { AcquireTimeoutError, ConnectError, type Dialect, type ResetMode } from '../../src/index.js'
 import { tick } from '../support/clock.js'
 import type { FakeConnection } from '../support/fake-dialect.js'
 import { useFakePools } from '../support/fake-pools.js'
@@ -72,5 +72,115 @@ describe('regressions found by the review of the 0.2.0 change', () => {
     expect(lent).toHaveLength(1)
     expect(lent[0]!.retired).toBe(false)
     expect(pool.stats().revoked).toBe(0)
+  })
+})
+
+describe('regressions found by the review of issue 14', () => {
+  const fake = useFakePools()
+
+  /** Gives this test's dialect a `drain` hook: the borrower's work ends when `finish` is called. */
+  function borrowerWork(): { finish(error?: Error): void; drains: number } {
+    let done: ((error?: Error) => void) | undefined
+    const work = {
+      drains: 0,
+      finish(error?: Error) {
+        done?.(error)
+      },
+    }
+    const drain: Dialect<FakeConnection>['drain'] = () => {
+      work.drains++
+      return new Promise<void>((resolve, reject) => {
+        done = (error) => (error === undefined ? resolve() : reject(error))
+      })
+    }
+    Object.assign(fake.dialect, { drain })
+    return work
+  }
+
+  it("the borrower's query still running at release was cut off by the reset's time limit (now validationTimeout)", async () => {
+    const work = borrowerWork()
+    const pool = fake.make({ max: 1, validationTimeout: 1_000 })
+    const lease = await pool.acquire()
+    lease.release()
+    const next = pool.acquire({ timeout: 60_000 })
+    let lent: FakeConnection | undefined
+    void next.then((l) => {
+      lent = l.connection
+    })
+    await tick(5_000)
+    // Still the borrower's: not closed, neither idle nor lent, and it counts against max.
+    expect(fake.dialect.closes).toBe(0)
+    expect(pool.stats()).toMatchObject({ total: 1, resetting: 1, idle: 0, leased: 0, waiting: 1 })
+    expect(lent).toBeUndefined()
+    work.finish()
+    await tick(10)
+    // Then reset as usual, and lent on.
+    expect(lent).toBe(fake.dialect.all[0])
+    expect(pool.stats()).toMatchObject({ total: 1, leased: 1, resetting: 0 })
+    expect(work.drains).toBe(1)
+  })
+
+  it("after the borrower's work, the reset itself is still bounded by validationTimeout", async () => {
+    const work = borrowerWork()
+    fake.dialect.syncReset = false
+    fake.dialect.resetDelay = 5_000
+    const pool = fake.make({ max: 1, validationTimeout: 1_000 })
+    ;(await pool.acquire()).release()
+    await tick(3_000)
+    work.finish()
+    await tick(1_100)
+    expect(fake.dialect.closes).toBe(1)
+    expect(pool.stats()).toMatchObject({ total: 0, resetting: 0 })
+  })
+
+  it("a connection whose borrower's work failed (the connection died) is closed, not lent", async () => {
+    const work = borrowerWork()
+    const pool = fake.make({ max: 1 })
+    ;(await pool.acquire()).release()
+    work.finish(new Error('Connection terminated'))
+    await tick(10)
+    expect(fake.dialect.closes).toBe(1)
+    expect(pool.stats()).toMatchObject({ total: 0, idle: 0 })
+  })
+
+  it('stats().expired drifted upward: a late server clamp re-scheduled the expiry of an expired lease', async () => {
+    let reads = 0
+    Object.defineProperty(fake.dialect, 'inspect', {
+      get: () => async () => {
+        reads++
+        // The first connection cannot read the limits; the second can, and lowers maxLifetime.
+        if (reads === 1) throw new Error('no limits yet')
+        return { idleCutoffMs: 10_000, idleCutoffSetting: 'wait_timeout' }
+      },
+    })
+    const pool = fake.make({ maxLifetime: 20_000, idleTimeout: 9_500 })
+    const a = await pool.acquire()
+    await tick(25_000)
+    expect(pool.stats().expired).toBe(1)
+    const b = await pool.acquire()
+    await tick(10)
+    const during = pool.stats().expired
+    a.release()
+    b.release()
+    await tick(10)
+    expect({ during, after: pool.stats().expired }).toEqual({ during: 1, after: 0 })
+  })
+
+  it("connectErrors 'reject': a failure handed to its caller left a later acquire timeout without a cause", async () => {
+    const refused = new Error('refused')
+    fake.dialect.script.push({ ms: 10, fail: refused }, { ms: 1_000 })
+    const pool = fake.make({ max: 1, connectErrors: 'reject' })
+    const first = pool.acquire().catch((error: unknown) => error)
+    await tick(10)
+    const firstError = await first
+    expect(firstError).toBeInstanceOf(ConnectError)
+    // No backoff for the next caller: its connect starts at once.
+    const second = pool.acquire({ timeout: 50 }).catch((error: unknown) => error)
+    expect(fake.dialect.connects).toBe(2)
+    await tick(50)
+    const timeout = await second
+    expect(timeout).toBeInstanceOf(AcquireTimeoutError)
+    expect((timeout as AcquireTimeoutError).cause).toBe(firstError)
+    expect(((timeout as AcquireTimeoutError).cause as ConnectError).cause).toBe(refused)
   })
 })
