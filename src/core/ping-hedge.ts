@@ -63,8 +63,9 @@ interface Watched extends ListNode<Watched> {
  * its signal. A ping that answers in time arms no timer: the timer stays armed and serves the next
  * pings, so pinging on every checkout costs no timer per ping. The timer is unref'd: a ping in
  * flight keeps the process alive by its connection's socket (ref'd once out of the idle list) or
- * by the waiter it serves, as before. `onSlow` is called on the event loop's check phase, after I/O: an answer that arrived
- * while the loop was busy is read first, so a stalled loop does not hedge a ping that answered.
+ * by the waiter it serves, as before. `onSlow` is called on the event loop's check phase, after
+ * I/O: an answer that arrived while the loop was busy is read first, so a stalled loop does not
+ * hedge a ping that answered.
  */
 export class PingWatch {
   /** A list, not a `Set`: adding and removing a ping on every checkout allocates nothing. */
@@ -73,11 +74,6 @@ export class PingWatch {
   /** When the timer fires; `Infinity` when none is armed. */
   private due = Number.POSITIVE_INFINITY
   private readonly fire = () => this.check()
-
-  /** How many pings are in flight. */
-  get size(): number {
-    return this.pings.size
-  }
 
   /**
    * Runs `ping`, started at `now`, with a hedge after `hedgeAfter` ms (none when it is not
@@ -110,7 +106,7 @@ export class PingWatch {
       this.pings.push(watched)
       this.arm(watched.slow ? watched.expiresAt : watched.slowAt, now)
       const settle = (error: unknown, failed: boolean) => {
-        // Gone from the set: it timed out already, and its promise is settled.
+        // Gone from the list: it timed out already, and its promise is settled.
         if (!this.pings.remove(watched)) return
         if (failed) reject(error)
         else resolve()
