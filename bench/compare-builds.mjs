@@ -2,10 +2,12 @@
 // "no regression at 1000 callers" check. Each build is a checkout with `npm run build` done.
 //
 //   node --expose-gc bench/compare-builds.mjs --before /tmp/old --after . [--rounds 20]
-//     [--window 1000] [--callers 1000] [--reset]
+//     [--window 1000] [--callers 1000] [--reset] [--ping]
 //
 // --reset gives the dialect a synchronous reset (a clean connection, as pg's and mysql2's are on
 // most releases), which the plain no-I/O dialect lacks: the release path then runs the reset.
+// --ping gives it a ping that answers at once and sets `prePing: 0`: every checkout of an idle
+// connection is pre-pinged (use few callers, e.g. --callers 5, so that connections go idle).
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -20,6 +22,7 @@ const { values } = parseArgs({
     window: { type: 'string', default: '1000' },
     callers: { type: 'string', default: '1000' },
     reset: { type: 'boolean', default: false },
+    ping: { type: 'boolean', default: false },
   },
 })
 if (values.before === undefined) {
@@ -52,8 +55,9 @@ function contender(name, lifeguard) {
         connect: async () => new Resource(),
         close: async () => {},
         ...(values.reset ? { reset: () => undefined } : {}),
+        ...(values.ping ? { ping: async () => {} } : {}),
       }
-      const pool = lifeguard.createPool({ dialect, max })
+      const pool = lifeguard.createPool({ dialect, max, ...(values.ping ? { prePing: 0 } : {}) })
       return {
         acquire: () => pool.acquire(),
         release: (/** @type {{ release(): void }} */ lease) => lease.release(),
@@ -94,7 +98,7 @@ const after = summarize(builds[1].cps)
 const ratio = summarize(ratios)
 const m = (x) => `${(x / 1e6).toFixed(2)}M`
 console.log(
-  `${callers} callers, pool 10, ${rounds} rounds of ${windowMs} ms${values.reset ? ', sync reset' : ''}`,
+  `${callers} callers, pool 10, ${rounds} rounds of ${windowMs} ms${values.reset ? ', sync reset' : ''}${values.ping ? ', pre-ping on every checkout' : ''}`,
 )
 console.log(
   `before: median ${m(before.median)} cycles/s (min ${m(before.min)}, max ${m(before.max)})`,

@@ -194,7 +194,7 @@ export function splitPgPoolConfig(
     options.connectTimeout = wait
     connection.connectionTimeoutMillis = wait
   } else if (c.connectionTimeoutMillis !== undefined) {
-    // pg: 0 waits for ever. The connect timeout stays finite: it also bounds pings and resets.
+    // pg: 0 waits for ever. The connect timeout stays finite (lifeguard's default, 10 s).
     options.acquireTimeout = Number.POSITIVE_INFINITY
     connection.connectionTimeoutMillis = 0
   }

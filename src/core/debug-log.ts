@@ -88,6 +88,11 @@ export class DebugLog<C> {
     debug('%s could not read the server limits: %s', this.label, messageOf(error))
   }
 
+  /** Writes that a ping outlasted the hedge delay, so its waiter was offered another connection. */
+  pingHedged(id: number, delayMs: number): void {
+    this.line('ping hedged', id, `no answer after ${Math.round(delayMs)} ms`)
+  }
+
   private line(what: string, id: number, detail?: string): void {
     debug(
       '%s %s #%d%s %s',

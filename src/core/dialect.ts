@@ -36,7 +36,8 @@ export interface ServerInfo {
  *
  * The contract, where the pool relies on it:
  * - Every method that takes a `signal` should give up when it aborts (the pool aborts it at
- *   `connectTimeout`, its limit for `connect`, `reset`, `close`, `ping` and `inspect`); the
+ *   `connectTimeout` for `connect` and `inspect`, at `validationTimeout` for `ping`, `reset` and
+ *   `close`); the
  *   pool treats the call as failed at that moment either way, and does not wait for it.
  * - A method must never let an error escape as an `'error'` event or an unhandled rejection:
  *   the pool never crashes its host process.
@@ -63,18 +64,23 @@ export interface Dialect<C> {
   connect(signal: AbortSignal): Promise<C>
   /**
    * Closes a connection, politely when it can (the protocol's goodbye). It must not throw or
-   * reject for a connection that is already dead. The pool aborts `signal` at `connectTimeout`
-   * and stops waiting; the dialect should then tear the socket down at once.
+   * reject for a connection that is already dead. The pool aborts `signal` at `validationTimeout`
+   * and stops waiting; the dialect should then tear the socket down at once. A connection whose
+   * ping went unanswered gets a signal aborted from the start: no goodbye on a silent link.
    */
   close(connection: C, signal?: AbortSignal): Promise<void>
-  /** Checks that a connection is usable; rejects when it is not. */
+  /**
+   * Checks that a connection is usable; rejects when it is not. The pool aborts `signal` at
+   * `validationTimeout` and destroys the connection; it lends another before then when the
+   * ping is slower than the ones it has seen (the hedge).
+   */
   ping?(connection: C, signal: AbortSignal): Promise<void>
   /**
    * Cleans a returned connection: `'rollback'` ends any open or failed transaction, and
    * `'session'` also discards all session state. It may return synchronously when there is
    * nothing to do, which keeps the hand-off to the next borrower synchronous. Throwing or
    * rejecting discards the connection (the pool closes it, never lends it), as does missing
-   * `connectTimeout`, when the pool aborts `signal`. The pool makes that signal only for a
+   * `validationTimeout`, when the pool aborts `signal`. The pool makes that signal only for a
    * `reset` that declares it (three parameters), since a reset runs on every release; one that
    * declares two gets a signal that never aborts.
    */
@@ -82,7 +88,7 @@ export interface Dialect<C> {
   /**
    * Says whether a returned connection is still busy with work its borrower started (a query
    * still running at release): a promise that settles when that work is done, or `undefined`
-   * when there is none. The pool waits for it before `reset`, without `connectTimeout`'s limit
+   * when there is none. The pool waits for it before `reset`, without `validationTimeout`'s limit
    * (the work is the borrower's, not the reset's); meanwhile the connection is neither idle nor
    * lent, and counts against `max`. Throwing or rejecting discards the connection.
    */

@@ -220,7 +220,7 @@ export class DriverMissingError extends PoolError {
 named(DriverMissingError, 'DriverMissingError')
 
 /**
- * A ping that validated an idle connection did not answer within `connectTimeout`, so the
+ * A ping that validated an idle connection did not answer within `validationTimeout`, so the
  * connection was replaced; met as the `error` of an `'invalidate'` event with reason `ping`.
  */
 export class PingTimeoutError extends PoolError {
@@ -236,7 +236,7 @@ named(PingTimeoutError, 'PingTimeoutError')
 
 /**
  * A reset of a returned connection (or the `onConnect` after a session reset) did not finish
- * within `connectTimeout`, so the connection was closed; met as the `error` of an
+ * within `validationTimeout`, so the connection was closed; met as the `error` of an
  * `'invalidate'` event with reason `reset-failed`.
  */
 export class ResetTimeoutError extends PoolError {
@@ -251,7 +251,7 @@ export class ResetTimeoutError extends PoolError {
 named(ResetTimeoutError, 'ResetTimeoutError')
 
 /**
- * Closing a physical connection did not finish within `connectTimeout`; the pool stopped waiting
+ * Closing a physical connection did not finish within `validationTimeout`; the pool stopped waiting
  * for it and carried on. The pool handles it itself: no call rejects with it.
  */
 export class CloseTimeoutError extends PoolError {

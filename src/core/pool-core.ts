@@ -25,6 +25,7 @@ import { Housekeeper, type HousekeeperHost } from './housekeeper.js'
 import { fitToIdleCutoff } from './idle-cutoff.js'
 import { type Lease, type LeaseOwner, lendLease, revokeLease } from './lease.js'
 import { LinkedList } from './linked-list.js'
+import { PingHedge, PingWatch } from './ping-hedge.js'
 import {
   type AcquireOptions,
   type CloseOptions,
@@ -136,6 +137,15 @@ export class PoolCore<C> {
   /** Connections with a lower generation are stale: a disconnect was seen after they were made. */
   private staleBelow = 0
   private readonly backoff: ConnectBackoff
+  /** The ping times seen, which set how long a pre-ping may take before it is hedged. */
+  private readonly hedge = new PingHedge()
+  /** The pings in flight, with one timer for their hedge delays and timeouts. */
+  private readonly pings = new PingWatch()
+  /**
+   * Records being pinged for longer than the hedge delay. They still count as open (the server
+   * sees them), but no longer as on their way to a waiter: the pump looks elsewhere for one.
+   */
+  private readonly slow = new Set<ConnectionRecord<C>>()
   private pumping = false
   private pumpAgain = false
   private closing: Promise<void> | undefined
@@ -417,8 +427,9 @@ export class PoolCore<C> {
 
   private pumpOnce(): void {
     if (this.state !== 'open') return
-    // Lend idle connections to the waiters that no validation in flight already covers.
-    while (this.waiters.size > this.counts.validating) {
+    // Lend idle connections to the waiters that no validation in flight already covers; a
+    // hedged (slow) ping covers nobody.
+    while (this.waiters.size > this.counts.validating - this.slow.size) {
       const record = this.takeIdle()
       if (record === undefined) break
       if (this.needsPing(record)) this.validate(record)
@@ -427,7 +438,7 @@ export class PoolCore<C> {
     if (this.failing !== undefined) return this.pumpFailing()
     // Open connections for the waiters nothing covers yet, and to keep `min` idle.
     const c = this.counts
-    const coming = c.connecting + c.validating + c.resetting
+    const coming = c.connecting + c.validating - this.slow.size + c.resetting
     const total = this.records.size
     const { max, maxOverflow } = this.opts
     let open = Math.min(this.waiters.size - coming, max + maxOverflow - total)
@@ -505,6 +516,7 @@ export class PoolCore<C> {
     this.counts.add(from, -1)
     this.counts.add(to, 1)
     record.state = to
+    if (from === 'validating' && this.slow.size > 0) this.slow.delete(record)
     if (to === 'idle') {
       if (this.opts.order === 'lifo') this.idle.unshift(record)
       else this.idle.push(record)
@@ -677,9 +689,11 @@ export class PoolCore<C> {
         await pending
         if (onConnect !== undefined) await onConnect(connection)
       },
-      this.opts.connectTimeout,
+      this.opts.validationTimeout,
       () => {
-        const error = new ResetTimeoutError(`reset timed out after ${this.opts.connectTimeout} ms`)
+        const error = new ResetTimeoutError(
+          `reset timed out after ${this.opts.validationTimeout} ms`,
+        )
         controller?.abort(error)
         return error
       },
@@ -701,28 +715,55 @@ export class PoolCore<C> {
     this.pump()
   }
 
-  /** Pings an idle record; on success it is lent or parked, on failure replaced. */
+  /**
+   * Pings an idle record; on success it is lent or parked, on failure replaced. A ping slower
+   * than the hedge delay stops covering a waiter (see `slow`), so the pump offers that waiter the
+   * next idle connection or a new one; a ping that misses `validationTimeout` destroys the
+   * connection at once, and it is never lent.
+   */
   private validate(record: ConnectionRecord<C>): void {
     this.move(record, 'validating')
     const connection = record.connection as C
-    withTimeout(
-      (signal) => this.dialect.ping!(connection, signal),
-      this.opts.connectTimeout,
-      () => new PingTimeoutError(`ping timed out after ${this.opts.connectTimeout} ms`),
-    ).then(
-      () => {
-        if (record.state !== 'validating') return
-        record.lastUsedAt = performance.now()
-        this.makeAvailable(record)
-      },
-      (error) => {
-        if (record.state !== 'validating') return
-        // A failed ping means the server may have dropped everyone: SQLAlchemy's rule.
-        this.invalidateOlder()
-        this.retire(record, 'ping', error)
-        this.pump()
-      },
-    )
+    const started = performance.now()
+    const timeout = this.opts.validationTimeout
+    this.pings
+      .run(
+        (signal) => this.dialect.ping!(connection, signal),
+        started,
+        this.hedge.delay,
+        timeout,
+        () => this.pingSlow(record),
+        () => new PingTimeoutError(`ping timed out after ${timeout} ms`),
+      )
+      .then(
+        () => {
+          const now = performance.now()
+          this.hedge.sample(now - started)
+          if (record.state !== 'validating') return
+          record.lastUsedAt = now
+          this.makeAvailable(record)
+        },
+        (error) => {
+          if (record.state !== 'validating') return
+          const silent = error instanceof PingTimeoutError
+          // A failed ping means the server may have dropped everyone: SQLAlchemy's rule. A silent
+          // one does not: a half-open link is most often one flow a NAT or firewall forgot, and
+          // the hedge has meanwhile lent the others; a server that is gone silences them all,
+          // and each is then found by its own ping, a hedge delay apart.
+          if (!silent) this.invalidateOlder()
+          // A silent connection gets no goodbye: its socket is torn down at once.
+          this.retire(record, 'ping', error, silent)
+          this.pump()
+        },
+      )
+  }
+
+  /** A ping outlasted the hedge delay: the waiter it covered is offered another connection. */
+  private pingSlow(record: ConnectionRecord<C>): void {
+    if (record.state !== 'validating' || this.state !== 'open') return
+    this.slow.add(record)
+    this.telemetry.pingHedged(record, this.hedge.delay)
+    this.pump()
   }
 
   // Opening connections.
@@ -892,12 +933,14 @@ export class PoolCore<C> {
     // that nothing covers now get connects of their own (pump). A connect opened for no waiter
     // (the `min` refill) goes to a waiter when every connection on its way is owed to one ahead.
     const c = this.counts
+    // A hedged (slow) ping is owed to nobody, as in pumpOnce.
+    const owed = c.connecting + c.validating - this.slow.size + c.resetting
     const waiter =
       openedFor !== undefined
         ? this.waiters.remove(openedFor)
           ? openedFor
           : undefined
-        : this.rejectConnectErrors && this.waiters.size > c.connecting + c.validating + c.resetting
+        : this.rejectConnectErrors && this.waiters.size > owed
           ? this.waiters.shift()
           : undefined
     if (waiter !== undefined) {
@@ -982,16 +1025,24 @@ export class PoolCore<C> {
     this.pump()
   }
 
-  private retire(record: ConnectionRecord<C>, reason: InvalidateReason, error?: unknown): void {
+  private retire(
+    record: ConnectionRecord<C>,
+    reason: InvalidateReason,
+    error?: unknown,
+    teardown = false,
+  ): void {
     this.counters.invalidated++
     // Out of the idle list before anyone hears of it: an 'invalidate' listener that calls
     // acquire() must not be lent the connection being retired.
-    this.closeRecord(record)
+    this.closeRecord(record, teardown)
     this.telemetry.invalidated(record, reason, error)
   }
 
-  /** Closes a record's connection; the record counts as `closing` until the dialect is done. */
-  private closeRecord(record: ConnectionRecord<C>): void {
+  /**
+   * Closes a record's connection; the record counts as `closing` until the dialect is done.
+   * `teardown` skips the goodbye: the dialect's signal is aborted from the start.
+   */
+  private closeRecord(record: ConnectionRecord<C>, teardown = false): void {
     if (record.state === 'closing' || record.state === 'closed') return
     if (record.state === 'connecting' && record.connection === undefined) {
       // Still opening: abort it; connectFailed removes the record.
@@ -1018,8 +1069,13 @@ export class PoolCore<C> {
       this.checkDrained()
     }
     withTimeout(
-      (signal) => this.dialect.close(record.connection as C, signal),
-      this.opts.connectTimeout,
+      (signal) => {
+        if (!teardown) return this.dialect.close(record.connection as C, signal)
+        const now = new AbortController()
+        now.abort(new CloseTimeoutError('closed without a goodbye: the connection is silent'))
+        return this.dialect.close(record.connection as C, now.signal)
+      },
+      this.opts.validationTimeout,
       () => new CloseTimeoutError('close timed out'),
     ).then(done, done)
   }
@@ -1027,7 +1083,7 @@ export class PoolCore<C> {
   private closeQuietly(connection: C): void {
     withTimeout(
       (signal) => this.dialect.close(connection, signal),
-      this.opts.connectTimeout,
+      this.opts.validationTimeout,
       () => new CloseTimeoutError('close timed out'),
     ).catch(() => {})
   }

@@ -179,6 +179,11 @@ export class PoolTelemetry<C> {
     this.log?.failed(what, error)
   }
 
+  /** A ping outlasted the hedge delay of `delayMs`; only the log hears of it. */
+  pingHedged(record: ConnectionRecord<C>, delayMs: number): void {
+    this.log?.pingHedged(record.id, delayMs)
+  }
+
   /** The server's limits could not be read (not fatal); only the log hears of it. */
   noServerLimits(error: unknown): void {
     this.log?.noServerLimits(error)

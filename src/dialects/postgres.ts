@@ -61,7 +61,7 @@ export interface PostgresDialectOptions {
    * since a cancel that its borrower sent may land on whatever runs next on the backend (psycopg's
    * rule); `'wait'` resets it once its queries are over (pg's own query queue holds the reset
    * behind them), as pg-pool lends such a client on, so that the running query completes for its
-   * caller, however long it takes (only the reset that follows is bounded by `connectTimeout`).
+   * caller, however long it takes (only the reset that follows is bounded, by `validationTimeout`).
    */
   releasedBusy?: ReleasedBusy | undefined
 }

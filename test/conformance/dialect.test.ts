@@ -152,7 +152,7 @@ for (const target of targets) {
         await dialect.close(connection, AbortSignal.abort()) // twice: must not reject
       })
 
-      it('gets a signal in reset and close from the pool; a reset that misses connectTimeout is aborted and its connection discarded', async () => {
+      it('gets a signal in reset and close from the pool; a reset that misses validationTimeout is aborted and its connection discarded', async () => {
         const inner = target.dialect()
         const resetSignals: AbortSignal[] = []
         const closeSignals: Array<AbortSignal | undefined> = []
@@ -171,7 +171,7 @@ for (const target of targets) {
             })
           },
         }
-        const p = pool({ dialect, max: 1, connectTimeout: 300, resetOnRelease: 'rollback' })
+        const p = pool({ dialect, max: 1, validationTimeout: 300, resetOnRelease: 'rollback' })
         const invalidated: unknown[] = []
         p.on('invalidate', (event) => invalidated.push(event.reason))
         await p.use(async () => {})

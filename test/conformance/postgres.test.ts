@@ -231,11 +231,11 @@ describeOnServer(status, 'postgres dialect specifics', () => {
       }
     })
 
-    it("'wait' killed the query once it outlasted connectTimeout (the borrower's work is not the reset's)", async () => {
+    it("'wait' lets the query outlast validationTimeout, which bounds only the reset (the borrower's work is not the reset's)", async () => {
       const pool = createPool({
         dialect: postgres(status.url, { releasedBusy: 'wait' }),
         max: 1,
-        connectTimeout: 200,
+        validationTimeout: 200,
       })
       try {
         const lease = await pool.acquire()
@@ -248,7 +248,7 @@ describeOnServer(status, 'postgres dialect specifics', () => {
         expect(pool.stats()).toMatchObject({ total: 1, resetting: 1, idle: 0 })
         expect((await running).rows[0].n).toBe(1)
         const next = await pool.acquire()
-        // The same backend, reset (the transaction rolled back) within connectTimeout after it.
+        // The same backend, reset (the transaction rolled back) within validationTimeout after it.
         expect(next.connection).toBe(client)
         const status = (
           next.connection as unknown as { getTransactionStatus(): string }

@@ -366,9 +366,9 @@ function scenarios<C extends object>(server: Server<C>): void {
     timeout: 120_000,
   }, async () => {
     await withTables(server, '', async (r, u, locks) => {
-      // connectTimeout also bounds each reset: a reset stuck behind an abandoned query ends
+      // validationTimeout bounds each reset: a reset stuck behind an abandoned query ends
       // in 1 s and destroys the connection. No fault is injected here: straight to the server.
-      const pool = directPool(r, { max: SIZE, connectTimeout: 1_000, acquireTimeout: 10_000 })
+      const pool = directPool(r, { max: SIZE, validationTimeout: 1_000, acquireTimeout: 10_000 })
       const prober = r.pool({ max: 2 })
       const invalidated: Record<string, number> = {}
       pool.on('invalidate', ({ reason }) => {
@@ -417,9 +417,9 @@ function scenarios<C extends object>(server: Server<C>): void {
   })
 
   for (const how of ['blackhole', 'rst'] as const) {
-    it(`11. a reset that fails (${how === 'blackhole' ? 'ROLLBACK unanswered past connectTimeout' : 'link reset during ROLLBACK'}) destroys the connection; it is never lent again`, async () => {
+    it(`11. a reset that fails (${how === 'blackhole' ? 'ROLLBACK unanswered past validationTimeout' : 'link reset during ROLLBACK'}) destroys the connection; it is never lent again`, async () => {
       await withTables(server, how === 'rst' ? 'r' : 'b', async (r, u) => {
-        const pool = r.pool({ max: 1, connectTimeout: 300 })
+        const pool = r.pool({ max: 1, validationTimeout: 300 })
         const failed: Array<{ id: number; reason: string; error?: unknown }> = []
         const lentAfter: number[] = []
         pool.on('invalidate', (e) => failed.push(e))

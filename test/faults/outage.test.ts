@@ -142,7 +142,13 @@ function scenarios<C>(target: FaultTarget<C>): void {
       expect(handshakes[0]).toBeGreaterThanOrEqual(299)
       // Live links: a leased connection mid-query and an idle one, then the network goes silent.
       await r.proxy.clear()
-      const second = r.pool({ max: 2, acquireTimeout: 500, connectTimeout: 300, prePing: 0 })
+      const second = r.pool({
+        max: 2,
+        acquireTimeout: 500,
+        connectTimeout: 300,
+        validationTimeout: 300,
+        prePing: 0,
+      })
       const [held, idle] = await Promise.all([second.acquire(), second.acquire()])
       idle!.release()
       // Its reset is a round trip: it must be back in the pool before the network goes silent.

@@ -183,7 +183,7 @@ describe('the codes in a running pool', () => {
 
   it('a ping that does not answer in time invalidates with PingTimeoutError', async () => {
     fake.dialect.pingDelay = 5_000
-    const pool = fake.make({ connectTimeout: 1_000, prePing: 0 })
+    const pool = fake.make({ validationTimeout: 1_000, prePing: 0 })
     const errors: unknown[] = []
     pool.on('invalidate', (e) => errors.push(e.reason, e.error))
     ;(await pool.acquire()).release()
@@ -200,7 +200,7 @@ describe('the codes in a running pool', () => {
 
   it('a reset that does not finish in time invalidates with ResetTimeoutError', async () => {
     fake.dialect.resetDelay = 5_000
-    const pool = fake.make({ connectTimeout: 1_000 })
+    const pool = fake.make({ validationTimeout: 1_000 })
     const errors: unknown[] = []
     pool.on('invalidate', (e) => errors.push(e.reason, e.error))
     const lease = await pool.acquire()

@@ -80,6 +80,7 @@ const VALID: Record<string, fc.Arbitrary<unknown>> = {
   ),
   maxWaiting: fc.integer({ min: 0, max: 5 }),
   connectTimeout: fc.integer({ min: 1, max: 5_000 }),
+  validationTimeout: fc.integer({ min: 1, max: 5_000 }),
   maxLifetime: duration,
   idleTimeout: duration,
   prePing: fc.oneof(fc.boolean(), fc.integer({ min: 0, max: 1_000 })),

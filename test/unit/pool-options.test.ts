@@ -29,6 +29,7 @@ describe('pool options', () => {
       acquireTimeout: 30_000,
       maxWaiting: Number.POSITIVE_INFINITY,
       connectTimeout: 10_000,
+      validationTimeout: 5_000,
       maxLifetime: 1_800_000,
       idleTimeout: 600_000,
       prePing: 500,
@@ -56,6 +57,11 @@ describe('pool options', () => {
     ],
     [{ acquireTimeout: -1 }, 'acquireTimeout', /acquireTimeout: -1; expected .* or Infinity/],
     [{ connectTimeout: 3e9 }, 'connectTimeout', /connectTimeout: 3000000000/],
+    [
+      { validationTimeout: 0 },
+      'validationTimeout',
+      /validationTimeout: 0; expected a number of milliseconds from 1 to 2147483647/,
+    ],
     [{ maxWaiting: -1 }, 'maxWaiting', /maxWaiting: -1; expected an integer ≥ 0/],
     [
       { maxLifetime: -5 },

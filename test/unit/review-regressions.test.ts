@@ -39,13 +39,13 @@ describe('regressions found by the review of the 0.2.0 change', () => {
     expect(pool.stats()).toMatchObject({ acquired: 1001, leased: 0, idle: 1 })
   })
 
-  it('a reset that declares the signal still gets one, aborted when it misses connectTimeout', async () => {
+  it('a reset that declares the signal still gets one, aborted when it misses validationTimeout', async () => {
     const signals: AbortSignal[] = []
     fake.dialect.reset = (_connection: FakeConnection, _mode: ResetMode, signal?: AbortSignal) => {
       signals.push(signal!)
       return new Promise<void>(() => {})
     }
-    const pool = fake.make({ max: 1, connectTimeout: 1_000 })
+    const pool = fake.make({ max: 1, validationTimeout: 1_000 })
     ;(await pool.acquire()).release()
     await tick(1_001)
     expect(signals).toHaveLength(1)
@@ -97,9 +97,9 @@ describe('regressions found by the review of issue 14', () => {
     return work
   }
 
-  it("the borrower's query still running at release was cut off by the reset's time limit (connectTimeout)", async () => {
+  it("the borrower's query still running at release was cut off by the reset's time limit (now validationTimeout)", async () => {
     const work = borrowerWork()
-    const pool = fake.make({ max: 1, connectTimeout: 1_000 })
+    const pool = fake.make({ max: 1, validationTimeout: 1_000 })
     const lease = await pool.acquire()
     lease.release()
     const next = pool.acquire({ timeout: 60_000 })
@@ -120,11 +120,11 @@ describe('regressions found by the review of issue 14', () => {
     expect(work.drains).toBe(1)
   })
 
-  it("after the borrower's work, the reset itself is still bounded by connectTimeout", async () => {
+  it("after the borrower's work, the reset itself is still bounded by validationTimeout", async () => {
     const work = borrowerWork()
     fake.dialect.syncReset = false
     fake.dialect.resetDelay = 5_000
-    const pool = fake.make({ max: 1, connectTimeout: 1_000 })
+    const pool = fake.make({ max: 1, validationTimeout: 1_000 })
     ;(await pool.acquire()).release()
     await tick(3_000)
     work.finish()
