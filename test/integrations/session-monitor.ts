@@ -84,8 +84,10 @@ export class SessionMonitor {
   }
 
   /**
-   * How many tagged sessions are inside a transaction, by the server's own view: `xact_start` on
-   * PostgreSQL (it covers "idle in transaction" and "(aborted)"), InnoDB's open transactions on
+   * How many tagged sessions are inside a transaction, by the server's own view: sessions idle
+   * in a transaction (or in an aborted one) on PostgreSQL, not one running a statement, which may
+   * be the pool's own reset after a release (`xact_start` counted that: a flaky Sequelize run
+   * caught a `DISCARD ALL` in flight); InnoDB's open transactions on
    * MariaDB (a transaction shows there once it has touched InnoDB). Call it while the consumer
    * is quiet.
    */
@@ -95,7 +97,7 @@ export class SessionMonitor {
     const rows =
       this.kind === 'postgres'
         ? await this.#query(
-            'SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND xact_start IS NOT NULL',
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'",
             [this.tag],
           )
         : await this.#query(
