@@ -122,6 +122,13 @@ export class PingWatch {
     })
   }
 
+  /** Clears the timer (the pool closes): the pings still in flight are left to their connections' close. */
+  stop(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
+    this.due = Number.POSITIVE_INFINITY
+  }
+
   private arm(at: number, now: number): void {
     if (at >= this.due) return
     if (this.timer !== undefined) clearTimeout(this.timer)

@@ -438,14 +438,18 @@ export class PoolCore<C> {
     if (this.failing !== undefined) return this.pumpFailing()
     // Open connections for the waiters nothing covers yet, and to keep `min` idle.
     const c = this.counts
-    const coming = c.connecting + c.validating - this.slow.size + c.resetting
+    // Every connection on its way, a hedged ping's included: the waiters it covers still get it
+    // if it answers, so a connect opened for them (a hedge) is owed to nobody.
+    const covered = c.connecting + c.validating + c.resetting
+    const coming = covered - this.slow.size
     const total = this.records.size
     const { max, maxOverflow } = this.opts
     let open = Math.min(this.waiters.size - coming, max + maxOverflow - total)
     open = Math.max(open, Math.min(this.fillTo - c.idle - coming, max - total))
     if (open <= 0) return
-    // Under connectErrors 'reject' each failure rejects a waiter: the others get connects at once.
-    if (this.backoff.failures > 0 && !(this.rejectConnectErrors && this.waiters.size > 0)) {
+    // Under connectErrors 'reject' each failure rejects a waiter: the waiters nothing covers get
+    // connects at once. A hedge's connect waits for the backoff, as a refill's does.
+    if (this.backoff.failures > 0 && !(this.rejectConnectErrors && this.waiters.size > covered)) {
       // While the server refuses us, probe with one connection at a time, after a backoff.
       if (this.backoff.waiting(performance.now(), this.waiters.size > 0)) return
       if (c.connecting > 0) return
@@ -455,10 +459,13 @@ export class PoolCore<C> {
       for (let i = 0; i < open; i++) this.connect(undefined)
       return
     }
-    // Under 'reject' each connect is opened for one waiter, the first that nothing covers yet.
+    // Under 'reject' each connect is opened for one waiter, the first that nothing covers yet. A
+    // hedge's connect (for a waiter a slow ping still covers) is opened for nobody: its failure
+    // goes to the backoff, and the waiter keeps waiting for its ping.
+    let index = coming
     let waiter = this.waiters.at(coming)
-    for (let i = 0; i < open; i++) {
-      this.connect(waiter)
+    for (let i = 0; i < open; i++, index++) {
+      this.connect(index < covered ? undefined : waiter)
       waiter = waiter?.next
     }
   }
@@ -471,7 +478,8 @@ export class PoolCore<C> {
   private pumpFailing(): void {
     const c = this.counts
     if (this.needsNewConnection(this.waiters.size)) {
-      for (let n = this.waiters.size - c.validating - c.resetting; n > 0; n--) {
+      // A hedged (slow) ping covers nobody, as in pumpOnce.
+      for (let n = this.waiters.size - (c.validating - this.slow.size) - c.resetting; n > 0; n--) {
         this.waiters.pop()!.reject(this.failFastError())
       }
       this.waiterLeft()
@@ -483,14 +491,18 @@ export class PoolCore<C> {
   }
 
   /**
-   * Whether `waiting` callers include one that only a new connection could serve: more of them
-   * than the pings and resets in flight (each of those lends a connection soon), and room to
-   * open one (a full pool's callers wait for a lease to come back instead). A connect in flight
-   * covers nobody while the pool fails fast: it is a probe that will likely fail.
+   * Whether `waiting` callers include one that only a new connection could serve: none of the
+   * pool's connections is leased or resetting (those come back soon, and serve the callers
+   * queued for them: a server that refuses new connections while the pool holds open ones is not
+   * down), more callers than the pings in flight (each lends a connection soon; a hedged, slow
+   * one covers nobody), and room to open one (a full pool's callers wait for a lease to come back
+   * instead). A connect in flight covers nobody while the pool fails fast: it is a probe that
+   * will likely fail.
    */
   private needsNewConnection(waiting: number): boolean {
     const c = this.counts
-    if (waiting <= c.validating + c.resetting) return false
+    if (c.leased + c.resetting > 0) return false
+    if (waiting <= c.validating - this.slow.size) return false
     return c.idle + c.leased + c.validating + c.resetting < this.opts.max + this.opts.maxOverflow
   }
 
@@ -933,8 +945,9 @@ export class PoolCore<C> {
     // that nothing covers now get connects of their own (pump). A connect opened for no waiter
     // (the `min` refill) goes to a waiter when every connection on its way is owed to one ahead.
     const c = this.counts
-    // A hedged (slow) ping is owed to nobody, as in pumpOnce.
-    const owed = c.connecting + c.validating - this.slow.size + c.resetting
+    // A hedged (slow) ping still covers its waiter here: that waiter keeps waiting for its answer
+    // (pumpOnce opens the hedge's connect for nobody).
+    const owed = c.connecting + c.validating + c.resetting
     const waiter =
       openedFor !== undefined
         ? this.waiters.remove(openedFor)
@@ -1145,6 +1158,7 @@ export class PoolCore<C> {
   private stopBackground(): void {
     this.housekeeper.stop()
     this.backoff.stop()
+    this.pings.stop()
   }
 
   /** Resolves once no record is left, or after `timeout` ms. */

@@ -105,8 +105,11 @@ describe('permanent connect errors fail at once', () => {
     checkInvariants(pool, dialect)
   })
 
-  it('idle connections still serve; only callers that need a new connection are rejected', async () => {
-    const pool = makePool({ max: 3, prePing: false })
+  it('a permanent error while leased connections will come back: callers queue for them, not rejected', async () => {
+    // Was: the third caller rejected at once while two leases were out (fix15a, item 2). The
+    // issue's rule: a server that refuses new connections while the pool holds open ones is not
+    // down; the open connections keep serving.
+    const pool = makePool({ max: 3, prePing: false, acquireTimeout: 1_000 })
     const [a, b] = await Promise.all([pool.acquire(), pool.acquire()])
     a!.release()
     b!.release()
@@ -114,16 +117,27 @@ describe('permanent connect errors fail at once', () => {
     const held = await Promise.all([pool.acquire(), pool.acquire()])
     const third = settle(pool.acquire())
     await tick(0)
-    expect(third.error).toBeInstanceOf(ConnectError)
-    // One idle again: it serves, and the caller after it is rejected at once.
-    held[0]!.release()
-    const served = settle(pool.acquire())
-    const refused = settle(pool.acquire())
+    expect(third.done).toBe(false)
+    const fourth = settle(pool.acquire())
     await tick(0)
-    expect(served.value).toBeDefined()
-    expect(refused.error).toBeInstanceOf(ConnectError)
-    ;(served.value as Lease<FakeConnection>).release()
+    expect(fourth.done).toBe(false)
+    // The leases come back and serve the queued callers.
+    held[0]!.release()
     held[1]!.release()
+    await tick(0)
+    expect(third.value).toBeDefined()
+    expect(fourth.value).toBeDefined()
+    ;(third.value as Lease<FakeConnection>).release()
+    ;(fourth.value as Lease<FakeConnection>).release()
+    // With no connection out, a caller that needs a new one is rejected at once.
+    const all = await Promise.all([pool.acquire(), pool.acquire()])
+    const refused = settle(pool.acquire())
+    for (const lease of all) lease.destroy()
+    await tick(0)
+    const late = settle(pool.acquire())
+    await tick(0)
+    expect(refused.error).toBeInstanceOf(ConnectError)
+    expect(late.error).toBeInstanceOf(ConnectError)
     checkInvariants(pool, dialect)
   })
 

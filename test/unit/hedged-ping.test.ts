@@ -262,7 +262,9 @@ describe('a hedged pre-ping', () => {
     checkInvariants(pool, dialect)
   })
 
-  it("connectErrors 'reject': the hedge's failed connect rejects its borrower once, no connect storm", async () => {
+  it("connectErrors 'reject': a half-open ping's hedge fails to connect, the borrower is rejected once its ping times out, no connect storm", async () => {
+    // Was: rejected as soon as the hedge's connect failed. A hedge's connect is now owed to
+    // nobody (fix15a, item 1): the borrower is rejected by its own connect, once the ping times out.
     const pool = await idlePool(1, { max: 1, maxOverflow: 1, connectErrors: 'reject' })
     await warmUp(pool)
     silent.add(1)
@@ -270,13 +272,75 @@ describe('a hedged pre-ping', () => {
     const lease = settle(pool.acquire())
     await step(MIN_HEDGE_MS)
     await step(10)
+    expect(lease.done).toBe(false)
+    await step(2_000)
     expect(lease.done).toBe(true)
     expect(lease.error).toBeInstanceOf(ConnectError)
-    // One connect for the hedge, none after it: nobody is left waiting.
-    expect(dialect.connects).toBe(2)
+    const connects = dialect.connects
+    // Nobody is left waiting: no connect after it.
     await step(2_000)
-    expect(dialect.connects).toBe(2)
+    expect(dialect.connects).toBe(connects)
+    // The hedge's retries are paced by the backoff (100 ms, doubling): a handful in 2 s.
+    expect(connects).toBeLessThanOrEqual(12)
     checkInvariants(pool, dialect)
+  })
+
+  it("connectErrors 'reject': a ping that is only slow keeps its borrower when the hedge's connect fails (53300)", async () => {
+    const pool = await idlePool(1, { max: 2, connectErrors: 'reject' })
+    await warmUp(pool)
+    slowBy.set(1, 20)
+    dialect.connectError = Object.assign(new Error('sorry, too many clients already'), {
+      code: '53300',
+    })
+    const lease = settle(pool.acquire())
+    await step(MIN_HEDGE_MS)
+    await step(2)
+    // The hedge's connect has failed by now; the borrower still waits for its ping.
+    expect(dialect.connects).toBeGreaterThanOrEqual(2)
+    expect(lease.done).toBe(false)
+    await step(20)
+    expect(lease.done).toBe(true)
+    expect(lease.error).toBeUndefined()
+    expect((lease.value as Lease<FakeConnection>).connection.id).toBe(1)
+    ;(lease.value as Lease<FakeConnection>).release()
+    checkInvariants(pool, dialect)
+  })
+
+  it('while failing, a caller behind a half-open idle connection is rejected once its ping is hedged, not after validationTimeout', async () => {
+    const pool = await idlePool(1, { max: 2 })
+    await warmUp(pool)
+    silent.add(1)
+    ;(dialect as { classifyConnectError?: (error: unknown) => string }).classifyConnectError = () =>
+      'permanent'
+    dialect.connectError = new Error('password authentication failed')
+    const started = performance.now()
+    const lease = settle(pool.acquire())
+    // The ping is hedged, the hedge's connect fails with a permanent error: the pool fails fast,
+    // and the half-open one's ping covers nobody, so the caller is rejected now.
+    await step(MIN_HEDGE_MS)
+    await step(10)
+    expect(lease.done).toBe(true)
+    expect(lease.error).toBeInstanceOf(ConnectError)
+    expect(lease.at - started).toBeLessThan(100)
+    await step(2_000)
+    checkInvariants(pool, dialect)
+  })
+
+  it('close() clears the ping watch timer', async () => {
+    const pool = await idlePool(1)
+    await warmUp(pool)
+    silent.add(1)
+    const lease = settle(pool.acquire())
+    await tick(0)
+    const clearSpy = vi.spyOn(globalThis, 'clearTimeout')
+    try {
+      await pool.destroy()
+      expect(clearSpy).toHaveBeenCalled()
+    } finally {
+      clearSpy.mockRestore()
+    }
+    await step(0)
+    expect(lease.done).toBe(true)
   })
 
   it('pinging on every checkout arms no timer per ping', async () => {
