@@ -57,6 +57,14 @@ export class DebugLog<C> {
           `${p.error.message}; retry in ${p.retryInMs} ms`,
         )
       }
+      case 'unavailable': {
+        const p = payload as PoolEvents<C>['unavailable']
+        return this.line(`unavailable (${p.reason})`, 0, p.error.message)
+      }
+      case 'available': {
+        const p = payload as PoolEvents<C>['available']
+        return this.line('available', 0, `after ${Math.round(p.unavailableMs)} ms`)
+      }
       case 'leak': {
         const p = payload as PoolEvents<C>['leak']
         return this.line('leak', p.id, `held ${Math.round(p.heldMs)} ms; acquired at ${p.stack}`)

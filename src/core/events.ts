@@ -27,6 +27,14 @@ export interface PoolEvents<C> {
   close: { id: number; connection: C }
   /** Opening a connection failed; the pool retries after `retryInMs` while anyone needs one. */
   connectError: { error: Error; attempt: number; retryInMs: number }
+  /**
+   * The pool started failing fast: callers that need a new connection are now rejected at once.
+   * `reason` is `permanent` (a permanent connect error, such as a wrong password) or `down`
+   * (connects failed for `failFastAfter` with no open connection); `error` is the last connect's.
+   */
+  unavailable: { reason: 'permanent' | 'down'; error: Error }
+  /** The pool stopped failing fast (a connect succeeded); `unavailableMs` is how long it failed. */
+  available: { unavailableMs: number }
   /** A lease was held longer than `leakDetectionThreshold`; `stack` is where it was acquired. */
   leak: { id: number; heldMs: number; stack: string }
   /** The first connection read the server's limits (see `Dialect.inspect`). */

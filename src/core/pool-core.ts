@@ -123,6 +123,15 @@ export class PoolCore<C> {
    * pool probes the server in the background, one connect at a time; a success ends it.
    */
   private failing: Failing | undefined = undefined
+  /** When the pool started failing fast, on `performance.now()`'s clock. */
+  private failingSince = 0
+  /** When a caller last asked for a connection while the pool failed fast (or it began to). */
+  private demandAt = 0
+  /**
+   * How long after the last caller's request the pool keeps probing while it fails fast: the
+   * larger of `acquireTimeout` (when finite) and 60 s. After that, the next acquire starts again.
+   */
+  private readonly probeWindow: number
   private state: 'open' | 'closing' | 'closed' = 'open'
   /** `maxLifetime` and `idleTimeout`, lowered below the server's idle cut-off when needed. */
   private maxLifetime: number
@@ -175,6 +184,8 @@ export class PoolCore<C> {
     this.fillTo = this.opts.minMode === 'fill' ? this.opts.min : 0
     this.rejectConnectErrors = this.opts.connectErrors === 'reject'
     this.failFast = this.opts.failFast && !this.rejectConnectErrors
+    const acquireTimeout = this.opts.acquireTimeout
+    this.probeWindow = Math.max(60_000, Number.isFinite(acquireTimeout) ? acquireTimeout : 0)
     this.waiters = new WaiterQueue<Lease<C>>(
       (waiter) => {
         this.timedOut(waiter)
@@ -259,8 +270,14 @@ export class PoolCore<C> {
         this.validate(record)
       }
     }
-    if (this.failing !== undefined && this.needsNewConnection(this.waiters.size + 1)) {
-      return Promise.reject(this.failFastError())
+    if (this.failing !== undefined) {
+      // Someone wants the pool: the background probes go on (or start again, when the backoff
+      // allows), and the first success ends the failing.
+      this.demandAt = performance.now()
+      if (this.counts.connecting === 0) this.pump()
+      if (this.needsNewConnection(this.waiters.size + 1)) {
+        return Promise.reject(this.failFastError())
+      }
     }
     if (this.waiters.size >= this.opts.maxWaiting) {
       this.counters.rejected++
@@ -377,6 +394,7 @@ export class PoolCore<C> {
       aborted: n.aborted,
       rejected: n.rejected,
       connectErrors: n.connectErrors,
+      failedFast: n.failedFast,
       invalidated: n.invalidated,
     }
   }
@@ -472,8 +490,9 @@ export class PoolCore<C> {
 
   /**
    * The pump while the pool fails fast: the waiters that would need a new connection are
-   * rejected, and one probe connect at a time goes out when the backoff allows, whether or not
-   * anyone waits (its timer never holds the process).
+   * rejected, and one probe connect at a time goes out when the backoff allows, while the pool is
+   * in use: someone waits, or asked within {@link PoolCore.probeWindow} (the backoff's timer holds
+   * the process only while someone waits; so does a probe's connect timer under `allowExitOnIdle`).
    */
   private pumpFailing(): void {
     const c = this.counts
@@ -486,7 +505,11 @@ export class PoolCore<C> {
     }
     // Never past max + maxOverflow: connections still closing count, as in pumpOnce.
     if (c.connecting > 0 || this.records.size >= this.opts.max + this.opts.maxOverflow) return
-    if (this.backoff.waiting(performance.now(), this.waiters.size > 0)) return
+    const now = performance.now()
+    // Probe only while the pool is in use: a pool left alone with a wrong password must not
+    // log in and fail every few seconds for ever (account lockout, fail2ban).
+    if (this.waiters.size === 0 && now - this.demandAt > this.probeWindow) return
+    if (this.backoff.waiting(now, this.waiters.size > 0)) return
     this.connect(undefined)
   }
 
@@ -509,6 +532,7 @@ export class PoolCore<C> {
   /** The error a caller gets while the pool fails fast: a copy of the permanent error, or `UnavailableError`. */
   private failFastError(): Error {
     const failing = this.failing!
+    this.counters.failedFast++
     if (failing.kind === 'permanent') {
       return new ConnectError(failing.message, { cause: failing.error.cause })
     }
@@ -793,6 +817,10 @@ export class PoolCore<C> {
       () => controller.abort(new ConnectError(`connect timed out after ${ms} ms`)),
       ms,
     )
+    // A background probe made for nobody must not keep a process that wants to exit.
+    if (this.failing !== undefined && this.waiters.size === 0 && this.opts.allowExitOnIdle) {
+      timer.unref()
+    }
     this.open(record, controller.signal).then(
       (connection) => {
         clearTimeout(timer)
@@ -906,8 +934,8 @@ export class PoolCore<C> {
     record.createdAt = now
     record.lastUsedAt = now
     record.generation = ++this.generation
+    if (this.failing !== undefined) this.endFailing(now)
     this.backoff.succeeded()
-    this.failing = undefined
     this.counters.created++
     this.scheduleExpiry(record, now, now)
     this.telemetry.connected(record, now - started)
@@ -994,7 +1022,24 @@ export class PoolCore<C> {
     }
     // The hint is the error's own: each caller's copy gets its own again.
     const bare = message.replace(/ \[LIFEGUARD_[A-Z_]+, run: [^\]]*\]$/, '')
+    const was = this.failing
     this.failing = kind === undefined ? undefined : { kind, error, message: bare }
+    if (kind === undefined) {
+      if (was !== undefined) {
+        this.failing = was
+        this.endFailing(now)
+      }
+    } else if (was === undefined) {
+      this.failingSince = now
+      this.demandAt = now
+      this.telemetry.unavailable(kind === 'permanent' ? 'permanent' : 'down', error)
+    }
+  }
+
+  /** The pool stops failing fast: the `available` event. */
+  private endFailing(now: number): void {
+    this.failing = undefined
+    this.telemetry.available(now - this.failingSince)
   }
 
   /** Whether the dialect calls a connect error permanent; a dialect that throws here says no. */

@@ -58,6 +58,11 @@ export interface PoolStats {
   rejected: number
   /** Failed connection attempts. */
   connectErrors: number
+  /**
+   * Acquires rejected at once because the pool was failing fast (`failFast`): a permanent connect
+   * error, or the database down for `failFastAfter`.
+   */
+  failedFast: number
   /** Connections taken out of service: dead, expired, idle too long, or failing a ping or reset. */
   invalidated: number
 }
@@ -73,6 +78,7 @@ export class PoolCounters {
   aborted = 0
   rejected = 0
   connectErrors = 0
+  failedFast = 0
   invalidated = 0
 }
 

@@ -143,6 +143,24 @@ export class PoolTelemetry<C> {
     this.log?.emit('connectError', payload, record.id)
   }
 
+  /** The pool started failing fast. */
+  unavailable(reason: 'permanent' | 'down', error: Error): void {
+    const listening = this.events.listening('unavailable')
+    if (!listening && this.log === undefined) return
+    const payload = { reason, error }
+    if (listening) this.events.emit('unavailable', payload)
+    this.log?.emit('unavailable', payload)
+  }
+
+  /** The pool stopped failing fast, after `unavailableMs`. */
+  available(unavailableMs: number): void {
+    const listening = this.events.listening('available')
+    if (!listening && this.log === undefined) return
+    const payload = { unavailableMs }
+    if (listening) this.events.emit('available', payload)
+    this.log?.emit('available', payload)
+  }
+
   /** A lease was held longer than `leakDetectionThreshold`. */
   leaked(record: ConnectionRecord<C>, heldMs: number, stack: string): void {
     const listening = this.events.listening('leak')

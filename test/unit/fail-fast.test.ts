@@ -1,4 +1,4 @@
-import { beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it, vi } from 'vitest'
 import { MysqlDialect } from '../../src/dialects/mysql-dialect.js'
 import { postgres } from '../../src/dialects/postgres.js'
 import { sqlite } from '../../src/dialects/sqlite.js'
@@ -162,23 +162,78 @@ describe('permanent connect errors fail at once', () => {
     ;(waiting.value as Lease<FakeConnection>).release()
   })
 
-  it('keeps retrying in the background with capped backoff; the first success ends the failing', async () => {
+  it('keeps retrying in the background with capped backoff while the pool is in use; the first success ends the failing', async () => {
+    // Was: probes for ever, even with nobody using the pool (fix15a, item 4). Now they go on
+    // while callers wait or asked within the last max(acquireTimeout, 60 s), and an acquire
+    // starts them again.
     dialect.connectError = new AuthFailed('password authentication failed for user "app"')
     const pool = makePool()
     const delays: number[] = []
     pool.on('connectError', (e) => delays.push(e.retryInMs))
     await expect(pool.acquire()).rejects.toBeInstanceOf(ConnectError)
-    // Nobody waits, yet the pool probes: the credentials may be rotated.
-    await tick(60_000)
+    // Nobody waits, yet the pool probes for a while: the credentials may be rotated.
+    await tick(50_000)
     expect(delays.length).toBeGreaterThan(10)
     expect(Math.max(...delays)).toBeLessThanOrEqual(5_000)
     expect(Math.max(...delays)).toBeGreaterThan(500) // capped higher than for transient errors
     expect(pool.stats().connecting).toBeLessThanOrEqual(1)
+    await tick(20_000)
+    // Nobody has asked for over 60 s: no more failed logins.
+    const connects = dialect.connects
+    await tick(600_000)
+    expect(dialect.connects).toBe(connects)
+    // An acquire is rejected at once and starts a probe.
+    await expect(pool.acquire()).rejects.toBeInstanceOf(ConnectError)
+    expect(dialect.connects).toBe(connects + 1)
     dialect.connectError = undefined // rotated
     await tick(5_000)
     expect(pool.stats().idle).toBe(1)
     const lease = await pool.acquire()
     lease.release()
+    checkInvariants(pool, dialect)
+  })
+
+  it('failing fast is counted (stats().failedFast) and announced (unavailable, then available)', async () => {
+    dialect.connectError = new AuthFailed('password authentication failed for user "app"')
+    const pool = makePool()
+    const seen: string[] = []
+    pool.on('unavailable', (e) => seen.push(`unavailable ${e.reason} ${e.error.constructor.name}`))
+    pool.on('available', (e) => seen.push(`available ${e.unavailableMs >= 0}`))
+    const calls = Array.from({ length: 3 }, () => settle(pool.acquire()))
+    await tick(0)
+    expect(calls.every((c) => c.error instanceof ConnectError)).toBe(true)
+    await expect(pool.acquire()).rejects.toBeInstanceOf(ConnectError)
+    expect(pool.stats().failedFast).toBe(4)
+    expect(seen).toEqual(['unavailable permanent ConnectError'])
+    dialect.connectError = undefined
+    await tick(5_000)
+    expect(seen).toEqual(['unavailable permanent ConnectError', 'available true'])
+    const lease = await pool.acquire()
+    lease.release()
+    expect(pool.stats().failedFast).toBe(4)
+    checkInvariants(pool, dialect)
+  })
+
+  it('a background probe made for nobody does not hold the process under allowExitOnIdle', async () => {
+    dialect.connectError = new AuthFailed('password authentication failed for user "app"')
+    dialect.connectDelay = 1_000
+    const pool = makePool({ allowExitOnIdle: true, connectTimeout: 3_000 })
+    const first = settle(pool.acquire())
+    await tick(1_000)
+    expect(first.error).toBeInstanceOf(ConnectError)
+    const setTimeoutSpy = vi.spyOn(globalThis, 'setTimeout')
+    try {
+      await tick(6_000)
+      // The probes' connect timers (connectTimeout); the fake dialect's own delay is not the pool's.
+      const timers = setTimeoutSpy.mock.results
+        .filter((_, i) => setTimeoutSpy.mock.calls[i]![1] === 3_000)
+        .map((r) => r.value as NodeJS.Timeout)
+      expect(dialect.connects).toBeGreaterThan(1)
+      expect(timers.length).toBeGreaterThan(0)
+      expect(timers.every((t) => !t.hasRef())).toBe(true)
+    } finally {
+      setTimeoutSpy.mockRestore()
+    }
     checkInvariants(pool, dialect)
   })
 
