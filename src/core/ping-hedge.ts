@@ -1,5 +1,7 @@
 import { LinkedList, type ListNode } from './linked-list.js'
 
+function noop(): void {}
+
 /** The hedge delay before the pool has timed any ping: one slow round trip on a wide network. */
 export const INITIAL_HEDGE_MS = 100
 
@@ -45,6 +47,9 @@ export class PingHedge {
   }
 }
 
+/** The signal a ping gets when it does not declare one: nothing aborts it. */
+const NEVER_ABORTED = new AbortController().signal
+
 /** One ping in flight, as the {@link PingWatch} sees it: a node of its list. */
 interface Watched extends ListNode<Watched> {
   /** When it is slow (hedged), and when it times out, on `performance.now()`'s clock. */
@@ -52,8 +57,11 @@ interface Watched extends ListNode<Watched> {
   readonly expiresAt: number
   slow: boolean
   readonly onSlow: () => void
-  /** Aborts the ping's signal and rejects its promise. */
-  readonly expire: () => void
+  readonly onTimeout: () => Error
+  /** The ping's signal, aborted at its timeout; none when the ping takes no signal. */
+  readonly controller: AbortController | undefined
+  resolve: () => void
+  reject: (error: unknown) => void
 }
 
 /**
@@ -78,6 +86,9 @@ export class PingWatch {
   /**
    * Runs `ping`, started at `now`, with a hedge after `hedgeAfter` ms (none when it is not
    * below `timeout`) and a timeout after `timeout` ms, which rejects with `onTimeout()`.
+   * `takesSignal`: whether `ping` uses its signal; if not, it gets one that never aborts, and no
+   * `AbortController` is made (pinging on every checkout, each one cost as much as the ping's
+   * own bookkeeping).
    */
   run(
     ping: (signal: AbortSignal) => PromiseLike<void> | void,
@@ -86,40 +97,37 @@ export class PingWatch {
     timeout: number,
     onSlow: () => void,
     onTimeout: () => Error,
+    takesSignal = true,
   ): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const controller = new AbortController()
-      const watched: Watched = {
-        slowAt: now + hedgeAfter,
-        expiresAt: now + timeout,
-        slow: hedgeAfter >= timeout,
-        onSlow,
-        expire: () => {
-          const error = onTimeout()
-          controller.abort(error)
-          reject(error)
-        },
-        prev: undefined,
-        next: undefined,
-        list: undefined,
-      }
-      this.pings.push(watched)
-      this.arm(watched.slow ? watched.expiresAt : watched.slowAt, now)
-      const settle = (error: unknown, failed: boolean) => {
-        // Gone from the list: it timed out already, and its promise is settled.
-        if (!this.pings.remove(watched)) return
-        if (failed) reject(error)
-        else resolve()
-      }
-      try {
-        Promise.resolve(ping(controller.signal)).then(
-          () => settle(undefined, false),
-          (error) => settle(error, true),
-        )
-      } catch (error) {
-        settle(error, true)
-      }
+    const controller = takesSignal ? new AbortController() : undefined
+    const watched: Watched = {
+      slowAt: now + hedgeAfter,
+      expiresAt: now + timeout,
+      slow: hedgeAfter >= timeout,
+      onSlow,
+      onTimeout,
+      controller,
+      resolve: noop,
+      reject: noop,
+      prev: undefined,
+      next: undefined,
+      list: undefined,
+    }
+    const promise = new Promise<void>((resolve, reject) => {
+      watched.resolve = resolve
+      watched.reject = reject
     })
+    this.pings.push(watched)
+    this.arm(watched.slow ? watched.expiresAt : watched.slowAt, now)
+    try {
+      Promise.resolve(ping(controller?.signal ?? NEVER_ABORTED)).then(
+        () => this.settle(watched, undefined, false),
+        (error) => this.settle(watched, error, true),
+      )
+    } catch (error) {
+      this.settle(watched, error, true)
+    }
+    return promise
   }
 
   /** Clears the timer (the pool closes): the pings still in flight are left to their connections' close. */
@@ -127,6 +135,13 @@ export class PingWatch {
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.timer = undefined
     this.due = Number.POSITIVE_INFINITY
+  }
+
+  private settle(watched: Watched, error: unknown, failed: boolean): void {
+    // Gone from the list: it timed out already, and its promise is settled.
+    if (!this.pings.remove(watched)) return
+    if (failed) watched.reject(error)
+    else watched.resolve()
   }
 
   private arm(at: number, now: number): void {
@@ -147,7 +162,9 @@ export class PingWatch {
       const following = watched.next
       if (now >= watched.expiresAt) {
         this.pings.remove(watched)
-        watched.expire()
+        const error = watched.onTimeout()
+        watched.controller?.abort(error)
+        watched.reject(error)
         watched = following
         continue
       }

@@ -112,6 +112,8 @@ export class PoolCore<C> {
   private readonly unrefIdle: boolean
   /** Whether the dialect's `reset` declares its signal: only then is one made for each reset. */
   private readonly resetTakesSignal: boolean
+  /** Whether the dialect's `ping` declares its signal parameter: if not, no controller per ping. */
+  private readonly pingTakesSignal: boolean
   /** The idle connections the pool opens connections to keep: `min`, or 0 under `minMode: 'floor'`. */
   private readonly fillTo: number
   /** `connectErrors: 'reject'`: a failed connect rejects the head waiter instead of backing off. */
@@ -175,6 +177,7 @@ export class PoolCore<C> {
     const prePing = this.opts.prePing
     this.pingAfter = this.dialect.ping === undefined || prePing === false ? -1 : prePing
     this.resetTakesSignal = (this.dialect.reset?.length ?? 0) >= 3
+    this.pingTakesSignal = (this.dialect.ping?.length ?? 0) >= 2
     this.unrefIdle =
       this.opts.allowExitOnIdle &&
       typeof this.dialect.ref === 'function' &&
@@ -770,6 +773,7 @@ export class PoolCore<C> {
         timeout,
         () => this.pingSlow(record),
         () => new PingTimeoutError(`ping timed out after ${timeout} ms`),
+        this.pingTakesSignal,
       )
       .then(
         () => {

@@ -361,6 +361,45 @@ describe('a hedged pre-ping', () => {
     checkInvariants(pool, dialect)
   })
 
+  it('a ping that takes no signal costs no AbortController per checkout, and still times out', async () => {
+    const patched = dialect as unknown as { ping: (connection: FakeConnection) => Promise<void> }
+    const slowPing = patched.ping
+    // As the postgres and mysql dialects declare it: no signal parameter.
+    const unused = new AbortController().signal
+    patched.ping = (connection) =>
+      (slowPing as (c: FakeConnection, s: AbortSignal) => Promise<void>)(connection, unused)
+    const pool = await idlePool(2)
+    await warmUp(pool)
+    const Original = globalThis.AbortController
+    let made = 0
+    globalThis.AbortController = class extends Original {
+      constructor() {
+        super()
+        made++
+      }
+    }
+    try {
+      for (let i = 0; i < 20; i++) {
+        const lease = settle(pool.acquire())
+        await tick(0)
+        ;(lease.value as Lease<FakeConnection>).release()
+      }
+    } finally {
+      globalThis.AbortController = Original
+    }
+    expect(made).toBe(0)
+    // A silent one still times out at validationTimeout, and its borrower is served elsewhere.
+    slowBy.set(1, 60_000)
+    slowBy.set(2, 60_000)
+    const lease = settle(pool.acquire())
+    await step(2_000)
+    await step(50)
+    expect(lease.done).toBe(true)
+    expect(pool.stats().validating).toBeLessThanOrEqual(1)
+    ;(lease.value as Lease<FakeConnection>)?.release()
+    checkInvariants(pool, dialect)
+  })
+
   it('many borrowers, some connections half-open: each served once, invariants hold', async () => {
     const pool = await idlePool(6, { max: 6, maxOverflow: 2 })
     await warmUp(pool)
