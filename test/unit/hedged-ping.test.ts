@@ -326,22 +326,23 @@ describe('a hedged pre-ping', () => {
     checkInvariants(pool, dialect)
   })
 
-  it('close() clears the ping watch timer', async () => {
-    const pool = await idlePool(1)
-    await warmUp(pool)
-    silent.add(1)
-    const lease = settle(pool.acquire())
-    await tick(0)
-    const clearSpy = vi.spyOn(globalThis, 'clearTimeout')
-    try {
-      await pool.destroy()
-      expect(clearSpy).toHaveBeenCalled()
-    } finally {
-      clearSpy.mockRestore()
-    }
-    await step(0)
-    expect(lease.done).toBe(true)
-  })
+  for (const how of ['close', 'destroy'] as const) {
+    it(`${how}() clears the ping watch's timer: no timer is left behind`, async () => {
+      const pool = await idlePool(1)
+      await warmUp(pool)
+      silent.add(1)
+      const lease = settle(pool.acquire())
+      await tick(0)
+      expect(pool.stats().validating).toBe(1)
+      const closed = how === 'close' ? pool.close({ timeout: 50 }) : pool.destroy()
+      await step(0)
+      expect(lease.done).toBe(true)
+      if (how === 'close') await step(50)
+      await closed
+      await step(0)
+      expect(vi.getTimerCount()).toBe(0)
+    })
+  }
 
   it('pinging on every checkout arms no timer per ping', async () => {
     const pool = await idlePool(2)
