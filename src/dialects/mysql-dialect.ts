@@ -475,6 +475,9 @@ export class MysqlDialect implements Dialect<Connection> {
   }
 
   async #resetSession(connection: Connection): Promise<void> {
+    // Read before the reset: an older mysql2's reset is itself a changeUser, which the tracker
+    // counts as a possible change of database (a borrower's changeUser may name another one).
+    const databaseKept = transactionState(connection)?.databaseKept === true
     const reset = internals(connection).reset
     if (typeof reset === 'function') {
       // COM_RESET_CONNECTION: rolls back, drops temporary tables, releases named locks, clears
@@ -493,7 +496,6 @@ export class MysqlDialect implements Dialect<Connection> {
     // put both back as a fresh connection has them; the database only if something since the
     // last reset may have changed it.
     const state = transactionState(connection)
-    const databaseKept = state?.databaseKept === true
     const initMode = this.#initSqlMode
     if (initMode !== undefined) {
       await run(connection, `SET SESSION sql_mode = ${connection.escape(initMode)}`)
