@@ -591,6 +591,10 @@ class LifeguardMysqlPool extends CorePool {
         if (reserved !== undefined) this.#reserved.delete(reserved)
         const given = this._closed ? new Error(POOL_CLOSED) : driverError(error)
         callOut(() => callback(given))
+        // mysql2 removes a connection that failed to open, and the removal lets the next queued
+        // caller try: each one gets its own connect attempt and its own error at once, not a wait
+        // for acquireTimeout. The queued keep their deadlines; #drain lends only within the limit.
+        if (!this._closed) this.#drainSoon()
       },
     )
   }
