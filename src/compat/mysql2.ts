@@ -507,8 +507,12 @@ class LifeguardMysqlPool extends CorePool {
     // Inside a request scope the lifeguard pool lends the request's own connection (a
     // transactional scope) or borrows for the request: queueing here behind the pool's other
     // callers would make a request wait for a connection it already holds.
+    // An abandoned request's scope has ended too: the lifeguard pool rejects its queries at once,
+    // where the facade's queue would hold them for a release that nobody tells them of.
     const scope = this.#pool.currentScope()
-    if (scope !== undefined && !scope.ended) return this.#lend(callback, 'new')
+    if (scope !== undefined && (!scope.ended || scope.signal.aborted)) {
+      return this.#lend(callback, 'new')
+    }
     const s = this.#pool.stats()
     // mysql2 lends a released connection at once; lifeguard may still be resetting it.
     if (s.idle + s.resetting > s.waiting) return this.#lend(callback, 'new')
@@ -591,6 +595,10 @@ class LifeguardMysqlPool extends CorePool {
         if (reserved !== undefined) this.#reserved.delete(reserved)
         const given = this._closed ? new Error(POOL_CLOSED) : driverError(error)
         callOut(() => callback(given))
+        // mysql2 removes a connection that failed to open, and the removal lets the next queued
+        // caller try: each one gets its own connect attempt and its own error at once, not a wait
+        // for acquireTimeout. The queued keep their deadlines; #drain lends only within the limit.
+        if (!this._closed) this.#drainSoon()
       },
     )
   }

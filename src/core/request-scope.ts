@@ -120,6 +120,22 @@ const KNOWN_OPTIONS = ['transaction', 'cancelOnAbort']
 /** How long a scope waits for a cancel (`cancelOnAbort`) to reach the server, in ms. */
 const CANCEL_TIMEOUT_MS = 5000
 
+/**
+ * Settles when `sent` settles, or after `ms` at the latest, never rejecting: a cancel whose server
+ * never answers must not keep the scope, and its connection, from ending.
+ */
+function bounded(sent: Promise<void>, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms)
+    timer.unref?.()
+    const done = () => {
+      clearTimeout(timer)
+      resolve()
+    }
+    sent.then(done, done)
+  })
+}
+
 /** Validates `openScope()`'s options; a wrong one fails at once, naming it. */
 export function resolveScopeOptions(options: RequestScopeOptions | undefined): boolean {
   if (options === undefined) return false
@@ -213,6 +229,8 @@ export class RequestScope<C> {
   #rolledBack = false
   /** The request was abandoned (`abort()`): why, for every acquire from now on. */
   #abandoned: { reason: unknown } | undefined
+  /** `abort()` after `end()`: why, for `signal` only. */
+  #signalled: { reason: unknown } | undefined
   /** Made on the first read of `signal`: most handlers never read it. */
   #controller: AbortController | undefined
   /** The signal of the request's checkouts from the pool, and their options, made on the first. */
@@ -266,7 +284,7 @@ export class RequestScope<C> {
    */
   get signal(): AbortSignal {
     this.#controller ??= new AbortController()
-    const abandoned = this.#abandoned
+    const abandoned = this.#abandoned ?? this.#signalled
     if (abandoned !== undefined && !this.#controller.signal.aborted) {
       this.#controller.abort(abandoned.reason)
     }
@@ -285,17 +303,24 @@ export class RequestScope<C> {
    * Returns the promise of `end()`, which never rejects for a rollback. Idempotent: a later call
    * changes nothing.
    *
+   * After `end()` (the response was sent, then the client left before it was flushed), `abort()`
+   * only aborts {@link RequestScope.signal}: what the handler still does after responding lends
+   * from the pool as after any `end()`, as if there were no scope.
+   *
    * @param reason - what the acquires reject with and the signal carries; by default a
    *   `DOMException` named `AbortError` whose message names the pool.
    */
   abort(reason?: unknown): Promise<void> {
+    if (this.#ended) {
+      // The request answered already: only those who listen to the signal stop.
+      if (this.#abandoned === undefined && !this.#controller?.signal.aborted) {
+        this.#signalled = { reason: reason ?? this.#abortError() }
+        this.#controller?.abort(this.#signalled.reason)
+      }
+      return this.#ending!
+    }
     if (this.#abandoned === undefined) {
-      const why =
-        reason ??
-        new DOMException(
-          `The request was abandoned (its client went away) on pool "${this.#host.label}": it takes no more connections`,
-          'AbortError',
-        )
+      const why = reason ?? this.#abortError()
       this.#abandoned = { reason: why }
       // Rejects the pool waiter of a checkout in flight, and tells the handler's own work.
       this.#checkoutSignal?.abort(why)
@@ -304,6 +329,13 @@ export class RequestScope<C> {
       this.#cancelRunning()
     }
     return this.end('rollback')
+  }
+
+  #abortError(): DOMException {
+    return new DOMException(
+      `The request was abandoned (its client went away) on pool "${this.#host.label}": it takes no more connections`,
+      'AbortError',
+    )
   }
 
   /**
@@ -404,9 +436,17 @@ export class RequestScope<C> {
     const cancel = this.#host.dialect.cancel
     if (!this.#cancelOnAbort || cancel === undefined || this.#ended || !this.#busy) return
     if (main === undefined || !main.active) return
-    this.#cancelling = cancel
-      .call(this.#host.dialect, main.connection, AbortSignal.timeout(CANCEL_TIMEOUT_MS))
-      .catch(() => {})
+    let sent: Promise<void>
+    try {
+      // A dialect's cancel that throws at once must not throw out of abort(): the integrations
+      // call it from a response's 'close' listener, where it would be an uncaughtException.
+      sent = Promise.resolve(
+        cancel.call(this.#host.dialect, main.connection, AbortSignal.timeout(CANCEL_TIMEOUT_MS)),
+      )
+    } catch {
+      sent = Promise.resolve()
+    }
+    this.#cancelling = bounded(sent, CANCEL_TIMEOUT_MS)
   }
 
   async #lendMain(options: AcquireOptions | undefined): Promise<Lease<C>> {

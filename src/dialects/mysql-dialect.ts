@@ -1,4 +1,5 @@
 import type { Connection, ConnectionOptions } from 'mysql2'
+import { abortable } from '../core/abortable.js'
 import type {
   ConnectFailure,
   Dialect,
@@ -411,7 +412,9 @@ export class MysqlDialect implements Dialect<Connection> {
     if (!Number.isInteger(id)) throw new Error('cannot cancel: the connection has no thread id')
     const killer = await this.connect(signal)
     try {
-      await run(killer, `KILL QUERY ${id}`)
+      // `signal` bounds the KILL too: a server that never answers must not hold the cancel, and
+      // the request's connection behind it, for ever. close() destroys a killer still waiting.
+      await abortable(run(killer, `KILL QUERY ${id}`), signal)
     } finally {
       // Its goodbye need not hold up the connection that the KILL freed.
       void this.close(killer, signal)

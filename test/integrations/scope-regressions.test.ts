@@ -8,6 +8,7 @@ import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import mysql2Facade from '../../src/compat/mysql2.js'
 import { Pool as PgPool } from '../../src/compat/pg.js'
 import { mysql } from '../../src/dialects/mysql.js'
+import { MysqlDialect } from '../../src/dialects/mysql-dialect.js'
 import { postgres } from '../../src/dialects/postgres.js'
 import { createPool, type Pool, ScopeEndedError } from '../../src/index.js'
 import { requestScope } from '../../src/integrations/express.js'
@@ -147,6 +148,29 @@ describeOnServer(pgStatus, 'request scope regressions on PostgreSQL', () => {
 
 const mysqlStatus = await probe('mysql')
 describeOnServer(mysqlStatus, 'request scope regressions on MariaDB', () => {
+  it("regression: cancelOnAbort's KILL QUERY ignored its signal: a kill connection that never answered held the cancel for ever", async () => {
+    const dialect = new MysqlDialect(MYSQL_URL)
+    const target = await dialect.connect(AbortSignal.timeout(5_000))
+    const connect = dialect.connect.bind(dialect)
+    const killers: Array<{ destroyed: boolean }> = []
+    // The kill connection opens, then reads nothing more: its KILL is never answered.
+    dialect.connect = async (signal) => {
+      const killer = await connect(signal)
+      const stream = (killer as unknown as { stream: { pause(): void; destroyed: boolean } }).stream
+      stream.pause()
+      killers.push(stream)
+      return killer
+    }
+    const started = performance.now()
+    await expect(dialect.cancel(target, AbortSignal.timeout(300))).rejects.toMatchObject({
+      name: 'TimeoutError',
+    })
+    expect(performance.now() - started).toBeLessThan(3_000)
+    expect(killers).toHaveLength(1)
+    expect(killers[0]!.destroyed).toBe(true)
+    await dialect.close(target, AbortSignal.timeout(2_000))
+  })
+
   it('regression: a SET statement made a plain scope refuse the request’s queries after it ended', async () => {
     const pool = createPool({ dialect: mysql(MYSQL_URL), max: 2 })
     const run = async (c: { query: (sql: string) => Promise<unknown> }, sql: string) => {

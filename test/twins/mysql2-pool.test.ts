@@ -445,6 +445,25 @@ describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with my
   )
 
   twin(
+    'regression: with a wrong password, the callers queued behind connectionLimit waited the whole acquireTimeout',
+    MODULES,
+    async (mysql) => {
+      const url = new URL(MYSQL_URL)
+      url.username = 'root'
+      url.password = 'lifeguard_wrong_password'
+      const pool = mysql.createPool({ uri: url.toString(), connectionLimit: 2 })
+      const started = performance.now()
+      const results = await Promise.all(Array.from({ length: 50 }, () => tryGetConnection(pool)))
+      const elapsed = performance.now() - started
+      expect(elapsed).toBeLessThan(5_000)
+      const codes = new Set(results.map((r) => (r as { code?: unknown }).code))
+      await end(pool)
+      return { codes: [...codes], count: results.length }
+    },
+    { timeout: 15_000 },
+  )
+
+  twin(
     'N. pool.config.connectionLimit lowered after createPool() makes the next caller wait',
     MODULES,
     async (mysql) => {

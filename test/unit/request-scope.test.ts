@@ -475,6 +475,43 @@ describe('an abandoned request scope (abort)', () => {
     expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 0, total: 0 })
   })
 
+  it('regression: a cancel that never answered held the scope, and its connection, for ever', async () => {
+    const pool = makePool()
+    Object.defineProperty(dialect, 'cancel', { value: () => new Promise<void>(() => {}) })
+    const scope = pool.openScope({ cancelOnAbort: true })
+    const lease = await scope.acquire()
+    const connection = lease.connection
+    let done = false
+    const ended = scope.abort().then(() => {
+      done = true
+    })
+    lease.release()
+    await tick(4_999)
+    expect(done).toBe(false)
+    await tick(1)
+    await ended
+    expect(connection.open).toBe(false)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 0, total: 0 })
+  })
+
+  it("regression: a dialect's cancel that threw at once threw out of abort() (an uncaughtException in a 'close' listener)", async () => {
+    const pool = makePool()
+    Object.defineProperty(dialect, 'cancel', {
+      value: () => {
+        throw new Error('cancel threw')
+      },
+    })
+    const scope = pool.openScope({ cancelOnAbort: true })
+    const lease = await scope.acquire()
+    let ended: Promise<void> | undefined
+    expect(() => {
+      ended = scope.abort()
+    }).not.toThrow()
+    lease.release()
+    await ended
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 0 })
+  })
+
   it('without cancelOnAbort, or with no statement running, cancels nothing', async () => {
     const pool = makePool()
     const cancel = vi.fn(async () => {})
@@ -493,6 +530,28 @@ describe('an abandoned request scope (abort)', () => {
       /Invalid option cancelOnAbort: "yes"; expected true or false/,
     )
   })
+
+  for (const read of ['before', 'after'] as const) {
+    it(`regression: abort() after end() made the handler's work after responding reject (signal read ${read})`, async () => {
+      const pool = makePool()
+      const scope = pool.openScope()
+      if (read === 'before') void scope.signal
+      await scope.run(async () => {
+        await pool.use(() => undefined)
+        const ended = scope.end()
+        // The client leaves before the response is flushed: the integration calls abort().
+        const aborted = scope.abort()
+        expect(aborted).toBe(ended)
+        await aborted
+        // Work after responding, in the request's context, lends as if there were no scope.
+        await expect(pool.use((c) => c.id)).resolves.toEqual(expect.any(Number))
+        await expect(scope.acquire().then((l) => l.release())).resolves.toBeUndefined()
+      })
+      expect(scope.signal.aborted).toBe(true)
+      expect((scope.signal.reason as DOMException).name).toBe('AbortError')
+      expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 0 })
+    })
+  }
 
   it('does not abort the signal of a scope that merely ends', async () => {
     const pool = makePool()
