@@ -407,7 +407,17 @@ void held
           'destroy',
           'release',
         ],
-        scope: ['acquire', 'borrowed', 'constructor', 'end', 'ended', 'run', 'use'],
+        scope: [
+          'abort',
+          'acquire',
+          'borrowed',
+          'constructor',
+          'end',
+          'ended',
+          'run',
+          'signal',
+          'use',
+        ],
         own: [0, ['transaction']],
         made: ['TypeError', 'TypeError', 'TypeError'],
       })
