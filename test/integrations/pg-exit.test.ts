@@ -1,18 +1,11 @@
 import { spawn } from 'node:child_process'
-import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
-import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { build } from 'esbuild'
 import { beforeAll, expect, it } from 'vitest'
+import { bundleFacade } from '../support/bundle.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { PG_URL } from './support.js'
 
 // How a script that was right on pg ends on lifeguard/pg: each script runs in a fresh process
 // twice, once on the real `pg` and once on the facade, and both runs must end alike.
-
-/** The node_modules that holds the real driver: both runs load pg from it. */
-const MODULES = dirname(dirname(createRequire(import.meta.url).resolve('pg/package.json')))
 
 /** Room for a loaded 2-core CI machine: process exit and pg's socket close are not instant. */
 const SLACK_MS = 3_000
@@ -21,20 +14,7 @@ const SLACK_MS = 3_000
 let dir: string
 
 beforeAll(async () => {
-  // One file that imports the real pg from node_modules, so a child process can load the facade
-  // without a build step.
-  dir = mkdtempSync(join(tmpdir(), 'lifeguard-pg-exit-'))
-  symlinkSync(MODULES, join(dir, 'node_modules'))
-  const result = await build({
-    entryPoints: [join(import.meta.dirname, '../../src/compat/pg.ts')],
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    packages: 'external',
-    write: false,
-  })
-  writeFileSync(join(dir, 'lifeguard-pg.mjs'), result.outputFiles[0]!.text)
+  dir = await bundleFacade('pg')
 })
 
 interface Ending {

@@ -1,6 +1,8 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { build } from 'esbuild'
 
 /**
@@ -29,3 +31,65 @@ export const inlineDialect = `{
   async close() {},
   async ping() {},
 }`
+
+/** The drop-in facades a child-process twin can load, by the driver they stand in for. */
+const FACADES = {
+  pg: { entry: '../../src/compat/pg.ts', file: 'lifeguard-pg.mjs' },
+  mysql2: { entry: '../../src/compat/mysql2.ts', file: 'lifeguard-mysql2.mjs' },
+} as const
+
+/**
+ * Bundles a facade into one ESM file (`lifeguard-pg.mjs`, `lifeguard-mysql2.mjs`) in a temp
+ * folder whose `node_modules` is the one holding the real driver, so that a child process run in
+ * that folder loads the driver and the facade alike without a build step. Returns the folder.
+ */
+export async function bundleFacade(driver: keyof typeof FACADES): Promise<string> {
+  const { entry, file } = FACADES[driver]
+  const modules = dirname(dirname(createRequire(import.meta.url).resolve(`${driver}/package.json`)))
+  const dir = mkdtempSync(join(tmpdir(), `lifeguard-${driver}-facade-`))
+  symlinkSync(modules, join(dir, 'node_modules'))
+  const result = await build({
+    entryPoints: [join(import.meta.dirname, entry)],
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    packages: 'external',
+    write: false,
+  })
+  writeFileSync(join(dir, file), result.outputFiles[0]!.text)
+  return dir
+}
+
+/** What a child-process script left behind. */
+export interface ScriptEnd {
+  /** The lines it printed on stdout. */
+  lines: string[]
+  /** Its exit code (`null` when killed). */
+  code: number | null
+}
+
+/** Runs `script` as an ESM module in a fresh `node` in `cwd`; it is killed after `killAfter` ms. */
+export function runModuleScript(
+  cwd: string,
+  script: string,
+  killAfter = 15_000,
+): Promise<ScriptEnd> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    const killer = setTimeout(() => child.kill('SIGKILL'), killAfter)
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk
+    })
+    child.stderr.resume()
+    child.on('error', reject)
+    child.on('exit', (code) => {
+      clearTimeout(killer)
+      resolve({ lines: stdout.trim().split('\n'), code })
+    })
+  })
+}

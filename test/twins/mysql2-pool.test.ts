@@ -1,16 +1,11 @@
-import { spawn } from 'node:child_process'
-import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { build } from 'esbuild'
 import mysql2 from 'mysql2'
 import mysql2Promise from 'mysql2/promise'
 import { beforeAll, expect, it, vi } from 'vitest'
 import facade, { lifeguardOf } from '../../src/compat/mysql2.js'
 import facadePromise from '../../src/compat/mysql2-promise.js'
 import { MYSQL_URL } from '../integrations/support.js'
+import { bundleFacade, runModuleScript } from '../support/bundle.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { twin } from '../support/twin.js'
 
@@ -91,23 +86,6 @@ async function closedPort(): Promise<number> {
 /** A folder with the facade bundled into one file, for the child-process scenarios. */
 let bundleDir: string | undefined
 
-async function bundleFacade(): Promise<string> {
-  const modules = dirname(dirname(createRequire(import.meta.url).resolve('mysql2/package.json')))
-  const dir = mkdtempSync(join(tmpdir(), 'lifeguard-mysql2-pool-'))
-  symlinkSync(modules, join(dir, 'node_modules'))
-  const result = await build({
-    entryPoints: [join(import.meta.dirname, '../../src/compat/mysql2.ts')],
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    packages: 'external',
-    write: false,
-  })
-  writeFileSync(join(dir, 'lifeguard-mysql2.mjs'), result.outputFiles[0]!.text)
-  return dir
-}
-
 /**
  * Runs `body` as an ESM script in a fresh process, with `mysql` bound to mysql2 or to the
  * facade, and a `pool` made by it; returns the lines the script printed. It reports what reached
@@ -121,28 +99,12 @@ const report = (kind) => (e) => { console.log(kind + ': ' + e.message); pool.end
 process.on('uncaughtException', report('uncaughtException'))
 process.on('unhandledRejection', report('unhandledRejection'))
 ${body}`
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-      cwd: bundleDir,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    const killer = setTimeout(() => child.kill('SIGKILL'), 15_000)
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk
-    })
-    child.stderr.resume()
-    child.on('error', reject)
-    child.on('exit', () => {
-      clearTimeout(killer)
-      resolve(stdout.trim().split('\n'))
-    })
-  })
+  return runModuleScript(bundleDir!, script).then((end) => end.lines)
 }
 
 describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with mysql2's", () => {
   beforeAll(async () => {
-    bundleDir = await bundleFacade()
+    bundleDir = await bundleFacade('mysql2')
   })
 
   for (const [what, body] of [

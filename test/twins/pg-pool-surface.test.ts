@@ -1,15 +1,10 @@
-import { spawn } from 'node:child_process'
-import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
-import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { build } from 'esbuild'
 import pg from 'pg'
 import { beforeAll, describe, expect, it } from 'vitest'
 import * as facade from '../../src/compat/pg.js'
 import { InvalidOptionError } from '../../src/core/errors.js'
 import { postgres } from '../../src/dialects/postgres.js'
 import { PG_URL } from '../integrations/support.js'
+import { bundleFacade, runModuleScript, type ScriptEnd } from '../support/bundle.js'
 import { trackProcessErrors } from '../support/process-errors.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { twin } from '../support/twin.js'
@@ -64,19 +59,7 @@ function recordEvents(pool: pg.Pool): { log: unknown[][]; name: (client: unknown
 let dir: string
 
 beforeAll(async () => {
-  const modules = dirname(dirname(createRequire(import.meta.url).resolve('pg/package.json')))
-  dir = mkdtempSync(join(tmpdir(), 'lifeguard-pg-surface-'))
-  symlinkSync(modules, join(dir, 'node_modules'))
-  const result = await build({
-    entryPoints: [join(import.meta.dirname, '../../src/compat/pg.ts')],
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    packages: 'external',
-    write: false,
-  })
-  writeFileSync(join(dir, 'lifeguard-pg.mjs'), result.outputFiles[0]!.text)
+  dir = await bundleFacade('pg')
 })
 
 /**
@@ -84,29 +67,10 @@ beforeAll(async () => {
  * facade's default export, and returns the lines it printed and its exit code. The script is
  * killed after 15 s.
  */
-function runScript(
-  side: 'driver' | 'facade',
-  body: string,
-): Promise<{ lines: string[]; code: number | null }> {
+function runScript(side: 'driver' | 'facade', body: string): Promise<ScriptEnd> {
   const from = side === 'driver' ? 'pg' : './lifeguard-pg.mjs'
   const script = `import pg from ${JSON.stringify(from)}\nconst url = ${JSON.stringify(PG_URL)}\n${body}`
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-      cwd: dir,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    const killer = setTimeout(() => child.kill('SIGKILL'), 15_000)
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk
-    })
-    child.stderr.resume()
-    child.on('error', reject)
-    child.on('exit', (code) => {
-      clearTimeout(killer)
-      resolve({ lines: stdout.trim().split('\n'), code })
-    })
-  })
+  return runModuleScript(dir, script)
 }
 
 /** The script's reporting of what reached the process: an uncaught exception or an unhandled rejection. */
