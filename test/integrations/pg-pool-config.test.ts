@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { Client, lifeguardOf, Pool } from '../../src/compat/pg.js'
 import { InvalidOptionError } from '../../src/index.js'
 import { trackProcessErrors } from '../support/process-errors.js'
+import { pendingAfter } from '../support/promises.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { PG_URL } from './support.js'
 
@@ -14,16 +15,6 @@ const MODULES = [
   ['pg', pg.Pool],
   ['lifeguard/pg', Pool],
 ] as const
-
-/** Whether `promise` is still pending after `ms`. */
-async function pendingAfter(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  const later = Symbol('pending')
-  const first = await Promise.race([
-    promise.catch(() => undefined),
-    new Promise((resolve) => setTimeout(() => resolve(later), ms)),
-  ])
-  return first === later
-}
 
 /** Resolves once `check()` holds, or rejects after `ms`. */
 async function eventually(check: () => boolean, ms: number): Promise<number> {

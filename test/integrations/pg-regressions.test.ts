@@ -1,6 +1,7 @@
 import pg from 'pg'
 import { expect, it } from 'vitest'
 import { lifeguardOf, Pool } from '../../src/compat/pg.js'
+import { pendingAfter } from '../support/promises.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { PG_URL } from './support.js'
 
@@ -11,16 +12,6 @@ const MODULES = [
   ['pg', pg.Pool],
   ['lifeguard/pg', Pool],
 ] as const
-
-/** Whether `promise` is still pending after `ms`. */
-async function pendingAfter(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  const later = Symbol('pending')
-  const first = await Promise.race([
-    promise,
-    new Promise((resolve) => setTimeout(() => resolve(later), ms)),
-  ])
-  return first === later
-}
 
 describeOnServer(await probe('postgres'), 'lifeguard/pg regressions, twinned with pg', () => {
   for (const [module, PoolClass] of MODULES) {

@@ -6,6 +6,7 @@ import facade, { lifeguardOf } from '../../src/compat/mysql2.js'
 import facadePromise from '../../src/compat/mysql2-promise.js'
 import { MYSQL_URL } from '../integrations/support.js'
 import { bundleFacade, runModuleScript } from '../support/bundle.js'
+import { pendingAfter } from '../support/promises.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { twin } from '../support/twin.js'
 
@@ -60,16 +61,6 @@ function end(pool: mysql2.Pool): Promise<unknown> {
 function seen(error: unknown): Record<string, unknown> {
   const e = error as Record<string, unknown>
   return { message: e.message, code: e.code, errno: e.errno, sqlState: e.sqlState, fatal: e.fatal }
-}
-
-/** Whether `promise` is still pending after `ms`. */
-async function pendingAfter(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  const later = Symbol('pending')
-  const first = await Promise.race([
-    promise,
-    new Promise((resolve) => setTimeout(() => resolve(later), ms)),
-  ])
-  return first === later
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

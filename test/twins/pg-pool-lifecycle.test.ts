@@ -3,6 +3,7 @@ import pg from 'pg'
 import { afterAll, beforeAll, expect } from 'vitest'
 import facade from '../../src/compat/pg.js'
 import { PG_URL } from '../integrations/support.js'
+import { pendingAfter } from '../support/promises.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { twin } from '../support/twin.js'
 
@@ -68,16 +69,6 @@ async function failure(fn: () => Promise<unknown>): Promise<{ error: unknown; ms
     return { error, ms: performance.now() - started }
   }
   throw new Error('expected a failure')
-}
-
-/** Whether `promise` is still pending after `ms`. */
-async function pendingAfter(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  const later = Symbol('pending')
-  const first = await Promise.race([
-    promise.catch(() => undefined),
-    new Promise((resolve) => setTimeout(() => resolve(later), ms)),
-  ])
-  return first === later
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

@@ -13,6 +13,7 @@ import { tick } from '../support/clock.js'
 import type { FakeConnection, FakeDialect } from '../support/fake-dialect.js'
 import { useFakePools } from '../support/fake-pools.js'
 import { checkInvariants } from '../support/invariants.js'
+import { settle } from '../support/promises.js'
 
 // Issue 15, sections 1 and 2: permanent connect errors fail at once, and a pool that cannot
 // connect for `failFastAfter` fails its callers at once instead of queueing them.
@@ -24,24 +25,6 @@ class AuthFailed extends Error {
 /** Too many connections, as pg reports it: transient. */
 class TooMany extends Error {
   readonly code = '53300'
-}
-
-/** Settles a promise without throwing, to inspect it later. */
-function settle<T>(promise: Promise<T>) {
-  const out: { value?: T; error?: unknown; done: boolean; at?: number } = { done: false }
-  promise.then(
-    (value) => {
-      out.value = value
-      out.done = true
-      out.at = performance.now()
-    },
-    (error) => {
-      out.error = error
-      out.done = true
-      out.at = performance.now()
-    },
-  )
-  return out
 }
 
 const fake = useFakePools()

@@ -5,6 +5,7 @@ import { tick } from '../support/clock.js'
 import type { FakeConnection, FakeDialect } from '../support/fake-dialect.js'
 import { useFakePools } from '../support/fake-pools.js'
 import { checkInvariants } from '../support/invariants.js'
+import { settle } from '../support/promises.js'
 
 const fake = useFakePools()
 let dialect: FakeDialect
@@ -34,27 +35,6 @@ beforeEach(() => {
     return new Promise<void>((resolve) => setTimeout(resolve, ms))
   }
 })
-
-/** Settles a promise without throwing, and tells when. */
-function settle<T>(promise: Promise<T>) {
-  const out: { value?: T; error?: unknown; done: boolean; at: number } = {
-    done: false,
-    at: Number.NaN,
-  }
-  promise.then(
-    (value) => {
-      out.value = value
-      out.done = true
-      out.at = performance.now()
-    },
-    (error) => {
-      out.error = error
-      out.done = true
-      out.at = performance.now()
-    },
-  )
-  return out
-}
 
 /** Lets the hedge run: it waits for the event loop's check phase (a real `setImmediate`). */
 async function step(ms: number): Promise<void> {

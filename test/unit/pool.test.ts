@@ -12,22 +12,7 @@ import { tick } from '../support/clock.js'
 import { type FakeConnection, type FakeDialect, FakeDisconnect } from '../support/fake-dialect.js'
 import { useFakePools } from '../support/fake-pools.js'
 import { checkInvariants } from '../support/invariants.js'
-
-/** Settles a promise without throwing, to inspect it later. */
-function settle<T>(promise: Promise<T>) {
-  const out: { value?: T; error?: unknown; done: boolean } = { done: false }
-  promise.then(
-    (value) => {
-      out.value = value
-      out.done = true
-    },
-    (error) => {
-      out.error = error
-      out.done = true
-    },
-  )
-  return out
-}
+import { settle } from '../support/promises.js'
 
 const fake = useFakePools()
 const makePool = fake.make
