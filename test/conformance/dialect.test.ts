@@ -12,6 +12,7 @@ import {
   type Pool,
   type PoolOptions,
 } from '../../src/index.js'
+import { closedPort } from '../support/ports.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import {
   type Admin,
@@ -44,14 +45,6 @@ async function listen(server: Server): Promise<number> {
   const address = server.address()
   if (typeof address !== 'object' || address === null) throw new Error('no address')
   return address.port
-}
-
-/** A port of 127.0.0.1 that nothing listens on (it was free a moment ago). */
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  const port = await listen(server)
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 /** A dialect for `target`'s server with explicit credentials, from a config object or a URL. */

@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { build } from 'esbuild'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { closedPort } from '../support/ports.js'
 import { describeOnServer, probe } from '../support/servers.js'
 
 const root = join(import.meta.dirname, '../..')
@@ -99,15 +99,6 @@ function run(body: string, killAfterMs = 30_000): Promise<Ended> {
       resolve({ code, signal, stdout, stderr, report })
     })
   })
-}
-
-/** A port on 127.0.0.1 where nothing listens: connects are refused at once. */
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }
 
 /** How each dialect is made in the child, and one query on its connection. */

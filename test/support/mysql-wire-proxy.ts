@@ -63,16 +63,6 @@ function errorPacket(seq: number, message: string): Buffer {
   return Buffer.concat([header, payload])
 }
 
-/** A port on 127.0.0.1 that nothing listens on (until something does): a server that is down. */
-export async function closedPort(): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const port = (server.address() as { port: number }).port
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
-
 /**
  * A proxy that reads the client's side of the MySQL protocol (plain TCP, no TLS, no compression):
  * it records each command a client sends (a packet with sequence number 0 once the handshake is

@@ -1,4 +1,3 @@
-import { createServer } from 'node:net'
 import mysql2 from 'mysql2'
 import mysql2Promise from 'mysql2/promise'
 import { beforeAll, expect, it, vi } from 'vitest'
@@ -6,6 +5,7 @@ import facade, { lifeguardOf } from '../../src/compat/mysql2.js'
 import facadePromise from '../../src/compat/mysql2-promise.js'
 import { MYSQL_URL } from '../integrations/support.js'
 import { bundleFacade, runModuleScript } from '../support/bundle.js'
+import { closedPort } from '../support/ports.js'
 import { pendingAfter } from '../support/promises.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { twin } from '../support/twin.js'
@@ -64,15 +64,6 @@ function seen(error: unknown): Record<string, unknown> {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** A port on 127.0.0.1 with nobody listening: bound, then closed. */
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 /** A folder with the facade bundled into one file, for the child-process scenarios. */
 let bundleDir: string | undefined
