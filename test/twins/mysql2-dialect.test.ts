@@ -1,10 +1,9 @@
 import * as diagnostics from 'node:diagnostics_channel'
 import mysql2 from 'mysql2'
 import mysql2Promise from 'mysql2/promise'
-import { expect, it } from 'vitest'
+import { expect } from 'vitest'
 import facade from '../../src/compat/mysql2.js'
 import promiseFacade from '../../src/compat/mysql2-promise.js'
-import { POOL_OPTION_KEYS } from '../../src/core/pool-options.js'
 import { MYSQL_URL } from '../integrations/support.js'
 import { mysqlWireProxy } from '../support/mysql-wire-proxy.js'
 import { closedPort } from '../support/ports.js'
@@ -21,12 +20,6 @@ const MODULES: Record<'driver' | 'facade', Mysql2Like> = {
   driver: mysql2,
   facade: facade as unknown as Mysql2Like,
 }
-
-/**
- * Whether the facade's pools hand a failed connect to the caller at once (issue 14, L: the core's
- * `connectErrors: 'reject'`); until then a connect to a closed port waits for acquireTimeout.
- */
-const FAILS_FAST = (POOL_OPTION_KEYS as readonly string[]).includes('connectErrors')
 
 /** The statement lifeguard runs once per pool, on its first connection, to read the server's limits. */
 const LIMITS = /@@GLOBAL\.max_connections/
@@ -262,41 +255,34 @@ describeOnServer(await probe('mysql'), 'lifeguard/mysql2: the dialect, twinned w
     },
   )
 
-  it.runIf(!FAILS_FAST)(
-    'M. the failed-connect twin waits for the facade to reject failed connects at once (issue 14, L)',
-    () => {},
+  twin(
+    'M. a failed connect is published on mysql2:pool:connect with its error',
+    MODULES,
+    async (m) => {
+      const port = await closedPort()
+      const tracing = watchTracing()
+      const pool = m.createPool({
+        uri: `mysql://root@127.0.0.1:${port}/test`,
+        connectionLimit: 1,
+      })
+      let seen: Seen
+      let code: unknown
+      try {
+        code = await getConnection(pool).then(
+          () => 'connected',
+          (error: { code?: unknown }) => error.code,
+        )
+      } finally {
+        await end(pool)
+        seen = tracing.stop()
+      }
+      // Each run has a closed port of its own: named, not numbered.
+      const poolConnect = seen['mysql2:pool:connect'].map((event) => ({
+        ...event,
+        serverPort: event.serverPort === port ? 'the closed port' : event.serverPort,
+      }))
+      return { code, poolConnect }
+    },
+    { timeout: 20_000 },
   )
-
-  if (FAILS_FAST) {
-    twin(
-      'M. a failed connect is published on mysql2:pool:connect with its error',
-      MODULES,
-      async (m) => {
-        const port = await closedPort()
-        const tracing = watchTracing()
-        const pool = m.createPool({
-          uri: `mysql://root@127.0.0.1:${port}/test`,
-          connectionLimit: 1,
-        })
-        let seen: Seen
-        let code: unknown
-        try {
-          code = await getConnection(pool).then(
-            () => 'connected',
-            (error: { code?: unknown }) => error.code,
-          )
-        } finally {
-          await end(pool)
-          seen = tracing.stop()
-        }
-        // Each run has a closed port of its own: named, not numbered.
-        const poolConnect = seen['mysql2:pool:connect'].map((event) => ({
-          ...event,
-          serverPort: event.serverPort === port ? 'the closed port' : event.serverPort,
-        }))
-        return { code, poolConnect }
-      },
-      { timeout: 20_000 },
-    )
-  }
 })

@@ -5,7 +5,6 @@ import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import facade from '../../src/compat/mysql2.js'
 import promiseFacade from '../../src/compat/mysql2-promise.js'
 import { InvalidOptionError } from '../../src/core/errors.js'
-import { POOL_OPTION_KEYS } from '../../src/core/pool-options.js'
 import { MYSQL_URL } from '../integrations/support.js'
 import { mysqlWireProxy } from '../support/mysql-wire-proxy.js'
 import { closedPort } from '../support/ports.js'
@@ -33,13 +32,6 @@ const PROMISE_MODULES: Record<
 
 /** A node on the test server. */
 const NODE = { uri: MYSQL_URL, connectionLimit: 2 }
-
-/**
- * Whether the facade's pools hand a failed connect to the caller at once (issue 14, L: the core's
- * `connectErrors: 'reject'`, which the facade sets). Until then a node on a closed port makes its
- * callers wait for acquireTimeout, and mysql2's error counts never move.
- */
-const FAILS_FAST = (POOL_OPTION_KEYS as readonly string[]).includes('connectErrors')
 
 /** Where a connection came from: the node id mysql2 sets on it, or the error's code. */
 interface Borrow {
@@ -205,90 +197,77 @@ describeOnServer(
       },
     )
 
-    it.runIf(!FAILS_FAST)(
-      'createPoolCluster offline/retry twins wait for the facade to reject failed connects at once (issue 14, L)',
-      () => {},
+    twin(
+      "createPoolCluster: a node that refuses connections is removed after removeNodeErrorCount, with 'remove' and 'warn', and the caller served by another",
+      MODULES,
+      async (m) => {
+        const down = await closedPort()
+        const cluster = m.createPoolCluster({ removeNodeErrorCount: 2 })
+        const events = recordEvents(cluster)
+        try {
+          cluster.add('down', { uri: `mysql://root@127.0.0.1:${down}/test`, connectionLimit: 1 })
+          cluster.add('up', NODE)
+          const started = performance.now()
+          const borrows: Borrow[] = []
+          for (let i = 0; i < 4; i++) borrows.push(await borrow(cluster, '*', 'ORDER'))
+          // Refused connects fail in milliseconds; waiting for a timeout would take seconds.
+          expect(performance.now() - started).toBeLessThan(3_000)
+          return { borrows, events }
+        } finally {
+          await end(cluster)
+        }
+      },
+      { timeout: 20_000 },
     )
 
-    if (FAILS_FAST) {
-      twin(
-        "createPoolCluster: a node that refuses connections is removed after removeNodeErrorCount, with 'remove' and 'warn', and the caller served by another",
-        MODULES,
-        async (m) => {
-          const down = await closedPort()
-          const cluster = m.createPoolCluster({ removeNodeErrorCount: 2 })
-          const events = recordEvents(cluster)
-          try {
-            cluster.add('down', { uri: `mysql://root@127.0.0.1:${down}/test`, connectionLimit: 1 })
-            cluster.add('up', NODE)
-            const started = performance.now()
-            const borrows: Borrow[] = []
-            for (let i = 0; i < 4; i++) borrows.push(await borrow(cluster, '*', 'ORDER'))
-            // Refused connects fail in milliseconds; waiting for a timeout would take seconds.
-            expect(performance.now() - started).toBeLessThan(3_000)
-            return { borrows, events }
-          } finally {
-            await end(cluster)
-          }
-        },
-        { timeout: 20_000 },
-      )
+    twin(
+      "createPoolCluster: with restoreNodeTimeout a failing node goes 'offline', and comes back 'online' once it connects",
+      MODULES,
+      async (m) => {
+        const port = await closedPort()
+        const cluster = m.createPoolCluster({
+          removeNodeErrorCount: 1,
+          restoreNodeTimeout: 1_000,
+        })
+        const events = recordEvents(cluster)
+        let proxy: Awaited<ReturnType<typeof mysqlWireProxy>> | undefined
+        try {
+          cluster.add('flaky', { uri: `mysql://root@127.0.0.1:${port}/test`, connectionLimit: 1 })
+          cluster.add('steady', NODE)
+          const first = await borrow(cluster, '*', 'ORDER')
+          // Offline: only the steady node is tried, and the flaky one alone has none online.
+          const whileOffline = [await borrow(cluster, '*', 'ORDER'), await borrow(cluster, 'flaky')]
+          // The server behind the flaky node comes up; after restoreNodeTimeout it is tried again.
+          proxy = await mysqlWireProxy(MYSQL_URL, { port })
+          await new Promise((resolve) => setTimeout(resolve, 1_200))
+          const restored = await borrow(cluster, '*', 'ORDER')
+          return { first, whileOffline, restored, events }
+        } finally {
+          await end(cluster)
+          await proxy?.close()
+        }
+      },
+      { timeout: 20_000 },
+    )
 
-      twin(
-        "createPoolCluster: with restoreNodeTimeout a failing node goes 'offline', and comes back 'online' once it connects",
-        MODULES,
-        async (m) => {
-          const port = await closedPort()
-          const cluster = m.createPoolCluster({
-            removeNodeErrorCount: 1,
-            restoreNodeTimeout: 1_000,
-          })
-          const events = recordEvents(cluster)
-          let proxy: Awaited<ReturnType<typeof mysqlWireProxy>> | undefined
-          try {
-            cluster.add('flaky', { uri: `mysql://root@127.0.0.1:${port}/test`, connectionLimit: 1 })
-            cluster.add('steady', NODE)
-            const first = await borrow(cluster, '*', 'ORDER')
-            // Offline: only the steady node is tried, and the flaky one alone has none online.
-            const whileOffline = [
-              await borrow(cluster, '*', 'ORDER'),
-              await borrow(cluster, 'flaky'),
-            ]
-            // The server behind the flaky node comes up; after restoreNodeTimeout it is tried again.
-            proxy = await mysqlWireProxy(MYSQL_URL, { port })
-            await new Promise((resolve) => setTimeout(resolve, 1_200))
-            const restored = await borrow(cluster, '*', 'ORDER')
-            return { first, whileOffline, restored, events }
-          } finally {
-            await end(cluster)
-            await proxy?.close()
-          }
-        },
-        { timeout: 20_000 },
-      )
-
-      twin(
-        'createPoolCluster: canRetry false hands the connect error to the caller, after counting it',
-        MODULES,
-        async (m) => {
-          const down = await closedPort()
-          const cluster = m.createPoolCluster({ canRetry: false, removeNodeErrorCount: 1 })
-          const events = recordEvents(cluster)
-          try {
-            cluster.add('down', { uri: `mysql://root@127.0.0.1:${down}/test`, connectionLimit: 1 })
-            cluster.add('up', NODE)
-            const borrows = [
-              await borrow(cluster, '*', 'ORDER'),
-              await borrow(cluster, '*', 'ORDER'),
-            ]
-            return { borrows, events }
-          } finally {
-            await end(cluster)
-          }
-        },
-        { timeout: 20_000 },
-      )
-    }
+    twin(
+      'createPoolCluster: canRetry false hands the connect error to the caller, after counting it',
+      MODULES,
+      async (m) => {
+        const down = await closedPort()
+        const cluster = m.createPoolCluster({ canRetry: false, removeNodeErrorCount: 1 })
+        const events = recordEvents(cluster)
+        try {
+          cluster.add('down', { uri: `mysql://root@127.0.0.1:${down}/test`, connectionLimit: 1 })
+          cluster.add('up', NODE)
+          const borrows = [await borrow(cluster, '*', 'ORDER'), await borrow(cluster, '*', 'ORDER')]
+          return { borrows, events }
+        } finally {
+          await end(cluster)
+        }
+      },
+      { timeout: 20_000 },
+    )
 
     twin(
       'createPoolCluster (mysql2/promise): of().query, getConnection, add, remove and end',
