@@ -1,10 +1,13 @@
 import { randomBytes } from 'node:crypto'
-import { createServer, type Socket } from 'node:net'
 import { inspect } from 'node:util'
 import type pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type PostgresServerInfo, postgres } from '../../src/dialects/postgres.js'
 import { ConnectError, createPool, type Dialect } from '../../src/index.js'
+import {
+  type PasswordRejectingServer,
+  passwordRejectingServer,
+} from '../support/pg-password-stub.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import { type Admin, postgresTarget, recordEvents, uniqueName, waitFor } from './targets.js'
 
@@ -311,46 +314,15 @@ describeOnServer(status, 'postgres dialect specifics', () => {
 
   describe('a password that pg really sends (a local server asking for it in cleartext)', () => {
     const CANARY = `Canary${randomBytes(12).toString('hex')}`
-    const received: string[] = []
-    const sockets: Socket[] = []
+    let stub: PasswordRejectingServer
     let port = 0
-    const server = createServer((socket) => {
-      sockets.push(socket)
-      socket.on('error', () => {})
-      let buffer = Buffer.alloc(0)
-      let started = false
-      socket.on('data', (chunk) => {
-        buffer = Buffer.concat([buffer, chunk])
-        if (!started && buffer.length >= 8 && buffer.length >= buffer.readInt32BE(0)) {
-          started = true
-          buffer = buffer.subarray(buffer.readInt32BE(0))
-          // AuthenticationCleartextPassword
-          socket.write(Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 3]))
-        }
-        if (started && buffer.length >= 5 && buffer[0] === 0x70) {
-          const length = buffer.readInt32BE(1)
-          if (buffer.length < 1 + length) return
-          received.push(buffer.subarray(5, length).toString('utf8'))
-          const fields = Buffer.from(
-            'SFATAL\0VFATAL\0C28P01\0Mpassword authentication failed for user "u"\0\0',
-          )
-          const header = Buffer.alloc(5)
-          header.write('E', 0)
-          header.writeInt32BE(4 + fields.length, 1)
-          socket.end(Buffer.concat([header, fields]))
-        }
-      })
-    })
 
     beforeAll(async () => {
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-      port = (server.address() as { port: number }).port
+      stub = await passwordRejectingServer('u')
+      port = stub.port
     })
 
-    afterAll(async () => {
-      for (const socket of sockets) socket.destroy()
-      await new Promise((resolve) => server.close(resolve))
-    })
+    afterAll(() => stub.close())
 
     for (const form of ['config', 'url'] as const) {
       it(`keeps it out of the 28P01 failure (password in the ${form})`, async () => {
@@ -362,7 +334,7 @@ describeOnServer(status, 'postgres dialect specifics', () => {
         const events = recordEvents(pool)
         const error = await failure(pool.acquire({ timeout: 500 }))
         await pool.close()
-        expect(received.at(-1)).toBe(CANARY) // it did travel to the server
+        expect(stub.received.at(-1)).toBe(CANARY) // it did travel to the server
         // 28P01 is permanent: the acquire rejects at once with the ConnectError (failFast).
         expect(error).toBeInstanceOf(ConnectError)
         expect((error as Error).message).toContain(

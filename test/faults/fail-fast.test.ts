@@ -1,5 +1,4 @@
 import { writeFileSync } from 'node:fs'
-import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -13,6 +12,7 @@ import {
   type Lease,
   UnavailableError,
 } from '../../src/index.js'
+import { passwordRejectingServer } from '../support/pg-password-stub.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import {
   type FaultTarget,
@@ -47,46 +47,6 @@ function counted<C>(dialect: Dialect<C>): { dialect: Dialect<C>; attempts: numbe
     return promise
   }
   return { dialect: wrapped, attempts }
-}
-
-/**
- * A PostgreSQL wire stub on 127.0.0.1 that asks for a cleartext password and answers 28P01, as a
- * server checking passwords would: the PostgreSQL server of the suite trusts 127.0.0.1, so it
- * never fails a password. The pg driver and the dialect are the real ones.
- */
-async function passwordRejectingServer(): Promise<{ port: number; close(): Promise<void> }> {
-  const server: Server = createServer((socket) => {
-    socket.on('error', () => {})
-    let buffer = Buffer.alloc(0)
-    let started = false
-    socket.on('data', (chunk) => {
-      buffer = Buffer.concat([buffer, chunk])
-      if (!started && buffer.length >= 8 && buffer.length >= buffer.readInt32BE(0)) {
-        started = true
-        buffer = buffer.subarray(buffer.readInt32BE(0))
-        socket.write(Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 3])) // AuthenticationCleartextPassword
-      }
-      if (started && buffer.length >= 5 && buffer[0] === 0x70) {
-        if (buffer.length < 1 + buffer.readInt32BE(1)) return
-        const fields = Buffer.from(
-          'SFATAL\0VFATAL\0C28P01\0Mpassword authentication failed for user "app"\0\0',
-        )
-        const header = Buffer.alloc(5)
-        header.write('E', 0)
-        header.writeInt32BE(4 + fields.length, 1)
-        socket.end(Buffer.concat([header, fields]))
-      }
-    })
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  return {
-    port,
-    close: () => {
-      ;(server as Server & { closeAllConnections?: () => void }).closeAllConnections?.()
-      return new Promise((resolve) => server.close(() => resolve()))
-    },
-  }
 }
 
 /**
@@ -170,7 +130,7 @@ function scenarios<C>(target: FaultTarget<C>): void {
   const server = target.label
 
   it('permanent errors: the first acquire rejects within its connect + 50 ms; 1000 concurrent acquires make ≤ max connects', async () => {
-    const stub = await passwordRejectingServer()
+    const stub = await passwordRejectingServer('app')
     for (const bad of misconfigured(target as FaultTarget<unknown>, stub.port)) {
       const first = counted(bad.dialect())
       const pool = createPool({ dialect: first.dialect, max: 10 })
