@@ -65,6 +65,21 @@ function seen(error: unknown): Record<string, unknown> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
+/**
+ * Kills a connection's server thread from another connection (`KILL <id>`, as a DBA or the
+ * server's own timeout would), then waits up to 3 s for `lost`, the error the pool connection
+ * reports, or says that none came.
+ */
+async function killAndAwait(threadId: number, lost: Promise<unknown>): Promise<unknown> {
+  const killer = mysql2.createConnection(MYSQL_URL)
+  try {
+    await query(killer as unknown as mysql2.PoolConnection, `KILL ${threadId}`)
+  } finally {
+    killer.destroy()
+  }
+  return Promise.race([lost, sleep(3_000).then(() => ({ timedOut: "no 'error' within 3 s" }))])
+}
+
 /** A folder with the facade bundled into one file, for the child-process scenarios. */
 let bundleDir: string | undefined
 
@@ -296,16 +311,7 @@ describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with my
           resolve(seen(error))
         })
       })
-      const killer = mysql2.createConnection(MYSQL_URL)
-      try {
-        await query(killer as unknown as mysql2.PoolConnection, `KILL ${connection.threadId}`)
-      } finally {
-        killer.destroy()
-      }
-      const error = await Promise.race([
-        lost,
-        sleep(3_000).then(() => ({ timedOut: "no 'error' within 3 s" })),
-      ])
+      const error = await killAndAwait(connection.threadId, lost)
       const all = queues(pool)._allConnections.length
       connection.release() // mysql2 ignores the release of a connection that left the pool
       const next = await getConnection(pool)
@@ -335,16 +341,7 @@ describeOnServer(await probe('mysql'), "lifeguard/mysql2's pool, twinned with my
         connection.on('error', (error) => resolve(seen(error)))
       })
       connection.release()
-      const killer = mysql2.createConnection(MYSQL_URL)
-      try {
-        await query(killer as unknown as mysql2.PoolConnection, `KILL ${connection.threadId}`)
-      } finally {
-        killer.destroy()
-      }
-      const error = await Promise.race([
-        lost,
-        sleep(3_000).then(() => ({ timedOut: "no 'error' within 3 s" })),
-      ])
+      const error = await killAndAwait(connection.threadId, lost)
       const counts = {
         all: queues(pool)._allConnections.length,
         free: queues(pool)._freeConnections.length,
