@@ -347,15 +347,22 @@ function scenarios(kind: Kind): void {
       const acked = outcomes.filter((o) => o.error === undefined)
       const failed = outcomes.filter((o) => o.error !== undefined)
       const missing = acked.filter((o) => stored.get(o.id) !== 1)
-      expect(missing.map((o) => [o.id, stored.get(o.id) ?? 0])).toEqual([])
-      expect([...stored.values()].every((n) => n === 1)).toBe(true)
+      expect(
+        missing.map((o) => [o.id, stored.get(o.id) ?? 0]),
+        'acknowledged writes not stored exactly once',
+      ).toEqual([])
+      expect(
+        [...stored.values()].every((n) => n === 1),
+        'a write stored twice',
+      ).toBe(true)
       const failedButStored = failed.filter((o) => stored.has(o.id)).length
 
       // One typed error per failed caller (and no callback called twice).
       const untyped = failed.filter((o) => !isTyped(o.error))
-      expect(untyped.map((o) => `${o.writer}: ${errorKind(o.error)}: ${String(o.error)}`)).toEqual(
-        [],
-      )
+      expect(
+        untyped.map((o) => `${o.writer}: ${errorKind(o.error)}: ${String(o.error)}`),
+        'callers whose error has no code',
+      ).toEqual([])
       for (const [writer] of writers) expect(writer.extraCallbacks, writer.name).toBe(0)
       const kinds = new Map<string, number>()
       for (const o of failed) {
@@ -365,22 +372,31 @@ function scenarios(kind: Kind): void {
 
       // Nobody waited past acquireTimeout (plus the loaded machine's margin).
       const longest = Math.max(...outcomes.map((o) => o.endedAt - o.startedAt))
-      expect(longest).toBeLessThanOrEqual(ACQUIRE_TIMEOUT + MARGIN)
+      expect(longest, 'the longest call').toBeLessThanOrEqual(ACQUIRE_TIMEOUT + MARGIN)
 
       // Nothing reached the process.
-      expect(processErrors.errors).toEqual([])
+      expect(processErrors.errors, 'unhandled errors').toEqual([])
 
       // No connection opened before the event was lent once the server accepted again, and no
       // write after that ran in an old session or on the old server.
       const staleLends = lent.filter((l) => l.at >= acceptedAt && (opened.get(l.key) ?? 0) < downAt)
-      expect(staleLends.map((l) => l.key)).toEqual([])
+      expect(
+        staleLends.map((l) => l.key),
+        'connections from before the event lent after the server came back',
+      ).toEqual([])
       const after = acked.filter((o) => o.startedAt >= acceptedAt)
-      expect(after.length).toBeGreaterThan(0)
-      expect(after.filter((o) => o.incarnation === oldIncarnation).map((o) => o.id)).toEqual([])
+      expect(after.length, 'writes after the server came back').toBeGreaterThan(0)
+      expect(
+        after.filter((o) => o.incarnation === oldIncarnation).map((o) => o.id),
+        'writes on the old server after it came back',
+      ).toEqual([])
       if (kind.label === 'PostgreSQL') {
         // Backend pids are the OS's: a new server's are new. (MariaDB's connection ids start
         // again at 1, so there the incarnation label says it.)
-        expect(after.filter((o) => oldSessions.has(o.session!)).map((o) => o.id)).toEqual([])
+        expect(
+          after.filter((o) => oldSessions.has(o.session!)).map((o) => o.id),
+          'writes in an old backend after the server came back',
+        ).toEqual([])
       }
 
       // Serving again: each writer's first acknowledged write after the server accepted.
