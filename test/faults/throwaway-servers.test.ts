@@ -72,7 +72,7 @@ describe.each(kinds)('throwaway $label', ({ start, bad, session }) => {
     expect(error).toBeInstanceOf(Error)
     expect((error as Error).message).toMatch(/did not start/)
     const dir = / in (\S+) did not start/.exec((error as Error).message)?.[1]
-    expect(dir).toMatch(/lifeguard-/)
+    expect(dir).toMatch(/lifeguard-throwaway-/)
     expect(existsSync(dir!)).toBe(false)
   })
 })

@@ -52,7 +52,7 @@ export async function startThrowawayMariaDb(
   options: ThrowawayMariaDbOptions = {},
 ): Promise<ThrowawayServer> {
   const root = process.getuid?.() === 0
-  const dir = await mkdtemp(join(tmpdir(), 'lifeguard-mariadb-'))
+  const dir = await mkdtemp(join(tmpdir(), 'lifeguard-throwaway-mariadb-'))
   const data = join(dir, 'data')
   const log = join(dir, 'server.log')
   const settings = { ...DEFAULTS, ...options.settings }

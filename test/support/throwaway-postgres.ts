@@ -74,7 +74,7 @@ export async function startThrowawayPostgres(
   options: ThrowawayPostgresOptions = {},
 ): Promise<ThrowawayServer> {
   const user = pgUser()
-  const dir = await mkdtemp(join(tmpdir(), 'lifeguard-pg-'))
+  const dir = await mkdtemp(join(tmpdir(), 'lifeguard-throwaway-pg-'))
   const data = join(dir, 'data')
   const log = join(dir, 'server.log')
   let port = 0
