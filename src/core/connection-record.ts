@@ -95,6 +95,8 @@ export class ConnectionRecord<C> implements ListNode<ConnectionRecord<C>> {
   lease: RecordLease | undefined = undefined
   /** Set when the driver reported the connection dead while the pool could not close it yet. */
   dead = false
+  /** Set with `dead` when what condemned it was a read-only error: the server refuses writes. */
+  readOnly = false
   /** Aborts the connect in progress. */
   abort: AbortController | undefined = undefined
   /**
