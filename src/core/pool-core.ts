@@ -585,7 +585,7 @@ export class PoolCore<C> {
 
   /** Why a record must not be lent again, if it must not. Reads no clock: its lifetime timer sets `expired`. */
   private condemned(record: ConnectionRecord<C>): InvalidateReason | undefined {
-    if (record.dead) return record.readOnly ? 'read-only' : 'disconnect'
+    if (record.dead) return record.readOnly !== undefined ? 'read-only' : 'disconnect'
     if (record.generation < this.staleBelow) return 'stale'
     if (record.expired) return 'lifetime'
     return undefined
@@ -669,14 +669,14 @@ export class PoolCore<C> {
     if (destroy) {
       const why = this.destroyReason(record, reason)
       // A read-only error the dialect reported retired the older ones then: not those made since.
-      if (why !== 'destroyed' && !record.readOnly) this.invalidateOlder()
-      this.retire(record, why, reason)
+      if (why !== 'destroyed' && record.readOnly === undefined) this.invalidateOlder()
+      this.retire(record, why, reason ?? record.readOnly)
       return this.pump()
     }
     if (this.state !== 'open') return this.closeRecord(record)
     const condemned = this.condemned(record)
     if (condemned !== undefined) {
-      this.retire(record, condemned)
+      this.retire(record, condemned, condemned === 'read-only' ? record.readOnly : undefined)
       return this.pump()
     }
     const mode = this.opts.resetOnRelease
@@ -1074,7 +1074,7 @@ export class PoolCore<C> {
     const readOnly = error !== undefined && this.isReadOnly(error)
     // The holder may write again and again: the first refusal retired the older connections,
     // and the later ones must not retire those made since, on the new writer.
-    if (readOnly && record.readOnly) return
+    if (readOnly && record.readOnly !== undefined) return
     this.invalidateOlder()
     if (record.state === 'idle') {
       this.retire(record, readOnly ? 'read-only' : 'disconnect', error)
@@ -1082,7 +1082,7 @@ export class PoolCore<C> {
     } else {
       // Leased, resetting, validating or connecting: it is dropped when that ends.
       record.dead = true
-      if (readOnly) record.readOnly = true
+      if (readOnly) record.readOnly = Object(error)
     }
   }
 
@@ -1255,7 +1255,7 @@ export class PoolCore<C> {
       if (this.isDisconnect(reason)) return 'disconnect'
       if (this.isReadOnly(reason)) return 'read-only'
     }
-    return record.readOnly ? 'read-only' : 'destroyed'
+    return record.readOnly !== undefined ? 'read-only' : 'destroyed'
   }
 
   /** Whether the dialect calls `error` a write refused by a read-only server; a dialect that throws here says no. */
