@@ -1,0 +1,233 @@
+import { existsSync, readdirSync } from 'node:fs'
+import { appendFile, chown, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pg from 'pg'
+import { closedPort } from './ports.js'
+import {
+  alive,
+  pollUntil,
+  runAs,
+  type ServerSettings,
+  type ThrowawayServer,
+  waitForExit,
+  watchdog,
+} from './throwaway-server.js'
+
+/**
+ * The cluster binaries: `PG_BINDIR`, or Debian's /usr/lib/postgresql/<newest>/bin (15 here).
+ * Not whatever `initdb` is on PATH: Debian puts none there (only pg_wrapper's scripts for the
+ * packaged cluster), and this machine's /usr/local/bin/initdb and pg_ctl are just links to the
+ * 15 binaries, which another machine may not have.
+ */
+function binDir(): string {
+  if (process.env.PG_BINDIR !== undefined) return process.env.PG_BINDIR
+  const root = '/usr/lib/postgresql'
+  const versions = existsSync(root)
+    ? readdirSync(root)
+        .filter((v) => existsSync(join(root, v, 'bin', 'initdb')))
+        .sort((a, b) => Number(b) - Number(a))
+    : []
+  return versions[0] === undefined ? join(root, '15', 'bin') : join(root, versions[0], 'bin')
+}
+
+const BIN_DIR = binDir()
+
+/** Options of {@link startThrowawayPostgres}. */
+export interface ThrowawayPostgresOptions {
+  /** Extra `postgresql.conf` settings (`{ max_connections: 50 }`), after the defaults here. */
+  readonly settings?: ServerSettings
+}
+
+const DEFAULTS: ServerSettings = {
+  listen_addresses: '127.0.0.1',
+  shared_buffers: '16MB',
+  max_connections: 200,
+  fsync: 'off',
+  full_page_writes: 'off',
+  synchronous_commit: 'off',
+  logging_collector: 'off',
+}
+
+function confLine(name: string, value: string | number | boolean): string {
+  const text = typeof value === 'string' ? `'${value.replaceAll("'", "''")}'` : String(value)
+  return `${name} = ${text}\n`
+}
+
+function pgUser(): string {
+  return process.getuid?.() === 0 ? 'postgres' : (process.env.USER ?? 'postgres')
+}
+
+/**
+ * Starts a PostgreSQL cluster of its own: `initdb` into a temp dir (owned by `postgres` when this
+ * runs as root, since PostgreSQL refuses to run as root), trust auth, listening on 127.0.0.1 only
+ * at a free port, its unix socket in the temp dir, fsync off. Resolves once it accepts
+ * connections, with a database `test`. If it fails to start, nothing is left behind.
+ *
+ * @example
+ * const server = await startThrowawayPostgres()
+ * afterAll(() => server.remove())
+ * await server.restart({ mode: 'fast' })
+ */
+export async function startThrowawayPostgres(
+  options: ThrowawayPostgresOptions = {},
+): Promise<ThrowawayServer> {
+  const user = pgUser()
+  const dir = await mkdtemp(join(tmpdir(), 'lifeguard-pg-'))
+  const data = join(dir, 'data')
+  const log = join(dir, 'server.log')
+  let port = 0
+  let pid: number | undefined
+
+  const pgCtl = (args: readonly string[]) =>
+    runAs(user, join(BIN_DIR, 'pg_ctl'), ['-D', data, '-l', log, '-w', '-t', '60', ...args])
+  const readPid = async () => {
+    const text = await readFile(join(data, 'postmaster.pid'), 'utf8')
+    return Number(text.split('\n')[0])
+  }
+  // The postmaster's children (backends and auxiliary processes): after a kill -9 they must be
+  // gone before the cluster starts again, or it finds its shared memory still in use.
+  const children = async (parent: number) => {
+    const pids: number[] = []
+    for (const entry of await readdir('/proc')) {
+      if (!/^\d+$/.test(entry)) continue
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '')
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      if (ppid === parent) pids.push(Number(entry))
+    }
+    return pids
+  }
+  const connect = async () => {
+    const client = new pg.Client({
+      host: '127.0.0.1',
+      port,
+      user: 'postgres',
+      database: 'postgres',
+      connectionTimeoutMillis: 2_000,
+    })
+    client.on('error', () => {})
+    await client.connect()
+    return client
+  }
+
+  const server: ThrowawayServer = {
+    kind: 'postgres',
+    dir,
+    get url() {
+      return `postgres://postgres@127.0.0.1:${port}/test`
+    },
+    get port() {
+      return port
+    },
+    get pid() {
+      return pid
+    },
+    async sql<T>(text: string, params?: unknown[]) {
+      const client = new pg.Client({ connectionString: server.url, connectionTimeoutMillis: 5_000 })
+      client.on('error', () => {})
+      await client.connect()
+      try {
+        return (await client.query(text, params)).rows as T[]
+      } finally {
+        await client.end().catch(() => {})
+      }
+    },
+    waitUntilAccepting(timeoutMs = 30_000) {
+      return pollUntil(
+        `PostgreSQL on ${port}`,
+        async () => {
+          const client = await connect()
+          try {
+            await client.query('SELECT 1')
+          } finally {
+            await client.end().catch(() => {})
+          }
+        },
+        timeoutMs,
+      )
+    },
+    async restart() {
+      const old = pid === undefined ? [] : [pid, ...(await children(pid))]
+      await pgCtl(['-m', 'fast', 'restart'])
+      pid = await readPid()
+      await waitForExit(old)
+    },
+    async stop() {
+      if (pid === undefined) return
+      const old = [pid, ...(await children(pid))]
+      await pgCtl(['-m', 'fast', 'stop'])
+      await waitForExit(old)
+      pid = undefined
+    },
+    async start() {
+      await pgCtl(['start'])
+      pid = await readPid()
+    },
+    async crash() {
+      if (pid === undefined) return
+      const old = [pid, ...(await children(pid))]
+      process.kill(pid, 'SIGKILL')
+      await waitForExit(old)
+      pid = undefined
+      // The dead postmaster is pg_ctl's orphan, and may stay a zombie a while if this machine's
+      // init is slow to reap it; the next postmaster would take it for a live one and refuse the
+      // lock files. Its children are gone, so they are stale: as after a reboot.
+      await rm(join(data, 'postmaster.pid'), { force: true })
+      await rm(join(dir, `.s.PGSQL.${port}.lock`), { force: true })
+    },
+    async remove() {
+      if (pid !== undefined && alive(pid)) {
+        await pgCtl(['-m', 'immediate', 'stop']).catch(() => process.kill(pid!, 'SIGKILL'))
+      }
+      pid = undefined
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+  const pgCtlStop = `${join(BIN_DIR, 'pg_ctl')} -D data -m immediate -w stop`
+  watchdog(dir, process.getuid?.() === 0 ? `runuser -u ${user} -- ${pgCtlStop}` : pgCtlStop)
+
+  try {
+    if (process.getuid?.() === 0) await chown(dir, ...(await ids(user)))
+    await runAs(user, join(BIN_DIR, 'initdb'), [
+      '-D',
+      data,
+      '-U',
+      'postgres',
+      '-A',
+      'trust',
+      '-E',
+      'UTF8',
+      '--locale=C',
+      '--no-sync',
+    ])
+    const settings = { ...DEFAULTS, unix_socket_directories: dir, ...options.settings }
+    const conf = Object.entries(settings).map(([k, v]) => confLine(k, v))
+    await appendFile(join(data, 'postgresql.conf'), conf.join(''))
+    // The free port may be taken by someone else before the server binds it: try another.
+    for (let attempt = 1; ; attempt++) {
+      port = await closedPort()
+      await appendFile(join(data, 'postgresql.conf'), confLine('port', port))
+      try {
+        await server.start()
+        break
+      } catch (error) {
+        const text = await readFile(log, 'utf8').catch(() => '')
+        if (attempt === 3 || !text.includes('could not bind')) throw error
+      }
+    }
+    const admin = await connect()
+    await admin.query('CREATE DATABASE test').finally(() => admin.end().catch(() => {}))
+    return server
+  } catch (error) {
+    const text = await readFile(log, 'utf8').catch(() => '')
+    await server.remove()
+    throw new Error(
+      `throwaway PostgreSQL in ${dir} did not start: ${String(error)}\n${text.slice(-2_000)}`,
+    )
+  }
+}
+
+async function ids(user: string): Promise<[number, number]> {
+  const [uid, gid] = await Promise.all([runAs(user, 'id', ['-u']), runAs(user, 'id', ['-g'])])
+  return [Number(uid.trim()), Number(gid.trim())]
+}
