@@ -119,9 +119,13 @@ describe('a read-only error retires the connection and every older one', () => {
     a!.release()
     const reasons: Array<[number, string]> = []
     pool.on('invalidate', (e) => reasons.push([e.id, e.reason]))
+    const errors: unknown[] = []
+    pool.on('invalidate', (e) => errors.push(e.error))
     const refusal = refuse(b!.connection)
     // The holder caught the error and gave the connection back as if nothing happened.
     b!.release()
+    // The event carries the refusal the dialect reported.
+    expect(errors).toEqual([refusal])
     await tick(0)
     expect(reasons).toEqual([[2, 'read-only']])
     // c was lent before the refusal: it too goes when it comes back, not to the next caller.
