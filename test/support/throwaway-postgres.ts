@@ -43,9 +43,10 @@ const DEFAULTS: ServerSettings = {
   listen_addresses: '127.0.0.1',
   shared_buffers: '16MB',
   max_connections: 200,
+  // The OS keeps what was written when a server process is killed: only an OS crash would lose
+  // it. synchronous_commit stays on, or a kill -9 loses commits already acknowledged.
   fsync: 'off',
   full_page_writes: 'off',
-  synchronous_commit: 'off',
   logging_collector: 'off',
 }
 
