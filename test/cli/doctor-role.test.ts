@@ -1,7 +1,10 @@
-import { expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { runDoctor } from '../../src/cli/doctor.js'
 import { renderDoctor } from '../../src/cli/doctor-text.js'
+import { mysql } from '../../src/dialects/mysql.js'
 import { describeOnServer, probe } from '../support/servers.js'
+import { startThrowawayMariaDb } from '../support/throwaway-mariadb.js'
+import type { ThrowawayServer } from '../support/throwaway-server.js'
 
 // Issue 17: `lifeguard doctor` shows the server's role, and says when targetSessionAttrs would
 // matter. A read-only session comes from the startup packet (`options=-c …`): nothing global
@@ -55,4 +58,26 @@ describeOnServer(myStatus, 'lifeguard doctor: the server role on MariaDB', () =>
     expect(report.role).toEqual({ role: 'read-write', because: null })
     expect(renderDoctor(report)).toContain('  role             read-write: writes accepted')
   })
+})
+
+describe('lifeguard doctor: a MariaDB server set read-only (a throwaway one)', () => {
+  let server: ThrowawayServer | undefined
+  afterAll(() => server?.remove())
+
+  it('reads as read-only because of read_only = 1, and the dialect reads the same role', async () => {
+    server = await startThrowawayMariaDb()
+    await server.sql('SET GLOBAL read_only = 1')
+    const report = await runDoctor(options(server.url))
+    expect(report.role).toEqual({ role: 'read-only', because: 'read_only = 1' })
+    expect(renderDoctor(report)).toContain(
+      'WARNING [targetSessionAttrs] the server is read-only (read_only = 1): every write fails (1290)',
+    )
+    const dialect = mysql(server.url)
+    const connection = await dialect.connect(AbortSignal.timeout(5_000))
+    try {
+      expect(await dialect.role!(connection, AbortSignal.timeout(5_000))).toBe('read-only')
+    } finally {
+      await dialect.close(connection)
+    }
+  }, 60_000)
 })
