@@ -3,6 +3,7 @@ export type {
   Dialect,
   ResetMode,
   ServerInfo,
+  ServerRole,
   TransactionStep,
 } from './core/dialect.js'
 export {
@@ -22,6 +23,7 @@ export {
   TransactionFailedError,
   UnavailableError,
   type WarningCode,
+  WrongRoleError,
 } from './core/errors.js'
 export type { InvalidateReason, PoolEvents, PoolListener } from './core/events.js'
 export { Lease } from './core/lease.js'
@@ -31,6 +33,7 @@ export type {
   CloseOptions,
   PoolOptions,
   ResolvedPoolOptions,
+  TargetSessionAttrs,
 } from './core/pool-options.js'
 export {
   RequestScope,

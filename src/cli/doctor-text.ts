@@ -1,6 +1,15 @@
 import type { DoctorReport } from './doctor.js'
 import { humanDuration } from './human-duration.js'
 
+/** The server's role, and which `targetSessionAttrs` would lend its connections. */
+function roleLine({ role, because }: DoctorReport['role']): string {
+  if (role === 'read-write') {
+    return "read-write: writes accepted (targetSessionAttrs 'any' or 'read-write' lends its connections)"
+  }
+  const what = role === 'standby' ? 'hot standby' : 'read-only'
+  return `${what} (${because}): writes fail; targetSessionAttrs 'read-write' would refuse its connections, 'read-only' wants them`
+}
+
 /**
  * Renders a doctor report for a terminal: what was read, then each finding with its setting.
  * Settings and cut-offs read as durations (`8 h`), the measured costs in ms.
@@ -17,6 +26,7 @@ export function renderDoctor(report: DoctorReport): string {
     `  connections      ${report.connectionsInUse} in use of max_connections ${report.maxConnections}${report.maxUserConnections === null ? '' : ` (${report.maxUserConnections} for this user)`}`,
     `  idle cut-offs    ${cut}`,
     `  TLS              ${report.tls ? 'in use' : 'not in use'}`,
+    `  role             ${roleLine(report.role)}`,
     `  new connection   ${report.connectMs} ms vs ping ${report.pingMs} ms (${ratio}×): what pooling saves per request`,
     `  pool checked     max ${pool.max} + overflow ${pool.overflow}, min ${pool.min}, maxLifetime ${humanDuration(pool.maxLifetimeMs)}, idleTimeout ${humanDuration(pool.idleTimeoutMs)}`,
     '',

@@ -1,3 +1,4 @@
+import type { ServerRole } from '../core/dialect.js'
 import { fitToIdleCutoff } from '../core/idle-cutoff.js'
 import { kindOfUrl, loadMysql2, loadPg, type MysqlConnection, type PgClient } from './drivers.js'
 import { humanDuration } from './human-duration.js'
@@ -27,6 +28,12 @@ export interface DoctorReport {
   /** The server's idle cut-offs in ms, by setting name; `null` when off. */
   idleCutoffs: Record<string, number | null>
   tls: boolean
+  /**
+   * What the server lets this session do: `read-write`, `read-only` (its transactions are
+   * read-only by default) or `standby` (a PostgreSQL hot standby); `because` names the setting
+   * that says so, when it is not read-write. A pool's `targetSessionAttrs` checks the same.
+   */
+  role: { role: ServerRole; because: string | null }
   /** Median time to open a new connection, and of a ping on an open one, in ms. */
   connectMs: number
   pingMs: number
@@ -98,6 +105,9 @@ function postgresProbe(url: string): Probe {
             "SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend'",
           )
           const tls = await one('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')
+          const mode = await one(
+            "SELECT pg_is_in_recovery() AS standby, current_setting('default_transaction_read_only') AS read_only",
+          )
           const max = Number(s.max_connections)
           const reserved = Number(s.superuser_reserved_connections ?? 0)
           const toMs = (v: string | undefined) => {
@@ -115,6 +125,12 @@ function postgresProbe(url: string): Probe {
               idle_in_transaction_session_timeout: toMs(s.idle_in_transaction_session_timeout),
             },
             tls: tls.ssl === true,
+            role:
+              mode.standby === true
+                ? { role: 'standby' as const, because: 'pg_is_in_recovery()' }
+                : mode.read_only === 'on'
+                  ? { role: 'read-only' as const, because: 'default_transaction_read_only = on' }
+                  : { role: 'read-write' as const, because: null },
           }
         },
       }
@@ -142,7 +158,8 @@ function mysqlProbe(url: string): Probe {
           const v = await one(
             `SELECT VERSION() AS version, @@max_connections AS max_connections,
               @@max_user_connections AS max_user_connections,
-              @@SESSION.wait_timeout AS wait_timeout, @@SESSION.interactive_timeout AS interactive_timeout`,
+              @@SESSION.wait_timeout AS wait_timeout, @@SESSION.interactive_timeout AS interactive_timeout,
+              @@GLOBAL.read_only AS read_only, @@GLOBAL.innodb_read_only AS innodb_read_only`,
           )
           const threads = await one("SHOW GLOBAL STATUS LIKE 'Threads_connected'")
           const cipher = await one("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
@@ -157,6 +174,12 @@ function mysqlProbe(url: string): Probe {
               interactive_timeout: ms(Number(v.interactive_timeout)),
             },
             tls: typeof cipher.Value === 'string' && cipher.Value !== '',
+            role:
+              Number(v.innodb_read_only) === 1
+                ? { role: 'read-only' as const, because: 'innodb_read_only = 1' }
+                : Number(v.read_only) === 1
+                  ? { role: 'read-only' as const, because: 'read_only = 1' }
+                  : { role: 'read-write' as const, because: null },
           }
         },
       }
@@ -240,6 +263,15 @@ function findingsFor(
       level: 'problem',
       setting: 'max',
       message: `the pool may open ${size} connections (max ${pool.max} + overflow ${pool.overflow}) but the server allows ${allowed} (${allowedBy}). Lower --max/--overflow, or raise ${allowedBy}.`,
+    })
+  }
+  if (read.role.role !== 'read-write') {
+    const what = read.role.role === 'standby' ? 'a hot standby' : 'read-only'
+    const code = read.server.kind === 'postgres' ? '25006' : '1290'
+    findings.push({
+      level: 'warning',
+      setting: 'targetSessionAttrs',
+      message: `the server is ${what} (${read.role.because}): every write fails (${code}). If it should be the writer (a failover demoted it, or the URL leads to a replica), a pool with targetSessionAttrs 'read-write' refuses its connections and waits, connecting again with backoff, for a writer; with 'any' (the default) it lends them, each write fails, and lifeguard replaces the connection it failed on and every older one. For a reader, set targetSessionAttrs 'read-only'.`,
     })
   }
   const share = read.connectionsInUse / read.maxConnections

@@ -95,6 +95,11 @@ export class ConnectionRecord<C> implements ListNode<ConnectionRecord<C>> {
   lease: RecordLease | undefined = undefined
   /** Set when the driver reported the connection dead while the pool could not close it yet. */
   dead = false
+  /**
+   * Set with `dead` when what condemned it was a read-only error (the server refuses writes):
+   * that error, for the `'invalidate'` event.
+   */
+  readOnly: object | undefined = undefined
   /** Aborts the connect in progress. */
   abort: AbortController | undefined = undefined
   /**

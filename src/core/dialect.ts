@@ -12,6 +12,14 @@ export type TransactionStep = 'begin' | 'commit' | 'rollback'
  */
 export type ConnectFailure = 'permanent' | 'transient'
 
+/**
+ * What a connection's server lets it do, as {@link Dialect.role} reads it: `'read-write'`, or
+ * `'read-only'` (its transactions are read-only by default: PostgreSQL's
+ * `default_transaction_read_only`, MySQL's `read_only` or `innodb_read_only`), or `'standby'`
+ * (a PostgreSQL hot standby, read-only too).
+ */
+export type ServerRole = 'read-write' | 'read-only' | 'standby'
+
 /** What a dialect reads from the server on the pool's first connection. */
 export interface ServerInfo {
   /** The server's version string. */
@@ -125,10 +133,27 @@ export interface Dialect<C> {
   /** Whether `error` means that the connection it came from is dead. */
   isDisconnect?(error: unknown): boolean
   /**
+   * Whether `error` is the server refusing a write because it, or the session, is read-only
+   * (PostgreSQL's 25006, MySQL's 1290, 1792 and 1836): a writer demoted by a failover answers so.
+   * The pool then treats the error as a disconnect: it closes that connection, with the reason
+   * `read-only`, and every connection made before it (SQLAlchemy's rule), since they all lead to
+   * the same demoted server.
+   */
+  isReadOnly?(error: unknown): boolean
+  /**
+   * Reads the role of the server a new connection reached, for the pool's `targetSessionAttrs`:
+   * PostgreSQL from the parameter status the server sent at connect (14+, no round trip), else
+   * with one query. The pool aborts `signal` at `connectTimeout`.
+   */
+  role?(connection: C, signal: AbortSignal): Promise<ServerRole>
+  /**
    * Subscribes the pool to a connection's death. The dialect calls `onDeath` when the driver
    * learns that the connection died while the pool was not using it (pg emits `'error'` on an
    * idle client whose backend was terminated; mysql2 sees a fatal error). The pool drops an idle
-   * connection at once and a leased one on release. Called once, right after `connect`.
+   * connection at once and a leased one on release. Called once, right after `connect`. A dialect
+   * that sees the server refuse a write on the connection passes that error (one `isReadOnly`
+   * recognises): the pool then drops it, and the connections older than it, as `read-only`, the
+   * holder's way of giving it back (`release()` included) making no difference.
    */
   watch?(connection: C, onDeath: (error?: unknown) => void): void
   /**

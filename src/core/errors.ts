@@ -22,6 +22,7 @@ export const ERROR_CODES = [
   'LIFEGUARD_PING_TIMEOUT',
   'LIFEGUARD_RESET_TIMEOUT',
   'LIFEGUARD_CLOSE_TIMEOUT',
+  'LIFEGUARD_WRONG_ROLE',
 ] as const
 
 /** The stable, machine-readable code of an error lifeguard throws, such as `LIFEGUARD_ACQUIRE_TIMEOUT`. */
@@ -264,3 +265,26 @@ export class CloseTimeoutError extends PoolError {
   }
 }
 named(CloseTimeoutError, 'CloseTimeoutError')
+
+/**
+ * A new connection reached a server whose role is not the one `targetSessionAttrs` asks for (a
+ * read-only server, or a hot standby, for `'read-write'`): the pool closed it and treats the
+ * connect as failed, transiently, retrying with backoff until the server (or the DNS name) leads
+ * to the right one. Met as the `cause` of a `ConnectError`.
+ */
+export class WrongRoleError extends PoolError {
+  /** The stable code of this error. */
+  static readonly code = 'LIFEGUARD_WRONG_ROLE'
+  /** This error's code, always `LIFEGUARD_WRONG_ROLE`. */
+  declare readonly code: 'LIFEGUARD_WRONG_ROLE'
+  /** The role the server reported: `'read-write'`, `'read-only'` or `'standby'`. */
+  readonly role: string
+  /** What `targetSessionAttrs` asked for. */
+  readonly target: string
+  constructor(message: string, role: string, target: string) {
+    super(message, WrongRoleError.code)
+    this.role = role
+    this.target = target
+  }
+}
+named(WrongRoleError, 'WrongRoleError')

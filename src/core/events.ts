@@ -10,6 +10,7 @@ export type InvalidateReason =
   | 'reset-failed'
   | 'stale'
   | 'destroyed'
+  | 'read-only'
 
 /** The events a pool emits, with their payloads. No event throws when nobody listens. */
 export interface PoolEvents<C> {

@@ -19,6 +19,7 @@ import {
   ResetTimeoutError,
   TooManyWaitersError,
   UnavailableError,
+  WrongRoleError,
 } from './errors.js'
 import type { InvalidateReason } from './events.js'
 import { Housekeeper, type HousekeeperHost } from './housekeeper.js'
@@ -43,6 +44,7 @@ import {
   resolveScopeOptions,
   type ScopeHost,
 } from './request-scope.js'
+import { checkSessionRole } from './session-role.js'
 import { PoolCounters, type PoolStats, StateCounts } from './stats.js'
 import { type PoolEventSink, PoolTelemetry } from './telemetry.js'
 import { Waiter, WaiterQueue } from './waiter-queue.js'
@@ -330,7 +332,7 @@ export class PoolCore<C> {
       result = await fn(lease.connection)
     } catch (error) {
       if (lease.active) {
-        if (this.isDisconnect(error)) lease.destroy(error)
+        if (this.isDisconnect(error) || this.isReadOnly(error)) lease.destroy(error)
         else lease.release()
       }
       throw error
@@ -583,7 +585,7 @@ export class PoolCore<C> {
 
   /** Why a record must not be lent again, if it must not. Reads no clock: its lifetime timer sets `expired`. */
   private condemned(record: ConnectionRecord<C>): InvalidateReason | undefined {
-    if (record.dead) return 'disconnect'
+    if (record.dead) return record.readOnly !== undefined ? 'read-only' : 'disconnect'
     if (record.generation < this.staleBelow) return 'stale'
     if (record.expired) return 'lifetime'
     return undefined
@@ -665,15 +667,16 @@ export class PoolCore<C> {
     this.telemetry.released(record, destroy)
     if (record.state !== 'leased') return
     if (destroy) {
-      const disconnect = reason !== undefined && this.isDisconnect(reason)
-      if (disconnect) this.invalidateOlder()
-      this.retire(record, disconnect ? 'disconnect' : 'destroyed', reason)
+      const why = this.destroyReason(record, reason)
+      // A read-only error the dialect reported retired the older ones then: not those made since.
+      if (why !== 'destroyed' && record.readOnly === undefined) this.invalidateOlder()
+      this.retire(record, why, reason ?? record.readOnly)
       return this.pump()
     }
     if (this.state !== 'open') return this.closeRecord(record)
     const condemned = this.condemned(record)
     if (condemned !== undefined) {
-      this.retire(record, condemned)
+      this.retire(record, condemned, condemned === 'read-only' ? record.readOnly : undefined)
       return this.pump()
     }
     const mode = this.opts.resetOnRelease
@@ -850,6 +853,8 @@ export class PoolCore<C> {
       if (onConnect !== undefined) {
         await abortable(Promise.resolve(onConnect(connection)), signal)
       }
+      const target = this.opts.targetSessionAttrs
+      if (target !== 'any') await checkSessionRole(this.dialect, connection, target, signal)
       if (this.serverInfo === undefined && !this.inspecting && this.dialect.inspect !== undefined) {
         this.inspecting = true
         try {
@@ -1048,6 +1053,8 @@ export class PoolCore<C> {
 
   /** Whether the dialect calls a connect error permanent; a dialect that throws here says no. */
   private isPermanent(cause: unknown): boolean {
+    // A server with the wrong role may be promoted, or the DNS name moved, at any moment.
+    if (cause instanceof WrongRoleError) return false
     try {
       return this.dialect.classifyConnectError?.(cause) === 'permanent'
     } catch {
@@ -1064,13 +1071,18 @@ export class PoolCore<C> {
 
   private died(record: ConnectionRecord<C>, error: unknown): void {
     if (record.state === 'closing' || record.state === 'closed') return
+    const readOnly = error !== undefined && this.isReadOnly(error)
+    // The holder may write again and again: the first refusal retired the older connections,
+    // and the later ones must not retire those made since, on the new writer.
+    if (readOnly && record.readOnly !== undefined) return
     this.invalidateOlder()
     if (record.state === 'idle') {
-      this.retire(record, 'disconnect', error)
+      this.retire(record, readOnly ? 'read-only' : 'disconnect', error)
       this.pump()
     } else {
       // Leased, resetting, validating or connecting: it is dropped when that ends.
       record.dead = true
+      if (readOnly) record.readOnly = Object(error)
     }
   }
 
@@ -1232,6 +1244,28 @@ export class PoolCore<C> {
   }
 
   // Helpers.
+
+  /**
+   * Why a destroyed connection goes: a disconnect or a read-only error (its own, or the one the
+   * dialect reported while it was lent) retires the older connections too; anything else is the
+   * holder's `destroy()`.
+   */
+  private destroyReason(record: ConnectionRecord<C>, reason: unknown): InvalidateReason {
+    if (reason !== undefined) {
+      if (this.isDisconnect(reason)) return 'disconnect'
+      if (this.isReadOnly(reason)) return 'read-only'
+    }
+    return record.readOnly !== undefined ? 'read-only' : 'destroyed'
+  }
+
+  /** Whether the dialect calls `error` a write refused by a read-only server; a dialect that throws here says no. */
+  private isReadOnly(error: unknown): boolean {
+    try {
+      return this.dialect.isReadOnly?.(error) === true
+    } catch {
+      return false
+    }
+  }
 
   private isDisconnect(error: unknown): boolean {
     try {

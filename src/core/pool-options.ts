@@ -66,6 +66,18 @@ export interface PoolOptions<C> {
    */
   failFastAfter?: number
   /**
+   * Which servers a new connection may be lent from, as libpq's `target_session_attrs`: `'any'`,
+   * or `'read-write'` (a server whose transactions are read-write by default: not a hot standby,
+   * not `default_transaction_read_only`, not MySQL's `read_only` / `innodb_read_only`), or
+   * `'read-only'` (the opposite). Before a new connection is lent, the dialect reads its server's
+   * role (`Dialect.role`: PostgreSQL 14+ reports it at connect, so it costs no round trip; older
+   * servers and MySQL take one query). A connection on the wrong server is closed and the connect
+   * counts as failed, transiently (`WrongRoleError` as its cause): retried with backoff, as a
+   * refused one is, until a failover's DNS change leads to the new writer.
+   * @defaultValue 'any'
+   */
+  targetSessionAttrs?: TargetSessionAttrs
+  /**
    * How long `acquire()` waits, in ms, before it rejects with `AcquireTimeoutError`. `Infinity`
    * waits for ever (pg-pool's `connectionTimeoutMillis: 0`); rarely wise, since a pool that cannot
    * connect then hangs its callers.
@@ -172,6 +184,8 @@ export interface ResolvedPoolOptions<C> {
   readonly failFast: boolean
   /** See {@link PoolOptions.failFastAfter}. */
   readonly failFastAfter: number
+  /** See {@link PoolOptions.targetSessionAttrs}. */
+  readonly targetSessionAttrs: TargetSessionAttrs
   /** See {@link PoolOptions.acquireTimeout}. */
   readonly acquireTimeout: number
   /** See {@link PoolOptions.maxWaiting}. */
@@ -201,6 +215,9 @@ export interface ResolvedPoolOptions<C> {
   /** The `name` option, or the generated `pool-N`, as `stats().name` shows it. */
   readonly name: string
 }
+
+/** Which servers a pool lends connections from: see {@link PoolOptions.targetSessionAttrs}. */
+export type TargetSessionAttrs = 'any' | 'read-write' | 'read-only'
 
 /** Numbers the pools that have no `name`: `pool-1`, `pool-2`, … */
 let poolNumber = 0
@@ -232,6 +249,7 @@ export const POOL_OPTION_KEYS = [
   'connectErrors',
   'failFast',
   'failFastAfter',
+  'targetSessionAttrs',
   'acquireTimeout',
   'maxWaiting',
   'connectTimeout',
@@ -424,6 +442,17 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
   if (name !== undefined && typeof name !== 'string') fail('name', name, 'a string')
   const failFast = options.failFast ?? true
   if (typeof failFast !== 'boolean') fail('failFast', failFast, 'true or false')
+  const targetSessionAttrs = oneOf('targetSessionAttrs', options.targetSessionAttrs, 'any', [
+    'any',
+    'read-write',
+    'read-only',
+  ] as const)
+  if (targetSessionAttrs !== 'any' && typeof dialect.role !== 'function') {
+    throw new InvalidOptionError(
+      'targetSessionAttrs',
+      `Invalid option targetSessionAttrs: ${describe(targetSessionAttrs)}; the ${String(dialect.name)} dialect cannot read a server's role (it has no role()), so only "any" is allowed`,
+    )
+  }
   const allowExitOnIdle = options.allowExitOnIdle ?? true
   if (typeof allowExitOnIdle !== 'boolean')
     fail('allowExitOnIdle', allowExitOnIdle, 'true or false')
@@ -446,6 +475,7 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
       0,
       true,
     ),
+    targetSessionAttrs,
     acquireTimeout: duration('acquireTimeout', options.acquireTimeout, 30_000, 1, true),
     maxWaiting,
     connectTimeout: duration('connectTimeout', options.connectTimeout, 10_000, 1),

@@ -5,6 +5,7 @@ import type {
   Dialect,
   ResetMode,
   ServerInfo,
+  ServerRole,
   TransactionStep,
 } from '../core/dialect.js'
 import { connectAbortable } from './connect-abortable.js'
@@ -14,6 +15,7 @@ import {
   MYSQL_SECRET_KEYS,
   stashCredentialsAfterConnect,
 } from './mysql-credentials.js'
+import { isMysqlReadOnlyError, mysqlRole, watchReadOnlyErrors } from './mysql-read-only.js'
 import {
   noteServerStatus,
   type TransactionState,
@@ -536,6 +538,16 @@ export class MysqlDialect implements Dialect<Connection> {
     return false
   }
 
+  /** A write refused because the server or the session is read-only (1290, 1792, 1836): see `Dialect.isReadOnly`. */
+  isReadOnly(error: unknown): boolean {
+    return isMysqlReadOnlyError(error)
+  }
+
+  /** The server's role: `@@global.read_only` and `@@innodb_read_only`, in one query. */
+  role(connection: Connection): Promise<ServerRole> {
+    return mysqlRole((sql) => run<Array<Record<string, unknown>>>(connection, sql))
+  }
+
   ref(connection: Connection): void {
     // mysql2 has no ref()/unref() of its own: its socket (the TLS one after an upgrade) is `stream`.
     internals(connection).stream?.ref?.()
@@ -551,6 +563,8 @@ export class MysqlDialect implements Dialect<Connection> {
     // FIN, 'end'.
     deathWatchers.set(connection, onDeath)
     connection.on('end', () => onDeath())
+    // A write the server refused as read-only, seen on the wire whoever sent it.
+    watchReadOnlyErrors(connection, onDeath)
   }
 
   async inspect(connection: Connection): Promise<MysqlServerInfo> {

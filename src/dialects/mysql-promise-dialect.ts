@@ -1,6 +1,12 @@
 import type { Connection } from 'mysql2'
 import type { Connection as PromiseConnection } from 'mysql2/promise'
-import type { ConnectFailure, Dialect, ResetMode, TransactionStep } from '../core/dialect.js'
+import type {
+  ConnectFailure,
+  Dialect,
+  ResetMode,
+  ServerRole,
+  TransactionStep,
+} from '../core/dialect.js'
 import { MysqlDialect, type MysqlServerInfo } from './mysql-dialect.js'
 
 /**
@@ -103,6 +109,14 @@ export class PromiseMysqlDialect implements Dialect<MysqlConnection> {
 
   isDisconnect(error: unknown): boolean {
     return this.#inner.isDisconnect(error)
+  }
+
+  isReadOnly(error: unknown): boolean {
+    return this.#inner.isReadOnly(error)
+  }
+
+  role(connection: MysqlConnection): Promise<ServerRole> {
+    return this.#inner.role(connection.connection)
   }
 
   watch(connection: MysqlConnection, onDeath: (error?: unknown) => void): void {

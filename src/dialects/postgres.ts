@@ -4,6 +4,7 @@ import type {
   Dialect,
   ResetMode,
   ServerInfo,
+  ServerRole,
   TransactionStep,
 } from '../core/dialect.js'
 import { InvalidOptionError, TransactionFailedError } from '../core/errors.js'
@@ -13,6 +14,12 @@ import { type ConnectionArgument, checkConnectionArgument } from './connection-a
 import { DriverLoader } from './driver-loader.js'
 import { causes, isSocketError, isTlsConfigError } from './network-errors.js'
 import { sendCancelRequest } from './pg-cancel-request.js'
+import {
+  isPgReadOnlyError,
+  noteRoleParameters,
+  pgRole,
+  watchReadOnlyErrors,
+} from './pg-session-role.js'
 import { redactError, secretsOfConfig } from './redact.js'
 import {
   closeGracefully,
@@ -245,6 +252,7 @@ class PostgresDialect implements Dialect<Client> {
       throw redactError(error, this.#secrets)
     }
     client.on('error', ignoreError)
+    noteRoleParameters(client)
     // pg replaces this socket with a TLS one after SSLRequest; keep it to destroy both.
     const plain = internals(client).connection?.stream
     await connectAbortable(
@@ -368,6 +376,16 @@ class PostgresDialect implements Dialect<Client> {
     return false
   }
 
+  /** A write refused because the server or the session is read-only (25006): see `Dialect.isReadOnly`. */
+  isReadOnly(error: unknown): boolean {
+    return isPgReadOnlyError(error)
+  }
+
+  /** The server's role, from the parameter status it sent at connect (14+), else one query. */
+  role(client: Client): Promise<ServerRole> {
+    return pgRole(client, (sql) => run(client, sql))
+  }
+
   ref(client: Client): void {
     // pg's Client forwards to its current socket (the TLS one after an upgrade), as pg-pool's
     // allowExitOnIdle relies on; checked so that a client without it is left as it is.
@@ -383,6 +401,8 @@ class PostgresDialect implements Dialect<Client> {
     // socket failed, then 'end' when the socket closes. Either means the client is unusable.
     client.on('error', (error: unknown) => onDeath(error))
     client.on('end', () => onDeath())
+    // A write the server refused as read-only, seen on the wire whoever sent it.
+    watchReadOnlyErrors(client, onDeath)
   }
 
   async inspect(client: Client): Promise<PostgresServerInfo> {
