@@ -1,6 +1,7 @@
 export type {
   ConnectFailure,
   Dialect,
+  PoolerInfo,
   ResetMode,
   ServerInfo,
   TransactionStep,
@@ -13,6 +14,7 @@ export {
   type ErrorCode,
   InvalidOptionError,
   LeaseReleasedError,
+  NamedStatementError,
   PingTimeoutError,
   PoolClosedError,
   PoolError,
