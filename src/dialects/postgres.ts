@@ -473,8 +473,14 @@ class PostgresDialect implements Dialect<Client> {
     const settings = new Map(result.rows.map((row) => [row.name, row.setting]))
     const maxConnections = Number(settings.get('max_connections'))
     const version = settings.get('server_version')
+    const pooler = this.#poolerInfo(client, settings.get('backend_pid'))
+    if (pooler !== undefined) {
+      // The pool's connections end at the pooler: the server's max_connections and idle cut-off
+      // govern the pooler's own server connections, not these (PgBouncer's max_client_conn and
+      // client_idle_timeout do, and no client can read them).
+      return { pooler, version: version === undefined ? undefined : `PostgreSQL ${version}` }
+    }
     return {
-      pooler: this.#poolerInfo(client, settings.get('backend_pid')),
       version: version === undefined ? undefined : `PostgreSQL ${version}`,
       maxConnections: Number.isFinite(maxConnections) ? maxConnections : undefined,
       // idle_session_timeout is missing before PostgreSQL 14, and 0 means off.
