@@ -1,4 +1,4 @@
-import type { DoctorReport } from './doctor.js'
+import type { DoctorReport, PoolerReport } from './doctor.js'
 import { humanDuration } from './human-duration.js'
 
 /**
@@ -17,6 +17,7 @@ export function renderDoctor(report: DoctorReport): string {
     `  connections      ${report.connectionsInUse} in use of max_connections ${report.maxConnections}${report.maxUserConnections === null ? '' : ` (${report.maxUserConnections} for this user)`}`,
     `  idle cut-offs    ${cut}`,
     `  TLS              ${report.tls ? 'in use' : 'not in use'}`,
+    ...(report.pooler === null ? [] : [`  pooler           ${poolerLine(report.pooler)}`]),
     `  new connection   ${report.connectMs} ms vs ping ${report.pingMs} ms (${ratio}×): what pooling saves per request`,
     `  pool checked     max ${pool.max} + overflow ${pool.overflow}, min ${pool.min}, maxLifetime ${humanDuration(pool.maxLifetimeMs)}, idleTimeout ${humanDuration(pool.idleTimeoutMs)}`,
     '',
@@ -28,4 +29,15 @@ export function renderDoctor(report: DoctorReport): string {
     lines.push('OK: no problem found.')
   }
   return lines.join('\n')
+}
+
+/** The pooler in front, in one line: what it is and the settings doctor read. */
+function poolerLine(pooler: PoolerReport): string {
+  if (pooler.name === null)
+    return `a connection pooler (${pooler.detectedBy}); its console: ${pooler.consoleError}`
+  const settings = Object.entries(pooler.settings)
+    .filter(([name]) => name !== 'pool_mode')
+    .map(([name, value]) => `${name} ${value}`)
+    .join(', ')
+  return `${pooler.name} ${pooler.version ?? ''} in ${pooler.poolMode ?? 'an unknown'} mode (${settings})`
 }
