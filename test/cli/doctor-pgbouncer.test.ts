@@ -1,10 +1,14 @@
 import { rmSync } from 'node:fs'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { describeOnServer, probe } from '../support/servers.js'
-import { startPgbouncer, type ThrowawayBouncer } from '../support/throwaway-pgbouncer.js'
+import {
+  behindPgbouncer,
+  startPgbouncer,
+  type ThrowawayBouncer,
+} from '../support/throwaway-pgbouncer.js'
 import { bundleCli, runCli } from './support/cli-process.js'
 
-const postgres = await probe('postgres')
+const postgres = behindPgbouncer(await probe('postgres'))
 
 describeOnServer(postgres, 'lifeguard doctor in front of PgBouncer', () => {
   let cli = ''

@@ -4,13 +4,14 @@ import { postgres } from '../../src/dialects/postgres.js'
 import { createPool, NamedStatementError, type Pool, type PoolOptions } from '../../src/index.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import {
+  behindPgbouncer,
   startPgbouncer,
   supportsPreparedStatements,
   type ThrowawayBouncer,
 } from '../support/throwaway-pgbouncer.js'
 import { recordEvents, uniqueName } from './targets.js'
 
-const status = await probe('postgres')
+const status = behindPgbouncer(await probe('postgres'))
 
 /** The warnings a pool emitted, by code. */
 function warningCodes(events: Array<{ event: string; payload: unknown }>): string[] {
@@ -186,6 +187,28 @@ describeOnServer(status, 'postgres dialect behind PgBouncer', () => {
       })
     } finally {
       if (bouncer !== transaction) await bouncer.stop()
+    }
+  })
+
+  it("answers a 'session' reset in transaction mode itself as a 'rollback' one, before the pool has read the server", async () => {
+    const told = postgres(transaction.url, { pooler: { mode: 'transaction' } })
+    const untold = postgres(transaction.url)
+    for (const [dialect, discards] of [
+      [told, false],
+      [untold, true],
+    ] as const) {
+      const client = await dialect.connect(AbortSignal.timeout(5_000))
+      try {
+        client.on('notice', () => {})
+        const pending = dialect.reset!(client, 'session')
+        // Told: an idle connection, nothing to roll back, answered at once; untold: DISCARD ALL,
+        // after which the dialect drops the borrower's notice listeners.
+        expect(pending === undefined).toBe(!discards)
+        await pending
+        expect(client.listenerCount('notice')).toBe(discards ? 0 : 1)
+      } finally {
+        await dialect.close(client)
+      }
     }
   })
 

@@ -2,7 +2,11 @@ import pg from 'pg'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import type { Pool as LifeguardPool } from '../../src/index.js'
 import { describeOnServer, probe } from '../support/servers.js'
-import { startPgbouncer, type ThrowawayBouncer } from '../support/throwaway-pgbouncer.js'
+import {
+  behindPgbouncer,
+  startPgbouncer,
+  type ThrowawayBouncer,
+} from '../support/throwaway-pgbouncer.js'
 import { SessionMonitor } from './session-monitor.js'
 import { PG_URL, unique } from './support.js'
 
@@ -64,7 +68,8 @@ export async function consumerSuite(
   extra?: (get: () => Consumer & Context) => void,
   options: { through?: 'pgbouncer' } = {},
 ): Promise<void> {
-  const status = await probe(kind)
+  const probed = await probe(kind)
+  const status = options.through === 'pgbouncer' ? behindPgbouncer(probed) : probed
   describeOnServer(status, name, () => {
     let context: Context
     let consumer: Consumer

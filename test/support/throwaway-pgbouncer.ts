@@ -1,10 +1,11 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import { closedPort } from './ports.js'
+import type { ServerStatus } from './servers.js'
 
 /** How a throwaway PgBouncer pools its server connections (PgBouncer's `pool_mode`). */
 export type BouncerPoolMode = 'transaction' | 'session'
@@ -41,7 +42,9 @@ export interface ThrowawayBouncer {
   stop(): Promise<void>
 }
 
-const BINARY = process.env.PGBOUNCER ?? 'pgbouncer'
+// Debian installs it in /usr/sbin, which a non-root PATH may leave out.
+const BINARY =
+  process.env.PGBOUNCER ?? (existsSync('/usr/sbin/pgbouncer') ? '/usr/sbin/pgbouncer' : 'pgbouncer')
 
 /** The installed PgBouncer's version, or `undefined` when there is none. */
 export function pgbouncerVersion(): [number, number, number] | undefined {
@@ -51,6 +54,19 @@ export function pgbouncerVersion(): [number, number, number] | undefined {
     return m === null ? undefined : [Number(m[1]), Number(m[2]), Number(m[3])]
   } catch {
     return undefined
+  }
+}
+
+/**
+ * `status` (the PostgreSQL behind), marked down with the reason when pgbouncer is not installed,
+ * so that `describeOnServer` skips loudly, or fails in CI, instead of failing in `beforeAll`.
+ */
+export function behindPgbouncer(status: ServerStatus): ServerStatus {
+  if (!status.up || pgbouncerVersion() !== undefined) return status
+  return {
+    ...status,
+    up: false,
+    reason: `${BINARY} is not installed (Debian: apt-get install pgbouncer)`,
   }
 }
 
