@@ -131,7 +131,8 @@ async function preparePostgres(url: string, runId: string): Promise<BenchDatabas
       countedBy: `pg_stat_activity client backends with application_name = '${appName}', or still authenticating${pooled ? `; through a connection pooler (the backend key's pid ${keyPid} is not the backend's, ${backendPid}), so these are the pooler's server connections, which it shares among the app's connections and keeps open from one mode to the next, not the app's own` : ''}`,
       countConnections,
       countSessions,
-      waitForNoConnections: () => waitForZero(countConnections),
+      // A pooler keeps its server connections open for the next client: none to wait for.
+      waitForNoConnections: () => (pooled ? Promise.resolve() : waitForZero(countConnections)),
       async drop() {
         await admin.query(`DROP TABLE IF EXISTS "${table}"`).catch(() => {})
         await admin.end().catch(() => {})

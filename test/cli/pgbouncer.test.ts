@@ -10,7 +10,7 @@ import { bundleCli, runCli } from './support/cli-process.js'
 
 const postgres = behindPgbouncer(await probe('postgres'))
 
-describeOnServer(postgres, 'lifeguard doctor in front of PgBouncer', () => {
+describeOnServer(postgres, 'lifeguard doctor and bench in front of PgBouncer', () => {
   let cli = ''
   let bouncer: ThrowawayBouncer
   let session: ThrowawayBouncer
@@ -93,6 +93,30 @@ describeOnServer(postgres, 'lifeguard doctor in front of PgBouncer', () => {
     expect(settings).not.toContain('preparedStatements')
     expect(settings).toContain('pooler')
   })
+
+  it('benches 1000 clients through PgBouncer in transaction mode without an error, and says whose connections it counted', async () => {
+    const bench = await startPgbouncer(postgres.url, {
+      poolMode: 'transaction',
+      defaultPoolSize: 6,
+      maxClientConn: 2000,
+    })
+    try {
+      const args = ['bench', '--url', bench.url, '--clients', '1000', '--duration', '2s']
+      const run = await runCli(cli, [...args, '--rounds', '1', '--json'], 120_000)
+      expect(run.code).toBe(0)
+      const report = JSON.parse(run.stdout)
+      expect(report.server.countedBy).toMatch(/through a connection pooler/)
+      for (const mode of report.modes) {
+        expect(mode.errors).toEqual({ total: 0, byKind: {} })
+        expect(mode.requests.ok).toBeGreaterThan(0)
+        // The server sees PgBouncer's connections only: at most its pool, even for the pools
+        // of 10 and for a connection per request.
+        expect(mode.peakServerConnections).toBeLessThanOrEqual(6)
+      }
+    } finally {
+      await bench.stop()
+    }
+  }, 150_000)
 
   it('finds no pooler in front of PostgreSQL itself', async () => {
     const report = JSON.parse((await runCli(cli, ['doctor', postgres.url, '--json'])).stdout)
