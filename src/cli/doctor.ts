@@ -394,7 +394,7 @@ function poolerFindings(pooler: PoolerReport, pool: DoctorReport['pool']): Docto
     findings.push({
       level: 'warning',
       setting: 'resetOnRelease',
-      message: `${maybe}tell the dialect: postgres(url, { pooler: { mode: 'transaction' } }). A 'session' reset (DISCARD ALL, then onConnect) would run on whichever server connection the pooler picked; lifeguard then resets with 'rollback' (LIFEGUARD_SESSION_RESET_BEHIND_POOLER).`,
+      message: `${maybe}tell the dialect: postgres(url, { pooler: { mode: 'transaction' } }). A 'session' reset (DISCARD ALL, then onConnect) would run on whichever server connection the pooler picked; lifeguard then resets with 'rollback' (LIFEGUARD_RESET_BEHIND_POOLER).`,
     })
     const prepared = Number(s.max_prepared_statements ?? 0)
     findings.push(

@@ -22,7 +22,7 @@ export const ERROR_CODES = [
   'LIFEGUARD_PING_TIMEOUT',
   'LIFEGUARD_RESET_TIMEOUT',
   'LIFEGUARD_CLOSE_TIMEOUT',
-  'LIFEGUARD_NAMED_STATEMENT_UNSUPPORTED',
+  'LIFEGUARD_NAMED_STATEMENT',
 ] as const
 
 /** The stable, machine-readable code of an error lifeguard throws, such as `LIFEGUARD_ACQUIRE_TIMEOUT`. */
@@ -32,7 +32,7 @@ export type ErrorCode = (typeof ERROR_CODES)[number]
 export const WARNING_CODES = [
   'LIFEGUARD_POOL_EXCEEDS_SERVER',
   'LIFEGUARD_LISTENER_THREW',
-  'LIFEGUARD_SESSION_RESET_BEHIND_POOLER',
+  'LIFEGUARD_RESET_BEHIND_POOLER',
 ] as const
 
 /** The stable code of a warning lifeguard emits, such as `LIFEGUARD_POOL_EXCEEDS_SERVER`. */
@@ -278,9 +278,9 @@ named(CloseTimeoutError, 'CloseTimeoutError')
  */
 export class NamedStatementError extends PoolError {
   /** The stable code of this error. */
-  static readonly code = 'LIFEGUARD_NAMED_STATEMENT_UNSUPPORTED'
-  /** This error's code, always `LIFEGUARD_NAMED_STATEMENT_UNSUPPORTED`. */
-  declare readonly code: 'LIFEGUARD_NAMED_STATEMENT_UNSUPPORTED'
+  static readonly code = 'LIFEGUARD_NAMED_STATEMENT'
+  /** This error's code, always `LIFEGUARD_NAMED_STATEMENT`. */
+  declare readonly code: 'LIFEGUARD_NAMED_STATEMENT'
   constructor(message: string) {
     super(message, NamedStatementError.code)
   }

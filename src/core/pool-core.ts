@@ -908,12 +908,12 @@ export class PoolCore<C> {
     if (pooler.mode === 'transaction') {
       this.resetMode = 'rollback'
       this.telemetry.warning(
-        'LIFEGUARD_SESSION_RESET_BEHIND_POOLER',
+        'LIFEGUARD_RESET_BEHIND_POOLER',
         `pool "${this.label}" has resetOnRelease: 'session' but a pooler in transaction mode is in front (${pooler.evidence}): it resets with 'rollback' instead, since DISCARD ALL and onConnect would run on whichever server connection the pooler picked`,
       )
     } else if (pooler.mode === undefined) {
       this.telemetry.warning(
-        'LIFEGUARD_SESSION_RESET_BEHIND_POOLER',
+        'LIFEGUARD_RESET_BEHIND_POOLER',
         `pool "${this.label}" has resetOnRelease: 'session' and a connection pooler seems to be in front (${pooler.evidence}); if it pools per transaction, the session reset runs on whichever server connection it picked: tell the dialect its mode (postgres(url, { pooler: { mode } }))`,
       )
     }

@@ -85,7 +85,7 @@ export interface PostgresDialectOptions {
   /**
    * The connection pooler between the pool and PostgreSQL, such as PgBouncer. In transaction mode
    * a `'session'` reset becomes a `'rollback'` one (the pool warns,
-   * `LIFEGUARD_SESSION_RESET_BEHIND_POOLER`), and named prepared statements are refused unless
+   * `LIFEGUARD_RESET_BEHIND_POOLER`), and named prepared statements are refused unless
    * the pooler carries them. Left out, the dialect still notices a pooler on the first connection
    * (the backend key it got is not the backend's pid) but cannot tell its mode.
    */

@@ -56,7 +56,7 @@ describeOnServer(status, 'postgres dialect behind PgBouncer', () => {
     await Promise.all([transaction?.stop(), session?.stop()])
   })
 
-  it("turns a 'session' reset into 'rollback' in transaction mode, with LIFEGUARD_SESSION_RESET_BEHIND_POOLER", async () => {
+  it("turns a 'session' reset into 'rollback' in transaction mode, with LIFEGUARD_RESET_BEHIND_POOLER", async () => {
     let setups = 0
     const p = pool({
       dialect: postgres(transaction.url, { pooler: { mode: 'transaction' } }),
@@ -78,7 +78,7 @@ describeOnServer(status, 'postgres dialect behind PgBouncer', () => {
       return c
     })
     expect(b).toBe(a)
-    expect(warningCodes(events)).toEqual(['LIFEGUARD_SESSION_RESET_BEHIND_POOLER'])
+    expect(warningCodes(events)).toEqual(['LIFEGUARD_RESET_BEHIND_POOLER'])
     const warning = events.find((e) => e.event === 'warning')!.payload as { message: string }
     expect(warning.message).toMatch(/resets with 'rollback' instead/)
     expect(p.options.resetOnRelease).toBe('rollback')
@@ -102,7 +102,7 @@ describeOnServer(status, 'postgres dialect behind PgBouncer', () => {
     })
     // Behind a pooler, the server's max_connections does not bound the pool's connections.
     expect(p.server?.maxConnections).toBeUndefined()
-    expect(warningCodes(events)).toEqual(['LIFEGUARD_SESSION_RESET_BEHIND_POOLER'])
+    expect(warningCodes(events)).toEqual(['LIFEGUARD_RESET_BEHIND_POOLER'])
     expect(p.options.resetOnRelease).toBe('session')
   })
 
