@@ -1,6 +1,7 @@
 export type {
   ConnectFailure,
   Dialect,
+  PoolerInfo,
   ResetMode,
   ServerInfo,
   ServerRole,
@@ -14,6 +15,7 @@ export {
   type ErrorCode,
   InvalidOptionError,
   LeaseReleasedError,
+  NamedStatementError,
   PingTimeoutError,
   PoolClosedError,
   PoolError,

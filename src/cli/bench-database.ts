@@ -99,6 +99,11 @@ async function preparePostgres(url: string, runId: string): Promise<BenchDatabas
           (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser`,
       )
     ).rows[0] as { max: number; superuser_reserved: number; reserved: number; superuser: boolean }
+    // A pooler (PgBouncer…) hands out backend keys of its own: then the sessions counted are its
+    // server connections, which it shares among the app's clients and keeps between modes.
+    const backendPid = Number((await admin.query('SELECT pg_backend_pid() AS pid')).rows[0]?.pid)
+    const keyPid = (admin as unknown as { processID?: unknown }).processID
+    const pooled = typeof keyPid === 'number' && keyPid !== backendPid
     const max = Number(limits.max)
     const held = limits.superuser ? 0 : Number(limits.superuser_reserved) + Number(limits.reserved)
     // A session shows in pg_stat_activity while it authenticates (PostgreSQL 18: state
@@ -123,10 +128,11 @@ async function preparePostgres(url: string, runId: string): Promise<BenchDatabas
       maxConnections: max,
       usableConnections: max - held - 1,
       usableBy: `max_connections ${max}${limits.superuser ? '' : ` − superuser_reserved_connections ${limits.superuser_reserved}${Number(limits.reserved) > 0 ? ` − reserved_connections ${limits.reserved}` : ''}`} − 1 (the bench's counting connection)`,
-      countedBy: `pg_stat_activity client backends with application_name = '${appName}', or still authenticating`,
+      countedBy: `pg_stat_activity client backends with application_name = '${appName}', or still authenticating${pooled ? `; through a connection pooler (the backend key's pid ${keyPid} is not the backend's, ${backendPid}), so these are the pooler's server connections, which it shares among the app's connections and keeps open from one mode to the next, not the app's own` : ''}`,
       countConnections,
       countSessions,
-      waitForNoConnections: () => waitForZero(countConnections),
+      // A pooler keeps its server connections open for the next client: none to wait for.
+      waitForNoConnections: () => (pooled ? Promise.resolve() : waitForZero(countConnections)),
       async drop() {
         await admin.query(`DROP TABLE IF EXISTS "${table}"`).catch(() => {})
         await admin.end().catch(() => {})

@@ -1,4 +1,4 @@
-import type { DoctorReport } from './doctor.js'
+import type { DoctorReport, PoolerReport } from './doctor.js'
 import { humanDuration } from './human-duration.js'
 
 /** The server's role, and which `targetSessionAttrs` would lend its connections. */
@@ -27,6 +27,7 @@ export function renderDoctor(report: DoctorReport): string {
     `  idle cut-offs    ${cut}`,
     `  TLS              ${report.tls ? 'in use' : 'not in use'}`,
     `  role             ${roleLine(report.role)}`,
+    ...(report.pooler === null ? [] : [`  pooler           ${poolerLine(report.pooler)}`]),
     `  new connection   ${report.connectMs} ms vs ping ${report.pingMs} ms (${ratio}×): what pooling saves per request`,
     `  pool checked     max ${pool.max} + overflow ${pool.overflow}, min ${pool.min}, maxLifetime ${humanDuration(pool.maxLifetimeMs)}, idleTimeout ${humanDuration(pool.idleTimeoutMs)}`,
     '',
@@ -38,4 +39,15 @@ export function renderDoctor(report: DoctorReport): string {
     lines.push('OK: no problem found.')
   }
   return lines.join('\n')
+}
+
+/** The pooler in front, in one line: what it is and the settings doctor read. */
+function poolerLine(pooler: PoolerReport): string {
+  if (pooler.name === null)
+    return `a connection pooler (${pooler.detectedBy}); its console: ${pooler.consoleError}`
+  const settings = Object.entries(pooler.settings)
+    .filter(([name]) => name !== 'pool_mode')
+    .map(([name, value]) => `${name} ${value}`)
+    .join(', ')
+  return `${pooler.name} ${pooler.version ?? ''} in ${pooler.poolMode ?? 'an unknown'} mode (${settings})`
 }

@@ -34,6 +34,11 @@ export interface DoctorReport {
    * that says so, when it is not read-write. A pool's `targetSessionAttrs` checks the same.
    */
   role: { role: ServerRole; because: string | null }
+  /**
+   * The connection pooler that answers for the server, when doctor noticed one (PostgreSQL: the
+   * backend key it got is not the backend's pid), and what its admin console said of it.
+   */
+  pooler: PoolerReport | null
   /** Median time to open a new connection, and of a ping on an open one, in ms. */
   connectMs: number
   pingMs: number
@@ -47,6 +52,36 @@ export interface DoctorReport {
   findings: DoctorFinding[]
   ok: boolean
 }
+
+/** What doctor learnt of a pooler in front (PgBouncer's admin console, when it lets the user in). */
+export interface PoolerReport {
+  /** Why doctor believes a pooler is there. */
+  detectedBy: string
+  /** `'PgBouncer'` when its admin console answered; `null` when doctor could not tell. */
+  name: string | null
+  version: string | null
+  /** `pool_mode` for the URL's database (its own, or the default). */
+  poolMode: string | null
+  /** The settings read from `SHOW CONFIG` that matter to a pool in front, by name. */
+  settings: Record<string, string>
+  /** Why the admin console could not be read; `null` when it was. */
+  consoleError: string | null
+}
+
+/** PgBouncer's settings that a pool in front of it should know of. */
+const BOUNCER_SETTINGS = [
+  'pool_mode',
+  'default_pool_size',
+  'max_client_conn',
+  'max_db_connections',
+  'max_user_connections',
+  'server_lifetime',
+  'server_idle_timeout',
+  'client_idle_timeout',
+  'query_wait_timeout',
+  'max_prepared_statements',
+  'server_reset_query',
+]
 
 /** doctor could not reach or read the server; the message is one line, without secrets. */
 export class DoctorConnectError extends Error {
@@ -108,6 +143,8 @@ function postgresProbe(url: string): Probe {
           const mode = await one(
             "SELECT pg_is_in_recovery() AS standby, current_setting('default_transaction_read_only') AS read_only",
           )
+          const backend = await one('SELECT pg_backend_pid() AS pid')
+          const keyPid = (client as unknown as { processID?: unknown }).processID
           const max = Number(s.max_connections)
           const reserved = Number(s.superuser_reserved_connections ?? 0)
           const toMs = (v: string | undefined) => {
@@ -131,11 +168,66 @@ function postgresProbe(url: string): Probe {
                 : mode.read_only === 'on'
                   ? { role: 'read-only' as const, because: 'default_transaction_read_only = on' }
                   : { role: 'read-write' as const, because: null },
+            pooler:
+              typeof keyPid === 'number' && keyPid !== Number(backend.pid)
+                ? await readPooler(
+                    url,
+                    `the backend key's pid ${keyPid} is not the backend's, ${backend.pid}`,
+                  )
+                : null,
           }
         },
       }
     },
   }
+}
+
+/**
+ * Reads PgBouncer's admin console (database `pgbouncer`, same user and password): its version,
+ * the settings that matter, and the URL's database's own pool size and mode. PgBouncer lets in
+ * only its `admin_users` and `stats_users`; otherwise doctor says why and carries on.
+ */
+async function readPooler(url: string, detectedBy: string): Promise<PoolerReport> {
+  const pg = await loadPg()
+  const parsed = new URL(url)
+  const database =
+    decodeURIComponent(parsed.pathname.slice(1)) || decodeURIComponent(parsed.username)
+  parsed.pathname = '/pgbouncer'
+  const report: PoolerReport = {
+    detectedBy,
+    name: null,
+    version: null,
+    poolMode: null,
+    settings: {},
+    consoleError: null,
+  }
+  const admin: PgClient = new pg.Client({
+    connectionString: parsed.toString(),
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+  })
+  admin.on('error', () => {})
+  try {
+    await admin.connect()
+    // The console speaks the simple protocol only: no parameters.
+    const version = (await admin.query('SHOW VERSION')).rows[0] ?? {}
+    report.name = 'PgBouncer'
+    report.version = String(Object.values(version)[0] ?? '').replace(/^PgBouncer\s*/i, '') || null
+    for (const row of (await admin.query('SHOW CONFIG')).rows) {
+      const key = String(row.key)
+      if (BOUNCER_SETTINGS.includes(key)) report.settings[key] = String(row.value)
+    }
+    const own = (await admin.query('SHOW DATABASES')).rows.find((r) => r.name === database)
+    if (own !== undefined) {
+      if (own.pool_mode) report.settings.pool_mode = String(own.pool_mode)
+      if (Number(own.pool_size) > 0) report.settings.default_pool_size = String(own.pool_size)
+    }
+    report.poolMode = report.settings.pool_mode ?? null
+  } catch (error) {
+    report.consoleError = reasonOf(error)
+  } finally {
+    await admin.end().catch(() => {})
+  }
+  return report
 }
 
 function mysqlProbe(url: string): Probe {
@@ -180,6 +272,7 @@ function mysqlProbe(url: string): Probe {
                 : Number(v.read_only) === 1
                   ? { role: 'read-only' as const, because: 'read_only = 1' }
                   : { role: 'read-write' as const, because: null },
+            pooler: null,
           }
         },
       }
@@ -223,6 +316,9 @@ function findingsFor(
 ): DoctorFinding[] {
   const findings: DoctorFinding[] = []
   const size = pool.max + pool.overflow
+  // Behind a pooler the pool's connections end there: the server's idle cut-off and
+  // max_connections bound the pooler's server connections, and its own settings bound the pool.
+  if (read.pooler !== null) return [...poolerFindings(read.pooler, pool), ...serverFull(read)]
   // PostgreSQL's idle_in_transaction cut-off only ends sessions left inside a transaction, which
   // a pool that rolls back on release never keeps: it is not the idle cut-off.
   const [setting, cutoff] =
@@ -274,6 +370,13 @@ function findingsFor(
       message: `the server is ${what} (${read.role.because}): every write fails (${code}). If it should be the writer (a failover demoted it, or the URL leads to a replica), a pool with targetSessionAttrs 'read-write' refuses its connections and waits, connecting again with backoff, for a writer; with 'any' (the default) it lends them, each write fails, and lifeguard replaces the connection it failed on and every older one. For a reader, set targetSessionAttrs 'read-only'.`,
     })
   }
+  findings.push(...serverFull(read, size))
+  return findings
+}
+
+/** Whether the server's max_connections is nearly used up, by everyone (and this pool's `size`). */
+function serverFull(read: Awaited<ReturnType<Session['read']>>, size = 0): DoctorFinding[] {
+  const findings: DoctorFinding[] = []
   const share = read.connectionsInUse / read.maxConnections
   if (share >= FULL_SHARE) {
     findings.push({
@@ -287,6 +390,104 @@ function findingsFor(
       setting: 'max_connections',
       message: `${read.connectionsInUse} of ${read.maxConnections} connections are in use; with this pool's ${size} the server would be at or near its limit. Raise max_connections or lower --max.`,
     })
+  }
+  return findings
+}
+
+/** Seconds of a PgBouncer setting as ms, `null` when off or unknown. */
+function bouncerMs(settings: Record<string, string>, name: string): number | null {
+  const value = Number(settings[name])
+  return Number.isFinite(value) && value > 0 ? value * 1000 : null
+}
+
+/** What a pool in front of a pooler should set, from what doctor could read of it. */
+function poolerFindings(pooler: PoolerReport, pool: DoctorReport['pool']): DoctorFinding[] {
+  const findings: DoctorFinding[] = []
+  const size = pool.max + pool.overflow
+  const s = pooler.settings
+  const mode = pooler.poolMode
+  const what =
+    pooler.name === null
+      ? 'a connection pooler'
+      : `${pooler.name} ${pooler.version ?? ''}${mode === null ? '' : ` in ${mode} mode`}`.trim()
+  findings.push({
+    level: 'note',
+    setting: 'pooler',
+    message: `${what} answers for PostgreSQL here (${pooler.detectedBy}). The pool's connections end at the pooler: max_connections and idle_session_timeout govern the pooler's server connections, not the pool's.${pooler.consoleError === null ? '' : ` Its admin console could not be read (${pooler.consoleError}): add the user to PgBouncer's stats_users or admin_users to let doctor check its settings.`}`,
+  })
+  if (mode === 'session') {
+    findings.push({
+      level: 'note',
+      setting: 'pooler',
+      message: `in session mode each pool connection keeps one server connection while open: say so with postgres(url, { pooler: { mode: 'session' } }); resetOnRelease 'session' (DISCARD ALL) works as without a pooler.`,
+    })
+  } else {
+    const maybe = mode === null ? 'if it pools per transaction, ' : ''
+    findings.push({
+      level: 'warning',
+      setting: 'resetOnRelease',
+      message: `${maybe}tell the dialect: postgres(url, { pooler: { mode: 'transaction' } }). A 'session' reset (DISCARD ALL, then onConnect) would run on whichever server connection the pooler picked; lifeguard then resets with 'rollback' (LIFEGUARD_RESET_BEHIND_POOLER).`,
+    })
+    const prepared = Number(s.max_prepared_statements ?? 0)
+    findings.push(
+      prepared > 0
+        ? {
+            level: 'note',
+            setting: 'preparedStatements',
+            message: `max_prepared_statements is ${prepared}: the pooler carries named prepared statements between server connections; set pooler: { mode: 'transaction', preparedStatements: true } so that pg's named queries are let through.`,
+          }
+        : {
+            level: 'warning',
+            setting: 'preparedStatements',
+            message: `${maybe}named prepared statements (pg's { name, text } queries) fail through it: ${'max_prepared_statements' in s ? 'max_prepared_statements is 0' : `this PgBouncer${pooler.version === null ? '' : ` (${pooler.version})`} has no max_prepared_statements (it came in 1.21)`}. Leave names out; with the pooler option lifeguard refuses them with NamedStatementError instead of letting them fail at random.`,
+          },
+    )
+    findings.push({
+      level: 'note',
+      setting: 'statement_timeout',
+      message: `${maybe}session settings do not last from one transaction to the next: a SET statement_timeout (or search_path…) in onConnect lands on one server connection. Set them on the role (ALTER ROLE … SET statement_timeout = …), per transaction (SET LOCAL), or in PgBouncer's connect_query.`,
+    })
+  }
+  const maxClients = Number(s.max_client_conn)
+  if (Number.isFinite(maxClients) && maxClients > 0 && size > maxClients) {
+    findings.push({
+      level: 'problem',
+      setting: 'max',
+      message: `the pool may open ${size} connections (max ${pool.max} + overflow ${pool.overflow}) but PgBouncer takes ${maxClients} clients in all (max_client_conn), for every process. Lower --max/--overflow, or raise max_client_conn.`,
+    })
+  }
+  const poolSize = Number(s.default_pool_size)
+  if (mode === 'transaction' && Number.isFinite(poolSize) && poolSize > 0 && size > poolSize) {
+    const wait = bouncerMs(s, 'query_wait_timeout')
+    findings.push({
+      level: 'warning',
+      setting: 'max',
+      message: `the pool may run ${size} transactions at once, but PgBouncer runs ${poolSize} per database and user (default_pool_size, or the database's pool_size); the rest wait inside PgBouncer${wait === null ? ', without a limit (query_wait_timeout 0)' : ` up to query_wait_timeout (${humanDuration(wait)})`}, where lifeguard's acquireTimeout and stats do not see them. Keep max + overflow, over all processes, near default_pool_size.`,
+    })
+  }
+  const serverLifetime = bouncerMs(s, 'server_lifetime')
+  if (serverLifetime !== null) {
+    findings.push({
+      level: 'note',
+      setting: 'maxLifetime',
+      message: `maxLifetime ${humanDuration(pool.maxLifetimeMs)} only rotates the pool's connections to PgBouncer; PgBouncer rotates its server connections itself after server_lifetime (${humanDuration(serverLifetime)}). A short maxLifetime buys nothing here.`,
+    })
+  }
+  const clientIdle = bouncerMs(s, 'client_idle_timeout')
+  if (clientIdle !== null) {
+    const off = (v: number) => (v === 0 ? Number.POSITIVE_INFINITY : v)
+    const fit = fitToIdleCutoff(
+      { maxLifetime: off(pool.maxLifetimeMs), idleTimeout: off(pool.idleTimeoutMs), min: pool.min },
+      clientIdle,
+      'client_idle_timeout',
+    )
+    for (const change of fit.changes) {
+      findings.push({
+        level: 'warning',
+        setting: change.option,
+        message: `PgBouncer closes clients idle for client_idle_timeout (${humanDuration(clientIdle)}), and the pool cannot read that setting to lower ${change.option} itself: set ${change.option} below it (${humanDuration(change.to)} would do).`,
+      })
+    }
   }
   return findings
 }

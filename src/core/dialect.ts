@@ -33,6 +33,20 @@ export interface ServerInfo {
   idleCutoffMs?: number | undefined
   /** The name of the server setting behind `idleCutoffMs`, for messages. */
   idleCutoffSetting?: string | undefined
+  /** A connection pooler between the pool and the server (PgBouncer…); `undefined` when none is known. */
+  pooler?: PoolerInfo | undefined
+}
+
+/**
+ * A connection pooler that answers for the server, such as PgBouncer. In `'transaction'` mode it
+ * lends a server connection for one transaction only, so session state does not last from one
+ * transaction to the next, and a session reset has nothing of the client's to reset.
+ */
+export interface PoolerInfo {
+  /** How it pools: per `'transaction'`, per `'session'`, or `undefined` when the dialect cannot tell. */
+  mode: 'transaction' | 'session' | undefined
+  /** How the dialect knows, for messages: the option the user set, or what it saw. */
+  evidence: string
 }
 
 /**

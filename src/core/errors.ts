@@ -23,13 +23,18 @@ export const ERROR_CODES = [
   'LIFEGUARD_RESET_TIMEOUT',
   'LIFEGUARD_CLOSE_TIMEOUT',
   'LIFEGUARD_WRONG_ROLE',
+  'LIFEGUARD_NAMED_STATEMENT',
 ] as const
 
 /** The stable, machine-readable code of an error lifeguard throws, such as `LIFEGUARD_ACQUIRE_TIMEOUT`. */
 export type ErrorCode = (typeof ERROR_CODES)[number]
 
 /** Every code of a warning lifeguard emits (the pool's `'warning'` event and `process.emitWarning`). */
-export const WARNING_CODES = ['LIFEGUARD_POOL_EXCEEDS_SERVER', 'LIFEGUARD_LISTENER_THREW'] as const
+export const WARNING_CODES = [
+  'LIFEGUARD_POOL_EXCEEDS_SERVER',
+  'LIFEGUARD_LISTENER_THREW',
+  'LIFEGUARD_RESET_BEHIND_POOLER',
+] as const
 
 /** The stable code of a warning lifeguard emits, such as `LIFEGUARD_POOL_EXCEEDS_SERVER`. */
 export type WarningCode = (typeof WARNING_CODES)[number]
@@ -288,3 +293,20 @@ export class WrongRoleError extends PoolError {
   }
 }
 named(WrongRoleError, 'WrongRoleError')
+
+/**
+ * A named prepared statement (pg's `{ name, text }` query) was refused on a connection behind a
+ * pooler in transaction mode that does not carry prepared statements (PgBouncer before 1.21, or
+ * with `max_prepared_statements = 0`): it would be prepared on one server connection and run on
+ * another, failing there or running another client's statement of the same name.
+ */
+export class NamedStatementError extends PoolError {
+  /** The stable code of this error. */
+  static readonly code = 'LIFEGUARD_NAMED_STATEMENT'
+  /** This error's code, always `LIFEGUARD_NAMED_STATEMENT`. */
+  declare readonly code: 'LIFEGUARD_NAMED_STATEMENT'
+  constructor(message: string) {
+    super(message, NamedStatementError.code)
+  }
+}
+named(NamedStatementError, 'NamedStatementError')

@@ -140,6 +140,8 @@ export class PoolCore<C> {
   /** `maxLifetime` and `idleTimeout`, lowered below the server's idle cut-off when needed. */
   private maxLifetime: number
   private idleTimeout: number
+  /** `resetOnRelease`, unless a pooler in transaction mode made it `'rollback'` (see `fitToPooler`). */
+  private resetMode: ResetMode | false
   private serverInfo: ServerInfo | undefined
   /** A connection is reading the server's limits: the others need not. */
   private inspecting = false
@@ -186,6 +188,7 @@ export class PoolCore<C> {
       typeof this.dialect.unref === 'function'
     this.maxLifetime = this.opts.maxLifetime
     this.idleTimeout = this.opts.idleTimeout
+    this.resetMode = this.opts.resetOnRelease
     this.fillTo = this.opts.minMode === 'fill' ? this.opts.min : 0
     this.rejectConnectErrors = this.opts.connectErrors === 'reject'
     this.failFast = this.opts.failFast && !this.rejectConnectErrors
@@ -224,7 +227,12 @@ export class PoolCore<C> {
 
   /** See `Pool.options`. */
   get options(): ResolvedPoolOptions<C> {
-    return { ...this.opts, maxLifetime: this.maxLifetime, idleTimeout: this.idleTimeout }
+    return {
+      ...this.opts,
+      maxLifetime: this.maxLifetime,
+      idleTimeout: this.idleTimeout,
+      resetOnRelease: this.resetMode,
+    }
   }
 
   /** See `Pool.server`. */
@@ -679,7 +687,7 @@ export class PoolCore<C> {
       this.retire(record, condemned, condemned === 'read-only' ? record.readOnly : undefined)
       return this.pump()
     }
-    const mode = this.opts.resetOnRelease
+    const mode = this.resetMode
     if (mode !== false && this.dialect.reset !== undefined) return this.reset(record, mode)
     // Nothing to reset, and the checks of makeAvailable were just made: hand it on directly.
     this.handOff(record)
@@ -884,11 +892,34 @@ export class PoolCore<C> {
     this.serverInfo = info
     this.telemetry.server(info)
     this.clampToServer(info)
+    this.fitToPooler(info)
     const most = this.opts.max + this.opts.maxOverflow
     if (info.maxConnections !== undefined && most > info.maxConnections) {
       this.telemetry.warning(
         'LIFEGUARD_POOL_EXCEEDS_SERVER',
         `pool "${this.label}" may open ${most} connections (max + maxOverflow) but the server allows ${info.maxConnections} (max_connections); lower max or maxOverflow`,
+      )
+    }
+  }
+
+  /**
+   * A session reset behind a pooler in transaction mode would discard the state of whichever
+   * server connection the pooler picked, and run `onConnect` there: the pool resets with
+   * `'rollback'` instead. Behind a pooler whose mode is unknown, it only warns.
+   */
+  private fitToPooler(info: ServerInfo): void {
+    const pooler = info.pooler
+    if (pooler === undefined || this.resetMode !== 'session') return
+    if (pooler.mode === 'transaction') {
+      this.resetMode = 'rollback'
+      this.telemetry.warning(
+        'LIFEGUARD_RESET_BEHIND_POOLER',
+        `pool "${this.label}" has resetOnRelease: 'session' but a pooler in transaction mode is in front (${pooler.evidence}): it resets with 'rollback' instead, since DISCARD ALL and onConnect would run on whichever server connection the pooler picked`,
+      )
+    } else if (pooler.mode === undefined) {
+      this.telemetry.warning(
+        'LIFEGUARD_RESET_BEHIND_POOLER',
+        `pool "${this.label}" has resetOnRelease: 'session' and a connection pooler seems to be in front (${pooler.evidence}); if it pools per transaction, the session reset runs on whichever server connection it picked: tell the dialect its mode (postgres(url, { pooler: { mode } }))`,
       )
     }
   }

@@ -2,12 +2,13 @@ import type { Client, ClientConfig } from 'pg'
 import type {
   ConnectFailure,
   Dialect,
+  PoolerInfo,
   ResetMode,
   ServerInfo,
   ServerRole,
   TransactionStep,
 } from '../core/dialect.js'
-import { InvalidOptionError, TransactionFailedError } from '../core/errors.js'
+import { InvalidOptionError, NamedStatementError, TransactionFailedError } from '../core/errors.js'
 import { describe, isConstructor } from '../core/pool-options.js'
 import { connectAbortable } from './connect-abortable.js'
 import { type ConnectionArgument, checkConnectionArgument } from './connection-argument.js'
@@ -53,6 +54,23 @@ interface PgModule {
 /** What the dialect does with a connection released while a query on it is still running. */
 export type ReleasedBusy = 'close' | 'wait'
 
+/** The connection pooler in front of PostgreSQL (PgBouncer, and poolers that pool the same way). */
+export interface PoolerOptions {
+  /**
+   * How it pools (PgBouncer's `pool_mode`): `'transaction'` lends a server connection for one
+   * transaction at a time, `'session'` for the whole client connection. PgBouncer's
+   * `'statement'` mode breaks transactions and is not supported.
+   */
+  mode: 'transaction' | 'session'
+  /**
+   * In transaction mode, whether the pooler carries named prepared statements from one server
+   * connection to another (PgBouncer 1.21 and later with `max_prepared_statements` above 0). When
+   * it does not, pg's named queries (`{ name, text }`) are refused with a `NamedStatementError`.
+   * @defaultValue `false`
+   */
+  preparedStatements?: boolean | undefined
+}
+
 /** Options of the PostgreSQL dialect, beyond the clients' config. */
 export interface PostgresDialectOptions {
   /**
@@ -71,6 +89,14 @@ export interface PostgresDialectOptions {
    * caller, however long it takes (only the reset that follows is bounded, by `validationTimeout`).
    */
   releasedBusy?: ReleasedBusy | undefined
+  /**
+   * The connection pooler between the pool and PostgreSQL, such as PgBouncer. In transaction mode
+   * a `'session'` reset becomes a `'rollback'` one (the pool warns,
+   * `LIFEGUARD_RESET_BEHIND_POOLER`), and named prepared statements are refused unless
+   * the pooler carries them. Left out, the dialect still notices a pooler on the first connection
+   * (the backend key it got is not the backend's pid) but cannot tell its mode.
+   */
+  pooler?: PoolerOptions | undefined
 }
 
 /**
@@ -91,6 +117,8 @@ interface ClientInternals {
   /** Queries waiting for the one on the wire, and (pipeline mode) queries sent but not answered. */
   _queryQueue?: unknown[]
   _sentQueryQueue?: unknown[]
+  /** The process id of the BackendKeyData message: the backend's own, unless a pooler made one up. */
+  processID?: number | null
   connection?: {
     /** The socket; a TLS socket replaces the plain one after the SSL handshake. */
     stream?: Destroyable
@@ -128,6 +156,18 @@ const PERMANENT_CONNECT_STATES = new Set([
   '42501', // insufficient_privilege: no CONNECT privilege on the database
 ])
 
+/**
+ * PgBouncer's refusals of a login, which it sends with SQLSTATE 08P01 whatever the reason (a
+ * password or user it does not accept, a database it does not serve); the startsWith below
+ * keeps a genuine protocol violation transient.
+ */
+const PGBOUNCER_PERMANENT_MESSAGES = [
+  'password authentication failed',
+  '"trust" authentication failed',
+  'no such user',
+  'no such database',
+]
+
 /** pg's own errors for a connect that cannot succeed as configured; they carry no code. */
 const PERMANENT_CONNECT_MESSAGES = [
   'The server does not support SSL connections', // ssl asked, server refuses
@@ -137,7 +177,8 @@ const PERMANENT_CONNECT_MESSAGES = [
 ]
 
 const SETTINGS_SQL = `SELECT name, setting FROM pg_settings WHERE name IN
-  ('idle_session_timeout', 'idle_in_transaction_session_timeout', 'max_connections', 'server_version')`
+  ('idle_session_timeout', 'idle_in_transaction_session_timeout', 'max_connections', 'server_version')
+  UNION ALL SELECT 'backend_pid', pg_backend_pid()::text`
 
 /** What `postgres()` takes: pg's connection strings (pg-connection-string), or a `ClientConfig`. */
 const ARGUMENT: ConnectionArgument = {
@@ -233,6 +274,7 @@ class PostgresDialect implements Dialect<Client> {
   readonly #secrets: string[]
   readonly #Client: PgClientConstructor | undefined
   readonly #releasedBusy: ReleasedBusy
+  readonly #pooler: PoolerOptions | undefined
 
   constructor(config: string | ClientConfig | undefined, options: PostgresDialectOptions) {
     if (options.Client === undefined) loader.check()
@@ -240,6 +282,7 @@ class PostgresDialect implements Dialect<Client> {
     this.#secrets = secretsOfConfig(config, ['password'], 'connectionString')
     this.#Client = options.Client
     this.#releasedBusy = options.releasedBusy ?? 'close'
+    this.#pooler = options.pooler
   }
 
   async connect(signal: AbortSignal): Promise<Client> {
@@ -266,6 +309,9 @@ class PostgresDialect implements Dialect<Client> {
       () => destroySocket(client, plain),
       (error) => redactError(error, this.#secrets),
     )
+    if (this.#pooler?.mode === 'transaction' && this.#pooler.preparedStatements !== true) {
+      refuseNamedStatements(client)
+    }
     return client
   }
 
@@ -321,7 +367,10 @@ class PostgresDialect implements Dialect<Client> {
       return drained(client).then(() => this.reset(client, mode))
     }
     const mayBeInTransaction = this.inTransaction(client)
-    if (mode === 'rollback') {
+    // Behind a transaction pooler the session is not this client's: DISCARD ALL would reset the
+    // server connection the pooler picks for it (the pool itself switches to 'rollback' and warns
+    // once it has read the server; this covers connections returned before that).
+    if (mode === 'rollback' || this.#pooler?.mode === 'transaction') {
       return mayBeInTransaction ? run(client, 'ROLLBACK').then(() => undefined) : undefined
     }
     return this.#discardAll(client, mayBeInTransaction)
@@ -341,11 +390,42 @@ class PostgresDialect implements Dialect<Client> {
     client.removeAllListeners('notice')
   }
 
+  /**
+   * The pooler in front: the one the options name, or one noticed by its backend key. PgBouncer,
+   * like every pooler that may move a client between server connections, hands out backend keys
+   * of its own (it answers cancel requests itself), so the BackendKeyData pid is not the pid of
+   * the backend that answers; PostgreSQL's own is always the same. No message a client receives
+   * says how the pooler pools, so the mode stays unknown unless the options say it.
+   */
+  #poolerInfo(client: Client, backendPid: string | undefined): PoolerInfo | undefined {
+    if (this.#pooler !== undefined) {
+      return {
+        mode: this.#pooler.mode,
+        evidence: `the pooler option says ${this.#pooler.mode} mode`,
+      }
+    }
+    const keyPid = internals(client).processID
+    if (typeof keyPid !== 'number' || backendPid === undefined) return undefined
+    if (String(keyPid) === backendPid) return undefined
+    return {
+      mode: undefined,
+      evidence: `the backend key's pid ${keyPid} is not the backend's, ${backendPid}`,
+    }
+  }
+
   classifyConnectError(error: unknown): ConnectFailure {
     for (const fields of causes(error)) {
       if (typeof fields.code === 'string') {
         if (PERMANENT_CONNECT_STATES.has(fields.code) || isTlsConfigError(fields))
           return 'permanent'
+        const text = fields.message
+        if (
+          fields.code === '08P01' &&
+          typeof text === 'string' &&
+          PGBOUNCER_PERMANENT_MESSAGES.some((m) => text.startsWith(m))
+        ) {
+          return 'permanent'
+        }
       }
       const message = fields.message
       if (
@@ -413,6 +493,13 @@ class PostgresDialect implements Dialect<Client> {
     const settings = new Map(result.rows.map((row) => [row.name, row.setting]))
     const maxConnections = Number(settings.get('max_connections'))
     const version = settings.get('server_version')
+    const pooler = this.#poolerInfo(client, settings.get('backend_pid'))
+    if (pooler !== undefined) {
+      // The pool's connections end at the pooler: the server's max_connections and idle cut-off
+      // govern the pooler's own server connections, not these (PgBouncer's max_client_conn and
+      // client_idle_timeout do, and no client can read them).
+      return { pooler, version: version === undefined ? undefined : `PostgreSQL ${version}` }
+    }
     return {
       version: version === undefined ? undefined : `PostgreSQL ${version}`,
       maxConnections: Number.isFinite(maxConnections) ? maxConnections : undefined,
@@ -422,6 +509,36 @@ class PostgresDialect implements Dialect<Client> {
       idleInTransactionTimeoutMs: milliseconds(settings.get('idle_in_transaction_session_timeout')),
     }
   }
+}
+
+/**
+ * Makes `client` refuse pg's named queries (`{ name, text }`) with a `NamedStatementError`, in the
+ * form of the call (a callback, a promise, or a throw for a submittable), before anything is sent.
+ */
+function refuseNamedStatements(client: Client): void {
+  const query = client.query as unknown as (...args: unknown[]) => unknown
+  const guarded = function (this: Client, ...args: unknown[]): unknown {
+    const config = args[0] as { name?: unknown; submit?: unknown; callback?: unknown } | null
+    if (typeof config !== 'object' || config === null || !config.name) {
+      return query.apply(this, args)
+    }
+    const error = new NamedStatementError(
+      `named prepared statement "${String(config.name)}" refused: a pooler in transaction mode is in front (the dialect's pooler option) and it does not carry prepared statements, so the statement would be prepared on one server connection and run on another; leave out the name, or use PgBouncer 1.21+ with max_prepared_statements > 0 and set pooler: { mode: 'transaction', preparedStatements: true }`,
+    )
+    const callback =
+      typeof args[args.length - 1] === 'function'
+        ? (args[args.length - 1] as (error: unknown) => void)
+        : typeof config.callback === 'function'
+          ? (config.callback as (error: unknown) => void)
+          : undefined
+    if (callback !== undefined) {
+      process.nextTick(() => callback(error))
+      return undefined
+    }
+    if (typeof config.submit === 'function') throw error
+    return Promise.reject(error)
+  }
+  Object.defineProperty(client, 'query', { value: guarded, writable: true, configurable: true })
 }
 
 const STEP_SQL: Record<TransactionStep, string> = {
@@ -459,7 +576,7 @@ export function postgres(
 }
 
 /** The keys of {@link PostgresDialectOptions}: any other is refused, a typo included. */
-const DIALECT_OPTION_KEYS: readonly string[] = ['Client', 'releasedBusy']
+const DIALECT_OPTION_KEYS: readonly string[] = ['Client', 'releasedBusy', 'pooler']
 
 /** The dialect's options, checked at the call: each bad one named with its value and what is allowed. */
 function checkedOptions(options: unknown): PostgresDialectOptions {
@@ -467,7 +584,7 @@ function checkedOptions(options: unknown): PostgresDialectOptions {
   if (typeof options !== 'object' || Array.isArray(options)) {
     throw new InvalidOptionError(
       'options',
-      `Invalid option options: ${describe(options)}; expected an object with Client and releasedBusy`,
+      `Invalid option options: ${describe(options)}; expected an object with Client, releasedBusy and pooler`,
     )
   }
   for (const key of Object.keys(options)) {
@@ -475,11 +592,11 @@ function checkedOptions(options: unknown): PostgresDialectOptions {
       const value = (options as Record<string, unknown>)[key]
       throw new InvalidOptionError(
         key,
-        `Unknown option ${key}: ${describe(value)}; postgres() takes only ${DIALECT_OPTION_KEYS.join(' and ')}`,
+        `Unknown option ${key}: ${describe(value)}; postgres() takes only Client, releasedBusy and pooler`,
       )
     }
   }
-  const { Client, releasedBusy } = options as PostgresDialectOptions
+  const { Client, releasedBusy, pooler } = options as PostgresDialectOptions
   if (Client !== undefined && (typeof Client !== 'function' || !isConstructor(Client))) {
     throw new InvalidOptionError(
       'Client',
@@ -492,5 +609,38 @@ function checkedOptions(options: unknown): PostgresDialectOptions {
       `Invalid option releasedBusy: ${describe(releasedBusy)}; expected 'close' or 'wait'`,
     )
   }
-  return { Client, releasedBusy }
+  return { Client, releasedBusy, pooler: checkedPooler(pooler) }
+}
+
+/** The `pooler` option, checked: an object with a mode, and a boolean for prepared statements. */
+function checkedPooler(pooler: unknown): PoolerOptions | undefined {
+  if (pooler === undefined) return undefined
+  if (typeof pooler !== 'object' || pooler === null || Array.isArray(pooler)) {
+    throw new InvalidOptionError(
+      'pooler',
+      `Invalid option pooler: ${describe(pooler)}; expected { mode: 'transaction' | 'session', preparedStatements?: boolean }`,
+    )
+  }
+  for (const key of Object.keys(pooler)) {
+    if (key !== 'mode' && key !== 'preparedStatements') {
+      throw new InvalidOptionError(
+        `pooler.${key}`,
+        `Unknown option pooler.${key}: ${describe((pooler as Record<string, unknown>)[key])}; pooler takes only mode and preparedStatements`,
+      )
+    }
+  }
+  const { mode, preparedStatements } = pooler as PoolerOptions
+  if (mode !== 'transaction' && mode !== 'session') {
+    throw new InvalidOptionError(
+      'pooler.mode',
+      `Invalid option pooler.mode: ${describe(mode)}; expected 'transaction' or 'session' (PgBouncer's 'statement' mode is not supported)`,
+    )
+  }
+  if (preparedStatements !== undefined && typeof preparedStatements !== 'boolean') {
+    throw new InvalidOptionError(
+      'pooler.preparedStatements',
+      `Invalid option pooler.preparedStatements: ${describe(preparedStatements)}; expected true or false`,
+    )
+  }
+  return { mode, preparedStatements: preparedStatements ?? false }
 }

@@ -10,6 +10,7 @@ import { postgres } from '../../src/dialects/postgres.js'
 import { type SqliteOptions, sqlite } from '../../src/dialects/sqlite.js'
 import type { Dialect, Pool, ResetMode } from '../../src/index.js'
 import type { ServerStatus } from '../support/servers.js'
+import { startPgbouncer, type ThrowawayBouncer } from '../support/throwaway-pgbouncer.js'
 
 /** Unique for this test process, so that parallel runs and files never share names. */
 export const RUN_TAG = `lifeguard_${process.pid.toString(36)}_${Date.now().toString(36)}`
@@ -113,6 +114,10 @@ export interface Admin {
 /** One dialect under test, with the SQL and helpers its tests need. */
 export interface Target<C> {
   readonly name: 'postgres' | 'mysql' | 'sqlite'
+  /** What the suite's describe block says, when more than `<name> dialect`. */
+  readonly title?: string
+  /** The pooler between the dialect and the server, when there is one. */
+  readonly via?: 'pgbouncer'
   /** The server, for PostgreSQL and MySQL; `undefined` for SQLite. */
   readonly status: ServerStatus | undefined
   /** A dialect whose connections carry `tag` (see {@link Admin.newTag}). */
@@ -323,6 +328,79 @@ export function postgresTarget(status: ServerStatus): Target<pg.Client> {
           await client.query(sql, params)
         },
         close: () => client.end(),
+      }
+    },
+  }
+}
+
+// PostgreSQL through PgBouncer
+
+/**
+ * Starts a throwaway PgBouncer in transaction mode in front of `status`'s PostgreSQL, for
+ * {@link pgbouncerTarget}. When it cannot (the server is down, pgbouncer is not installed), the
+ * status says why, and the suite skips the target, or fails in CI.
+ */
+export async function bouncerFor(
+  status: ServerStatus,
+): Promise<{ status: ServerStatus; bouncer: ThrowawayBouncer | undefined }> {
+  if (!status.up) return { status, bouncer: undefined }
+  try {
+    const bouncer = await startPgbouncer(status.url, { poolMode: 'transaction' })
+    return { status, bouncer }
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error)
+    return { status: { ...status, up: false, reason }, bouncer: undefined }
+  }
+}
+
+/**
+ * The PostgreSQL target through a throwaway PgBouncer in transaction mode: the same dialect and
+ * SQL, told that it is behind a transaction pooler. What only a session can hold (session
+ * variables, temporary tables, advisory locks, LISTEN) has no leak case here: in transaction
+ * mode the server connection under it changes between transactions anyway, so only the
+ * transaction cases apply. The server's idle cut-off is not a session's to set either
+ * (`idleCutoffSql` is left out). The admin counts and kills PgBouncer's client connections on
+ * its console: those are the pool's connections, not the server sessions behind them.
+ */
+export function pgbouncerTarget(
+  status: ServerStatus,
+  bouncer: ThrowawayBouncer | undefined,
+): Target<pg.Client> {
+  const direct = postgresTarget(status)
+  if (bouncer === undefined) return { ...direct, title: 'postgres dialect through PgBouncer' }
+  const url = bouncer.url
+  const { idleCutoffSql: _, ...rest } = direct
+  return {
+    ...rest,
+    via: 'pgbouncer',
+    title: `postgres dialect through PgBouncer ${bouncer.version.join('.')} (${bouncer.poolMode} mode)`,
+    status: { ...status, url },
+    dialect: (tag) =>
+      postgres(tag === undefined ? url : { connectionString: url, application_name: tag }, {
+        pooler: { mode: bouncer.poolMode },
+      }),
+    leakCases: (table) =>
+      direct
+        .leakCases(table)
+        .filter((leak) => leak.modes.includes('rollback'))
+        .map((leak) => ({ ...leak, modes: ['rollback'] as const })),
+    admin: async () => {
+      const server = await direct.admin!()
+      const clients = async (tag: string) =>
+        (await bouncer.admin<{ application_name: string }>('SHOW CLIENTS')).filter(
+          (c) => c.application_name === tag,
+        ).length
+      return {
+        ...server,
+        count: clients,
+        killAll: async (tag) => {
+          const n = await clients(tag)
+          // The console kills a database's clients all at once; each test's pool is the only
+          // client of the test database at that moment (the suite runs its tests in turn).
+          await bouncer.admin(`KILL ${new URL(url).pathname.slice(1)}`)
+          await bouncer.admin(`RESUME ${new URL(url).pathname.slice(1)}`)
+          return n
+        },
       }
     },
   }

@@ -2,6 +2,11 @@ import pg from 'pg'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import type { Pool as LifeguardPool } from '../../src/index.js'
 import { describeOnServer, probe } from '../support/servers.js'
+import {
+  behindPgbouncer,
+  startPgbouncer,
+  type ThrowawayBouncer,
+} from '../support/throwaway-pgbouncer.js'
 import { SessionMonitor } from './session-monitor.js'
 import { PG_URL, unique } from './support.js'
 
@@ -51,29 +56,43 @@ export interface Context {
  * Registers, for one consumer on one server, the cases every consumer must pass through
  * lifeguard: CRUD, a committed and a rolled-back transaction, an error inside a transaction after
  * which the pool is clean, and 200 concurrent operations under the `max + maxOverflow` bound as
- * the server counts it. `extra` adds the consumer's own cases.
+ * the server counts it. `extra` adds the consumer's own cases. With `through: 'pgbouncer'` the
+ * consumer's URL leads to a throwaway PgBouncer in transaction mode in front of the same server
+ * (the bound still holds there: the pool's at most `max + maxOverflow` clients never hold more
+ * server connections at once).
  */
 export async function consumerSuite(
   kind: 'postgres' | 'mysql',
   name: string,
   setup: (context: Context) => Promise<Consumer>,
   extra?: (get: () => Consumer & Context) => void,
+  options: { through?: 'pgbouncer' } = {},
 ): Promise<void> {
-  const status = await probe(kind)
+  const probed = await probe(kind)
+  const status = options.through === 'pgbouncer' ? behindPgbouncer(probed) : probed
   describeOnServer(status, name, () => {
     let context: Context
     let consumer: Consumer
+    let bouncer: ThrowawayBouncer | undefined
     const get = () => ({ ...context, ...consumer })
 
     beforeAll(async () => {
       const monitor = await SessionMonitor.open(kind, 'app')
-      context = { kind, url: monitor.url, tag: monitor.tag, table: unique('t'), monitor }
+      let url = monitor.url
+      if (options.through === 'pgbouncer') {
+        bouncer = await startPgbouncer(PG_URL, { poolMode: 'transaction' })
+        const through = new URL(url)
+        through.host = `127.0.0.1:${bouncer.port}`
+        url = through.toString()
+      }
+      context = { kind, url, tag: monitor.tag, table: unique('t'), monitor }
       consumer = await setup(context)
     })
 
     afterAll(async () => {
       try {
         if (consumer !== undefined) await consumer.end()
+        await bouncer?.stop()
       } finally {
         // Even when the consumer fails to shut down: no table or database outlives the run.
         if (context !== undefined) {

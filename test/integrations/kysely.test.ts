@@ -4,6 +4,7 @@ import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import { createPool } from '../../src/compat/mysql2.js'
 import { Pool } from '../../src/compat/pg.js'
 import { describeOnServer, probe } from '../support/servers.js'
+import { type Consumer, consumerSuite } from './consumer-suite.js'
 import { MYSQL_URL, PG_URL, peakServerConnections, unique } from './support.js'
 
 interface Database {
@@ -123,3 +124,35 @@ for (const kind of ['postgres', 'mysql'] as const) {
     },
   )
 }
+
+await consumerSuite(
+  'postgres',
+  'Kysely PostgresDialect over lifeguard/pg, through PgBouncer in transaction mode',
+  async ({ url, table }): Promise<Consumer> => {
+    const pool = new Pool({ connectionString: url, max: MAX, lifeguard: { maxOverflow: OVERFLOW } })
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+    await db.schema
+      .createTable(table)
+      .addColumn('id', 'serial', (c) => c.primaryKey())
+      .addColumn('name', 'varchar(100)', (c) => c.notNull().unique())
+      .execute()
+    return {
+      subject: {
+        insert: (name) => db.insertInto(table).values({ name }).execute(),
+        names: async () =>
+          (await db.selectFrom(table).select('name').orderBy('id').execute()).map((r) => r.name),
+        rename: (from, to) =>
+          db.updateTable(table).set({ name: to }).where('name', '=', from).execute(),
+        remove: (name) => db.deleteFrom(table).where('name', '=', name).execute(),
+        transaction: (body) =>
+          db
+            .transaction()
+            .execute((trx) => body((name) => trx.insertInto(table).values({ name }).execute())),
+      },
+      lifeguard: () => lifeguardOf(pool),
+      end: () => db.destroy(),
+    }
+  },
+  undefined,
+  { through: 'pgbouncer' },
+)

@@ -104,44 +104,47 @@ if (PrismaClient === undefined) {
   it.skip(`Prisma with @prisma/adapter-pg over lifeguard/pg (prisma generate failed: ${failure})`, () => {})
 } else {
   const Client = PrismaClient
+  const setup = async ({ url }: { url: string }): Promise<Consumer> => {
+    const pool = new Pool({
+      connectionString: url,
+      max: MAX,
+      lifeguard: { maxOverflow: OVERFLOW },
+    })
+    // PrismaPg takes a pool only if it is `instanceof pg.Pool`; anything else is read as config.
+    expect(pool).toBeInstanceOf(pg.Pool)
+    const adapter = new PrismaPg(pool as unknown as pg.Pool)
+    expect((adapter as unknown as { externalPool: unknown }).externalPool).toBe(pool)
+    const prisma = new Client({ adapter })
+    await prisma.$executeRawUnsafe(
+      `CREATE TABLE ${table} (id serial PRIMARY KEY, name varchar(100) NOT NULL UNIQUE)`,
+    )
+    return {
+      subject: {
+        insert: (name) => prisma.row.create({ data: { name } }),
+        names: async () =>
+          (await prisma.row.findMany({ orderBy: { id: 'asc' } })).map((r) => r.name),
+        rename: (from, to) => prisma.row.updateMany({ where: { name: from }, data: { name: to } }),
+        remove: (name) => prisma.row.deleteMany({ where: { name } }),
+        transaction: (body) =>
+          prisma.$transaction((tx) => body((name) => tx.row.create({ data: { name } }))),
+      },
+      lifeguard: () => lifeguardOf(pool),
+      end: async () => {
+        await prisma.$executeRawUnsafe(`DROP TABLE IF EXISTS ${table}`)
+        // Without disposeExternalPool, Prisma leaves our pool open: we end it.
+        await prisma.$disconnect()
+        expect(lifeguardOf(pool).closed).toBe(false)
+        await pool.end()
+        expect(lifeguardOf(pool).closed).toBe(true)
+      },
+    }
+  }
+  await consumerSuite('postgres', 'Prisma with @prisma/adapter-pg over lifeguard/pg', setup)
   await consumerSuite(
     'postgres',
-    'Prisma with @prisma/adapter-pg over lifeguard/pg',
-    async ({ url }): Promise<Consumer> => {
-      const pool = new Pool({
-        connectionString: url,
-        max: MAX,
-        lifeguard: { maxOverflow: OVERFLOW },
-      })
-      // PrismaPg takes a pool only if it is `instanceof pg.Pool`; anything else is read as config.
-      expect(pool).toBeInstanceOf(pg.Pool)
-      const adapter = new PrismaPg(pool as unknown as pg.Pool)
-      expect((adapter as unknown as { externalPool: unknown }).externalPool).toBe(pool)
-      const prisma = new Client({ adapter })
-      await prisma.$executeRawUnsafe(
-        `CREATE TABLE ${table} (id serial PRIMARY KEY, name varchar(100) NOT NULL UNIQUE)`,
-      )
-      return {
-        subject: {
-          insert: (name) => prisma.row.create({ data: { name } }),
-          names: async () =>
-            (await prisma.row.findMany({ orderBy: { id: 'asc' } })).map((r) => r.name),
-          rename: (from, to) =>
-            prisma.row.updateMany({ where: { name: from }, data: { name: to } }),
-          remove: (name) => prisma.row.deleteMany({ where: { name } }),
-          transaction: (body) =>
-            prisma.$transaction((tx) => body((name) => tx.row.create({ data: { name } }))),
-        },
-        lifeguard: () => lifeguardOf(pool),
-        end: async () => {
-          await prisma.$executeRawUnsafe(`DROP TABLE IF EXISTS ${table}`)
-          // Without disposeExternalPool, Prisma leaves our pool open: we end it.
-          await prisma.$disconnect()
-          expect(lifeguardOf(pool).closed).toBe(false)
-          await pool.end()
-          expect(lifeguardOf(pool).closed).toBe(true)
-        },
-      }
-    },
+    'Prisma with @prisma/adapter-pg over lifeguard/pg, through PgBouncer in transaction mode',
+    setup,
+    undefined,
+    { through: 'pgbouncer' },
   )
 }

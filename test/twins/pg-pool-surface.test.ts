@@ -560,7 +560,7 @@ describe('pg Pool surface: bad function options', () => {
     const make = () => postgres(PG_URL, { releasedbusy: 'wait' } as never)
     expect(make).toThrow(InvalidOptionError)
     expect(make).toThrow(
-      /^Unknown option releasedbusy: "wait"; postgres\(\) takes only Client and releasedBusy/,
+      /^Unknown option releasedbusy: "wait"; postgres\(\) takes only Client, releasedBusy and pooler/,
     )
   })
 

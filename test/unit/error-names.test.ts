@@ -22,6 +22,7 @@ const ERROR_CLASSES = [
   'PingTimeoutError',
   'ResetTimeoutError',
   'CloseTimeoutError',
+  'NamedStatementError',
 ]
 
 beforeAll(async () => {
