@@ -1,6 +1,7 @@
 export type {
   ConnectFailure,
   Dialect,
+  DialectTarget,
   ResetMode,
   ServerInfo,
   TransactionStep,

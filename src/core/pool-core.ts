@@ -26,6 +26,7 @@ import { fitToIdleCutoff } from './idle-cutoff.js'
 import { type Lease, type LeaseOwner, lendLease, revokeLease } from './lease.js'
 import { LinkedList } from './linked-list.js'
 import { PingHedge, PingWatch } from './ping-hedge.js'
+import { poolNames } from './pool-names.js'
 import {
   type AcquireOptions,
   type CloseOptions,
@@ -169,9 +170,10 @@ export class PoolCore<C> {
   private readonly telemetry: PoolTelemetry<C>
 
   constructor(options: PoolOptions<C>, events: PoolEventSink<C>) {
-    this.opts = resolvePoolOptions(options)
+    const resolved = resolvePoolOptions(options)
+    this.label = poolNames.claim(this, resolved.name, options.name === undefined)
+    this.opts = resolved.name === this.label ? resolved : { ...resolved, name: this.label }
     this.dialect = this.opts.dialect
-    this.label = this.opts.name
     this.telemetry = new PoolTelemetry(events, this.label, () => this.describeCounts())
     this.backoff = new ConnectBackoff(() => this.pump())
     const prePing = this.opts.prePing
@@ -249,6 +251,14 @@ export class PoolCore<C> {
       const scope = this.scopes.getStore()
       if (scope !== undefined) return scope.acquire(options)
     }
+    if (this.telemetry.tracesAcquires()) {
+      return this.telemetry.traceAcquire(() => this.borrow(options))
+    }
+    return this.borrow(options)
+  }
+
+  /** The pool's part of `acquire()`: a lease now, or a place in the queue. */
+  private borrow(options: AcquireOptions | undefined): Promise<Lease<C>> {
     if (this.state !== 'open') return Promise.reject(this.closedError())
     let timeout = this.opts.acquireTimeout
     let signal: AbortSignal | undefined
@@ -424,7 +434,7 @@ export class PoolCore<C> {
     this.stopBackground()
     this.rejectWaiters()
     this.forceClose()
-    this.destroying = this.drained()
+    this.destroying = this.drained().then(() => poolNames.release(this, this.label))
     return this.destroying
   }
 
@@ -825,7 +835,8 @@ export class PoolCore<C> {
     if (this.failing !== undefined && this.waiters.size === 0 && this.opts.allowExitOnIdle) {
       timer.unref()
     }
-    this.open(record, controller.signal).then(
+    const opened = this.telemetry.opening(record, () => this.open(record, controller.signal))
+    opened.then(
       (connection) => {
         clearTimeout(timer)
         record.abort = undefined
@@ -1198,6 +1209,7 @@ export class PoolCore<C> {
       this.forceClose()
     }
     this.state = 'closed'
+    poolNames.release(this, this.label)
   }
 
   private forceClose(): void {

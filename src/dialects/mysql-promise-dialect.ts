@@ -1,6 +1,12 @@
 import type { Connection } from 'mysql2'
 import type { Connection as PromiseConnection } from 'mysql2/promise'
-import type { ConnectFailure, Dialect, ResetMode, TransactionStep } from '../core/dialect.js'
+import type {
+  ConnectFailure,
+  Dialect,
+  DialectTarget,
+  ResetMode,
+  TransactionStep,
+} from '../core/dialect.js'
 import { MysqlDialect, type MysqlServerInfo } from './mysql-dialect.js'
 
 /**
@@ -49,6 +55,11 @@ function lend(connection: Connection): MysqlConnection {
 export class PromiseMysqlDialect implements Dialect<MysqlConnection> {
   readonly name = 'mysql'
   readonly #inner: MysqlDialect
+
+  /** The callback dialect's target (see `MysqlDialect.target`). */
+  get target(): DialectTarget {
+    return this.#inner.target
+  }
 
   constructor(inner: MysqlDialect) {
     this.#inner = inner

@@ -2,6 +2,7 @@ import type { Client, ClientConfig } from 'pg'
 import type {
   ConnectFailure,
   Dialect,
+  DialectTarget,
   ResetMode,
   ServerInfo,
   TransactionStep,
@@ -14,6 +15,7 @@ import { DriverLoader } from './driver-loader.js'
 import { causes, isSocketError, isTlsConfigError } from './network-errors.js'
 import { sendCancelRequest } from './pg-cancel-request.js'
 import { redactError, secretsOfConfig } from './redact.js'
+import { serverTarget, type TargetRules } from './server-target.js'
 import {
   closeGracefully,
   type Destroyable,
@@ -146,6 +148,14 @@ const ARGUMENT: ConnectionArgument = {
 
 const loader = new DriverLoader<PgModule>('pg', 'lifeguard/postgres', () => import('pg'))
 
+/** How pg reads where it connects: `connectionString` first, then the fields, `PG*`, its defaults. */
+const TARGET: TargetRules = {
+  urlKey: 'connectionString',
+  defaultPort: 5432,
+  env: { host: 'PGHOST', port: 'PGPORT', database: 'PGDATABASE', user: 'PGUSER' },
+  databaseIsUser: true,
+}
+
 function internals(client: Client): ClientInternals {
   return client as unknown as ClientInternals
 }
@@ -226,6 +236,11 @@ class PostgresDialect implements Dialect<Client> {
   readonly #secrets: string[]
   readonly #Client: PgClientConstructor | undefined
   readonly #releasedBusy: ReleasedBusy
+
+  /** Where it connects, for the pool's default name: host, port and database, no credential. */
+  get target(): DialectTarget {
+    return serverTarget(this.#config, TARGET)
+  }
 
   constructor(config: string | ClientConfig | undefined, options: PostgresDialectOptions) {
     if (options.Client === undefined) loader.check()
