@@ -179,23 +179,25 @@ export const lifeguardChannels = {
     fn: () => Promise<T>,
     settled: (context: X, result: T | undefined) => void,
   ): Promise<T> {
-    const done = (result: T) => {
-      settled(context, result)
-      channel.asyncStart.publish(context)
-      channel.asyncEnd.publish(context)
-      return result
-    }
-    const failed = (error: unknown) => {
-      context.error = error
-      settled(context, undefined)
-      channel.error.publish(context)
-      channel.asyncStart.publish(context)
-      channel.asyncEnd.publish(context)
-      return Promise.reject(error)
-    }
     return channel.start.runStores(context, () => {
       try {
-        return fn().then(done, failed)
+        // Inline arrows: a named closure per call would cost a `__name` call in the build.
+        return fn().then(
+          (result) => {
+            settled(context, result)
+            channel.asyncStart.publish(context)
+            channel.asyncEnd.publish(context)
+            return result
+          },
+          (error: unknown) => {
+            context.error = error
+            settled(context, undefined)
+            channel.error.publish(context)
+            channel.asyncStart.publish(context)
+            channel.asyncEnd.publish(context)
+            throw error
+          },
+        )
       } catch (error) {
         context.error = error
         channel.error.publish(context)

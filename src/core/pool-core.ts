@@ -302,9 +302,10 @@ export class PoolCore<C> {
     }
     // The clock is read only for a wait time someone will see; timeouts need none (WaiterQueue).
     const timed = this.telemetry.timesWaits()
+    const trace = this.telemetry.acquiring
     const extra =
-      timed || stack !== undefined
-        ? { enqueuedAt: timed ? performance.now() : undefined, stack }
+      timed || stack !== undefined || trace !== undefined
+        ? { enqueuedAt: timed ? performance.now() : undefined, stack, trace }
         : undefined
     let resolve!: (lease: Lease<C> | PromiseLike<Lease<C>>) => void
     const promise = new Promise<Lease<C>>((settle) => {

@@ -37,10 +37,11 @@ export class PoolTelemetry<C> {
   private readonly log: DebugLog<C> | undefined
   /** The pool's name, in every channel message. */
   private readonly poolName: string
-  /** Traced acquires not yet settled: while there are any, `acquired()` notes each lease's record. */
-  private tracing = 0
-  /** The connection id of each lease lent while an acquire was traced, for its trace's context. */
-  private readonly lentIds = new WeakMap<object, number>()
+  /**
+   * The context of the traced acquire running now (synchronously), if any: a lease lent at once
+   * names its connection there, and a waiter carries it (`Waiter.extra.trace`) until it is served.
+   */
+  acquiring: AcquireTraceContext | undefined = undefined
 
   /**
    * @param events - the public pool's events
@@ -61,15 +62,23 @@ export class PoolTelemetry<C> {
   /** Runs `acquire` (a caller's acquire) traced on `lifeguard:acquire`. */
   traceAcquire<L extends object>(acquire: () => Promise<L>): Promise<L> {
     const started = performance.now()
-    this.tracing++
     const context: AcquireTraceContext = { poolName: this.poolName }
-    return channels.trace(channels.acquire, context, acquire, (traced, lease) => {
-      this.tracing--
-      if (lease === undefined) return
-      traced.waitMs = performance.now() - started
-      const id = this.lentIds.get(lease)
-      if (id !== undefined) traced.connectionId = id
-    })
+    return channels.trace(
+      channels.acquire,
+      context,
+      () => {
+        const outer = this.acquiring
+        this.acquiring = context
+        try {
+          return acquire()
+        } finally {
+          this.acquiring = outer
+        }
+      },
+      (traced, lease) => {
+        if (lease !== undefined) traced.waitMs = performance.now() - started
+      },
+    )
   }
 
   /** Runs `open` (opening `record`'s connection) traced on `lifeguard:connect` when anybody listens. */
@@ -114,7 +123,8 @@ export class PoolTelemetry<C> {
    * unless someone listens.
    */
   acquired(record: ConnectionRecord<C>, waiter: Pick<Waiter<unknown>, 'extra'> | undefined): void {
-    if (this.tracing > 0 && record.lease !== undefined) this.lentIds.set(record.lease, record.id)
+    const trace = waiter === undefined ? this.acquiring : waiter.extra?.trace
+    if (trace !== undefined) trace.connectionId = record.id
     const listening = this.events.listening('acquire')
     if (!listening && this.log === undefined) return
     const waitMs =
