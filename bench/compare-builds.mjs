@@ -15,6 +15,10 @@
 //   prometheus  its dist/prometheus.js `collectPoolMetrics(pool, { registry })`, a fresh registry;
 //   channels    a no-op subscriber on every lifeguard diagnostics channel, for the after build's
 //               windows only (channels are process-wide: the before build's windows run without).
+// --cpu rates each window by the process's CPU time instead of the wall clock: cycles per CPU
+// second. On a machine other work keeps busy, the time this process waits for a core then
+// counts for neither build (the window itself never yields, see noio.mjs).
+//
 // `--before . --after . --attach otel` measures what the exporter alone costs; `--before <old>`
 // measures it against the code before. A build without the exporter's entry point is refused.
 import * as diagnostics from 'node:diagnostics_channel'
@@ -22,7 +26,8 @@ import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { compileLoop, measure } from './noio.mjs'
+import { bounded, compileLoop, measure } from './noio.mjs'
+import { warm } from './noio-contenders.mjs'
 import { summarize } from './stats.mjs'
 
 const { values } = parseArgs({
@@ -35,6 +40,7 @@ const { values } = parseArgs({
     reset: { type: 'boolean', default: false },
     ping: { type: 'boolean', default: false },
     attach: { type: 'string' },
+    cpu: { type: 'boolean', default: false },
   },
 })
 if (values.before === undefined) {
@@ -178,12 +184,37 @@ const builds = [
     cps: [],
   },
 ]
+/**
+ * `measure` of noio.mjs, rated by CPU time: cycles per CPU second of this process.
+ * @param {any} contender
+ * @param {any} loop
+ * @param {number} callers
+ * @param {number} windowMs
+ */
+async function measureCpu(contender, loop, callers, windowMs) {
+  const pool = contender.create(10)
+  try {
+    await warm(pool, 10, contender.name)
+    globalThis.gc?.()
+    const state = { stop: false, count: 0, deadline: performance.now() + windowMs }
+    const cpu = process.cpuUsage()
+    const tasks = new Array(callers)
+    for (let i = 0; i < callers; i++) tasks[i] = loop(pool, state)
+    await bounded(Promise.all(tasks), windowMs * 10 + 10_000, `${contender.name}`)
+    const used = process.cpuUsage(cpu)
+    return state.count / ((used.user + used.system) / 1e6)
+  } finally {
+    await bounded(pool.close(), 10_000, `closing ${contender.name}`)
+  }
+}
+const rate = values.cpu ? measureCpu : measure
+
 const ratios = []
 for (let round = 0; round <= rounds; round++) {
   const order = round % 2 === 0 ? builds : [...builds].reverse()
   const seen = {}
   for (const b of order)
-    seen[b.name] = await measure(b.build, b.loop, callers, round === 0 ? 100 : windowMs)
+    seen[b.name] = await rate(b.build, b.loop, callers, round === 0 ? 100 : windowMs)
   if (round === 0) continue // warms the JIT up
   for (const b of builds) b.cps.push(seen[b.name])
   ratios.push(seen.after / seen.before)
@@ -193,7 +224,7 @@ const after = summarize(builds[1].cps)
 const ratio = summarize(ratios)
 const m = (x) => `${(x / 1e6).toFixed(2)}M`
 console.log(
-  `${callers} callers, pool 10, ${rounds} rounds of ${windowMs} ms${values.reset ? ', sync reset' : ''}${values.ping ? ', pre-ping on every checkout' : ''}${values.attach ? `, after with ${values.attach} attached` : ''}`,
+  `${callers} callers, pool 10, ${rounds} rounds of ${windowMs} ms${values.reset ? ', sync reset' : ''}${values.ping ? ', pre-ping on every checkout' : ''}${values.attach ? `, after with ${values.attach} attached` : ''}${values.cpu ? ', per CPU second' : ''}`,
 )
 console.log(
   `before: median ${m(before.median)} cycles/s (min ${m(before.min)}, max ${m(before.max)})`,
