@@ -1,4 +1,21 @@
 export type {
+  AcquireTraceContext,
+  AvailableMessage,
+  ClampMessage,
+  CloseMessage,
+  ConnectErrorMessage,
+  ConnectionMessage,
+  ConnectTraceContext,
+  InvalidateMessage,
+  LeakMessage,
+  PoolMessage,
+  ReleaseMessage,
+  ResetMessage,
+  ServerMessage,
+  UnavailableMessage,
+  WarningMessage,
+} from './core/diagnostics-channels.js'
+export type {
   ConnectFailure,
   Dialect,
   DialectTarget,

@@ -4,13 +4,13 @@ import type { WarningCode } from './errors.js'
 import type { InvalidateReason } from './events.js'
 
 /** What every message names: the pool, by its `name` (`stats().name`). */
-interface PoolMessage {
+export interface PoolMessage {
   /** The pool's name: its `name` option, or the default (see docs/pool.md). */
   poolName: string
 }
 
 /** What every message about one physical connection names. */
-interface ConnectionMessage extends PoolMessage {
+export interface ConnectionMessage extends PoolMessage {
   /** The connection's id within its pool, as the pool's events give it (`id`). */
   connectionId: number
 }

@@ -237,8 +237,8 @@ export class PoolCore<C> {
     return this.state !== 'open'
   }
 
-  /** See `Pool.acquire`. */
-  acquire(options?: AcquireOptions): Promise<Lease<C>> {
+  /** See `Pool.acquire`; `untraced` is the traced call's own run (see `PoolTelemetry.traceAcquire`). */
+  acquire(options?: AcquireOptions, untraced?: boolean): Promise<Lease<C>> {
     if (options !== undefined) {
       // Before anything is queued: a bad signal must not leave a waiter behind.
       try {
@@ -251,14 +251,9 @@ export class PoolCore<C> {
       const scope = this.scopes.getStore()
       if (scope !== undefined) return scope.acquire(options)
     }
-    if (this.telemetry.tracesAcquires()) {
-      return this.telemetry.traceAcquire(() => this.borrow(options))
+    if (untraced !== true && this.telemetry.tracesAcquires()) {
+      return this.telemetry.traceAcquire(() => this.acquire(options, true))
     }
-    return this.borrow(options)
-  }
-
-  /** The pool's part of `acquire()`: a lease now, or a place in the queue. */
-  private borrow(options: AcquireOptions | undefined): Promise<Lease<C>> {
     if (this.state !== 'open') return Promise.reject(this.closedError())
     let timeout = this.opts.acquireTimeout
     let signal: AbortSignal | undefined
