@@ -246,6 +246,31 @@ describe('diagnostics channels: what a subscriber sees', () => {
   })
 })
 
+describe('diagnostics channels: a request scope', () => {
+  it("traces the scope's one checkout from the pool, not each turn on its connection", async () => {
+    const pool = fake.make({ name: 'scoped' })
+    const subscription = subscribeAll()
+    try {
+      const scope = pool.openScope()
+      await scope.run(async () => {
+        for (let i = 0; i < 3; i++) await pool.use(() => undefined)
+        const lease = await pool.acquire()
+        lease.release()
+      })
+      await scope.end()
+      const starts = subscription.seen.filter(([name]) => name === 'acquire:start')
+      expect(starts).toHaveLength(1)
+      expect(subscription.seen.find(([name]) => name === 'acquire:asyncEnd')![1]).toMatchObject({
+        poolName: 'scoped',
+        connectionId: 1,
+      })
+      expect(subscription.seen.filter(([name]) => name === 'release')).toHaveLength(1)
+    } finally {
+      subscription.stop()
+    }
+  })
+})
+
 describe('diagnostics channels: nothing built for a channel nobody listens to', () => {
   it('never publishes nor enters a trace with no subscriber, through a whole pool life', async () => {
     for (const name of TRACING) {
