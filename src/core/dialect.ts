@@ -50,6 +50,19 @@ export interface PoolerInfo {
 }
 
 /**
+ * Where a dialect connects, as the OpenTelemetry conventions name it: what a pool with no `name`
+ * is named after (`address:port/namespace`). Never a credential: no user, no password, no URL.
+ */
+export interface DialectTarget {
+  /** `server.address`: the server's host name or IP address, or a socket path. */
+  address?: string | undefined
+  /** `server.port`. */
+  port?: number | undefined
+  /** `db.namespace`: the database (for SQLite, the file). */
+  namespace?: string | undefined
+}
+
+/**
  * What the pool needs of a database driver: open, close, and optionally ping, reset, recognise
  * a dead connection, report a connection's death, and run a transaction's steps. Only `connect`
  * and `close` are required. The pool core itself sends no SQL: every statement it causes is the
@@ -79,6 +92,11 @@ export interface PoolerInfo {
 export interface Dialect<C> {
   /** A short name for logs, such as `postgres`. */
   readonly name: string
+  /**
+   * Where it connects, for the default name of a pool given none (`stats().name`, errors, the
+   * diagnostics channels, metrics); a pool over a dialect without it is named `pool-N`.
+   */
+  readonly target?: DialectTarget | undefined
   /**
    * Opens one physical connection. The pool aborts `signal` at `connectTimeout`; the dialect
    * should give up then, and the pool treats the attempt as failed either way.

@@ -27,6 +27,7 @@ import { fitToIdleCutoff } from './idle-cutoff.js'
 import { type Lease, type LeaseOwner, lendLease, revokeLease } from './lease.js'
 import { LinkedList } from './linked-list.js'
 import { PingHedge, PingWatch } from './ping-hedge.js'
+import { poolNames } from './pool-names.js'
 import {
   type AcquireOptions,
   type CloseOptions,
@@ -173,9 +174,10 @@ export class PoolCore<C> {
   private readonly telemetry: PoolTelemetry<C>
 
   constructor(options: PoolOptions<C>, events: PoolEventSink<C>) {
-    this.opts = resolvePoolOptions(options)
+    const resolved = resolvePoolOptions(options)
+    this.label = poolNames.claim(this, resolved.name, options.name === undefined)
+    this.opts = resolved.name === this.label ? resolved : { ...resolved, name: this.label }
     this.dialect = this.opts.dialect
-    this.label = this.opts.name
     this.telemetry = new PoolTelemetry(events, this.label, () => this.describeCounts())
     this.backoff = new ConnectBackoff(() => this.pump())
     const prePing = this.opts.prePing
@@ -245,8 +247,8 @@ export class PoolCore<C> {
     return this.state !== 'open'
   }
 
-  /** See `Pool.acquire`. */
-  acquire(options?: AcquireOptions): Promise<Lease<C>> {
+  /** See `Pool.acquire`; `untraced` is the traced call's own run (see `PoolTelemetry.traceAcquire`). */
+  acquire(options?: AcquireOptions, untraced?: boolean): Promise<Lease<C>> {
     if (options !== undefined) {
       // Before anything is queued: a bad signal must not leave a waiter behind.
       try {
@@ -258,6 +260,9 @@ export class PoolCore<C> {
     if (this.scopes !== undefined) {
       const scope = this.scopes.getStore()
       if (scope !== undefined) return scope.acquire(options)
+    }
+    if (untraced !== true && this.telemetry.tracesAcquires()) {
+      return this.telemetry.traceAcquire(() => this.acquire(options, true))
     }
     if (this.state !== 'open') return Promise.reject(this.closedError())
     let timeout = this.opts.acquireTimeout
@@ -302,9 +307,10 @@ export class PoolCore<C> {
     }
     // The clock is read only for a wait time someone will see; timeouts need none (WaiterQueue).
     const timed = this.telemetry.timesWaits()
+    const trace = this.telemetry.acquiring
     const extra =
-      timed || stack !== undefined
-        ? { enqueuedAt: timed ? performance.now() : undefined, stack }
+      timed || stack !== undefined || trace !== undefined
+        ? { enqueuedAt: timed ? performance.now() : undefined, stack, trace }
         : undefined
     let resolve!: (lease: Lease<C> | PromiseLike<Lease<C>>) => void
     const promise = new Promise<Lease<C>>((settle) => {
@@ -434,7 +440,7 @@ export class PoolCore<C> {
     this.stopBackground()
     this.rejectWaiters()
     this.forceClose()
-    this.destroying = this.drained()
+    this.destroying = this.drained().then(() => poolNames.release(this, this.label))
     return this.destroying
   }
 
@@ -836,7 +842,8 @@ export class PoolCore<C> {
     if (this.failing !== undefined && this.waiters.size === 0 && this.opts.allowExitOnIdle) {
       timer.unref()
     }
-    this.open(record, controller.signal).then(
+    const opened = this.telemetry.opening(record, () => this.open(record, controller.signal))
+    opened.then(
       (connection) => {
         clearTimeout(timer)
         record.abort = undefined
@@ -1241,6 +1248,7 @@ export class PoolCore<C> {
       this.forceClose()
     }
     this.state = 'closed'
+    poolNames.release(this, this.label)
   }
 
   private forceClose(): void {

@@ -1,5 +1,6 @@
 import type { Dialect, ResetMode } from './dialect.js'
 import { InvalidOptionError } from './errors.js'
+import { poolNames } from './pool-names.js'
 
 /** The longest delay a Node.js timer honours; longer ones fire at once. */
 export const MAX_TIMER_MS = 2_147_483_647
@@ -159,7 +160,12 @@ export interface PoolOptions<C> {
    * @defaultValue true
    */
   allowExitOnIdle?: boolean
-  /** The pool's name, for logs and stats. */
+  /**
+   * The pool's name, for logs, errors, stats, the diagnostics channels and metrics. By default
+   * the OpenTelemetry convention's `address:port/database` of the dialect's target (never a
+   * credential; `pool-N` when the dialect names no target), with `#2`, `#3`, … appended while
+   * another open pool has that name.
+   */
   name?: string | undefined
 }
 
@@ -212,15 +218,15 @@ export interface ResolvedPoolOptions<C> {
   readonly leakDetectionThreshold: number
   /** See {@link PoolOptions.allowExitOnIdle}. */
   readonly allowExitOnIdle: boolean
-  /** The `name` option, or the generated `pool-N`, as `stats().name` shows it. */
+  /**
+   * The `name` option, or the default (the dialect's target, `host:port/database`, or `pool-N`),
+   * made unique among the open pools, as `stats().name` shows it.
+   */
   readonly name: string
 }
 
 /** Which servers a pool lends connections from: see {@link PoolOptions.targetSessionAttrs}. */
 export type TargetSessionAttrs = 'any' | 'read-write' | 'read-only'
-
-/** Numbers the pools that have no `name`: `pool-1`, `pool-2`, … */
-let poolNumber = 0
 
 /** The default idle time after which a connection is pinged on checkout (HikariCP's 500 ms). */
 export const DEFAULT_PRE_PING_MS = 500
@@ -498,7 +504,7 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
     order: oneOf('order', options.order, 'lifo', ['lifo', 'fifo'] as const),
     leakDetectionThreshold: integer('leakDetectionThreshold', options.leakDetectionThreshold, 0, 0),
     allowExitOnIdle,
-    name: name ?? `pool-${++poolNumber}`,
+    name: name ?? poolNames.defaultFor(dialect.target),
   }
 }
 

@@ -8,7 +8,7 @@ import type { RecordState } from './connection-record.js'
  * `idle + leased + connecting + resetting + validating + closing`.
  */
 export interface PoolStats {
-  /** The pool's name: the `name` option, or a generated `pool-N`. */
+  /** The pool's name: the `name` option, or the default (`host:port/database`, or `pool-N`). */
   name: string
   /** Every physical connection open or opening; never more than `max + maxOverflow`. */
   total: number

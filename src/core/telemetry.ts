@@ -1,5 +1,10 @@
 import type { ConnectionRecord } from './connection-record.js'
 import { type DebugLog, debugLog } from './debug-log.js'
+import {
+  type AcquireTraceContext,
+  type ConnectTraceContext,
+  lifeguardChannels as channels,
+} from './diagnostics-channels.js'
 import type { ResetMode, ServerInfo } from './dialect.js'
 import { explainHint, type WarningCode } from './errors.js'
 import type { InvalidateReason, PoolEvents } from './events.js'
@@ -16,19 +21,27 @@ export interface PoolEventSink<C> {
 
 /**
  * The one point where a pool tells what happens in it: the engine calls `connected()`,
- * `acquired()` and the like, and this decides who hears it. Today two subscribers do: the
- * pool's own events (`pool.on(…)`) and the `NODE_DEBUG=lifeguard` log (undici's
- * `diagnostics.js` is the model, where the debug log is just one subscriber). Another subscriber
- * (a diagnostics channel, metrics) is one more field checked beside these.
+ * `acquired()` and the like, and this decides who hears it. Three subscribers do: the pool's own
+ * events (`pool.on(…)`, which the metrics exporters listen to), the `NODE_DEBUG=lifeguard` log
+ * (undici's `diagnostics.js` is the model, where the debug log is just one subscriber), and the
+ * process-wide diagnostics channels (`lifeguard:*`, see `diagnostics-channels.ts`).
  *
  * Nothing is measured or built unless someone listens: each method first checks a boolean or
- * two, then builds the payload once for every subscriber. Plain fields, for the reason given on
- * `PoolCore`.
+ * three, then builds the payload for each subscriber that listens. The channels get a payload
+ * of their own, which names the pool and never carries the driver's connection. Plain fields,
+ * for the reason given on `PoolCore`.
  */
 export class PoolTelemetry<C> {
   private readonly events: PoolEventSink<C>
   /** `undefined` unless the debug log is on. */
   private readonly log: DebugLog<C> | undefined
+  /** The pool's name, in every channel message. */
+  private readonly poolName: string
+  /**
+   * The context of the traced acquire running now (synchronously), if any: a lease lent at once
+   * names its connection there, and a waiter carries it (`Waiter.extra.trace`) until it is served.
+   */
+  acquiring: AcquireTraceContext | undefined = undefined
 
   /**
    * @param events - the public pool's events
@@ -38,6 +51,44 @@ export class PoolTelemetry<C> {
   constructor(events: PoolEventSink<C>, label: string, counts: () => string) {
     this.events = events
     this.log = debugLog<C>(label, counts)
+    this.poolName = label
+  }
+
+  /** Whether anybody traces acquires (`lifeguard:acquire`): only then does `acquire()` go through {@link traceAcquire}. */
+  tracesAcquires(): boolean {
+    return channels.traced(channels.acquire)
+  }
+
+  /** Runs `acquire` (a caller's acquire) traced on `lifeguard:acquire`. */
+  traceAcquire<L extends object>(acquire: () => Promise<L>): Promise<L> {
+    const started = performance.now()
+    const context: AcquireTraceContext = { poolName: this.poolName }
+    return channels.trace(
+      channels.acquire,
+      context,
+      () => {
+        const outer = this.acquiring
+        this.acquiring = context
+        try {
+          return acquire()
+        } finally {
+          this.acquiring = outer
+        }
+      },
+      (traced, lease) => {
+        if (lease !== undefined) traced.waitMs = performance.now() - started
+      },
+    )
+  }
+
+  /** Runs `open` (opening `record`'s connection) traced on `lifeguard:connect` when anybody listens. */
+  opening(record: ConnectionRecord<C>, open: () => Promise<C>): Promise<C> {
+    if (!channels.traced(channels.connect)) return open()
+    const started = performance.now()
+    const context: ConnectTraceContext = { poolName: this.poolName, connectionId: record.id }
+    return channels.trace(channels.connect, context, open, (traced) => {
+      traced.durationMs = performance.now() - started
+    })
   }
 
   /** Whether anyone will see how long a caller waited: only then does `acquire()` read the clock. */
@@ -47,12 +98,14 @@ export class PoolTelemetry<C> {
 
   /** Whether anyone will see how long a lease was held (`release`). */
   timesLeases(): boolean {
-    return this.log !== undefined || this.events.listening('release')
+    return (
+      this.log !== undefined || this.events.listening('release') || channels.release.hasSubscribers
+    )
   }
 
   /** Whether anyone will see how long a reset took. */
   timesResets(): boolean {
-    return this.events.listening('reset')
+    return this.events.listening('reset') || channels.reset.hasSubscribers
   }
 
   /** A connection was opened in `durationMs`. */
@@ -70,6 +123,8 @@ export class PoolTelemetry<C> {
    * unless someone listens.
    */
   acquired(record: ConnectionRecord<C>, waiter: Pick<Waiter<unknown>, 'extra'> | undefined): void {
+    const trace = waiter === undefined ? this.acquiring : waiter.extra?.trace
+    if (trace !== undefined) trace.connectionId = record.id
     const listening = this.events.listening('acquire')
     if (!listening && this.log === undefined) return
     const waitMs =
@@ -82,13 +137,19 @@ export class PoolTelemetry<C> {
   /** A lease ended, by `release()` or by `destroy()`. */
   released(record: ConnectionRecord<C>, destroyed: boolean): void {
     const listening = this.events.listening('release')
-    if (!listening && this.log === undefined) return
-    const payload = {
-      id: record.id,
-      connection: record.connection as C,
-      heldMs: performance.now() - record.leasedAt,
-      destroyed,
+    const channel = channels.release.hasSubscribers
+    if (!listening && this.log === undefined && !channel) return
+    const heldMs = performance.now() - record.leasedAt
+    if (channel) {
+      channels.release.publish({
+        poolName: this.poolName,
+        connectionId: record.id,
+        heldMs,
+        destroyed,
+      })
     }
+    if (!listening && this.log === undefined) return
+    const payload = { id: record.id, connection: record.connection as C, heldMs, destroyed }
     if (listening) this.events.emit('release', payload)
     this.log?.emit('release', payload)
   }
@@ -96,19 +157,24 @@ export class PoolTelemetry<C> {
   /** A returned connection was reset; `started` is from `performance.now()`, or `NaN` when not timed. */
   reset(record: ConnectionRecord<C>, mode: ResetMode, started: number): void {
     const listening = this.events.listening('reset')
-    if (!listening && this.log === undefined) return
-    const payload = {
-      id: record.id,
-      connection: record.connection as C,
-      mode,
-      durationMs: performance.now() - started,
+    const channel = channels.reset.hasSubscribers
+    if (!listening && this.log === undefined && !channel) return
+    const durationMs = performance.now() - started
+    if (channel) {
+      channels.reset.publish({ poolName: this.poolName, connectionId: record.id, mode, durationMs })
     }
+    if (!listening && this.log === undefined) return
+    const payload = { id: record.id, connection: record.connection as C, mode, durationMs }
     if (listening) this.events.emit('reset', payload)
     this.log?.emit('reset', payload)
   }
 
   /** A connection was taken out of service; `error` is what condemned it, if anything did. */
   invalidated(record: ConnectionRecord<C>, reason: InvalidateReason, error: unknown): void {
+    if (channels.invalidate.hasSubscribers) {
+      const message = { poolName: this.poolName, connectionId: record.id, reason }
+      channels.invalidate.publish(error === undefined ? message : { ...message, error })
+    }
     const listening = this.events.listening('invalidate')
     if (!listening && this.log === undefined) return
     const connection = record.connection as C
@@ -122,6 +188,9 @@ export class PoolTelemetry<C> {
 
   /** A connection was closed. */
   closed(record: ConnectionRecord<C>): void {
+    if (channels.close.hasSubscribers) {
+      channels.close.publish({ poolName: this.poolName, connectionId: record.id })
+    }
     const listening = this.events.listening('close')
     if (!listening && this.log === undefined) return
     const payload = { id: record.id, connection: record.connection as C }
@@ -136,6 +205,15 @@ export class PoolTelemetry<C> {
     attempt: number,
     retryInMs: number,
   ): void {
+    if (channels.connectError.hasSubscribers) {
+      channels.connectError.publish({
+        poolName: this.poolName,
+        connectionId: record.id,
+        error,
+        attempt,
+        retryInMs,
+      })
+    }
     const listening = this.events.listening('connectError')
     if (!listening && this.log === undefined) return
     const payload = { error, attempt, retryInMs }
@@ -145,6 +223,9 @@ export class PoolTelemetry<C> {
 
   /** The pool started failing fast. */
   unavailable(reason: 'permanent' | 'down', error: Error): void {
+    if (channels.unavailable.hasSubscribers) {
+      channels.unavailable.publish({ poolName: this.poolName, reason, error })
+    }
     const listening = this.events.listening('unavailable')
     if (!listening && this.log === undefined) return
     const payload = { reason, error }
@@ -154,6 +235,9 @@ export class PoolTelemetry<C> {
 
   /** The pool stopped failing fast, after `unavailableMs`. */
   available(unavailableMs: number): void {
+    if (channels.available.hasSubscribers) {
+      channels.available.publish({ poolName: this.poolName, unavailableMs })
+    }
     const listening = this.events.listening('available')
     if (!listening && this.log === undefined) return
     const payload = { unavailableMs }
@@ -163,6 +247,9 @@ export class PoolTelemetry<C> {
 
   /** A lease was held longer than `leakDetectionThreshold`. */
   leaked(record: ConnectionRecord<C>, heldMs: number, stack: string): void {
+    if (channels.leak.hasSubscribers) {
+      channels.leak.publish({ poolName: this.poolName, connectionId: record.id, heldMs, stack })
+    }
     const listening = this.events.listening('leak')
     if (!listening && this.log === undefined) return
     const payload = { id: record.id, heldMs, stack }
@@ -172,14 +259,19 @@ export class PoolTelemetry<C> {
 
   /** The first connection read the server's limits. */
   server(info: ServerInfo): void {
+    if (channels.server.hasSubscribers)
+      channels.server.publish({ poolName: this.poolName, ...info })
     if (this.events.listening('server')) this.events.emit('server', info)
   }
 
   /** An option was lowered below the server's idle cut-off. */
   clamped(change: IdleSettingChange): void {
+    const { option, from, to, setting, cutoffMs } = change
+    if (channels.clamp.hasSubscribers) {
+      channels.clamp.publish({ poolName: this.poolName, option, from, to, setting, cutoffMs })
+    }
     const listening = this.events.listening('clamp')
     if (!listening && this.log === undefined) return
-    const { option, from, to, setting, cutoffMs } = change
     const payload = { option, from, to, setting, cutoffMs }
     if (listening) this.events.emit('clamp', payload)
     this.log?.emit('clamp', payload)
@@ -188,6 +280,9 @@ export class PoolTelemetry<C> {
   /** A setting works but is likely wrong: the `warning` event, and always `process.emitWarning`. */
   warning(code: WarningCode, warning: string): void {
     const message = `${warning} ${explainHint(code)}`
+    if (channels.warning.hasSubscribers) {
+      channels.warning.publish({ poolName: this.poolName, code, message })
+    }
     if (this.events.listening('warning')) this.events.emit('warning', { code, message })
     process.emitWarning(message, { code })
   }

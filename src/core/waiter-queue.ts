@@ -10,6 +10,8 @@ export interface WaiterExtra {
   stack?: string | undefined
   /** When it started waiting, when someone will see the wait time (events, logs). */
   enqueuedAt?: number | undefined
+  /** Its traced acquire's context (`lifeguard:acquire`), told which connection it was lent. */
+  trace?: { connectionId?: number | undefined } | undefined
 }
 
 /**

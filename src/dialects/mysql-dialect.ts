@@ -3,6 +3,7 @@ import { abortable } from '../core/abortable.js'
 import type {
   ConnectFailure,
   Dialect,
+  DialectTarget,
   ResetMode,
   ServerInfo,
   ServerRole,
@@ -24,6 +25,7 @@ import {
 } from './mysql-transaction-tracker.js'
 import { causes, isSocketError, isTlsConfigError } from './network-errors.js'
 import { redactError, secretsOfConfig } from './redact.js'
+import { serverTarget, type TargetRules } from './server-target.js'
 import { closeGracefully, type Destroyable, destroySockets, RELEASED_BUSY } from './socket-close.js'
 
 /** What the dialect reads of a MySQL or MariaDB server: {@link ServerInfo} and one setting more. */
@@ -296,6 +298,9 @@ function onConnectionError(this: Connection, error: unknown): void {
 /** Each connection's initial session, kept beside it rather than on it. */
 const initialSessions = new WeakMap<Connection, InitialSession>()
 
+/** How mysql2 reads where it connects: `uri` first, then the fields, then its defaults. */
+const MYSQL_TARGET: TargetRules = { urlKey: 'uri', socketKey: 'socketPath', defaultPort: 3306 }
+
 /**
  * The MySQL and MariaDB dialect over mysql2's callback ("core") connection: what the
  * `lifeguard/mysql2` facades pool, and what `PromiseMysqlDialect` wraps for `mysql()`. It
@@ -339,6 +344,11 @@ export class MysqlDialect implements Dialect<Connection> {
     loader.check()
     this.#config = typeof config === 'string' ? config : { ...config }
     this.#secrets = secretsOfConfig(config, MYSQL_SECRET_KEYS, 'uri')
+  }
+
+  /** Where it connects, for the pool's default name: host (or socket), port and database, no credential. */
+  get target(): DialectTarget {
+    return serverTarget(this.#config, MYSQL_TARGET)
   }
 
   async connect(signal: AbortSignal): Promise<Connection> {

@@ -3,6 +3,7 @@ import type { Connection as PromiseConnection } from 'mysql2/promise'
 import type {
   ConnectFailure,
   Dialect,
+  DialectTarget,
   ResetMode,
   ServerRole,
   TransactionStep,
@@ -55,6 +56,11 @@ function lend(connection: Connection): MysqlConnection {
 export class PromiseMysqlDialect implements Dialect<MysqlConnection> {
   readonly name = 'mysql'
   readonly #inner: MysqlDialect
+
+  /** The callback dialect's target (see `MysqlDialect.target`). */
+  get target(): DialectTarget {
+    return this.#inner.target
+  }
 
   constructor(inner: MysqlDialect) {
     this.#inner = inner

@@ -2,6 +2,7 @@ import type { Client, ClientConfig } from 'pg'
 import type {
   ConnectFailure,
   Dialect,
+  DialectTarget,
   PoolerInfo,
   ResetMode,
   ServerInfo,
@@ -22,6 +23,7 @@ import {
   watchReadOnlyErrors,
 } from './pg-session-role.js'
 import { redactError, secretsOfConfig } from './redact.js'
+import { serverTarget, type TargetRules } from './server-target.js'
 import {
   closeGracefully,
   type Destroyable,
@@ -194,6 +196,14 @@ const ARGUMENT: ConnectionArgument = {
 
 const loader = new DriverLoader<PgModule>('pg', 'lifeguard/postgres', () => import('pg'))
 
+/** How pg reads where it connects: `connectionString` first, then the fields, `PG*`, its defaults. */
+const TARGET: TargetRules = {
+  urlKey: 'connectionString',
+  defaultPort: 5432,
+  env: { host: 'PGHOST', port: 'PGPORT', database: 'PGDATABASE', user: 'PGUSER' },
+  databaseIsUser: true,
+}
+
 function internals(client: Client): ClientInternals {
   return client as unknown as ClientInternals
 }
@@ -275,6 +285,11 @@ class PostgresDialect implements Dialect<Client> {
   readonly #Client: PgClientConstructor | undefined
   readonly #releasedBusy: ReleasedBusy
   readonly #pooler: PoolerOptions | undefined
+
+  /** Where it connects, for the pool's default name: host, port and database, no credential. */
+  get target(): DialectTarget {
+    return serverTarget(this.#config, TARGET)
+  }
 
   constructor(config: string | ClientConfig | undefined, options: PostgresDialectOptions) {
     if (options.Client === undefined) loader.check()

@@ -1,7 +1,9 @@
+import { basename } from 'node:path'
 import type BetterSqlite3 from 'better-sqlite3'
 import type {
   ConnectFailure,
   Dialect,
+  DialectTarget,
   ResetMode,
   ServerInfo,
   TransactionStep,
@@ -169,6 +171,12 @@ class SqliteDialect implements Dialect<Database> {
   constructor(filename: string, options: SqliteOptions | undefined) {
     this.#settings = resolveOptions(filename, options)
     loader.check()
+  }
+
+  /** The file's name (not its directory) as the namespace, for the pool's default name; no server. */
+  get target(): DialectTarget {
+    const file = basename(this.#settings.filename)
+    return file === '' ? {} : { namespace: file }
   }
 
   async connect(signal: AbortSignal): Promise<Database> {
