@@ -15,6 +15,8 @@ const entries: Record<string, string> = {
   express: 'src/integrations/express.ts',
   fastify: 'src/integrations/fastify.ts',
   hono: 'src/integrations/hono.ts',
+  otel: 'src/metrics/otel.ts',
+  prometheus: 'src/metrics/prometheus.ts',
   cli: 'src/cli/main.ts',
 }
 
@@ -95,5 +97,7 @@ export default defineConfig({
     'express',
     'fastify',
     'hono',
+    '@opentelemetry/api',
+    'prom-client',
   ],
 })
