@@ -24,7 +24,7 @@ export interface MetricReading {
 }
 
 /** Every reason an `invalidate` event can give, so that exporters can start their counts at 0. */
-export const INVALIDATE_REASONS: readonly InvalidateReason[] = [
+export const INVALIDATE_REASONS = [
   'disconnect',
   'lifetime',
   'idle',
@@ -32,7 +32,13 @@ export const INVALIDATE_REASONS: readonly InvalidateReason[] = [
   'reset-failed',
   'stale',
   'destroyed',
-]
+] as const satisfies readonly InvalidateReason[]
+
+// A reason added to InvalidateReason and not above fails to compile here.
+const everyReason: [Exclude<InvalidateReason, (typeof INVALIDATE_REASONS)[number]>] extends [never]
+  ? true
+  : never = true
+void everyReason
 
 /** How many error kinds a pool reports before the rest are counted under `_OTHER`. */
 const MAX_ERROR_KINDS = 16

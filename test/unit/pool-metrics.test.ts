@@ -170,6 +170,23 @@ describe('lifeguard/prometheus on the fake dialect', () => {
     lease.release()
   })
 
+  it('reports maxLifetime and idleTimeout as clamped below the server’s idle cut-off, and the cut-off', async () => {
+    fake.dialect.server = { idleCutoffMs: 60_000, idleCutoffSetting: 'wait_timeout' }
+    const registry = new Registry()
+    const pool = fake.make({ name: 'clamped', min: 1 })
+    collectPoolMetrics(pool, { registry })
+    let samples = parsePrometheus(await registry.metrics())
+    const of = { pool_name: 'clamped' }
+    // Before the first connection read the server, the settings as given, and no cut-off.
+    expect(sampleValue(samples, 'lifeguard_connection_max_lifetime_seconds', of)).toBe(1800)
+    expect(samples.some((s) => s.name === 'lifeguard_server_idle_cutoff_seconds')).toBe(false)
+    await tick(10)
+    samples = parsePrometheus(await registry.metrics())
+    expect(sampleValue(samples, 'lifeguard_server_idle_cutoff_seconds', of)).toBe(60)
+    expect(sampleValue(samples, 'lifeguard_connection_max_lifetime_seconds', of)).toBe(54)
+    expect(sampleValue(samples, 'lifeguard_connection_idle_timeout_seconds', of)).toBe(54)
+  })
+
   it('keeps two pools on one registry apart, and leaving removes only that pool’s series', async () => {
     const registry = new Registry()
     const one = fake.make({ name: 'one' })
