@@ -1,18 +1,14 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { Counter, Gauge, type Registry } from 'prom-client'
 import { InvalidOptionError } from '../core/errors.js'
 import type { Pool } from '../core/pool.js'
-import {
-  POOL_METRICS,
-  POOL_TIME_BUCKETS,
-  type PoolMetricKey,
-  type PoolMetricSpec,
-} from './pool-metric-catalog.js'
+import { POOL_METRICS, type PoolMetricKey, type PoolMetricSpec } from './pool-metric-catalog.js'
 import {
   type CountedMetric,
   INVALIDATE_REASONS,
   PoolMetricSource,
   type TimedMetric,
 } from './pool-metric-source.js'
+import { type BucketCounts, PoolTimeHistogram } from './pool-time-histogram.js'
 
 /** The label naming the pool on every metric. */
 const POOL_LABEL = 'pool_name'
@@ -31,7 +27,7 @@ export class PrometheusPoolMetrics {
   readonly #members = new Map<string, PoolMetricSource>()
   /** The full names of the metrics registered, to unregister them when the last pool leaves. */
   readonly #names: string[] = []
-  readonly #histograms = {} as Record<TimedMetric, Histogram>
+  readonly #histograms = {} as Record<TimedMetric, PoolTimeHistogram>
   readonly #counters = {} as Record<CountedMetric, Counter>
 
   /** Registers every metric in `registry`, each name after `prefix`; registers none if one clashes. */
@@ -62,12 +58,16 @@ export class PrometheusPoolMetrics {
       )
     }
     const label = { [POOL_LABEL]: name }
+    const times: Record<TimedMetric, BucketCounts> = {
+      createTime: this.#histograms.createTime.add(name),
+      waitTime: this.#histograms.waitTime.add(name),
+      useTime: this.#histograms.useTime.add(name),
+    }
     const source = new PoolMetricSource(pool, {
-      record: (metric, seconds) => this.#histograms[metric].observe(label, seconds),
+      record: (metric, seconds) => times[metric].observe(seconds),
       count: (metric, value) => this.#counters[metric].inc(this.#labels(metric, name, value)),
     })
     this.#members.set(name, source)
-    for (const histogram of Object.values(this.#histograms)) histogram.zero(label)
     this.#counters.leaks.inc(label, 0)
     for (const reason of INVALIDATE_REASONS) {
       this.#counters.invalidations.inc(this.#labels('invalidations', name, reason), 0)
@@ -82,7 +82,7 @@ export class PrometheusPoolMetrics {
     source.detach()
     this.#members.delete(name)
     const label = { [POOL_LABEL]: name }
-    for (const histogram of Object.values(this.#histograms)) histogram.remove(label)
+    for (const histogram of Object.values(this.#histograms)) histogram.delete(name)
     this.#counters.leaks.remove(label)
     for (const reason of INVALIDATE_REASONS) {
       this.#counters.invalidations.remove(this.#labels('invalidations', name, reason))
@@ -111,10 +111,11 @@ export class PrometheusPoolMetrics {
       spec.attribute === undefined ? [POOL_LABEL] : [POOL_LABEL, spec.attribute.prom]
     const common = { name, help: spec.description, labelNames, registers: [this.#registry] }
     if (spec.kind === 'histogram') {
-      this.#histograms[key as TimedMetric] = new Histogram({
-        ...common,
-        buckets: [...POOL_TIME_BUCKETS],
-      })
+      this.#histograms[key as TimedMetric] = new PoolTimeHistogram(
+        name,
+        spec.description,
+        this.#registry,
+      )
     } else if (spec.kind === 'counter') {
       this.#counters[key as CountedMetric] = new Counter(common)
     } else {
