@@ -8,6 +8,13 @@ export class BucketCounts {
   sum = 0
   count = 0
 
+  /** Back to no observations. */
+  reset(): void {
+    this.counts.fill(0)
+    this.sum = 0
+    this.count = 0
+  }
+
   /** Adds one observation of `seconds`. */
   observe(seconds: number): void {
     let i = 0
@@ -29,8 +36,9 @@ type Value = {
  * whose counts are kept in plain arrays and handed to the registry at scrape time.
  * prom-client's own `observe()` keys each bucket by its bound turned into a string and hashes the
  * labels, about 300 ns an observation: as much as one acquire and release of the pool itself.
- * Only `get()` (and the registry's `getForPromString()`) are overridden, so the registry, its
- * text format and `getMetricsAsJSON()` see an ordinary histogram.
+ * `get()` (and the registry's `getForPromString()`) and `reset()` are overridden, so the
+ * registry, its text format, `getMetricsAsJSON()` and `resetMetrics()` see an ordinary histogram;
+ * prom-client's own `observe()`, `zero()` and `labels()` would write where nothing reads.
  */
 export class PoolTimeHistogram extends Histogram<string> {
   readonly #series = new Map<string, BucketCounts>()
@@ -60,6 +68,13 @@ export class PoolTimeHistogram extends Histogram<string> {
   /** Removes the series of `pool`. */
   delete(pool: string): void {
     this.#series.delete(pool)
+  }
+
+  /** Zeroes every pool's series (`registry.resetMetrics()` calls it). */
+  override reset(): void {
+    // prom-client's constructor calls reset() before this class's fields exist.
+    if (!(#series in this)) return
+    for (const series of this.#series.values()) series.reset()
   }
 
   override async get(): ReturnType<Histogram<string>['get']> {

@@ -104,6 +104,10 @@ describe('lifeguard/prometheus on the fake dialect', () => {
     expect(sampleValue(samples, 'db_client_connection_count', { ...of, state: 'used' })).toBe(0)
     expect(sampleValue(samples, 'lifeguard_pool_unavailable', of)).toBe(0)
     expect(sampleValue(samples, 'lifeguard_connection_max_lifetime_seconds', of)).toBe(1800)
+    expect((await registry.getMetricsAsJSON()).map((m) => m.type)).toContain('histogram')
+    registry.resetMetrics()
+    const reset = parsePrometheus(await registry.metrics())
+    expect(sampleValue(reset, 'db_client_connection_wait_time_seconds_count', of)).toBe(0)
     stop()
   })
 
