@@ -357,4 +357,28 @@ describe('lifeguard/otel on the fake dialect, with the real SDK', () => {
     expect(idle?.value ?? 0).toBe(0)
     await otel.shutdown()
   })
+
+  it('reports two pools on one meter provider, each under its own pool name', async () => {
+    const otel = otelHarness()
+    const one = fake.make({ name: 'one', max: 2 })
+    const two = fake.make({ name: 'two', max: 3 })
+    instrumentPool(one, { meterProvider: otel.meterProvider })
+    instrumentPool(two, { meterProvider: otel.meterProvider })
+    await one.use(() => {})
+    await two.use(() => {})
+    await two.use(() => {})
+    const data = await otel.collect()
+    const byPool = (metric: string) =>
+      Object.fromEntries(
+        data
+          .get(metric)!
+          .points.map((p) => [
+            p.attributes['db.client.connection.pool.name'],
+            typeof p.value === 'number' ? p.value : (p.value as Histogram).count,
+          ]),
+      )
+    expect(byPool('db.client.connection.max')).toEqual({ one: 2, two: 3 })
+    expect(byPool('db.client.connection.wait_time')).toEqual({ one: 1, two: 2 })
+    await otel.shutdown()
+  })
 })
