@@ -12,6 +12,8 @@ import type { BenchMode } from './parse-args.js'
 interface DataAccess {
   read(id: number): Promise<unknown>
   close(): Promise<void>
+  /** The lifeguard pool, in the lifeguard mode. */
+  pool?: Pool<unknown> | undefined
 }
 
 /** What the app counted while it ran. */
@@ -32,6 +34,8 @@ export const REFUSALS: ReadonlySet<string> = new Set([
 export interface BenchApp {
   readonly url: string
   readonly counts: BenchAppCounts
+  /** The lifeguard pool, in the lifeguard mode: the runner reads its wait-time histogram. */
+  readonly pool: Pool<unknown> | undefined
   close(): Promise<void>
 }
 
@@ -99,6 +103,7 @@ async function postgresAccess(
   return {
     read: (id) => pool.use(async (client) => (await client.query(db.sql, [id])).rows[0]),
     close: () => pool.close({ timeout: 5_000 }),
+    pool: pool as Pool<unknown>,
   }
 }
 
@@ -152,6 +157,7 @@ async function mysqlAccess(
         return (rows as unknown[])[0]
       }),
     close: () => pool.close({ timeout: 5_000 }),
+    pool: pool as Pool<unknown>,
   }
 }
 
@@ -212,6 +218,7 @@ export async function startBenchApp(
   return {
     url: `http://127.0.0.1:${port}/`,
     counts,
+    pool: access.pool,
     async close() {
       server.close()
       if (inFlight > 0) {

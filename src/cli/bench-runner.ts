@@ -6,6 +6,7 @@ import { type ConnectionSample, startConnectionSampler } from './connection-samp
 import { DriverMissingError } from './drivers.js'
 import type { BenchMode, BenchOptions } from './parse-args.js'
 import { redactUrl } from './redact-url.js'
+import { type WaitHistogram, watchPoolWaits } from './wait-histogram.js'
 
 /** One round of one mode: what a single run measured. */
 export interface BenchRoundResult {
@@ -26,6 +27,11 @@ export interface BenchRoundResult {
    * connection limit), per {@link REFUSED_INTERVAL_MS}: [ms since the mode began, count].
    */
   refusedConnects: Array<[elapsedMs: number, refused: number]>
+  /**
+   * The lifeguard mode only: how long requests waited for a pooled connection, the buckets of the
+   * pool's `db_client_connection_wait_time_seconds` histogram.
+   */
+  waitTime?: WaitHistogram | undefined
 }
 
 /** A range over the rounds. */
@@ -50,7 +56,7 @@ export interface BenchModeResult extends BenchRoundResult {
   spread: { requestsPerSecond: Spread; ratioToPerRequest: Spread | null }
   /** Every round's figures, in the order run, without the time series. */
   rounds: Array<
-    Omit<BenchRoundResult, 'serverConnections' | 'refusedConnects'> & {
+    Omit<BenchRoundResult, 'serverConnections' | 'refusedConnects' | 'waitTime'> & {
       ratioToPerRequest: number | null
     }
   >
@@ -190,6 +196,7 @@ async function runMode(
     acquireTimeoutMs: ACQUIRE_TIMEOUT_MS,
     backlog: options.clients + 64,
   })
+  const waits = app.pool === undefined ? undefined : watchPoolWaits(app.pool)
   const sampler = startConnectionSampler(() => db.countSessions())
   const started = performance.now()
   let result: CannonResult
@@ -230,6 +237,7 @@ async function runMode(
   } finally {
     await app.close()
   }
+  const waitTime = waits?.stop()
   const elapsedMs = performance.now() - started
   const samples = await sampler.stop()
   const byKind: Record<string, number> = Object.fromEntries(
@@ -254,6 +262,7 @@ async function runMode(
     peakServerConnections: Math.max(0, ...samples.map(([, n]) => n)),
     serverConnections: samples,
     refusedConnects: bucketRefusals(app.counts.refusedAt, started, elapsedMs),
+    ...(waitTime === undefined ? {} : { waitTime }),
   }
 }
 
@@ -288,10 +297,12 @@ function summarise(
       ratioToPerRequest:
         ratios.length === 0 ? null : { min: Math.min(...ratios), max: Math.max(...ratios) },
     },
-    rounds: rounds.map(({ serverConnections: _s, refusedConnects: _r, ...figures }, i) => ({
-      ...figures,
-      ratioToPerRequest: ratioOf(rounds[i]!, i),
-    })),
+    rounds: rounds.map(
+      ({ serverConnections: _s, refusedConnects: _r, waitTime: _w, ...figures }, i) => ({
+        ...figures,
+        ratioToPerRequest: ratioOf(rounds[i]!, i),
+      }),
+    ),
   }
 }
 

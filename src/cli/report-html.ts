@@ -219,8 +219,44 @@ const SCRIPT = `
     el('text', { x: (L + W - 14) / 2, y: H - 6, 'text-anchor': 'middle' }, svg, data.rounds > 1 ? 'successful req/s: median of ' + data.rounds + ' rounds, whiskers min–max' : 'successful requests per second');
     return svg;
   }
+  function waitChart(m) {
+    var W = 1040, H = 300, L = 58, R = 16, T = 40, B = 52;
+    var svg = el('svg', { viewBox: '0 0 ' + W + ' ' + H, 'data-chart': 'wait', role: 'img' });
+    document.getElementById('chart-wait').appendChild(svg);
+    var h = m.waitTime;
+    function bound(s) { return s >= 1 ? s + ' s' : Math.round(s * 1e5) / 100 + ' ms'; }
+    var labels = h.bounds.map(bound).concat(['> ' + bound(h.bounds[h.bounds.length - 1])]);
+    // The upper bound of the bucket that holds quantile q: what histogram_quantile can promise.
+    function quantile(q) {
+      var want = q * h.count, seen = 0;
+      for (var i = 0; i < h.counts.length; i++) { seen += h.counts[i]; if (seen >= want && seen > 0) return labels[i]; }
+      return '–';
+    }
+    var top = niceMax(Math.max.apply(null, h.counts.concat([1])) * 1.15);
+    var slot = (W - L - R) / h.counts.length;
+    function Y(v) { return H - B - (v / top) * (H - T - B); }
+    for (var i = 0; i <= 4; i++) {
+      var v = (top / 4) * i;
+      el('line', { x1: L, x2: W - R, y1: Y(v), y2: Y(v), stroke: '#eceef2' }, svg);
+      el('text', { x: L - 6, y: Y(v) + 4, 'text-anchor': 'end' }, svg, String(Math.round(v)));
+    }
+    axisLabelY(svg, 16, (T + H - B) / 2, 'acquires');
+    h.counts.forEach(function (n, i) {
+      var x = L + i * slot;
+      if (n > 0) {
+        el('rect', { x: x + 3, y: Y(n), width: slot - 6, height: Math.max(1, H - B - Y(n)), fill: style(m.mode).color, 'data-wait-bucket': labels[i] }, svg);
+        el('title', {}, svg.lastChild, n + ' acquires waited ' + (i < h.bounds.length ? 'up to ' : '') + labels[i]);
+      }
+      el('text', { x: x + slot / 2, y: H - B + 16, 'text-anchor': 'middle' }, svg, labels[i]);
+    });
+    el('text', { x: L, y: 18 }, svg, m.mode + ': ' + h.count + ' acquires, mean ' + bound(Math.round((h.sumSeconds / Math.max(1, h.count)) * 1e6) / 1e6) + ', p50 ≤ ' + quantile(0.5) + ', p95 ≤ ' + quantile(0.95) + ', p99 ≤ ' + quantile(0.99));
+    el('text', { x: (L + W - R) / 2, y: H - 8, 'text-anchor': 'middle' }, svg, 'wait for a pooled connection (each bucket up to its bound)');
+    return svg;
+  }
   var drawn = 0;
   [connectionsChart, latencyChart, throughputChart].forEach(function (draw) { draw(); drawn++; });
+  var waited = data.modes.filter(function (m) { return m.waitTime && m.waitTime.count > 0; })[0];
+  if (waited) { waitChart(waited); drawn++; }
   document.body.setAttribute('data-charts-rendered', String(drawn));
 })();
 `
@@ -229,7 +265,8 @@ const SCRIPT = `
  * Renders a bench report as one self-contained HTML page: the data inline, and inline JS that
  * draws SVG charts (the app's server sessions over time per mode against `max_connections`,
  * with the connects the server refused per interval below; latency percentiles per mode;
- * successful requests per second with their spread over the rounds) next to the results table
+ * successful requests per second with their spread over the rounds; the lifeguard pool's
+ * wait-time histogram, when the run measured it) next to the results table
  * and a line on run-to-run noise. Nothing is fetched at view time.
  */
 export function renderHtmlReport(report: BenchReport): string {
@@ -273,6 +310,12 @@ export function renderHtmlReport(report: BenchReport): string {
     <p class="note">Sessions sampled every 100 ms on the server (${escapeHtml(report.server.countedBy)}); a session counts from the moment it holds a slot, while it still authenticates. Refused connects are counted by the app as the server refuses them, so short peaks between two samples still show. Usable by the app: ${escapeHtml(report.server.usableBy)}.</p></div>
   <div class="card"><h2>Latency</h2><div id="chart-latency"></div></div>
   <div class="card"><h2>Throughput</h2><div id="chart-throughput"></div></div>
+  ${
+    report.modes.some((m) => (m.waitTime?.count ?? 0) > 0)
+      ? `<div class="card wide"><h2>Wait for a connection (the lifeguard pool${report.rounds > 1 ? ', median round' : ''})</h2><div id="chart-wait"></div>
+    <p class="note">The buckets of the pool's <code>db_client_connection_wait_time_seconds</code> histogram, as <code>lifeguard/prometheus</code> and <code>lifeguard/otel</code> export it (docs/observability.md); a percentile is the upper bound of the bucket that holds it.</p></div>`
+      : ''
+  }
   <div class="card wide"><h2>Results</h2>${table}
     <p class="noise">${escapeHtml(noiseLine(report))}</p>
     ${errors === '' ? '' : `<h2>Errors by kind${report.rounds > 1 ? ' (median round)' : ''}</h2><ul>${errors}</ul>`}

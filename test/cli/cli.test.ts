@@ -191,6 +191,13 @@ describe('lifeguard bench on the embedded PostgreSQL', () => {
     expect(lifeguard.requestsPerSecond).toBeGreaterThan(perRequest.requestsPerSecond)
     expect(perRequest.peakServerConnections).toBeGreaterThan(lifeguard.peakServerConnections)
     expect(lifeguard.ratioToPerRequest).toBeGreaterThan(1)
+    // The lifeguard pool's wait-time histogram: every served request waited once, in one bucket.
+    const waits = lifeguard.waitTime
+    expect(waits.counts).toHaveLength(waits.bounds.length + 1)
+    expect(waits.counts.reduce((a: number, b: number) => a + b, 0)).toBe(waits.count)
+    expect(waits.count).toBeGreaterThanOrEqual(lifeguard.requests.ok)
+    expect(perRequest.waitTime).toBeUndefined()
+    expect(mode(report, 'driver-pool').waitTime).toBeUndefined()
     expect(run.stderr).toContain(`report: ${reportFile}`)
   })
 
@@ -223,7 +230,9 @@ describe('lifeguard bench on the embedded PostgreSQL', () => {
     // Self-contained: nothing to fetch at view time.
     expect(html).not.toMatch(/<(script|link|img)[^>]+(src|href)=/i)
     const dom = await dumpDom(reportFile)
-    expect(dom).toContain('data-charts-rendered="3"')
+    // The three charts, and the lifeguard pool's wait-time histogram.
+    expect(dom).toContain('data-charts-rendered="4"')
+    expect(dom).toMatch(/<svg[^>]*data-chart="wait"[\s\S]*?<rect[^>]*data-wait-bucket=/)
     const connections = /<svg[^>]*data-chart="connections"[\s\S]*?<\/svg>/.exec(dom)?.[0] ?? ''
     for (const name of MODES) expect(connections).toContain(`data-mode="${name}"`)
     expect(connections.match(/<polyline/g)).toHaveLength(3)

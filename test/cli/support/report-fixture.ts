@@ -1,5 +1,6 @@
 import type { BenchModeResult, BenchReport } from '../../../src/cli/bench-runner.js'
 import type { BenchMode } from '../../../src/cli/parse-args.js'
+import { POOL_TIME_BUCKETS } from '../../../src/metrics/pool-metric-catalog.js'
 
 /** A small deterministic generator, so that the fixture is the same on every run. */
 function random(seed: number): () => number {
@@ -86,7 +87,16 @@ export function reportFixture(): BenchReport {
         (t, r) => (t < 500 ? Math.round(t / 6) : Math.min(99, Math.round(70 + r() * 40))),
         (t, r) => (t < 500 ? 0 : Math.round(r() * 260)),
       ),
-      mode('lifeguard', [3547, 3610, 3490], base, pool, () => 0),
+      {
+        ...mode('lifeguard', [3547, 3610, 3490], base, pool, () => 0),
+        // 1000 clients on 10 connections: most requests wait 100–500 ms for one.
+        waitTime: {
+          bounds: [...POOL_TIME_BUCKETS],
+          counts: [412, 3, 2, 5, 9, 14, 30, 88, 260, 1900, 14_200, 17_800, 700, 40, 0, 0, 0],
+          count: 35_463,
+          sumSeconds: 9_100,
+        },
+      },
       mode('driver-pool', [3852, 3790, 4010], base, pool, () => 0),
     ],
     server: {

@@ -1,0 +1,199 @@
+import type { Histogram } from '@opentelemetry/sdk-metrics'
+import { Registry } from 'prom-client'
+import { afterAll, expect, it } from 'vitest'
+import { createPool as createMysql2Pool } from '../../src/compat/mysql2.js'
+import { lifeguardOf, Pool as PgPool } from '../../src/compat/pg.js'
+import { createPool, type Pool } from '../../src/index.js'
+import { instrumentPool } from '../../src/metrics/otel.js'
+import { collectPoolMetrics } from '../../src/metrics/prometheus.js'
+import { otelHarness } from '../support/otel-reader.js'
+import { type PromSample, parsePrometheus, sampleValue } from '../support/prometheus-text.js'
+import { describeOnServer, probe } from '../support/servers.js'
+import { MYSQL_URL, PG_URL } from './support.js'
+
+const postgres = await probe('postgres')
+const mysql = await probe('mysql')
+
+/** What the workload needs of a pool, whatever its API: a query, and a connection held by hand. */
+interface Borrower {
+  query(): Promise<unknown>
+  hold(): Promise<{ release(): void; destroy(): void }>
+}
+
+/** The lifeguard options every pool of these tests gets: two connections, and a short wait. */
+const SMALL = { max: 2, maxOverflow: 0, acquireTimeout: 300 }
+
+/** A password the pool must never show: in the URL of one of the pools. */
+const SECRET = 'hunter2-do-not-show'
+
+/** `url` with {@link SECRET} as its password (PostgreSQL here trusts 127.0.0.1 and ignores it). */
+function withPassword(url: string): string {
+  const parsed = new URL(url)
+  parsed.password = SECRET
+  return parsed.toString()
+}
+
+/**
+ * The known workload: four queries at once on two connections (two wait), two connections held
+ * while a third caller times out, then one released and one destroyed (an invalidation).
+ */
+async function workload(borrower: Borrower): Promise<void> {
+  await Promise.all([borrower.query(), borrower.query(), borrower.query(), borrower.query()])
+  const a = await borrower.hold()
+  const b = await borrower.hold()
+  await expect(borrower.hold()).rejects.toThrow()
+  a.release()
+  b.destroy()
+  // The destroyed connection closes in the background; its invalidation is told at once.
+  await new Promise((resolve) => setTimeout(resolve, 20))
+}
+
+/**
+ * Checks the Prometheus samples of `pool` against its own stats. `queuedInCore` is false for the
+ * mysql2 facade, which queues its callers itself (mysql2's queue semantics) and times them out
+ * there, so its pool's `stats().timeouts` does not count that timeout.
+ */
+function checkPrometheus(samples: PromSample[], pool: Pool<unknown>, queuedInCore: boolean): void {
+  const stats = pool.stats()
+  const of = { pool_name: stats.name }
+  const count = (metric: string) => sampleValue(samples, `${metric}_count`, of)
+  expect(stats.acquired).toBe(6)
+  expect(count('db_client_connection_wait_time_seconds')).toBe(stats.acquired)
+  expect(count('db_client_connection_create_time_seconds')).toBe(stats.created)
+  expect(count('db_client_connection_use_time_seconds')).toBe(stats.released)
+  expect(
+    sampleValue(samples, 'db_client_connection_wait_time_seconds_bucket', { ...of, le: '+Inf' }),
+  ).toBe(stats.acquired)
+  expect(stats.timeouts).toBe(queuedInCore ? 1 : 0)
+  expect(sampleValue(samples, 'db_client_connection_timeouts_total', of)).toBe(stats.timeouts)
+  const invalidations = samples.filter(
+    (s) =>
+      s.name === 'lifeguard_connection_invalidations_total' && s.labels.pool_name === stats.name,
+  )
+  expect(invalidations.find((s) => s.labels.reason === 'destroyed')?.value).toBe(1)
+  expect(invalidations.reduce((sum, s) => sum + s.value, 0)).toBe(stats.invalidated)
+  expect(sampleValue(samples, 'db_client_connection_max', of)).toBe(2)
+  expect(sampleValue(samples, 'db_client_connection_count', { ...of, state: 'idle' })).toBe(
+    stats.idle,
+  )
+  expect(sampleValue(samples, 'db_client_connection_count', { ...of, state: 'used' })).toBe(0)
+}
+
+/** Checks the OpenTelemetry data of the pool against its own stats. */
+async function checkOtel(otel: ReturnType<typeof otelHarness>, pool: Pool<unknown>): Promise<void> {
+  const stats = pool.stats()
+  const data = await otel.collect()
+  const ours = (metric: string) =>
+    data
+      .get(metric)!
+      .points.filter((p) => p.attributes['db.client.connection.pool.name'] === stats.name)
+  const histogram = (metric: string) => ours(metric)[0]!.value as Histogram
+  expect(histogram('db.client.connection.wait_time').count).toBe(stats.acquired)
+  expect(histogram('db.client.connection.create_time').count).toBe(stats.created)
+  expect(histogram('db.client.connection.use_time').count).toBe(stats.released)
+  expect(ours('db.client.connection.timeouts')[0]!.value).toBe(stats.timeouts)
+  const destroyed = ours('lifeguard.connection.invalidations').find(
+    (p) => p.attributes['lifeguard.invalidate.reason'] === 'destroyed',
+  )
+  expect(destroyed?.value).toBe(1)
+}
+
+/** Runs the workload on `target` with both exporters attached, and checks both against stats(). */
+async function measured(
+  target: object,
+  pool: Pool<unknown>,
+  borrower: Borrower,
+  queuedInCore = true,
+): Promise<string> {
+  const registry = new Registry()
+  const otel = otelHarness()
+  const stopProm = collectPoolMetrics(target, { registry })
+  const stopOtel = instrumentPool(target, { meterProvider: otel.meterProvider })
+  try {
+    await workload(borrower)
+    const text = await registry.metrics()
+    checkPrometheus(parsePrometheus(text), pool, queuedInCore)
+    await checkOtel(otel, pool)
+    return text + JSON.stringify([...(await otel.collect()).values()])
+  } finally {
+    stopProm()
+    stopOtel()
+    await otel.shutdown()
+  }
+}
+
+/** A core pool whose connections answer `query()` (pg's Client, mysql2/promise's connection). */
+type Queryable = Pool<{ query(sql: string): Promise<unknown> }>
+
+/** A core pool as a {@link Borrower}. */
+function coreBorrower(pool: Queryable): Borrower {
+  return {
+    query: () => pool.use((c) => c.query('SELECT 1')),
+    hold: async () => {
+      const lease = await pool.acquire()
+      return { release: () => lease.release(), destroy: () => lease.destroy(new Error('done')) }
+    },
+  }
+}
+
+describeOnServer(postgres, 'pool metrics on PostgreSQL', () => {
+  const pools: Array<{ close(): Promise<void> } | { end(): Promise<void> }> = []
+  afterAll(async () => {
+    for (const p of pools) await ('close' in p ? p.close() : p.end())
+  })
+
+  it('a core pool: the exported counts match stats(), and the password is in no label', async () => {
+    const pool = createPool({ url: withPassword(PG_URL), ...SMALL }) as unknown as Queryable
+    pools.push(pool)
+    const exported = await measured(pool, pool as Pool<unknown>, coreBorrower(pool))
+    expect(exported).not.toContain(SECRET)
+    expect(exported).toContain(`pool_name="${pool.stats().name}"`)
+  })
+
+  it('the lifeguard/pg facade, instrumented directly: the counts match its pool’s stats()', async () => {
+    const facade = new PgPool({
+      connectionString: withPassword(PG_URL),
+      lifeguard: SMALL,
+    })
+    pools.push(facade)
+    const exported = await measured(facade, lifeguardOf(facade), {
+      query: () => facade.query('SELECT 1'),
+      hold: async () => {
+        const client = await facade.connect()
+        return { release: () => client.release(), destroy: () => client.release(true) }
+      },
+    })
+    expect(exported).not.toContain(SECRET)
+  })
+})
+
+describeOnServer(mysql, 'pool metrics on MariaDB', () => {
+  const pools: Array<{ close(): Promise<void> } | { end(): Promise<void> }> = []
+  afterAll(async () => {
+    for (const p of pools) await ('close' in p ? p.close() : p.end())
+  })
+
+  it('a core pool: the exported counts match stats()', async () => {
+    const pool = createPool({ url: MYSQL_URL, ...SMALL }) as unknown as Queryable
+    pools.push(pool)
+    await measured(pool, pool as Pool<unknown>, coreBorrower(pool))
+  })
+
+  it('the lifeguard/mysql2 facade, instrumented directly: the counts match its pool’s stats()', async () => {
+    const facade = createMysql2Pool({ uri: MYSQL_URL, lifeguard: SMALL })
+    const promised = facade.promise()
+    pools.push(promised)
+    await measured(
+      facade,
+      lifeguardOf(facade),
+      {
+        query: () => promised.query('SELECT 1'),
+        hold: async () => {
+          const connection = await promised.getConnection()
+          return { release: () => connection.release(), destroy: () => connection.destroy() }
+        },
+      },
+      false,
+    )
+  })
+})
