@@ -2,6 +2,7 @@ export type {
   ConnectFailure,
   Dialect,
   PoolerInfo,
+  ReadOnlyScope,
   ResetMode,
   ServerInfo,
   ServerRole,
