@@ -3,6 +3,7 @@ import type { Connection as PromiseConnection } from 'mysql2/promise'
 import type {
   ConnectFailure,
   Dialect,
+  ReadOnlyScope,
   ResetMode,
   ServerRole,
   TransactionStep,
@@ -113,6 +114,10 @@ export class PromiseMysqlDialect implements Dialect<MysqlConnection> {
 
   isReadOnly(error: unknown): boolean {
     return this.#inner.isReadOnly(error)
+  }
+
+  readOnlyScope(error: unknown): ReadOnlyScope {
+    return this.#inner.readOnlyScope(error)
   }
 
   role(connection: MysqlConnection): Promise<ServerRole> {
