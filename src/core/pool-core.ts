@@ -372,6 +372,7 @@ export class PoolCore<C> {
         run: (scope, fn) => scopes.run(scope, fn),
         dialect: this.dialect,
         rollsBack: this.opts.resetOnRelease !== false && this.dialect.reset !== undefined,
+        isReadOnly: (error) => this.readOnlyScope(error) !== undefined,
         acquireTimeout: this.opts.acquireTimeout,
         label: this.label,
       }

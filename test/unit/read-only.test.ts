@@ -539,3 +539,19 @@ describe("the 'invalidate' event of a connection refused while the pool reset it
     expect(events).toEqual([{ reason: 'read-only', error: refusal }])
   })
 })
+
+describe('a transactional request scope whose COMMIT is refused as read-only', () => {
+  it('destroys the connection with the refusal instead of giving it back for a reset', async () => {
+    const refusal = new ReadOnlyRefusal('cannot execute COMMIT in a read-only transaction')
+    const pool = makePool({ max: 2 })
+    const events: Array<{ reason: string; error?: unknown }> = []
+    pool.on('invalidate', (e) => events.push({ reason: e.reason, error: e.error }))
+    const scope = pool.openScope({ transaction: true })
+    await scope.use(() => undefined)
+    dialect.stepError = { step: 'commit', error: refusal }
+    await expect(scope.end('commit')).rejects.toBe(refusal)
+    await tick(0)
+    expect(events).toEqual([{ reason: 'read-only', error: refusal }])
+    expect(dialect.all[0]!.open).toBe(false)
+  })
+})
