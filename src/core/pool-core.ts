@@ -1130,12 +1130,9 @@ export class PoolCore<C> {
    * of the connections made since, which may be on the new server.
    */
   private fresh(record: ConnectionRecord<C>): boolean {
-    return (
-      record.state !== 'connecting' &&
-      !record.dead &&
-      record.readOnly === undefined &&
-      record.generation >= this.staleBelow
-    )
+    if (record.dead || record.readOnly !== undefined) return false
+    // A connection still being opened has no generation yet: nothing condemned it.
+    return record.state === 'connecting' || record.generation >= this.staleBelow
   }
 
   private died(record: ConnectionRecord<C>, error: unknown): void {
@@ -1153,7 +1150,9 @@ export class PoolCore<C> {
     }
     if (this.fresh(record)) {
       if (!refused) this.invalidateOlder()
-      else if (scope === 'server') this.flushOlder()
+      // A write refused while connecting is onConnect's: that connection goes alone (the role
+      // check, if any, came first); the established ones learn of a demotion from their own.
+      else if (scope === 'server' && record.state !== 'connecting') this.flushOlder()
     }
     if (record.state === 'idle') {
       this.retire(record, refused ? 'read-only' : 'disconnect', error)
