@@ -122,4 +122,55 @@ describe('a PostgreSQL server made read-only by a reload', () => {
       await readOnly(false)
     }
   }, 30_000)
+
+  it("a server that stays read-only (targetSessionAttrs 'any'): the older connections are flushed once per growing window, not at each refusal", async () => {
+    const pool = createPool<pg.Client>({ dialect: postgres(server.url), max: 10 })
+    try {
+      let flushes = 0
+      let lastStaleAt = Number.NEGATIVE_INFINITY
+      pool.on('invalidate', (e) => {
+        // The stale ones of one flush are retired together, as they come back or are met idle.
+        if (e.reason !== 'stale') return
+        const now = performance.now()
+        if (now - lastStaleAt > 20) flushes++
+        lastStaleAt = now
+      })
+      await Promise.all(Array.from({ length: 10 }, () => pool.use((c) => c.query('SELECT 1'))))
+      await readOnly(true)
+      await refusedSoon(() => pool.use((c) => c.query('INSERT INTO ro_scope VALUES (5)')))
+      const created = pool.stats().created
+      let refusals = 0
+      let reads = 0
+      const until = performance.now() + 2_000
+      // Two writers, refused each time, and eight readers, served by the same read-only server.
+      const worker = async (write: boolean) => {
+        while (performance.now() < until) {
+          if (!write) {
+            await pool.use((c) => c.query('SELECT 1'))
+            reads++
+            continue
+          }
+          await pool
+            .use((c) => c.query('INSERT INTO ro_scope VALUES (6)'))
+            .catch((e: unknown) => {
+              if ((e as { code?: unknown }).code !== '25006') throw e
+              refusals++
+            })
+        }
+      }
+      await Promise.all(Array.from({ length: 10 }, (_, i) => worker(i < 2)))
+      const opened = pool.stats().created - created
+      console.log(
+        `read-only for 2 s, 2 writers and 8 readers: ${refusals} refusals, ${reads} reads, ${opened} connections opened, ${flushes} flushes`,
+      )
+      expect(refusals).toBeGreaterThan(20)
+      // Each refused connection goes (alone); the readers' connections are flushed once per
+      // window of 25 ms, 50 ms, … (8 fit in 2 s), not at each refusal.
+      expect(flushes).toBeLessThanOrEqual(10)
+      expect(opened).toBeLessThan(refusals + 10 * 10)
+    } finally {
+      await readOnly(false)
+      await pool.destroy()
+    }
+  }, 30_000)
 })
