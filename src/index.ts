@@ -20,6 +20,7 @@ export type {
   Dialect,
   DialectTarget,
   PoolerInfo,
+  ReadOnlyScope,
   ResetMode,
   ServerInfo,
   ServerRole,

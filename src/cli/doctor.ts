@@ -256,6 +256,17 @@ function mysqlProbe(url: string): Probe {
           const threads = await one("SHOW GLOBAL STATUS LIKE 'Threads_connected'")
           const cipher = await one("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
           const perUser = Number(v.max_user_connections)
+          // Names a server may not have (MariaDB has no super_read_only, and before 11.1 knows
+          // transaction_read_only only as tx_read_only): each read on its own, a miss is 0.
+          const global = async (...names: string[]) => {
+            for (const name of names) {
+              const row = await one(`SELECT @@GLOBAL.${name} AS v`).catch(() => undefined)
+              if (row !== undefined) return { name, on: Number(row.v) === 1 }
+            }
+            return { name: names[0]!, on: false }
+          }
+          const superReadOnly = await global('super_read_only')
+          const transactionReadOnly = await global('transaction_read_only', 'tx_read_only')
           return {
             server: { kind: 'mysql', version: String(v.version) },
             maxConnections: Number(v.max_connections),
@@ -269,9 +280,13 @@ function mysqlProbe(url: string): Probe {
             role:
               Number(v.innodb_read_only) === 1
                 ? { role: 'read-only' as const, because: 'innodb_read_only = 1' }
-                : Number(v.read_only) === 1
-                  ? { role: 'read-only' as const, because: 'read_only = 1' }
-                  : { role: 'read-write' as const, because: null },
+                : superReadOnly.on
+                  ? { role: 'read-only' as const, because: 'super_read_only = 1' }
+                  : Number(v.read_only) === 1
+                    ? { role: 'read-only' as const, because: 'read_only = 1' }
+                    : transactionReadOnly.on
+                      ? { role: 'read-only' as const, because: `${transactionReadOnly.name} = 1` }
+                      : { role: 'read-write' as const, because: null },
             pooler: null,
           }
         },
@@ -285,6 +300,17 @@ function median(values: number[]): number {
   const mid = sorted.length >> 1
   const value = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
   return Math.round(value * 100) / 100
+}
+
+/** Which writes a read-only server refuses, and with what error, by the setting that makes it so. */
+function refusalOf(kind: string, because: string | null): string {
+  if (kind === 'postgres') return 'every write fails (25006)'
+  if (because === 'innodb_read_only = 1') return 'every write fails (1836)'
+  if (because === 'super_read_only = 1') return 'every write fails (1290)'
+  if (because === 'read_only = 1') {
+    return 'writes fail (1290), except from users with SUPER (MariaDB: READ ONLY ADMIN) and the replication threads'
+  }
+  return "new sessions' transactions are read-only by default: writes fail (1792) unless a session sets its own"
 }
 
 /** Why a connect failed, in words, from the driver's error; never the URL. */
@@ -363,11 +389,10 @@ function findingsFor(
   }
   if (read.role.role !== 'read-write') {
     const what = read.role.role === 'standby' ? 'a hot standby' : 'read-only'
-    const code = read.server.kind === 'postgres' ? '25006' : '1290'
     findings.push({
       level: 'warning',
       setting: 'targetSessionAttrs',
-      message: `the server is ${what} (${read.role.because}): every write fails (${code}). If it should be the writer (a failover demoted it, or the URL leads to a replica), a pool with targetSessionAttrs 'read-write' refuses its connections and waits, connecting again with backoff, for a writer; with 'any' (the default) it lends them, each write fails, and lifeguard replaces the connection it failed on and every older one. For a reader, set targetSessionAttrs 'read-only'.`,
+      message: `the server is ${what} (${read.role.because}): ${refusalOf(read.server.kind, read.role.because)}. If it should be the writer (a failover demoted it, or the URL leads to a replica), a pool with targetSessionAttrs 'read-write' refuses its connections and waits, connecting again with backoff, for a writer; with 'any' (the default) it lends them, each write fails, and lifeguard retires the connection it failed on, and the older ones at most once per window that grows (25 ms to 5 s) while refusals go on. For a reader, set targetSessionAttrs 'read-only'.`,
     })
   }
   findings.push(...serverFull(read, size))

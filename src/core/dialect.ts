@@ -20,6 +20,13 @@ export type ConnectFailure = 'permanent' | 'transient'
  */
 export type ServerRole = 'read-write' | 'read-only' | 'standby'
 
+/**
+ * What a read-only refusal says, as {@link Dialect.readOnlyScope} reads it: `'server'` (the server
+ * refuses every write: a demoted writer, a hot standby) or `'session'` (only this connection's
+ * transaction or session is read-only).
+ */
+export type ReadOnlyScope = 'server' | 'session'
+
 /** What a dialect reads from the server on the pool's first connection. */
 export interface ServerInfo {
   /** The server's version string. */
@@ -167,11 +174,21 @@ export interface Dialect<C> {
   /**
    * Whether `error` is the server refusing a write because it, or the session, is read-only
    * (PostgreSQL's 25006, MySQL's 1290, 1792 and 1836): a writer demoted by a failover answers so.
-   * The pool then treats the error as a disconnect: it closes that connection, with the reason
-   * `read-only`, and every connection made before it (SQLAlchemy's rule), since they all lead to
-   * the same demoted server.
+   * The pool then closes that connection, with the reason `read-only`; when the refusal is the
+   * server's ({@link Dialect.readOnlyScope}), every connection made before it too (SQLAlchemy's
+   * rule), since they all lead to the same demoted server. A pool whose `targetSessionAttrs` is
+   * `'read-only'` takes it as an ordinary statement error.
    */
   isReadOnly?(error: unknown): boolean
+  /**
+   * For an error {@link Dialect.isReadOnly} recognises: whether the server refuses writes
+   * (`'server'`: the pool retires the older connections too) or only the connection's session or
+   * transaction does (`'session'`: that connection alone). MySQL's 1792 is a read-only
+   * transaction; PostgreSQL's 25006 is the server's only when the session reports
+   * `in_hot_standby` or `default_transaction_read_only` on at the ReadyForQuery after it. Without
+   * this member every refusal is the server's.
+   */
+  readOnlyScope?(error: unknown): ReadOnlyScope
   /**
    * Reads the role of the server a new connection reached, for the pool's `targetSessionAttrs`:
    * PostgreSQL from the parameter status the server sent at connect (14+, no round trip), else
@@ -184,8 +201,10 @@ export interface Dialect<C> {
    * idle client whose backend was terminated; mysql2 sees a fatal error). The pool drops an idle
    * connection at once and a leased one on release. Called once, right after `connect`. A dialect
    * that sees the server refuse a write on the connection passes that error (one `isReadOnly`
-   * recognises): the pool then drops it, and the connections older than it, as `read-only`, the
-   * holder's way of giving it back (`release()` included) making no difference.
+   * recognises, whose `readOnlyScope` is already decided): the pool then drops it, and for a
+   * server-level refusal the connections older than it, as `read-only`, the holder's way of
+   * giving it back (`release()` included) making no difference. It may report the refusal after
+   * the holder gave the connection back (PostgreSQL decides at the next ReadyForQuery).
    */
   watch?(connection: C, onDeath: (error?: unknown) => void): void
   /**

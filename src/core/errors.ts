@@ -1,3 +1,6 @@
+import type { ServerRole } from './dialect.js'
+import type { TargetSessionAttrs } from './pool-options.js'
+
 /**
  * A brand shared by every copy of lifeguard loaded in one process, so that `instanceof` keeps
  * working when a dependency tree holds two copies of the package (undici does the same).
@@ -283,10 +286,10 @@ export class WrongRoleError extends PoolError {
   /** This error's code, always `LIFEGUARD_WRONG_ROLE`. */
   declare readonly code: 'LIFEGUARD_WRONG_ROLE'
   /** The role the server reported: `'read-write'`, `'read-only'` or `'standby'`. */
-  readonly role: string
+  readonly role: ServerRole
   /** What `targetSessionAttrs` asked for. */
-  readonly target: string
-  constructor(message: string, role: string, target: string) {
+  readonly target: TargetSessionAttrs
+  constructor(message: string, role: ServerRole, target: TargetSessionAttrs) {
     super(message, WrongRoleError.code)
     this.role = role
     this.target = target

@@ -7,7 +7,7 @@ import {
   type RecordState,
   transitionChecks,
 } from './connection-record.js'
-import type { Dialect, ResetMode, ServerInfo } from './dialect.js'
+import type { Dialect, ReadOnlyScope, ResetMode, ServerInfo } from './dialect.js'
 import { spreadEndOfLife } from './end-of-life.js'
 import {
   AcquireTimeoutError,
@@ -38,6 +38,7 @@ import {
   resolveCloseTimeout,
   resolvePoolOptions,
 } from './pool-options.js'
+import { RefusalWindow } from './refusal-window.js'
 import {
   openRequestScope,
   type RequestScope,
@@ -153,6 +154,8 @@ export class PoolCore<C> {
   /** Connections with a lower generation are stale: a disconnect was seen after they were made. */
   private staleBelow = 0
   private readonly backoff: ConnectBackoff
+  /** How often a server-level read-only refusal may retire the older connections. */
+  private readonly refusals = new RefusalWindow()
   /** The ping times seen, which set how long a pre-ping may take before it is hedged. */
   private readonly hedge = new PingHedge()
   /** The pings in flight, with one timer for their hedge delays and timeouts. */
@@ -346,8 +349,9 @@ export class PoolCore<C> {
       result = await fn(lease.connection)
     } catch (error) {
       if (lease.active) {
-        if (this.isDisconnect(error) || this.isReadOnly(error)) lease.destroy(error)
-        else lease.release()
+        if (this.isDisconnect(error) || this.readOnlyScope(error) !== undefined) {
+          lease.destroy(error)
+        } else lease.release()
       }
       throw error
     }
@@ -374,6 +378,7 @@ export class PoolCore<C> {
         run: (scope, fn) => scopes.run(scope, fn),
         dialect: this.dialect,
         rollsBack: this.opts.resetOnRelease !== false && this.dialect.reset !== undefined,
+        isReadOnly: (error) => this.readOnlyScope(error) !== undefined,
         acquireTimeout: this.opts.acquireTimeout,
         label: this.label,
       }
@@ -625,7 +630,7 @@ export class PoolCore<C> {
     if (this.state !== 'open') return this.closeRecord(record)
     const reason = this.condemned(record)
     if (reason !== undefined) {
-      this.retire(record, reason)
+      this.retire(record, reason, reason === 'read-only' ? record.readOnly : undefined)
       return this.pump()
     }
     this.handOff(record)
@@ -682,8 +687,16 @@ export class PoolCore<C> {
     if (record.state !== 'leased') return
     if (destroy) {
       const why = this.destroyReason(record, reason)
-      // A read-only error the dialect reported retired the older ones then: not those made since.
-      if (why !== 'destroyed' && record.readOnly === undefined) this.invalidateOlder()
+      // A connection condemned already (stale, or reported dead or refused while lent, which
+      // retired the older ones then) must not retire those made since, on the new server.
+      if (this.fresh(record)) {
+        if (why === 'disconnect') this.invalidateOlder()
+        else if (why === 'read-only' && reason !== undefined) {
+          if (this.readOnlyScope(reason) === 'server') this.flushOlder()
+          // The dialect may judge the refusal the server's later: see died().
+          else record.readOnly = Object(reason)
+        }
+      }
       this.retire(record, why, reason ?? record.readOnly)
       return this.pump()
     }
@@ -864,12 +877,14 @@ export class PoolCore<C> {
     )
     try {
       this.dialect.watch?.(connection, (error) => this.died(record, error))
+      // Before onConnect, as libpq checks before it hands the connection over: onConnect must
+      // not run, nor write, on a server of the wrong role.
+      const target = this.opts.targetSessionAttrs
+      if (target !== 'any') await checkSessionRole(this.dialect, connection, target, signal)
       const onConnect = this.opts.onConnect
       if (onConnect !== undefined) {
         await abortable(Promise.resolve(onConnect(connection)), signal)
       }
-      const target = this.opts.targetSessionAttrs
-      if (target !== 'any') await checkSessionRole(this.dialect, connection, target, signal)
       if (this.serverInfo === undefined && !this.inspecting && this.dialect.inspect !== undefined) {
         this.inspecting = true
         try {
@@ -1107,20 +1122,52 @@ export class PoolCore<C> {
     this.staleBelow = this.generation + 1
   }
 
+  /**
+   * After a server-level read-only refusal: retires the older connections, at most once per
+   * {@link RefusalWindow} (a server that stays read-only must not have the pool replaced at each
+   * refusal); in between, the refused connection goes alone.
+   */
+  private flushOlder(): void {
+    if (this.refusals.refused(performance.now())) this.invalidateOlder()
+  }
+
+  /**
+   * Whether a record's error may still retire the others: it was established, and nothing
+   * condemned it yet (stale, dead, refused). A late error on a condemned connection says nothing
+   * of the connections made since, which may be on the new server.
+   */
+  private fresh(record: ConnectionRecord<C>): boolean {
+    if (record.dead || record.readOnly !== undefined) return false
+    // A connection still being opened has no generation yet: nothing condemned it.
+    return record.state === 'connecting' || record.generation >= this.staleBelow
+  }
+
   private died(record: ConnectionRecord<C>, error: unknown): void {
-    if (record.state === 'closing' || record.state === 'closed') return
-    const readOnly = error !== undefined && this.isReadOnly(error)
-    // The holder may write again and again: the first refusal retired the older connections,
-    // and the later ones must not retire those made since, on the new writer.
-    if (readOnly && record.readOnly !== undefined) return
-    this.invalidateOlder()
+    const refused = error !== undefined && this.dialectReadOnly(error)
+    // A pool meant for a replica expects refused writes: ordinary statement errors.
+    if (refused && this.opts.targetSessionAttrs === 'read-only') return
+    const scope = refused ? this.scopeOf(error) : undefined
+    if (record.state === 'closing' || record.state === 'closed') {
+      // PostgreSQL judges a refusal at the ReadyForQuery after it, which may arrive after the
+      // holder gave the connection back for that refusal (giveBack kept it in `readOnly`).
+      if (scope === 'server' && record.readOnly === error && !record.dead) {
+        if (record.generation >= this.staleBelow) this.flushOlder()
+      }
+      return
+    }
+    if (this.fresh(record)) {
+      if (!refused) this.invalidateOlder()
+      // A write refused while connecting is onConnect's: that connection goes alone (the role
+      // check, if any, came first); the established ones learn of a demotion from their own.
+      else if (scope === 'server' && record.state !== 'connecting') this.flushOlder()
+    }
     if (record.state === 'idle') {
-      this.retire(record, readOnly ? 'read-only' : 'disconnect', error)
+      this.retire(record, refused ? 'read-only' : 'disconnect', error)
       this.pump()
     } else {
       // Leased, resetting, validating or connecting: it is dropped when that ends.
       record.dead = true
-      if (readOnly) record.readOnly = Object(error)
+      if (refused && record.readOnly === undefined) record.readOnly = Object(error)
     }
   }
 
@@ -1292,17 +1339,37 @@ export class PoolCore<C> {
   private destroyReason(record: ConnectionRecord<C>, reason: unknown): InvalidateReason {
     if (reason !== undefined) {
       if (this.isDisconnect(reason)) return 'disconnect'
-      if (this.isReadOnly(reason)) return 'read-only'
+      if (this.readOnlyScope(reason) !== undefined) return 'read-only'
     }
-    return record.readOnly !== undefined ? 'read-only' : 'destroyed'
+    return record.dead && record.readOnly !== undefined ? 'read-only' : 'destroyed'
   }
 
-  /** Whether the dialect calls `error` a write refused by a read-only server; a dialect that throws here says no. */
-  private isReadOnly(error: unknown): boolean {
+  /**
+   * Whether `error` is a write refused as read-only that condemns its connection, and whose:
+   * `'server'` retires the older ones too. Never with `targetSessionAttrs: 'read-only'`, where a
+   * refused write is an ordinary statement error.
+   */
+  private readOnlyScope(error: unknown): ReadOnlyScope | undefined {
+    if (this.opts.targetSessionAttrs === 'read-only' || !this.dialectReadOnly(error))
+      return undefined
+    return this.scopeOf(error)
+  }
+
+  /** Whether the dialect calls `error` a write refused as read-only; a dialect that throws here says no. */
+  private dialectReadOnly(error: unknown): boolean {
     try {
       return this.dialect.isReadOnly?.(error) === true
     } catch {
       return false
+    }
+  }
+
+  /** The scope of a refusal the dialect recognised: the server's unless it says otherwise (or throws). */
+  private scopeOf(error: unknown): ReadOnlyScope {
+    try {
+      return this.dialect.readOnlyScope?.(error) === 'session' ? 'session' : 'server'
+    } catch {
+      return 'server'
     }
   }
 

@@ -70,11 +70,13 @@ export interface PoolOptions<C> {
    * Which servers a new connection may be lent from, as libpq's `target_session_attrs`: `'any'`,
    * or `'read-write'` (a server whose transactions are read-write by default: not a hot standby,
    * not `default_transaction_read_only`, not MySQL's `read_only` / `innodb_read_only`), or
-   * `'read-only'` (the opposite). Before a new connection is lent, the dialect reads its server's
-   * role (`Dialect.role`: PostgreSQL 14+ reports it at connect, so it costs no round trip; older
-   * servers and MySQL take one query). A connection on the wrong server is closed and the connect
-   * counts as failed, transiently (`WrongRoleError` as its cause): retried with backoff, as a
-   * refused one is, until a failover's DNS change leads to the new writer.
+   * `'read-only'` (the opposite). Before a new connection is lent, and before `onConnect`, the
+   * dialect reads its server's role (`Dialect.role`: PostgreSQL 14+ reports it at connect, so it
+   * costs no round trip; older servers and MySQL take one query). A connection on the wrong server
+   * is closed and the connect counts as failed, transiently (`WrongRoleError` as its cause):
+   * retried with backoff, as a refused one is, until a failover's DNS change leads to the new
+   * writer. With `'read-only'`, a write the server refuses is an ordinary statement error: its
+   * connection stays, and nothing older is retired.
    * @defaultValue 'any'
    */
   targetSessionAttrs?: TargetSessionAttrs

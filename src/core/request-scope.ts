@@ -50,6 +50,8 @@ export interface ScopeHost<C> {
   readonly dialect: Dialect<C>
   /** Whether the pool rolls back an open transaction itself when a connection comes back. */
   readonly rollsBack: boolean
+  /** Whether `error` is a refused write that condemns its connection (see `Dialect.isReadOnly`). */
+  isReadOnly(error: unknown): boolean
   /** The pool's `acquireTimeout`, for a turn on the scope's connection. */
   readonly acquireTimeout: number
   /** The pool's name, for messages. */
@@ -608,12 +610,16 @@ export class RequestScope<C> {
   }
 
   /**
-   * Gives a connection back after a failed statement: destroyed if it is dead, or if the pool
-   * will not roll it back; else reset by the pool.
+   * Gives a connection back after a failed statement: destroyed if it is dead or refused a write
+   * as read-only, or if the pool will not roll it back; else reset by the pool.
    */
   #discard(main: Lease<C>, error: unknown): void {
     if (!main.active) return
-    if (!this.#host.rollsBack || this.#host.dialect.isDisconnect?.(error) === true) {
+    if (
+      !this.#host.rollsBack ||
+      this.#host.dialect.isDisconnect?.(error) === true ||
+      this.#host.isReadOnly(error)
+    ) {
       main.destroy(error)
     } else main.release()
   }

@@ -4,6 +4,7 @@ import type {
   ConnectFailure,
   Dialect,
   DialectTarget,
+  ReadOnlyScope,
   ResetMode,
   ServerInfo,
   ServerRole,
@@ -16,7 +17,13 @@ import {
   MYSQL_SECRET_KEYS,
   stashCredentialsAfterConnect,
 } from './mysql-credentials.js'
-import { isMysqlReadOnlyError, mysqlRole, watchReadOnlyErrors } from './mysql-read-only.js'
+import {
+  isMysqlReadOnlyError,
+  mysqlReadOnlyScope,
+  mysqlRole,
+  type RoleQueryChoice,
+  watchReadOnlyErrors,
+} from './mysql-read-only.js'
 import {
   noteServerStatus,
   type TransactionState,
@@ -339,6 +346,8 @@ export class MysqlDialect implements Dialect<Connection> {
    * `init_connect`, or until the limits are read (a reset then only puts IGNORE_SPACE back).
    */
   #initSqlMode: string | undefined
+  /** Which role query this dialect's server knows (`transaction_read_only` or `tx_read_only`). */
+  readonly #roleQuery: RoleQueryChoice = { variant: 0 }
 
   constructor(config: string | ConnectionOptions | undefined) {
     loader.check()
@@ -548,14 +557,22 @@ export class MysqlDialect implements Dialect<Connection> {
     return false
   }
 
-  /** A write refused because the server or the session is read-only (1290, 1792, 1836): see `Dialect.isReadOnly`. */
+  /** A write refused because the server or the session is read-only (1290 naming read-only, 1792, 1836): see `Dialect.isReadOnly`. */
   isReadOnly(error: unknown): boolean {
     return isMysqlReadOnlyError(error)
   }
 
-  /** The server's role: `@@global.read_only` and `@@innodb_read_only`, in one query. */
+  /** 1792 is the session's (a read-only transaction); 1290 and 1836 the server's. */
+  readOnlyScope(error: unknown): ReadOnlyScope {
+    return mysqlReadOnlyScope(error)
+  }
+
+  /**
+   * The server's role: `@@global.read_only`, `@@innodb_read_only` and the global
+   * `transaction_read_only` (`tx_read_only` on MariaDB 10.x), in one query.
+   */
   role(connection: Connection): Promise<ServerRole> {
-    return mysqlRole((sql) => run<Array<Record<string, unknown>>>(connection, sql))
+    return mysqlRole((sql) => run<Array<Record<string, unknown>>>(connection, sql), this.#roleQuery)
   }
 
   ref(connection: Connection): void {

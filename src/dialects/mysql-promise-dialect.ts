@@ -4,6 +4,7 @@ import type {
   ConnectFailure,
   Dialect,
   DialectTarget,
+  ReadOnlyScope,
   ResetMode,
   ServerRole,
   TransactionStep,
@@ -119,6 +120,10 @@ export class PromiseMysqlDialect implements Dialect<MysqlConnection> {
 
   isReadOnly(error: unknown): boolean {
     return this.#inner.isReadOnly(error)
+  }
+
+  readOnlyScope(error: unknown): ReadOnlyScope {
+    return this.#inner.readOnlyScope(error)
   }
 
   role(connection: MysqlConnection): Promise<ServerRole> {

@@ -1,5 +1,5 @@
 import type { Client } from 'pg'
-import type { ServerRole } from '../core/dialect.js'
+import type { ReadOnlyScope, ServerRole } from '../core/dialect.js'
 import { causes } from './network-errors.js'
 
 /** SQLSTATE read_only_sql_transaction: a write refused in a read-only transaction or on a hot standby. */
@@ -77,13 +77,58 @@ export function isPgReadOnlyError(error: unknown): boolean {
   return false
 }
 
+/** The scope each 25006 was judged to have at the ReadyForQuery after it, by error object. */
+const judged = new WeakMap<object, ReadOnlyScope>()
+
 /**
- * Calls `onReadOnly` with each 25006 the server sends on the client, as it arrives and whoever
- * sent the statement (a lease's holder, a facade's caller): the pool then retires the connection,
- * and the older ones, however the holder gives it back.
+ * Whose refusal a 25006 is, as judged at the ReadyForQuery after it: `'server'` when the session
+ * then reported `in_hot_standby` or `default_transaction_read_only` on, else `'session'` (an
+ * explicit `BEGIN READ ONLY`, a `SELECT … FOR UPDATE` in one, or a server before 14 that reports
+ * neither). Before that ReadyForQuery: `'server'` if the session had reported itself read-only
+ * already, else `'session'` (the pool then hears of it at the ReadyForQuery, through `watch`).
+ */
+export function pgReadOnlyScope(error: unknown): ReadOnlyScope {
+  for (const fields of causes(error)) {
+    const scope = judged.get(fields as object)
+    if (scope !== undefined) return scope
+  }
+  return 'session'
+}
+
+/**
+ * Calls `onReadOnly` with each 25006 the server sends on the client, whoever sent the statement
+ * (a lease's holder, a facade's caller), once its scope is known: at the next ReadyForQuery. A
+ * reload that makes the server read-only is reported (ParameterStatus
+ * `default_transaction_read_only`) between the ErrorResponse and that ReadyForQuery; an explicit
+ * read-only transaction changes neither parameter. The pool then retires the connection, and for
+ * a server-level refusal the older ones, however the holder gives it back.
  */
 export function watchReadOnlyErrors(client: Client, onReadOnly: (error: unknown) => void): void {
-  wire(client)?.on('errorMessage', (message) => {
-    if (message.code === PG_READ_ONLY_STATE) onReadOnly(message)
+  const events = wire(client)
+  if (events === undefined) return
+  let pending: object | undefined
+  const readOnlyNow = () => {
+    const values = reported.get(client)
+    return (
+      values?.get('in_hot_standby') === 'on' ||
+      values?.get('default_transaction_read_only') === 'on'
+    )
+  }
+  events.on('errorMessage', (message) => {
+    if (message.code !== PG_READ_ONLY_STATE) return
+    pending = message
+    // The server flushes an ErrorResponse on its own, so the caller may hold the error before
+    // the ReadyForQuery arrives: a session that already reported itself read-only is judged now.
+    if (readOnlyNow()) judged.set(message, 'server')
+  })
+  events.on('readyForQuery', () => {
+    const error = pending
+    if (error === undefined) return
+    pending = undefined
+    judged.set(error, readOnlyNow() ? 'server' : 'session')
+    // This runs inside pg's socket handler: a throw here would escape to the process.
+    try {
+      onReadOnly(error)
+    } catch {}
   })
 }

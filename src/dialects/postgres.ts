@@ -4,6 +4,7 @@ import type {
   Dialect,
   DialectTarget,
   PoolerInfo,
+  ReadOnlyScope,
   ResetMode,
   ServerInfo,
   ServerRole,
@@ -19,6 +20,7 @@ import { sendCancelRequest } from './pg-cancel-request.js'
 import {
   isPgReadOnlyError,
   noteRoleParameters,
+  pgReadOnlyScope,
   pgRole,
   watchReadOnlyErrors,
 } from './pg-session-role.js'
@@ -474,6 +476,11 @@ class PostgresDialect implements Dialect<Client> {
   /** A write refused because the server or the session is read-only (25006): see `Dialect.isReadOnly`. */
   isReadOnly(error: unknown): boolean {
     return isPgReadOnlyError(error)
+  }
+
+  /** The server's for a 25006 after which the session reported itself read-only (14+); else the session's. */
+  readOnlyScope(error: unknown): ReadOnlyScope {
+    return pgReadOnlyScope(error)
   }
 
   /** The server's role, from the parameter status it sent at connect (14+), else one query. */

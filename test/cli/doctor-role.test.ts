@@ -69,15 +69,41 @@ describe('lifeguard doctor: a MariaDB server set read-only (a throwaway one)', (
     await server.sql('SET GLOBAL read_only = 1')
     const report = await runDoctor(options(server.url))
     expect(report.role).toEqual({ role: 'read-only', because: 'read_only = 1' })
+    // SUPER users can still write while only read_only is set: not "every write".
     expect(renderDoctor(report)).toContain(
-      'WARNING [targetSessionAttrs] the server is read-only (read_only = 1): every write fails (1290)',
+      'WARNING [targetSessionAttrs] the server is read-only (read_only = 1): writes fail (1290), except from users with SUPER (MariaDB: READ ONLY ADMIN) and the replication threads.',
     )
     const dialect = mysql(server.url)
-    const connection = await dialect.connect(AbortSignal.timeout(5_000))
+    const role = async () => {
+      const connection = await dialect.connect(AbortSignal.timeout(5_000))
+      try {
+        return await dialect.role!(connection, AbortSignal.timeout(5_000))
+      } finally {
+        await dialect.close(connection)
+      }
+    }
+    expect(await role()).toBe('read-only')
+  }, 60_000)
+
+  it("reads as read-only when new sessions' transactions are read-only (tx_read_only = 1 on MariaDB 10.x), and the dialect reads the same role", async () => {
+    server ??= await startThrowawayMariaDb()
+    await server.sql('SET GLOBAL read_only = 0')
+    await server.sql('SET GLOBAL tx_read_only = 1')
     try {
-      expect(await dialect.role!(connection, AbortSignal.timeout(5_000))).toBe('read-only')
+      const report = await runDoctor(options(server.url))
+      expect(report.role).toEqual({ role: 'read-only', because: 'tx_read_only = 1' })
+      expect(renderDoctor(report)).toContain(
+        "WARNING [targetSessionAttrs] the server is read-only (tx_read_only = 1): new sessions' transactions are read-only by default: writes fail (1792) unless a session sets its own.",
+      )
+      const dialect = mysql(server.url)
+      const connection = await dialect.connect(AbortSignal.timeout(5_000))
+      try {
+        expect(await dialect.role!(connection, AbortSignal.timeout(5_000))).toBe('read-only')
+      } finally {
+        await dialect.close(connection)
+      }
     } finally {
-      await dialect.close(connection)
+      await server.sql('SET GLOBAL tx_read_only = 0')
     }
   }, 60_000)
 })

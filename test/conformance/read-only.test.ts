@@ -31,6 +31,11 @@ interface Flavor<C> {
   refusal: Record<string, unknown>
   /** The session statement that makes the role the dialect reads read-only, if any. */
   readOnlyRole?: string
+  /**
+   * Whose refusal the read-only session's is: PostgreSQL's session default is reported as the
+   * server's role would be (the server's); MySQL's 1792 is a read-only transaction (the session's).
+   */
+  scope: 'server' | 'session'
 }
 
 const postgresFlavor = (url: string): Flavor<pg.Client> => ({
@@ -41,6 +46,7 @@ const postgresFlavor = (url: string): Flavor<pg.Client> => ({
   readOnlySession: 'SET SESSION default_transaction_read_only = on',
   refusal: { code: '25006' },
   readOnlyRole: 'SET SESSION default_transaction_read_only = on',
+  scope: 'server',
 })
 
 const mysqlFlavor = (url: string): Flavor<MysqlConnection> => ({
@@ -50,6 +56,7 @@ const mysqlFlavor = (url: string): Flavor<MysqlConnection> => ({
   sessionId: async (c) => c.connection.threadId!,
   readOnlySession: 'SET SESSION TRANSACTION READ ONLY',
   refusal: { errno: 1792, code: 'ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION' },
+  scope: 'session',
 })
 
 function suite<C>(flavor: Flavor<C>, url: string): void {
@@ -83,7 +90,7 @@ function suite<C>(flavor: Flavor<C>, url: string): void {
     return ids
   }
 
-  it("the server's read-only error reaches the caller as the driver's, and retires every connection made before it", async () => {
+  it("the server's read-only error reaches the caller as the driver's, and retires its connection (and for a server-level refusal every one made before it)", async () => {
     const pool = make()
     const before = await warm(pool, 3)
     const reasons: string[] = []
@@ -99,11 +106,18 @@ function suite<C>(flavor: Flavor<C>, url: string): void {
       )
     expect(error).toMatchObject(flavor.refusal)
     expect(pool.options.dialect.isReadOnly?.(error)).toBe(true)
+    expect(pool.options.dialect.readOnlyScope?.(error)).toBe(flavor.scope)
     expect(reasons).toEqual(['read-only'])
-    // None of the three sessions from before serves again.
     const after = await warm(pool, 3)
-    expect(after.filter((id) => before.includes(id))).toEqual([])
-    expect(reasons.sort()).toEqual(['read-only', 'stale', 'stale'])
+    if (flavor.scope === 'server') {
+      // None of the three sessions from before serves again.
+      expect(after.filter((id) => before.includes(id))).toEqual([])
+      expect(reasons.sort()).toEqual(['read-only', 'stale', 'stale'])
+    } else {
+      // Only the refused one is gone: the other two serve again.
+      expect(after.filter((id) => before.includes(id))).toHaveLength(2)
+      expect(reasons).toEqual(['read-only'])
+    }
   })
 
   it('through a lease given back with a plain release(): the dialect saw the refusal on the wire', async () => {
@@ -120,7 +134,9 @@ function suite<C>(flavor: Flavor<C>, url: string): void {
     expect(events.map((e) => e.reason)).toEqual(['read-only'])
     expect(pool.options.dialect.isReadOnly?.(events[0]!.error)).toBe(true)
     const after = await warm(pool, 2)
-    expect(after.filter((id) => before.includes(id))).toEqual([])
+    expect(after.filter((id) => before.includes(id))).toHaveLength(
+      flavor.scope === 'server' ? 0 : 1,
+    )
   })
 
   it('an ordinary SQL error is not a read-only one: the connection is reused', async () => {
@@ -133,6 +149,32 @@ function suite<C>(flavor: Flavor<C>, url: string): void {
       .catch((e) => e)
     expect(pool.options.dialect.isReadOnly?.(error)).toBe(false)
     expect(await warm(pool, 1)).toEqual([id])
+    expect(reasons).toEqual([])
+  })
+
+  it("with targetSessionAttrs 'read-only', a refused write is an ordinary statement error: nothing is retired", async () => {
+    // The shared server is read-write, which a replica pool's role check refuses: this pool's
+    // dialect reads every server as read-only, so that it stands for a replica's.
+    const dialect = flavor.dialect()
+    ;(dialect as { role: Dialect<C>['role'] }).role = async () => 'read-only'
+    const replica = createPool<C>({ dialect, max: 2, targetSessionAttrs: 'read-only' })
+    pools.push(replica)
+    const before = await warm(replica, 2)
+    const reasons: string[] = []
+    replica.on('invalidate', (e) => reasons.push(e.reason))
+    const lease = await replica.acquire()
+    await flavor.query(lease.connection, flavor.readOnlySession)
+    await expect(
+      flavor.query(lease.connection, `INSERT INTO ${table} VALUES (3)`),
+    ).rejects.toMatchObject(flavor.refusal)
+    lease.release()
+    await expect(
+      replica.use(async (c) => {
+        await flavor.query(c, flavor.readOnlySession)
+        await flavor.query(c, `INSERT INTO ${table} VALUES (4)`)
+      }),
+    ).rejects.toMatchObject(flavor.refusal)
+    expect((await warm(replica, 2)).sort()).toEqual(before.sort())
     expect(reasons).toEqual([])
   })
 
@@ -186,14 +228,22 @@ describeOnServer(pgStatus, 'demoted writers: postgres', () => {
   })
 
   it("targetSessionAttrs 'read-write' closes a connection whose session is read-only by default, and lends the next", async () => {
+    // The first connection's session is read-only from its startup packet on, as a demoted
+    // writer's would be (the role is read before onConnect, so onConnect cannot set it).
+    const readOnlyUrl = new URL(pgStatus.url)
+    readOnlyUrl.searchParams.set('options', '-c default_transaction_read_only=on')
+    const dialect = postgres(pgStatus.url)
+    const readOnly = postgres(readOnlyUrl.toString())
+    const connect = dialect.connect.bind(dialect)
     let n = 0
+    dialect.connect = (signal) => (++n === 1 ? readOnly.connect(signal) : connect(signal))
+    const onConnect: number[] = []
     const pool = createPool<pg.Client>({
-      dialect: postgres(pgStatus.url),
+      dialect,
       max: 1,
       targetSessionAttrs: 'read-write',
-      // The first connection's session is read-only, as a demoted writer's would be.
-      onConnect: async (c) => {
-        if (++n === 1) await c.query('SET SESSION default_transaction_read_only = on')
+      onConnect: () => {
+        onConnect.push(n)
       },
     })
     try {
@@ -206,7 +256,44 @@ describeOnServer(pgStatus, 'demoted writers: postgres', () => {
       expect(errors).toHaveLength(1)
       expect(errors[0]!.cause).toMatchObject({ code: 'LIFEGUARD_WRONG_ROLE', role: 'read-only' })
       expect(pool.stats()).toMatchObject({ total: 1, connectErrors: 1, created: 1 })
+      // onConnect ran only on the connection that was lent.
+      expect(onConnect).toEqual([2])
     } finally {
+      await pool.destroy()
+    }
+  })
+
+  it('an explicit read-only transaction is the session’s refusal: only its connection is retired', async () => {
+    const pool = createPool<pg.Client>({ dialect: postgres(pgStatus.url), max: 3 })
+    const table = uniqueName('ro_txn')
+    try {
+      await pool.use((c) => c.query(`CREATE TABLE ${table} (id int)`))
+      const pids = async () => {
+        const leases = await Promise.all([pool.acquire(), pool.acquire(), pool.acquire()])
+        const ids = await Promise.all(
+          leases.map(
+            async (l) =>
+              (await l.connection.query('SELECT pg_backend_pid() AS p')).rows[0].p as number,
+          ),
+        )
+        for (const lease of leases) lease.release()
+        return ids
+      }
+      const before = await pids()
+      const reasons: string[] = []
+      pool.on('invalidate', (e) => reasons.push(e.reason))
+      const error = await pool
+        .use(async (c) => {
+          await c.query('BEGIN READ ONLY')
+          await c.query(`INSERT INTO ${table} VALUES (1)`)
+        })
+        .catch((e: unknown) => e)
+      expect(error).toMatchObject({ code: '25006' })
+      expect(reasons).toEqual(['read-only'])
+      expect((await pids()).filter((p) => before.includes(p))).toHaveLength(2)
+      expect(reasons).toEqual(['read-only'])
+    } finally {
+      await pool.use((c) => c.query(`DROP TABLE IF EXISTS ${table}`)).catch(() => {})
       await pool.destroy()
     }
   })
@@ -215,4 +302,30 @@ describeOnServer(pgStatus, 'demoted writers: postgres', () => {
 const myStatus = await probe('mysql')
 describeOnServer(myStatus, 'demoted writers: mysql', () => {
   suite(mysqlFlavor(myStatus.url), myStatus.url)
+
+  it('1290 from --secure-file-priv is not a read-only refusal: nothing is retired', async () => {
+    const pool = createPool<MysqlConnection>({ dialect: mysql(myStatus.url), max: 2 })
+    try {
+      const ids = async () => {
+        const leases = await Promise.all([pool.acquire(), pool.acquire()])
+        const out = leases.map((l) => l.connection.connection.threadId)
+        for (const lease of leases) lease.release()
+        return out
+      }
+      const before = await ids()
+      const reasons: string[] = []
+      pool.on('invalidate', (e) => reasons.push(e.reason))
+      // The shared MariaDB runs with secure_file_priv NULL: no file may be written.
+      const error = await pool
+        .use((c) => c.query(`SELECT 1 INTO OUTFILE '/nonexistent-${uniqueName('d')}/x'`))
+        .catch((e: unknown) => e)
+      expect(error).toMatchObject({ errno: 1290 })
+      expect((error as { sqlMessage: string }).sqlMessage).toMatch(/--secure-file-priv/)
+      expect(pool.options.dialect.isReadOnly?.(error)).toBe(false)
+      expect((await ids()).sort()).toEqual(before.sort())
+      expect(reasons).toEqual([])
+    } finally {
+      await pool.destroy()
+    }
+  })
 })

@@ -1,4 +1,5 @@
 import { beforeEach, describe, expect, it } from 'vitest'
+import { RefusalWindow } from '../../src/core/refusal-window.js'
 import {
   ConnectError,
   type Dialect,
@@ -7,7 +8,7 @@ import {
   WrongRoleError,
 } from '../../src/index.js'
 import { tick } from '../support/clock.js'
-import { type FakeConnection, FakeDialect } from '../support/fake-dialect.js'
+import { type FakeConnection, FakeDialect, FakeDisconnect } from '../support/fake-dialect.js'
 import { useFakePools } from '../support/fake-pools.js'
 import { checkInvariants } from '../support/invariants.js'
 import { settle } from '../support/promises.js'
@@ -299,5 +300,258 @@ describe('targetSessionAttrs validation', () => {
     expect(makePool({ dialect: plain, targetSessionAttrs: 'any' }).options.targetSessionAttrs).toBe(
       'any',
     )
+  })
+})
+
+describe("targetSessionAttrs: 'read-only' (a pool meant for a replica)", () => {
+  it('a refused write is an ordinary statement error: the connection stays, and the older ones too', async () => {
+    const pool = makePool({ max: 3, targetSessionAttrs: 'read-only' })
+    serverRole = 'read-only'
+    const leases = await Promise.all([pool.acquire(), pool.acquire(), pool.acquire()])
+    const reasons: string[] = []
+    pool.on('invalidate', (e) => reasons.push(e.reason))
+    // The dialect sees the refusal on the wire, and the holder gives the connection back.
+    refuse(leases[0]!.connection)
+    for (const lease of leases) lease.release()
+    await tick(0)
+    const refusal = new ReadOnlyRefusal('cannot execute INSERT in a read-only transaction')
+    await expect(
+      pool.use(() => {
+        throw refusal
+      }),
+    ).rejects.toBe(refusal)
+    await tick(0)
+    const again = await Promise.all([pool.acquire(), pool.acquire(), pool.acquire()])
+    expect(again.map((l) => l.connection.id).sort()).toEqual([1, 2, 3])
+    expect(reasons).toEqual([])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 3, invalidated: 0 })
+  })
+})
+
+describe('a late error on a condemned connection does not retire the connections made since', () => {
+  it('a refusal on a connection already stale leaves the newer ones', async () => {
+    const pool = makePool({ max: 3 })
+    const [a, b] = await Promise.all([pool.acquire(), pool.acquire()])
+    refuse(a!.connection)
+    a!.release()
+    // b is stale now; c is made after the refusal, on the server the pool reaches now.
+    const c = await pool.acquire()
+    expect(c.connection.id).toBe(3)
+    c.release()
+    // Well past any refusal window: only the condemned state of b may spare c.
+    await tick(60_000)
+    refuse(b!.connection)
+    b!.release()
+    await tick(0)
+    const next = await pool.acquire()
+    expect(next.connection.id).toBe(3)
+  })
+
+  it('the socket closing after a refused lease (a death without an error) leaves the newer ones', async () => {
+    const pool = makePool({ max: 3 })
+    const a = await pool.acquire()
+    refuse(a.connection)
+    const c = await pool.acquire()
+    const newer = c.connection
+    c.release()
+    await tick(60_000)
+    // The refused connection's socket closes: 'end', reported with no error.
+    watchers.get(a.connection)?.()
+    a.release()
+    await tick(0)
+    const next = await pool.acquire()
+    expect(next.connection).toBe(newer)
+  })
+
+  it('a stale lease destroyed with a refusal leaves the newer ones', async () => {
+    const pool = makePool({ max: 3 })
+    const [a, b] = await Promise.all([pool.acquire(), pool.acquire()])
+    a!.destroy(new ReadOnlyRefusal('read-only'))
+    const c = await pool.acquire()
+    const newer = c.connection
+    c.release()
+    await tick(60_000)
+    b!.destroy(new ReadOnlyRefusal('read-only'))
+    await tick(0)
+    const next = await pool.acquire()
+    expect(next.connection).toBe(newer)
+  })
+
+  it('a stale lease destroyed with a disconnect leaves the newer ones', async () => {
+    const pool = makePool({ max: 3 })
+    const [a, b] = await Promise.all([pool.acquire(), pool.acquire()])
+    a!.destroy(new ReadOnlyRefusal('read-only'))
+    const c = await pool.acquire()
+    const newer = c.connection
+    c.release()
+    await tick(60_000)
+    b!.destroy(new FakeDisconnect('gone'))
+    await tick(0)
+    const next = await pool.acquire()
+    expect(next.connection).toBe(newer)
+  })
+})
+
+describe('a refusal that is only the session’s retires that connection alone', () => {
+  it("readOnlyScope 'session' (MySQL 1792, PostgreSQL's explicit read-only transaction): the older ones stay", async () => {
+    ;(dialect as Dialect<FakeConnection>).readOnlyScope = () => 'session'
+    const pool = makePool({ max: 3 })
+    const [a, b] = await Promise.all([pool.acquire(), pool.acquire()])
+    a!.release()
+    const reasons: Array<[number, string]> = []
+    pool.on('invalidate', (e) => reasons.push([e.id, e.reason]))
+    refuse(b!.connection)
+    b!.release()
+    await tick(0)
+    expect(reasons).toEqual([[2, 'read-only']])
+    const next = await pool.acquire()
+    expect(next.connection.id).toBe(1)
+  })
+
+  it('a refusal the dialect judges the server’s after the holder gave the connection back retires the older ones then', async () => {
+    const judged = new Set<unknown>()
+    ;(dialect as Dialect<FakeConnection>).readOnlyScope = (error) =>
+      judged.has(error) ? 'server' : 'session'
+    const pool = makePool({ max: 3 })
+    const [a, b] = await Promise.all([pool.acquire(), pool.acquire()])
+    a!.release()
+    const refusal = new ReadOnlyRefusal('cannot execute INSERT in a read-only transaction')
+    const connection = b!.connection
+    b!.release()
+    await expect(
+      pool.use(() => {
+        throw refusal
+      }),
+    ).rejects.toBe(refusal)
+    // use() took connection 1 (idle head) or 2: whichever, it is retired; the other is still idle.
+    await tick(0)
+    // The ReadyForQuery after the error: the session reports default_transaction_read_only on.
+    judged.add(refusal)
+    for (const c of dialect.all) watchers.get(c)?.(refusal)
+    await tick(0)
+    const next = await pool.acquire()
+    expect(next.connection.id).toBe(3)
+    expect(connection.id).toBe(2)
+  })
+})
+
+describe('a server that stays read-only (targetSessionAttrs any): no reconnect storm', () => {
+  it('flushes the older connections at most once per window, growing while refusals go on', async () => {
+    const pool = makePool({ max: 4 })
+    const stale: number[] = []
+    pool.on('invalidate', (e) => {
+      if (e.reason === 'stale') stale.push(e.id)
+    })
+    const first = await Promise.all([pool.acquire(), pool.acquire()])
+    first[1]!.release()
+    first[0]!.destroy(new ReadOnlyRefusal('read-only'))
+    // Connection 2 was older than the refusal: stale.
+    const fresh = await Promise.all([pool.acquire(), pool.acquire()])
+    expect(fresh.map((l) => l.connection.id)).toEqual([3, 4])
+    expect(stale).toEqual([2])
+    // Within the window (25 ms) a refused connection retires only itself.
+    await tick(10)
+    fresh[0]!.destroy(new ReadOnlyRefusal('read-only'))
+    fresh[1]!.release()
+    await tick(0)
+    const kept = await pool.acquire()
+    expect(kept.connection.id).toBe(4)
+    // After it, while refusals go on, one flush again, and the next window is 50 ms.
+    await tick(20)
+    const newer = await pool.acquire()
+    expect(newer.connection.id).toBe(5)
+    kept.destroy(new ReadOnlyRefusal('read-only'))
+    newer.release()
+    await tick(0)
+    expect((await pool.acquire()).connection.id).toBe(6)
+    expect(stale).toEqual([2, 5])
+  })
+
+  it('the window grows to 5 s while refusals go on, and starts again at 25 ms once they stop', () => {
+    const window = new RefusalWindow()
+    let now = 0
+    const flushedAt: number[] = []
+    // A refusal every 10 ms for a minute.
+    for (; now < 60_000; now += 10) if (window.refused(now)) flushedAt.push(now)
+    const gaps = flushedAt.slice(1).map((t, i) => t - flushedAt[i]!)
+    expect(gaps.slice(0, 4)).toEqual([30, 50, 100, 200])
+    expect(Math.max(...gaps)).toBe(5_000)
+    expect(flushedAt.length).toBeLessThan(20)
+    // A quiet spell longer than the window: the next refusal flushes, and the window is 25 ms.
+    now += 10_000
+    expect(window.refused(now)).toBe(true)
+    expect(window.refused(now + 20)).toBe(false)
+    expect(window.refused(now + 30)).toBe(true)
+  })
+})
+
+describe('the role check runs before onConnect', () => {
+  it('onConnect never runs on a server of the wrong role', async () => {
+    roles = ['read-only']
+    const ran: number[] = []
+    const pool = makePool({
+      targetSessionAttrs: 'read-write',
+      onConnect: (connection) => {
+        ran.push(connection.id)
+      },
+    })
+    const lease = settle(pool.acquire())
+    await tick(1_000)
+    expect(lease.done).toBe(true)
+    expect(ran).toEqual([2])
+  })
+
+  it('an onConnect write refused on a new connection does not retire the established ones', async () => {
+    const pool = makePool({
+      max: 3,
+      onConnect: (connection) => {
+        if (connection.id === 2) refuse(connection)
+      },
+    })
+    const a = await pool.acquire()
+    a.release()
+    const reasons: Array<[number, string]> = []
+    pool.on('invalidate', (e) => reasons.push([e.id, e.reason]))
+    const both = await Promise.all([pool.acquire(), pool.acquire()])
+    const ids = both.map((l) => l.connection.id).sort()
+    expect(ids).toEqual([1, 3])
+    for (const lease of both) lease.release()
+    await tick(0)
+    // Connection 1, established before, is lent again: not stale.
+    const again = await Promise.all([pool.acquire(), pool.acquire()])
+    expect(again.map((l) => l.connection.id).sort()).toEqual([1, 3])
+    expect(reasons).toEqual([[2, 'read-only']])
+  })
+})
+
+describe("the 'invalidate' event of a connection refused while the pool reset it", () => {
+  it('carries the refusal', async () => {
+    dialect.syncReset = false
+    dialect.resetDelay = 10
+    const pool = makePool({ max: 2 })
+    const lease = await pool.acquire()
+    const connection = lease.connection
+    lease.release()
+    const events: Array<{ reason: string; error?: unknown }> = []
+    pool.on('invalidate', (e) => events.push({ reason: e.reason, error: e.error }))
+    const refusal = refuse(connection)
+    await tick(10)
+    expect(events).toEqual([{ reason: 'read-only', error: refusal }])
+  })
+})
+
+describe('a transactional request scope whose COMMIT is refused as read-only', () => {
+  it('destroys the connection with the refusal instead of giving it back for a reset', async () => {
+    const refusal = new ReadOnlyRefusal('cannot execute COMMIT in a read-only transaction')
+    const pool = makePool({ max: 2 })
+    const events: Array<{ reason: string; error?: unknown }> = []
+    pool.on('invalidate', (e) => events.push({ reason: e.reason, error: e.error }))
+    const scope = pool.openScope({ transaction: true })
+    await scope.use(() => undefined)
+    dialect.stepError = { step: 'commit', error: refusal }
+    await expect(scope.end('commit')).rejects.toBe(refusal)
+    await tick(0)
+    expect(events).toEqual([{ reason: 'read-only', error: refusal }])
+    expect(dialect.all[0]!.open).toBe(false)
   })
 })
