@@ -226,6 +226,39 @@ describe('lifeguard/prometheus on the fake dialect', () => {
     again()
   })
 
+  it('attach while a lease is held leaves _sum finite', async () => {
+    const registry = new Registry()
+    const otel = otelHarness()
+    const pool = fake.make({ name: 'late', max: 1, maxOverflow: 0, prePing: false })
+    const held = await pool.acquire()
+    // A caller waits too: neither its wait nor the lease's hold was timed before the attach.
+    const waiting = settle(pool.acquire())
+    await tick(0)
+    const stop = collectPoolMetrics(pool, { registry })
+    const stopOtel = instrumentPool(pool, { meterProvider: otel.meterProvider })
+    held.release()
+    await tick(0)
+    waiting.value!.release()
+    await tick(0)
+    await pool.use(() => {})
+    const samples = parsePrometheus(await registry.metrics())
+    const of = { pool_name: 'late' }
+    // Only what was timed is counted, in both exporters alike: not the first lease's hold nor
+    // the waiter's wait, both begun before the attach.
+    const expected = { wait_time: 1, use_time: 2 }
+    const data = await otel.collect()
+    for (const [metric, count] of Object.entries(expected)) {
+      const name = `db_client_connection_${metric}_seconds`
+      expect(Number.isFinite(sampleValue(samples, `${name}_sum`, of))).toBe(true)
+      expect(sampleValue(samples, `${name}_count`, of)).toBe(count)
+      const point = data.get(`db.client.connection.${metric}`)!.points[0]!
+      expect((point.value as Histogram).count).toBe(count)
+    }
+    stop()
+    stopOtel()
+    await otel.shutdown()
+  })
+
   it('detach removes the pool’s listeners', async () => {
     const pool = fake.make({ name: 'detach' })
     const registry = new Registry()
