@@ -25,8 +25,12 @@ type Labels = Record<string, string>
 export class PrometheusPoolMetrics {
   readonly #registry: Registry
   readonly #members = new Map<string, PoolMetricSource>()
-  /** The full names of the metrics registered, to unregister them when the last pool leaves. */
-  readonly #names: string[] = []
+  /**
+   * The metrics registered, under their full names, to unregister them when the last pool leaves:
+   * only those the registry still holds as ours (after `registry.clear()` the name may be a
+   * user's metric).
+   */
+  readonly #registered: Array<{ name: string; metric: object }> = []
   readonly #histograms = {} as Record<TimedMetric, PoolTimeHistogram>
   readonly #counters = {} as Record<CountedMetric, Counter>
 
@@ -41,6 +45,16 @@ export class PrometheusPoolMetrics {
       this.unregister()
       throw error
     }
+  }
+
+  /**
+   * Whether the registry still holds every metric of this set: `registry.clear()` or
+   * `removeSingleMetric()` drops them, and then this set reports nothing there.
+   */
+  get intact(): boolean {
+    return this.#registered.every(
+      ({ name, metric }) => this.#registry.getSingleMetric(name) === metric,
+    )
   }
 
   /** Whether no pool reports here any more. */
@@ -92,10 +106,19 @@ export class PrometheusPoolMetrics {
     }
   }
 
-  /** Removes every metric of this set from the registry. */
+  /** Removes every metric of this set that the registry still holds as this set's. */
   unregister(): void {
-    for (const name of this.#names) this.#registry.removeSingleMetric(name)
-    this.#names.length = 0
+    for (const { name, metric } of this.#registered) {
+      if (this.#registry.getSingleMetric(name) === metric) this.#registry.removeSingleMetric(name)
+    }
+    this.#registered.length = 0
+  }
+
+  /** Detaches every member and unregisters: the set of a registry that was cleared. */
+  retire(): void {
+    for (const source of this.#members.values()) source.detach()
+    this.#members.clear()
+    this.unregister()
   }
 
   #labels(key: PoolMetricKey, pool: string, value: string | undefined): Labels {
@@ -110,14 +133,15 @@ export class PrometheusPoolMetrics {
     const labelNames =
       spec.attribute === undefined ? [POOL_LABEL] : [POOL_LABEL, spec.attribute.prom]
     const common = { name, help: spec.description, labelNames, registers: [this.#registry] }
+    let metric: object
     if (spec.kind === 'histogram') {
-      this.#histograms[key as TimedMetric] = new PoolTimeHistogram(
+      metric = this.#histograms[key as TimedMetric] = new PoolTimeHistogram(
         name,
         spec.description,
         this.#registry,
       )
     } else if (spec.kind === 'counter') {
-      this.#counters[key as CountedMetric] = new Counter(common)
+      metric = this.#counters[key as CountedMetric] = new Counter(common)
     } else {
       // Read at scrape time: each collect starts from no series, so a pool that left has none.
       const members = this.#members
@@ -133,9 +157,11 @@ export class PrometheusPoolMetrics {
           }
         }
       }
-      if (spec.kind === 'total') new Counter({ ...common, collect })
-      else new Gauge({ ...common, collect })
+      metric =
+        spec.kind === 'total'
+          ? new Counter({ ...common, collect })
+          : new Gauge({ ...common, collect })
     }
-    this.#names.push(name)
+    this.#registered.push({ name, metric })
   }
 }

@@ -73,6 +73,11 @@ export function collectPoolMetrics(
     sets.set(registry, byPrefix)
   }
   let set = byPrefix.get(prefix)
+  // After `registry.clear()` the set reports nothing there, and its names may be taken: a new one.
+  if (set !== undefined && !set.intact) {
+    set.retire()
+    set = undefined
+  }
   if (set === undefined) {
     set = new PrometheusPoolMetrics(registry, prefix)
     byPrefix.set(prefix, set)
@@ -97,5 +102,6 @@ export function collectPoolMetrics(
 /** Unregisters a set no pool reports to any more. */
 function forget(registry: Registry, prefix: string, set: PrometheusPoolMetrics): void {
   set.unregister()
-  sets.get(registry)?.delete(prefix)
+  const byPrefix = sets.get(registry)
+  if (byPrefix?.get(prefix) === set) byPrefix.delete(prefix)
 }

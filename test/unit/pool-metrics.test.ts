@@ -1,5 +1,5 @@
 import type { Histogram } from '@opentelemetry/sdk-metrics'
-import { Registry } from 'prom-client'
+import { Gauge, Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import type { Lease } from '../../src/index.js'
 import { instrumentPool } from '../../src/metrics/otel.js'
@@ -257,6 +257,32 @@ describe('lifeguard/prometheus on the fake dialect', () => {
     stop()
     stopOtel()
     await otel.shutdown()
+  })
+
+  it('registry.clear() no longer kills later attaches, and stop() leaves a user’s metric of the same name', async () => {
+    const registry = new Registry()
+    const pool = fake.make({ name: 'cleared' })
+    const stopFirst = collectPoolMetrics(pool, { registry })
+    registry.clear()
+    const other = fake.make({ name: 'after' })
+    const stop = collectPoolMetrics(other, { registry })
+    await other.use(() => {})
+    let samples = parsePrometheus(await registry.metrics())
+    expect(
+      sampleValue(samples, 'db_client_connection_wait_time_seconds_count', { pool_name: 'after' }),
+    ).toBe(1)
+    stop()
+    stopFirst()
+    expect(registry.getMetricsAsArray()).toEqual([])
+    // A stop after a clear removes only what is still its own, not the user's metric of the name.
+    const third = collectPoolMetrics(pool, { registry })
+    registry.clear()
+    const mine = new Gauge({ name: 'db_client_connection_max', help: 'mine', registers: [] })
+    registry.registerMetric(mine)
+    third()
+    expect(registry.getSingleMetric('db_client_connection_max')).toBe(mine)
+    samples = parsePrometheus(await registry.metrics())
+    expect(samples.filter((s) => s.labels.pool_name !== undefined)).toEqual([])
   })
 
   it('detach removes the pool’s listeners', async () => {
