@@ -25,6 +25,8 @@ type Labels = Record<string, string>
 export class PrometheusPoolMetrics {
   readonly #registry: Registry
   readonly #members = new Map<string, PoolMetricSource>()
+  /** The pool of each member, to tell a second attach of one pool from another pool's name. */
+  readonly #pools = new Map<string, Pool<unknown>>()
   /**
    * The metrics registered, under their full names, to unregister them when the last pool leaves:
    * only those the registry still holds as ours (after `registry.clear()` the name may be a
@@ -68,7 +70,9 @@ export class PrometheusPoolMetrics {
     if (this.#members.has(name)) {
       throw new InvalidOptionError(
         'name',
-        `collectPoolMetrics: a pool named ${JSON.stringify(name)} already reports to this registry; give each pool its own name (the name option)`,
+        this.#pools.get(name) === pool
+          ? `collectPoolMetrics: pool ${JSON.stringify(name)} already reports to this registry; call the function the first collectPoolMetrics() returned before attaching it again`
+          : `collectPoolMetrics: a pool named ${JSON.stringify(name)} already reports to this registry; give each pool its own name (the name option)`,
       )
     }
     const label = { [POOL_LABEL]: name }
@@ -82,6 +86,7 @@ export class PrometheusPoolMetrics {
       count: (metric, value) => this.#counters[metric].inc(this.#labels(metric, name, value)),
     })
     this.#members.set(name, source)
+    this.#pools.set(name, pool)
     this.#counters.leaks.inc(label, 0)
     for (const reason of INVALIDATE_REASONS) {
       this.#counters.invalidations.inc(this.#labels('invalidations', name, reason), 0)
@@ -95,6 +100,7 @@ export class PrometheusPoolMetrics {
     if (source === undefined) return
     source.detach()
     this.#members.delete(name)
+    this.#pools.delete(name)
     const label = { [POOL_LABEL]: name }
     for (const histogram of Object.values(this.#histograms)) histogram.delete(name)
     this.#counters.leaks.remove(label)
@@ -118,6 +124,7 @@ export class PrometheusPoolMetrics {
   retire(): void {
     for (const source of this.#members.values()) source.detach()
     this.#members.clear()
+    this.#pools.clear()
     this.unregister()
   }
 
@@ -160,7 +167,7 @@ export class PrometheusPoolMetrics {
       metric =
         spec.kind === 'total'
           ? new Counter({ ...common, collect })
-          : new Gauge({ ...common, collect })
+          : new Gauge({ ...common, collect, aggregator: spec.aggregator ?? 'sum' })
     }
     this.#registered.push({ name, metric })
   }

@@ -50,7 +50,8 @@ export function collectPoolMetrics(
   options: CollectPoolMetricsOptions = {},
 ): () => void {
   const target = meteredPool(pool, options, ['registry', 'prefix'], 'collectPoolMetrics')
-  const registry = options.registry ?? register
+  // `null` is refused, not taken for the global registry.
+  const registry = options.registry === undefined ? register : options.registry
   if (
     typeof (registry as Partial<Registry> | null)?.registerMetric !== 'function' ||
     typeof (registry as Partial<Registry>).removeSingleMetric !== 'function'
