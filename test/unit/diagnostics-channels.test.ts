@@ -1,4 +1,6 @@
 import * as diagnostics from 'node:diagnostics_channel'
+import * as v8 from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { lifeguardChannels } from '../../src/core/diagnostics-channels.js'
 import { mysql } from '../../src/dialects/mysql.js'
@@ -343,6 +345,37 @@ describe('the default pool name', () => {
     expect(make(targeted(target)).name).toBe('db.internal:5432/app#2')
     await first.destroy()
     expect(make(targeted(target)).name).toBe('db.internal:5432/app')
+  })
+
+  it('a pool dropped without close() frees its default name once collected (no drift to #2)', async () => {
+    v8.setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const target = { address: 'dropped.internal', port: 5432, namespace: 'app' }
+    // Made and dropped in a function of its own, so that nothing here keeps it.
+    const named = (() => createPool({ dialect: targeted(target), max: 1 }).name)()
+    expect(named).toBe('dropped.internal:5432/app')
+    // A WeakRef's target lives at least until the current job ends.
+    for (let i = 0; i < 10; i++) {
+      await new Promise((resolve) => setImmediate(resolve))
+      gc()
+    }
+    expect(make(targeted(target)).name).toBe('dropped.internal:5432/app')
+  })
+
+  it('is unique across two loaded copies of lifeguard (the table is process-wide)', async () => {
+    const here = await import('../../src/core/pool-names.js')
+    vi.resetModules()
+    const other = await import('../../src/core/pool-names.js')
+    expect(other.poolNames).not.toBe(here.poolNames)
+    const a = {}
+    const b = {}
+    expect(here.poolNames.claim(a, 'copies:1/x', true)).toBe('copies:1/x')
+    expect(other.poolNames.claim(b, 'copies:1/x', true)).toBe('copies:1/x#2')
+    here.poolNames.release(a, 'copies:1/x')
+    other.poolNames.release(b, 'copies:1/x#2')
+    // pool-N too: the two copies count on one counter.
+    const first = here.poolNames.defaultFor(undefined)
+    expect(other.poolNames.defaultFor(undefined)).not.toBe(first)
   })
 
   it('is in error messages and on the channels', async () => {
