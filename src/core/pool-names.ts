@@ -56,7 +56,8 @@ function nameOf(target: DialectTarget | undefined): string | undefined {
   const address = text(target.address)
   const port = target.port
   const namespace = text(target.namespace)
-  let name = address ?? ''
+  // An IPv6 address is bracketed, as in a URL, so that its port stays apart (`[::1]:5432`).
+  let name = address?.includes(':') && !address.startsWith('/') ? `[${address}]` : (address ?? '')
   if (address !== undefined && typeof port === 'number' && Number.isInteger(port) && port > 0) {
     name += `:${port}`
   }

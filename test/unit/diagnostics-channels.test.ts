@@ -444,4 +444,38 @@ describe('the default pool name', () => {
       expect(JSON.stringify(target)).not.toMatch(/"(app|u|root)"/)
     }
   })
+
+  it('mysql2’s own fields win over its uri, as mysql2 reads them (pg’s URL wins)', () => {
+    const target = mysql({
+      uri: 'mysql://root@from-uri:3307/uridb',
+      host: 'own',
+      database: 'owndb',
+    }).target
+    expect(target).toMatchObject({ address: 'own', port: 3307, namespace: 'owndb' })
+  })
+
+  it('an IPv6 host is named [::1]:5432/db from a URL and from the object alike', () => {
+    expect(make(postgres('postgres://[::1]:5432/db')).name).toBe('[::1]:5432/db')
+    expect(make(postgres({ host: '::1', port: 5432, database: 'db' })).name).toBe('[::1]:5432/db#2')
+    expect(postgres('postgres://[::1]:5432/db').target).toMatchObject({ address: '::1' })
+  })
+
+  it('a password with an unescaped / is never shown in the name (pool-N instead)', () => {
+    for (const url of [
+      'postgres://user:1234/x@host/db',
+      'postgres://user:12?34@host/db',
+      'postgres://user:pa@ss/x@host/db',
+    ]) {
+      const name = make(postgres(url)).name
+      expect(name).toMatch(/^pool-\d+$/)
+      for (const part of ['1234', 'x@host', '34', 'ss', 'user']) expect(name).not.toContain(part)
+    }
+  })
+
+  it('a URL with an empty host and the socket directory in ?host= is named by the socket', () => {
+    const dialect = postgres('postgres://u:pw@/sales?host=/var/run/postgresql')
+    expect(dialect.target).toMatchObject({ address: '/var/run/postgresql', namespace: 'sales' })
+    expect(dialect.target?.port).toBeUndefined()
+    expect(make(dialect).name).toBe('/var/run/postgresql/sales')
+  })
 })
