@@ -772,7 +772,9 @@ class LifeguardMysqlPool extends CorePool {
     const maxIdle = Math.max(0, numeric(this.config.maxIdle) ?? this.config.connectionLimit)
     const free = () => this.#all.size - this.#lent.size - this.#reserved.size
     const s = this.#pool.stats()
-    if (this.#sweeping || this._closed || s.waiting > 0 || s.idle === 0 || free() <= maxIdle) {
+    // The pool's callers only: its count includes this facade's queue (not looked at, as before).
+    const waiting = s.waiting - this.#queue.length
+    if (this.#sweeping || this._closed || waiting > 0 || s.idle === 0 || free() <= maxIdle) {
       return
     }
     // mysql2 closes the connections released longest ago. The lifeguard pool lends the most
