@@ -25,10 +25,10 @@ function isPool(value: object): value is Pool<unknown> {
 function driverPoolHint(value: object): string {
   const pool = value as Record<string, unknown>
   if (typeof pool.connect === 'function' && 'totalCount' in pool && 'waitingCount' in pool) {
-    return "; this looks like pg's own Pool: make it with lifeguard/pg (import { Pool } from 'lifeguard/pg'), whose pools are lifeguard pools"
+    return "; this looks like pg's own Pool: make it with the Pool of lifeguard/pg instead, whose pools are lifeguard pools"
   }
   if (typeof pool.getConnection === 'function' && '_allConnections' in pool) {
-    return "; this looks like mysql2's own pool: make it with lifeguard/mysql2 (import { createPool } from 'lifeguard/mysql2')"
+    return "; this looks like mysql2's own pool: make it with the createPool of lifeguard/mysql2 instead"
   }
   return ''
 }

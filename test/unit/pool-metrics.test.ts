@@ -350,7 +350,9 @@ describe('lifeguard/prometheus on the fake dialect', () => {
     const driverPool = new pg.Pool()
     expect(() =>
       instrumentPool(driverPool, { meterProvider: otelHarness().meterProvider }),
-    ).toThrow(/Invalid argument pool of instrumentPool\(\).*make it with lifeguard\/pg/)
+    ).toThrow(
+      /Invalid argument pool of instrumentPool\(\).*pg.s own Pool: make it with the Pool of lifeguard\/pg/,
+    )
     await driverPool.end()
   })
 
