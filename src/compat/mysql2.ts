@@ -4,6 +4,7 @@ import mysql2 from 'mysql2'
 import mysql2Promise from 'mysql2/promise'
 import { AcquireTimeoutError, InvalidOptionError } from '../core/errors.js'
 import type { Lease } from '../core/lease.js'
+import { OUTER_QUEUE, OUTER_WAIT, type OuterQueueLink } from '../core/outer-queue.js'
 import type { Pool as LifeguardPool } from '../core/pool.js'
 import { describe, MAX_TIMER_MS, type PoolOptions } from '../core/pool-options.js'
 import { createPool as createLifeguardPool } from '../create-pool.js'
@@ -326,6 +327,10 @@ interface QueuedCaller {
    * and the lifeguard pool must see the waiting caller's request scope, not the releaser's.
    */
   readonly inContext: <R>(fn: () => R) => R
+  /** When it first asked, in `performance.now()` time: its wait, for the metrics, starts there. */
+  readonly queuedAt: number
+  /** Its `lifeguard:acquire` trace, begun when it was queued; `undefined` when nobody traces. */
+  readonly trace: ReturnType<OuterQueueLink['trace']>
 }
 
 /** How a caller is lent a connection: as mysql2 would, which decides the events it emits. */
@@ -411,6 +416,8 @@ class LifeguardMysqlPool extends CorePool {
   #queue: QueuedCaller[] = []
   /** `config.connectionLimit` at construction: until it changes, lifeguard's `max` and `maxOverflow` bound the pool. */
   readonly #initialLimit: number
+  /** The lifeguard pool's side of this facade's queue: its callers wait there, in its stats. */
+  readonly #outer: OuterQueueLink
   /** mysql2's name for its idle sweep's timer, which code (and mysql2's tests) read. */
   _removeIdleTimeoutConnectionsTimer: NodeJS.Timeout | undefined
   #sweeping = false
@@ -440,6 +447,8 @@ class LifeguardMysqlPool extends CorePool {
     // The pool is made last: when the options are refused, nothing is left open.
     this.#pool = lifeguardPool(connection, options)
     registerFacade(this, this.#pool as LifeguardPool<unknown>)
+    this.#outer = this.#pool[OUTER_QUEUE]()
+    this.#outer.count(() => this.#queue.length)
     // mysql2 emits 'connection' for each connection it opens, before lending it: the same here,
     // also for one opened for a caller who was then lent a connection released meanwhile.
     this.#pool.on('connect', ({ connection }) => {
@@ -494,7 +503,13 @@ class LifeguardMysqlPool extends CorePool {
    * `queueLimit`. A failed connect reaches the caller with mysql2's own error.
    */
   getConnection(callback: ConnectionCallback): void {
+    this.#getConnection(callback, undefined)
+  }
+
+  /** See `getConnection`; `earlier` is a queued caller asking again, its wait and trace going on. */
+  #getConnection(callback: ConnectionCallback, earlier: QueuedCaller | undefined): void {
     if (this._closed) {
+      earlier?.trace?.settle(undefined, new Error(POOL_CLOSED))
       process.nextTick(() => callback(new Error(POOL_CLOSED)))
       return
     }
@@ -509,44 +524,54 @@ class LifeguardMysqlPool extends CorePool {
     // callers would make a request wait for a connection it already holds.
     // An abandoned request's scope has ended too: the lifeguard pool rejects its queries at once,
     // where the facade's queue would hold them for a release that nobody tells them of.
+    // Asked again (see #retryNext), a caller is lent with a fresh acquireTimeout, as before.
+    const again = earlier && { ...earlier, deadline: Number.POSITIVE_INFINITY }
     const scope = this.#pool.currentScope()
     if (scope !== undefined && (!scope.ended || scope.signal.aborted)) {
-      return this.#lend(callback, 'new')
+      return this.#lend(callback, 'new', undefined, again)
     }
     const s = this.#pool.stats()
+    // The pool's count of waiting callers includes this facade's queue: not those here.
+    const waiting = s.waiting - this.#queue.length
     // mysql2 lends a released connection at once; lifeguard may still be resetting it.
-    if (s.idle + s.resetting > s.waiting) return this.#lend(callback, 'new')
+    if (s.idle + s.resetting > waiting) return this.#lend(callback, 'new', undefined, again)
     const limit = this.#limit()
-    if (limit === 0 || this.#all.size + s.connecting < limit) return this.#lend(callback, 'new')
+    if (limit === 0 || this.#all.size + s.connecting < limit) {
+      return this.#lend(callback, 'new', undefined, again)
+    }
     if (!this.config.waitForConnections) {
+      earlier?.trace?.settle(undefined, new Error('No connections available.'))
       process.nextTick(() => callback(new Error('No connections available.')))
       return
     }
     const queueLimit = numeric(this.config.queueLimit)
     // mysql2: 0 is no limit, and a negative one refuses everyone who would wait.
     if (queueLimit && this.#queue.length >= queueLimit) {
+      earlier?.trace?.settle(undefined, new Error('Queue limit reached.'))
       return callback(new Error('Queue limit reached.'))
     }
     this.emit('enqueue')
     const timeout = this.#pool.options.acquireTimeout
+    const now = performance.now()
     const caller: QueuedCaller = {
       callback,
-      deadline: performance.now() + timeout,
+      deadline: now + timeout,
       timer: undefined,
       inContext: AsyncLocalStorage.snapshot(),
+      queuedAt: earlier?.queuedAt ?? now,
+      trace: earlier === undefined ? this.#outer.trace() : earlier.trace,
     }
     if (timeout !== Number.POSITIVE_INFINITY) {
       // lifeguard's acquireTimeout bounds the wait, as it does in the lifeguard pool.
       caller.timer = setTimeout(() => {
         this.#queue = this.#queue.filter((c) => c !== caller)
         this.#queued()
-        callOut(() =>
-          callback(
-            new AcquireTimeoutError(
-              `Timed out after ${timeout} ms waiting for a connection from pool "${this.#pool.stats().name}" (connectionLimit ${limit}, all lent)`,
-            ),
-          ),
+        this.#outer.timedOut()
+        const error = new AcquireTimeoutError(
+          `Timed out after ${timeout} ms waiting for a connection from pool "${this.#pool.stats().name}" (connectionLimit ${limit}, all lent)`,
         )
+        caller.trace?.settle(undefined, error)
+        callOut(() => callback(error))
       }, timeout)
     }
     this.#queue.push(caller)
@@ -575,24 +600,36 @@ class LifeguardMysqlPool extends CorePool {
     return max + maxOverflow
   }
 
-  /** Borrows from the lifeguard pool for `callback`; `deadline` bounds a caller that waited. */
+  /**
+   * Borrows from the lifeguard pool for `callback`; `queued` is the caller that waited, whose
+   * deadline bounds the rest of its wait, and whose wait and trace began in the queue.
+   */
   #lend(
     callback: ConnectionCallback,
     kind: LendKind,
     reserved?: object,
-    deadline = Number.POSITIVE_INFINITY,
+    queued?: QueuedCaller,
   ): void {
+    const deadline = queued?.deadline ?? Number.POSITIVE_INFINITY
     const options =
-      deadline === Number.POSITIVE_INFINITY
+      queued === undefined
         ? undefined
-        : { timeout: Math.max(1, Math.ceil(deadline - performance.now())) }
+        : {
+            timeout:
+              deadline === Number.POSITIVE_INFINITY
+                ? undefined
+                : Math.max(1, Math.ceil(deadline - performance.now())),
+            [OUTER_WAIT]: { queuedAt: queued.queuedAt, trace: queued.trace?.context },
+          }
     this.#pool.acquire(options).then(
       (lease) => {
         if (reserved !== undefined) this.#reserved.delete(reserved)
+        queued?.trace?.settle(lease)
         this.#handOut(lease, callback, kind)
       },
       (error: Error) => {
         if (reserved !== undefined) this.#reserved.delete(reserved)
+        queued?.trace?.settle(undefined, error)
         const given = this._closed ? new Error(POOL_CLOSED) : driverError(error)
         callOut(() => callback(given))
         // mysql2 removes a connection that failed to open, and the removal lets the next queued
@@ -633,12 +670,13 @@ class LifeguardMysqlPool extends CorePool {
   #drain(): void {
     while (!this._closed && this.#queue.length > 0) {
       const s = this.#pool.stats()
+      const waiting = s.waiting - this.#queue.length
       const limit = this.#limit()
       const room = limit === 0 || this.#all.size + s.connecting < limit
-      if (s.idle <= s.waiting && !room) return
+      if (s.idle <= waiting && !room) return
       const next = this.#nextCaller()!
-      const kind = s.idle > s.waiting ? 'handoff' : 'new'
-      next.inContext(() => this.#lend(next.callback, kind, undefined, next.deadline))
+      const kind = s.idle > waiting ? 'handoff' : 'new'
+      next.inContext(() => this.#lend(next.callback, kind, undefined, next))
     }
   }
 
@@ -667,7 +705,7 @@ class LifeguardMysqlPool extends CorePool {
     if (next !== undefined) this.#reserved.add(connection)
     held.release()
     if (next !== undefined) {
-      return next.inContext(() => this.#lend(next.callback, 'handoff', connection, next.deadline))
+      return next.inContext(() => this.#lend(next.callback, 'handoff', connection, next))
     }
     this.emit('release', connection)
   }
@@ -677,8 +715,11 @@ class LifeguardMysqlPool extends CorePool {
     const next = this.#nextCaller()
     if (next === undefined) return
     process.nextTick(() => {
-      if (this._closed) return callOut(() => next.callback(new Error(POOL_CLOSED)))
-      next.inContext(() => this.getConnection(next.callback))
+      if (this._closed) {
+        next.trace?.settle(undefined, new Error(POOL_CLOSED))
+        return callOut(() => next.callback(new Error(POOL_CLOSED)))
+      }
+      next.inContext(() => this.#getConnection(next.callback, next))
     })
   }
 
@@ -731,7 +772,9 @@ class LifeguardMysqlPool extends CorePool {
     const maxIdle = Math.max(0, numeric(this.config.maxIdle) ?? this.config.connectionLimit)
     const free = () => this.#all.size - this.#lent.size - this.#reserved.size
     const s = this.#pool.stats()
-    if (this.#sweeping || this._closed || s.waiting > 0 || s.idle === 0 || free() <= maxIdle) {
+    // The pool's callers only: its count includes this facade's queue (not looked at, as before).
+    const waiting = s.waiting - this.#queue.length
+    if (this.#sweeping || this._closed || waiting > 0 || s.idle === 0 || free() <= maxIdle) {
       return
     }
     // mysql2 closes the connections released longest ago. The lifeguard pool lends the most
@@ -821,6 +864,7 @@ class LifeguardMysqlPool extends CorePool {
     clearInterval(this._removeIdleTimeoutConnectionsTimer)
     for (let caller = this.#nextCaller(); caller !== undefined; caller = this.#nextCaller()) {
       const { callback: waiting } = caller
+      caller.trace?.settle(undefined, new Error(POOL_CLOSED))
       process.nextTick(() => waiting(new Error(POOL_CLOSED)))
     }
     for (const connection of [...this.#lent]) {

@@ -22,9 +22,20 @@ export interface ConnectionMessage extends PoolMessage {
  * and the two after it see `error` instead (an `AcquireTimeoutError`, the abort reason, …).
  */
 export interface AcquireTraceContext extends PoolMessage {
+  /**
+   * The id of the connection lent (as the pool's events give it), from `asyncStart` on; absent
+   * for a lease on a request scope's connection, and after a failure.
+   */
   connectionId?: number
-  /** From the call until the lease was lent, in ms. */
+  /**
+   * From the call until the lease was lent, in ms: for a caller of the `lifeguard/mysql2` facade
+   * that waited in its queue, from its `getConnection()`.
+   */
   waitMs?: number
+  /**
+   * Why the acquire failed, set before `error` is published: an `AcquireTimeoutError`, the abort
+   * reason, `PoolClosedError`, `TooManyWaitersError`, `PoolUnavailableError` or a connect error.
+   */
   error?: unknown
 }
 
@@ -36,6 +47,7 @@ export interface AcquireTraceContext extends PoolMessage {
 export interface ConnectTraceContext extends ConnectionMessage {
   /** How long the opening took, in ms. */
   durationMs?: number
+  /** Why opening failed (the driver's error, or lifeguard's `ConnectError`), set before `error`. */
   error?: unknown
 }
 
@@ -49,12 +61,15 @@ export interface ReleaseMessage extends ConnectionMessage {
 
 /** The message of `lifeguard:reset`: a returned connection was reset. */
 export interface ResetMessage extends ConnectionMessage {
+  /** How it was reset: `'rollback'` (an open transaction rolled back) or `'session'` (the session's state discarded too). */
   mode: ResetMode
+  /** How long the reset took, in ms. */
   durationMs: number
 }
 
 /** The message of `lifeguard:invalidate`: a connection was taken out of service. */
 export interface InvalidateMessage extends ConnectionMessage {
+  /** Why (`'disconnect'`, `'lifetime'`, `'idle'`, `'ping'`, `'reset-failed'`, `'stale'`, `'destroyed'`, `'read-only'`): see docs/observability.md. */
   reason: InvalidateReason
   /** What condemned it, when something did. */
   error?: unknown
@@ -65,6 +80,7 @@ export type CloseMessage = ConnectionMessage
 
 /** The message of `lifeguard:connectError`: opening a connection failed. */
 export interface ConnectErrorMessage extends ConnectionMessage {
+  /** The connect's error (lifeguard's `ConnectError`, the driver's error as its `cause`). */
   error: Error
   /** Failures in a row. */
   attempt: number
@@ -74,17 +90,21 @@ export interface ConnectErrorMessage extends ConnectionMessage {
 
 /** The message of `lifeguard:unavailable`: the pool started failing fast. */
 export interface UnavailableMessage extends PoolMessage {
+  /** `'permanent'`: a connect error no retry fixes (a wrong password); `'down'`: connects failed for `failFastAfter` with no open connection. */
   reason: 'permanent' | 'down'
+  /** The last connect's error. */
   error: Error
 }
 
 /** The message of `lifeguard:available`: the pool stopped failing fast. */
 export interface AvailableMessage extends PoolMessage {
+  /** How long the pool failed fast, in ms. */
   unavailableMs: number
 }
 
 /** The message of `lifeguard:leak`: a lease outlived `leakDetectionThreshold`. */
 export interface LeakMessage extends ConnectionMessage {
+  /** How long the lease had been held when it was reported, in ms. */
   heldMs: number
   /** Where the lease was acquired. */
   stack: string
@@ -92,24 +112,35 @@ export interface LeakMessage extends ConnectionMessage {
 
 /** The message of `lifeguard:server`: the first connection read the server's limits. */
 export interface ServerMessage extends PoolMessage {
+  /** The server's version string. */
   version?: string | undefined
+  /** How many connections the server allows in all (`max_connections`). */
   maxConnections?: number | undefined
+  /** The server closes a session idle longer than this, in ms (MySQL's `wait_timeout`, PostgreSQL's `idle_session_timeout`); absent when it has none. */
   idleCutoffMs?: number | undefined
+  /** The name of the server setting behind `idleCutoffMs`. */
   idleCutoffSetting?: string | undefined
 }
 
 /** The message of `lifeguard:clamp`: an option was lowered below the server's idle cut-off. */
 export interface ClampMessage extends PoolMessage {
+  /** The option lowered. */
   option: 'maxLifetime' | 'idleTimeout'
+  /** Its value as given, in ms. */
   from: number
+  /** Its value in force now, in ms: below the cut-off. */
   to: number
+  /** The server setting behind the cut-off (`wait_timeout`, `idle_session_timeout`). */
   setting: string
+  /** The server's idle cut-off, in ms. */
   cutoffMs: number
 }
 
 /** The message of `lifeguard:warning`: a setting works but is likely wrong. */
 export interface WarningMessage extends PoolMessage {
+  /** The warning's stable code (see docs/errors.md, `lifeguard explain <code>`). */
   code: WarningCode
+  /** The warning's text, as `process.emitWarning` shows it. */
   message: string
 }
 

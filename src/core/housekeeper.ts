@@ -87,8 +87,16 @@ export class Housekeeper<C> {
   /** Starts the periodic runs; idempotent. */
   start(): void {
     if (this.#timer !== undefined) return
-    this.#timer = setInterval(() => this.run(performance.now()), this.#period)
-    this.#timer.unref()
+    // The timer holds the housekeeper (and so the pool) weakly: a pool dropped without close(),
+    // and holding no connection, is collected, and its default name is free again (pool-names.ts).
+    const self = new WeakRef(this)
+    const timer = setInterval(() => {
+      const housekeeper = self.deref()
+      if (housekeeper === undefined) clearInterval(timer)
+      else housekeeper.run(performance.now())
+    }, this.#period)
+    timer.unref()
+    this.#timer = timer
   }
 
   /** Stops the periodic runs and the idle timer; idempotent. */

@@ -7,6 +7,7 @@ import {
   type RecordState,
   transitionChecks,
 } from './connection-record.js'
+import type { AcquireTraceContext } from './diagnostics-channels.js'
 import type { Dialect, ReadOnlyScope, ResetMode, ServerInfo } from './dialect.js'
 import { spreadEndOfLife } from './end-of-life.js'
 import {
@@ -26,6 +27,7 @@ import { Housekeeper, type HousekeeperHost } from './housekeeper.js'
 import { fitToIdleCutoff } from './idle-cutoff.js'
 import { type Lease, type LeaseOwner, lendLease, revokeLease } from './lease.js'
 import { LinkedList } from './linked-list.js'
+import { OUTER_WAIT, type OuterQueueLink, type OuterWait } from './outer-queue.js'
 import { PingHedge, PingWatch } from './ping-hedge.js'
 import { poolNames } from './pool-names.js'
 import {
@@ -108,6 +110,8 @@ export class PoolCore<C> {
   private readonly waiters: WaiterQueue<Lease<C>>
   private readonly counts = new StateCounts()
   private readonly counters = new PoolCounters()
+  /** The callers a facade queues itself, counted in `stats().waiting` (see `outerQueue()`). */
+  private outerWaiting: (() => number) | undefined = undefined
   private readonly housekeeper: Housekeeper<C>
   private readonly owner: LeaseOwner<C>
   /** The idle time that triggers a checkout ping, or -1 when the pool does not ping. */
@@ -264,7 +268,9 @@ export class PoolCore<C> {
       const scope = this.scopes.getStore()
       if (scope !== undefined) return scope.acquire(options)
     }
-    if (untraced !== true && this.telemetry.tracesAcquires()) {
+    // A facade's queued caller brings its wait's start, and its trace begun then.
+    const outer = (options as { [OUTER_WAIT]?: OuterWait } | undefined)?.[OUTER_WAIT]
+    if (untraced !== true && outer?.trace === undefined && this.telemetry.tracesAcquires()) {
       return this.telemetry.traceAcquire(() => this.acquire(options, true))
     }
     if (this.state !== 'open') return Promise.reject(this.closedError())
@@ -284,7 +290,18 @@ export class PoolCore<C> {
       const record = this.takeIdle()
       if (record !== undefined) {
         if (!this.needsPing(record)) {
-          const lease = this.lend(record, undefined, stack)
+          const lease = this.lend(
+            record,
+            outer === undefined
+              ? undefined
+              : {
+                  extra: {
+                    enqueuedAt: outer.queuedAt,
+                    trace: outer.trace ?? this.telemetry.acquiring,
+                  },
+                },
+            stack,
+          )
           if (this.fillTo > 0) this.pump() // keep `min` idle
           return Promise.resolve(lease)
         }
@@ -310,10 +327,10 @@ export class PoolCore<C> {
     }
     // The clock is read only for a wait time someone will see; timeouts need none (WaiterQueue).
     const timed = this.telemetry.timesWaits()
-    const trace = this.telemetry.acquiring
+    const trace = outer?.trace ?? this.telemetry.acquiring
     const extra =
       timed || stack !== undefined || trace !== undefined
-        ? { enqueuedAt: timed ? performance.now() : undefined, stack, trace }
+        ? { enqueuedAt: timed ? (outer?.queuedAt ?? performance.now()) : undefined, stack, trace }
         : undefined
     let resolve!: (lease: Lease<C> | PromiseLike<Lease<C>>) => void
     const promise = new Promise<Lease<C>>((settle) => {
@@ -391,6 +408,32 @@ export class PoolCore<C> {
     return this.scopes?.getStore()
   }
 
+  /** The pool's side of a facade's own queue (see `OuterQueueLink`). */
+  outerQueue(): OuterQueueLink {
+    return {
+      count: (length) => {
+        this.outerWaiting = length
+      },
+      timedOut: () => {
+        this.counters.timeouts++
+      },
+      trace: () => {
+        if (!this.telemetry.tracesAcquires()) return undefined
+        let settle!: (lease?: object, error?: unknown) => void
+        let context: AcquireTraceContext | undefined
+        this.telemetry
+          .traceAcquire(() => {
+            context = this.telemetry.acquiring
+            return new Promise<object>((resolve, reject) => {
+              settle = (lease, error) => (lease === undefined ? reject(error) : resolve(lease))
+            })
+          })
+          .catch(() => {})
+        return { context: context!, settle }
+      },
+    }
+  }
+
   /** See `Pool.stats`. */
   stats(): PoolStats {
     const c = this.counts
@@ -405,7 +448,7 @@ export class PoolCore<C> {
       validating: c.validating,
       closing: c.closing,
       expired: this.expiredOut,
-      waiting: this.waiters.size,
+      waiting: this.waiters.size + (this.outerWaiting?.() ?? 0),
       max: this.opts.max,
       maxOverflow: this.opts.maxOverflow,
       min: this.opts.min,
@@ -654,7 +697,7 @@ export class PoolCore<C> {
   /** Lends a record to a waiter, or to a caller that did not wait (`waiter` undefined). */
   private lend(
     record: ConnectionRecord<C>,
-    waiter: Waiter<Lease<C>> | undefined,
+    waiter: Pick<Waiter<Lease<C>>, 'extra'> | undefined,
     stack: string | undefined,
   ): Lease<C> {
     // A record handed from one lease straight to the next stays `leased`: no count changes.

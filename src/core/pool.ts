@@ -2,6 +2,7 @@ import { inspect } from 'node:util'
 import type { ServerInfo } from './dialect.js'
 import { type PoolEvents, TypedEmitter } from './events.js'
 import type { Lease } from './lease.js'
+import { OUTER_QUEUE, type OuterQueueLink } from './outer-queue.js'
 import { PoolCore } from './pool-core.js'
 import type {
   AcquireOptions,
@@ -122,6 +123,11 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
   /** Closes every connection at once, leased ones included, and rejects all waiters. Idempotent. */
   destroy(): Promise<void> {
     return this.#core.destroy()
+  }
+
+  /** Internal: the pool's side of a facade's own queue (the `lifeguard/mysql2` facade's). */
+  [OUTER_QUEUE](): OuterQueueLink {
+    return this.#core.outerQueue()
   }
 
   /** Calls `close()`, so that `await using pool = createPool(…)` closes it. */

@@ -29,7 +29,10 @@ export interface PoolStats {
    * comes back (pg-pool's `expiredCount`). Counted in `leased`, `resetting` or `validating` too.
    */
   expired: number
-  /** Callers waiting in `acquire()`. */
+  /**
+   * Callers waiting in `acquire()`, and those waiting in the queue that the `lifeguard/mysql2`
+   * facade keeps in front of the pool (its timeouts count in `timeouts` too).
+   */
   waiting: number
   /** The `max` option. */
   max: number

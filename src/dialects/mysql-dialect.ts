@@ -306,7 +306,12 @@ function onConnectionError(this: Connection, error: unknown): void {
 const initialSessions = new WeakMap<Connection, InitialSession>()
 
 /** How mysql2 reads where it connects: `uri` first, then the fields, then its defaults. */
-const MYSQL_TARGET: TargetRules = { urlKey: 'uri', socketKey: 'socketPath', defaultPort: 3306 }
+const MYSQL_TARGET: TargetRules = {
+  urlKey: 'uri',
+  socketKey: 'socketPath',
+  defaultPort: 3306,
+  fieldsWin: true,
+}
 
 /**
  * The MySQL and MariaDB dialect over mysql2's callback ("core") connection: what the

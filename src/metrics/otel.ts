@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import {
   type Attributes,
   type BatchObservableCallback,
@@ -10,6 +13,7 @@ import {
 } from '@opentelemetry/api'
 import { InvalidOptionError } from '../core/errors.js'
 import type { Pool } from '../core/pool.js'
+import { describe } from '../core/pool-options.js'
 import { meteredPool } from './metered-pool.js'
 import {
   POOL_METRICS,
@@ -30,6 +34,35 @@ export interface InstrumentPoolOptions {
 
 /** The instrumentation scope the meters are named after. */
 const SCOPE = 'lifeguard'
+/** The semantic conventions the metrics follow (docs/observability.md names the same version). */
+const SCHEMA_URL = 'https://opentelemetry.io/schemas/1.44.0'
+
+/**
+ * The pool names reporting to each meter provider: two pools of one name would merge into one
+ * series there, so the second is refused, as `lifeguard/prometheus` refuses it in a registry.
+ */
+const names = new WeakMap<MeterProvider, Map<string, Pool<unknown>>>()
+
+let scopeVersion: string | undefined
+/** lifeguard's version, for the instrumentation scope: read once from its package.json. */
+function packageVersion(): string {
+  if (scopeVersion !== undefined) return scopeVersion
+  scopeVersion = 'unknown'
+  const here = typeof __filename === 'string' ? __filename : fileURLToPath(import.meta.url)
+  // dist/otel.js and src/metrics/otel.ts sit one and two levels below package.json.
+  for (const up of ['..', join('..', '..')]) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dirname(here), up, 'package.json'), 'utf8'))
+      if (pkg.name === 'lifeguard') {
+        scopeVersion = String(pkg.version)
+        break
+      }
+    } catch {
+      // try the next level
+    }
+  }
+  return scopeVersion
+}
 /** The attribute naming the pool on every metric (semantic conventions). */
 const POOL_NAME = 'db.client.connection.pool.name'
 
@@ -82,14 +115,31 @@ export function instrumentPool(
   options: InstrumentPoolOptions = {},
 ): () => void {
   const target = meteredPool(pool, options, ['meterProvider'], 'instrumentPool')
-  const provider = options.meterProvider ?? metrics.getMeterProvider()
+  // `null` is refused, not taken for the global provider.
+  const provider =
+    options.meterProvider === undefined ? metrics.getMeterProvider() : options.meterProvider
   if (typeof (provider as Partial<MeterProvider> | null)?.getMeter !== 'function') {
     throw new InvalidOptionError(
       'meterProvider',
-      'Invalid option meterProvider: expected an OpenTelemetry MeterProvider (an object with getMeter())',
+      `Invalid option meterProvider: ${describe(options.meterProvider)}; expected an OpenTelemetry MeterProvider (an object with getMeter()) or undefined`,
     )
   }
-  const meter = provider.getMeter(SCOPE)
+  const name = target.stats().name
+  let taken = names.get(provider)
+  if (taken === undefined) {
+    taken = new Map()
+    names.set(provider, taken)
+  }
+  const holder = taken.get(name)
+  if (holder !== undefined) {
+    throw new InvalidOptionError(
+      'name',
+      holder === target
+        ? `instrumentPool: pool ${JSON.stringify(name)} already reports to this meter provider; call the function the first instrumentPool() returned before attaching it again`
+        : `instrumentPool: a pool named ${JSON.stringify(name)} already reports to this meter provider; give each pool its own name (the name option)`,
+    )
+  }
+  const meter = provider.getMeter(SCOPE, packageVersion(), { schemaUrl: SCHEMA_URL })
   const instruments: EventInstruments = {
     histograms: {
       createTime: histogram(meter, POOL_METRICS.createTime),
@@ -109,7 +159,7 @@ export function instrumentPool(
     }
   }
 
-  const attributes: Attributes = { [POOL_NAME]: target.stats().name }
+  const attributes: Attributes = { [POOL_NAME]: name }
   const withAttribute = (key: PoolMetricKey, value: string | undefined): Attributes => {
     const extra = (POOL_METRICS[key] as PoolMetricSpec).attribute
     return value === undefined || extra === undefined
@@ -131,10 +181,12 @@ export function instrumentPool(
   }
   const list = [...observables.values()]
   meter.addBatchObservableCallback(callback, list)
+  taken.set(name, target)
   let removed = false
   return () => {
     if (removed) return
     removed = true
+    if (taken.get(name) === target) taken.delete(name)
     source.detach()
     meter.removeBatchObservableCallback(callback, list)
   }

@@ -27,6 +27,13 @@ export interface PoolMetricSpec {
   readonly description: string
   /** The attribute beside the pool's name, if any: its OpenTelemetry key and its Prometheus label. */
   readonly attribute?: { readonly otel: string; readonly prom: string }
+  /**
+   * How prom-client's `AggregatorRegistry` (the `cluster` module's workers, one pool each) merges
+   * the workers' values of a gauge: `'sum'` when not given, right for counts of connections and
+   * callers; `'max'` for a setting, which each worker holds the same, and for the fail-fast flag
+   * (1 when any worker fails fast).
+   */
+  readonly aggregator?: 'max'
 }
 
 /**
@@ -132,6 +139,7 @@ export const POOL_METRICS = {
     otel: 'lifeguard.pool.unavailable',
     prom: 'lifeguard_pool_unavailable',
     kind: 'gauge',
+    aggregator: 'max',
     unit: '1',
     description:
       'Whether the pool is failing fast (1) or not (0): a permanent connect error, or the database down for failFastAfter.',
@@ -147,6 +155,7 @@ export const POOL_METRICS = {
     otel: 'lifeguard.connection.max_lifetime',
     prom: 'lifeguard_connection_max_lifetime_seconds',
     kind: 'gauge',
+    aggregator: 'max',
     unit: 's',
     description:
       "The maxLifetime in force, after any clamp below the server's idle cut-off (absent when off).",
@@ -155,6 +164,7 @@ export const POOL_METRICS = {
     otel: 'lifeguard.connection.idle_timeout',
     prom: 'lifeguard_connection_idle_timeout_seconds',
     kind: 'gauge',
+    aggregator: 'max',
     unit: 's',
     description:
       "The idleTimeout in force, after any clamp below the server's idle cut-off (absent when off).",
@@ -163,6 +173,7 @@ export const POOL_METRICS = {
     otel: 'lifeguard.server.idle_cutoff',
     prom: 'lifeguard_server_idle_cutoff_seconds',
     kind: 'gauge',
+    aggregator: 'max',
     unit: 's',
     description:
       "The server's idle cut-off (MySQL wait_timeout, PostgreSQL idle_session_timeout), once the first connection read it (absent when the server has none).",

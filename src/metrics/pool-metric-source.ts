@@ -89,9 +89,14 @@ export class PoolMetricSource {
   constructor(pool: Pool<unknown>, recorder: MetricRecorder) {
     this.#pool = pool
     this.name = pool.stats().name
-    this.#listen('connect', (e) => recorder.record('createTime', e.durationMs / 1000))
-    this.#listen('acquire', (e) => recorder.record('waitTime', e.waitMs / 1000))
-    this.#listen('release', (e) => recorder.record('useTime', e.heldMs / 1000))
+    // A duration whose start nobody timed (an exporter attached while a caller waited or a lease
+    // was out) is NaN: it would turn Prometheus' `_sum` into NaN for good, so it is not counted.
+    const time = (metric: TimedMetric, ms: number) => {
+      if (Number.isFinite(ms)) recorder.record(metric, ms / 1000)
+    }
+    this.#listen('connect', (e) => time('createTime', e.durationMs))
+    this.#listen('acquire', (e) => time('waitTime', e.waitMs))
+    this.#listen('release', (e) => time('useTime', e.heldMs))
     this.#listen('invalidate', (e) => recorder.count('invalidations', e.reason))
     this.#listen('connectError', (e) => recorder.count('connectErrors', this.#kind(e.error)))
     this.#listen('leak', () => recorder.count('leaks'))

@@ -25,8 +25,14 @@ type Labels = Record<string, string>
 export class PrometheusPoolMetrics {
   readonly #registry: Registry
   readonly #members = new Map<string, PoolMetricSource>()
-  /** The full names of the metrics registered, to unregister them when the last pool leaves. */
-  readonly #names: string[] = []
+  /** The pool of each member, to tell a second attach of one pool from another pool's name. */
+  readonly #pools = new Map<string, Pool<unknown>>()
+  /**
+   * The metrics registered, under their full names, to unregister them when the last pool leaves:
+   * only those the registry still holds as ours (after `registry.clear()` the name may be a
+   * user's metric).
+   */
+  readonly #registered: Array<{ name: string; metric: object }> = []
   readonly #histograms = {} as Record<TimedMetric, PoolTimeHistogram>
   readonly #counters = {} as Record<CountedMetric, Counter>
 
@@ -43,6 +49,16 @@ export class PrometheusPoolMetrics {
     }
   }
 
+  /**
+   * Whether the registry still holds every metric of this set: `registry.clear()` or
+   * `removeSingleMetric()` drops them, and then this set reports nothing there.
+   */
+  get intact(): boolean {
+    return this.#registered.every(
+      ({ name, metric }) => this.#registry.getSingleMetric(name) === metric,
+    )
+  }
+
   /** Whether no pool reports here any more. */
   get empty(): boolean {
     return this.#members.size === 0
@@ -54,7 +70,9 @@ export class PrometheusPoolMetrics {
     if (this.#members.has(name)) {
       throw new InvalidOptionError(
         'name',
-        `collectPoolMetrics: a pool named ${JSON.stringify(name)} already reports to this registry; give each pool its own name (the name option)`,
+        this.#pools.get(name) === pool
+          ? `collectPoolMetrics: pool ${JSON.stringify(name)} already reports to this registry; call the function the first collectPoolMetrics() returned before attaching it again`
+          : `collectPoolMetrics: a pool named ${JSON.stringify(name)} already reports to this registry; give each pool its own name (the name option)`,
       )
     }
     const label = { [POOL_LABEL]: name }
@@ -68,6 +86,7 @@ export class PrometheusPoolMetrics {
       count: (metric, value) => this.#counters[metric].inc(this.#labels(metric, name, value)),
     })
     this.#members.set(name, source)
+    this.#pools.set(name, pool)
     this.#counters.leaks.inc(label, 0)
     for (const reason of INVALIDATE_REASONS) {
       this.#counters.invalidations.inc(this.#labels('invalidations', name, reason), 0)
@@ -81,6 +100,7 @@ export class PrometheusPoolMetrics {
     if (source === undefined) return
     source.detach()
     this.#members.delete(name)
+    this.#pools.delete(name)
     const label = { [POOL_LABEL]: name }
     for (const histogram of Object.values(this.#histograms)) histogram.delete(name)
     this.#counters.leaks.remove(label)
@@ -92,10 +112,20 @@ export class PrometheusPoolMetrics {
     }
   }
 
-  /** Removes every metric of this set from the registry. */
+  /** Removes every metric of this set that the registry still holds as this set's. */
   unregister(): void {
-    for (const name of this.#names) this.#registry.removeSingleMetric(name)
-    this.#names.length = 0
+    for (const { name, metric } of this.#registered) {
+      if (this.#registry.getSingleMetric(name) === metric) this.#registry.removeSingleMetric(name)
+    }
+    this.#registered.length = 0
+  }
+
+  /** Detaches every member and unregisters: the set of a registry that was cleared. */
+  retire(): void {
+    for (const source of this.#members.values()) source.detach()
+    this.#members.clear()
+    this.#pools.clear()
+    this.unregister()
   }
 
   #labels(key: PoolMetricKey, pool: string, value: string | undefined): Labels {
@@ -110,14 +140,15 @@ export class PrometheusPoolMetrics {
     const labelNames =
       spec.attribute === undefined ? [POOL_LABEL] : [POOL_LABEL, spec.attribute.prom]
     const common = { name, help: spec.description, labelNames, registers: [this.#registry] }
+    let metric: object
     if (spec.kind === 'histogram') {
-      this.#histograms[key as TimedMetric] = new PoolTimeHistogram(
+      metric = this.#histograms[key as TimedMetric] = new PoolTimeHistogram(
         name,
         spec.description,
         this.#registry,
       )
     } else if (spec.kind === 'counter') {
-      this.#counters[key as CountedMetric] = new Counter(common)
+      metric = this.#counters[key as CountedMetric] = new Counter(common)
     } else {
       // Read at scrape time: each collect starts from no series, so a pool that left has none.
       const members = this.#members
@@ -133,9 +164,11 @@ export class PrometheusPoolMetrics {
           }
         }
       }
-      if (spec.kind === 'total') new Counter({ ...common, collect })
-      else new Gauge({ ...common, collect })
+      metric =
+        spec.kind === 'total'
+          ? new Counter({ ...common, collect })
+          : new Gauge({ ...common, collect, aggregator: spec.aggregator ?? 'sum' })
     }
-    this.#names.push(name)
+    this.#registered.push({ name, metric })
   }
 }

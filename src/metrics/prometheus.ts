@@ -50,7 +50,8 @@ export function collectPoolMetrics(
   options: CollectPoolMetricsOptions = {},
 ): () => void {
   const target = meteredPool(pool, options, ['registry', 'prefix'], 'collectPoolMetrics')
-  const registry = options.registry ?? register
+  // `null` is refused, not taken for the global registry.
+  const registry = options.registry === undefined ? register : options.registry
   if (
     typeof (registry as Partial<Registry> | null)?.registerMetric !== 'function' ||
     typeof (registry as Partial<Registry>).removeSingleMetric !== 'function'
@@ -73,6 +74,11 @@ export function collectPoolMetrics(
     sets.set(registry, byPrefix)
   }
   let set = byPrefix.get(prefix)
+  // After `registry.clear()` the set reports nothing there, and its names may be taken: a new one.
+  if (set !== undefined && !set.intact) {
+    set.retire()
+    set = undefined
+  }
   if (set === undefined) {
     set = new PrometheusPoolMetrics(registry, prefix)
     byPrefix.set(prefix, set)
@@ -97,5 +103,6 @@ export function collectPoolMetrics(
 /** Unregisters a set no pool reports to any more. */
 function forget(registry: Registry, prefix: string, set: PrometheusPoolMetrics): void {
   set.unregister()
-  sets.get(registry)?.delete(prefix)
+  const byPrefix = sets.get(registry)
+  if (byPrefix?.get(prefix) === set) byPrefix.delete(prefix)
 }

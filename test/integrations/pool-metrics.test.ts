@@ -1,4 +1,6 @@
+import * as diagnostics from 'node:diagnostics_channel'
 import type { Histogram } from '@opentelemetry/sdk-metrics'
+import type mysql2 from 'mysql2'
 import { Registry } from 'prom-client'
 import { afterAll, expect, it } from 'vitest'
 import { createPool as createMysql2Pool } from '../../src/compat/mysql2.js'
@@ -48,12 +50,8 @@ async function workload(borrower: Borrower): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 20))
 }
 
-/**
- * Checks the Prometheus samples of `pool` against its own stats. `queuedInCore` is false for the
- * mysql2 facade, which queues its callers itself (mysql2's queue semantics) and times them out
- * there, so its pool's `stats().timeouts` does not count that timeout.
- */
-function checkPrometheus(samples: PromSample[], pool: Pool<unknown>, queuedInCore: boolean): void {
+/** Checks the Prometheus samples of `pool` against its own stats. */
+function checkPrometheus(samples: PromSample[], pool: Pool<unknown>): void {
   const stats = pool.stats()
   const of = { pool_name: stats.name }
   const count = (metric: string) => sampleValue(samples, `${metric}_count`, of)
@@ -64,7 +62,7 @@ function checkPrometheus(samples: PromSample[], pool: Pool<unknown>, queuedInCor
   expect(
     sampleValue(samples, 'db_client_connection_wait_time_seconds_bucket', { ...of, le: '+Inf' }),
   ).toBe(stats.acquired)
-  expect(stats.timeouts).toBe(queuedInCore ? 1 : 0)
+  expect(stats.timeouts).toBe(1)
   expect(sampleValue(samples, 'db_client_connection_timeouts_total', of)).toBe(stats.timeouts)
   const invalidations = samples.filter(
     (s) =>
@@ -99,12 +97,7 @@ async function checkOtel(otel: ReturnType<typeof otelHarness>, pool: Pool<unknow
 }
 
 /** Runs the workload on `target` with both exporters attached, and checks both against stats(). */
-async function measured(
-  target: object,
-  pool: Pool<unknown>,
-  borrower: Borrower,
-  queuedInCore = true,
-): Promise<string> {
+async function measured(target: object, pool: Pool<unknown>, borrower: Borrower): Promise<string> {
   const registry = new Registry()
   const otel = otelHarness()
   const stopProm = collectPoolMetrics(target, { registry })
@@ -112,7 +105,7 @@ async function measured(
   try {
     await workload(borrower)
     const text = await registry.metrics()
-    checkPrometheus(parsePrometheus(text), pool, queuedInCore)
+    checkPrometheus(parsePrometheus(text), pool)
     await checkOtel(otel, pool)
     return text + JSON.stringify([...(await otel.collect()).values()])
   } finally {
@@ -183,17 +176,76 @@ describeOnServer(mysql, 'pool metrics on MariaDB', () => {
     const facade = createMysql2Pool({ uri: MYSQL_URL, lifeguard: SMALL })
     const promised = facade.promise()
     pools.push(promised)
-    await measured(
-      facade,
-      lifeguardOf(facade),
-      {
-        query: () => promised.query('SELECT 1'),
-        hold: async () => {
-          const connection = await promised.getConnection()
-          return { release: () => connection.release(), destroy: () => connection.destroy() }
-        },
+    await measured(facade, lifeguardOf(facade), {
+      query: () => promised.query('SELECT 1'),
+      hold: async () => {
+        const connection = await promised.getConnection()
+        return { release: () => connection.release(), destroy: () => connection.destroy() }
       },
-      false,
-    )
+    })
+  })
+
+  it('the lifeguard/mysql2 facade’s queued caller is seen: pending, its wait, its timeout and its trace', async () => {
+    const facade = createMysql2Pool({
+      uri: MYSQL_URL,
+      connectionLimit: 1,
+      lifeguard: { max: 1, maxOverflow: 0, acquireTimeout: 300 },
+    })
+    pools.push(facade.promise())
+    const pool = lifeguardOf(facade)
+    const registry = new Registry()
+    const stop = collectPoolMetrics(facade, { registry })
+    const traces: Array<{ poolName: string; waitMs?: number; error?: unknown }> = []
+    const starts = new Map<object, number>()
+    const channel = diagnostics.tracingChannel('lifeguard:acquire')
+    const handlers = {
+      start: (context: object) => starts.set(context, performance.now()),
+      end: () => {},
+      asyncStart: () => {},
+      asyncEnd: (context: object) => traces.push(context as (typeof traces)[number]),
+      error: () => {},
+    }
+    channel.subscribe(handlers)
+    try {
+      const held = await new Promise<mysql2.PoolConnection>((resolve, reject) =>
+        facade.getConnection((error, connection) => (error ? reject(error) : resolve(connection))),
+      )
+      const asked = performance.now()
+      const waited = new Promise<Error>((resolve) =>
+        facade.getConnection((error) => resolve(error!)),
+      )
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      // The waiting caller is in the pool's count, and so in the exported pending requests.
+      expect(pool.stats().waiting).toBe(1)
+      const during = parsePrometheus(await registry.metrics())
+      const of = { pool_name: pool.stats().name }
+      expect(sampleValue(during, 'db_client_connection_pending_requests', of)).toBe(1)
+      expect((await waited).name).toBe('AcquireTimeoutError')
+      expect(pool.stats().waiting).toBe(0)
+      expect(pool.stats().timeouts).toBe(1)
+      // Its trace started when it asked, and ended with the timeout.
+      const failed = traces.find((t) => t.error !== undefined)
+      expect(failed?.error).toBeInstanceOf(Error)
+      const startedAt = starts.get(failed!)!
+      expect(startedAt).toBeGreaterThanOrEqual(asked)
+      expect(startedAt - asked).toBeLessThan(20)
+      // A caller served after a wait in the facade's queue: the wait is counted from its call.
+      const second = new Promise<mysql2.PoolConnection>((resolve, reject) =>
+        facade.getConnection((error, connection) => (error ? reject(error) : resolve(connection))),
+      )
+      await new Promise((resolve) => setTimeout(resolve, 150))
+      held.release()
+      ;(await second).release()
+      const after = parsePrometheus(await registry.metrics())
+      expect(sampleValue(after, 'db_client_connection_timeouts_total', of)).toBe(1)
+      expect(sampleValue(after, 'db_client_connection_wait_time_seconds_sum', of)).toBeGreaterThan(
+        0.14,
+      )
+      const served = traces.find((t) => t.error === undefined && (t.waitMs ?? 0) > 140)
+      expect(served?.poolName).toBe(pool.stats().name)
+    } finally {
+      channel.unsubscribe(handlers)
+      stop()
+    }
   })
 })

@@ -1,4 +1,6 @@
 import * as diagnostics from 'node:diagnostics_channel'
+import * as v8 from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { lifeguardChannels } from '../../src/core/diagnostics-channels.js'
 import { mysql } from '../../src/dialects/mysql.js'
@@ -345,6 +347,37 @@ describe('the default pool name', () => {
     expect(make(targeted(target)).name).toBe('db.internal:5432/app')
   })
 
+  it('a pool dropped without close() frees its default name once collected (no drift to #2)', async () => {
+    v8.setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const target = { address: 'dropped.internal', port: 5432, namespace: 'app' }
+    // Made and dropped in a function of its own, so that nothing here keeps it.
+    const named = (() => createPool({ dialect: targeted(target), max: 1 }).name)()
+    expect(named).toBe('dropped.internal:5432/app')
+    // A WeakRef's target lives at least until the current job ends.
+    for (let i = 0; i < 10; i++) {
+      await new Promise((resolve) => setImmediate(resolve))
+      gc()
+    }
+    expect(make(targeted(target)).name).toBe('dropped.internal:5432/app')
+  })
+
+  it('is unique across two loaded copies of lifeguard (the table is process-wide)', async () => {
+    const here = await import('../../src/core/pool-names.js')
+    vi.resetModules()
+    const other = await import('../../src/core/pool-names.js')
+    expect(other.poolNames).not.toBe(here.poolNames)
+    const a = {}
+    const b = {}
+    expect(here.poolNames.claim(a, 'copies:1/x', true)).toBe('copies:1/x')
+    expect(other.poolNames.claim(b, 'copies:1/x', true)).toBe('copies:1/x#2')
+    here.poolNames.release(a, 'copies:1/x')
+    other.poolNames.release(b, 'copies:1/x#2')
+    // pool-N too: the two copies count on one counter.
+    const first = here.poolNames.defaultFor(undefined)
+    expect(other.poolNames.defaultFor(undefined)).not.toBe(first)
+  })
+
   it('is in error messages and on the channels', async () => {
     const pool = make(targeted({ address: '10.0.0.9', port: 3307, namespace: 'shop' }))
     const lease = await pool.acquire()
@@ -410,5 +443,39 @@ describe('the default pool name', () => {
       expect(JSON.stringify(target)).not.toContain(secret)
       expect(JSON.stringify(target)).not.toMatch(/"(app|u|root)"/)
     }
+  })
+
+  it('mysql2’s own fields win over its uri, as mysql2 reads them (pg’s URL wins)', () => {
+    const target = mysql({
+      uri: 'mysql://root@from-uri:3307/uridb',
+      host: 'own',
+      database: 'owndb',
+    }).target
+    expect(target).toMatchObject({ address: 'own', port: 3307, namespace: 'owndb' })
+  })
+
+  it('an IPv6 host is named [::1]:5432/db from a URL and from the object alike', () => {
+    expect(make(postgres('postgres://[::1]:5432/db')).name).toBe('[::1]:5432/db')
+    expect(make(postgres({ host: '::1', port: 5432, database: 'db' })).name).toBe('[::1]:5432/db#2')
+    expect(postgres('postgres://[::1]:5432/db').target).toMatchObject({ address: '::1' })
+  })
+
+  it('a password with an unescaped / is never shown in the name (pool-N instead)', () => {
+    for (const url of [
+      'postgres://user:1234/x@host/db',
+      'postgres://user:12?34@host/db',
+      'postgres://user:pa@ss/x@host/db',
+    ]) {
+      const name = make(postgres(url)).name
+      expect(name).toMatch(/^pool-\d+$/)
+      for (const part of ['1234', 'x@host', '34', 'ss', 'user']) expect(name).not.toContain(part)
+    }
+  })
+
+  it('a URL with an empty host and the socket directory in ?host= is named by the socket', () => {
+    const dialect = postgres('postgres://u:pw@/sales?host=/var/run/postgresql')
+    expect(dialect.target).toMatchObject({ address: '/var/run/postgresql', namespace: 'sales' })
+    expect(dialect.target?.port).toBeUndefined()
+    expect(make(dialect).name).toBe('/var/run/postgresql/sales')
   })
 })

@@ -1,6 +1,8 @@
-import type { Histogram } from '@opentelemetry/sdk-metrics'
-import { Registry } from 'prom-client'
+import { readFileSync } from 'node:fs'
+import { type Histogram, MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics'
+import { AggregatorRegistry, Gauge, Registry, register } from 'prom-client'
 import { describe, expect, it } from 'vitest'
+import { InvalidOptionError } from '../../src/core/errors.js'
 import type { Lease } from '../../src/index.js'
 import { instrumentPool } from '../../src/metrics/otel.js'
 import { POOL_METRICS, POOL_TIME_BUCKETS } from '../../src/metrics/pool-metric-catalog.js'
@@ -226,6 +228,65 @@ describe('lifeguard/prometheus on the fake dialect', () => {
     again()
   })
 
+  it('attach while a lease is held leaves _sum finite', async () => {
+    const registry = new Registry()
+    const otel = otelHarness()
+    const pool = fake.make({ name: 'late', max: 1, maxOverflow: 0, prePing: false })
+    const held = await pool.acquire()
+    // A caller waits too: neither its wait nor the lease's hold was timed before the attach.
+    const waiting = settle(pool.acquire())
+    await tick(0)
+    const stop = collectPoolMetrics(pool, { registry })
+    const stopOtel = instrumentPool(pool, { meterProvider: otel.meterProvider })
+    held.release()
+    await tick(0)
+    waiting.value!.release()
+    await tick(0)
+    await pool.use(() => {})
+    const samples = parsePrometheus(await registry.metrics())
+    const of = { pool_name: 'late' }
+    // Only what was timed is counted, in both exporters alike: not the first lease's hold nor
+    // the waiter's wait, both begun before the attach.
+    const expected = { wait_time: 1, use_time: 2 }
+    const data = await otel.collect()
+    for (const [metric, count] of Object.entries(expected)) {
+      const name = `db_client_connection_${metric}_seconds`
+      expect(Number.isFinite(sampleValue(samples, `${name}_sum`, of))).toBe(true)
+      expect(sampleValue(samples, `${name}_count`, of)).toBe(count)
+      const point = data.get(`db.client.connection.${metric}`)!.points[0]!
+      expect((point.value as Histogram).count).toBe(count)
+    }
+    stop()
+    stopOtel()
+    await otel.shutdown()
+  })
+
+  it('registry.clear() no longer kills later attaches, and stop() leaves a user’s metric of the same name', async () => {
+    const registry = new Registry()
+    const pool = fake.make({ name: 'cleared' })
+    const stopFirst = collectPoolMetrics(pool, { registry })
+    registry.clear()
+    const other = fake.make({ name: 'after' })
+    const stop = collectPoolMetrics(other, { registry })
+    await other.use(() => {})
+    let samples = parsePrometheus(await registry.metrics())
+    expect(
+      sampleValue(samples, 'db_client_connection_wait_time_seconds_count', { pool_name: 'after' }),
+    ).toBe(1)
+    stop()
+    stopFirst()
+    expect(registry.getMetricsAsArray()).toEqual([])
+    // A stop after a clear removes only what is still its own, not the user's metric of the name.
+    const third = collectPoolMetrics(pool, { registry })
+    registry.clear()
+    const mine = new Gauge({ name: 'db_client_connection_max', help: 'mine', registers: [] })
+    registry.registerMetric(mine)
+    third()
+    expect(registry.getSingleMetric('db_client_connection_max')).toBe(mine)
+    samples = parsePrometheus(await registry.metrics())
+    expect(samples.filter((s) => s.labels.pool_name !== undefined)).toEqual([])
+  })
+
   it('detach removes the pool’s listeners', async () => {
     const pool = fake.make({ name: 'detach' })
     const registry = new Registry()
@@ -252,12 +313,80 @@ describe('lifeguard/prometheus on the fake dialect', () => {
       /Unknown option regsitry passed to collectPoolMetrics; did you mean registry\?/,
     )
     expect(() => collectPoolMetrics({}, { registry })).toThrow(
-      /collectPoolMetrics: expected a lifeguard Pool or a facade/,
+      /Invalid argument pool of collectPoolMetrics\(\): an object; expected a lifeguard Pool or a facade/,
     )
     expect(() => instrumentPool(pool, { meterProvider: {} as never })).toThrow(
-      /Invalid option meterProvider/,
+      /Invalid option meterProvider: an object; expected an OpenTelemetry MeterProvider/,
     )
     expect(registry.getMetricsAsArray()).toEqual([])
+  })
+
+  it('null registry and meterProvider are refused, not taken for the global ones', () => {
+    const pool = fake.make({ name: 'nulls' })
+    expect(() => collectPoolMetrics(pool, { registry: null as never })).toThrow(
+      /Invalid option registry: null/,
+    )
+    expect(() => instrumentPool(pool, { meterProvider: null as never })).toThrow(
+      /Invalid option meterProvider: null/,
+    )
+    expect(register.getSingleMetric('db_client_connection_count')).toBeUndefined()
+  })
+
+  it('a bad pool argument is refused at attach, naming it, with a hint for a driver’s own pool', async () => {
+    const registry = new Registry()
+    // Has stats/on/off but not what every scrape reads (options): refused now, not at each scrape.
+    const duck = { stats: () => ({ name: 'duck' }), on() {}, off() {} }
+    const error = (() => {
+      try {
+        collectPoolMetrics(duck, { registry })
+      } catch (thrown) {
+        return thrown
+      }
+    })()
+    expect(error).toBeInstanceOf(InvalidOptionError)
+    expect(error).toMatchObject({ option: 'pool' })
+    expect(registry.getMetricsAsArray()).toEqual([])
+    const { default: pg } = await import('pg')
+    const driverPool = new pg.Pool()
+    expect(() =>
+      instrumentPool(driverPool, { meterProvider: otelHarness().meterProvider }),
+    ).toThrow(
+      /Invalid argument pool of instrumentPool\(\).*pg.s own Pool: make it with the Pool of lifeguard\/pg/,
+    )
+    await driverPool.end()
+  })
+
+  it('attaching the same pool twice says so, and another pool of the same name is told to rename', () => {
+    const registry = new Registry()
+    const pool = fake.make({ name: 'twice' })
+    const stop = collectPoolMetrics(pool, { registry })
+    expect(() => collectPoolMetrics(pool, { registry })).toThrow(
+      /pool "twice" already reports to this registry; call the function the first collectPoolMetrics\(\) returned/,
+    )
+    expect(() => collectPoolMetrics(fake.make({ name: 'twice' }), { registry })).toThrow(
+      /a pool named "twice" already reports to this registry; give each pool its own name/,
+    )
+    stop()
+  })
+
+  it('cluster aggregation takes the max of the settings and the fail-fast flag, and sums the counts', async () => {
+    const workers = [new Registry(), new Registry()]
+    const stops = workers.map((registry) =>
+      collectPoolMetrics(
+        fake.make({ name: 'worker', max: 3, maxLifetime: 60_000, idleTimeout: 30_000 }),
+        { registry },
+      ),
+    )
+    const merged = AggregatorRegistry.aggregate(
+      await Promise.all(workers.map((r) => r.getMetricsAsJSON())),
+    )
+    const samples = parsePrometheus(await merged.metrics())
+    const of = { pool_name: 'worker' }
+    expect(sampleValue(samples, 'lifeguard_connection_max_lifetime_seconds', of)).toBe(60)
+    expect(sampleValue(samples, 'lifeguard_connection_idle_timeout_seconds', of)).toBe(30)
+    expect(sampleValue(samples, 'lifeguard_pool_unavailable', of)).toBe(0)
+    expect(sampleValue(samples, 'db_client_connection_max', of)).toBe(6)
+    for (const stop of stops) stop()
   })
 })
 
@@ -380,5 +509,44 @@ describe('lifeguard/otel on the fake dialect, with the real SDK', () => {
     expect(byPool('db.client.connection.max')).toEqual({ one: 2, two: 3 })
     expect(byPool('db.client.connection.wait_time')).toEqual({ one: 1, two: 2 })
     await otel.shutdown()
+  })
+
+  it('refuses a second pool of the same name on one meter provider instead of merging them', async () => {
+    const otel = otelHarness()
+    const pool = fake.make({ name: 'same' })
+    const stop = instrumentPool(pool, { meterProvider: otel.meterProvider })
+    expect(() =>
+      instrumentPool(fake.make({ name: 'same' }), { meterProvider: otel.meterProvider }),
+    ).toThrow(
+      /a pool named "same" already reports to this meter provider; give each pool its own name/,
+    )
+    expect(() => instrumentPool(pool, { meterProvider: otel.meterProvider })).toThrow(
+      /pool "same" already reports to this meter provider; call the function the first instrumentPool\(\) returned/,
+    )
+    stop()
+    // Stopped: the name is free again.
+    instrumentPool(fake.make({ name: 'same' }), { meterProvider: otel.meterProvider })()
+    await otel.shutdown()
+  })
+
+  it('names its meter with lifeguard’s version and the semantic conventions’ schema URL', async () => {
+    const reader = new (class extends MetricReader {
+      protected async onForceFlush(): Promise<void> {}
+      protected async onShutdown(): Promise<void> {}
+    })()
+    const meterProvider = new MeterProvider({ readers: [reader] })
+    const stop = instrumentPool(fake.make({ name: 'scoped' }), { meterProvider })
+    const { resourceMetrics } = await reader.collect()
+    const scope = resourceMetrics.scopeMetrics[0]!.scope
+    const { version } = JSON.parse(
+      readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
+    )
+    expect(scope).toEqual({
+      name: 'lifeguard',
+      version,
+      schemaUrl: 'https://opentelemetry.io/schemas/1.44.0',
+    })
+    stop()
+    await meterProvider.shutdown()
   })
 })
