@@ -5,8 +5,10 @@ export type {
   ServerInfo,
   TransactionStep,
 } from './core/dialect.js'
+export type { BudgetListener, BudgetSlot, ConnectionBudget } from './core/connection-budget.js'
 export {
   AcquireTimeoutError,
+  BudgetTimeoutError,
   CloseTimeoutError,
   ConnectError,
   DriverMissingError,

@@ -22,13 +22,18 @@ export const ERROR_CODES = [
   'LIFEGUARD_PING_TIMEOUT',
   'LIFEGUARD_RESET_TIMEOUT',
   'LIFEGUARD_CLOSE_TIMEOUT',
+  'LIFEGUARD_BUDGET_TIMEOUT',
 ] as const
 
 /** The stable, machine-readable code of an error lifeguard throws, such as `LIFEGUARD_ACQUIRE_TIMEOUT`. */
 export type ErrorCode = (typeof ERROR_CODES)[number]
 
 /** Every code of a warning lifeguard emits (the pool's `'warning'` event and `process.emitWarning`). */
-export const WARNING_CODES = ['LIFEGUARD_POOL_EXCEEDS_SERVER', 'LIFEGUARD_LISTENER_THREW'] as const
+export const WARNING_CODES = [
+  'LIFEGUARD_POOL_EXCEEDS_SERVER',
+  'LIFEGUARD_LISTENER_THREW',
+  'LIFEGUARD_BUDGET_UNREACHABLE',
+] as const
 
 /** The stable code of a warning lifeguard emits, such as `LIFEGUARD_POOL_EXCEEDS_SERVER`. */
 export type WarningCode = (typeof WARNING_CODES)[number]
@@ -92,6 +97,22 @@ export class AcquireTimeoutError extends PoolError {
   }
 }
 named(AcquireTimeoutError, 'AcquireTimeoutError')
+
+/**
+ * `acquire()` waited `acquireTimeout` (or its own `timeout`) while the pool waited for a slot of
+ * its shared connection budget (`budget`): every slot was held elsewhere, or the budget's store
+ * (Redis) was unreachable; then `cause` is the store's last error.
+ */
+export class BudgetTimeoutError extends PoolError {
+  /** The stable code of this error. */
+  static readonly code = 'LIFEGUARD_BUDGET_TIMEOUT'
+  /** This error's code, always `LIFEGUARD_BUDGET_TIMEOUT`. */
+  declare readonly code: 'LIFEGUARD_BUDGET_TIMEOUT'
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, BudgetTimeoutError.code, options)
+  }
+}
+named(BudgetTimeoutError, 'BudgetTimeoutError')
 
 /** `acquire()` would have waited, but `maxWaiting` callers were already waiting. */
 export class TooManyWaitersError extends PoolError {

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { abortable } from './abortable.js'
 import { ConnectBackoff } from './connect-backoff.js'
+import type { ConnectionBudget } from './connection-budget.js'
 import {
   ConnectionRecord,
   checkTransition,
@@ -11,6 +12,7 @@ import type { Dialect, ResetMode, ServerInfo } from './dialect.js'
 import { spreadEndOfLife } from './end-of-life.js'
 import {
   AcquireTimeoutError,
+  BudgetTimeoutError,
   CloseTimeoutError,
   ConnectError,
   InvalidOptionError,
@@ -167,6 +169,11 @@ export class PoolCore<C> {
   private scopeHost: ScopeHost<C> | undefined
   /** Where every event goes: the public pool's events, the debug log. */
   private readonly telemetry: PoolTelemetry<C>
+  /** The shared budget (`budget` option): a slot is taken before each connect, given back once closed. */
+  private readonly budget: ConnectionBudget | undefined
+  /** Connects waiting for a slot of the budget: a caller who times out meanwhile gets `BudgetTimeoutError`. */
+  private slotWaits = 0
+  private unsubscribeBudget: (() => void) | undefined = undefined
 
   constructor(options: PoolOptions<C>, events: PoolEventSink<C>) {
     this.opts = resolvePoolOptions(options)
@@ -212,6 +219,11 @@ export class PoolCore<C> {
     }
     this.housekeeper = new Housekeeper(host, this.opts)
     this.housekeeper.start()
+    this.budget = this.opts.budget
+    this.unsubscribeBudget = this.budget?.subscribe({
+      warning: (code, message) => this.telemetry.warning(code, `pool "${this.label}": ${message}`),
+      shed: () => this.shed(),
+    })
     this.pump()
   }
 
@@ -563,6 +575,10 @@ export class PoolCore<C> {
       if (this.housekeeper.idleTimer === undefined) this.housekeeper.watchIdle(record.lastUsedAt)
     } else if (to === 'closed') {
       this.records.delete(record)
+      if (record.slot !== undefined) {
+        record.slot.release()
+        record.slot = undefined
+      }
     }
     // Out of the idle list (lent, pinged or closing): its socket keeps the process alive again.
     if (from === 'idle' && this.unrefIdle) this.hold(record, true)
@@ -617,6 +633,12 @@ export class PoolCore<C> {
 
   /** Hands a ready, uncondemned record to the head waiter, or parks it idle, or closes it. */
   private handOff(record: ConnectionRecord<C>): void {
+    // Other processes wait for slots this one holds beyond its share: one goes back per return.
+    // (Connections closing give theirs back once closed, so they count as given.)
+    if (this.budget !== undefined && this.budget.surplus() > this.counts.closing) {
+      this.closeRecord(record)
+      return this.pump()
+    }
     const waiter = this.waiters.shift()
     if (waiter !== undefined) return this.serve(record, waiter)
     // An overflow connection closes when it comes back with nobody waiting.
@@ -816,6 +838,28 @@ export class PoolCore<C> {
     const started = performance.now()
     const controller = new AbortController()
     record.abort = controller
+    if (this.budget !== undefined) return this.takeSlot(record, controller, started)
+    this.dial(record, controller, started)
+  }
+
+  /** Waits for a slot of the budget (no connect timeout meanwhile: the wait is not the server's), then dials. */
+  private takeSlot(record: ConnectionRecord<C>, controller: AbortController, started: number): void {
+    this.slotWaits++
+    this.budget!.take(controller.signal).then(
+      (slot) => {
+        this.slotWaits--
+        record.slot = slot
+        this.dial(record, controller, started)
+      },
+      (error) => {
+        this.slotWaits--
+        record.abort = undefined
+        this.connectFailed(record, error, started)
+      },
+    )
+  }
+
+  private dial(record: ConnectionRecord<C>, controller: AbortController, started: number): void {
     const ms = this.opts.connectTimeout
     const timer = setTimeout(
       () => controller.abort(new ConnectError(`connect timed out after ${ms} ms`)),
@@ -1150,6 +1194,16 @@ export class PoolCore<C> {
     ).catch(() => {})
   }
 
+  /** The budget asks for slots back: idle connections close now, as many as it asks for. */
+  private shed(): void {
+    if (this.state !== 'open') return
+    while (this.budget!.surplus() > this.counts.closing) {
+      const record = this.idle.tail
+      if (record === undefined) break
+      this.closeRecord(record)
+    }
+  }
+
   // Waiters.
 
   /** A waiter gave up: once none is left, a pending connect retry no longer holds the process. */
@@ -1159,6 +1213,15 @@ export class PoolCore<C> {
 
   private timedOut(waiter: Waiter<Lease<C>>): void {
     this.counters.timeouts++
+    if (this.slotWaits > 0) {
+      const blocked = this.budget!.blocked()
+      return waiter.reject(
+        new BudgetTimeoutError(
+          `Timed out after ${waiter.timeout} ms waiting for a connection from pool "${this.label}": ${blocked.message} ${this.describeCounts()}`,
+          blocked.cause === undefined ? undefined : { cause: blocked.cause },
+        ),
+      )
+    }
     waiter.reject(
       new AcquireTimeoutError(
         `Timed out after ${waiter.timeout} ms waiting for a connection from pool "${this.label}" ${this.describeCounts()}`,
@@ -1205,6 +1268,8 @@ export class PoolCore<C> {
   }
 
   private stopBackground(): void {
+    this.unsubscribeBudget?.()
+    this.unsubscribeBudget = undefined
     this.housekeeper.stop()
     this.backoff.stop()
     this.pings.stop()
