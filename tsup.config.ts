@@ -15,6 +15,7 @@ const entries: Record<string, string> = {
   express: 'src/integrations/express.ts',
   fastify: 'src/integrations/fastify.ts',
   hono: 'src/integrations/hono.ts',
+  redis: 'src/budget/redis.ts',
   cli: 'src/cli/main.ts',
 }
 
@@ -95,5 +96,7 @@ export default defineConfig({
     'express',
     'fastify',
     'hono',
+    'ioredis',
+    'redis',
   ],
 })

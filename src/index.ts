@@ -1,3 +1,4 @@
+export type { BudgetListener, BudgetSlot, ConnectionBudget } from './core/connection-budget.js'
 export type {
   ConnectFailure,
   Dialect,
@@ -5,7 +6,6 @@ export type {
   ServerInfo,
   TransactionStep,
 } from './core/dialect.js'
-export type { BudgetListener, BudgetSlot, ConnectionBudget } from './core/connection-budget.js'
 export {
   AcquireTimeoutError,
   BudgetTimeoutError,

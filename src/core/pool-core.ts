@@ -843,7 +843,11 @@ export class PoolCore<C> {
   }
 
   /** Waits for a slot of the budget (no connect timeout meanwhile: the wait is not the server's), then dials. */
-  private takeSlot(record: ConnectionRecord<C>, controller: AbortController, started: number): void {
+  private takeSlot(
+    record: ConnectionRecord<C>,
+    controller: AbortController,
+    started: number,
+  ): void {
     this.slotWaits++
     this.budget!.take(controller.signal).then(
       (slot) => {
