@@ -1,0 +1,305 @@
+import { beforeEach, describe, expect, it } from 'vitest'
+import {
+  AcquireTimeoutError,
+  type BudgetListener,
+  type BudgetSlot,
+  BudgetTimeoutError,
+  type ConnectionBudget,
+  InvalidOptionError,
+  PoolClosedError,
+} from '../../src/index.js'
+import { tick } from '../support/clock.js'
+import type { FakeDialect } from '../support/fake-dialect.js'
+import { useFakePools } from '../support/fake-pools.js'
+import { checkInvariants } from '../support/invariants.js'
+import { settle } from '../support/promises.js'
+
+/** An in-memory budget: `limit` slots, granted in arrival order, with counters a test reads. */
+class FakeBudget implements ConnectionBudget {
+  held = 0
+  takes = 0
+  releases = 0
+  /** The slots this process may keep while others wait: above it, the surplus. */
+  share = Number.POSITIVE_INFINITY
+  unreachable: Error | undefined
+  readonly listeners = new Set<BudgetListener>()
+  readonly queue: Array<{ grant: () => void; signal: AbortSignal }> = []
+  constructor(public limit: number) {}
+
+  take(signal: AbortSignal): Promise<BudgetSlot> {
+    this.takes++
+    return new Promise((resolve, reject) => {
+      const entry = {
+        signal,
+        grant: () => {
+          signal.removeEventListener('abort', onAbort)
+          this.held++
+          let released = false
+          resolve({
+            release: () => {
+              if (released) return
+              released = true
+              this.held--
+              this.releases++
+              this.serve()
+            },
+          })
+        },
+      }
+      const onAbort = () => {
+        this.queue.splice(this.queue.indexOf(entry), 1)
+        reject(signal.reason)
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      this.queue.push(entry)
+      this.serve()
+    })
+  }
+
+  /** Raises the limit: waiting takes get their slots. */
+  grow(by: number): void {
+    this.limit += by
+    this.serve()
+  }
+
+  serve(): void {
+    while (this.queue.length > 0 && this.held < this.limit && this.unreachable === undefined) {
+      this.queue.shift()!.grant()
+    }
+  }
+
+  surplus(): number {
+    return Math.max(0, this.held - this.share)
+  }
+
+  blocked(): { message: string; cause?: unknown } {
+    if (this.unreachable !== undefined) {
+      return { message: 'the fake budget cannot be reached', cause: this.unreachable }
+    }
+    return { message: `the fake budget has no slot free (${this.held}/${this.limit})` }
+  }
+
+  subscribe(listener: BudgetListener): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+}
+
+const fake = useFakePools()
+let dialect: FakeDialect
+let budget: FakeBudget
+beforeEach(() => {
+  dialect = fake.dialect
+  budget = new FakeBudget(1)
+})
+
+describe('a pool with a budget takes a slot per physical connection', () => {
+  it('takes a slot before it connects, and no more per acquire', async () => {
+    budget.limit = 0
+    const pool = fake.make({ max: 2, budget })
+    const first = pool.acquire()
+    await tick(10)
+    expect(budget.takes).toBe(1)
+    expect(dialect.connects).toBe(0)
+    budget.grow(1)
+    const lease = await first
+    expect(dialect.connects).toBe(1)
+    lease.release()
+    for (let i = 0; i < 1000; i++) (await pool.acquire()).release()
+    expect(budget.takes).toBe(1)
+    expect(budget.held).toBe(1)
+    checkInvariants(pool, dialect)
+  })
+
+  it('gives the slot back once a destroyed connection is closed, not before', async () => {
+    const pool = fake.make({ max: 1, budget })
+    const lease = await pool.acquire()
+    expect(budget.held).toBe(1)
+    let heldAtClose = -1
+    const close = dialect.close.bind(dialect)
+    dialect.close = async (connection) => {
+      heldAtClose = budget.held
+      return close(connection)
+    }
+    lease.destroy()
+    await tick(0)
+    expect(heldAtClose).toBe(1)
+    expect(budget.held).toBe(0)
+    expect(budget.releases).toBe(1)
+    checkInvariants(pool, dialect)
+  })
+
+  it('gives the slot back when the connect fails', async () => {
+    dialect.connectError = new Error('refused')
+    const pool = fake.make({ max: 1, budget, connectErrors: 'reject' })
+    await expect(pool.acquire()).rejects.toThrow(/refused/)
+    expect(budget.takes).toBe(1)
+    expect(budget.held).toBe(0)
+    expect(budget.releases).toBe(1)
+  })
+
+  it('gives the slot back when a connection reaches its end of life, and takes one for its replacement', async () => {
+    const pool = fake.make({ max: 1, budget, maxLifetime: 1000, min: 1 })
+    await tick(0)
+    expect(budget.held).toBe(1)
+    await tick(1100)
+    expect(budget.releases).toBe(1)
+    expect(budget.takes).toBe(2)
+    expect(budget.held).toBe(1)
+    expect(dialect.open.length).toBe(1)
+    checkInvariants(pool, dialect)
+  })
+
+  it('gives the slot back when a connection dies idle', async () => {
+    const pool = fake.make({ max: 1, budget })
+    ;(await pool.acquire()).release()
+    dialect.kill(dialect.open[0]!)
+    await tick(0)
+    expect(budget.held).toBe(0)
+    checkInvariants(pool, dialect)
+  })
+})
+
+describe('waiting for a slot', () => {
+  it('times out at acquireTimeout with BudgetTimeoutError, naming the budget and its cause', async () => {
+    budget.limit = 0
+    budget.unreachable = new Error('Redis: connect ECONNREFUSED 127.0.0.1:1')
+    const pool = fake.make({ max: 1, budget, acquireTimeout: 500 })
+    const result = settle(pool.acquire())
+    await tick(499)
+    expect(result.done).toBe(false)
+    await tick(20)
+    const error = result.error as BudgetTimeoutError
+    expect(error).toBeInstanceOf(BudgetTimeoutError)
+    expect(error).not.toBeInstanceOf(AcquireTimeoutError)
+    expect(error.code).toBe('LIFEGUARD_BUDGET_TIMEOUT')
+    expect(error.message).toMatch(/Timed out after 500 ms .*the fake budget cannot be reached/)
+    expect(error.cause).toBe(budget.unreachable)
+    // The take goes on for later callers; it was never a connect, so no connect error counts.
+    expect(pool.stats().connectErrors).toBe(0)
+    expect(dialect.connects).toBe(0)
+  })
+
+  it('gives a waiter that aborts its own reason, and the slot that comes later serves the next caller', async () => {
+    budget.limit = 0
+    const pool = fake.make({ max: 1, budget })
+    const controller = new AbortController()
+    const first = settle(pool.acquire({ signal: controller.signal }))
+    await tick(10)
+    controller.abort(new Error('client went away'))
+    await tick(0)
+    expect((first.error as Error).message).toBe('client went away')
+    budget.grow(1)
+    await tick(0)
+    // Opened for nobody: it waits idle, holding its slot, for the next caller.
+    expect(budget.held).toBe(1)
+    const lease = await pool.acquire()
+    expect(dialect.connects).toBe(1)
+    lease.release()
+    checkInvariants(pool, dialect)
+  })
+
+  it('leaks nothing when the pool closes while a slot is awaited, or connections are open', async () => {
+    budget.limit = 1
+    const pool = fake.make({ max: 3, budget })
+    const lease = await pool.acquire()
+    const waiting = settle(pool.acquire())
+    await tick(0)
+    expect(budget.queue.length).toBe(1)
+    lease.release()
+    // Not handed the connection just released: the second caller was served by it.
+    await tick(0)
+    expect(waiting.done).toBe(true)
+    const third = settle(pool.acquire())
+    const fourth = settle(pool.acquire())
+    await tick(0)
+    // The connect opened for the second caller still waits for its slot, and one more for the fourth.
+    expect(budget.queue.length).toBe(2)
+    const closing = pool.close()
+    await tick(0)
+    expect(third.error).toBeInstanceOf(PoolClosedError)
+    expect(fourth.error).toBeInstanceOf(PoolClosedError)
+    ;(waiting.value as { release(): void }).release()
+    await closing
+    expect(budget.queue.length).toBe(0)
+    expect(budget.held).toBe(0)
+    expect(budget.listeners.size).toBe(0)
+  })
+
+  it('destroy() gives every slot back and unsubscribes', async () => {
+    budget.limit = 2
+    const pool = fake.make({ max: 3, budget })
+    await Promise.all([pool.acquire(), pool.acquire()])
+    const third = settle(pool.acquire())
+    await tick(0)
+    await pool.destroy()
+    expect(third.error).toBeInstanceOf(PoolClosedError)
+    expect(budget.held).toBe(0)
+    expect(budget.queue.length).toBe(0)
+    expect(budget.listeners.size).toBe(0)
+  })
+})
+
+describe('what the budget tells the pool', () => {
+  it('surplus: a returned connection is closed instead of lent again, its slot given back', async () => {
+    budget.limit = 2
+    const pool = fake.make({ max: 2, budget })
+    const [a, b] = await Promise.all([pool.acquire(), pool.acquire()])
+    budget.share = 1
+    a!.release()
+    await tick(0)
+    expect(budget.held).toBe(1)
+    // One given back is enough: the other stays.
+    b!.release()
+    await tick(0)
+    expect(budget.held).toBe(1)
+    expect(pool.stats().idle).toBe(1)
+    checkInvariants(pool, dialect)
+  })
+
+  it('shed: idle connections close at once, as many as the surplus', async () => {
+    budget.limit = 3
+    const pool = fake.make({ max: 3, budget })
+    const leases = await Promise.all([pool.acquire(), pool.acquire(), pool.acquire()])
+    for (const lease of leases) lease.release()
+    budget.share = 1
+    for (const listener of budget.listeners) listener.shed()
+    await tick(0)
+    expect(budget.held).toBe(1)
+    expect(pool.stats().idle).toBe(1)
+    checkInvariants(pool, dialect)
+  })
+
+  it("warnings reach the pool's 'warning' event with their code", async () => {
+    const pool = fake.make({ max: 1, budget, name: 'orders' })
+    const seen: Array<{ code: string; message: string }> = []
+    pool.on('warning', (warning) => seen.push(warning))
+    const emitted: unknown[] = []
+    const onWarning = (warning: unknown) => emitted.push(warning)
+    process.on('warning', onWarning)
+    for (const listener of budget.listeners) {
+      listener.warning('LIFEGUARD_BUDGET_UNREACHABLE', 'the budget "b" cannot reach Redis')
+    }
+    await new Promise((resolve) => setImmediate(resolve))
+    process.off('warning', onWarning)
+    expect(seen).toEqual([
+      {
+        code: 'LIFEGUARD_BUDGET_UNREACHABLE',
+        message: expect.stringMatching(
+          /^pool "orders": the budget "b" cannot reach Redis \[LIFEGUARD_BUDGET_UNREACHABLE, run: npx lifeguard explain budget_unreachable\]$/,
+        ),
+      },
+    ])
+  })
+
+  it('a budget without the interface fails at construction, naming the option', () => {
+    for (const bad of [{}, 3, { take() {} }]) {
+      expect(() => fake.make({ budget: bad as unknown as ConnectionBudget })).toThrow(
+        InvalidOptionError,
+      )
+    }
+    expect(() => fake.make({ budget: {} as unknown as ConnectionBudget })).toThrow(
+      /Invalid option budget: an object; expected a connection budget/,
+    )
+  })
+})
