@@ -263,7 +263,11 @@ class RedisConnectionBudget implements RedisBudget {
   }
 
   /** Runs a script with a deadline: a client that queues commands while offline must not stall the budget. */
-  #send(script: (typeof BUDGET_SCRIPTS)[keyof typeof BUDGET_SCRIPTS], args: string[]) {
+  #send(
+    script: (typeof BUDGET_SCRIPTS)[keyof typeof BUDGET_SCRIPTS],
+    args: string[],
+    anyReply?: (reply: unknown) => void,
+  ) {
     return new Promise<unknown>((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`no reply within ${this.#commandTimeout} ms`)),
@@ -272,6 +276,8 @@ class RedisConnectionBudget implements RedisBudget {
       timer.unref()
       this.#run(script, this.#keys, args).then(
         (reply) => {
+          // Late too: a client that queued the command while offline sends it once back.
+          anyReply?.(reply)
           clearTimeout(timer)
           resolve(reply)
         },
@@ -375,12 +381,14 @@ class RedisConnectionBudget implements RedisBudget {
     if (this.#refreshing || this.#held.size === 0) return
     this.#refreshing = true
     const args = [String(this.leaseTtl), this.#owner, ...this.#held]
-    this.#send(BUDGET_SCRIPTS.refresh, args).then(
+    const restored = (reply: unknown) => {
+      this.#restored += Number((reply as unknown[])[0])
+    }
+    this.#send(BUDGET_SCRIPTS.refresh, args, restored).then(
       (reply) => {
         this.#refreshing = false
         this.#answered()
-        const [lost, taken, queued, owners] = (reply as unknown[]).map(Number)
-        this.#restored += lost!
+        const [, taken, queued, owners] = (reply as unknown[]).map(Number)
         this.#counts(taken!, queued!, owners!)
         this.#scheduleRefresh()
       },
