@@ -86,6 +86,9 @@ interface Failing {
   readonly message: string
 }
 
+/** Why the pool withdraws a wait for a budget slot that nobody needs any more. */
+const SLOT_NOT_NEEDED = new Error('no longer needed')
+
 /**
  * The engine of a `Pool`: it owns the connection records, the idle list and the waiter
  * queue, and makes every decision in one place, `pump()`. Internal: `Pool` is a thin face over it.
@@ -172,7 +175,7 @@ export class PoolCore<C> {
   /** The shared budget (`budget` option): a slot is taken before each connect, given back once closed. */
   private readonly budget: ConnectionBudget | undefined
   /** Connects waiting for a slot of the budget: a caller who times out meanwhile gets `BudgetTimeoutError`. */
-  private slotWaits = 0
+  private readonly slotWaits = new Set<ConnectionRecord<C>>()
   private unsubscribeBudget: (() => void) | undefined = undefined
 
   constructor(options: PoolOptions<C>, events: PoolEventSink<C>) {
@@ -468,6 +471,7 @@ export class PoolCore<C> {
       if (this.needsPing(record)) this.validate(record)
       else this.serve(record, this.waiters.shift()!)
     }
+    if (this.slotWaits.size > 0) this.dropSlotWaits()
     if (this.failing !== undefined) return this.pumpFailing()
     // Open connections for the waiters nothing covers yet, and to keep `min` idle.
     const c = this.counts
@@ -650,6 +654,7 @@ export class PoolCore<C> {
 
   private serve(record: ConnectionRecord<C>, waiter: Waiter<Lease<C>>): void {
     waiter.resolve(this.lend(record, waiter, waiter.extra?.stack))
+    if (this.slotWaits.size > 0) this.dropSlotWaits()
   }
 
   /** Lends a record to a waiter, or to a caller that did not wait (`waiter` undefined). */
@@ -848,17 +853,23 @@ export class PoolCore<C> {
     controller: AbortController,
     started: number,
   ): void {
-    this.slotWaits++
+    this.slotWaits.add(record)
     this.budget!.take(controller.signal).then(
       (slot) => {
-        this.slotWaits--
+        this.slotWaits.delete(record)
         record.slot = slot
         this.dial(record, controller, started)
       },
       (error) => {
-        this.slotWaits--
+        this.slotWaits.delete(record)
         record.abort = undefined
-        this.connectFailed(record, error, started)
+        if (error !== SLOT_NOT_NEEDED || this.state !== 'open') {
+          return this.connectFailed(record, error, started)
+        }
+        // Nobody needs it any more: not a failed connect, and no backoff.
+        record.openedFor = undefined
+        this.move(record, 'closed')
+        this.pump()
       },
     )
   }
@@ -1213,11 +1224,31 @@ export class PoolCore<C> {
   /** A waiter gave up: once none is left, a pending connect retry no longer holds the process. */
   private waiterLeft(): void {
     if (this.waiters.size === 0) this.backoff.release()
+    if (this.slotWaits.size > 0) this.dropSlotWaits()
+  }
+
+  /**
+   * Withdraws the newest slot waits that no waiter (nor `min`) needs any more: served by
+   * connections that came back, or gone. A ticket left in the budget's queue for nobody would
+   * make other processes give back connections for nothing.
+   */
+  private dropSlotWaits(): void {
+    const c = this.counts
+    const other = c.connecting - this.slotWaits.size + c.validating + c.resetting - this.slow.size
+    const needed = Math.max(this.waiters.size - other, this.fillTo - c.idle - other, 0)
+    let excess = this.slotWaits.size - needed
+    if (excess <= 0) return
+    const newest = [...this.slotWaits].reverse()
+    for (const record of newest) {
+      if (excess-- <= 0) break
+      this.slotWaits.delete(record)
+      record.abort?.abort(SLOT_NOT_NEEDED)
+    }
   }
 
   private timedOut(waiter: Waiter<Lease<C>>): void {
     this.counters.timeouts++
-    if (this.slotWaits > 0) {
+    if (this.slotWaits.size > 0) {
       const blocked = this.budget!.blocked()
       return waiter.reject(
         new BudgetTimeoutError(

@@ -6,8 +6,10 @@ import { join } from 'node:path'
 import { build } from 'esbuild'
 import { Redis } from 'ioredis'
 import pg from 'pg'
+import { createClient } from 'redis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { redisBudget } from '../../src/budget/redis.js'
+import { Pool as PgPool } from '../../src/compat/pg.js'
 import { postgres } from '../../src/dialects/postgres.js'
 import { BudgetTimeoutError, createPool, type Lease } from '../../src/index.js'
 import { describeOnServer, IN_CI, probe } from '../support/servers.js'
@@ -247,6 +249,73 @@ describeOnServer(postgresUp, 'a Redis budget shared by processes on PostgreSQL',
       expect(report.failed).toBe(0)
     },
     60_000,
+  )
+
+  withRedis(
+    'waiting takes are served in arrival order across processes (the ticket queue), over ioredis and node-redis',
+    async () => {
+      const io = new Redis(REDIS_URL)
+      const node = await createClient({ url: REDIS_URL }).connect()
+      const key = `test-${randomUUID()}`
+      // Two "processes": budgets with owners of their own, on one key.
+      const busy = redisBudget({ redis: io, key, limit: 1, leaseTtl: 5000 })
+      const patient = redisBudget({ redis: node, key, limit: 1, leaseTtl: 5000 })
+      const signal = new AbortController().signal
+      try {
+        const first = await busy.take(signal)
+        const order: string[] = []
+        const waited = patient.take(signal).then((slot) => {
+          order.push('patient')
+          return slot
+        })
+        await sleep(100)
+        // The busy one asks again, after the patient one: it must not overtake it.
+        const again = busy.take(signal).then((slot) => {
+          order.push('busy')
+          return slot
+        })
+        await sleep(100)
+        first.release()
+        const slot = await waited
+        await sleep(300)
+        expect(order).toEqual(['patient'])
+        expect(patient.blocked().message).toMatch(/1 taken, 1 tickets queued by 2 processes/)
+        slot.release()
+        ;(await again).release()
+        expect(order).toEqual(['patient', 'busy'])
+        expect(busy.state().held + patient.state().held).toBe(0)
+      } finally {
+        io.disconnect()
+        await node.quit()
+      }
+    },
+    30_000,
+  )
+
+  withRedis(
+    'the pg and mysql2 facades take their budget through their lifeguard options',
+    async () => {
+      const client = new Redis(REDIS_URL)
+      const key = `test-${randomUUID()}`
+      const budget = redisBudget({ redis: client, key, limit: 2 })
+      const pool = new PgPool({ connectionString: POSTGRES_URL, max: 5, lifeguard: { budget } })
+      try {
+        const rows = await Promise.all(
+          [1, 2, 3, 4, 5].map((n) => pool.query('SELECT $1::int AS n, pg_sleep(0.05)', [n])),
+        )
+        expect(rows.map((r) => r.rows[0].n)).toEqual([1, 2, 3, 4, 5])
+        expect(pool.totalCount).toBeLessThanOrEqual(2)
+        expect(budget.state().held).toBe(pool.totalCount)
+      } finally {
+        await pool.end()
+        client.disconnect()
+      }
+      expect(budget.state().held).toBe(0)
+      expect(() => new PgPool({ lifeguard: { budget: {} as never } })).toThrow(
+        /Invalid option budget/,
+      )
+    },
+    30_000,
   )
 
   describe('with a throwaway Redis', () => {

@@ -180,22 +180,48 @@ describe('waiting for a slot', () => {
     expect(dialect.connects).toBe(0)
   })
 
-  it('gives a waiter that aborts its own reason, and the slot that comes later serves the next caller', async () => {
+  it('gives a waiter that aborts its own reason, and withdraws the slot wait nobody needs any more', async () => {
     budget.limit = 0
     const pool = fake.make({ max: 1, budget })
     const controller = new AbortController()
     const first = settle(pool.acquire({ signal: controller.signal }))
     await tick(10)
+    expect(budget.queue.length).toBe(1)
     controller.abort(new Error('client went away'))
     await tick(0)
     expect((first.error as Error).message).toBe('client went away')
+    // A ticket left queued for nobody would make other processes give back connections for nothing.
+    expect(budget.queue.length).toBe(0)
+    expect(pool.stats()).toMatchObject({ total: 0, connecting: 0, connectErrors: 0 })
     budget.grow(1)
     await tick(0)
-    // Opened for nobody: it waits idle, holding its slot, for the next caller.
-    expect(budget.held).toBe(1)
+    expect(budget.held).toBe(0)
     const lease = await pool.acquire()
+    expect(budget.takes).toBe(2)
     expect(dialect.connects).toBe(1)
     lease.release()
+    checkInvariants(pool, dialect)
+  })
+
+  it('withdraws slot waits when a returned connection served their callers', async () => {
+    budget.limit = 1
+    const pool = fake.make({ max: 3, budget })
+    const lease = await pool.acquire()
+    const second = settle(pool.acquire())
+    const third = settle(pool.acquire())
+    await tick(0)
+    expect(budget.queue.length).toBe(2)
+    lease.release()
+    await tick(0)
+    expect(second.done).toBe(true)
+    // One caller is left, so one wait of the two.
+    expect(budget.queue.length).toBe(1)
+    ;(second.value as { release(): void }).release()
+    await tick(0)
+    expect(third.done).toBe(true)
+    expect(budget.queue.length).toBe(0)
+    expect(pool.stats()).toMatchObject({ total: 1, connectErrors: 0 })
+    ;(third.value as { release(): void }).release()
     checkInvariants(pool, dialect)
   })
 
