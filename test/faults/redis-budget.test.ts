@@ -9,6 +9,7 @@ import pg from 'pg'
 import { createClient } from 'redis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { redisBudget } from '../../src/budget/redis.js'
+import { createPool as createMysql2Pool } from '../../src/compat/mysql2-promise.js'
 import { Pool as PgPool } from '../../src/compat/pg.js'
 import { postgres } from '../../src/dialects/postgres.js'
 import { BudgetTimeoutError, createPool, type Lease } from '../../src/index.js'
@@ -18,6 +19,8 @@ import { startThrowawayRedis, type ThrowawayRedis } from '../support/throwaway-r
 const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const postgresUp = await probe('postgres')
+const mysqlUp = await probe('mysql')
+const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test'
 
 /** Whether the shared Redis (REDIS_URL) answers a PING within 3 s. */
 async function redisUp(): Promise<string | undefined> {
@@ -293,7 +296,7 @@ describeOnServer(postgresUp, 'a Redis budget shared by processes on PostgreSQL',
   )
 
   withRedis(
-    'the pg and mysql2 facades take their budget through their lifeguard options',
+    'the pg and mysql2/promise facades take their budget through their lifeguard options',
     async () => {
       const client = new Redis(REDIS_URL)
       const key = `test-${randomUUID()}`
@@ -314,6 +317,32 @@ describeOnServer(postgresUp, 'a Redis budget shared by processes on PostgreSQL',
       expect(() => new PgPool({ lifeguard: { budget: {} as never } })).toThrow(
         /Invalid option budget/,
       )
+
+      if (!mysqlUp.up && !IN_CI) {
+        console.warn('[lifeguard] MariaDB unreachable: the mysql2 half is skipped')
+        return
+      }
+      const mysqlClient = new Redis(REDIS_URL)
+      const mysqlBudget = redisBudget({ redis: mysqlClient, key: `${key}-mysql`, limit: 2 })
+      const mysqlPool = createMysql2Pool({
+        uri: MYSQL_URL,
+        connectionLimit: 5,
+        lifeguard: { budget: mysqlBudget },
+      })
+      try {
+        const results = await Promise.all(
+          [1, 2, 3, 4, 5].map((n) => mysqlPool.query('SELECT ? AS n, SLEEP(0.05) AS s', [n])),
+        )
+        expect(results.map(([rows]) => (rows as Array<{ n: number }>)[0]!.n)).toEqual([
+          1, 2, 3, 4, 5,
+        ])
+        expect(mysqlBudget.state().held).toBeLessThanOrEqual(2)
+        expect(mysqlBudget.state().held).toBeGreaterThan(0)
+      } finally {
+        await mysqlPool.end()
+        mysqlClient.disconnect()
+      }
+      expect(mysqlBudget.state().held).toBe(0)
     },
     30_000,
   )
