@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { inspect } from 'node:util'
 import { build } from 'esbuild'
 import { Redis } from 'ioredis'
 import pg from 'pg'
@@ -13,6 +14,7 @@ import { createPool as createMysql2Pool } from '../../src/compat/mysql2-promise.
 import { Pool as PgPool } from '../../src/compat/pg.js'
 import { postgres } from '../../src/dialects/postgres.js'
 import { BudgetTimeoutError, createPool, type Lease } from '../../src/index.js'
+import { closedPort } from '../support/ports.js'
 import { describeOnServer, IN_CI, probe } from '../support/servers.js'
 import { startThrowawayRedis, type ThrowawayRedis } from '../support/throwaway-redis.js'
 
@@ -346,6 +348,44 @@ describeOnServer(postgresUp, 'a Redis budget shared by processes on PostgreSQL',
     },
     30_000,
   )
+
+  it('Redis refusing connections: BudgetTimeoutError, its cause, the warning and inspect carry no password', async () => {
+    const port = await closedPort()
+    const client = new Redis(`redis://app:hunter2-secret@127.0.0.1:${port}`, {
+      maxRetriesPerRequest: 1,
+    })
+    client.on('error', () => {})
+    const budget = redisBudget({
+      redis: client,
+      key: `test-${randomUUID()}`,
+      limit: 2,
+      leaseTtl: 1000,
+    })
+    const pool = createPool({
+      dialect: { name: 'inline', connect: async () => ({}), close: async () => {} },
+      budget,
+      acquireTimeout: 800,
+    })
+    const warnings: string[] = []
+    pool.on('warning', (warning) => warnings.push(warning.message))
+    try {
+      const error = (await pool.acquire().catch((e) => e)) as BudgetTimeoutError
+      expect(error).toBeInstanceOf(BudgetTimeoutError)
+      expect(warnings).toHaveLength(1)
+      const shown = [
+        inspect(error, { depth: 10 }),
+        String((error.cause as Error).message),
+        ...warnings,
+        inspect(budget, { depth: 10 }),
+        JSON.stringify(budget),
+      ].join('\n')
+      expect(shown).toMatch(/cannot be reached: Redis has not answered/)
+      expect(shown).not.toContain('hunter2')
+    } finally {
+      await pool.close()
+      client.disconnect()
+    }
+  }, 30_000)
 
   describe('with a throwaway Redis', () => {
     let redis: ThrowawayRedis
