@@ -195,19 +195,23 @@ describeOnServer(postgresUp, 'a Redis budget shared by processes on PostgreSQL',
       try {
         await Promise.all(workers.map((worker) => worker.ready))
         await sleep(8_000)
+        // Served during the run, before anyone stops: a starved process serves its callers only
+        // once the others close their pools.
+        const during = workers.map((worker) => worker.last!.ok)
         const reports = await Promise.all(workers.map((worker) => worker.stop()))
         sampling = false
         await sampling$
         const most = Math.max(...counts)
         console.log(
-          `[budget] ${counts.length} samples, server count max ${most}; requests per process: ${reports.map((r) => r.ok).join(' ')}`,
+          `[budget] ${counts.length} samples, server count max ${most}; requests per process during the run: ${during.join(' ')}`,
         )
         expect(most).toBeLessThanOrEqual(24)
         // The budget was used, not merely never reached.
         expect(most).toBeGreaterThanOrEqual(16)
         expect(reports.map((r) => r.failed)).toEqual(Array(8).fill(0))
-        // No process was starved: each one served requests.
-        for (const report of reports) expect(report.ok).toBeGreaterThan(0)
+        // No process was starved: each one served a fair part of the requests.
+        const mean = during.reduce((a, b) => a + b, 0) / during.length
+        for (const served of during) expect(served).toBeGreaterThan(mean / 10)
       } finally {
         sampling = false
         await sampling$.catch(() => {})
