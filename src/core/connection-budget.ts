@@ -33,7 +33,7 @@ export interface BudgetSlot {
 
 /** What a {@link ConnectionBudget} tells the pools that use it. */
 export interface BudgetListener {
-  /** The budget's store is unreachable (`unreachable`), or back (`restored`); `message` names no secret. */
+  /** The budget's store cannot be reached: the pool's `'warning'` event; `message` names no secret. */
   warning(code: 'LIFEGUARD_BUDGET_UNREACHABLE', message: string): void
   /** The budget asks for connections back ({@link ConnectionBudget.surplus} rose): idle ones can close now. */
   shed(): void
