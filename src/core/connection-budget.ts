@@ -16,7 +16,11 @@ export interface ConnectionBudget {
   /**
    * How many connections this process should give back now, so that other processes waiting for
    * a slot get theirs: the pool closes that many of its connections as they come back, instead of
-   * lending them again. Read on every release: it must not do I/O.
+   * lending them again, and opens none while it is above zero. Slots marked
+   * {@link BudgetSlot.closing} count as given back already, so that several pools sharing one
+   * budget give back no more than asked. It must be zero whenever this process holds no more than
+   * its share (or nobody waits), or pools would close connections for nothing. Read on every
+   * release: it must not do I/O.
    */
   surplus(): number
   /** Why a `take()` is waiting, for the error of a caller who gave up: a sentence, and the store's last error. */
@@ -27,15 +31,24 @@ export interface ConnectionBudget {
 
 /** One slot of a {@link ConnectionBudget}: the right to hold one physical connection. */
 export interface BudgetSlot {
+  /** Its connection is closing: from now on {@link ConnectionBudget.surplus} counts the slot as given back. */
+  closing(): void
   /** Gives the slot back; idempotent. */
   release(): void
 }
 
 /** What a {@link ConnectionBudget} tells the pools that use it. */
 export interface BudgetListener {
-  /** The budget's store cannot be reached: the pool's `'warning'` event; `message` names no secret. */
-  warning(code: 'LIFEGUARD_BUDGET_UNREACHABLE', message: string): void
-  /** The budget asks for connections back ({@link ConnectionBudget.surplus} rose): idle ones can close now. */
+  /**
+   * The budget's store cannot be reached (`LIFEGUARD_BUDGET_UNREACHABLE`), or it refuses the
+   * budget's commands (`LIFEGUARD_BUDGET_REFUSED`: permissions, a wrong key type, a client in the
+   * wrong mode): the pool's `'warning'` event; `message` names no secret.
+   */
+  warning(code: 'LIFEGUARD_BUDGET_UNREACHABLE' | 'LIFEGUARD_BUDGET_REFUSED', message: string): void
+  /**
+   * {@link ConnectionBudget.surplus} changed: above zero, idle connections can close now; back at
+   * zero, the pool may open connections for its waiters again.
+   */
   shed(): void
 }
 

@@ -33,6 +33,7 @@ export const WARNING_CODES = [
   'LIFEGUARD_POOL_EXCEEDS_SERVER',
   'LIFEGUARD_LISTENER_THREW',
   'LIFEGUARD_BUDGET_UNREACHABLE',
+  'LIFEGUARD_BUDGET_REFUSED',
 ] as const
 
 /** The stable code of a warning lifeguard emits, such as `LIFEGUARD_POOL_EXCEEDS_SERVER`. */

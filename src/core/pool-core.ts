@@ -484,6 +484,8 @@ export class PoolCore<C> {
     let open = Math.min(this.waiters.size - coming, max + maxOverflow - total)
     open = Math.max(open, Math.min(this.fillTo - c.idle - coming, max - total))
     if (open <= 0) return
+    // Above its share of the budget the pool opens nothing (min included): it gives back instead.
+    if (this.budget !== undefined && this.budget.surplus() > 0) return
     // Under connectErrors 'reject' each failure rejects a waiter: the waiters nothing covers get
     // connects at once. A hedge's connect waits for the backoff, as a refill's does.
     if (this.backoff.failures > 0 && !(this.rejectConnectErrors && this.waiters.size > covered)) {
@@ -577,6 +579,8 @@ export class PoolCore<C> {
       else this.idle.push(record)
       if (this.unrefIdle) this.hold(record, false)
       if (this.housekeeper.idleTimer === undefined) this.housekeeper.watchIdle(record.lastUsedAt)
+    } else if (to === 'closing') {
+      record.slot?.closing()
     } else if (to === 'closed') {
       this.records.delete(record)
       if (record.slot !== undefined) {
@@ -637,9 +641,14 @@ export class PoolCore<C> {
 
   /** Hands a ready, uncondemned record to the head waiter, or parks it idle, or closes it. */
   private handOff(record: ConnectionRecord<C>): void {
-    // Other processes wait for slots this one holds beyond its share: one goes back per return.
-    // (Connections closing give theirs back once closed, so they count as given.)
-    if (this.budget !== undefined && this.budget.surplus() > this.counts.closing) {
+    // Other processes wait for slots this one holds beyond its share: one goes back per return
+    // (a closing slot counts as given back), and no connect opens meanwhile, so it settles. A
+    // new connection serves the caller it was opened for first: closing it would waste its connect.
+    if (
+      this.budget !== undefined &&
+      this.budget.surplus() > 0 &&
+      !(record.state === 'connecting' && this.waiters.size > 0)
+    ) {
       this.closeRecord(record)
       return this.pump()
     }
@@ -856,22 +865,28 @@ export class PoolCore<C> {
     this.slotWaits.add(record)
     this.budget!.take(controller.signal).then(
       (slot) => {
+        // Granted, but withdrawn (dropSlotWaits, close()) before this ran: no connect for nobody.
+        if (controller.signal.aborted) {
+          slot.release()
+          return notTaken(controller.signal.reason)
+        }
         this.slotWaits.delete(record)
         record.slot = slot
         this.dial(record, controller, started)
       },
-      (error) => {
-        this.slotWaits.delete(record)
-        record.abort = undefined
-        if (error !== SLOT_NOT_NEEDED || this.state !== 'open') {
-          return this.connectFailed(record, error, started)
-        }
-        // Nobody needs it any more: not a failed connect, and no backoff.
-        record.openedFor = undefined
-        this.move(record, 'closed')
-        this.pump()
-      },
+      (error) => notTaken(error),
     )
+    const notTaken = (error: unknown) => {
+      this.slotWaits.delete(record)
+      record.abort = undefined
+      if (error !== SLOT_NOT_NEEDED || this.state !== 'open') {
+        return this.connectFailed(record, error, started)
+      }
+      // Nobody needs it any more: not a failed connect, and no backoff.
+      record.openedFor = undefined
+      this.move(record, 'closed')
+      this.pump()
+    }
   }
 
   private dial(record: ConnectionRecord<C>, controller: AbortController, started: number): void {
@@ -1209,14 +1224,20 @@ export class PoolCore<C> {
     ).catch(() => {})
   }
 
-  /** The budget asks for slots back: idle connections close now, as many as it asks for. */
+  /**
+   * The budget asks for slots back: idle connections close now, as many as it asks for (closing
+   * ones count as given back, in every pool sharing the budget). `min` does not hold them: a
+   * shared budget may keep a pool below `min`.
+   */
   private shed(): void {
     if (this.state !== 'open') return
-    while (this.budget!.surplus() > this.counts.closing) {
+    if (this.slotWaits.size > 0) this.dropSlotWaits()
+    while (this.budget!.surplus() > 0) {
       const record = this.idle.tail
       if (record === undefined) break
       this.closeRecord(record)
     }
+    if (this.budget!.surplus() === 0) this.pump()
   }
 
   // Waiters.
@@ -1235,7 +1256,11 @@ export class PoolCore<C> {
   private dropSlotWaits(): void {
     const c = this.counts
     const other = c.connecting - this.slotWaits.size + c.validating + c.resetting - this.slow.size
-    const needed = Math.max(this.waiters.size - other, this.fillTo - c.idle - other, 0)
+    // Above its share the pool opens nothing: every slot wait is one too many.
+    const needed =
+      this.budget!.surplus() > 0
+        ? 0
+        : Math.max(this.waiters.size - other, this.fillTo - c.idle - other, 0)
     let excess = this.slotWaits.size - needed
     if (excess <= 0) return
     const newest = [...this.slotWaits].reverse()
@@ -1248,7 +1273,13 @@ export class PoolCore<C> {
 
   private timedOut(waiter: Waiter<Lease<C>>): void {
     this.counters.timeouts++
-    if (this.slotWaits.size > 0) {
+    // A slot is the hold-up only while every connect waits for one and none failed since: a
+    // connect dialing a silent or refusing database is the cause then, whatever waits for a slot.
+    if (
+      this.slotWaits.size > 0 &&
+      this.slotWaits.size === this.counts.connecting &&
+      this.backoff.lastError === undefined
+    ) {
       const blocked = this.budget!.blocked()
       return waiter.reject(
         new BudgetTimeoutError(

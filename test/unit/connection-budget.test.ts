@@ -17,6 +17,8 @@ import { settle } from '../support/promises.js'
 /** An in-memory budget: `limit` slots, granted in arrival order, with counters a test reads. */
 class FakeBudget implements ConnectionBudget {
   held = 0
+  /** Held slots whose connections are closing. */
+  returning = 0
   takes = 0
   releases = 0
   /** The slots this process may keep while others wait: above it, the surplus. */
@@ -35,10 +37,17 @@ class FakeBudget implements ConnectionBudget {
           signal.removeEventListener('abort', onAbort)
           this.held++
           let released = false
+          let closing = false
           resolve({
+            closing: () => {
+              if (released || closing) return
+              closing = true
+              this.returning++
+            },
             release: () => {
               if (released) return
               released = true
+              if (closing) this.returning--
               this.held--
               this.releases++
               this.serve()
@@ -69,7 +78,7 @@ class FakeBudget implements ConnectionBudget {
   }
 
   surplus(): number {
-    return Math.max(0, this.held - this.share)
+    return Math.max(0, this.held - this.returning - this.share)
   }
 
   blocked(): { message: string; cause?: unknown } {
@@ -327,5 +336,88 @@ describe('what the budget tells the pool', () => {
     expect(() => fake.make({ budget: {} as unknown as ConnectionBudget })).toThrow(
       /Invalid option budget: an object; expected a connection budget/,
     )
+  })
+})
+
+describe('regressions: a pool above its share settles', () => {
+  it('a waiter while above its share is served, with a bounded number of connects (it used to close each new connection at once, for ever)', async () => {
+    budget.limit = 10
+    const pool = fake.make({ max: 3, budget, acquireTimeout: 5000 })
+    const [a, b] = await Promise.all([pool.acquire(), pool.acquire()])
+    budget.share = 1
+    const c = settle(pool.acquire())
+    a!.release()
+    await tick(50)
+    expect(c.done).toBe(true)
+    expect(c.error).toBeUndefined()
+    expect(dialect.connects).toBeLessThanOrEqual(3)
+    ;(c.value as { release(): void }).release()
+    b!.release()
+    for (let i = 0; i < 10; i++) await tick(100)
+    expect(budget.held).toBe(1)
+    expect(dialect.connects).toBeLessThanOrEqual(3)
+    checkInvariants(pool, dialect)
+  })
+
+  it('two pools on one budget give back one connection for a surplus of one, not one each', async () => {
+    budget.limit = 10
+    const one = fake.make({ max: 2, budget, name: 'one' })
+    const two = fake.make({ max: 2, budget, name: 'two' })
+    for (const pool of [one, two]) {
+      const leases = await Promise.all([pool.acquire(), pool.acquire()])
+      for (const lease of leases) lease.release()
+    }
+    expect(budget.held).toBe(4)
+    budget.share = 3
+    for (const listener of budget.listeners) listener.shed()
+    await tick(0)
+    expect(budget.held).toBe(3)
+    expect(one.stats().total + two.stats().total).toBe(3)
+  })
+
+  it('a grant that lands after its slot wait was withdrawn opens no connection (it used to connect with an aborted signal and count a connect error)', async () => {
+    budget.limit = 0
+    const pool = fake.make({ max: 1, budget })
+    const controller = new AbortController()
+    const first = settle(pool.acquire({ signal: controller.signal }))
+    await tick(10)
+    expect(budget.queue.length).toBe(1)
+    // The slot is granted, and before the pool hears of it the caller leaves.
+    budget.grow(1)
+    controller.abort(new Error('client went away'))
+    await tick(0)
+    expect(first.error).toMatchObject({ message: 'client went away' })
+    expect(dialect.connects).toBe(0)
+    expect(pool.stats().connectErrors).toBe(0)
+    expect(budget.held).toBe(0)
+    checkInvariants(pool, dialect)
+  })
+
+  it('a timeout while a connect to a silent database holds the only slot is an AcquireTimeoutError, not a BudgetTimeoutError', async () => {
+    budget.limit = 1
+    dialect.connectDelay = 5000
+    const pool = fake.make({ max: 2, budget, acquireTimeout: 1000, connectTimeout: 8000 })
+    const results = [settle(pool.acquire()), settle(pool.acquire())]
+    await tick(10)
+    // One connect dials (the slot taken), the other waits for the slot.
+    expect(budget.takes).toBe(2)
+    expect(dialect.connects).toBe(1)
+    await tick(1000)
+    for (const result of results) {
+      expect(result.error).toBeInstanceOf(AcquireTimeoutError)
+      expect(result.error).not.toBeInstanceOf(BudgetTimeoutError)
+    }
+    await pool.destroy()
+  })
+
+  it('a timeout after failed connects keeps the connect error as its cause, though a connect waits for a slot', async () => {
+    budget.limit = 1
+    dialect.connectError = new Error('connect ECONNREFUSED 127.0.0.1:5432')
+    const pool = fake.make({ max: 2, budget, acquireTimeout: 1000, min: 2 })
+    const result = settle(pool.acquire())
+    await tick(1100)
+    expect(result.error).toBeInstanceOf(AcquireTimeoutError)
+    expect(String((result.error as Error).cause)).toMatch(/ECONNREFUSED/)
+    await pool.destroy()
   })
 })
