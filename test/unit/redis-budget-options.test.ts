@@ -29,7 +29,12 @@ describe('redisBudget() options', () => {
     [{ redis: ioredisShaped, key: 'k', limit: 1.5 }, /Invalid option limit/],
     [
       { redis: ioredisShaped, key: 'k', limit: 1, leaseTtl: 10 },
-      /Invalid option leaseTtl .*: 10; expected an integer number of milliseconds ≥ 100/,
+      /Invalid option leaseTtl .*: 10; expected an integer number of milliseconds from 100 to 3600000/,
+    ],
+    [
+      // Past 2^31 ms Node's timers fire at once: the refresh would spin.
+      { redis: ioredisShaped, key: 'k', limit: 1, leaseTtl: 2 ** 31 },
+      /Invalid option leaseTtl .*: 2147483648; expected .* to 3600000 \(an hour\)/,
     ],
     [
       { redis: ioredisShaped, key: 'k', limit: 1, failOpen: 'yes' },
@@ -37,12 +42,41 @@ describe('redisBudget() options', () => {
     ],
     [
       { redis: ioredisShaped, key: 'k', limit: 1, lease: 5 },
-      /Invalid option lease .*: 5; expected one of the options redis, key, limit, leaseTtl, failOpen/,
+      /Unknown option lease passed to redisBudget\(\); known options are redis, key, limit, leaseTtl, failOpen/,
     ],
     [undefined, /Invalid option options of redisBudget\(\): undefined/],
   ])('refuses %o at the call', (options, message) => {
     expect(() => redisBudget(options as never)).toThrow(InvalidOptionError)
     expect(() => redisBudget(options as never)).toThrow(message)
+  })
+
+  it('an unknown option does not print its value: a URL with a password is not echoed', () => {
+    const options = { redis: ioredisShaped, key: 'k', limit: 1, url: 'redis://:hunter2-secret@h:1' }
+    const error = (() => {
+      try {
+        redisBudget(options as never)
+      } catch (e) {
+        return e as Error
+      }
+    })()
+    expect(error).toBeInstanceOf(InvalidOptionError)
+    expect(error!.message).toMatch(/Unknown option url passed to redisBudget\(\)/)
+    expect(error!.message).not.toContain('hunter2')
+  })
+
+  it('takes a node-redis cluster client, sending each script to the node of its keys', async () => {
+    const sent: unknown[][] = []
+    const cluster = {
+      nodeClient: () => undefined,
+      sendCommand: async (firstKey: string, isReadonly: boolean, args: string[]) => {
+        sent.push([firstKey, isReadonly, args[0]])
+        return [1, 0, 1, 0, 1, 1, 0, 0]
+      },
+    }
+    const budget = redisBudget({ redis: cluster as never, key: 'orders', limit: 1 })
+    const slot = await budget.take(new AbortController().signal)
+    slot.release()
+    expect(sent[0]).toEqual(['lifeguard:budget:{orders}:slots', false, 'EVALSHA'])
   })
 
   it('shows neither the client nor its URL in inspect, JSON or state', () => {
