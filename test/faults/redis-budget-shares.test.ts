@@ -1,0 +1,148 @@
+import { randomUUID } from 'node:crypto'
+import { Redis } from 'ioredis'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { redisBudget } from '../../src/budget/redis.js'
+import type { BudgetSlot } from '../../src/core/connection-budget.js'
+import { startThrowawayRedis, type ThrowawayRedis } from '../support/throwaway-redis.js'
+
+const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379'
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const never = new AbortController().signal
+
+async function until(check: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = performance.now() + ms
+  while (!check()) {
+    if (performance.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`)
+    await sleep(20)
+  }
+}
+
+describe('regressions: the shares of a Redis budget settle', () => {
+  let client: Redis
+  beforeAll(() => {
+    client = new Redis(REDIS_URL)
+  })
+  afterAll(() => client.disconnect())
+
+  it("a process's own waiting tickets never make it give back (limit 4: one holds 1, the other 3 and waits for a 4th)", async () => {
+    const key = `test-own-${randomUUID()}`
+    const a = redisBudget({ redis: client, key, limit: 4, leaseTtl: 1000 })
+    const b = redisBudget({ redis: client, key, limit: 4, leaseTtl: 1000 })
+    const slots: BudgetSlot[] = [await a.take(never)]
+    for (let i = 0; i < 3; i++) slots.push(await b.take(never))
+    const controller = new AbortController()
+    const fourth = b.take(controller.signal).catch(() => undefined)
+    const seen: number[] = []
+    for (let i = 0; i < 20; i++) {
+      await sleep(50)
+      seen.push(b.surplus(), a.surplus())
+    }
+    controller.abort(new Error('done'))
+    await fourth
+    expect(Math.max(...seen)).toBe(0)
+    for (const slot of slots) slot.release()
+  }, 20_000)
+
+  it('an uneven limit (5 slots, 3 processes wanting 5 each) settles at shares 2, 2, 1, and nobody is asked to give back', async () => {
+    const key = `test-uneven-${randomUUID()}`
+    const budgets = [0, 1, 2].map(() =>
+      redisBudget({ redis: client, key, limit: 5, leaseTtl: 1000 }),
+    )
+    const controller = new AbortController()
+    const slots: BudgetSlot[] = []
+    for (const budget of budgets) {
+      for (let i = 0; i < 5; i++) {
+        budget.take(controller.signal).then(
+          (slot) => slots.push(slot),
+          () => {},
+        )
+      }
+    }
+    try {
+      await until(() => slots.length === 5, 10_000, 'five slots taken')
+      const held = () => budgets.map((b) => b.state().held).sort()
+      expect(held()).toEqual([1, 2, 2])
+      const surpluses: number[] = []
+      for (let i = 0; i < 20; i++) {
+        await sleep(50)
+        surpluses.push(...budgets.map((b) => b.surplus()))
+      }
+      expect(Math.max(...surpluses)).toBe(0)
+      expect(held()).toEqual([1, 2, 2])
+      expect(budgets.map((b) => b.state().share).sort()).toEqual([1, 2, 2])
+    } finally {
+      controller.abort(new Error('done'))
+      for (const slot of slots) slot.release()
+    }
+  }, 30_000)
+})
+
+describe('regressions: a restarted Redis', () => {
+  let redis: ThrowawayRedis
+  beforeAll(async () => {
+    redis = await startThrowawayRedis()
+  }, 30_000)
+  afterAll(async () => {
+    await redis?.remove()
+  })
+
+  it('a Redis restarted empty grants nothing until the holders have registered their slots again (it used to over-subscribe at once)', async () => {
+    await redis.start().catch(() => {})
+    const one = new Redis(redis.url)
+    const two = new Redis(redis.url)
+    const admin = new Redis(redis.url)
+    for (const c of [one, two, admin]) c.on('error', () => {})
+    const key = `test-restart-${randomUUID()}`
+    const a = redisBudget({ redis: one, key, limit: 2, leaseTtl: 1500 })
+    const b = redisBudget({ redis: two, key, limit: 2, leaseTtl: 1500 })
+    const held = [await a.take(never), await a.take(never)]
+    try {
+      await redis.stop()
+      await redis.start()
+      await until(() => two.status === 'ready' && admin.status === 'ready', 10_000, 'reconnected')
+      let granted = false
+      const controller = new AbortController()
+      const take = b.take(controller.signal).then((slot) => {
+        granted = true
+        return slot
+      })
+      const counts: number[] = []
+      for (let i = 0; i < 40; i++) {
+        counts.push(await admin.zcard(`lifeguard:budget:{${key}}:slots`))
+        await sleep(50)
+      }
+      expect(granted).toBe(false)
+      expect(Math.max(...counts)).toBeLessThanOrEqual(2)
+      expect(counts.at(-1)).toBe(2)
+      held.pop()!.release()
+      ;(await take).release()
+    } finally {
+      for (const slot of held) slot.release()
+      await sleep(50)
+      for (const c of [one, two, admin]) c.disconnect()
+    }
+  }, 30_000)
+
+  it('SCRIPT FLUSH: the next command gets NOSCRIPT, loads the script again, and the budget goes on', async () => {
+    await redis.start().catch(() => {})
+    const one = new Redis(redis.url)
+    const admin = new Redis(redis.url)
+    const key = `test-flush-${randomUUID()}`
+    const budget = redisBudget({ redis: one, key, limit: 2, leaseTtl: 1500 })
+    try {
+      const first = await budget.take(never)
+      await admin.script('FLUSH')
+      expect(await admin.script('EXISTS', '0'.repeat(40))).toEqual([0])
+      const second = await budget.take(never)
+      expect(await admin.zcard(`lifeguard:budget:{${key}}:slots`)).toBe(2)
+      expect(budget.state()).toMatchObject({ refused: false, unreachable: false, held: 2 })
+      first.release()
+      second.release()
+      await until(() => budget.state().held === 0, 2000, 'released')
+    } finally {
+      one.disconnect()
+      admin.disconnect()
+    }
+  }, 30_000)
+})
