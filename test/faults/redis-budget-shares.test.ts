@@ -3,6 +3,8 @@ import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { redisBudget } from '../../src/budget/redis.js'
 import type { BudgetSlot } from '../../src/core/connection-budget.js'
+import { createPool } from '../../src/index.js'
+import { FakeDialect } from '../support/fake-dialect.js'
 import { startThrowawayRedis, type ThrowawayRedis } from '../support/throwaway-redis.js'
 
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379'
@@ -74,6 +76,60 @@ describe('regressions: the shares of a Redis budget settle', () => {
     } finally {
       controller.abort(new Error('done'))
       for (const slot of slots) slot.release()
+    }
+  }, 30_000)
+  it('min fill above the share (3 pools with min: 5, a budget of 5): each holds its share, and connects and closes no more', async () => {
+    const key = `test-min-${randomUUID()}`
+    const budgets = [0, 1, 2].map(() =>
+      redisBudget({ redis: client, key, limit: 5, leaseTtl: 1000 }),
+    )
+    const dialects = budgets.map(() => new FakeDialect())
+    const pools = budgets.map((budget, i) =>
+      createPool({ dialect: dialects[i]!, min: 5, max: 5, budget }),
+    )
+    for (const pool of pools) pool.on('warning', () => {})
+    const held = () => budgets.map((b) => b.state().held).sort()
+    try {
+      await until(() => held().join() === '1,2,2', 15_000, 'the processes hold 1, 2 and 2 slots')
+      const connects = dialects.map((d) => d.connects)
+      const closes = dialects.map((d) => d.closes)
+      await sleep(2000)
+      expect(held()).toEqual([1, 2, 2])
+      expect(dialects.map((d) => d.connects)).toEqual(connects)
+      expect(dialects.map((d) => d.closes)).toEqual(closes)
+      expect(dialects.map((d) => d.open.length).sort()).toEqual([1, 2, 2])
+    } finally {
+      await Promise.all(pools.map((p) => p.destroy()))
+    }
+  }, 30_000)
+
+  it('a pool over its share with a waiter gives one back, serves the waiter from the other, and stops connecting', async () => {
+    const key = `test-waiter-${randomUUID()}`
+    const mine = redisBudget({ redis: client, key, limit: 2, leaseTtl: 1000 })
+    const other = redisBudget({ redis: client, key, limit: 2, leaseTtl: 1000 })
+    const dialect = new FakeDialect()
+    const pool = createPool({ dialect, max: 2, budget: mine, acquireTimeout: 10_000 })
+    pool.on('warning', () => {})
+    try {
+      const [a, b] = await Promise.all([pool.acquire(), pool.acquire()])
+      // Another process waits: this one (share 1) must give one back.
+      const theirs = other.take(never)
+      // This process hears of it at its next refresh (a third of the lease).
+      await until(() => mine.surplus() === 1, 5000, 'asked to give one back')
+      const waiter = pool.acquire()
+      a!.release()
+      const slot = await theirs
+      b!.release()
+      const lease = await waiter
+      lease.release()
+      const connects = dialect.connects
+      await sleep(1500)
+      expect(dialect.connects).toBe(connects)
+      expect(connects).toBeLessThanOrEqual(3)
+      expect(mine.state().held).toBe(1)
+      slot.release()
+    } finally {
+      await pool.destroy()
     }
   }, 30_000)
 })
