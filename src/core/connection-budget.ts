@@ -10,7 +10,9 @@ export interface ConnectionBudget {
   /**
    * Takes one slot, waiting for one to come free. Resolves with the slot; rejects with
    * `signal.reason` once `signal` aborts (the pool closes), and then holds nothing. It does not
-   * reject while its store is unreachable: it waits (or, failing open, resolves).
+   * reject while its store is unreachable: it waits (or, failing open, resolves). It must not
+   * grant a slot that {@link ConnectionBudget.surplus} would at once ask back (a process above its
+   * share while another waits below its own): the pool would connect and close in turn.
    */
   take(signal: AbortSignal): Promise<BudgetSlot>
   /**

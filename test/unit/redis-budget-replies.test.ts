@@ -11,10 +11,14 @@ function client(reply: () => Promise<unknown>) {
 }
 
 /** An error of the class name ioredis (ReplyError) or node-redis (ErrorReply) gives a Redis error reply. */
-function replyError(className: 'ReplyError' | 'ErrorReply', message: string): Error {
+function replyError(
+  className: 'ReplyError' | 'ErrorReply' | 'ClientClosedError',
+  message: string,
+): Error {
   const classes = {
     ReplyError: class ReplyError extends Error {},
     ErrorReply: class ErrorReply extends Error {},
+    ClientClosedError: class ClientClosedError extends Error {},
   }
   return new classes[className](message)
 }
@@ -82,6 +86,7 @@ describe('regressions: malformed replies and Redis errors', () => {
   it.each([
     ['ReplyError', "NOPERM User app has no permissions to run the 'evalsha' command"],
     ['ErrorReply', 'WRONGTYPE Operation against a key holding the wrong kind of value'],
+    ['ClientClosedError', 'The client is closed'],
   ] as const)(
     'a %s from Redis is a configuration error: LIFEGUARD_BUDGET_REFUSED with its message, not "unreachable", and failOpen does not apply',
     async (className, message) => {
