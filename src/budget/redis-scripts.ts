@@ -48,7 +48,8 @@ end
 /**
  * The shares, from the ids of the slots and tickets: every owner holding or waiting gets
  * floor(limit / owners), and the first limit % owners of them (by id) one more, so the shares add
- * up to the limit. An owner is starved when it waits below its share. Returns the status every
+ * up to the limit. With more owners than slots every share is 1: those without a slot are all
+ * starved alike, and take turns in arrival order as slots come free. An owner is starved when it waits below its share. Returns the status every
  * script replies with: { slots taken, tickets queued, owners, share of `me`, whether another owner is starved }.
  */
 const TALLY = `
@@ -77,7 +78,11 @@ local function tally(limit, me)
   local share = {}
   local n = #owners
   for i = 1, n do
-    share[owners[i]] = math.floor(limit / n) + ((i <= limit % n) and 1 or 0)
+    if n > limit then
+      share[owners[i]] = 1
+    else
+      share[owners[i]] = math.floor(limit / n) + ((i <= limit % n) and 1 or 0)
+    end
   end
   local starved = {}
   local anyStarved = false

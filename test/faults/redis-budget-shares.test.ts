@@ -132,6 +132,29 @@ describe('regressions: the shares of a Redis budget settle', () => {
       await pool.destroy()
     }
   }, 30_000)
+  it('more processes than slots (limit 1, 2 processes): the one that waited first is served first, whatever the ids', async () => {
+    for (let round = 0; round < 4; round++) {
+      const key = `test-few-${randomUUID()}`
+      const busy = redisBudget({ redis: client, key, limit: 1, leaseTtl: 2000 })
+      const patient = redisBudget({ redis: client, key, limit: 1, leaseTtl: 2000 })
+      const first = await busy.take(never)
+      const order: string[] = []
+      const waited = patient.take(never).then((slot) => {
+        order.push('patient')
+        return slot
+      })
+      await sleep(60)
+      const again = busy.take(never).then((slot) => {
+        order.push('busy')
+        return slot
+      })
+      await sleep(60)
+      first.release()
+      ;(await waited).release()
+      ;(await again).release()
+      expect(order).toEqual(['patient', 'busy'])
+    }
+  }, 30_000)
 })
 
 describe('regressions: a restarted Redis', () => {
