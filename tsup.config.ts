@@ -17,6 +17,7 @@ const entries: Record<string, string> = {
   hono: 'src/integrations/hono.ts',
   otel: 'src/metrics/otel.ts',
   prometheus: 'src/metrics/prometheus.ts',
+  redis: 'src/budget/redis.ts',
   cli: 'src/cli/main.ts',
 }
 
@@ -99,5 +100,7 @@ export default defineConfig({
     'hono',
     '@opentelemetry/api',
     'prom-client',
+    'ioredis',
+    'redis',
   ],
 })

@@ -1,3 +1,4 @@
+export type { BudgetListener, BudgetSlot, ConnectionBudget } from './core/connection-budget.js'
 export type {
   AcquireTraceContext,
   AvailableMessage,
@@ -28,6 +29,7 @@ export type {
 } from './core/dialect.js'
 export {
   AcquireTimeoutError,
+  BudgetTimeoutError,
   CloseTimeoutError,
   ConnectError,
   DriverMissingError,

@@ -1,3 +1,4 @@
+import type { BudgetSlot } from './connection-budget.js'
 import type { ListNode } from './linked-list.js'
 
 /**
@@ -76,6 +77,8 @@ export class ConnectionRecord<C> implements ListNode<ConnectionRecord<C>> {
   state: RecordState = 'closed'
   /** The driver's connection, once connected. */
   connection: C | undefined = undefined
+  /** The slot of the pool's shared budget this connection holds, given back when it is closed. */
+  slot: BudgetSlot | undefined = undefined
   /**
    * The order in which connections were established. A disconnect invalidates every connection
    * established before it (SQLAlchemy's rule), by comparing this with the pool's floor.

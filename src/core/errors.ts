@@ -27,6 +27,7 @@ export const ERROR_CODES = [
   'LIFEGUARD_CLOSE_TIMEOUT',
   'LIFEGUARD_WRONG_ROLE',
   'LIFEGUARD_NAMED_STATEMENT',
+  'LIFEGUARD_BUDGET_TIMEOUT',
 ] as const
 
 /** The stable, machine-readable code of an error lifeguard throws, such as `LIFEGUARD_ACQUIRE_TIMEOUT`. */
@@ -37,6 +38,8 @@ export const WARNING_CODES = [
   'LIFEGUARD_POOL_EXCEEDS_SERVER',
   'LIFEGUARD_LISTENER_THREW',
   'LIFEGUARD_RESET_BEHIND_POOLER',
+  'LIFEGUARD_BUDGET_UNREACHABLE',
+  'LIFEGUARD_BUDGET_REFUSED',
 ] as const
 
 /** The stable code of a warning lifeguard emits, such as `LIFEGUARD_POOL_EXCEEDS_SERVER`. */
@@ -101,6 +104,22 @@ export class AcquireTimeoutError extends PoolError {
   }
 }
 named(AcquireTimeoutError, 'AcquireTimeoutError')
+
+/**
+ * `acquire()` waited `acquireTimeout` (or its own `timeout`) while the pool waited for a slot of
+ * its shared connection budget (`budget`): every slot was held elsewhere, or the budget's store
+ * (Redis) was unreachable; then `cause` is the store's last error.
+ */
+export class BudgetTimeoutError extends PoolError {
+  /** The stable code of this error. */
+  static readonly code = 'LIFEGUARD_BUDGET_TIMEOUT'
+  /** This error's code, always `LIFEGUARD_BUDGET_TIMEOUT`. */
+  declare readonly code: 'LIFEGUARD_BUDGET_TIMEOUT'
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, BudgetTimeoutError.code, options)
+  }
+}
+named(BudgetTimeoutError, 'BudgetTimeoutError')
 
 /** `acquire()` would have waited, but `maxWaiting` callers were already waiting. */
 export class TooManyWaitersError extends PoolError {

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { abortable } from './abortable.js'
 import { ConnectBackoff } from './connect-backoff.js'
+import type { ConnectionBudget } from './connection-budget.js'
 import {
   ConnectionRecord,
   checkTransition,
@@ -12,6 +13,7 @@ import type { Dialect, ReadOnlyScope, ResetMode, ServerInfo } from './dialect.js
 import { spreadEndOfLife } from './end-of-life.js'
 import {
   AcquireTimeoutError,
+  BudgetTimeoutError,
   CloseTimeoutError,
   ConnectError,
   InvalidOptionError,
@@ -89,6 +91,9 @@ interface Failing {
   /** The message of `error`, without its explain hint, for the copies each caller gets. */
   readonly message: string
 }
+
+/** Why the pool withdraws a wait for a budget slot that nobody needs any more. */
+const SLOT_NOT_NEEDED = new Error('no longer needed')
 
 /**
  * The engine of a `Pool`: it owns the connection records, the idle list and the waiter
@@ -179,6 +184,11 @@ export class PoolCore<C> {
   private scopeHost: ScopeHost<C> | undefined
   /** Where every event goes: the public pool's events, the debug log. */
   private readonly telemetry: PoolTelemetry<C>
+  /** The shared budget (`budget` option): a slot is taken before each connect, given back once closed. */
+  private readonly budget: ConnectionBudget | undefined
+  /** Connects waiting for a slot of the budget: a caller who times out meanwhile gets `BudgetTimeoutError`. */
+  private readonly slotWaits = new Set<ConnectionRecord<C>>()
+  private unsubscribeBudget: (() => void) | undefined = undefined
 
   constructor(options: PoolOptions<C>, events: PoolEventSink<C>) {
     const resolved = resolvePoolOptions(options)
@@ -226,6 +236,11 @@ export class PoolCore<C> {
     }
     this.housekeeper = new Housekeeper(host, this.opts)
     this.housekeeper.start()
+    this.budget = this.opts.budget
+    this.unsubscribeBudget = this.budget?.subscribe({
+      warning: (code, message) => this.telemetry.warning(code, `pool "${this.label}": ${message}`),
+      shed: () => this.shed(),
+    })
     this.pump()
   }
 
@@ -520,6 +535,7 @@ export class PoolCore<C> {
       if (this.needsPing(record)) this.validate(record)
       else this.serve(record, this.waiters.shift()!)
     }
+    if (this.slotWaits.size > 0) this.dropSlotWaits()
     if (this.failing !== undefined) return this.pumpFailing()
     // Open connections for the waiters nothing covers yet, and to keep `min` idle.
     const c = this.counts
@@ -532,6 +548,8 @@ export class PoolCore<C> {
     let open = Math.min(this.waiters.size - coming, max + maxOverflow - total)
     open = Math.max(open, Math.min(this.fillTo - c.idle - coming, max - total))
     if (open <= 0) return
+    // Above its share of the budget the pool opens nothing (min included): it gives back instead.
+    if (this.budget !== undefined && this.budget.surplus() > 0) return
     // Under connectErrors 'reject' each failure rejects a waiter: the waiters nothing covers get
     // connects at once. A hedge's connect waits for the backoff, as a refill's does.
     if (this.backoff.failures > 0 && !(this.rejectConnectErrors && this.waiters.size > covered)) {
@@ -625,8 +643,14 @@ export class PoolCore<C> {
       else this.idle.push(record)
       if (this.unrefIdle) this.hold(record, false)
       if (this.housekeeper.idleTimer === undefined) this.housekeeper.watchIdle(record.lastUsedAt)
+    } else if (to === 'closing') {
+      record.slot?.closing()
     } else if (to === 'closed') {
       this.records.delete(record)
+      if (record.slot !== undefined) {
+        record.slot.release()
+        record.slot = undefined
+      }
     }
     // Out of the idle list (lent, pinged or closing): its socket keeps the process alive again.
     if (from === 'idle' && this.unrefIdle) this.hold(record, true)
@@ -681,6 +705,17 @@ export class PoolCore<C> {
 
   /** Hands a ready, uncondemned record to the head waiter, or parks it idle, or closes it. */
   private handOff(record: ConnectionRecord<C>): void {
+    // Other processes wait for slots this one holds beyond its share: one goes back per return
+    // (a closing slot counts as given back), and no connect opens meanwhile, so it settles. A
+    // new connection serves the caller it was opened for first: closing it would waste its connect.
+    if (
+      this.budget !== undefined &&
+      this.budget.surplus() > 0 &&
+      !(record.state === 'connecting' && this.waiters.size > 0)
+    ) {
+      this.closeRecord(record)
+      return this.pump()
+    }
     const waiter = this.waiters.shift()
     if (waiter !== undefined) return this.serve(record, waiter)
     // An overflow connection closes when it comes back with nobody waiting.
@@ -692,6 +727,7 @@ export class PoolCore<C> {
 
   private serve(record: ConnectionRecord<C>, waiter: Waiter<Lease<C>>): void {
     waiter.resolve(this.lend(record, waiter, waiter.extra?.stack))
+    if (this.slotWaits.size > 0) this.dropSlotWaits()
   }
 
   /** Lends a record to a waiter, or to a caller that did not wait (`waiter` undefined). */
@@ -889,6 +925,44 @@ export class PoolCore<C> {
     const started = performance.now()
     const controller = new AbortController()
     record.abort = controller
+    if (this.budget !== undefined) return this.takeSlot(record, controller, started)
+    this.dial(record, controller, started)
+  }
+
+  /** Waits for a slot of the budget (no connect timeout meanwhile: the wait is not the server's), then dials. */
+  private takeSlot(
+    record: ConnectionRecord<C>,
+    controller: AbortController,
+    started: number,
+  ): void {
+    this.slotWaits.add(record)
+    this.budget!.take(controller.signal).then(
+      (slot) => {
+        // Granted, but withdrawn (dropSlotWaits, close()) before this ran: no connect for nobody.
+        if (controller.signal.aborted) {
+          slot.release()
+          return notTaken(controller.signal.reason)
+        }
+        this.slotWaits.delete(record)
+        record.slot = slot
+        this.dial(record, controller, started)
+      },
+      (error) => notTaken(error),
+    )
+    const notTaken = (error: unknown) => {
+      this.slotWaits.delete(record)
+      record.abort = undefined
+      if (error !== SLOT_NOT_NEEDED || this.state !== 'open') {
+        return this.connectFailed(record, error, started)
+      }
+      // Nobody needs it any more: not a failed connect, and no backoff.
+      record.openedFor = undefined
+      this.move(record, 'closed')
+      this.pump()
+    }
+  }
+
+  private dial(record: ConnectionRecord<C>, controller: AbortController, started: number): void {
     const ms = this.opts.connectTimeout
     const timer = setTimeout(
       () => controller.abort(new ConnectError(`connect timed out after ${ms} ms`)),
@@ -1290,15 +1364,70 @@ export class PoolCore<C> {
     ).catch(() => {})
   }
 
+  /**
+   * The budget asks for slots back: idle connections close now, as many as it asks for (closing
+   * ones count as given back, in every pool sharing the budget). `min` does not hold them: a
+   * shared budget may keep a pool below `min`.
+   */
+  private shed(): void {
+    if (this.state !== 'open') return
+    if (this.slotWaits.size > 0) this.dropSlotWaits()
+    while (this.budget!.surplus() > 0) {
+      const record = this.idle.tail
+      if (record === undefined) break
+      this.closeRecord(record)
+    }
+    if (this.budget!.surplus() === 0) this.pump()
+  }
+
   // Waiters.
 
   /** A waiter gave up: once none is left, a pending connect retry no longer holds the process. */
   private waiterLeft(): void {
     if (this.waiters.size === 0) this.backoff.release()
+    if (this.slotWaits.size > 0) this.dropSlotWaits()
+  }
+
+  /**
+   * Withdraws the newest slot waits that no waiter (nor `min`) needs any more: served by
+   * connections that came back, or gone. A ticket left in the budget's queue for nobody would
+   * make other processes give back connections for nothing.
+   */
+  private dropSlotWaits(): void {
+    const c = this.counts
+    const other = c.connecting - this.slotWaits.size + c.validating + c.resetting - this.slow.size
+    // Above its share the pool opens nothing: every slot wait is one too many.
+    const needed =
+      this.budget!.surplus() > 0
+        ? 0
+        : Math.max(this.waiters.size - other, this.fillTo - c.idle - other, 0)
+    let excess = this.slotWaits.size - needed
+    if (excess <= 0) return
+    const newest = [...this.slotWaits].reverse()
+    for (const record of newest) {
+      if (excess-- <= 0) break
+      this.slotWaits.delete(record)
+      record.abort?.abort(SLOT_NOT_NEEDED)
+    }
   }
 
   private timedOut(waiter: Waiter<Lease<C>>): void {
     this.counters.timeouts++
+    // A slot is the hold-up only while every connect waits for one and none failed since: a
+    // connect dialing a silent or refusing database is the cause then, whatever waits for a slot.
+    if (
+      this.slotWaits.size > 0 &&
+      this.slotWaits.size === this.counts.connecting &&
+      this.backoff.lastError === undefined
+    ) {
+      const blocked = this.budget!.blocked()
+      return waiter.reject(
+        new BudgetTimeoutError(
+          `Timed out after ${waiter.timeout} ms waiting for a connection from pool "${this.label}": ${blocked.message} ${this.describeCounts()}`,
+          blocked.cause === undefined ? undefined : { cause: blocked.cause },
+        ),
+      )
+    }
     waiter.reject(
       new AcquireTimeoutError(
         `Timed out after ${waiter.timeout} ms waiting for a connection from pool "${this.label}" ${this.describeCounts()}`,
@@ -1346,6 +1475,8 @@ export class PoolCore<C> {
   }
 
   private stopBackground(): void {
+    this.unsubscribeBudget?.()
+    this.unsubscribeBudget = undefined
     this.housekeeper.stop()
     this.backoff.stop()
     this.pings.stop()

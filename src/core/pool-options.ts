@@ -1,3 +1,4 @@
+import { type ConnectionBudget, isConnectionBudget } from './connection-budget.js'
 import type { Dialect, ResetMode } from './dialect.js'
 import { InvalidOptionError } from './errors.js'
 import { poolNames } from './pool-names.js'
@@ -142,6 +143,12 @@ export interface PoolOptions<C> {
   /** Session setup, run after each connect and after each `'session'` reset. */
   onConnect?: ((connection: C) => Promise<void> | void) | undefined
   /**
+   * A cap on connections shared with other pools and processes, such as `redisBudget()` from
+   * `lifeguard/redis`: the pool takes a slot before it opens a connection and gives it back when
+   * that connection closes (never per `acquire()`). See docs/scaling.md.
+   */
+  budget?: ConnectionBudget | undefined
+  /**
    * Which idle connection to lend: `'lifo'`, the most recently used (keeps the set of busy
    * connections small, so idle ones time out), or `'fifo'`, the least recently used.
    * @defaultValue 'lifo'
@@ -214,6 +221,8 @@ export interface ResolvedPoolOptions<C> {
   readonly resetOnRelease: ResetMode | false
   /** See {@link PoolOptions.onConnect}. */
   readonly onConnect: ((connection: C) => Promise<void> | void) | undefined
+  /** See {@link PoolOptions.budget}. */
+  readonly budget: ConnectionBudget | undefined
   /** See {@link PoolOptions.order}. */
   readonly order: 'lifo' | 'fifo'
   /** See {@link PoolOptions.leakDetectionThreshold}; `0` when off. */
@@ -268,6 +277,7 @@ export const POOL_OPTION_KEYS = [
   'keepaliveInterval',
   'resetOnRelease',
   'onConnect',
+  'budget',
   'order',
   'leakDetectionThreshold',
   'allowExitOnIdle',
@@ -446,6 +456,14 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
   if (onConnect !== undefined && typeof onConnect !== 'function') {
     fail('onConnect', onConnect, 'a function (connection) => Promise<void>')
   }
+  const budget = options.budget
+  if (budget !== undefined && !isConnectionBudget(budget)) {
+    fail(
+      'budget',
+      budget,
+      'a connection budget, such as redisBudget() from lifeguard/redis: an object with take(), surplus(), blocked() and subscribe()',
+    )
+  }
   const name = options.name
   if (name !== undefined && typeof name !== 'string') fail('name', name, 'a string')
   const failFast = options.failFast ?? true
@@ -503,6 +521,7 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
       false,
     ] as const),
     onConnect,
+    budget,
     order: oneOf('order', options.order, 'lifo', ['lifo', 'fifo'] as const),
     leakDetectionThreshold: integer('leakDetectionThreshold', options.leakDetectionThreshold, 0, 0),
     allowExitOnIdle,

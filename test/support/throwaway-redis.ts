@@ -1,0 +1,83 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { closedPort } from './ports.js'
+
+/** A redis-server of a test's own, on 127.0.0.1 and a port of its own, with no persistence. */
+export interface ThrowawayRedis {
+  readonly port: number
+  readonly url: string
+  /** Kills the server (SIGKILL) and waits for it to be gone; `start()` brings it back, empty, on the same port (and does nothing while it runs). */
+  stop(): Promise<void>
+  start(): Promise<void>
+  /** Stops it for good and removes its folder. */
+  remove(): Promise<void>
+}
+
+/** Whether something accepts connections on 127.0.0.1:`port`. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
+}
+
+/**
+ * Starts `redis-server` (Debian's, from PATH) in a temp folder, with `--save ""` and
+ * `--appendonly no`: a restart loses every key, as a crash of a cache-only Redis does. Never the
+ * shared server on 6379.
+ */
+export async function startThrowawayRedis(): Promise<ThrowawayRedis> {
+  const dir = mkdtempSync(join(tmpdir(), 'lifeguard-redis-'))
+  const port = await closedPort()
+  let child: ChildProcess | undefined
+  const start = async () => {
+    if (child !== undefined && child.exitCode === null) return
+    child = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+      ],
+      { stdio: 'ignore' },
+    )
+    const deadline = Date.now() + 10_000
+    while (!(await listening(port))) {
+      if (Date.now() > deadline) throw new Error(`redis-server did not start on port ${port}`)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  }
+  const stop = async () => {
+    const running = child
+    child = undefined
+    if (running === undefined || running.exitCode !== null) return
+    const exited = new Promise((resolve) => running.once('exit', resolve))
+    running.kill('SIGKILL')
+    await exited
+  }
+  await start()
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    stop,
+    start,
+    async remove() {
+      await stop()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
