@@ -19,7 +19,7 @@ import { describeOnServer, IN_CI, probe } from '../support/servers.js'
 import { startThrowawayRedis, type ThrowawayRedis } from '../support/throwaway-redis.js'
 
 const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379'
 const postgresUp = await probe('postgres')
 const mysqlUp = await probe('mysql')
 const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test'
