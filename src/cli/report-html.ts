@@ -238,7 +238,8 @@ const SCRIPT = `
     for (var i = 0; i <= 4; i++) {
       var v = (top / 4) * i;
       el('line', { x1: L, x2: W - R, y1: Y(v), y2: Y(v), stroke: '#eceef2' }, svg);
-      el('text', { x: L - 6, y: Y(v) + 4, 'text-anchor': 'end' }, svg, String(Math.round(v)));
+      // Counts reach tens of thousands: 12.5k keeps a tick clear of the axis label.
+      el('text', { x: L - 6, y: Y(v) + 4, 'text-anchor': 'end' }, svg, v >= 10000 ? Math.round(v / 100) / 10 + 'k' : String(Math.round(v)));
     }
     axisLabelY(svg, 16, (T + H - B) / 2, 'acquires');
     h.counts.forEach(function (n, i) {
