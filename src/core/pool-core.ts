@@ -631,10 +631,13 @@ export class PoolCore<C> {
     this.handOff(record)
   }
 
-  /** Hands a ready, uncondemned record to the head waiter, or parks it idle, or closes it. */
-  private handOff(record: ConnectionRecord<C>): void {
+  /**
+   * Hands a ready, uncondemned record to the head waiter, or parks it idle, or closes it; `now`
+   * is the clock the release just read, if it did (one read serves both leases).
+   */
+  private handOff(record: ConnectionRecord<C>, now = Number.NaN): void {
     const waiter = this.waiters.shift()
-    if (waiter !== undefined) return this.serve(record, waiter)
+    if (waiter !== undefined) return this.serve(record, waiter, now)
     // An overflow connection closes when it comes back with nobody waiting.
     if (this.records.size - this.counts.closing > this.opts.max) return this.closeRecord(record)
     // Only a connection that goes idle needs to know when: for pre-ping and idleTimeout.
@@ -642,8 +645,8 @@ export class PoolCore<C> {
     this.move(record, 'idle')
   }
 
-  private serve(record: ConnectionRecord<C>, waiter: Waiter<Lease<C>>): void {
-    waiter.resolve(this.lend(record, waiter, waiter.extra?.stack))
+  private serve(record: ConnectionRecord<C>, waiter: Waiter<Lease<C>>, now = Number.NaN): void {
+    waiter.resolve(this.lend(record, waiter, waiter.extra?.stack, now))
   }
 
   /** Lends a record to a waiter, or to a caller that did not wait (`waiter` undefined). */
@@ -651,13 +654,16 @@ export class PoolCore<C> {
     record: ConnectionRecord<C>,
     waiter: Waiter<Lease<C>> | undefined,
     stack: string | undefined,
+    now = Number.NaN,
   ): Lease<C> {
     // A record handed from one lease straight to the next stays `leased`: no count changes.
     if (record.state !== 'leased') this.move(record, 'leased')
     // The hold time is measured only when someone will see it.
     record.leasedAt =
       this.opts.leakDetectionThreshold > 0 || this.telemetry.timesLeases()
-        ? performance.now()
+        ? Number.isNaN(now)
+          ? performance.now()
+          : now
         : Number.NaN
     const lease = lendLease(this.owner, record)
     record.lease = lease
@@ -678,7 +684,7 @@ export class PoolCore<C> {
     }
     record.lease = undefined
     this.counters.released++
-    this.telemetry.released(record, destroy)
+    const releasedAt = this.telemetry.released(record, destroy)
     if (record.state !== 'leased') return
     if (destroy) {
       const why = this.destroyReason(record, reason)
@@ -696,7 +702,7 @@ export class PoolCore<C> {
     const mode = this.resetMode
     if (mode !== false && this.dialect.reset !== undefined) return this.reset(record, mode)
     // Nothing to reset, and the checks of makeAvailable were just made: hand it on directly.
-    this.handOff(record)
+    this.handOff(record, releasedAt)
   }
 
   private reset(record: ConnectionRecord<C>, mode: ResetMode): void {

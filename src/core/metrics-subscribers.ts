@@ -1,0 +1,56 @@
+import type { InvalidateReason } from './events.js'
+
+/**
+ * The key of the internal method by which the metrics exporters subscribe to a pool
+ * (`pool[SUBSCRIBE_METRICS](subscriber)`, which returns what unsubscribes). A registered symbol,
+ * so that an ES module and a CommonJS copy of lifeguard find each other's pools.
+ */
+export const SUBSCRIBE_METRICS: unique symbol = Symbol.for('lifeguard.subscribeMetrics')
+
+/**
+ * What the metrics exporters hear from a pool's telemetry: bare numbers, with no payload object
+ * and no event dispatch (the pool's public events would cost a borrow about three times its own
+ * price on the no-I/O loop). The same moments as the events of the same names.
+ */
+export interface MetricsSubscriber {
+  /** A connection was opened in `durationMs` (the `connect` event). */
+  connected(durationMs: number): void
+  /** A connection was lent after the caller waited `waitMs` (the `acquire` event). */
+  acquired(waitMs: number): void
+  /** A lease ended after `heldMs` (the `release` event). */
+  released(heldMs: number): void
+  /** A connection was taken out of service (the `invalidate` event). */
+  invalidated(reason: InvalidateReason): void
+  /** Opening a connection failed with `error` (the `connectError` event). */
+  connectFailed(error: Error): void
+  /** A lease outlived `leakDetectionThreshold` (the `leak` event). */
+  leaked(): void
+  /** The pool started failing fast (the `unavailable` event). */
+  unavailable(): void
+  /** The pool stopped failing fast (the `available` event). */
+  available(): void
+}
+
+/**
+ * A pool's metrics subscribers: the telemetry reads {@link list} after one check of {@link any}.
+ * Copy on write, so that a subscriber may leave while the others are being called.
+ */
+export class MetricsSubscribers {
+  /** Whether anyone subscribed: one field read on the hot path of a pool nobody meters. */
+  any = false
+  /** The subscribers, in the order they came. */
+  list: readonly MetricsSubscriber[] = []
+
+  /** Adds `subscriber`; returns what removes it (idempotent). */
+  add(subscriber: MetricsSubscriber): () => void {
+    this.list = [...this.list, subscriber]
+    this.any = true
+    let removed = false
+    return () => {
+      if (removed) return
+      removed = true
+      this.list = this.list.filter((s) => s !== subscriber)
+      this.any = this.list.length > 0
+    }
+  }
+}
