@@ -308,10 +308,7 @@ export class PoolCore<C> {
     // The clock is read only for a wait time someone will see; timeouts need none (WaiterQueue).
     const timed = this.telemetry.timesWaits()
     const trace = this.telemetry.acquiring
-    const extra =
-      timed || stack !== undefined || trace !== undefined
-        ? { enqueuedAt: timed ? performance.now() : undefined, stack, trace }
-        : undefined
+    const extra = stack !== undefined || trace !== undefined ? { stack, trace } : undefined
     let resolve!: (lease: Lease<C> | PromiseLike<Lease<C>>) => void
     const promise = new Promise<Lease<C>>((settle) => {
       resolve = settle
@@ -323,6 +320,7 @@ export class PoolCore<C> {
       resolve,
       extra,
     )
+    if (timed) waiter.enqueuedAt = performance.now()
     this.waiters.push(waiter, signal)
     // Under load every connection is out and the pool is full: a new waiter changes nothing the
     // pump could act on, so skip it (it serves idle connections and opens new ones).

@@ -134,7 +134,10 @@ export class PoolTelemetry<C> {
    * unless someone listens. The wait ends when the lease starts: at `record.leasedAt` when the
    * lease is timed (no second clock read), else now.
    */
-  acquired(record: ConnectionRecord<C>, waiter: Pick<Waiter<unknown>, 'extra'> | undefined): void {
+  acquired(
+    record: ConnectionRecord<C>,
+    waiter: Pick<Waiter<unknown>, 'extra' | 'enqueuedAt'> | undefined,
+  ): void {
     const trace = waiter === undefined ? this.acquiring : waiter.extra?.trace
     if (trace !== undefined) trace.connectionId = record.id
     const listening = this.events.listening('acquire')
@@ -143,7 +146,7 @@ export class PoolTelemetry<C> {
     let waitMs = 0
     if (waiter !== undefined) {
       const servedAt = Number.isNaN(record.leasedAt) ? performance.now() : record.leasedAt
-      waitMs = servedAt - (waiter.extra?.enqueuedAt ?? Number.NaN)
+      waitMs = servedAt - (waiter.enqueuedAt ?? Number.NaN)
     }
     if (metered) for (const m of this.metrics.list) m.acquired(waitMs)
     if (!listening && this.log === undefined) return
