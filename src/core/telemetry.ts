@@ -120,7 +120,7 @@ export class PoolTelemetry<C> {
 
   /** A connection was opened in `durationMs`. */
   connected(record: ConnectionRecord<C>, durationMs: number): void {
-    if (this.metrics.any) for (const m of this.metrics.list) m.connected(durationMs)
+    if (this.metrics.any) this.metrics.connected(durationMs)
     const listening = this.events.listening('connect')
     if (!listening && this.log === undefined) return
     const payload = { id: record.id, connection: record.connection as C, durationMs }
@@ -140,19 +140,9 @@ export class PoolTelemetry<C> {
   ): void {
     const trace = waiter === undefined ? this.acquiring : waiter.extra?.trace
     if (trace !== undefined) trace.connectionId = record.id
-    const listening = this.events.listening('acquire')
-    const metered = this.metrics.any
-    if (!listening && !metered && this.log === undefined) return
-    let waitMs = 0
-    if (waiter !== undefined) {
-      const servedAt = Number.isNaN(record.leasedAt) ? performance.now() : record.leasedAt
-      waitMs = servedAt - (waiter.enqueuedAt ?? Number.NaN)
+    if (this.metrics.any || this.log !== undefined || this.events.listening('acquire')) {
+      this.tellAcquired(record, waiter)
     }
-    if (metered) for (const m of this.metrics.list) m.acquired(waitMs)
-    if (!listening && this.log === undefined) return
-    const payload = { id: record.id, connection: record.connection as C, waitMs }
-    if (listening) this.events.emit('acquire', payload)
-    this.log?.emit('acquire', payload)
   }
 
   /**
@@ -160,26 +150,12 @@ export class PoolTelemetry<C> {
    * it read the clock (so that a lease handed on at once starts then), else `NaN`.
    */
   released(record: ConnectionRecord<C>, destroyed: boolean): number {
-    const listening = this.events.listening('release')
-    const channel = channels.release.hasSubscribers
-    const metered = this.metrics.any
-    if (!listening && !metered && this.log === undefined && !channel) return Number.NaN
-    const now = performance.now()
-    const heldMs = now - record.leasedAt
-    if (metered) for (const m of this.metrics.list) m.released(heldMs)
-    if (channel) {
-      channels.release.publish({
-        poolName: this.poolName,
-        connectionId: record.id,
-        heldMs,
-        destroyed,
-      })
-    }
-    if (!listening && this.log === undefined) return now
-    const payload = { id: record.id, connection: record.connection as C, heldMs, destroyed }
-    if (listening) this.events.emit('release', payload)
-    this.log?.emit('release', payload)
-    return now
+    return this.metrics.any ||
+      this.log !== undefined ||
+      channels.release.hasSubscribers ||
+      this.events.listening('release')
+      ? this.tellReleased(record, destroyed)
+      : Number.NaN
   }
 
   /** A returned connection was reset; `started` is from `performance.now()`, or `NaN` when not timed. */
@@ -199,7 +175,7 @@ export class PoolTelemetry<C> {
 
   /** A connection was taken out of service; `error` is what condemned it, if anything did. */
   invalidated(record: ConnectionRecord<C>, reason: InvalidateReason, error: unknown): void {
-    if (this.metrics.any) for (const m of this.metrics.list) m.invalidated(reason)
+    if (this.metrics.any) this.metrics.invalidated(reason)
     if (channels.invalidate.hasSubscribers) {
       const message = { poolName: this.poolName, connectionId: record.id, reason }
       channels.invalidate.publish(error === undefined ? message : { ...message, error })
@@ -234,7 +210,7 @@ export class PoolTelemetry<C> {
     attempt: number,
     retryInMs: number,
   ): void {
-    if (this.metrics.any) for (const m of this.metrics.list) m.connectFailed(error)
+    if (this.metrics.any) this.metrics.connectFailed(error)
     if (channels.connectError.hasSubscribers) {
       channels.connectError.publish({
         poolName: this.poolName,
@@ -253,7 +229,7 @@ export class PoolTelemetry<C> {
 
   /** The pool started failing fast. */
   unavailable(reason: 'permanent' | 'down', error: Error): void {
-    if (this.metrics.any) for (const m of this.metrics.list) m.unavailable()
+    if (this.metrics.any) this.metrics.unavailable()
     if (channels.unavailable.hasSubscribers) {
       channels.unavailable.publish({ poolName: this.poolName, reason, error })
     }
@@ -266,7 +242,7 @@ export class PoolTelemetry<C> {
 
   /** The pool stopped failing fast, after `unavailableMs`. */
   available(unavailableMs: number): void {
-    if (this.metrics.any) for (const m of this.metrics.list) m.available()
+    if (this.metrics.any) this.metrics.available()
     if (channels.available.hasSubscribers) {
       channels.available.publish({ poolName: this.poolName, unavailableMs })
     }
@@ -279,7 +255,7 @@ export class PoolTelemetry<C> {
 
   /** A lease was held longer than `leakDetectionThreshold`. */
   leaked(record: ConnectionRecord<C>, heldMs: number, stack: string): void {
-    if (this.metrics.any) for (const m of this.metrics.list) m.leaked()
+    if (this.metrics.any) this.metrics.leaked()
     if (channels.leak.hasSubscribers) {
       channels.leak.publish({ poolName: this.poolName, connectionId: record.id, heldMs, stack })
     }
@@ -333,5 +309,44 @@ export class PoolTelemetry<C> {
   /** The server's limits could not be read (not fatal); only the log hears of it. */
   noServerLimits(error: unknown): void {
     this.log?.noServerLimits(error)
+  }
+
+  /** {@link acquired}, for a pool someone watches; apart so that the engine inlines the check. */
+  private tellAcquired(
+    record: ConnectionRecord<C>,
+    waiter: Pick<Waiter<unknown>, 'extra' | 'enqueuedAt'> | undefined,
+  ): void {
+    let waitMs = 0
+    if (waiter !== undefined) {
+      const servedAt = Number.isNaN(record.leasedAt) ? performance.now() : record.leasedAt
+      waitMs = servedAt - (waiter.enqueuedAt ?? Number.NaN)
+    }
+    if (this.metrics.any) this.metrics.acquired(waitMs)
+    const listening = this.events.listening('acquire')
+    if (!listening && this.log === undefined) return
+    const payload = { id: record.id, connection: record.connection as C, waitMs }
+    if (listening) this.events.emit('acquire', payload)
+    this.log?.emit('acquire', payload)
+  }
+
+  /** {@link released}, for a pool someone watches; returns the clock it read. */
+  private tellReleased(record: ConnectionRecord<C>, destroyed: boolean): number {
+    const now = performance.now()
+    const heldMs = now - record.leasedAt
+    if (this.metrics.any) this.metrics.released(heldMs)
+    if (channels.release.hasSubscribers) {
+      channels.release.publish({
+        poolName: this.poolName,
+        connectionId: record.id,
+        heldMs,
+        destroyed,
+      })
+    }
+    const listening = this.events.listening('release')
+    if (!listening && this.log === undefined) return now
+    const payload = { id: record.id, connection: record.connection as C, heldMs, destroyed }
+    if (listening) this.events.emit('release', payload)
+    this.log?.emit('release', payload)
+    return now
   }
 }
