@@ -1,11 +1,13 @@
 import type { InvalidateReason } from './events.js'
 
 /**
- * The key of the internal method by which the metrics exporters subscribe to a pool
- * (`pool[SUBSCRIBE_METRICS](subscriber)`, which returns what unsubscribes). A registered symbol,
- * so that an ES module and a CommonJS copy of lifeguard find each other's pools.
+ * The key under which a pool keeps its {@link MetricsSubscribers}, for the metrics exporters
+ * (`lifeguard/otel`, `lifeguard/prometheus`). A registry symbol, as in `pool-of.ts`: when both the
+ * ES module and the CommonJS build of lifeguard are loaded, an exporter of one finds a pool made
+ * by the other. The property is defined at run time and not enumerable, so it is in no type, no
+ * `Object.keys`, no spread and no `util.inspect`.
  */
-export const SUBSCRIBE_METRICS: unique symbol = Symbol.for('lifeguard.subscribeMetrics')
+const METRICS = Symbol.for('lifeguard.metrics')
 
 /**
  * What the metrics exporters hear from a pool's telemetry: bare numbers, with no payload object
@@ -90,4 +92,17 @@ export class MetricsSubscribers implements MetricsSubscriber {
       this.any = this.list.length > 0
     }
   }
+}
+
+/** Gives `pool` its metrics subscribers, under a hidden key (see {@link metricsOf}). */
+export function attachMetrics(pool: object, subscribers: MetricsSubscribers): void {
+  Object.defineProperty(pool, METRICS, { value: subscribers, enumerable: false })
+}
+
+/** The metrics subscribers of a lifeguard pool, or `undefined` for anything else. */
+export function metricsOf(pool: object): Pick<MetricsSubscribers, 'add'> | undefined {
+  const subscribers = (pool as Record<symbol, unknown>)[METRICS] as
+    | Pick<MetricsSubscribers, 'add'>
+    | undefined
+  return typeof subscribers?.add === 'function' ? subscribers : undefined
 }

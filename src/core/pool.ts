@@ -2,11 +2,7 @@ import { inspect } from 'node:util'
 import type { ServerInfo } from './dialect.js'
 import { type PoolEvents, TypedEmitter } from './events.js'
 import type { Lease } from './lease.js'
-import {
-  type MetricsSubscriber,
-  MetricsSubscribers,
-  SUBSCRIBE_METRICS,
-} from './metrics-subscribers.js'
+import { attachMetrics, MetricsSubscribers } from './metrics-subscribers.js'
 import { PoolCore } from './pool-core.js'
 import type {
   AcquireOptions,
@@ -35,26 +31,17 @@ import type { PoolStats } from './stats.js'
  */
 export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposable {
   readonly #core: PoolCore<C>
-  readonly #metrics = new MetricsSubscribers()
 
   /** Use {@link createPool}; the constructor validates the options the same way. */
   constructor(options: PoolOptions<C>) {
     super()
+    const metrics = new MetricsSubscribers()
     this.#core = new PoolCore(options, {
       listening: (event) => this.listening(event),
       emit: (event, payload) => this.emit(event, payload),
-      metrics: this.#metrics,
+      metrics,
     })
-  }
-
-  /**
-   * Subscribes a metrics exporter (`lifeguard/otel`, `lifeguard/prometheus`) to the pool's
-   * telemetry; returns what unsubscribes it. Internal: symbol-keyed, so it is neither enumerable
-   * nor in autocompletion.
-   * @internal
-   */
-  [SUBSCRIBE_METRICS](subscriber: MetricsSubscriber): () => void {
-    return this.#metrics.add(subscriber)
+    attachMetrics(this, metrics)
   }
 
   /** The pool's name: the `name` option, or a generated one. */

@@ -1,12 +1,12 @@
-import { SUBSCRIBE_METRICS } from '../core/metrics-subscribers.js'
+import { metricsOf } from '../core/metrics-subscribers.js'
 import type { Pool } from '../core/pool.js'
 import { poolOf } from '../core/pool-of.js'
 import { describe, rejectUnknownKeys } from '../core/pool-options.js'
 
 /** Whether `value` has the methods of a lifeguard `Pool` that metrics use (duck-typed: an ES module and a CommonJS copy of lifeguard have two `Pool` classes). */
 function isPool(value: object): value is Pool<unknown> {
-  const pool = value as Partial<Record<'stats' | typeof SUBSCRIBE_METRICS, unknown>>
-  return typeof pool.stats === 'function' && typeof pool[SUBSCRIBE_METRICS] === 'function'
+  const pool = value as Partial<Record<'stats', unknown>>
+  return typeof pool.stats === 'function' && metricsOf(value) !== undefined
 }
 
 /**

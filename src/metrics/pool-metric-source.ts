@@ -1,5 +1,5 @@
 import type { InvalidateReason } from '../core/events.js'
-import { type MetricsSubscriber, SUBSCRIBE_METRICS } from '../core/metrics-subscribers.js'
+import { type MetricsSubscriber, metricsOf } from '../core/metrics-subscribers.js'
 import type { Pool } from '../core/pool.js'
 import type { PoolMetricKey } from './pool-metric-catalog.js'
 
@@ -104,7 +104,8 @@ export class PoolMetricSource {
         this.#unavailable = false
       },
     }
-    this.#unsubscribe = pool[SUBSCRIBE_METRICS](subscriber)
+    // meteredPool() checked that the pool has them.
+    this.#unsubscribe = metricsOf(pool)!.add(subscriber)
   }
 
   /** The error kinds this pool has reported so far (for exporters that remove their series). */
