@@ -1,3 +1,4 @@
+import { explainHint } from './errors.js'
 import type { InvalidateReason } from './events.js'
 
 /**
@@ -34,6 +35,17 @@ export interface MetricsSubscriber {
 }
 
 /**
+ * An exporter that throws (a meter provider of the user's, say) must not break the pool's
+ * bookkeeping: reported as a process warning, as a throwing event listener is.
+ */
+function threw(error: unknown): void {
+  process.emitWarning(
+    `a lifeguard metrics exporter threw: ${String(error)} ${explainHint('LIFEGUARD_LISTENER_THREW')}`,
+    { code: 'LIFEGUARD_LISTENER_THREW' },
+  )
+}
+
+/**
  * A pool's metrics subscribers, told each thing in turn: the telemetry calls it after one check
  * of {@link any}, and the loops live here so that the telemetry's own methods stay small enough
  * to be inlined into the engine's. Copy on write, so that a subscriber may leave while the
@@ -47,37 +59,85 @@ export class MetricsSubscribers implements MetricsSubscriber {
 
   connected(durationMs: number): void {
     const list = this.list
-    for (let i = 0; i < list.length; i++) list[i]!.connected(durationMs)
+    for (let i = 0; i < list.length; i++) {
+      try {
+        list[i]!.connected(durationMs)
+      } catch (error) {
+        threw(error)
+      }
+    }
   }
 
   acquired(waitMs: number): void {
     const list = this.list
-    for (let i = 0; i < list.length; i++) list[i]!.acquired(waitMs)
+    for (let i = 0; i < list.length; i++) {
+      try {
+        list[i]!.acquired(waitMs)
+      } catch (error) {
+        threw(error)
+      }
+    }
   }
 
   released(heldMs: number): void {
     const list = this.list
-    for (let i = 0; i < list.length; i++) list[i]!.released(heldMs)
+    for (let i = 0; i < list.length; i++) {
+      try {
+        list[i]!.released(heldMs)
+      } catch (error) {
+        threw(error)
+      }
+    }
   }
 
   invalidated(reason: InvalidateReason): void {
-    for (const subscriber of this.list) subscriber.invalidated(reason)
+    for (const subscriber of this.list) {
+      try {
+        subscriber.invalidated(reason)
+      } catch (thrown) {
+        threw(thrown)
+      }
+    }
   }
 
   connectFailed(error: Error): void {
-    for (const subscriber of this.list) subscriber.connectFailed(error)
+    for (const subscriber of this.list) {
+      try {
+        subscriber.connectFailed(error)
+      } catch (thrown) {
+        threw(thrown)
+      }
+    }
   }
 
   leaked(): void {
-    for (const subscriber of this.list) subscriber.leaked()
+    for (const subscriber of this.list) {
+      try {
+        subscriber.leaked()
+      } catch (thrown) {
+        threw(thrown)
+      }
+    }
   }
 
   unavailable(): void {
-    for (const subscriber of this.list) subscriber.unavailable()
+    for (const subscriber of this.list) {
+      try {
+        subscriber.unavailable()
+      } catch (thrown) {
+        threw(thrown)
+      }
+    }
   }
 
   available(): void {
-    for (const subscriber of this.list) subscriber.available()
+    for (const subscriber of this.list) {
+      try {
+        subscriber.available()
+      } catch (thrown) {
+        threw(thrown)
+      }
+    }
   }
 
   /** Adds `subscriber`; returns what removes it (idempotent). */

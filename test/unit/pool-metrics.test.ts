@@ -1,3 +1,4 @@
+import type { MeterProvider } from '@opentelemetry/api'
 import type { DataPoint, Histogram } from '@opentelemetry/sdk-metrics'
 import { Registry } from 'prom-client'
 import { describe, expect, it, vi } from 'vitest'
@@ -253,6 +254,42 @@ describe('lifeguard/prometheus on the fake dialect', () => {
     expect(await waits()).toBe(1)
     observe.mockRestore()
     await otel.shutdown()
+  })
+
+  it('an exporter that throws while recording (OpenTelemetry over a meter that throws) is warned about, and the pool goes on', async () => {
+    const failing = () => {
+      throw new Error('meter broke')
+    }
+    const meter = {
+      createHistogram: () => ({ record: failing }),
+      createCounter: () => ({ add: failing }),
+      createObservableCounter: () => ({}),
+      createObservableGauge: () => ({}),
+      createObservableUpDownCounter: () => ({}),
+      addBatchObservableCallback: () => {},
+      removeBatchObservableCallback: () => {},
+    }
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {})
+    const pool = fake.make({ name: 'throwing' })
+    const stop = instrumentPool(pool, {
+      meterProvider: { getMeter: () => meter } as unknown as MeterProvider,
+    })
+    await pool.use(() => {})
+    await pool.use(() => {})
+    const lease = await pool.acquire()
+    lease.destroy(new Error('done'))
+    await tick(0)
+    expect(pool.stats()).toMatchObject({ acquired: 3, released: 3, leased: 0 })
+    const codes = warn.mock.calls.map(([message, options]) => [
+      String(message).split(':')[0],
+      (options as { code?: string }).code,
+    ])
+    expect(codes.length).toBeGreaterThanOrEqual(7)
+    expect(new Set(codes.map(String))).toEqual(
+      new Set(['a lifeguard metrics exporter threw,LIFEGUARD_LISTENER_THREW']),
+    )
+    stop()
+    warn.mockRestore()
   })
 
   it('puts the prefix before every name, and rejects bad options naming them', () => {
