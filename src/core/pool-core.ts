@@ -308,7 +308,10 @@ export class PoolCore<C> {
     // The clock is read only for a wait time someone will see; timeouts need none (WaiterQueue).
     const timed = this.telemetry.timesWaits()
     const trace = this.telemetry.acquiring
-    const extra = stack !== undefined || trace !== undefined ? { stack, trace } : undefined
+    const extra =
+      timed || stack !== undefined || trace !== undefined
+        ? { enqueuedAt: timed ? performance.now() : undefined, stack, trace }
+        : undefined
     let resolve!: (lease: Lease<C> | PromiseLike<Lease<C>>) => void
     const promise = new Promise<Lease<C>>((settle) => {
       resolve = settle
@@ -320,7 +323,6 @@ export class PoolCore<C> {
       resolve,
       extra,
     )
-    if (timed) waiter.enqueuedAt = performance.now()
     this.waiters.push(waiter, signal)
     // Under load every connection is out and the pool is full: a new waiter changes nothing the
     // pump could act on, so skip it (it serves idle connections and opens new ones).
@@ -629,13 +631,10 @@ export class PoolCore<C> {
     this.handOff(record)
   }
 
-  /**
-   * Hands a ready, uncondemned record to the head waiter, or parks it idle, or closes it; `now`
-   * is the clock the release just read, if it did (one read serves both leases).
-   */
-  private handOff(record: ConnectionRecord<C>, now = Number.NaN): void {
+  /** Hands a ready, uncondemned record to the head waiter, or parks it idle, or closes it. */
+  private handOff(record: ConnectionRecord<C>): void {
     const waiter = this.waiters.shift()
-    if (waiter !== undefined) return this.serve(record, waiter, now)
+    if (waiter !== undefined) return this.serve(record, waiter)
     // An overflow connection closes when it comes back with nobody waiting.
     if (this.records.size - this.counts.closing > this.opts.max) return this.closeRecord(record)
     // Only a connection that goes idle needs to know when: for pre-ping and idleTimeout.
@@ -643,8 +642,8 @@ export class PoolCore<C> {
     this.move(record, 'idle')
   }
 
-  private serve(record: ConnectionRecord<C>, waiter: Waiter<Lease<C>>, now = Number.NaN): void {
-    waiter.resolve(this.lend(record, waiter, waiter.extra?.stack, now))
+  private serve(record: ConnectionRecord<C>, waiter: Waiter<Lease<C>>): void {
+    waiter.resolve(this.lend(record, waiter, waiter.extra?.stack))
   }
 
   /** Lends a record to a waiter, or to a caller that did not wait (`waiter` undefined). */
@@ -652,16 +651,13 @@ export class PoolCore<C> {
     record: ConnectionRecord<C>,
     waiter: Waiter<Lease<C>> | undefined,
     stack: string | undefined,
-    now = Number.NaN,
   ): Lease<C> {
     // A record handed from one lease straight to the next stays `leased`: no count changes.
     if (record.state !== 'leased') this.move(record, 'leased')
     // The hold time is measured only when someone will see it.
     record.leasedAt =
       this.opts.leakDetectionThreshold > 0 || this.telemetry.timesLeases()
-        ? Number.isNaN(now)
-          ? performance.now()
-          : now
+        ? performance.now()
         : Number.NaN
     const lease = lendLease(this.owner, record)
     record.lease = lease
@@ -682,7 +678,7 @@ export class PoolCore<C> {
     }
     record.lease = undefined
     this.counters.released++
-    const releasedAt = this.telemetry.released(record, destroy)
+    this.telemetry.released(record, destroy)
     if (record.state !== 'leased') return
     if (destroy) {
       const why = this.destroyReason(record, reason)
@@ -700,7 +696,7 @@ export class PoolCore<C> {
     const mode = this.resetMode
     if (mode !== false && this.dialect.reset !== undefined) return this.reset(record, mode)
     // Nothing to reset, and the checks of makeAvailable were just made: hand it on directly.
-    this.handOff(record, releasedAt)
+    this.handOff(record)
   }
 
   private reset(record: ConnectionRecord<C>, mode: ResetMode): void {

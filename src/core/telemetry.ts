@@ -134,10 +134,7 @@ export class PoolTelemetry<C> {
    * unless someone listens. The wait ends when the lease starts: at `record.leasedAt` when the
    * lease is timed (no second clock read), else now.
    */
-  acquired(
-    record: ConnectionRecord<C>,
-    waiter: Pick<Waiter<unknown>, 'extra' | 'enqueuedAt'> | undefined,
-  ): void {
+  acquired(record: ConnectionRecord<C>, waiter: Pick<Waiter<unknown>, 'extra'> | undefined): void {
     const trace = waiter === undefined ? this.acquiring : waiter.extra?.trace
     if (trace !== undefined) trace.connectionId = record.id
     if (this.metrics.any || this.log !== undefined || this.events.listening('acquire')) {
@@ -145,17 +142,16 @@ export class PoolTelemetry<C> {
     }
   }
 
-  /**
-   * A lease ended, by `release()` or by `destroy()`. Returns when, from `performance.now()`, if
-   * it read the clock (so that a lease handed on at once starts then), else `NaN`.
-   */
-  released(record: ConnectionRecord<C>, destroyed: boolean): number {
-    return this.metrics.any ||
+  /** A lease ended, by `release()` or by `destroy()`. */
+  released(record: ConnectionRecord<C>, destroyed: boolean): void {
+    if (
+      this.metrics.any ||
       this.log !== undefined ||
       channels.release.hasSubscribers ||
       this.events.listening('release')
-      ? this.tellReleased(record, destroyed)
-      : Number.NaN
+    ) {
+      this.tellReleased(record, destroyed)
+    }
   }
 
   /** A returned connection was reset; `started` is from `performance.now()`, or `NaN` when not timed. */
@@ -314,12 +310,12 @@ export class PoolTelemetry<C> {
   /** {@link acquired}, for a pool someone watches; apart so that the engine inlines the check. */
   private tellAcquired(
     record: ConnectionRecord<C>,
-    waiter: Pick<Waiter<unknown>, 'extra' | 'enqueuedAt'> | undefined,
+    waiter: Pick<Waiter<unknown>, 'extra'> | undefined,
   ): void {
     let waitMs = 0
     if (waiter !== undefined) {
       const servedAt = Number.isNaN(record.leasedAt) ? performance.now() : record.leasedAt
-      waitMs = servedAt - (waiter.enqueuedAt ?? Number.NaN)
+      waitMs = servedAt - (waiter.extra?.enqueuedAt ?? Number.NaN)
     }
     if (this.metrics.any) this.metrics.acquired(waitMs)
     const listening = this.events.listening('acquire')
@@ -329,10 +325,9 @@ export class PoolTelemetry<C> {
     this.log?.emit('acquire', payload)
   }
 
-  /** {@link released}, for a pool someone watches; returns the clock it read. */
-  private tellReleased(record: ConnectionRecord<C>, destroyed: boolean): number {
-    const now = performance.now()
-    const heldMs = now - record.leasedAt
+  /** {@link released}, for a pool someone watches. */
+  private tellReleased(record: ConnectionRecord<C>, destroyed: boolean): void {
+    const heldMs = performance.now() - record.leasedAt
     if (this.metrics.any) this.metrics.released(heldMs)
     if (channels.release.hasSubscribers) {
       channels.release.publish({
@@ -343,10 +338,9 @@ export class PoolTelemetry<C> {
       })
     }
     const listening = this.events.listening('release')
-    if (!listening && this.log === undefined) return now
+    if (!listening && this.log === undefined) return
     const payload = { id: record.id, connection: record.connection as C, heldMs, destroyed }
     if (listening) this.events.emit('release', payload)
     this.log?.emit('release', payload)
-    return now
   }
 }

@@ -8,6 +8,8 @@ export interface WaiterExtra {
   onAbort?: (() => void) | undefined
   /** The stack of the `acquire()` call, when leak detection is on. */
   stack?: string | undefined
+  /** When it started waiting, when someone will see the wait time (events, logs). */
+  enqueuedAt?: number | undefined
   /** Its traced acquire's context (`lifeguard:acquire`), told which connection it was lent. */
   trace?: { connectionId?: number | undefined } | undefined
 }
@@ -39,11 +41,6 @@ export class Waiter<T> implements ListNode<Waiter<T>> {
   /** Settles the caller's promise. */
   readonly resolve: (value: T | PromiseLike<T>) => void
   extra: WaiterExtra | undefined
-  /**
-   * When it started waiting (`performance.now()`), when someone will see the wait time (events,
-   * logs, metrics): on the waiter itself, since a metered pool times every wait.
-   */
-  enqueuedAt: number | undefined = undefined
 
   constructor(
     timeout: number,
