@@ -25,9 +25,10 @@ function expected(values: number[]) {
  * On the fake clock, with `resetMs` of reset on each release (0: no reset): a connect of 4 ms
  * that lease A waits for; at t = 10 B starts waiting; at t = 25 A is released and, once reset,
  * handed to B; B is released 35 ms after it was lent; at t = 70 C is lent at once (the pool is
- * idle), and released at t = 75. The durations the pool's events give, and the exporters' histograms, must be
- * exactly these times: one clock read at a hand-off ends A's hold and B's wait and starts B's
- * lease, so nothing may be taken from a clock read made elsewhere.
+ * idle), and released at t = 75. The durations the pool's events give, and the exporters'
+ * histograms, must be exactly these times: a wait's end is taken from the lease's start, so
+ * neither may be taken from a clock read made at another moment (such as the release before an
+ * asynchronous reset).
  */
 async function handOff(resetMs: number) {
   fake.dialect.connectDelay = 4
