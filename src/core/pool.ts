@@ -2,6 +2,7 @@ import { inspect } from 'node:util'
 import type { ServerInfo } from './dialect.js'
 import { type PoolEvents, TypedEmitter } from './events.js'
 import type { Lease } from './lease.js'
+import { attachMetrics, MetricsSubscribers } from './metrics-subscribers.js'
 import { OUTER_QUEUE, type OuterQueueLink } from './outer-queue.js'
 import { PoolCore } from './pool-core.js'
 import type {
@@ -35,10 +36,13 @@ export class Pool<C> extends TypedEmitter<PoolEvents<C>> implements AsyncDisposa
   /** Use {@link createPool}; the constructor validates the options the same way. */
   constructor(options: PoolOptions<C>) {
     super()
+    const metrics = new MetricsSubscribers()
     this.#core = new PoolCore(options, {
       listening: (event) => this.listening(event),
       emit: (event, payload) => this.emit(event, payload),
+      metrics,
     })
+    attachMetrics(this, metrics)
   }
 
   /** The pool's name: the `name` option, or a generated one. */

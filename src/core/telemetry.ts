@@ -9,6 +9,7 @@ import type { ResetMode, ServerInfo } from './dialect.js'
 import { explainHint, type WarningCode } from './errors.js'
 import type { InvalidateReason, PoolEvents } from './events.js'
 import type { IdleSettingChange } from './idle-cutoff.js'
+import { MetricsSubscribers } from './metrics-subscribers.js'
 import type { Waiter } from './waiter-queue.js'
 
 /** One subscriber of a pool's telemetry that may or may not listen: the public pool's events API. */
@@ -17,13 +18,16 @@ export interface PoolEventSink<C> {
   listening(event: keyof PoolEvents<C>): boolean
   /** Hands `payload` to the listeners of `event`. */
   emit<K extends keyof PoolEvents<C>>(event: K, payload: PoolEvents<C>[K]): void
+  /** The metrics exporters subscribed to the pool, which hear bare numbers (see `metrics-subscribers.ts`). */
+  readonly metrics?: MetricsSubscribers
 }
 
 /**
  * The one point where a pool tells what happens in it: the engine calls `connected()`,
- * `acquired()` and the like, and this decides who hears it. Three subscribers do: the pool's own
- * events (`pool.on(…)`, which the metrics exporters listen to), the `NODE_DEBUG=lifeguard` log
- * (undici's `diagnostics.js` is the model, where the debug log is just one subscriber), and the
+ * `acquired()` and the like, and this decides who hears it. Four subscribers do: the pool's own
+ * events (`pool.on(…)`), the metrics exporters (`lifeguard/otel`, `lifeguard/prometheus`, which
+ * get bare numbers: see `metrics-subscribers.ts`), the `NODE_DEBUG=lifeguard` log (undici's
+ * `diagnostics.js` is the model, where the debug log is just one subscriber), and the
  * process-wide diagnostics channels (`lifeguard:*`, see `diagnostics-channels.ts`).
  *
  * Nothing is measured or built unless someone listens: each method first checks a boolean or
@@ -37,6 +41,8 @@ export class PoolTelemetry<C> {
   private readonly log: DebugLog<C> | undefined
   /** The pool's name, in every channel message. */
   private readonly poolName: string
+  /** The metrics exporters subscribed. */
+  private readonly metrics: MetricsSubscribers
   /**
    * The context of the traced acquire running now (synchronously), if any: a lease lent at once
    * names its connection there, and a waiter carries it (`Waiter.extra.trace`) until it is served.
@@ -52,6 +58,7 @@ export class PoolTelemetry<C> {
     this.events = events
     this.log = debugLog<C>(label, counts)
     this.poolName = label
+    this.metrics = events.metrics ?? new MetricsSubscribers()
   }
 
   /** Whether anybody traces acquires (`lifeguard:acquire`): only then does `acquire()` go through {@link traceAcquire}. */
@@ -93,13 +100,16 @@ export class PoolTelemetry<C> {
 
   /** Whether anyone will see how long a caller waited: only then does `acquire()` read the clock. */
   timesWaits(): boolean {
-    return this.log !== undefined || this.events.listening('acquire')
+    return this.metrics.any || this.log !== undefined || this.events.listening('acquire')
   }
 
   /** Whether anyone will see how long a lease was held (`release`). */
   timesLeases(): boolean {
     return (
-      this.log !== undefined || this.events.listening('release') || channels.release.hasSubscribers
+      this.metrics.any ||
+      this.log !== undefined ||
+      this.events.listening('release') ||
+      channels.release.hasSubscribers
     )
   }
 
@@ -110,6 +120,7 @@ export class PoolTelemetry<C> {
 
   /** A connection was opened in `durationMs`. */
   connected(record: ConnectionRecord<C>, durationMs: number): void {
+    if (this.metrics.any) this.metrics.connected(durationMs)
     const listening = this.events.listening('connect')
     if (!listening && this.log === undefined) return
     const payload = { id: record.id, connection: record.connection as C, durationMs }
@@ -120,38 +131,27 @@ export class PoolTelemetry<C> {
   /**
    * A connection was lent: to `waiter`, whose `enqueuedAt` is set when the wait was timed, or
    * at once (`waiter` undefined). The waiter itself is passed, so that nothing is read of it
-   * unless someone listens.
+   * unless someone listens. The wait ends when the lease starts: at `record.leasedAt` when the
+   * lease is timed (no second clock read), else now.
    */
   acquired(record: ConnectionRecord<C>, waiter: Pick<Waiter<unknown>, 'extra'> | undefined): void {
     const trace = waiter === undefined ? this.acquiring : waiter.extra?.trace
     if (trace !== undefined) trace.connectionId = record.id
-    const listening = this.events.listening('acquire')
-    if (!listening && this.log === undefined) return
-    const waitMs =
-      waiter === undefined ? 0 : performance.now() - (waiter.extra?.enqueuedAt ?? Number.NaN)
-    const payload = { id: record.id, connection: record.connection as C, waitMs }
-    if (listening) this.events.emit('acquire', payload)
-    this.log?.emit('acquire', payload)
+    if (this.metrics.any || this.log !== undefined || this.events.listening('acquire')) {
+      this.tellAcquired(record, waiter)
+    }
   }
 
   /** A lease ended, by `release()` or by `destroy()`. */
   released(record: ConnectionRecord<C>, destroyed: boolean): void {
-    const listening = this.events.listening('release')
-    const channel = channels.release.hasSubscribers
-    if (!listening && this.log === undefined && !channel) return
-    const heldMs = performance.now() - record.leasedAt
-    if (channel) {
-      channels.release.publish({
-        poolName: this.poolName,
-        connectionId: record.id,
-        heldMs,
-        destroyed,
-      })
+    if (
+      this.metrics.any ||
+      this.log !== undefined ||
+      channels.release.hasSubscribers ||
+      this.events.listening('release')
+    ) {
+      this.tellReleased(record, destroyed)
     }
-    if (!listening && this.log === undefined) return
-    const payload = { id: record.id, connection: record.connection as C, heldMs, destroyed }
-    if (listening) this.events.emit('release', payload)
-    this.log?.emit('release', payload)
   }
 
   /** A returned connection was reset; `started` is from `performance.now()`, or `NaN` when not timed. */
@@ -171,6 +171,7 @@ export class PoolTelemetry<C> {
 
   /** A connection was taken out of service; `error` is what condemned it, if anything did. */
   invalidated(record: ConnectionRecord<C>, reason: InvalidateReason, error: unknown): void {
+    if (this.metrics.any) this.metrics.invalidated(reason)
     if (channels.invalidate.hasSubscribers) {
       const message = { poolName: this.poolName, connectionId: record.id, reason }
       channels.invalidate.publish(error === undefined ? message : { ...message, error })
@@ -205,6 +206,7 @@ export class PoolTelemetry<C> {
     attempt: number,
     retryInMs: number,
   ): void {
+    if (this.metrics.any) this.metrics.connectFailed(error)
     if (channels.connectError.hasSubscribers) {
       channels.connectError.publish({
         poolName: this.poolName,
@@ -223,6 +225,7 @@ export class PoolTelemetry<C> {
 
   /** The pool started failing fast. */
   unavailable(reason: 'permanent' | 'down', error: Error): void {
+    if (this.metrics.any) this.metrics.unavailable()
     if (channels.unavailable.hasSubscribers) {
       channels.unavailable.publish({ poolName: this.poolName, reason, error })
     }
@@ -235,6 +238,7 @@ export class PoolTelemetry<C> {
 
   /** The pool stopped failing fast, after `unavailableMs`. */
   available(unavailableMs: number): void {
+    if (this.metrics.any) this.metrics.available()
     if (channels.available.hasSubscribers) {
       channels.available.publish({ poolName: this.poolName, unavailableMs })
     }
@@ -247,6 +251,7 @@ export class PoolTelemetry<C> {
 
   /** A lease was held longer than `leakDetectionThreshold`. */
   leaked(record: ConnectionRecord<C>, heldMs: number, stack: string): void {
+    if (this.metrics.any) this.metrics.leaked()
     if (channels.leak.hasSubscribers) {
       channels.leak.publish({ poolName: this.poolName, connectionId: record.id, heldMs, stack })
     }
@@ -300,5 +305,42 @@ export class PoolTelemetry<C> {
   /** The server's limits could not be read (not fatal); only the log hears of it. */
   noServerLimits(error: unknown): void {
     this.log?.noServerLimits(error)
+  }
+
+  /** {@link acquired}, for a pool someone watches; apart so that the engine inlines the check. */
+  private tellAcquired(
+    record: ConnectionRecord<C>,
+    waiter: Pick<Waiter<unknown>, 'extra'> | undefined,
+  ): void {
+    let waitMs = 0
+    if (waiter !== undefined) {
+      const servedAt = Number.isNaN(record.leasedAt) ? performance.now() : record.leasedAt
+      waitMs = servedAt - (waiter.extra?.enqueuedAt ?? Number.NaN)
+    }
+    if (this.metrics.any) this.metrics.acquired(waitMs)
+    const listening = this.events.listening('acquire')
+    if (!listening && this.log === undefined) return
+    const payload = { id: record.id, connection: record.connection as C, waitMs }
+    if (listening) this.events.emit('acquire', payload)
+    this.log?.emit('acquire', payload)
+  }
+
+  /** {@link released}, for a pool someone watches. */
+  private tellReleased(record: ConnectionRecord<C>, destroyed: boolean): void {
+    const heldMs = performance.now() - record.leasedAt
+    if (this.metrics.any) this.metrics.released(heldMs)
+    if (channels.release.hasSubscribers) {
+      channels.release.publish({
+        poolName: this.poolName,
+        connectionId: record.id,
+        heldMs,
+        destroyed,
+      })
+    }
+    const listening = this.events.listening('release')
+    if (!listening && this.log === undefined) return
+    const payload = { id: record.id, connection: record.connection as C, heldMs, destroyed }
+    if (listening) this.events.emit('release', payload)
+    this.log?.emit('release', payload)
   }
 }

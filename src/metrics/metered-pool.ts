@@ -1,4 +1,5 @@
 import { InvalidOptionError } from '../core/errors.js'
+import { metricsOf } from '../core/metrics-subscribers.js'
 import type { Pool } from '../core/pool.js'
 import { poolOf } from '../core/pool-of.js'
 import { describe, rejectUnknownKeys } from '../core/pool-options.js'
@@ -10,14 +11,12 @@ import { describe, rejectUnknownKeys } from '../core/pool-options.js'
  * and not in every scrape.
  */
 function isPool(value: object): value is Pool<unknown> {
-  const pool = value as Partial<Record<'stats' | 'on' | 'off' | 'options' | 'listening', unknown>>
+  const pool = value as Partial<Record<'stats' | 'options', unknown>>
   return (
     typeof pool.stats === 'function' &&
-    typeof pool.on === 'function' &&
-    typeof pool.off === 'function' &&
-    typeof pool.listening === 'function' &&
     typeof pool.options === 'object' &&
-    pool.options !== null
+    pool.options !== null &&
+    metricsOf(value) !== undefined
   )
 }
 

@@ -1,4 +1,5 @@
-import type { InvalidateReason, PoolEvents } from '../core/events.js'
+import type { InvalidateReason } from '../core/events.js'
+import { type MetricsSubscriber, metricsOf } from '../core/metrics-subscribers.js'
 import type { Pool } from '../core/pool.js'
 import type { PoolMetricKey } from './pool-metric-catalog.js'
 
@@ -8,7 +9,7 @@ export type TimedMetric = 'createTime' | 'waitTime' | 'useTime'
 /** The counters that the pool's events feed. */
 export type CountedMetric = 'connectErrors' | 'invalidations' | 'leaks'
 
-/** Where a {@link PoolMetricSource} writes what the pool's events tell: one exporter's instruments. */
+/** Where a {@link PoolMetricSource} writes what the pool's telemetry tells: one exporter's instruments. */
 export interface MetricRecorder {
   /** One duration, in seconds, for a histogram. */
   record(metric: TimedMetric, seconds: number): void
@@ -23,7 +24,7 @@ export interface MetricReading {
   readonly attribute?: string
 }
 
-/** Every reason an `invalidate` event can give, so that exporters can start their counts at 0. */
+/** Every reason an invalidation can give, so that exporters can start their counts at 0. */
 export const INVALIDATE_REASONS = [
   'disconnect',
   'lifetime',
@@ -69,19 +70,19 @@ function errorKind(error: unknown): string {
 }
 
 /**
- * The part of a pool's metrics that both exporters share: it listens to the pool's public events
- * (`connect`, `acquire`, `release`, `invalidate`, `connectError`, `leak`, `unavailable`,
- * `available`) and hands each duration or count to a {@link MetricRecorder}, and it reads the
- * gauges and lifetime counts from `pool.stats()`, `pool.options` and `pool.server` when an
- * exporter collects. It keeps no timer. `detach()` removes its listeners.
+ * The part of a pool's metrics that both exporters share: it subscribes to the pool's telemetry
+ * (the moments of the `connect`, `acquire`, `release`, `invalidate`, `connectError`, `leak`,
+ * `unavailable` and `available` events, as bare numbers: no event payload is built for it) and
+ * hands each duration or count to a {@link MetricRecorder}, and it reads the gauges and lifetime
+ * counts from `pool.stats()`, `pool.options` and `pool.server` when an exporter collects. It
+ * keeps no timer. `detach()` unsubscribes it.
  */
 export class PoolMetricSource {
   /** The pool's name, as `pool.stats()` gives it when the source is made. */
   readonly name: string
   readonly #pool: Pool<unknown>
   readonly #kinds = new Set<string>()
-  /** Every listener added, with the function that removes it. */
-  readonly #removers: Array<() => void> = []
+  readonly #unsubscribe: () => void
   #unavailable = false
   #readings: MetricReading[] | undefined
   #detached = false
@@ -94,18 +95,22 @@ export class PoolMetricSource {
     const time = (metric: TimedMetric, ms: number) => {
       if (Number.isFinite(ms)) recorder.record(metric, ms / 1000)
     }
-    this.#listen('connect', (e) => time('createTime', e.durationMs))
-    this.#listen('acquire', (e) => time('waitTime', e.waitMs))
-    this.#listen('release', (e) => time('useTime', e.heldMs))
-    this.#listen('invalidate', (e) => recorder.count('invalidations', e.reason))
-    this.#listen('connectError', (e) => recorder.count('connectErrors', this.#kind(e.error)))
-    this.#listen('leak', () => recorder.count('leaks'))
-    this.#listen('unavailable', () => {
-      this.#unavailable = true
-    })
-    this.#listen('available', () => {
-      this.#unavailable = false
-    })
+    const subscriber: MetricsSubscriber = {
+      connected: (ms) => time('createTime', ms),
+      acquired: (ms) => time('waitTime', ms),
+      released: (ms) => time('useTime', ms),
+      invalidated: (reason) => recorder.count('invalidations', reason),
+      connectFailed: (error) => recorder.count('connectErrors', this.#kind(error)),
+      leaked: () => recorder.count('leaks'),
+      unavailable: () => {
+        this.#unavailable = true
+      },
+      available: () => {
+        this.#unavailable = false
+      },
+    }
+    // meteredPool() checked that the pool has them.
+    this.#unsubscribe = metricsOf(pool)!.add(subscriber)
   }
 
   /** The error kinds this pool has reported so far (for exporters that remove their series). */
@@ -148,12 +153,11 @@ export class PoolMetricSource {
     return readings
   }
 
-  /** Removes every listener this source added to the pool. Idempotent. */
+  /** Unsubscribes from the pool's telemetry. Idempotent. */
   detach(): void {
     if (this.#detached) return
     this.#detached = true
-    for (const remove of this.#removers) remove()
-    this.#removers.length = 0
+    this.#unsubscribe()
   }
 
   /** A connect error's kind, bounded: after {@link MAX_ERROR_KINDS} distinct ones, `_OTHER`. */
@@ -163,13 +167,5 @@ export class PoolMetricSource {
     if (this.#kinds.size >= MAX_ERROR_KINDS) return OTHER_KIND
     this.#kinds.add(kind)
     return kind
-  }
-
-  #listen<K extends keyof PoolEvents<unknown>>(
-    event: K,
-    listener: (event: PoolEvents<unknown>[K]) => void,
-  ): void {
-    this.#pool.on(event, listener)
-    this.#removers.push(() => this.#pool.off(event, listener))
   }
 }

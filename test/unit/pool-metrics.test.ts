@@ -1,11 +1,18 @@
 import { readFileSync } from 'node:fs'
-import { type Histogram, MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics'
+import type { MeterProvider as ApiMeterProvider } from '@opentelemetry/api'
+import {
+  type DataPoint,
+  type Histogram,
+  MeterProvider,
+  MetricReader,
+} from '@opentelemetry/sdk-metrics'
 import { AggregatorRegistry, Gauge, Registry, register } from 'prom-client'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { InvalidOptionError } from '../../src/core/errors.js'
 import type { Lease } from '../../src/index.js'
 import { instrumentPool } from '../../src/metrics/otel.js'
 import { POOL_METRICS, POOL_TIME_BUCKETS } from '../../src/metrics/pool-metric-catalog.js'
+import { BucketCounts } from '../../src/metrics/pool-time-histogram.js'
 import { collectPoolMetrics } from '../../src/metrics/prometheus.js'
 import { tick } from '../support/clock.js'
 import type { FakeConnection } from '../support/fake-dialect.js'
@@ -287,16 +294,68 @@ describe('lifeguard/prometheus on the fake dialect', () => {
     expect(samples.filter((s) => s.labels.pool_name !== undefined)).toEqual([])
   })
 
-  it('detach removes the pool’s listeners', async () => {
+  it('detach unsubscribes: what the pool does afterwards reaches neither exporter', async () => {
     const pool = fake.make({ name: 'detach' })
     const registry = new Registry()
-    const before = listenerCount(pool)
+    const otel = otelHarness()
+    const observe = vi.spyOn(BucketCounts.prototype, 'observe')
     const stop = collectPoolMetrics(pool, { registry })
-    const stopOtel = instrumentPool(pool, { meterProvider: otelHarness().meterProvider })
-    expect(listenerCount(pool)).toBeGreaterThan(before)
+    const stopOtel = instrumentPool(pool, { meterProvider: otel.meterProvider })
+    await pool.use(() => {})
+    await tick(0)
+    // A connect, a wait and a hold.
+    expect(observe).toHaveBeenCalledTimes(3)
+    const waits = async () =>
+      (
+        (await otel.collect()).get('db.client.connection.wait_time')!
+          .points[0] as DataPoint<Histogram>
+      ).value.count
+    expect(await waits()).toBe(1)
     stop()
     stopOtel()
-    expect(listenerCount(pool)).toBe(before)
+    await pool.use(() => {})
+    await pool.use(() => {})
+    await tick(0)
+    expect(observe).toHaveBeenCalledTimes(3)
+    expect(await waits()).toBe(1)
+    observe.mockRestore()
+    await otel.shutdown()
+  })
+
+  it('an exporter that throws while recording (OpenTelemetry over a meter that throws) is warned about, and the pool goes on', async () => {
+    const failing = () => {
+      throw new Error('meter broke')
+    }
+    const meter = {
+      createHistogram: () => ({ record: failing }),
+      createCounter: () => ({ add: failing }),
+      createObservableCounter: () => ({}),
+      createObservableGauge: () => ({}),
+      createObservableUpDownCounter: () => ({}),
+      addBatchObservableCallback: () => {},
+      removeBatchObservableCallback: () => {},
+    }
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {})
+    const pool = fake.make({ name: 'throwing' })
+    const stop = instrumentPool(pool, {
+      meterProvider: { getMeter: () => meter } as unknown as ApiMeterProvider,
+    })
+    await pool.use(() => {})
+    await pool.use(() => {})
+    const lease = await pool.acquire()
+    lease.destroy(new Error('done'))
+    await tick(0)
+    expect(pool.stats()).toMatchObject({ acquired: 3, released: 3, leased: 0 })
+    const codes = warn.mock.calls.map(([message, options]) => [
+      String(message).split(':')[0],
+      (options as { code?: string }).code,
+    ])
+    expect(codes.length).toBeGreaterThanOrEqual(7)
+    expect(new Set(codes.map(String))).toEqual(
+      new Set(['a lifeguard metrics exporter threw,LIFEGUARD_LISTENER_THREW']),
+    )
+    stop()
+    warn.mockRestore()
   })
 
   it('puts the prefix before every name, and rejects bad options naming them', () => {
@@ -389,24 +448,6 @@ describe('lifeguard/prometheus on the fake dialect', () => {
     for (const stop of stops) stop()
   })
 })
-
-/** How many listeners the pool has, over every event (the emitter's private table, read through inspect-free reflection). */
-function listenerCount(pool: object): number {
-  let n = 0
-  for (const event of [
-    'connect',
-    'acquire',
-    'release',
-    'invalidate',
-    'connectError',
-    'leak',
-    'unavailable',
-    'available',
-  ]) {
-    n += (pool as { listening(e: string): boolean }).listening(event) ? 1 : 0
-  }
-  return n
-}
 
 describe('lifeguard/otel on the fake dialect, with the real SDK', () => {
   it('reports the semantic conventions’ names, units and exact buckets; counts match stats()', async () => {
