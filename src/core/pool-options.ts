@@ -525,7 +525,20 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
     order: oneOf('order', options.order, 'lifo', ['lifo', 'fifo'] as const),
     leakDetectionThreshold: integer('leakDetectionThreshold', options.leakDetectionThreshold, 0, 0),
     allowExitOnIdle,
-    name: name ?? poolNames.defaultFor(dialect.target),
+    name: name ?? poolNames.defaultFor(targetOf(dialect)),
+  }
+}
+
+/**
+ * The dialect's `target`, or `undefined` when it cannot be read: a getter over a class's private
+ * fields throws on a wrapper made with `Object.create(dialect)`, and a name is not worth failing
+ * the pool's construction for (it falls back to `pool-N`).
+ */
+function targetOf<C>(dialect: Partial<Dialect<C>>): Dialect<C>['target'] {
+  try {
+    return dialect.target
+  } catch {
+    return undefined
   }
 }
 

@@ -329,6 +329,16 @@ describe('the default pool name', () => {
     await Promise.all(pools.splice(0).map((pool) => pool.destroy()))
   })
 
+  it('a dialect wrapped with Object.create (its target getter reads private fields and throws) gets pool-N, not a TypeError at construction', () => {
+    // The fail-fast fault test wraps real dialects this way to count their connects.
+    const wrapped = Object.create(
+      postgres('postgres://u:secret@db.internal:5432/app'),
+    ) as Dialect<object>
+    const pool = make(wrapped)
+    expect(pool.name).toMatch(/^pool-\d+$/)
+    expect(make(Object.create(sqlite(':memory:')) as Dialect<object>).name).toMatch(/^pool-\d+$/)
+  })
+
   it("is the convention's address:port/namespace, unique among open pools (#2, #3), and free again once closed", async () => {
     const target = { address: 'db.internal', port: 5432, namespace: 'app' }
     const first = make(targeted(target))
