@@ -1,11 +1,11 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import { closedPort } from './ports.js'
 import type { ServerStatus } from './servers.js'
+import { portOpen } from './throwaway-server.js'
 
 /** How a throwaway PgBouncer pools its server connections (PgBouncer's `pool_mode`). */
 export type BouncerPoolMode = 'transaction' | 'session'
@@ -73,17 +73,6 @@ export function behindPgbouncer(status: ServerStatus): ServerStatus {
 /** Whether this PgBouncer can keep named prepared statements in transaction mode (1.21 and later). */
 export function supportsPreparedStatements(version: readonly [number, number, number]): boolean {
   return version[0] > 1 || (version[0] === 1 && version[1] >= 21)
-}
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1')
-    socket.once('connect', () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once('error', () => resolve(false))
-  })
 }
 
 /**

@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { closedPort } from './ports.js'
+import { portOpen } from './throwaway-server.js'
 
 /** A redis-server of a test's own, on 127.0.0.1 and a port of its own, with no persistence. */
 export interface ThrowawayRedis {
@@ -14,18 +14,6 @@ export interface ThrowawayRedis {
   start(): Promise<void>
   /** Stops it for good and removes its folder. */
   remove(): Promise<void>
-}
-
-/** Whether something accepts connections on 127.0.0.1:`port`. */
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1')
-    socket.once('connect', () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once('error', () => resolve(false))
-  })
 }
 
 /**
@@ -56,7 +44,7 @@ export async function startThrowawayRedis(): Promise<ThrowawayRedis> {
       { stdio: 'ignore' },
     )
     const deadline = Date.now() + 10_000
-    while (!(await listening(port))) {
+    while (!(await portOpen(port))) {
       if (Date.now() > deadline) throw new Error(`redis-server did not start on port ${port}`)
       await new Promise((resolve) => setTimeout(resolve, 20))
     }
