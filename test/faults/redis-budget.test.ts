@@ -1,10 +1,9 @@
 import { type ChildProcess, fork } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { inspect } from 'node:util'
-import { build } from 'esbuild'
 import { Redis } from 'ioredis'
 import pg from 'pg'
 import { createClient } from 'redis'
@@ -14,6 +13,7 @@ import { createPool as createMysql2Pool } from '../../src/compat/mysql2-promise.
 import { Pool as PgPool } from '../../src/compat/pg.js'
 import { postgres } from '../../src/dialects/postgres.js'
 import { BudgetTimeoutError, createPool, type Lease } from '../../src/index.js'
+import { bundleFile } from '../support/bundle.js'
 import { closedPort } from '../support/ports.js'
 import { describeOnServer, IN_CI, probe } from '../support/servers.js'
 import { startThrowawayRedis, type ThrowawayRedis } from '../support/throwaway-redis.js'
@@ -74,16 +74,11 @@ let workerDir: string
 async function bundleWorker(): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'lifeguard-budget-worker-'))
   symlinkSync(join(import.meta.dirname, '../../node_modules'), join(dir, 'node_modules'))
-  const result = await build({
-    entryPoints: [join(import.meta.dirname, 'redis-budget-worker.ts')],
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    packages: 'external',
-    write: false,
-  })
-  writeFileSync(join(dir, 'worker.mjs'), result.outputFiles[0]!.text)
+  await bundleFile(
+    join(import.meta.dirname, 'redis-budget-worker.ts'),
+    join(dir, 'worker.mjs'),
+    true,
+  )
   return dir
 }
 

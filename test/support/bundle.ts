@@ -12,16 +12,25 @@ import { build } from 'esbuild'
 export async function bundleCore(): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'lifeguard-core-'))
   const file = join(dir, 'lifeguard.mjs')
+  await bundleFile(join(import.meta.dirname, '../../src/index.ts'), file)
+  return file
+}
+
+/**
+ * Bundles `entry` (a path) into the ESM file `file` for a child `node` process; with `external`,
+ * the packages it imports stay imports, for the `node_modules` of the folder it runs in.
+ */
+export async function bundleFile(entry: string, file: string, external = false): Promise<void> {
   const result = await build({
-    entryPoints: [join(import.meta.dirname, '../../src/index.ts')],
+    entryPoints: [entry],
     bundle: true,
     format: 'esm',
     platform: 'node',
     target: 'node20',
+    ...(external ? { packages: 'external' as const } : {}),
     write: false,
   })
   writeFileSync(file, result.outputFiles[0]!.text)
-  return file
 }
 
 /** A dialect that opens in-memory "connections", for child-process scripts. */
@@ -48,16 +57,7 @@ export async function bundleFacade(driver: keyof typeof FACADES): Promise<string
   const modules = dirname(dirname(createRequire(import.meta.url).resolve(`${driver}/package.json`)))
   const dir = mkdtempSync(join(tmpdir(), `lifeguard-${driver}-facade-`))
   symlinkSync(modules, join(dir, 'node_modules'))
-  const result = await build({
-    entryPoints: [join(import.meta.dirname, entry)],
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    packages: 'external',
-    write: false,
-  })
-  writeFileSync(join(dir, file), result.outputFiles[0]!.text)
+  await bundleFile(join(import.meta.dirname, entry), join(dir, file), true)
   return dir
 }
 
