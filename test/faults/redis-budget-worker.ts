@@ -6,7 +6,8 @@ import { redisBudget } from '../../src/budget/redis.js'
 import { postgres } from '../../src/dialects/postgres.js'
 import { createPool } from '../../src/index.js'
 
-const config = JSON.parse(process.env.BUDGET_WORKER!) as {
+/** What the test passes in BUDGET_WORKER (as JSON). */
+export interface WorkerConfig {
   postgresUrl: string
   redisUrl: string
   applicationName: string
@@ -17,6 +18,8 @@ const config = JSON.parse(process.env.BUDGET_WORKER!) as {
   concurrency: number
   acquireTimeout: number
 }
+
+const config = JSON.parse(process.env.BUDGET_WORKER!) as WorkerConfig
 
 const redis = new Redis(config.redisUrl, { lazyConnect: false })
 // ioredis reports every failed reconnect on 'error'; the budget hears of them through its commands.

@@ -17,6 +17,7 @@ import { bundleFile } from '../support/bundle.js'
 import { closedPort } from '../support/ports.js'
 import { describeOnServer, IN_CI, probe } from '../support/servers.js'
 import { startThrowawayRedis, type ThrowawayRedis } from '../support/throwaway-redis.js'
+import type { WorkerConfig } from './redis-budget-worker.js'
 
 const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379'
@@ -84,16 +85,9 @@ async function bundleWorker(): Promise<string> {
 
 const children = new Set<ChildProcess>()
 
-function startWorker(config: {
-  redisUrl: string
-  applicationName: string
-  key: string
-  limit: number
-  leaseTtl: number
-  max: number
-  concurrency: number
-  acquireTimeout?: number
-}): Worker {
+function startWorker(
+  config: Omit<WorkerConfig, 'postgresUrl' | 'acquireTimeout'> & { acquireTimeout?: number },
+): Worker {
   const child = fork(join(workerDir, 'worker.mjs'), [], {
     cwd: workerDir,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -103,7 +97,7 @@ function startWorker(config: {
         postgresUrl: POSTGRES_URL,
         acquireTimeout: 30_000,
         ...config,
-      }),
+      } satisfies WorkerConfig),
     },
   })
   children.add(child)
