@@ -5,7 +5,7 @@ import { redisBudget } from '../../src/budget/redis.js'
 import type { BudgetSlot } from '../../src/core/connection-budget.js'
 import { createPool } from '../../src/index.js'
 import { FakeDialect } from '../support/fake-dialect.js'
-import { startThrowawayRedis, type ThrowawayRedis } from '../support/throwaway-redis.js'
+import { useThrowawayRedis } from '../support/throwaway-redis.js'
 
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379'
 
@@ -158,13 +158,7 @@ describe('regressions: the shares of a Redis budget settle', () => {
 })
 
 describe('regressions: a restarted Redis', () => {
-  let redis: ThrowawayRedis
-  beforeAll(async () => {
-    redis = await startThrowawayRedis()
-  }, 30_000)
-  afterAll(async () => {
-    await redis?.remove()
-  })
+  const redis = useThrowawayRedis()
 
   it('a Redis restarted empty grants nothing until the holders have registered their slots again (it used to over-subscribe at once)', async () => {
     await redis.start().catch(() => {})

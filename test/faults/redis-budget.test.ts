@@ -16,7 +16,7 @@ import { BudgetTimeoutError, createPool, type Lease } from '../../src/index.js'
 import { bundleFile } from '../support/bundle.js'
 import { closedPort } from '../support/ports.js'
 import { describeOnServer, IN_CI, probe } from '../support/servers.js'
-import { startThrowawayRedis, type ThrowawayRedis } from '../support/throwaway-redis.js'
+import { useThrowawayRedis } from '../support/throwaway-redis.js'
 import type { WorkerConfig } from './redis-budget-worker.js'
 
 const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
@@ -381,13 +381,7 @@ describeOnServer(postgresUp, 'a Redis budget shared by processes on PostgreSQL',
   }, 30_000)
 
   describe('with a throwaway Redis', () => {
-    let redis: ThrowawayRedis
-    beforeAll(async () => {
-      redis = await startThrowawayRedis()
-    }, 30_000)
-    afterAll(async () => {
-      await redis?.remove()
-    })
+    const redis = useThrowawayRedis()
 
     it('Redis restarted mid-run: no request fails, open connections keep serving, the slots come back', async () => {
       await redis.start().catch(() => {})

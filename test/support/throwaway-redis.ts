@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { afterAll, beforeAll } from 'vitest'
 import { closedPort } from './ports.js'
 import { portOpen } from './throwaway-server.js'
 
@@ -67,5 +68,35 @@ export async function startThrowawayRedis(): Promise<ThrowawayRedis> {
       await stop()
       rmSync(dir, { recursive: true, force: true })
     },
+  }
+}
+
+/**
+ * A throwaway Redis for the tests of the enclosing `describe`: started in its `beforeAll`, removed
+ * in its `afterAll`. The handle it returns is readable inside the tests only.
+ */
+export function useThrowawayRedis(): ThrowawayRedis {
+  let redis: ThrowawayRedis | undefined
+  beforeAll(async () => {
+    redis = await startThrowawayRedis()
+  }, 30_000)
+  afterAll(async () => {
+    await redis?.remove()
+  })
+  const started = () => {
+    if (redis === undefined)
+      throw new Error('the throwaway Redis starts in beforeAll: use it in a test')
+    return redis
+  }
+  return {
+    get port() {
+      return started().port
+    },
+    get url() {
+      return started().url
+    },
+    stop: () => started().stop(),
+    start: () => started().start(),
+    remove: () => started().remove(),
   }
 }
