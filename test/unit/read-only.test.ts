@@ -363,7 +363,10 @@ describe('a late error on a condemned connection does not retire the connections
     expect(next.connection).toBe(newer)
   })
 
-  it('a stale lease destroyed with a refusal leaves the newer ones', async () => {
+  it.each([
+    ['a refusal', () => new ReadOnlyRefusal('read-only')],
+    ['a disconnect', () => new FakeDisconnect('gone')],
+  ])('a stale lease destroyed with %s leaves the newer ones', async (_, failure) => {
     const pool = makePool({ max: 3 })
     const [a, b] = await Promise.all([pool.acquire(), pool.acquire()])
     a!.destroy(new ReadOnlyRefusal('read-only'))
@@ -371,21 +374,7 @@ describe('a late error on a condemned connection does not retire the connections
     const newer = c.connection
     c.release()
     await tick(60_000)
-    b!.destroy(new ReadOnlyRefusal('read-only'))
-    await tick(0)
-    const next = await pool.acquire()
-    expect(next.connection).toBe(newer)
-  })
-
-  it('a stale lease destroyed with a disconnect leaves the newer ones', async () => {
-    const pool = makePool({ max: 3 })
-    const [a, b] = await Promise.all([pool.acquire(), pool.acquire()])
-    a!.destroy(new ReadOnlyRefusal('read-only'))
-    const c = await pool.acquire()
-    const newer = c.connection
-    c.release()
-    await tick(60_000)
-    b!.destroy(new FakeDisconnect('gone'))
+    b!.destroy(failure())
     await tick(0)
     const next = await pool.acquire()
     expect(next.connection).toBe(newer)
