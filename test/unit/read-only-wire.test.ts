@@ -181,17 +181,23 @@ function pgClient(): { client: Client; wire: EventEmitter } {
   return { client: { connection: wire } as unknown as Client, wire }
 }
 
+/** A watched pg client whose session has reported both role parameters off (a primary). */
+function watchedPrimary(): { wire: EventEmitter; seen: unknown[] } {
+  const { client, wire } = pgClient()
+  noteRoleParameters(client)
+  const seen: unknown[] = []
+  watchPg(client, (error) => seen.push(error))
+  wire.emit('parameterStatus', { parameterName: 'in_hot_standby', parameterValue: 'off' })
+  wire.emit('parameterStatus', {
+    parameterName: 'default_transaction_read_only',
+    parameterValue: 'off',
+  })
+  return { wire, seen }
+}
+
 describe('PostgreSQL 25006: judged at the next ReadyForQuery', () => {
   it('the server’s when the session reported default_transaction_read_only on before the ReadyForQuery', () => {
-    const { client, wire } = pgClient()
-    noteRoleParameters(client)
-    const seen: unknown[] = []
-    watchPg(client, (error) => seen.push(error))
-    wire.emit('parameterStatus', { parameterName: 'in_hot_standby', parameterValue: 'off' })
-    wire.emit('parameterStatus', {
-      parameterName: 'default_transaction_read_only',
-      parameterValue: 'off',
-    })
+    const { wire, seen } = watchedPrimary()
     const error = { code: '25006' }
     wire.emit('errorMessage', error)
     // Not reported, nor judged, before the ReadyForQuery.
@@ -207,15 +213,7 @@ describe('PostgreSQL 25006: judged at the next ReadyForQuery', () => {
   })
 
   it('the session’s after an explicit read-only transaction (the parameters stay off)', () => {
-    const { client, wire } = pgClient()
-    noteRoleParameters(client)
-    const seen: unknown[] = []
-    watchPg(client, (error) => seen.push(error))
-    wire.emit('parameterStatus', { parameterName: 'in_hot_standby', parameterValue: 'off' })
-    wire.emit('parameterStatus', {
-      parameterName: 'default_transaction_read_only',
-      parameterValue: 'off',
-    })
+    const { wire, seen } = watchedPrimary()
     const error = { code: '25006' }
     wire.emit('errorMessage', error)
     wire.emit('readyForQuery', {})
