@@ -28,6 +28,11 @@ class Refused extends Error {
   readonly code = 'ECONNREFUSED'
 }
 
+/** The pool `workload` runs on: one connection, no overflow, a 100 ms acquire timeout. */
+function workloadPool(): ReturnType<typeof fake.make> {
+  return fake.make({ max: 1, maxOverflow: 0, name: 'unit', acquireTimeout: 100, prePing: false })
+}
+
 /**
  * The known workload, on the fake clock: a connect of 3 ms; lease A waits for it (3 ms) and is
  * held 40 ms; lease B is lent at once and held 2 s, while a third caller times out after 100 ms;
@@ -61,13 +66,7 @@ function cumulative(values: number[]): number[] {
 describe('lifeguard/prometheus on the fake dialect', () => {
   it('counts each wait, connect and hold in its exact bucket, and the counts match stats()', async () => {
     const registry = new Registry()
-    const pool = fake.make({
-      max: 1,
-      maxOverflow: 0,
-      name: 'unit',
-      acquireTimeout: 100,
-      prePing: false,
-    })
+    const pool = workloadPool()
     const stop = collectPoolMetrics(pool, { registry })
     await workload(pool)
     const samples = parsePrometheus(await registry.metrics())
@@ -452,13 +451,7 @@ describe('lifeguard/prometheus on the fake dialect', () => {
 describe('lifeguard/otel on the fake dialect, with the real SDK', () => {
   it('reports the semantic conventions’ names, units and exact buckets; counts match stats()', async () => {
     const otel = otelHarness()
-    const pool = fake.make({
-      max: 1,
-      maxOverflow: 0,
-      name: 'unit',
-      acquireTimeout: 100,
-      prePing: false,
-    })
+    const pool = workloadPool()
     const stop = instrumentPool(pool, { meterProvider: otel.meterProvider })
     await workload(pool)
     const data = await otel.collect()
