@@ -1,14 +1,16 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { chown, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { chown, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import mysql2 from 'mysql2/promise'
-import { closedPort } from './ports.js'
 import {
+  launchOnFreePort,
   pollUntil,
   runAs,
   type ServerSettings,
+  setUpOrRemove,
   type ThrowawayServer,
+  userIds,
   watchdog,
 } from './throwaway-server.js'
 
@@ -169,12 +171,8 @@ export async function startThrowawayMariaDb(
   }
   watchdog(dir, 'kill -9 "$(cat mysqld.pid)"')
 
-  try {
-    if (root) {
-      const uid = Number((await runAs('mysql', 'id', ['-u'])).trim())
-      const gid = Number((await runAs('mysql', 'id', ['-g'])).trim())
-      await chown(dir, uid, gid)
-    }
+  return setUpOrRemove(server, 'MariaDB', log, async () => {
+    if (root) await chown(dir, ...(await userIds('mysql')))
     await runAs('root', INSTALL_DB, [
       '--no-defaults',
       `--datadir=${data}`,
@@ -184,24 +182,10 @@ export async function startThrowawayMariaDb(
       '--innodb-log-file-size=8M',
       '--innodb-buffer-pool-size=16M',
     ])
-    // The free port may be taken by someone else before the server binds it: try another.
-    for (let attempt = 1; ; attempt++) {
-      port = await closedPort()
-      try {
-        await server.start()
-        break
-      } catch (error) {
-        const text = await readFile(log, 'utf8').catch(() => '')
-        if (attempt === 3 || !text.includes('Address already in use')) throw error
-      }
-    }
+    await launchOnFreePort(log, 'Address already in use', async (free) => {
+      port = free
+      await server.start()
+    })
     await server.sql('CREATE DATABASE test')
-    return server
-  } catch (error) {
-    const text = await readFile(log, 'utf8').catch(() => '')
-    await server.remove()
-    throw new Error(
-      `throwaway MariaDB in ${dir} did not start: ${String(error)}\n${text.slice(-2_000)}`,
-    )
-  }
+  })
 }

@@ -3,13 +3,15 @@ import { appendFile, chown, mkdtemp, readdir, readFile, rm } from 'node:fs/promi
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
-import { closedPort } from './ports.js'
 import {
   alive,
+  launchOnFreePort,
   pollUntil,
   runAs,
   type ServerSettings,
+  setUpOrRemove,
   type ThrowawayServer,
+  userIds,
   waitForExit,
   watchdog,
 } from './throwaway-server.js'
@@ -187,8 +189,8 @@ export async function startThrowawayPostgres(
   const pgCtlStop = `${join(BIN_DIR, 'pg_ctl')} -D data -m immediate -w stop`
   watchdog(dir, process.getuid?.() === 0 ? `runuser -u ${user} -- ${pgCtlStop}` : pgCtlStop)
 
-  try {
-    if (process.getuid?.() === 0) await chown(dir, ...(await ids(user)))
+  return setUpOrRemove(server, 'PostgreSQL', log, async () => {
+    if (process.getuid?.() === 0) await chown(dir, ...(await userIds(user)))
     await runAs(user, join(BIN_DIR, 'initdb'), [
       '-D',
       data,
@@ -204,31 +206,12 @@ export async function startThrowawayPostgres(
     const settings = { ...DEFAULTS, unix_socket_directories: dir, ...options.settings }
     const conf = Object.entries(settings).map(([k, v]) => confLine(k, v))
     await appendFile(join(data, 'postgresql.conf'), conf.join(''))
-    // The free port may be taken by someone else before the server binds it: try another.
-    for (let attempt = 1; ; attempt++) {
-      port = await closedPort()
+    await launchOnFreePort(log, 'could not bind', async (free) => {
+      port = free
       await appendFile(join(data, 'postgresql.conf'), confLine('port', port))
-      try {
-        await server.start()
-        break
-      } catch (error) {
-        const text = await readFile(log, 'utf8').catch(() => '')
-        if (attempt === 3 || !text.includes('could not bind')) throw error
-      }
-    }
+      await server.start()
+    })
     const admin = await connect()
     await admin.query('CREATE DATABASE test').finally(() => admin.end().catch(() => {}))
-    return server
-  } catch (error) {
-    const text = await readFile(log, 'utf8').catch(() => '')
-    await server.remove()
-    throw new Error(
-      `throwaway PostgreSQL in ${dir} did not start: ${String(error)}\n${text.slice(-2_000)}`,
-    )
-  }
-}
-
-async function ids(user: string): Promise<[number, number]> {
-  const [uid, gid] = await Promise.all([runAs(user, 'id', ['-u']), runAs(user, 'id', ['-g'])])
-  return [Number(uid.trim()), Number(gid.trim())]
+  })
 }

@@ -1,7 +1,9 @@
 import { execFile, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { promisify } from 'node:util'
+import { closedPort } from './ports.js'
 
 /**
  * A database server of a test's own, in a temp dir on a port of its own, that the test may stop,
@@ -60,6 +62,56 @@ export async function runAs(
     const e = error as { stderr?: string; stdout?: string; message: string }
     throw new Error(
       `${file} ${args.join(' ')} failed: ${e.message}\n${e.stderr ?? ''}${e.stdout ?? ''}`,
+    )
+  }
+}
+
+/** The uid and gid of `user` (who a server's temp dir is handed to when this runs as root). */
+export async function userIds(user: string): Promise<[number, number]> {
+  const [uid, gid] = await Promise.all([runAs(user, 'id', ['-u']), runAs(user, 'id', ['-g'])])
+  return [Number(uid.trim()), Number(gid.trim())]
+}
+
+/**
+ * Starts a server at a free port: `launch(port)` starts it there. The port may be taken by someone
+ * else before the server binds it: when its log (`log`) then says `portTaken`, another port is
+ * tried, three in all. Resolves with the port it runs on.
+ */
+export async function launchOnFreePort(
+  log: string,
+  portTaken: string,
+  launch: (port: number) => Promise<void>,
+): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await closedPort()
+    try {
+      await launch(port)
+      return port
+    } catch (error) {
+      const text = await readFile(log, 'utf8').catch(() => '')
+      if (attempt === 3 || !text.includes(portTaken)) throw error
+    }
+  }
+}
+
+/**
+ * Runs `setUp` (install, start, create the `test` database) and resolves with `server`; if it
+ * fails, removes the server, so that nothing is left behind, and throws with the tail of its log.
+ */
+export async function setUpOrRemove(
+  server: ThrowawayServer,
+  name: string,
+  log: string,
+  setUp: () => Promise<void>,
+): Promise<ThrowawayServer> {
+  try {
+    await setUp()
+    return server
+  } catch (error) {
+    const text = await readFile(log, 'utf8').catch(() => '')
+    await server.remove()
+    throw new Error(
+      `throwaway ${name} in ${server.dir} did not start: ${String(error)}\n${text.slice(-2_000)}`,
     )
   }
 }
