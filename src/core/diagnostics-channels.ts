@@ -53,7 +53,7 @@ export interface ConnectTraceContext extends ConnectionMessage {
 
 /** The message of `lifeguard:release`: a lease ended. */
 export interface ReleaseMessage extends ConnectionMessage {
-  /** How long the lease was held, in ms. */
+  /** How long the lease was held, in ms: `NaN` when it began before anyone subscribed. */
   heldMs: number
   /** Ended by `destroy()` rather than `release()`. */
   destroyed: boolean

@@ -16,9 +16,15 @@ export type InvalidateReason =
 export interface PoolEvents<C> {
   /** A physical connection was opened (and `onConnect` ran). */
   connect: { id: number; connection: C; durationMs: number }
-  /** A connection was lent; `waitMs` is how long the caller waited. */
+  /**
+   * A connection was lent; `waitMs` is how long the caller waited: `NaN` when the wait began
+   * before anyone listened (the pool reads the clock only for a listener).
+   */
   acquire: { id: number; connection: C; waitMs: number }
-  /** A lease ended; `heldMs` is how long it was held. */
+  /**
+   * A lease ended; `heldMs` is how long it was held: `NaN` when the lease began before anyone
+   * listened (the pool reads the clock only for a listener).
+   */
   release: { id: number; connection: C; heldMs: number; destroyed: boolean }
   /** A returned connection was reset. */
   reset: { id: number; connection: C; mode: ResetMode; durationMs: number }
