@@ -1,6 +1,7 @@
 import type { InvalidateReason } from '../core/events.js'
 import { type MetricsSubscriber, metricsOf } from '../core/metrics-subscribers.js'
 import type { Pool } from '../core/pool.js'
+import { causes } from '../dialects/network-errors.js'
 import type { PoolMetricKey } from './pool-metric-catalog.js'
 
 /** The histograms that the pool's events feed, in seconds. */
@@ -57,14 +58,11 @@ const CODE_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/
 function errorKind(error: unknown): string {
   let code: string | undefined
   let name: string | undefined
-  let current = error
-  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
-    const fields = current as { code?: unknown; cause?: unknown; constructor?: { name?: unknown } }
+  for (const fields of causes(error)) {
     const own = typeof fields.code === 'number' ? String(fields.code) : fields.code
     if (typeof own === 'string' && CODE_PATTERN.test(own)) code = own
-    const className = fields.constructor?.name
+    const className = (fields as { constructor?: { name?: unknown } }).constructor?.name
     if (typeof className === 'string' && CODE_PATTERN.test(className)) name = className
-    current = fields.cause
   }
   return code ?? name ?? OTHER_KIND
 }
