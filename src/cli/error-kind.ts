@@ -1,22 +1,7 @@
+import { causes } from '../dialects/network-errors.js'
+
 /** The label of the error the seeds are about: the server refused one more connection. */
 export const TOO_MANY_CONNECTIONS = 'Too many connections'
-
-/** The fields of a driver or pool error that tell its kind. */
-interface ErrorFields {
-  code?: unknown
-  errno?: unknown
-  message?: unknown
-  cause?: unknown
-}
-
-/** The error and its causes, outermost first (lifeguard's ConnectError wraps the driver's). */
-function* chain(error: unknown): Generator<ErrorFields> {
-  let current = error
-  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
-    yield current as ErrorFields
-    current = (current as ErrorFields).cause
-  }
-}
 
 const BY_CODE: Record<string, string> = {
   // PostgreSQL: "sorry, too many clients already", and the reserved-slots variant.
@@ -51,7 +36,7 @@ const BY_ERRNO: Record<number, string> = {
  */
 export function errorKind(error: unknown): string {
   let fallback: string | undefined
-  for (const fields of chain(error)) {
+  for (const fields of causes(error)) {
     if (typeof fields.errno === 'number' && BY_ERRNO[fields.errno] !== undefined) {
       return BY_ERRNO[fields.errno]!
     }
