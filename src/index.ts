@@ -38,6 +38,7 @@ export {
   LeaseReleasedError,
   NamedStatementError,
   PingTimeoutError,
+  PipelineAbortedError,
   PoolClosedError,
   PoolError,
   ResetTimeoutError,

@@ -7,6 +7,14 @@ export type LifeguardOptions = Omit<PoolOptions<pg.Client>, 'dialect'>
 
 /** pg's pool config, plus the lifeguard options under one key of their own. */
 export interface PgPoolConfig extends pg.PoolConfig {
+  /**
+   * How many autocommit statements of `pool.query()` one connection may carry at once once every
+   * connection is busy and the pool is full: lifeguard's `maxPipeline` (the name node-postgres's
+   * pull request #3739 proposes for pg-pool). `1` turns pipelining off: for a transaction-mode
+   * pooler that cannot take a pipeline (Supavisor), or to keep pg-pool's one query per connection.
+   * @defaultValue 100
+   */
+  maxPipeline?: number | undefined
   /** lifeguard options (`maxOverflow`, `resetOnRelease`, `name`, …); override what the pg keys set. */
   lifeguard?: LifeguardOptions | undefined
 }
@@ -25,6 +33,7 @@ const POOL_KEYS = [
   'onConnect',
   'verify',
   'poolSize',
+  'maxPipeline',
   'lifeguard',
 ] as const
 
@@ -219,6 +228,9 @@ export function splitPgPoolConfig(
     Number.POSITIVE_INFINITY,
     `a number ≥ 1, ${STRING_TOO}; or 0 for no limit`,
   )
+
+  // lifeguard's own option, under the name pg-pool may take; the pool checks it (an integer ≥ 1).
+  if (c.maxPipeline !== undefined) options.maxPipeline = c.maxPipeline
 
   // pg reads it for its truth, as it does every flag.
   if (c.allowExitOnIdle !== undefined) options.allowExitOnIdle = Boolean(c.allowExitOnIdle)

@@ -5,12 +5,20 @@ import {
   AcquireTimeoutError,
   ConnectError,
   InvalidOptionError,
+  PipelineAbortedError,
   PoolClosedError,
 } from '../core/errors.js'
 import type { Lease } from '../core/lease.js'
 import type { Pool as LifeguardPool } from '../core/pool.js'
-import { describe, isConstructor, MAX_TIMER_MS, resolvePoolOptions } from '../core/pool-options.js'
+import {
+  type AcquireOptions,
+  describe,
+  isConstructor,
+  MAX_TIMER_MS,
+  resolvePoolOptions,
+} from '../core/pool-options.js'
 import { createPool } from '../create-pool.js'
+import { pipelinable } from '../dialects/pg-pipelinable.js'
 import { type PgClientConstructor, postgres } from '../dialects/postgres.js'
 import { registerFacade } from './lifeguard-of.js'
 import { manage, type PoolHold } from './manage.js'
@@ -88,6 +96,18 @@ interface PendingCheckout {
   /** Set by `end()` for a checkout it lets finish: called once it settles. */
   settled: (() => void) | undefined
 }
+
+/** A client checked out, and the release of that checkout (`client.release` too, unless shared). */
+interface Checkout {
+  client: LentClient
+  release: (error?: Error | boolean) => void
+}
+
+/** The release of a statement of `query()` that shares its client; `joined` when others were on it first. */
+type SharedRelease = ((error?: Error | boolean) => void) & { joined?: true }
+
+/** The acquire options of a statement of `query()` that may share its client. */
+const SHARED: AcquireOptions = Object.freeze({ shared: true })
 
 /** A client is lent out with `release` set on it, as pg-pool does; `release` is not in pg's Client type. */
 export type LentClient = pg.PoolClient
@@ -195,6 +215,14 @@ class LifeguardPgPool extends PgPoolBase {
   readonly #failed = new WeakSet<pg.Client>()
   /** The client whose lease is being given back right now: its retirement is not an idle one. */
   #returning: pg.Client | undefined
+  /** Whether `query()` may pipeline its autocommit statements: `maxPipeline` above 1. */
+  readonly #pipelines: boolean
+  /** The most clients the pool opens: `max` and `maxOverflow`. */
+  readonly #max: number
+  /** Set by `query()` for the `connect()` it makes at once: that checkout may share a client. */
+  #shareNext = false
+  /** The clients lent to sharing statements of `query()`, with how many each carries now. */
+  readonly #sharers = new Map<pg.Client, number>()
 
   constructor(config?: PgPoolConfig, defaults: LifeguardOptions = {}) {
     // Checked before pg's constructor runs, so that a bad option leaves nothing behind.
@@ -213,6 +241,8 @@ class LifeguardPgPool extends PgPoolBase {
       }),
     })
     this.#wait = this.#pool.options.acquireTimeout
+    this.#pipelines = this.#pool.options.maxPipeline > 1
+    this.#max = this.#pool.options.max + this.#pool.options.maxOverflow
     registerFacade(this, this.#pool as LifeguardPool<unknown>)
     this.#watchClients()
     // 'remove' needs the client of a closed connection; the core's 'close' carries only its id.
@@ -239,7 +269,7 @@ class LifeguardPgPool extends PgPoolBase {
     define('_idle', () =>
       Object.freeze(
         [...this.#open]
-          .filter((client) => this.#established.has(client) && !this.#leases.has(client))
+          .filter((client) => this.#established.has(client) && !this.#lent(client))
           .map((client): PgIdleItem => Object.freeze({ client })),
       ),
     )
@@ -315,7 +345,7 @@ class LifeguardPgPool extends PgPoolBase {
    * pg-pool, which would crash the process, nothing is emitted when nobody listens.
    */
   #idleError(client: pg.Client, error: unknown): void {
-    if (this.#leases.has(client)) return // lent: the error is the borrower's, on the client
+    if (this.#lent(client)) return // lent: the error is the borrower's, on the client
     if (this.#failed.has(client)) {
       this.log('additional client error after disconnection due to error', error)
       return
@@ -326,6 +356,11 @@ class LifeguardPgPool extends PgPoolBase {
     if (this.listenerCount('error') > 0) this.emit('error', error, client)
   }
 
+  /** Whether `client` is lent: to one caller, or to statements that share it. */
+  #lent(client: pg.Client): boolean {
+    return this.#leases.has(client) || this.#sharers.has(client)
+  }
+
   /** pg-pool's `Promise` option: the promises this pool returns are made with it. */
   #promised<T>(promise: Promise<T>): Promise<T> {
     const P = this.Promise
@@ -334,16 +369,17 @@ class LifeguardPgPool extends PgPoolBase {
   }
 
   /** pg-pool's `verify(client, callback)`, on a new client's first lend: an error releases it with that error. */
-  #verify(client: LentClient): Promise<LentClient> {
+  #verify(lent: Checkout): Promise<Checkout> {
     const verify = this.options.verify as Verify | undefined
+    const client = lent.client
     if (typeof verify !== 'function' || this.#verified.has(client)) {
-      return Promise.resolve(client)
+      return Promise.resolve(lent)
     }
     this.#verified.add(client)
-    return new Promise<LentClient>((resolve, reject) => {
+    return new Promise<Checkout>((resolve, reject) => {
       const done = (error?: Error | null) => {
-        if (!error) return resolve(client)
-        client.release(error)
+        if (!error) return resolve(lent)
+        lent.release(error)
         reject(error)
       }
       try {
@@ -374,17 +410,27 @@ class LifeguardPgPool extends PgPoolBase {
       callback(error, undefined, noop)
       return undefined
     }
-    const promise = this.#checkout().then((client) => this.#verify(client))
-    if (callback === undefined) return this.#promised(promise)
+    const checkout = this.#checkout()
+    const promise =
+      typeof this.options.verify === 'function'
+        ? checkout.then((lent) => this.#verify(lent))
+        : checkout
+    if (callback === undefined) return this.#promised(promise.then((lent) => lent.client))
     settleTo(
       promise,
-      (client) => callback(undefined, client, client.release as (release?: unknown) => void),
+      (lent) => callback(undefined, lent.client, lent.release as (release?: unknown) => void),
       (error) => callback(error, undefined, noop),
     )
     return undefined
   }
 
-  async #checkout(): Promise<LentClient> {
+  async #checkout(): Promise<Checkout> {
+    // Read before the first await: query() sets it around its connect() call only. Inside a
+    // request scope the request's connection serves it, never shared.
+    const scope = this.#pool.currentScope()
+    const scoped = scope !== undefined && !scope.ended
+    const shared = this.#shareNext && !scoped
+    this.#shareNext = false
     const entry: PendingCheckout = {
       stranded: false,
       startedAt: Number.isFinite(this.#wait) ? performance.now() : 0,
@@ -394,7 +440,7 @@ class LifeguardPgPool extends PgPoolBase {
     this.#waiting++
     let lease: Lease<pg.Client>
     try {
-      lease = await this.#pool.acquire(this.#acquireOptions())
+      lease = await this.#pool.acquire(this.#acquireOptions(shared))
     } catch (error) {
       if (entry.stranded && error instanceof PoolClosedError) return this.#strand(entry)
       throw pgCheckoutError(error)
@@ -404,21 +450,32 @@ class LifeguardPgPool extends PgPoolBase {
       entry.settled?.()
     }
     if (entry.stranded) {
-      // A client freed for it after end(): pg-pool would have closed it and served nobody.
-      lease.destroy()
+      // A client freed for it after end(): pg-pool would have closed it and served nobody. A
+      // shared one may carry other statements: it goes back, and closes once they are done.
+      if (shared) lease.release()
+      else lease.destroy()
       return this.#strand(entry)
     }
     const client = lease.connection
-    this.#leases.set(client, lease)
-    // Inside a request scope the lease is the request's, not the pool's: see #releaser.
-    const scope = this.#pool.currentScope()
-    internals(client).release = this.#releaser(client, lease, scope !== undefined && !scope.ended)
+    let release: (error?: Error | boolean) => void
+    if (shared && !this.#leases.has(client)) {
+      // Several statements may hold it at once: each gets its own release, and `client.release`
+      // is left alone (it would be the last one's).
+      const carried = this.#sharers.get(client) ?? 0
+      this.#sharers.set(client, carried + 1)
+      release = this.#sharedReleaser(client, lease, carried > 0)
+    } else {
+      this.#leases.set(client, lease)
+      // Inside a request scope the lease is the request's, not the pool's: see #releaser.
+      release = this.#releaser(client, lease, scoped)
+      internals(client).release = release
+    }
     if (!this.#seen.has(client)) {
       this.#seen.add(client)
       this.emit('connect', client)
     }
     this.emit('acquire', client)
-    return client as LentClient
+    return { client: client as LentClient, release }
   }
 
   /**
@@ -427,12 +484,15 @@ class LifeguardPgPool extends PgPoolBase {
    * has no wait timer, only the connect timeout, whose own error it gets (here a backstop of
    * twice that, in case a client freed meanwhile went to another caller).
    */
-  #acquireOptions(): { timeout: number } | undefined {
+  #acquireOptions(shared: boolean): AcquireOptions | undefined {
     const wait = this.#wait
-    if (!Number.isFinite(wait)) return undefined
+    // A full pool opens nothing for it: the common case under load, known without stats().
+    if (!Number.isFinite(wait) || this.#open.size >= this.#max) return shared ? SHARED : undefined
     const stats = this.#pool.stats()
     const opening = stats.idle === 0 && stats.total - stats.closing < stats.max
-    return opening ? { timeout: Math.min(2 * wait, MAX_TIMER_MS) } : undefined
+    if (!opening) return shared ? SHARED : undefined
+    const timeout = Math.min(2 * wait, MAX_TIMER_MS)
+    return shared ? { timeout, shared } : { timeout }
   }
 
   /**
@@ -440,9 +500,9 @@ class LifeguardPgPool extends PgPoolBase {
    * stays pending, counted in `waitingCount`, until its `connectionTimeoutMillis` rejects it (for
    * ever without one). The timer is unref'd, as pg-pool's.
    */
-  #strand(entry: PendingCheckout): Promise<LentClient> {
+  #strand(entry: PendingCheckout): Promise<never> {
     this.#waiting++
-    return new Promise<LentClient>((_, reject) => {
+    return new Promise<never>((_, reject) => {
       if (!Number.isFinite(this.#wait)) return
       const left = Math.max(0, entry.startedAt + this.#wait - performance.now())
       setTimeout(() => {
@@ -490,6 +550,51 @@ class LifeguardPgPool extends PgPoolBase {
     }
   }
 
+  /**
+   * The release of a statement of `query()` that shares its client: once only, as pg-pool's. A
+   * dead client is destroyed at once (the statements still on it fail with it); one retired for
+   * `maxUses`, or released after `end()`, goes once the last statement on it is back.
+   */
+  #sharedReleaser(client: pg.Client, lease: Lease<pg.Client>, joined: boolean): SharedRelease {
+    let released = false
+    const release: SharedRelease = (error?: Error | boolean) => {
+      if (released) {
+        throw new Error('Release called on client which has already been released to the pool.')
+      }
+      released = true
+      const left = (this.#sharers.get(client) ?? 1) - 1
+      if (left === 0) this.#sharers.delete(client)
+      else this.#sharers.set(client, left)
+      const count = (uses.get(client) ?? 0) + 1
+      uses.set(client, count)
+      this.emit('release', error, client)
+      if (!lease.active) return // revoked: the client closed under it, or the pool was destroyed
+      const c = internals(client)
+      const last = left === 0
+      const wornOut = last && count >= this.#maxUses
+      if (wornOut) this.log('remove expended client')
+      this.#returning = client
+      try {
+        if (
+          error ||
+          c._queryable === false ||
+          c._ending === true ||
+          (last && this.ending) ||
+          wornOut
+        ) {
+          this.#open.delete(client)
+          lease.destroy(error instanceof Error ? error : undefined)
+        } else {
+          lease.release()
+        }
+      } finally {
+        this.#returning = undefined
+      }
+    }
+    if (joined) release.joined = true
+    return release
+  }
+
   /** pg's overloads, all of them: with a callback, or a promise. */
   query(text: unknown, values?: unknown, callback?: Callback): unknown {
     if (typeof text === 'function') {
@@ -518,9 +623,23 @@ class LifeguardPgPool extends PgPoolBase {
   async #query(text: unknown, values: unknown): Promise<unknown> {
     // Through connect(callback), as pg-pool's query goes: code that wraps connect (tracing)
     // sees the query's checkout too.
-    const client = await new Promise<LentClient>((resolve, reject) => {
-      this.connect((error, lent) => (error ? reject(error) : resolve(lent!)))
-    })
+    // An autocommit statement may share a busy client once the pool is full (maxPipeline).
+    this.#shareNext = this.#pipelines && pipelinable(text)
+    let lent!: Checkout
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.connect((error, client, release) => {
+          if (error) return reject(error)
+          lent = { client: client!, release: release! }
+          resolve()
+        })
+      })
+    } finally {
+      this.#shareNext = false
+    }
+    const { client, release } = lent
+    // Lent while other statements were on it: it is pipelined behind them.
+    const joined = (release as SharedRelease).joined === true
     this.log('dispatching query')
     let result: unknown
     try {
@@ -528,15 +647,25 @@ class LifeguardPgPool extends PgPoolBase {
       // transaction), so unlike pg-pool it is released, not destroyed; a dead one is destroyed.
       result = await (client.query as (t: unknown, v: unknown) => Promise<unknown>)(text, values)
     } catch (error) {
-      const c = internals(client)
+      const dead = internals(client)._queryable === false
       this.log('query dispatched')
-      client.release(c._queryable === false ? (error as Error) : undefined)
+      release(dead ? (error as Error) : undefined)
+      if (dead && joined) throw this.#aborted(error)
       throw error
     }
     this.log('query dispatched')
     // pg-pool passes on the query callback's error argument: null, and so does 'release'.
-    client.release(null as never)
+    release(null as never)
     return result
+  }
+
+  /** The error of a statement pipelined behind others, lost with its client. */
+  #aborted(cause: unknown): PipelineAbortedError {
+    const reason = cause instanceof Error ? cause.message : String(cause)
+    return new PipelineAbortedError(
+      `A statement pipelined on a shared connection of pool "${this.#pool.name}" was lost with that connection (${reason}); it may or may not have run, and it was not retried`,
+      { cause },
+    )
   }
 
   /** pg's overloads, all of them: with a callback, or a promise. */

@@ -96,6 +96,15 @@ export class ConnectionRecord<C> implements ListNode<ConnectionRecord<C>> {
   leasedAt = 0
   /** The current lease, while leased. */
   lease: RecordLease | undefined = undefined
+  /**
+   * How many sharing callers (`acquire({ shared: true })`) hold it now: while it is above 0 the
+   * connection is lent to them together and `lease` stays unset. Changed by the pool only.
+   */
+  shares = 0
+  /** The sharing callers' leases, while `shares` is above 0: revoked if it closes under them. */
+  sharers: Set<RecordLease> | undefined = undefined
+  /** Whether the dialect turned pipelining on for the current sharing callers. */
+  pipelined = false
   /** Set when the driver reported the connection dead while the pool could not close it yet. */
   dead = false
   /**

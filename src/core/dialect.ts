@@ -133,6 +133,17 @@ export interface Dialect<C> {
    */
   reset?(connection: C, mode: ResetMode, signal?: AbortSignal): Promise<void> | void
   /**
+   * Turns pipelining on (`on`) or off for a connection. On, the driver sends a statement while
+   * earlier ones are still running, each with its own Sync, so that each fails alone; off, it
+   * runs one at a time again. The pool turns it on when it lends a connection to callers that
+   * share (`acquire({ shared: true })`), and off once the last of them gave it back, before
+   * `reset` and before any caller gets it to itself. Returns whether this connection now
+   * pipelines: `false` (an old driver, a pooler that cannot take a pipeline) makes the pool lend it
+   * to one sharing caller at a time. It runs on the hot path: it must be cheap and not throw. A
+   * dialect without it never shares a connection.
+   */
+  pipeline?(connection: C, on: boolean): boolean
+  /**
    * Says whether a returned connection is still busy with work its borrower started (a query
    * still running at release): a promise that settles when that work is done, or `undefined`
    * when there is none. The pool waits for it before `reset`, without `validationTimeout`'s limit

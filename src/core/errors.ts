@@ -28,6 +28,7 @@ export const ERROR_CODES = [
   'LIFEGUARD_WRONG_ROLE',
   'LIFEGUARD_NAMED_STATEMENT',
   'LIFEGUARD_BUDGET_TIMEOUT',
+  'LIFEGUARD_PIPELINE_ABORTED',
 ] as const
 
 /** The stable, machine-readable code of an error lifeguard throws, such as `LIFEGUARD_ACQUIRE_TIMEOUT`. */
@@ -332,3 +333,21 @@ export class NamedStatementError extends PoolError {
   }
 }
 named(NamedStatementError, 'NamedStatementError')
+
+/**
+ * A statement pipelined behind others on a shared connection (`maxPipeline`) was lost with that
+ * connection: its backend was terminated, its socket failed, or a statement ahead of it timed out
+ * and the connection was destroyed to unblock the pipeline. It may or may not have run (an
+ * autocommit statement the server ran before the loss stays committed); it was not retried.
+ * `cause` is the driver's error.
+ */
+export class PipelineAbortedError extends PoolError {
+  /** The stable code of this error. */
+  static readonly code = 'LIFEGUARD_PIPELINE_ABORTED'
+  /** This error's code, always `LIFEGUARD_PIPELINE_ABORTED`. */
+  declare readonly code: 'LIFEGUARD_PIPELINE_ABORTED'
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, PipelineAbortedError.code, options)
+  }
+}
+named(PipelineAbortedError, 'PipelineAbortedError')

@@ -4,7 +4,7 @@ import { LeaseReleasedError } from './errors.js'
 /** What a lease asks of its pool; kept narrow so that a lease holds no more than it needs. */
 export interface LeaseOwner<C> {
   /** Takes a connection back; `destroy` discards it instead of lending it again. */
-  giveBack(record: ConnectionRecord<C>, destroy: boolean, reason: unknown): void
+  giveBack(record: ConnectionRecord<C>, destroy: boolean, reason: unknown, lease: Lease<C>): void
 }
 
 // The pool's side of a lease, kept out of the class's public face: `src/index.ts` re-exports only
@@ -85,7 +85,7 @@ export class Lease<C> {
    */
   release(): void {
     if (this.#revoked) return
-    this.#owner.giveBack(this.#take(), false, undefined)
+    this.#owner.giveBack(this.#take(), false, undefined, this)
   }
 
   /**
@@ -94,7 +94,7 @@ export class Lease<C> {
    */
   destroy(reason?: unknown): void {
     if (this.#revoked) return
-    this.#owner.giveBack(this.#take(), true, reason)
+    this.#owner.giveBack(this.#take(), true, reason, this)
   }
 
   /** Releases the lease unless it is already over, so `using` works after an explicit release. */

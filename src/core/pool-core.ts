@@ -119,6 +119,14 @@ export class PoolCore<C> {
   private outerWaiting: (() => number) | undefined = undefined
   private readonly housekeeper: Housekeeper<C>
   private readonly owner: LeaseOwner<C>
+  /** The owner of the leases lent to sharing callers: see {@link PoolCore.giveBackShared}. */
+  private readonly sharedOwner: LeaseOwner<C>
+  /** Whether callers may share connections: the dialect pipelines and `maxPipeline` is above 1. */
+  private readonly canShare: boolean
+  /** The connections lent to sharing callers now, for the least loaded to be found. */
+  private readonly sharing = new Set<ConnectionRecord<C>>()
+  /** The sharing callers holding connections now (the sum of their records' `shares`). */
+  private sharedOut = 0
   /** The idle time that triggers a checkout ping, or -1 when the pool does not ping. */
   private readonly pingAfter: number
   /** Idle connections let the process exit (`allowExitOnIdle`) and the dialect can say so. */
@@ -225,6 +233,11 @@ export class PoolCore<C> {
       },
     )
     this.owner = { giveBack: (record, destroy, reason) => this.giveBack(record, destroy, reason) }
+    this.sharedOwner = {
+      giveBack: (record, destroy, reason, lease) =>
+        this.giveBackShared(record, destroy, reason, lease),
+    }
+    this.canShare = typeof this.dialect.pipeline === 'function' && this.opts.maxPipeline > 1
     const host: HousekeeperHost<C> = {
       idle: () => this.idle,
       idleCount: () => this.idle.size,
@@ -299,8 +312,12 @@ export class PoolCore<C> {
         return Promise.reject(signal.reason)
       }
     }
+    const shared = this.canShare && options?.shared === true
+    // A sharing caller's statement is over as soon as it answers: no leak to detect.
     const stack =
-      this.opts.leakDetectionThreshold > 0 ? (new Error('acquired here').stack ?? '') : undefined
+      this.opts.leakDetectionThreshold > 0 && !shared
+        ? (new Error('acquired here').stack ?? '')
+        : undefined
     if (this.waiters.size === 0) {
       const record = this.takeIdle()
       if (record !== undefined) {
@@ -316,11 +333,16 @@ export class PoolCore<C> {
                   },
                 },
             stack,
+            shared,
           )
           if (this.fillTo > 0) this.pump() // keep `min` idle
           return Promise.resolve(lease)
         }
         this.validate(record)
+      } else if (shared && this.failing === undefined && this.full()) {
+        // Every connection is out and the pool can open no more: share the least loaded one.
+        const busy = this.leastLoaded()
+        if (busy !== undefined) return Promise.resolve(this.join(busy, undefined))
       }
     }
     if (this.failing !== undefined) {
@@ -358,6 +380,7 @@ export class PoolCore<C> {
       resolve,
       extra,
     )
+    if (shared) waiter.pipelines = true
     this.waiters.push(waiter, signal)
     // Under load every connection is out and the pool is full: a new waiter changes nothing the
     // pump could act on, so skip it (it serves idle connections and opens new ones).
@@ -463,6 +486,7 @@ export class PoolCore<C> {
       validating: c.validating,
       closing: c.closing,
       expired: this.expiredOut,
+      pipelined: this.sharedOut - this.sharing.size,
       waiting: this.waiters.size + (this.outerWaiting?.() ?? 0),
       max: this.opts.max,
       maxOverflow: this.opts.maxOverflow,
@@ -535,6 +559,7 @@ export class PoolCore<C> {
       if (this.needsPing(record)) this.validate(record)
       else this.serve(record, this.waiters.shift()!)
     }
+    if (this.sharing.size > 0 && this.waiters.peek()?.pipelines === true) this.joinWaiters()
     if (this.slotWaits.size > 0) this.dropSlotWaits()
     if (this.failing !== undefined) return this.pumpFailing()
     // Open connections for the waiters nothing covers yet, and to keep `min` idle.
@@ -726,8 +751,111 @@ export class PoolCore<C> {
   }
 
   private serve(record: ConnectionRecord<C>, waiter: Waiter<Lease<C>>): void {
-    waiter.resolve(this.lend(record, waiter, waiter.extra?.stack))
+    waiter.resolve(this.lend(record, waiter, waiter.extra?.stack, waiter.pipelines))
+    // The sharing callers queued behind it may share it, once the pool is full.
+    if (waiter.pipelines && this.waiters.peek()?.pipelines === true) this.joinWaiters()
     if (this.slotWaits.size > 0) this.dropSlotWaits()
+  }
+
+  // Sharing connections (pipelining): see PoolOptions.maxPipeline.
+
+  /** Whether the pool can open no more connections: only then does it share one. */
+  private full(): boolean {
+    return this.records.size >= this.opts.max + this.opts.maxOverflow
+  }
+
+  /**
+   * The connection lent to sharing callers with the fewest of them, below `maxPipeline`, that the
+   * dialect pipelines and nothing condemned; `undefined` when there is none.
+   */
+  private leastLoaded(): ConnectionRecord<C> | undefined {
+    let best: ConnectionRecord<C> | undefined
+    const limit = this.opts.maxPipeline
+    for (const record of this.sharing) {
+      if (record.shares >= limit || !record.pipelined || record.state !== 'leased') continue
+      if (best !== undefined && record.shares >= best.shares) continue
+      if (this.condemned(record) !== undefined) continue
+      best = record
+      if (best.shares === 1) break
+    }
+    return best
+  }
+
+  /**
+   * Lends the sharing callers at the head of the queue the least loaded shared connections, while
+   * the pool is full and has no idle one (the pump lends those): the queue stays in order, since a
+   * caller who does not share stops it (it gets the next connection that its sharers give back).
+   */
+  private joinWaiters(): void {
+    if (this.state !== 'open' || this.failing !== undefined || !this.full()) return
+    for (;;) {
+      const head = this.waiters.peek()
+      if (head === undefined || !head.pipelines || this.idle.size > 0) return
+      const record = this.leastLoaded()
+      if (record === undefined) return
+      this.waiters.shift()
+      head.resolve(this.join(record, head))
+    }
+  }
+
+  /** Lends one more sharing caller a connection already lent to sharing callers. */
+  private join(record: ConnectionRecord<C>, waiter: Waiter<Lease<C>> | undefined): Lease<C> {
+    record.shares++
+    this.sharedOut++
+    this.counters.acquired++
+    this.telemetry.acquired(record, waiter)
+    const lease = lendLease(this.sharedOwner, record)
+    record.sharers!.add(lease)
+    return lease
+  }
+
+  /**
+   * A sharing caller gave its connection back. While others still share it, it takes the next
+   * sharing caller waiting; the last one out turns pipelining off and returns it as any lease
+   * returns. A destroyed one goes at once, torn down under the others (their statements then fail
+   * with the connection, as they would have anyway: it broke, or its holder says it did).
+   */
+  private giveBackShared(
+    record: ConnectionRecord<C>,
+    destroy: boolean,
+    reason: unknown,
+    lease: Lease<C>,
+  ): void {
+    record.sharers!.delete(lease)
+    record.shares--
+    this.sharedOut--
+    this.counters.released++
+    this.telemetry.released(record, destroy)
+    if (destroy) return this.dropLeased(record, reason, record.shares > 0)
+    if (record.shares > 0) {
+      if (this.waiters.size > 0) this.joinWaiters()
+      return
+    }
+    this.unshare(record)
+    this.returned(record)
+  }
+
+  /**
+   * Takes a record out of sharing: pipelining off, out of the list, and the leases of the
+   * sharing callers still on it (it is closing under them) revoked.
+   */
+  private unshare(record: ConnectionRecord<C>): void {
+    if (!this.sharing.delete(record)) return
+    const sharers = record.sharers!
+    record.sharers = undefined
+    if (record.shares > 0) {
+      for (const lease of sharers) revokeLease(lease as Lease<C>)
+      this.counters.revoked += record.shares
+      this.sharedOut -= record.shares
+      record.shares = 0
+    }
+    if (!record.pipelined) return
+    record.pipelined = false
+    try {
+      this.dialect.pipeline!(record.connection as C, false)
+    } catch (error) {
+      this.telemetry.dialectFailed('pipeline', error)
+    }
   }
 
   /** Lends a record to a waiter, or to a caller that did not wait (`waiter` undefined). */
@@ -735,9 +863,11 @@ export class PoolCore<C> {
     record: ConnectionRecord<C>,
     waiter: Pick<Waiter<Lease<C>>, 'extra'> | undefined,
     stack: string | undefined,
+    shared = false,
   ): Lease<C> {
     // A record handed from one lease straight to the next stays `leased`: no count changes.
     if (record.state !== 'leased') this.move(record, 'leased')
+    if (shared) return this.share(record, waiter)
     // The hold time is measured only when someone will see it.
     record.leasedAt =
       this.opts.leakDetectionThreshold > 0 || this.telemetry.timesLeases()
@@ -755,6 +885,32 @@ export class PoolCore<C> {
     return lease
   }
 
+  /** Lends a leased record to its first sharing caller: pipelining on, and in the list. */
+  private share(
+    record: ConnectionRecord<C>,
+    waiter: Pick<Waiter<Lease<C>>, 'extra'> | undefined,
+  ): Lease<C> {
+    record.leasedAt =
+      this.opts.leakDetectionThreshold > 0 || this.telemetry.timesLeases()
+        ? performance.now()
+        : Number.NaN
+    let pipelined = false
+    try {
+      pipelined = this.dialect.pipeline!(record.connection as C, true) === true
+    } catch (error) {
+      this.telemetry.dialectFailed('pipeline', error)
+    }
+    record.pipelined = pipelined
+    record.shares = 1
+    this.sharedOut++
+    this.sharing.add(record)
+    this.counters.acquired++
+    this.telemetry.acquired(record, waiter)
+    const lease = lendLease(this.sharedOwner, record)
+    record.sharers = new Set([lease])
+    return lease
+  }
+
   private giveBack(record: ConnectionRecord<C>, destroy: boolean, reason: unknown): void {
     if (record.leakTimer !== undefined) {
       clearTimeout(record.leakTimer)
@@ -764,21 +920,32 @@ export class PoolCore<C> {
     this.counters.released++
     this.telemetry.released(record, destroy)
     if (record.state !== 'leased') return
-    if (destroy) {
-      const why = this.destroyReason(record, reason)
-      // A connection condemned already (stale, or reported dead or refused while lent, which
-      // retired the older ones then) must not retire those made since, on the new server.
-      if (this.fresh(record)) {
-        if (why === 'disconnect') this.invalidateOlder()
-        else if (why === 'read-only' && reason !== undefined) {
-          if (this.readOnlyScope(reason) === 'server') this.flushOlder()
-          // The dialect may judge the refusal the server's later: see died().
-          else record.readOnly = Object(reason)
-        }
+    if (destroy) return this.dropLeased(record, reason, false)
+    this.returned(record)
+  }
+
+  /**
+   * A leased record its holder destroyed. `teardown` skips the goodbye: sharing callers still
+   * have statements on it, which must fail now rather than wait for a polite close.
+   */
+  private dropLeased(record: ConnectionRecord<C>, reason: unknown, teardown: boolean): void {
+    const why = this.destroyReason(record, reason)
+    // A connection condemned already (stale, or reported dead or refused while lent, which
+    // retired the older ones then) must not retire those made since, on the new server.
+    if (this.fresh(record)) {
+      if (why === 'disconnect') this.invalidateOlder()
+      else if (why === 'read-only' && reason !== undefined) {
+        if (this.readOnlyScope(reason) === 'server') this.flushOlder()
+        // The dialect may judge the refusal the server's later: see died().
+        else record.readOnly = Object(reason)
       }
-      this.retire(record, why, reason ?? record.readOnly)
-      return this.pump()
     }
+    this.retire(record, why, reason ?? record.readOnly, teardown)
+    this.pump()
+  }
+
+  /** A leased record given back whole: closed, retired, reset or handed on. */
+  private returned(record: ConnectionRecord<C>): void {
     if (this.state !== 'open') return this.closeRecord(record)
     const condemned = this.condemned(record)
     if (condemned !== undefined) {
@@ -1336,6 +1503,8 @@ export class PoolCore<C> {
       record.lease = undefined
       this.counters.revoked++
     }
+    // Its sharing callers' leases end with it, as an exclusive lease's does.
+    if (record.sharers !== undefined) this.unshare(record)
     this.move(record, 'closing')
     const done = () => {
       this.move(record, 'closed')

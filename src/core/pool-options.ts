@@ -22,6 +22,17 @@ export interface PoolOptions<C> {
    */
   maxOverflow?: number
   /**
+   * How many statements one connection may carry at once for the callers that ask to share
+   * (`acquire({ shared: true })`, which the `lifeguard/pg` pool's `query()` does for an autocommit
+   * statement): once every connection is busy and the pool is full, such a caller is lent the
+   * busy connection with the fewest statements in flight, below this many, and its statement is
+   * pipelined behind theirs. Only a dialect that can pipeline ({@link Dialect.pipeline}: the
+   * PostgreSQL one, on pg 8.23 or later) does; elsewhere, and with `1`, every caller gets a
+   * connection of its own. See docs/performance.md for how the default was chosen.
+   * @defaultValue 100
+   */
+  maxPipeline?: number
+  /**
    * Idle connections kept open and refilled in the background (HikariCP's `minimumIdle`),
    * never more than `max` in all; `minMode: 'floor'` makes it pg-pool's floor instead.
    * @defaultValue 0
@@ -189,6 +200,8 @@ export interface ResolvedPoolOptions<C> {
   readonly max: number
   /** See {@link PoolOptions.maxOverflow}. */
   readonly maxOverflow: number
+  /** See {@link PoolOptions.maxPipeline}. */
+  readonly maxPipeline: number
   /** See {@link PoolOptions.min}. */
   readonly min: number
   /** See {@link PoolOptions.minMode}. */
@@ -256,11 +269,15 @@ export const DEFAULT_FAIL_FAST_AFTER_MS = 5_000
  */
 export const DEFAULT_VALIDATION_TIMEOUT_MS = 5_000
 
+/** How many statements a connection carries at once for shared callers, by default: see docs/performance.md. */
+export const DEFAULT_MAX_PIPELINE = 100
+
 /** Every key `createPool()` takes; any other is refused. The fuzz tests draw from it too. */
 export const POOL_OPTION_KEYS = [
   'dialect',
   'max',
   'maxOverflow',
+  'maxPipeline',
   'min',
   'minMode',
   'connectErrors',
@@ -436,6 +453,7 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
 
   const max = integer('max', options.max, 10, 1)
   const maxOverflow = integer('maxOverflow', options.maxOverflow, 0, 0)
+  const maxPipeline = integer('maxPipeline', options.maxPipeline, DEFAULT_MAX_PIPELINE, 1)
   const min = integer('min', options.min, 0, 0)
   if (min > max) fail('min', min, `an integer from 0 to max (${max})`)
 
@@ -487,6 +505,7 @@ export function resolvePoolOptions<C>(options: PoolOptions<C>): ResolvedPoolOpti
     dialect: dialect as Dialect<C>,
     max,
     maxOverflow,
+    maxPipeline,
     min,
     minMode: oneOf('minMode', options.minMode, 'fill', ['fill', 'floor'] as const),
     connectErrors: oneOf('connectErrors', options.connectErrors, 'retry', [
@@ -547,7 +566,7 @@ export function resolveAcquireTimeout(value: unknown, fallback: number): number 
   return duration('timeout', value, fallback, 0, true)
 }
 
-const ACQUIRE_KEYS = ['signal', 'timeout'] as const
+const ACQUIRE_KEYS = ['signal', 'timeout', 'shared'] as const
 const CLOSE_KEYS = ['timeout'] as const
 
 /** Whether `value` is an `AbortSignal`, judged by its shape so that a signal from another realm passes. */
@@ -570,6 +589,17 @@ export interface AcquireOptions {
   signal?: AbortSignal | undefined
   /** Overrides `acquireTimeout` for this call, in ms. */
   timeout?: number | undefined
+  /**
+   * The caller runs one autocommit statement and may share its connection with other such
+   * callers: when every connection is busy and the pool can open no more, it is lent the busy
+   * connection with the fewest statements in flight (below `maxPipeline`), whose driver then
+   * pipelines its statement behind theirs. Idle connections are lent first, and the pool grows to
+   * its limit before it shares. Never pass it for a transaction, a cursor, `COPY`, `LISTEN` or
+   * anything that changes the session: those need a connection of their own. Inside a request
+   * scope, and with a dialect that cannot pipeline, it changes nothing.
+   * @defaultValue false
+   */
+  shared?: boolean | undefined
 }
 
 /** The options of `close()`. */
@@ -591,16 +621,23 @@ function checkObject(options: unknown, where: string): asserts options is object
 
 /**
  * Validates the options of one `acquire()` or `use()` call, before anything is queued: an
- * object with an optional `signal` (an `AbortSignal`) and `timeout`. Unknown keys are rejected.
+ * object with an optional `signal` (an `AbortSignal`), `timeout` and `shared`. Unknown keys are rejected.
  * Allocates nothing for valid options, since it runs on every such call.
  */
 export function checkAcquireOptions(options: unknown, where = 'acquire'): void {
   if (options === undefined) return
   checkObject(options, where)
   for (const key in options) {
-    if (key !== 'signal' && key !== 'timeout') rejectUnknownKeys(options, ACQUIRE_KEYS, where)
+    if (key !== 'signal' && key !== 'timeout' && key !== 'shared') {
+      rejectUnknownKeys(options, ACQUIRE_KEYS, where)
+    }
   }
-  const { signal, timeout } = options as { signal?: unknown; timeout?: unknown }
+  const { signal, timeout, shared } = options as {
+    signal?: unknown
+    timeout?: unknown
+    shared?: unknown
+  }
+  if (shared !== undefined && typeof shared !== 'boolean') fail('shared', shared, 'true or false')
   if (signal !== undefined && signal !== null && !isAbortSignal(signal)) {
     const controller =
       typeof signal === 'object' && isAbortSignal((signal as { signal?: unknown }).signal)

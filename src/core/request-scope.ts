@@ -472,7 +472,9 @@ export class RequestScope<C> {
   }
 
   async #checkout(options: AcquireOptions | undefined): Promise<Lease<C>> {
-    const main = await this.#host.acquire(this.#abortable(options))
+    // The request's connection is its own, whoever asks first: never shared (pipelined).
+    const own = options?.shared === true ? { ...options, shared: false } : options
+    const main = await this.#host.acquire(this.#abortable(own))
     this.#borrowed = true
     if (this.transaction) {
       try {

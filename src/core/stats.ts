@@ -30,6 +30,12 @@ export interface PoolStats {
    */
   expired: number
   /**
+   * Sharing callers (`acquire({ shared: true })`) lent a connection that others already share,
+   * beyond the first on each: the statements pipelined now. Counted in none of the states, since
+   * those count connections. Always 0 with `maxPipeline: 1` or a dialect that cannot pipeline.
+   */
+  pipelined: number
+  /**
    * Callers waiting in `acquire()`, and those waiting in the queue that the `lifeguard/mysql2`
    * facade keeps in front of the pool (its timeouts count in `timeouts` too).
    */
@@ -50,7 +56,7 @@ export interface PoolStats {
   released: number
   /**
    * Leases the pool took back from their holders: `destroy()`, or `close()` timing out. Always
-   * `acquired = released + revoked + leased`.
+   * `acquired = released + revoked + leased + pipelined`.
    */
   revoked: number
   /** Acquires that timed out. */

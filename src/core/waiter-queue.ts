@@ -41,6 +41,8 @@ export class Waiter<T> implements ListNode<Waiter<T>> {
   /** Settles the caller's promise. */
   readonly resolve: (value: T | PromiseLike<T>) => void
   extra: WaiterExtra | undefined
+  /** The caller may share a connection with other such callers (`acquire({ shared: true })`). */
+  pipelines = false
 
   constructor(
     timeout: number,

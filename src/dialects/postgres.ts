@@ -17,6 +17,7 @@ import { type ConnectionArgument, checkConnectionArgument } from './connection-a
 import { DriverLoader } from './driver-loader.js'
 import { causes, isSocketError, isTlsConfigError } from './network-errors.js'
 import { sendCancelRequest } from './pg-cancel-request.js'
+import { pgPipeline } from './pg-pipeline.js'
 import {
   isPgReadOnlyError,
   noteRoleParameters,
@@ -287,6 +288,8 @@ class PostgresDialect implements Dialect<Client> {
   readonly #Client: PgClientConstructor | undefined
   readonly #releasedBusy: ReleasedBusy
   readonly #pooler: PoolerOptions | undefined
+  /** A pooler was noticed on the first connection, the options naming none: see `pipeline`. */
+  #poolerNoticed = false
 
   /** Where it connects, for the pool's default name: host, port and database, no credential. */
   get target(): DialectTarget {
@@ -366,6 +369,17 @@ class PostgresDialect implements Dialect<Client> {
         'PostgreSQL rolled the transaction back instead of committing it: a statement in it had failed',
       )
     }
+  }
+
+  /**
+   * pg's pipeline mode (pg 8.23 or later), for the pool's sharing callers. Not behind a pooler in
+   * transaction mode, nor behind one noticed by its backend key whose mode the options do not
+   * say: Supavisor wedges once two queries are pipelined behind a running one (postgres.js #970).
+   */
+  pipeline(client: Client, on: boolean): boolean {
+    const allowed =
+      this.#pooler === undefined ? !this.#poolerNoticed : this.#pooler.mode === 'session'
+    return pgPipeline(client, on, allowed)
   }
 
   drain(client: Client): Promise<void> | undefined {
@@ -517,6 +531,7 @@ class PostgresDialect implements Dialect<Client> {
     const version = settings.get('server_version')
     const pooler = this.#poolerInfo(client, settings.get('backend_pid'))
     if (pooler !== undefined) {
+      if (this.#pooler === undefined) this.#poolerNoticed = true
       // The pool's connections end at the pooler: the server's max_connections and idle cut-off
       // govern the pooler's own server connections, not these (PgBouncer's max_client_conn and
       // client_idle_timeout do, and no client can read them).

@@ -60,7 +60,7 @@ describe('bad input to a pool', () => {
     const acquireError = await invalid(pool.acquire({ timeot: 5 } as never))
     expect(acquireError.option).toBe('timeot')
     expect(acquireError.message).toContain(
-      'Unknown option timeot passed to acquire; did you mean timeout? (known options are signal, timeout)',
+      'Unknown option timeot passed to acquire; did you mean timeout? (known options are signal, timeout, shared)',
     )
     const useError = await invalid(pool.use(() => 1, { sginal: undefined } as never))
     expect(useError.option).toBe('sginal')

@@ -1,0 +1,54 @@
+/**
+ * The statements that may share a connection: one statement that reads or writes rows and ends
+ * with its own implicit transaction. Anything else keeps a connection to itself: transaction
+ * control (BEGIN, COMMIT, SAVEPOINT…), session state (SET, RESET, DISCARD, PREPARE, LISTEN),
+ * cursors (DECLARE, FETCH), COPY, DDL, CALL (a procedure may COMMIT), DO, and every other word.
+ */
+const SHAREABLE = /^(?:select|insert|update|delete|with|values|table|show)$/i
+
+/** Leading blanks and comments, then the first word. */
+const FIRST_WORD = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*([A-Za-z]+)/
+
+/** What may follow a statement's last `;`: blanks, comments and more semicolons. */
+const TRAILER = /^(?:\s+|;|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*$/
+
+/** Verdicts by statement text: ORMs send the same few texts again and again. */
+const verdicts = new Map<string, boolean>()
+const MAX_VERDICTS = 1000
+const MAX_CACHED_LENGTH = 2000
+
+/** Whether `text` is one statement that {@link SHAREABLE} allows. */
+function judge(text: string): boolean {
+  const word = FIRST_WORD.exec(text)?.[1]
+  if (word === undefined || !SHAREABLE.test(word)) return false
+  // Several statements in one simple query run as one transaction: `SELECT 1; BEGIN` would leave
+  // one open. A `;` inside a string literal makes this refuse a statement it could share: safe.
+  const semicolon = text.indexOf(';')
+  return semicolon === -1 || TRAILER.test(text.slice(semicolon))
+}
+
+/**
+ * Whether a `pool.query()` call of pg's may share a connection with other statements (be
+ * pipelined): a query text, or a query config without `rows` (a portal read in pages) and that is
+ * not a submittable (pg-cursor, pg-query-stream, pg-copy-streams), whose text is one statement
+ * that reads or writes rows. Everything else runs on a connection of its own, as with pg's pool.
+ */
+export function pipelinable(query: unknown): boolean {
+  let text: unknown = query
+  if (typeof query === 'object' && query !== null) {
+    const config = query as { text?: unknown; submit?: unknown; rows?: unknown }
+    if (typeof config.submit === 'function' || config.rows !== undefined) return false
+    text = config.text
+  }
+  if (typeof text !== 'string') return false
+  let verdict = verdicts.get(text)
+  if (verdict === undefined) {
+    verdict = judge(text)
+    // A long text is most likely built with its values inline, and never seen again.
+    if (text.length <= MAX_CACHED_LENGTH) {
+      if (verdicts.size >= MAX_VERDICTS) verdicts.clear()
+      verdicts.set(text, verdict)
+    }
+  }
+  return verdict
+}
