@@ -183,6 +183,14 @@ const PgPoolBase = pg.Pool as unknown as new (config?: pg.PoolConfig) => PgPoolF
  * only when somebody listens), its callbacks and its `verify`, `log`, `Promise` and `Client`
  * options are pg-pool's; `_clients` and `_idle` are read-only views of the pool's clients.
  *
+ * Unlike pg-pool, `query()` pipelines: once every client is busy and the pool is full, an
+ * autocommit statement (one SELECT, INSERT, UPDATE, DELETE, WITH, VALUES, TABLE or SHOW) is sent on
+ * the client with the fewest statements in flight, up to `maxPipeline` (default 100), each with its
+ * own Sync so that it fails alone. `connect()`, transactions, cursors, COPY, LISTEN and anything
+ * that changes the session keep a client to themselves. A statement pipelined behind others whose
+ * connection is lost rejects with `PipelineAbortedError`; `maxPipeline: 1` turns it off (see
+ * docs/performance.md#pipelining).
+ *
  * @example
  * ```ts
  * import { Pool } from 'lifeguard/pg'
@@ -1099,6 +1107,8 @@ export const TypeOverrides: typeof pg.TypeOverrides = pg.TypeOverrides
 /** Closes the shared pools that the default module's `Client`s borrowed from. */
 export const end: () => Promise<void> = defaultModule.end
 export { lifeguardOf } from './lifeguard-of.js'
+/** What a statement pipelined behind others rejects with when its connection is lost: see `maxPipeline`. */
+export { PipelineAbortedError } from '../core/errors.js'
 
 /** The module as a default export, for `import pg from 'lifeguard/pg'` and for `driver`/`dialectModule`. */
 export default { ...defaultModule, Pool, Client }

@@ -103,6 +103,8 @@ export class ConnectionRecord<C> implements ListNode<ConnectionRecord<C>> {
   shares = 0
   /** The sharing callers' leases, while `shares` is above 0: revoked if it closes under them. */
   sharers: Set<RecordLease> | undefined = undefined
+  /** When a sharing caller last gave it back, or it was first shared (`performance.now()`). */
+  progressAt = 0
   /** Whether the dialect turned pipelining on for the current sharing callers. */
   pipelined = false
   /** Set when the driver reported the connection dead while the pool could not close it yet. */

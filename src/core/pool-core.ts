@@ -96,6 +96,14 @@ interface Failing {
 const SLOT_NOT_NEEDED = new Error('no longer needed')
 
 /**
+ * A shared connection that has given no statement back for this long is not joined: its
+ * statement at the head runs long, and whatever is pipelined behind it would wait for it too
+ * (head-of-line blocking, postgres.js #747). Callers wait instead, for the next connection that
+ * moves.
+ */
+const STALL_MS = 2
+
+/**
  * The engine of a `Pool`: it owns the connection records, the idle list and the waiter
  * queue, and makes every decision in one place, `pump()`. Internal: `Pool` is a thin face over it.
  *
@@ -771,8 +779,11 @@ export class PoolCore<C> {
   private leastLoaded(): ConnectionRecord<C> | undefined {
     let best: ConnectionRecord<C> | undefined
     const limit = this.opts.maxPipeline
+    const stalled = performance.now() - STALL_MS
     for (const record of this.sharing) {
       if (record.shares >= limit || !record.pipelined || record.state !== 'leased') continue
+      // Its statement at the head has run long: what joins now waits for it (head-of-line).
+      if (record.progressAt < stalled) continue
       if (best !== undefined && record.shares >= best.shares) continue
       if (this.condemned(record) !== undefined) continue
       best = record
@@ -824,6 +835,7 @@ export class PoolCore<C> {
     record.sharers!.delete(lease)
     record.shares--
     this.sharedOut--
+    record.progressAt = performance.now()
     this.counters.released++
     this.telemetry.released(record, destroy)
     if (destroy) return this.dropLeased(record, reason, record.shares > 0)
@@ -901,6 +913,7 @@ export class PoolCore<C> {
       this.telemetry.dialectFailed('pipeline', error)
     }
     record.pipelined = pipelined
+    record.progressAt = performance.now()
     record.shares = 1
     this.sharedOut++
     this.sharing.add(record)
