@@ -632,20 +632,18 @@ class LifeguardPgPool extends PgPoolBase {
     // Through connect(callback), as pg-pool's query goes: code that wraps connect (tracing)
     // sees the query's checkout too.
     // An autocommit statement may share a busy client once the pool is full (maxPipeline).
-    this.#shareNext = this.#pipelines && pipelinable(text)
-    let lent!: Checkout
-    try {
-      await new Promise<void>((resolve, reject) => {
-        this.connect((error, client, release) => {
-          if (error) return reject(error)
-          lent = { client: client!, release: release! }
-          resolve()
-        })
-      })
-    } finally {
-      this.#shareNext = false
-    }
-    const { client, release } = lent
+    const share = this.#pipelines && pipelinable(text)
+    const { client, release } = await new Promise<Checkout>((resolve, reject) => {
+      // Read by the checkout that connect() starts at once; a wrapper that defers it shares not.
+      this.#shareNext = share
+      try {
+        this.connect((error, client, release) =>
+          error ? reject(error) : resolve({ client: client!, release: release! }),
+        )
+      } finally {
+        this.#shareNext = false
+      }
+    })
     // Lent while other statements were on it: it is pipelined behind them.
     const joined = (release as SharedRelease).joined === true
     this.log('dispatching query')
@@ -1106,9 +1104,9 @@ export const Connection: typeof pg.Connection = pg.Connection
 export const TypeOverrides: typeof pg.TypeOverrides = pg.TypeOverrides
 /** Closes the shared pools that the default module's `Client`s borrowed from. */
 export const end: () => Promise<void> = defaultModule.end
-export { lifeguardOf } from './lifeguard-of.js'
 /** What a statement pipelined behind others rejects with when its connection is lost: see `maxPipeline`. */
 export { PipelineAbortedError } from '../core/errors.js'
+export { lifeguardOf } from './lifeguard-of.js'
 
 /** The module as a default export, for `import pg from 'lifeguard/pg'` and for `driver`/`dialectModule`. */
 export default { ...defaultModule, Pool, Client }
