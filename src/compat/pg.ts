@@ -471,7 +471,8 @@ class LifeguardPgPool extends PgPoolBase {
       // is left alone (it would be the last one's).
       const carried = this.#sharers.get(client) ?? 0
       this.#sharers.set(client, carried + 1)
-      release = this.#sharedReleaser(client, lease, carried > 0)
+      release = this.#releaser(client, lease, false, true)
+      if (carried > 0) (release as SharedRelease).joined = true
     } else {
       this.#leases.set(client, lease)
       // Inside a request scope the lease is the request's, not the pool's: see #releaser.
@@ -520,74 +521,52 @@ class LifeguardPgPool extends PgPoolBase {
     })
   }
 
-  /** pg-pool's release: once only (a second call throws), and a truthy argument destroys. */
+  /**
+   * pg-pool's release: once only (a second call throws), and a truthy argument destroys. A
+   * statement of `query()` that shares its client (`shared`) has a release of its own, and
+   * `client.release` is left alone: a dead client is destroyed at once (the statements still on it
+   * fail with it), but one retired for `maxUses`, or released after `end()`, goes once the last
+   * statement on it is back.
+   */
   #releaser(
     client: pg.Client,
     lease: Lease<pg.Client>,
     scoped: boolean,
-  ): (error?: Error | boolean) => void {
+    shared = false,
+  ): SharedRelease {
     let released = false
     return (error?: Error | boolean) => {
       if (released) {
         throw new Error('Release called on client which has already been released to the pool.')
       }
       released = true
-      this.#leases.delete(client)
+      let last = true
+      if (shared) {
+        const left = (this.#sharers.get(client) ?? 1) - 1
+        if (left === 0) this.#sharers.delete(client)
+        else this.#sharers.set(client, left)
+        last = left === 0
+      } else {
+        this.#leases.delete(client)
+      }
       const count = (uses.get(client) ?? 0) + 1
       uses.set(client, count)
       this.emit('release', error, client)
-      if (!lease.active) return // revoked: the pool was destroyed under it
+      if (!lease.active) return // revoked: the pool was destroyed under it, or closed it
       const c = internals(client)
       // A request scope's query must not destroy the request's connection for maxUses (its
       // transaction would go with it): the connection retires at its first use after the request.
-      const wornOut = count >= this.#maxUses && !scoped
+      const wornOut = last && count >= this.#maxUses && !scoped
       if (wornOut) this.log('remove expended client')
       this.#returning = client
       try {
         // As pg-pool's `_release`: once end() was called, a released client is closed, never
         // lent to a caller end() lets finish (those get the clients being opened for them).
-        if (error || this.ending || c._queryable === false || c._ending === true || wornOut) {
-          this.#open.delete(client)
-          lease.destroy(error instanceof Error ? error : undefined)
-        } else {
-          lease.release()
-        }
-      } finally {
-        this.#returning = undefined
-      }
-    }
-  }
-
-  /**
-   * The release of a statement of `query()` that shares its client: once only, as pg-pool's. A
-   * dead client is destroyed at once (the statements still on it fail with it); one retired for
-   * `maxUses`, or released after `end()`, goes once the last statement on it is back.
-   */
-  #sharedReleaser(client: pg.Client, lease: Lease<pg.Client>, joined: boolean): SharedRelease {
-    let released = false
-    const release: SharedRelease = (error?: Error | boolean) => {
-      if (released) {
-        throw new Error('Release called on client which has already been released to the pool.')
-      }
-      released = true
-      const left = (this.#sharers.get(client) ?? 1) - 1
-      if (left === 0) this.#sharers.delete(client)
-      else this.#sharers.set(client, left)
-      const count = (uses.get(client) ?? 0) + 1
-      uses.set(client, count)
-      this.emit('release', error, client)
-      if (!lease.active) return // revoked: the client closed under it, or the pool was destroyed
-      const c = internals(client)
-      const last = left === 0
-      const wornOut = last && count >= this.#maxUses
-      if (wornOut) this.log('remove expended client')
-      this.#returning = client
-      try {
         if (
           error ||
+          (last && this.ending) ||
           c._queryable === false ||
           c._ending === true ||
-          (last && this.ending) ||
           wornOut
         ) {
           this.#open.delete(client)
@@ -599,8 +578,6 @@ class LifeguardPgPool extends PgPoolBase {
         this.#returning = undefined
       }
     }
-    if (joined) release.joined = true
-    return release
   }
 
   /** pg's overloads, all of them: with a callback, or a promise. */
