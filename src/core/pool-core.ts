@@ -759,9 +759,17 @@ export class PoolCore<C> {
 
   // Sharing connections (pipelining): see PoolOptions.maxPipeline.
 
-  /** Whether the pool can open no more connections: only then does it share one. */
+  /**
+   * Whether the pool can open no more connections and none is being dialed: only then does it
+   * share one. A connection being dialed serves a waiter soon: sharing callers who joined the
+   * busy ones meanwhile piled on the first connection to land, while the others landed to find
+   * nobody waiting. A connect waiting for a budget slot may wait long: it holds nothing back.
+   */
   private full(): boolean {
-    return this.records.size >= this.opts.max + this.opts.maxOverflow
+    return (
+      this.records.size >= this.opts.max + this.opts.maxOverflow &&
+      this.counts.connecting === this.slotWaits.size
+    )
   }
 
   /**
