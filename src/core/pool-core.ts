@@ -752,8 +752,9 @@ export class PoolCore<C> {
 
   private serve(record: ConnectionRecord<C>, waiter: Waiter<Lease<C>>): void {
     waiter.resolve(this.lend(record, waiter, waiter.extra?.stack, waiter.pipelines))
-    // The sharing callers queued behind it may share it, once the pool is full.
-    if (waiter.pipelines && this.waiters.peek()?.pipelines === true) this.joinWaiters()
+    // The sharing callers queued behind it may share it, or the other shared connections once
+    // an exclusive caller ahead of them is served, if the pool is full.
+    if (this.sharing.size > 0 && this.waiters.peek()?.pipelines === true) this.joinWaiters()
     if (this.slotWaits.size > 0) this.dropSlotWaits()
   }
 

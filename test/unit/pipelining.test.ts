@@ -86,3 +86,24 @@ describe('where a sharing caller goes', () => {
     })
   })
 })
+
+describe('exclusive callers among sharers', () => {
+  it('regression: sharers queued behind an exclusive caller join the other shared connections as soon as it is served', async () => {
+    const pool = makePool({ max: 2, maxPipeline: 4 })
+    const first = [share(pool), share(pool), share(pool), share(pool)]
+    await tick(0)
+    expect(ids(...first)).toEqual([1, 2, 1, 2])
+    const exclusive = settle(pool.acquire())
+    const behind = share(pool)
+    await tick(0)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 2, waiting: 2 })
+    first[0]!.value!.release()
+    first[2]!.value!.release()
+    await tick(0)
+    expect(exclusive.value?.connection.id).toBe(1)
+    // Connection 2 has room and nobody exclusive is ahead any more: no need to wait for one of
+    // its statements to complete.
+    expect(ids(behind)).toEqual([2])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 2, pipelined: 2, waiting: 0 })
+  })
+})
