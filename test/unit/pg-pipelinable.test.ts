@@ -34,4 +34,17 @@ describe('pipelinable: regressions', () => {
     expect(pipelinable(`${long}SELECT 1;${long}x`)).toBe(false)
     expect(performance.now() - at).toBeLessThan(1_000)
   })
+
+  it('regression: a nested block comment or a line comment ended by a carriage return no longer hides a statement (BEGIN ran on a shared connection)', () => {
+    // PostgreSQL nests block comments and ends a line comment at \r: each of these leaves a
+    // transaction open (checked on PostgreSQL 15), though the old patterns read one SELECT.
+    expect(pipelinable('SELECT 1; /* /* */ -- */ BEGIN')).toBe(false)
+    expect(pipelinable('/* /* */ SELECT */ BEGIN')).toBe(false)
+    expect(pipelinable('SELECT 1; -- note\rBEGIN')).toBe(false)
+    // Comments that PostgreSQL and the classifier read alike still pass.
+    expect(pipelinable('-- note\r\nSELECT 1')).toBe(true)
+    expect(pipelinable('SELECT 1; -- note\r\n')).toBe(true)
+    expect(pipelinable('/* a * b / c **/ SELECT 1 /* x */;')).toBe(true)
+    expect(pipelinable('/*/ odd but closed */ SELECT 1')).toBe(true)
+  })
 })
