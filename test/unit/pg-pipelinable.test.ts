@@ -7,7 +7,7 @@ import { pipelinable } from '../../src/dialects/pg-pipelinable.js'
 // anything the classifier cannot read for sure.
 
 /** Runs one table: each row is its own test, named by its query. */
-function _table(cases: readonly unknown[], expected: boolean): void {
+function table(cases: readonly unknown[], expected: boolean): void {
   it.each(cases.map((query) => ({ query, shown: JSON.stringify(query) ?? String(query) })))(
     `$shown → ${expected}`,
     ({ query }) => {
@@ -17,6 +17,192 @@ function _table(cases: readonly unknown[], expected: boolean): void {
     },
   )
 }
+
+describe('pipelinable: the statements that may share a connection', () => {
+  describe('one statement that reads or writes rows', () => {
+    table(
+      [
+        'SELECT 1',
+        'select * from t where id = $1',
+        'SeLeCt now()',
+        'INSERT INTO t (a) VALUES ($1) RETURNING id',
+        'UPDATE t SET a = $1 WHERE id = $2',
+        'DELETE FROM t WHERE id = $1',
+        'WITH a AS (SELECT 1) SELECT * FROM a',
+        'VALUES (1), (2)',
+        'TABLE t',
+        'SHOW server_version',
+        "SELECT 'begin'",
+        'SELECT * FROM t FOR UPDATE',
+      ],
+      true,
+    )
+  })
+
+  describe('leading blanks and comments, trailing semicolons and comments', () => {
+    table(
+      [
+        '  SELECT 1',
+        '\n\n\tSELECT 1',
+        '-- the users\nSELECT * FROM users',
+        '/* app:api */ SELECT 1',
+        '/* one */ -- two\n  /* three\n spanning lines */\nSELECT 1',
+        'SELECT 1;',
+        'SELECT 1;;',
+        'SELECT 1 ;  \n',
+        'SELECT 1; -- done',
+        'SELECT 1; /* done */',
+        'SELECT 1; /* a */ ; -- b\n',
+        '--\nSELECT 1',
+      ],
+      true,
+    )
+  })
+
+  describe('query configs without rows, and not submittables', () => {
+    table(
+      [
+        { text: 'SELECT 1' },
+        { text: 'SELECT $1::int', values: [1] },
+        { text: 'SELECT 1', rowMode: 'array' },
+        { text: 'INSERT INTO t VALUES ($1)', values: [1], name: 'insert-t' },
+      ],
+      true,
+    )
+  })
+})
+
+describe('pipelinable: the statements that keep a connection to themselves', () => {
+  describe('transaction control', () => {
+    table(
+      [
+        'BEGIN',
+        'begin',
+        'START TRANSACTION',
+        'COMMIT',
+        'END',
+        'ROLLBACK',
+        'ABORT',
+        'SAVEPOINT s1',
+        'RELEASE SAVEPOINT s1',
+        'ROLLBACK TO SAVEPOINT s1',
+        'PREPARE TRANSACTION $$t1$$',
+      ],
+      false,
+    )
+  })
+
+  describe('session state, cursors, COPY, procedures, DDL', () => {
+    table(
+      [
+        'SET search_path TO app',
+        'SET LOCAL statement_timeout = 0',
+        'RESET ALL',
+        'DISCARD ALL',
+        'LISTEN jobs',
+        'UNLISTEN *',
+        'NOTIFY jobs',
+        'COPY t FROM STDIN',
+        'COPY t TO STDOUT',
+        'DECLARE c CURSOR WITH HOLD FOR SELECT 1',
+        'FETCH 10 FROM c',
+        'CLOSE c',
+        'PREPARE q AS SELECT 1',
+        'EXECUTE q',
+        'DEALLOCATE q',
+        'CALL do_work()',
+        'DO $$ BEGIN PERFORM 1; END $$',
+        'CREATE TABLE t (a int)',
+        'CREATE TEMP TABLE t (a int)',
+        'ALTER TABLE t ADD b int',
+        'DROP TABLE t',
+        'TRUNCATE t',
+        'LOCK TABLE t',
+        'VACUUM t',
+        'EXPLAIN ANALYZE SELECT 1',
+      ],
+      false,
+    )
+  })
+
+  describe('more than one statement, or one the classifier cannot read for sure', () => {
+    table(
+      [
+        'SELECT 1; BEGIN',
+        'SELECT 1;BEGIN',
+        'SELECT 1; SELECT 2',
+        'INSERT INTO t VALUES (1); COMMIT',
+        'SELECT 1; -- done\nBEGIN',
+        'SELECT 1; /* done */ SET x = 1',
+        // A `;` inside a literal or identifier: refused, though it is one statement (safe).
+        "SELECT ';'",
+        "INSERT INTO t (note) VALUES ('a; b')",
+        'SELECT $$;$$',
+        'SELECT 1 AS "a;b"',
+        // A parenthesised query has no first word to read.
+        '(SELECT 1)',
+        // A comment that never ends, or only comments.
+        '/* SELECT 1',
+        '-- SELECT 1',
+        '/* SELECT 1 */',
+        '',
+        '   ',
+        ';',
+      ],
+      false,
+    )
+  })
+
+  describe('query configs with rows, submittables, and what is not a query', () => {
+    table(
+      [
+        { text: 'SELECT * FROM t', rows: 100 },
+        { text: 'SELECT * FROM t', rows: 0 },
+        { text: 'SELECT 1', submit: () => {} },
+        { text: 'BEGIN' },
+        { values: [1] },
+        { text: 42 },
+        {},
+        null,
+        undefined,
+        42,
+        true,
+        ['SELECT 1'],
+      ],
+      false,
+    )
+
+    it('a submittable (pg-cursor, pg-query-stream, pg-copy-streams) is refused whatever its text', () => {
+      class Cursor {
+        readonly text = 'SELECT * FROM t'
+        submit(): void {}
+      }
+      expect(pipelinable(new Cursor())).toBe(false)
+    })
+
+    it('a String object is not a query text', () => {
+      expect(pipelinable(new String('SELECT 1'))).toBe(false)
+    })
+  })
+})
+
+describe('pipelinable: texts that are not cached', () => {
+  it('judges a long text (values inline) as a short one', () => {
+    const values = Array.from({ length: 600 }, (_, i) => `(${i})`).join(', ')
+    expect(values.length).toBeGreaterThan(2_000)
+    expect(pipelinable(`INSERT INTO t VALUES ${values}`)).toBe(true)
+    expect(pipelinable(`INSERT INTO t VALUES ${values}; BEGIN`)).toBe(false)
+  })
+
+  it('keeps judging right after more distinct texts than it caches', () => {
+    for (let i = 0; i < 2_500; i++) {
+      expect(pipelinable(`SELECT ${i}`)).toBe(true)
+      expect(pipelinable(`SELECT ${i}; BEGIN`)).toBe(false)
+    }
+    expect(pipelinable('SELECT 0')).toBe(true)
+    expect(pipelinable('SELECT 0; BEGIN')).toBe(false)
+  })
+})
 
 describe('pipelinable: regressions', () => {
   it('regression: a run of blanks before what cannot be shared is refused in linear time (the event loop froze for seconds)', () => {
