@@ -812,9 +812,12 @@ export class PoolCore<C> {
     record.shares++
     this.sharedOut++
     this.counters.acquired++
+    // Each sharer's own lend time: what the events report of its wait and, later, of its hold.
+    const leasedAt = this.telemetry.timesLeases() ? performance.now() : Number.NaN
+    record.leasedAt = leasedAt
     this.telemetry.acquired(record, waiter)
     const lease = lendLease(this.sharedOwner, record)
-    record.sharers!.add(lease)
+    record.sharers!.set(lease, leasedAt)
     return lease
   }
 
@@ -830,7 +833,10 @@ export class PoolCore<C> {
     reason: unknown,
     lease: Lease<C>,
   ): void {
-    record.sharers!.delete(lease)
+    const sharers = record.sharers!
+    // The hold time told is this sharer's own, not the first sharer's.
+    record.leasedAt = sharers.get(lease) ?? Number.NaN
+    sharers.delete(lease)
     record.shares--
     this.sharedOut--
     this.counters.released++
@@ -853,7 +859,7 @@ export class PoolCore<C> {
     const sharers = record.sharers!
     record.sharers = undefined
     if (record.shares > 0) {
-      for (const lease of sharers) revokeLease(lease as Lease<C>)
+      for (const lease of sharers.keys()) revokeLease(lease as Lease<C>)
       this.counters.revoked += record.shares
       this.sharedOut -= record.shares
       record.shares = 0
@@ -916,7 +922,7 @@ export class PoolCore<C> {
     this.counters.acquired++
     this.telemetry.acquired(record, waiter)
     const lease = lendLease(this.sharedOwner, record)
-    record.sharers = new Set([lease])
+    record.sharers = new Map([[lease, record.leasedAt]])
     return lease
   }
 

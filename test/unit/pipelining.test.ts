@@ -710,3 +710,31 @@ describe('FakeDisconnect on a shared connection', () => {
     expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 2, pipelined: 2, revoked: 1 })
   })
 })
+
+describe('what the events say of sharing callers', () => {
+  it("regression: each sharer's hold time and wait are its own, not counted from the first sharer's lend", async () => {
+    const pool = makePool({ max: 1, maxPipeline: 2 })
+    const held: number[] = []
+    const waited: number[] = []
+    pool.on('release', (e) => held.push(e.heldMs))
+    pool.on('acquire', (e) => waited.push(e.waitMs))
+    const a = share(pool)
+    await tick(0)
+    await tick(100)
+    const b = share(pool) // joins at once, 100 ms after a was lent the connection
+    await tick(0)
+    await tick(10)
+    const c = share(pool) // waits: the connection is at maxPipeline
+    await tick(0)
+    await tick(20)
+    a.value!.release() // a held it 130 ms; c joins after waiting 20 ms
+    await tick(0)
+    await tick(40)
+    b.value!.release() // b held it 70 ms
+    c.value!.release() // c held it 40 ms
+    expect(ids(a, b, c)).toEqual([1, 1, 1])
+    expect(waited).toEqual([0, 0, 20])
+    expect(held).toEqual([130, 70, 40])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 1, pipelined: 0 })
+  })
+})
