@@ -101,10 +101,11 @@ export class ConnectionRecord<C> implements ListNode<ConnectionRecord<C>> {
    * connection is lent to them together and `lease` stays unset. Changed by the pool only.
    */
   shares = 0
-  /** The sharing callers' leases, while `shares` is above 0: revoked if it closes under them. */
-  sharers: Set<RecordLease> | undefined = undefined
-  /** When a sharing caller last gave it back, or it was first shared (`performance.now()`). */
-  progressAt = 0
+  /**
+   * The sharing callers' leases, while `shares` is above 0, each with when it was lent (`NaN`
+   * when nobody times leases): revoked if it closes under them.
+   */
+  sharers: Map<RecordLease, number> | undefined = undefined
   /** Whether the dialect turned pipelining on for the current sharing callers. */
   pipelined = false
   /** Set when the driver reported the connection dead while the pool could not close it yet. */

@@ -96,14 +96,6 @@ interface Failing {
 const SLOT_NOT_NEEDED = new Error('no longer needed')
 
 /**
- * A shared connection that has given no statement back for this long is not joined: its
- * statement at the head runs long, and whatever is pipelined behind it would wait for it too
- * (head-of-line blocking, postgres.js #747). Callers wait instead, for the next connection that
- * moves.
- */
-const STALL_MS = 2
-
-/**
  * The engine of a `Pool`: it owns the connection records, the idle list and the waiter
  * queue, and makes every decision in one place, `pump()`. Internal: `Pool` is a thin face over it.
  *
@@ -760,16 +752,25 @@ export class PoolCore<C> {
 
   private serve(record: ConnectionRecord<C>, waiter: Waiter<Lease<C>>): void {
     waiter.resolve(this.lend(record, waiter, waiter.extra?.stack, waiter.pipelines))
-    // The sharing callers queued behind it may share it, once the pool is full.
-    if (waiter.pipelines && this.waiters.peek()?.pipelines === true) this.joinWaiters()
+    // The sharing callers queued behind it may share it, or the other shared connections once
+    // an exclusive caller ahead of them is served, if the pool is full.
+    if (this.sharing.size > 0 && this.waiters.peek()?.pipelines === true) this.joinWaiters()
     if (this.slotWaits.size > 0) this.dropSlotWaits()
   }
 
   // Sharing connections (pipelining): see PoolOptions.maxPipeline.
 
-  /** Whether the pool can open no more connections: only then does it share one. */
+  /**
+   * Whether the pool can open no more connections and none is being dialed: only then does it
+   * share one. A connection being dialed serves a waiter soon: sharing callers who joined the
+   * busy ones meanwhile piled on the first connection to land, while the others landed to find
+   * nobody waiting. A connect waiting for a budget slot may wait long: it holds nothing back.
+   */
   private full(): boolean {
-    return this.records.size >= this.opts.max + this.opts.maxOverflow
+    return (
+      this.records.size >= this.opts.max + this.opts.maxOverflow &&
+      this.counts.connecting === this.slotWaits.size
+    )
   }
 
   /**
@@ -779,11 +780,8 @@ export class PoolCore<C> {
   private leastLoaded(): ConnectionRecord<C> | undefined {
     let best: ConnectionRecord<C> | undefined
     const limit = this.opts.maxPipeline
-    const stalled = performance.now() - STALL_MS
     for (const record of this.sharing) {
       if (record.shares >= limit || !record.pipelined || record.state !== 'leased') continue
-      // Its statement at the head has run long: what joins now waits for it (head-of-line).
-      if (record.progressAt < stalled) continue
       if (best !== undefined && record.shares >= best.shares) continue
       if (this.condemned(record) !== undefined) continue
       best = record
@@ -814,9 +812,12 @@ export class PoolCore<C> {
     record.shares++
     this.sharedOut++
     this.counters.acquired++
+    // Each sharer's own lend time: what the events report of its wait and, later, of its hold.
+    const leasedAt = this.telemetry.timesLeases() ? performance.now() : Number.NaN
+    record.leasedAt = leasedAt
     this.telemetry.acquired(record, waiter)
     const lease = lendLease(this.sharedOwner, record)
-    record.sharers!.add(lease)
+    record.sharers!.set(lease, leasedAt)
     return lease
   }
 
@@ -832,10 +833,12 @@ export class PoolCore<C> {
     reason: unknown,
     lease: Lease<C>,
   ): void {
-    record.sharers!.delete(lease)
+    const sharers = record.sharers!
+    // The hold time told is this sharer's own, not the first sharer's.
+    record.leasedAt = sharers.get(lease) ?? Number.NaN
+    sharers.delete(lease)
     record.shares--
     this.sharedOut--
-    record.progressAt = performance.now()
     this.counters.released++
     this.telemetry.released(record, destroy)
     if (destroy) return this.dropLeased(record, reason, record.shares > 0)
@@ -856,7 +859,7 @@ export class PoolCore<C> {
     const sharers = record.sharers!
     record.sharers = undefined
     if (record.shares > 0) {
-      for (const lease of sharers) revokeLease(lease as Lease<C>)
+      for (const lease of sharers.keys()) revokeLease(lease as Lease<C>)
       this.counters.revoked += record.shares
       this.sharedOut -= record.shares
       record.shares = 0
@@ -913,14 +916,13 @@ export class PoolCore<C> {
       this.telemetry.dialectFailed('pipeline', error)
     }
     record.pipelined = pipelined
-    record.progressAt = performance.now()
     record.shares = 1
     this.sharedOut++
     this.sharing.add(record)
     this.counters.acquired++
     this.telemetry.acquired(record, waiter)
     const lease = lendLease(this.sharedOwner, record)
-    record.sharers = new Set([lease])
+    record.sharers = new Map([[lease, record.leasedAt]])
     return lease
   }
 

@@ -6,11 +6,22 @@
  */
 const SHAREABLE = /^(?:select|insert|update|delete|with|values|table|show)$/i
 
+/**
+ * A comment as PostgreSQL reads it, or less: a line comment ends at `\n` or `\r`, and a block
+ * comment with another `/*` inside is no comment here (PostgreSQL nests them: `/* /* *\/ BEGIN
+ * *\/` is all comment, and `/* /* *\/ SELECT *\/ BEGIN` is a BEGIN), so the text is refused.
+ * Each has one possible length (a line comment runs to its line's end, a block comment to its
+ * first `*\/`), and blanks are matched one at a time: no text can be split in more than one way,
+ * so a text that fails fails in linear time. (`\s+` inside the `*` split a run of blanks every
+ * way there is before failing: 2^n steps, which froze the event loop.)
+ */
+const COMMENT = String.raw`--[^\n\r]*(?=[\n\r]|$)|\/\*(?:[^*/]|\*(?!\/)|\/(?!\*))*\*\/`
+
 /** Leading blanks and comments, then the first word. */
-const FIRST_WORD = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*([A-Za-z]+)/
+const FIRST_WORD = new RegExp(String.raw`^(?:\s|${COMMENT})*([A-Za-z]+)`)
 
 /** What may follow a statement's last `;`: blanks, comments and more semicolons. */
-const TRAILER = /^(?:\s+|;|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*$/
+const TRAILER = new RegExp(String.raw`^(?:\s|;|${COMMENT})*$`)
 
 /** Verdicts by statement text: ORMs send the same few texts again and again. */
 const verdicts = new Map<string, boolean>()

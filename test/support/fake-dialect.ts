@@ -20,6 +20,12 @@ export class FakeDisconnect extends Error {
 
 type Step = { ms: number; fail?: Error | undefined }
 
+/** How the fake dialect's `pipeline()` hook answers, once a test installed it (`enablePipeline`). */
+export interface FakePipelineOptions {
+  /** Connections this returns true for cannot pipeline: `pipeline(connection, true)` returns false. */
+  refuse?: (connection: FakeConnection) => boolean
+}
+
 /** Runs `fn` after `ms` on the (fake) clock, or in a microtask when `ms` is 0, so that a test can await it without moving the clock. */
 function later(fn: () => void, ms: number): () => void {
   if (ms <= 0) {
@@ -64,6 +70,19 @@ export class FakeDialect implements Dialect<FakeConnection> {
   connects = 0
   pings = 0
   closes = 0
+  /** The connections closed with an aborted signal: torn down without a goodbye. */
+  readonly tornDown: FakeConnection[] = []
+  /**
+   * What the pool did, in order, once a test called {@link FakeDialect.enablePipeline}: each
+   * `pipeline` call, reset and close, as `pipeline #1 on`, `pipeline #1 off`, `reset #1`, `close #1`.
+   */
+  readonly log: string[] = []
+  /**
+   * The pipelining hook: absent unless a test calls {@link FakeDialect.enablePipeline}, so that
+   * every other test's pool never shares a connection (the pool reads it once, when made).
+   */
+  declare pipeline?: (connection: FakeConnection, on: boolean) => boolean
+  readonly #pipelineCalls = new Map<FakeConnection, boolean[]>()
   readonly #watchers = new Map<FakeConnection, (error?: unknown) => void>()
 
   /** Connections that are open now. */
@@ -100,8 +119,32 @@ export class FakeDialect implements Dialect<FakeConnection> {
     })
   }
 
-  async close(connection: FakeConnection): Promise<void> {
+  /**
+   * Gives this dialect a `pipeline(connection, on)` method, to be called before the pool is
+   * made. It records each call (see {@link FakeDialect.pipelineCalls} and `log`) and returns
+   * whether the connection pipelines now: `on`, unless `refuse` names the connection.
+   */
+  enablePipeline(options: FakePipelineOptions = {}): this {
+    const refuse = options.refuse ?? (() => false)
+    this.pipeline = (connection, on) => {
+      const calls = this.#pipelineCalls.get(connection) ?? []
+      calls.push(on)
+      this.#pipelineCalls.set(connection, calls)
+      this.log.push(`pipeline #${connection.id} ${on ? 'on' : 'off'}`)
+      return on && !refuse(connection)
+    }
+    return this
+  }
+
+  /** The `on` argument of each `pipeline()` call the pool made for `connection`, in order. */
+  pipelineCalls(connection: FakeConnection): boolean[] {
+    return [...(this.#pipelineCalls.get(connection) ?? [])]
+  }
+
+  async close(connection: FakeConnection, signal?: AbortSignal): Promise<void> {
     this.closes++
+    if (this.pipeline !== undefined) this.log.push(`close #${connection.id}`)
+    if (signal?.aborted === true) this.tornDown.push(connection)
     connection.open = false
     this.#watchers.delete(connection)
   }
@@ -117,6 +160,7 @@ export class FakeDialect implements Dialect<FakeConnection> {
   }
 
   reset(connection: FakeConnection, mode: ResetMode): Promise<void> | undefined {
+    if (this.pipeline !== undefined) this.log.push(`reset #${connection.id}`)
     if (this.syncReset && !connection.inTransaction && mode === 'rollback' && !this.resetError) {
       return undefined
     }
