@@ -541,4 +541,22 @@ describeOnServer(pgStatus, 'pipelining faults: lifeguard/pg on PostgreSQL', () =
     await waitFor(() => pool.lifeguard.stats().leased === 0, 3_000)
     checkQuiet(pool)
   })
+  it('sharing callers queued while the pool opens their connections are not joined onto the first one that opens', async () => {
+    const pool = open({ max: 6 })
+    let maxPipelined = 0
+    const sampler = setInterval(() => {
+      maxPipelined = Math.max(maxPipelined, pool.lifeguard.stats().pipelined)
+    }, 1)
+    // A cold pool: six statements, six connections opened for them, each its own.
+    const results = await Promise.all(
+      Array.from({ length: 6 }, () =>
+        pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid FROM pg_sleep(0.3)'),
+      ),
+    )
+    clearInterval(sampler)
+    expect(maxPipelined).toBe(0)
+    expect(new Set(results.map((r) => r.rows[0]!.pid)).size).toBe(6)
+    expect(pool.lifeguard.stats().created).toBe(6)
+    checkQuiet(pool)
+  })
 })
