@@ -5,6 +5,7 @@ import { Pool as PgPool } from '../../src/compat/pg.js'
 import { PipelineAbortedError } from '../../src/index.js'
 import { sleep, trackProcessErrors, uniqueName, waitFor } from '../conformance/targets.js'
 import { describeOnServer, probe } from '../support/servers.js'
+import { startThrowawayPostgres } from '../support/throwaway-postgres.js'
 import { checkPoolInvariants } from './fault-targets.js'
 
 // Issue 19: faults while lifeguard/pg pipelines `pool.query()` statements on shared connections.
@@ -438,7 +439,23 @@ describeOnServer(pgStatus, 'pipelining faults: lifeguard/pg on PostgreSQL', () =
     expect(await pipelinedNow(pool)).toBeGreaterThan(0)
     await sleep(200)
     const asked = performance.now()
-    const client = await pool.connect()
+    // A starved caller would wait for as long as the stream goes on: fail it after 10 s instead.
+    let timer: NodeJS.Timeout | undefined
+    const client = await Promise.race([
+      pool.connect(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error('connect() starved behind the pipelines')),
+          10_000,
+        )
+      }),
+    ])
+      .catch(async (error) => {
+        stop = true
+        await stream
+        throw error
+      })
+      .finally(() => clearTimeout(timer))
     const waited = performance.now() - asked
     let pid: number
     let xids: string[]
@@ -558,5 +575,52 @@ describeOnServer(pgStatus, 'pipelining faults: lifeguard/pg on PostgreSQL', () =
     expect(new Set(results.map((r) => r.rows[0]!.pid)).size).toBe(6)
     expect(pool.lifeguard.stats().created).toBe(6)
     checkQuiet(pool)
+  })
+  it('a server restart (pg_ctl restart -m fast, throwaway server) under full pipelines: each statement settles once, none retried, the pool serves after', async () => {
+    const server = await startThrowawayPostgres()
+    try {
+      const own = 'faults_pipe_restart'
+      await server.sql(`CREATE TABLE ${own} (id int NOT NULL, pid int NOT NULL)`)
+      const pool = open({ connectionString: server.url, max: 2, maxPipeline: 10 })
+      await warm(pool, 2)
+      const b = burst(
+        pool,
+        Array.from(
+          { length: 30 },
+          (_, id): Statement => [
+            `INSERT INTO ${own} (id, pid) SELECT $1::int, pg_backend_pid() FROM pg_sleep($2) RETURNING pid`,
+            [id, id < 2 ? 3 : 0],
+          ],
+        ),
+      )
+      expect(await pipelinedNow(pool)).toBe(18)
+      await server.restart({ mode: 'fast' })
+      await b.settled
+      await sleep(100)
+      for (const o of b.outcomes) expect(o.calls, `statement ${o.id}`).toBe(1)
+      const failed = b.outcomes.filter((o) => o.error !== undefined)
+      const { heads, aborted } = splitFailures(failed)
+      // The heads get the server's goodbye (57P01) or pg's end of the connection; the 18 behind
+      // them PipelineAbortedError. Those in line ran on new connections, or failed to connect
+      // while the server was down: each with its own error, never an abort.
+      for (const o of heads) expect(o.error).toBeInstanceOf(Error)
+      expect(aborted.map((o) => o.id).sort((x, y) => x - y)).toEqual(
+        Array.from({ length: 18 }, (_, i) => i + 2),
+      )
+      const rows = await server.sql<{ id: number; n: number }>(
+        `SELECT id, count(*)::int AS n FROM ${own} GROUP BY id`,
+      )
+      const counts = new Map(rows.map((r) => [r.id, r.n]))
+      for (const [id, n] of counts) expect(n, `id ${id}`).toBe(1)
+      for (const o of b.outcomes) {
+        if (o.rows !== undefined) expect(counts.get(o.id), `id ${o.id}`).toBe(1)
+      }
+      await checkServes(pool)
+      await waitFor(() => pool.lifeguard.stats().leased === 0, 3_000)
+      checkQuiet(pool)
+      await pool.end()
+    } finally {
+      await server.remove()
+    }
   })
 })
