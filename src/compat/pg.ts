@@ -43,6 +43,7 @@ interface ClientInternals {
   _queryable?: boolean
   _ending?: boolean
   release?: (error?: Error | boolean) => void
+  connection?: { stream?: { destroyed?: boolean } }
 }
 
 type Callback = (error: Error | undefined, result?: unknown) => void
@@ -63,6 +64,11 @@ function settleTo<T>(
     (value) => process.nextTick(onValue, value),
     (error: Error) => process.nextTick(onError, error),
   )
+}
+
+/** pg's error for a statement whose own `query_timeout` fired. */
+function isReadTimeout(error: unknown): boolean {
+  return error instanceof Error && error.message === 'Query read timeout'
 }
 
 function internals(client: pg.Client): ClientInternals {
@@ -231,6 +237,8 @@ class LifeguardPgPool extends PgPoolBase {
   #shareNext = false
   /** The clients lent to sharing statements of `query()`, with how many each carries now. */
   readonly #sharers = new Map<pg.Client, number>()
+  /** The dialect's `isDisconnect`: whether a statement's error says its session is gone. */
+  readonly #isDisconnect: (error: unknown) => boolean
 
   constructor(config?: PgPoolConfig, defaults: LifeguardOptions = {}) {
     // Checked before pg's constructor runs, so that a bad option leaves nothing behind.
@@ -239,15 +247,14 @@ class LifeguardPgPool extends PgPoolBase {
     const { lifeguard: _, ...pgConfig } = config ?? {}
     super(pgConfig)
     this.#maxUses = maxUses
-    this.#pool = createPool<pg.Client>({
-      ...options,
-      // pg-pool's `Client` option; and a client released with its query running waits for it,
-      // as pg-pool lends such a client on (its reset queues behind the query on pg's queue).
-      dialect: postgres(connection, {
-        Client: this.#clientMaker(config?.Client),
-        releasedBusy: 'wait',
-      }),
+    // pg-pool's `Client` option; and a client released with its query running waits for it,
+    // as pg-pool lends such a client on (its reset queues behind the query on pg's queue).
+    const dialect = postgres(connection, {
+      Client: this.#clientMaker(config?.Client),
+      releasedBusy: 'wait',
     })
+    this.#isDisconnect = (error) => dialect.isDisconnect?.(error) === true
+    this.#pool = createPool<pg.Client>({ ...options, dialect })
     this.#wait = this.#pool.options.acquireTimeout
     this.#pipelines = this.#pool.options.maxPipeline > 1
     this.#max = this.#pool.options.max + this.#pool.options.maxOverflow
@@ -630,10 +637,19 @@ class LifeguardPgPool extends PgPoolBase {
       // transaction), so unlike pg-pool it is released, not destroyed; a dead one is destroyed.
       result = await (client.query as (t: unknown, v: unknown) => Promise<unknown>)(text, values)
     } catch (error) {
-      const dead = internals(client)._queryable === false
+      const c = internals(client)
+      // A shared client goes straight on to the next statement in line, with no reset between
+      // them to find it lost: it is dead as soon as its socket is destroyed (pg destroys it at
+      // once when a pipelined statement's query_timeout fires) or the server said the session
+      // ends (57P01 arrives before the socket closes), not only once pg marks it unqueryable.
+      const dead =
+        c._queryable === false ||
+        (this.#sharers.has(client) &&
+          (c.connection?.stream?.destroyed === true || this.#isDisconnect(error)))
       this.log('query dispatched')
       release(dead ? (error as Error) : undefined)
-      if (dead && joined) throw this.#aborted(error)
+      // A statement whose own query_timeout fired keeps pg's 'Query read timeout'.
+      if (dead && joined && !isReadTimeout(error)) throw this.#aborted(error)
       throw error
     }
     this.log('query dispatched')
