@@ -800,9 +800,6 @@ export class PoolCore<C> {
     for (;;) {
       const head = this.waiters.peek()
       if (head === undefined || !head.pipelines || this.idle.size > 0) return
-      // The connections being opened are for the waiters at the head: one of them waits for its
-      // own rather than join a busy one (which would leave that one idle when it opens).
-      if (this.waiters.size <= this.counts.connecting) return
       const record = this.leastLoaded()
       if (record === undefined) return
       this.waiters.shift()
