@@ -299,4 +299,36 @@ describeOnServer(status, 'lifeguard/pg with pipelining agrees with pg.Pool', () 
     expectSameEvents(ours, real)
     expectSameCounts(ours, real, false)
   })
+
+  it('regression: pool.query(new pg.Query(…)) resolved at once with the Query itself, where pg.Pool resolves with its Result once it ran', async () => {
+    const body = async (pool: pg.Pool) => {
+      const streamed: unknown[] = []
+      const all: Array<Promise<pg.QueryResult>> = []
+      for (let i = 0; i < BURST; i++) {
+        if (i % 20 === 7) {
+          // A submittable: never pipelined; pg-pool hands it a callback and waits for it.
+          const query = new pg.Query('SELECT $1::int AS q, g FROM generate_series(1, 3) AS g', [i])
+          query.on('row', (row: unknown) => streamed.push(row))
+          all.push(pool.query(query as never) as unknown as Promise<pg.QueryResult>)
+        } else {
+          all.push(pool.query('SELECT $1::int AS i', [i]))
+        }
+      }
+      const results = await outcomes(all)
+      return { results, streamed: streamed.length }
+    }
+    const { pg: real, lifeguard: ours, pipelined } = await twins(body)
+    expect(pipelined).toBeGreaterThan(0)
+    expect(real.result.streamed).toBe(3 * (BURST / 20))
+    const theirs = real.result.results as Array<{ ok: { command: string; rows: unknown[] } }>
+    expect(theirs[7]!.ok).toMatchObject({ command: 'SELECT', rowCount: 3 })
+    expect(theirs[7]!.ok.rows).toEqual([
+      { q: 7, g: 1 },
+      { q: 7, g: 2 },
+      { q: 7, g: 3 },
+    ])
+    expect(ours.result).toEqual(real.result)
+    expectSameEvents(ours, real)
+    expectSameCounts(ours, real, false)
+  })
 })
