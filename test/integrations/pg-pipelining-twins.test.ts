@@ -60,8 +60,14 @@ async function twins<T>(
     }
     try {
       const result = await body(pool)
-      // pg-pool releases a query's client after the caller's callback ran: let that happen.
+      // pg-pool releases a query's client after the caller's callback ran: let that happen. And
+      // a client the facade opened for the burst may still be connecting after it: a burst on a
+      // cold pool can be served whole, pipelined, by the first client while the second opens (up
+      // to 2 s on a loaded machine, the same wait for both pools).
       await new Promise((resolve) => setImmediate(resolve))
+      for (let i = 0; i < 400 && pool.idleCount < pool.totalCount; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 5))
+      }
       return {
         result,
         events,
