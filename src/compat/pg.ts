@@ -71,6 +71,16 @@ function isReadTimeout(error: unknown): boolean {
   return error instanceof Error && error.message === 'Query read timeout'
 }
 
+/**
+ * Whether `query` is a pg `Query` without a callback of its own: pg's client gives it the
+ * callback passed with it, and calls that with the query's result once it has run. pg-pool's
+ * `query()` resolves with that result and releases its client then, so the facade does too; any
+ * other submittable (pg-cursor, pg-query-stream) is handed back at once, as before.
+ */
+function callsBack(query: unknown): boolean {
+  return query instanceof pg.Query && (query as { callback?: unknown }).callback === undefined
+}
+
 function internals(client: pg.Client): ClientInternals {
   return client as unknown as ClientInternals
 }
@@ -635,7 +645,15 @@ class LifeguardPgPool extends PgPoolBase {
     try {
       // A SQL error leaves the connection usable (the release reset rolls back a failed
       // transaction), so unlike pg-pool it is released, not destroyed; a dead one is destroyed.
-      result = await (client.query as (t: unknown, v: unknown) => Promise<unknown>)(text, values)
+      result = callsBack(text)
+        ? await new Promise<unknown>((resolve, reject) => {
+            ;(client.query as (t: unknown, v: unknown, cb: Callback) => void)(
+              text,
+              values,
+              (error, value) => (error ? reject(error) : resolve(value)),
+            )
+          })
+        : await (client.query as (t: unknown, v: unknown) => Promise<unknown>)(text, values)
     } catch (error) {
       const c = internals(client)
       // A shared client goes straight on to the next statement in line, with no reset between

@@ -10,9 +10,19 @@ import {
 import { SessionMonitor } from './session-monitor.js'
 import { PG_URL, unique } from './support.js'
 
+/**
+ * `LIFEGUARD_FORCE_PIPELINING=1` runs every consumer suite on a pool of 2 (`max` 1, `maxOverflow`
+ * 1), so that the concurrent cases fill it and the `lifeguard/pg` pool's autocommit statements
+ * pipeline: the whole suite must pass the same.
+ */
+export const FORCE_PIPELINING = process.env.LIFEGUARD_FORCE_PIPELINING === '1'
+
 /** The lifeguard bounds every consumer test uses: the server must never see more than their sum. */
-export const MAX = 3
-export const OVERFLOW = 2
+export const MAX = FORCE_PIPELINING ? 1 : 3
+export const OVERFLOW = FORCE_PIPELINING ? 1 : 2
+
+/** Rows of a statement run raw inside a consumer's transaction. */
+export type Rows = Array<Record<string, unknown>>
 
 /**
  * What a consumer test drives, in the consumer's own API, on a table `(id, name unique)`; the
@@ -23,8 +33,23 @@ export interface Subject {
   names(): Promise<string[]>
   rename(from: string, to: string): Promise<unknown>
   remove(name: string): Promise<unknown>
-  /** Runs `body` in one of the consumer's transactions, handing it an `insert` bound to it. */
-  transaction(body: (insert: (name: string) => Promise<unknown>) => Promise<void>): Promise<void>
+  /**
+   * Runs `body` in one of the consumer's transactions, handing it an `insert` bound to it and, on
+   * PostgreSQL, a raw statement bound to it (`sql`, parameterless).
+   */
+  transaction(
+    body: (
+      insert: (name: string) => Promise<unknown>,
+      sql?: (text: string) => Promise<Rows>,
+    ) => Promise<void>,
+  ): Promise<void>
+  /**
+   * PostgreSQL only: the consumer's own autocommit path for a raw, parameterized
+   * `SELECT $1::int AS n, txid_current_if_assigned() IS NULL AS alone`: a read in its own
+   * implicit transaction has no transaction id, so `alone` is false when the statement ran inside
+   * somebody's transaction that has one (the burst's transactions take one first thing).
+   */
+  echo?(n: number): Promise<{ n: number; alone: boolean }>
 }
 
 /** What a consumer's setup hands back. */
@@ -39,6 +64,12 @@ export interface Consumer {
    * that borrows per operation; Sequelize keeps its own pool of clients, each holding one borrow.
    */
   idleLeases?: () => number
+  /**
+   * Whether the consumer's autocommit statements go through the `lifeguard/pg` pool's `query()`,
+   * and so may pipeline when the pool is full; a consumer that checks out a client for each
+   * statement (`pool.connect()`) never pipelines.
+   */
+  pipelines?: boolean
 }
 
 /** What a setup needs: the server kind, a tagged URL, a table name to create, and the bounds. */
@@ -176,6 +207,86 @@ export async function consumerSuite(
       expect((await s.names()).filter((n) => /^n\d+$/.test(n))).toHaveLength(20)
       expect(await context.monitor.inTransaction()).toBe(0)
     })
+
+    if (kind === 'postgres') {
+      const through = options.through === 'pgbouncer'
+      it(`a burst past the full pool: ${through ? 'nothing pipelines behind PgBouncer in transaction mode' : 'autocommit statements pipeline where the consumer uses pool.query'}, each caller gets its own result, and transactions stay whole`, async () => {
+        const s = consumer.subject
+        const pool = consumer.lifeguard()
+        expect(s.echo, 'the consumer suite needs echo() on PostgreSQL').toBeDefined()
+        const echo = s.echo!.bind(s)
+        const probe =
+          'SELECT txid_current()::text AS tx, pg_backend_pid() AS pid, now() <> statement_timestamp() AS intx'
+        interface Seen {
+          i: number
+          before: Rows
+          after: Rows
+        }
+        const seen: Seen[] = []
+        const statements: Array<{ i: number; result: { n: number; alone: boolean } }> = []
+        let peak = 0
+        const sampler = setInterval(() => {
+          const current = consumer.lifeguard()?.stats().pipelined ?? 0
+          peak = Math.max(peak, current)
+        }, 1)
+        try {
+          const outcomes = await Promise.allSettled(
+            Array.from({ length: 300 }, async (_, i) => {
+              if (i % 25 !== 0) {
+                statements.push({ i, result: await echo(i) })
+                return
+              }
+              await s.transaction(async (insert, raw) => {
+                const sql = raw!
+                const before = await sql(probe)
+                await insert(`p${i}`)
+                const after = await sql(probe)
+                seen.push({ i, before, after })
+                if (i % 50 === 0) throw new Error(`roll back p${i}`)
+              })
+            }),
+          )
+          const failed = outcomes.flatMap((o, i) =>
+            o.status === 'rejected' && !(i % 50 === 0 && /roll back/.test(String(o.reason)))
+              ? [String(o.reason)]
+              : [],
+          )
+          expect(failed).toEqual([])
+        } finally {
+          clearInterval(sampler)
+        }
+        // Each caller got its own answer, from a statement of its own implicit transaction.
+        expect(statements).toHaveLength(300 - 12)
+        for (const { i, result } of statements) expect(result).toEqual({ n: i, alone: true })
+        // Each transaction ran both probes in one transaction on one backend, nobody else's
+        // statement in between changing that; and no two transactions had the same id.
+        expect(seen).toHaveLength(12)
+        for (const { before, after } of seen) {
+          expect(before[0]!.tx).toBe(after[0]!.tx)
+          expect(Number(before[0]!.pid)).toBe(Number(after[0]!.pid))
+          expect(before[0]!.intx).toBe(true)
+          expect(after[0]!.intx).toBe(true)
+        }
+        expect(new Set(seen.map((t) => t.before[0]!.tx)).size).toBe(12)
+        const names = await s.names()
+        for (let i = 0; i < 300; i += 25) {
+          if (i % 50 === 0) expect(names).not.toContain(`p${i}`)
+          else expect(names).toContain(`p${i}`)
+        }
+        expect(pool).toBeDefined()
+        const stats = consumer.lifeguard()!.stats()
+        if (consumer.pipelines === true && !through) expect(peak).toBeGreaterThan(0)
+        else expect(peak).toBe(0)
+        expect(stats.pipelined).toBe(0)
+        expect(stats.leased).toBeLessThanOrEqual(idleLeases())
+        expect(stats.acquired).toBe(stats.released + stats.revoked + stats.leased + stats.pipelined)
+        expect(stats.total).toBeLessThanOrEqual(MAX + OVERFLOW)
+        expect(await context.monitor.inTransaction()).toBe(0)
+        console.log(
+          `[pipelining] ${name}: peak pipelined ${peak}, acquired ${stats.acquired}, total ${stats.total}`,
+        )
+      })
+    }
 
     extra?.(get)
   })

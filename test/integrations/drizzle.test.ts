@@ -9,7 +9,14 @@ import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import { createPool } from '../../src/compat/mysql2.js'
 import { createPool as createPromisePool } from '../../src/compat/mysql2-promise.js'
 import { Pool } from '../../src/compat/pg.js'
-import { type Consumer, consumerSuite, MAX, OVERFLOW, type Subject } from './consumer-suite.js'
+import {
+  type Consumer,
+  consumerSuite,
+  MAX,
+  OVERFLOW,
+  type Rows,
+  type Subject,
+} from './consumer-suite.js'
 
 /** The suite's extra test: `db.transaction` borrows one connection and gives it back after. */
 function transactionTakesThePoolPath(lent: string): (get: () => Consumer) => void {
@@ -73,9 +80,22 @@ await consumerSuite(
         rename: (from, to) => db.update(t).set({ name: to }).where(eq(t.name, from)),
         remove: (name) => db.delete(t).where(eq(t.name, name)),
         transaction: (body) =>
-          db.transaction((tx) => body((name) => tx.insert(t).values({ name }))),
+          db.transaction((tx) =>
+            body(
+              (name) => tx.insert(t).values({ name }),
+              async (text) => (await tx.execute(sql.raw(text))).rows as Rows,
+            ),
+          ),
+        echo: async (n) =>
+          (
+            await db.execute<{ n: number; alone: boolean }>(
+              sql`SELECT ${n}::int AS n, txid_current_if_assigned() IS NULL AS alone`,
+            )
+          ).rows[0]!,
       },
       lifeguard: () => lifeguardOf(pool),
+      // Drizzle's node-postgres driver runs its statements with pool.query().
+      pipelines: true,
       end: async () => {
         await pool.end()
         expect(lifeguardOf(pool).closed).toBe(true)

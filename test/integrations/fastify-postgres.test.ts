@@ -4,9 +4,12 @@ import type pg from 'pg'
 import { expect, it } from 'vitest'
 import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import pgCompat from '../../src/compat/pg.js'
-import { type Consumer, consumerSuite, MAX, OVERFLOW } from './consumer-suite.js'
+import { type Consumer, consumerSuite, MAX, OVERFLOW, type Rows } from './consumer-suite.js'
 
-type Body = (insert: (name: string) => Promise<unknown>) => Promise<void>
+type Body = (
+  insert: (name: string) => Promise<unknown>,
+  sql: (text: string) => Promise<Rows>,
+) => Promise<void>
 
 /** A small app: CRUD routes over `fastify.pg.query`, and transaction routes of both kinds. */
 async function buildApp(url: string, table: string, bodies: Map<string, Body>) {
@@ -40,11 +43,21 @@ async function buildApp(url: string, table: string, bodies: Map<string, Body>) {
     ])
     return { rowCount }
   })
+  app.get<{ Params: { n: string } }>('/echo/:n', async (req) => {
+    const { rows } = await app.pg.query(
+      'SELECT $1::int AS n, txid_current_if_assigned() IS NULL AS alone',
+      [Number(req.params.n)],
+    )
+    return rows[0]
+  })
   // fastify.pg.transact: the test's body runs inside, its inserts on the transaction's client.
   app.post<{ Body: { id: string } }>('/transact', async (req) => {
     const body = bodies.get(req.body.id)!
     await app.pg.transact(async (client) => {
-      await body((name) => client.query(insertSql, [name]))
+      await body(
+        (name) => client.query(insertSql, [name]),
+        async (text) => (await client.query(text)).rows,
+      )
     })
     return { ok: true }
   })
@@ -95,13 +108,14 @@ await consumerSuite(
         names: () => call(app, 'GET', '/rows'),
         rename: (from, to) => call(app, 'PUT', `/rows/${from}`, { to }),
         remove: (name) => call(app, 'DELETE', `/rows/${name}`),
+        echo: (n) => call(app, 'GET', `/echo/${n}`),
         transaction: async (body) => {
           const id = String(++nextBody)
           let failure: unknown
           // Keep the body's own error: the route answers 500 with its message.
-          bodies.set(id, async (insert) => {
+          bodies.set(id, async (insert, sql) => {
             try {
-              await body(insert)
+              await body(insert, sql)
             } catch (error) {
               failure = error
               throw error
@@ -117,6 +131,8 @@ await consumerSuite(
         },
       },
       lifeguard: () => lifeguardOf(pool),
+      // The plugin's fastify.pg.query is the pool's query().
+      pipelines: true,
       end: async () => {
         // The plugin's onClose hook ends the pool (our facade drops its hold; the last one closes).
         await app.close()

@@ -139,6 +139,74 @@ function expectNoSharedMoment(list: Span[]): void {
   }
 }
 
+/** A statement's backend and its start and end on the server's clock (µs). */
+const SPAN =
+  'SELECT pg_backend_pid() AS pid, (extract(epoch FROM statement_timestamp()) * 1e6)::text AS t0, (extract(epoch FROM clock_timestamp()) * 1e6)::text AS t1'
+
+interface SpanRow {
+  pid: number
+  t0: string
+  t1: string
+}
+
+/** What a scope reports of itself: see {@link scopeSpan}. */
+interface ScopeSpan {
+  transaction: boolean
+  pids: number[]
+  txids: string[]
+  /** From its first statement's start to its last statement's end, on the server's clock (µs). */
+  start: number
+  end: number
+  overflow: Array<{ n: number; pid: number }>
+}
+
+/**
+ * A request's statements in a row on its connection, 20 ms apart, then two at once (the second
+ * overflows to a connection of the pool in a scope without a transaction, and waits its turn on
+ * the request's own in one), then one more: each reports its backend and, in a transaction, the
+ * transaction's id.
+ */
+async function scopeSpan(backend: Backend, transaction: boolean): Promise<ScopeSpan> {
+  const probe = `${SPAN}, ${transaction ? 'txid_current()::text' : "''"} AS tx`
+  const rows: Array<SpanRow & { tx: string }> = []
+  const step = async () => {
+    rows.push((await backend.query(probe))[0] as unknown as SpanRow & { tx: string })
+  }
+  await step()
+  await backend.query('SELECT pg_sleep(0.02)')
+  await step()
+  const pair = await Promise.all(
+    [1, 2].map(async (n) => {
+      const row = (
+        await backend.query(`SELECT $1::int AS n, pg_backend_pid() AS pid FROM pg_sleep(0.01)`, [n])
+      )[0]!
+      return { n: Number(row.n), pid: Number(row.pid) }
+    }),
+  )
+  await step()
+  return {
+    transaction,
+    pids: rows.map((r) => Number(r.pid)),
+    txids: rows.map((r) => r.tx),
+    start: Number(rows[0]!.t0),
+    end: Number(rows.at(-1)!.t1),
+    overflow: pair,
+  }
+}
+
+/** PostgreSQL's routes for the pipelining case: {@link scopeSpan} with and without a transaction. */
+function spanRoutes(backend: Backend): Route[] {
+  return [
+    { method: 'GET', path: '/scope-span', handle: () => scopeSpan(backend, false) },
+    {
+      method: 'GET',
+      path: '/scope-span-transaction',
+      transaction: true,
+      handle: () => scopeSpan(backend, true),
+    },
+  ]
+}
+
 /** A POST with a JSON body: the framework parses it, in stream events outside the handler's context. */
 function json(body: unknown): RequestInit {
   return {
@@ -194,6 +262,7 @@ export async function frameworkSuite(framework: Framework): Promise<void> {
         table = unique('scope')
         await backend.query(backend.sql.create(table))
         const routes: Route[] = [
+          ...(kind === 'postgres' ? spanRoutes(backend) : []),
           { method: 'GET', path: '/ping', handle: async () => backend.query('SELECT 1 AS one') },
           { method: 'GET', path: '/nothing', handle: async () => ({ ok: true }) },
           {
@@ -411,6 +480,81 @@ export async function frameworkSuite(framework: Framework): Promise<void> {
         expect(new Set(list.map((s) => s.pid)).size).toBe(1)
         expectNoSharedMoment(list)
       })
+
+      if (kind === 'postgres') {
+        it('with pipelining on, no statement shared from outside ever runs on a request’s connection, and concurrent queries of a scope still work', async () => {
+          // A burst from outside any request fills the pool: its autocommit statements pipeline.
+          const burst = Array.from({ length: 3000 }, (_, i) =>
+            backend.query(`${SPAN} FROM pg_sleep(0.001) WHERE $1::int >= 0`, [i]),
+          )
+          let peak = 0
+          const sampler = setInterval(() => {
+            peak = Math.max(peak, core.stats().pipelined)
+          }, 1)
+          try {
+            // Meanwhile requests with and without a transaction, and scopes of the pool's own API,
+            // four at a time: each may hold two connections at once (its own and an overflow),
+            // and more scopes than that at once could hold them all and wait on each other.
+            const direct = async (transaction: boolean) => {
+              const scope = core.openScope({ transaction })
+              try {
+                const body = await scope.run(() => scopeSpan(backend, transaction))
+                await scope.end('commit')
+                return { status: 200, body: body as unknown }
+              } catch (error) {
+                await scope.end('rollback')
+                throw error
+              }
+            }
+            const answered: Array<{ status: number; body: unknown }> = []
+            for (let wave = 0; wave < 10; wave++) {
+              answered.push(
+                ...(await Promise.all([
+                  getJson(base, '/scope-span'),
+                  getJson(base, '/scope-span-transaction'),
+                  direct(wave % 2 === 0),
+                  wave % 2 === 0 ? getJson(base, '/scope-span') : direct(true),
+                ])),
+              )
+            }
+            const outside = (await Promise.all(burst)).flat() as unknown as SpanRow[]
+            expect(peak).toBeGreaterThan(0)
+            for (const response of answered) expect(response.status).toBe(200)
+            const scopes = answered.map((r) => r.body as ScopeSpan)
+            for (const scope of scopes) {
+              // One connection for the request's sequential statements, in its transaction if any.
+              expect(new Set(scope.pids).size).toBe(1)
+              if (scope.transaction) expect(new Set(scope.txids).size).toBe(1)
+              // The concurrent pair: both answered; in a transaction both on the request's
+              // connection, without one the second on a connection of the pool's.
+              expect(scope.overflow.map((r) => r.n)).toEqual([1, 2])
+              const pairPids = scope.overflow.map((r) => r.pid)
+              expect(pairPids).toContain(scope.pids[0])
+              expect(new Set(pairPids).size).toBe(scope.transaction ? 1 : 2)
+            }
+            // No statement of the burst ran on a request's connection while the request had it.
+            let clashes = 0
+            for (const scope of scopes) {
+              for (const row of outside) {
+                if (Number(row.pid) !== scope.pids[0]) continue
+                if (Number(row.t1) > scope.start && Number(row.t0) < scope.end) clashes++
+              }
+            }
+            expect(clashes).toBe(0)
+            expect(outside).toHaveLength(3000)
+          } finally {
+            clearInterval(sampler)
+            await Promise.allSettled(burst)
+          }
+          const stats = await settled()
+          expect(stats.leased).toBe(0)
+          expect(stats.pipelined).toBe(0)
+          expect(await monitor.inTransaction()).toBe(0)
+          console.log(
+            `[scope] ${framework.name}: 40 scopes during a burst of 3000 pipelined statements (peak pipelined ${peak}), no statement on a scope's connection`,
+          )
+        })
+      }
 
       it('borrows nothing for a request that never queries', async () => {
         const before = core.stats().acquired

@@ -11,8 +11,21 @@ function subjectOf(db: Knex, table: string): Subject {
     names: async () => (await db(table).select('name').orderBy('id')).map((r) => r.name),
     rename: (from, to) => db(table).where({ name: from }).update({ name: to }),
     remove: (name) => db(table).where({ name }).delete(),
-    transaction: (body) => db.transaction((trx) => body((name) => trx(table).insert({ name }))),
+    // The raw statement reads PostgreSQL's result shape (`rows`): only the pg consumer calls it.
+    transaction: (body) =>
+      db.transaction((trx) =>
+        body(
+          (name) => trx(table).insert({ name }),
+          async (text) => (await trx.raw(text)).rows,
+        ),
+      ),
   }
+}
+
+/** `echo` through Knex on PostgreSQL. */
+function echoOf(db: Knex): Subject['echo'] {
+  return async (n) =>
+    (await db.raw('SELECT ?::int AS n, txid_current_if_assigned() IS NULL AS alone', [n])).rows[0]
 }
 
 async function createTable(db: Knex, table: string): Promise<void> {
@@ -30,8 +43,10 @@ await consumerSuite(
     const db = knex({ client: 'pg', connectionPool: pool })
     await createTable(db, table)
     return {
-      subject: subjectOf(db, table),
+      subject: { ...subjectOf(db, table), echo: echoOf(db) },
       lifeguard: () => lifeguardOf(pool),
+      // Knex wraps a driver's pool in a tarn-like pool of its own: a client per statement (connect()).
+      pipelines: false,
       end: async () => {
         await db.destroy()
         // Knex never ends an external pool: the pool still works after knex.destroy().

@@ -4,15 +4,12 @@ import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import { createPool } from '../../src/compat/mysql2.js'
 import { Pool } from '../../src/compat/pg.js'
 import { describeOnServer, probe } from '../support/servers.js'
-import { type Consumer, consumerSuite } from './consumer-suite.js'
+import { type Consumer, consumerSuite, MAX, OVERFLOW, type Rows } from './consumer-suite.js'
 import { MYSQL_URL, PG_URL, peakServerConnections, unique } from './support.js'
 
 interface Database {
   [table: string]: { id: Generated<number>; name: string }
 }
-
-const MAX = 3
-const OVERFLOW = 2
 
 for (const kind of ['postgres', 'mysql'] as const) {
   const status = await probe(kind)
@@ -125,34 +122,51 @@ for (const kind of ['postgres', 'mysql'] as const) {
   )
 }
 
+/** Kysely's PostgresDialect over a `lifeguard/pg` pool at `url`, on the suite's table. */
+async function kyselyPg({ url, table }: { url: string; table: string }): Promise<Consumer> {
+  const pool = new Pool({ connectionString: url, max: MAX, lifeguard: { maxOverflow: OVERFLOW } })
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+  await db.schema
+    .createTable(table)
+    .addColumn('id', 'serial', (c) => c.primaryKey())
+    .addColumn('name', 'varchar(100)', (c) => c.notNull().unique())
+    .execute()
+  return {
+    subject: {
+      insert: (name) => db.insertInto(table).values({ name }).execute(),
+      names: async () =>
+        (await db.selectFrom(table).select('name').orderBy('id').execute()).map((r) => r.name),
+      rename: (from, to) =>
+        db.updateTable(table).set({ name: to }).where('name', '=', from).execute(),
+      remove: (name) => db.deleteFrom(table).where('name', '=', name).execute(),
+      transaction: (body) =>
+        db.transaction().execute((trx) =>
+          body(
+            (name) => trx.insertInto(table).values({ name }).execute(),
+            async (text) => (await sql.raw<Rows[number]>(text).execute(trx)).rows,
+          ),
+        ),
+      echo: async (n) =>
+        (
+          await sql<{
+            n: number
+            alone: boolean
+          }>`SELECT ${n}::int AS n, txid_current_if_assigned() IS NULL AS alone`.execute(db)
+        ).rows[0]!,
+    },
+    lifeguard: () => lifeguardOf(pool),
+    // PostgresDialect checks out a client (pool.connect()) for every statement.
+    pipelines: false,
+    end: () => db.destroy(),
+  }
+}
+
+await consumerSuite('postgres', 'Kysely PostgresDialect over lifeguard/pg', kyselyPg)
+
 await consumerSuite(
   'postgres',
   'Kysely PostgresDialect over lifeguard/pg, through PgBouncer in transaction mode',
-  async ({ url, table }): Promise<Consumer> => {
-    const pool = new Pool({ connectionString: url, max: MAX, lifeguard: { maxOverflow: OVERFLOW } })
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
-    await db.schema
-      .createTable(table)
-      .addColumn('id', 'serial', (c) => c.primaryKey())
-      .addColumn('name', 'varchar(100)', (c) => c.notNull().unique())
-      .execute()
-    return {
-      subject: {
-        insert: (name) => db.insertInto(table).values({ name }).execute(),
-        names: async () =>
-          (await db.selectFrom(table).select('name').orderBy('id').execute()).map((r) => r.name),
-        rename: (from, to) =>
-          db.updateTable(table).set({ name: to }).where('name', '=', from).execute(),
-        remove: (name) => db.deleteFrom(table).where('name', '=', name).execute(),
-        transaction: (body) =>
-          db
-            .transaction()
-            .execute((trx) => body((name) => trx.insertInto(table).values({ name }).execute())),
-      },
-      lifeguard: () => lifeguardOf(pool),
-      end: () => db.destroy(),
-    }
-  },
+  kyselyPg,
   undefined,
   { through: 'pgbouncer' },
 )

@@ -81,7 +81,13 @@ interface RowDelegate {
 }
 interface PrismaClientLike {
   row: RowDelegate
-  $transaction<T>(body: (tx: { row: RowDelegate }) => Promise<T>): Promise<T>
+  $transaction<T>(
+    body: (tx: {
+      row: RowDelegate
+      $queryRawUnsafe: PrismaClientLike['$queryRawUnsafe']
+    }) => Promise<T>,
+  ): Promise<T>
+  $queryRawUnsafe<T = Array<Record<string, unknown>>>(sql: string, ...values: unknown[]): Promise<T>
   $executeRawUnsafe(sql: string): Promise<number>
   $disconnect(): Promise<void>
 }
@@ -126,9 +132,23 @@ if (PrismaClient === undefined) {
         rename: (from, to) => prisma.row.updateMany({ where: { name: from }, data: { name: to } }),
         remove: (name) => prisma.row.deleteMany({ where: { name } }),
         transaction: (body) =>
-          prisma.$transaction((tx) => body((name) => tx.row.create({ data: { name } }))),
+          prisma.$transaction((tx) =>
+            body(
+              (name) => tx.row.create({ data: { name } }),
+              (text) => tx.$queryRawUnsafe(text),
+            ),
+          ),
+        echo: async (n) =>
+          (
+            await prisma.$queryRawUnsafe<Array<{ n: number; alone: boolean }>>(
+              'SELECT $1::int AS n, txid_current_if_assigned() IS NULL AS alone',
+              n,
+            )
+          )[0]!,
       },
       lifeguard: () => lifeguardOf(pool),
+      // @prisma/adapter-pg runs autocommit statements with pool.query(), transactions on connect().
+      pipelines: true,
       end: async () => {
         await prisma.$executeRawUnsafe(`DROP TABLE IF EXISTS ${table}`)
         // Without disposeExternalPool, Prisma leaves our pool open: we end it.

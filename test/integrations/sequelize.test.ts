@@ -1,4 +1,4 @@
-import { DataTypes, type Model, type ModelStatic, Sequelize } from 'sequelize'
+import { DataTypes, type Model, type ModelStatic, QueryTypes, Sequelize } from 'sequelize'
 import { expect, it } from 'vitest'
 import { lifeguardOf } from '../../src/compat/lifeguard-of.js'
 import { managedPoolCount } from '../../src/compat/manage.js'
@@ -76,9 +76,21 @@ for (const kind of ['postgres', 'mysql'] as const) {
           remove: (name) => Row.destroy({ where: { name } }),
           transaction: (body) =>
             sequelize.transaction(async (transaction) => {
-              await body((name) => Row.create({ name }, { transaction }))
+              await body(
+                (name) => Row.create({ name }, { transaction }),
+                (text) => sequelize.query(text, { transaction, type: QueryTypes.SELECT }),
+              )
             }),
+          echo: async (n) =>
+            (
+              await sequelize.query<{ n: number; alone: boolean }>(
+                'SELECT $1::int AS n, txid_current_if_assigned() IS NULL AS alone',
+                { bind: [n], type: QueryTypes.SELECT },
+              )
+            )[0]!,
         },
+        // Sequelize's connections are Clients, each holding a lease of its own: nothing shares.
+        pipelines: false,
         lifeguard: () => pool,
         // Sequelize's idle connections each keep their borrow.
         idleLeases: () => manager(sequelize).pool.size,

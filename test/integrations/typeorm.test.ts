@@ -55,9 +55,22 @@ for (const kind of ['postgres', 'mysql'] as const) {
           rename: (from, to) => repo.update({ name: from }, { name: to }),
           remove: (name) => repo.delete({ name }),
           transaction: (body) =>
-            ds.transaction((manager) => body((name) => manager.insert(Entity, { name }))),
+            ds.transaction((manager) =>
+              body(
+                (name) => manager.insert(Entity, { name }),
+                (text) => manager.query(text),
+              ),
+            ),
+          echo: async (n) =>
+            (
+              await ds.query('SELECT $1::int AS n, txid_current_if_assigned() IS NULL AS alone', [
+                n,
+              ])
+            )[0],
         },
         lifeguard: () => lifeguardOf(facade),
+        // TypeORM's query runner checks out a client (pool.connect()) for every statement.
+        pipelines: false,
         end: async () => {
           await ds.destroy()
           expect(lifeguardOf(facade).closed).toBe(true)
