@@ -6,13 +6,15 @@
 //   node bench/pipeline.mjs [--src] [--runs=3] [--window=1500] [--warm=500]
 //                           [--only=select1,mixed,orm] [--pipelines=1,2,4,8,16,32,100]
 //                           [--select1-pipelines=1,16,32]
-//                           [--callers=1000] [--out=FILE] [--quick]        (POSTGRES_URL)
+//                           [--callers=1000] [--rate=4000] [--out=FILE] [--quick]   (POSTGRES_URL)
 //
 // select1: `SELECT 1` by every contender (lifeguard/pg at its default maxPipeline and at each of
 // --select1-pipelines). mixed: 1% of the statements (every 100th, by one
 // counter shared by the callers) are `SELECT pg_sleep(0.05)`, the rest `SELECT 1`; latencies of
 // the fast statements and of all of them, by maxPipeline. orm: Kysely and Drizzle over
-// lifeguard/pg and pg.Pool. Without --src it loads dist/ (run `npm run build` first).
+// lifeguard/pg and pg.Pool. open (only when asked: --only=open): the mixed statements at a fixed
+// rate (--rate per second, below every contender's capacity; at most --callers outstanding), so
+// that latency is a statement's own wait, not the queue of a closed loop. Without --src it loads dist/ (run `npm run build` first).
 import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { sql as drizzleSql } from 'drizzle-orm'
@@ -43,6 +45,7 @@ const { values } = parseArgs({
     pipelines: { type: 'string', default: '1,2,4,8,16,32,100' },
     'select1-pipelines': { type: 'string', default: '1,16,32' },
     callers: { type: 'string', default: '1000' },
+    rate: { type: 'string', default: '4000' },
     out: { type: 'string' },
   },
   strict: true,
@@ -62,14 +65,17 @@ const runs = positive(values.runs, 'runs', values.quick ? 1 : 3)
 const windowMs = positive(values.window, 'window', values.quick ? 300 : 1500)
 const warmMs = positive(values.warm, 'warm', values.quick ? 100 : 500)
 const callers = positive(values.callers, 'callers', 1000)
+const openRate = positive(values.rate, 'rate', 4000)
 const pipelines = values.pipelines.split(',').map((p) => positive(p.trim(), 'pipelines', 1))
 const select1Pipelines = values['select1-pipelines']
   .split(',')
   .map((p) => positive(p.trim(), 'select1-pipelines', 1))
 const only = values.only.split(',').map((s) => s.trim())
 for (const o of only) {
-  if (!['select1', 'mixed', 'orm'].includes(o)) {
-    throw new Error(`--only: unknown section ${JSON.stringify(o)}; known: select1, mixed, orm`)
+  if (!['select1', 'mixed', 'orm', 'open'].includes(o)) {
+    throw new Error(
+      `--only: unknown section ${JSON.stringify(o)}; known: select1, mixed, orm, open`,
+    )
   }
 }
 
@@ -288,6 +294,80 @@ async function load(client, n, ms, mixed) {
   }
 }
 
+/**
+ * One timed window at a fixed arrival rate (open loop): `rate` statements per second, the mixed
+ * ones, each timed from when it was due (so a late timer counts against the contender), at most
+ * `n` outstanding (the rest are counted as dropped, and fail the window).
+ * @param {Client} client
+ * @param {number} n
+ * @param {number} ms
+ * @param {number} rate
+ */
+async function loadOpen(client, n, ms, rate) {
+  /** @type {number[]} */
+  const fast = []
+  /** @type {number[]} */
+  const slow = []
+  let issued = 0
+  let outstanding = 0
+  let dropped = 0
+  /** @type {unknown} */
+  let failure
+  const cpu = process.cpuUsage()
+  const started = performance.now()
+  await new Promise((resolve) => {
+    const timer = setInterval(() => {
+      const now = performance.now() - started
+      const due = Math.floor((Math.min(now, ms) * rate) / 1000)
+      while (issued < due) {
+        const dueAt = started + (issued * 1000) / rate
+        issued++
+        if (outstanding >= n) {
+          dropped++
+          continue
+        }
+        const isSlow = issued % SLOW_EVERY === 0
+        outstanding++
+        client.query(0, isSlow).then(
+          () => {
+            outstanding--
+            ;(isSlow ? slow : fast).push(performance.now() - dueAt)
+          },
+          (error) => {
+            outstanding--
+            failure ??= error
+          },
+        )
+      }
+      if (now >= ms) {
+        clearInterval(timer)
+        resolve(undefined)
+      }
+    }, 1)
+  })
+  const drained = performance.now()
+  while (outstanding > 0 && performance.now() - drained < 30_000) {
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  if (failure !== undefined) throw failure
+  if (outstanding > 0) throw new Error(`${outstanding} statements still outstanding after 30 s`)
+  if (dropped > 0) throw new Error(`${dropped} statements dropped: more than ${n} outstanding`)
+  const used = process.cpuUsage(cpu)
+  const all = [...fast, ...slow].sort((a, b) => a - b)
+  fast.sort((a, b) => a - b)
+  return {
+    qps: (all.length / ms) * 1000,
+    cpuUsPerQuery: (used.user + used.system) / all.length,
+    p50: quantile(all, 0.5),
+    p99: quantile(all, 0.99),
+    p999: quantile(all, 0.999),
+    fastP50: quantile(fast, 0.5),
+    fastP99: quantile(fast, 0.99),
+    fastP999: quantile(fast, 0.999),
+    slowCount: slow.length,
+  }
+}
+
 const METRICS = /** @type {const} */ ([
   'qps',
   'cpuUsPerQuery',
@@ -305,8 +385,9 @@ const METRICS = /** @type {const} */ ([
  * @param {string} label
  * @param {Contender[]} contenders
  * @param {boolean} mixed
+ * @param {number} [rate] an open loop at this rate (mixed statements), instead of a closed one
  */
-async function section(label, contenders, mixed) {
+async function section(label, contenders, mixed, rate) {
   /** @type {Record<string, Record<string, number[]>>} */
   const samples = {}
   /** @type {Record<string, string>} */
@@ -322,8 +403,12 @@ async function section(label, contenders, mixed) {
       let client
       try {
         client = await bounded(c.open(), 30_000, `opening ${c.name}`)
-        await load(client, c.callers, warmMs, mixed)
-        const m = await load(client, c.callers, windowMs, mixed)
+        const window = (/** @type {number} */ ms) =>
+          rate === undefined
+            ? load(client, c.callers, ms, mixed)
+            : loadOpen(/** @type {Client} */ (client), c.callers, ms, rate)
+        await window(warmMs)
+        const m = await window(windowMs)
         for (const k of METRICS) samples[c.name][k].push(m[k])
       } catch (error) {
         errors[c.name] = error instanceof Error ? error.message : String(error)
@@ -410,6 +495,27 @@ try {
       )
     }
   }
+  if (only.includes('open')) {
+    const r = await section(
+      'open',
+      [...pipelines.map((n) => lifeguardPg(n)), pgPool, postgresJsContender],
+      true,
+      openRate,
+    )
+    results.open = r
+    console.log(
+      `\n### Mixed at a fixed ${openRate} statements/s (open loop): 1 in ${SLOW_EVERY} is ${SLOW}; at most ${callers} outstanding, pool of ${POOL_SIZE}\n`,
+    )
+    console.log(
+      '| contender | statements/s | fast p50 ms | fast p99 ms | fast p99.9 ms | all p50 ms | all p99 ms | all p99.9 ms |',
+    )
+    console.log('| --- | --- | --- | --- | --- | --- | --- | --- |')
+    for (const [name, c] of Object.entries(r)) {
+      console.log(
+        `| ${name} | ${spread(c.qps, rate)} | ${spread(c.fastP50, ms)} | ${spread(c.fastP99, ms)} | ${spread(c.fastP999, ms)} | ${spread(c.p50, ms)} | ${spread(c.p99, ms)} | ${spread(c.p999, ms)} |${c.error ? ` ERROR ${c.error}` : ''}`,
+      )
+    }
+  }
   if (only.includes('orm')) {
     const contenders = []
     for (const orm of /** @type {const} */ (['Kysely', 'Drizzle'])) {
@@ -441,7 +547,7 @@ console.log(
   `\n${lifeguard.from}, node ${process.version}, ${runs} runs of ${windowMs} ms (+${warmMs} ms warm-up), ${results.seconds.toFixed(0)} s`,
 )
 if (values.out !== undefined) writeFileSync(values.out, `${JSON.stringify(results, null, 2)}\n`)
-const failed = ['select1', 'mixed', 'orm'].flatMap((s) =>
+const failed = ['select1', 'mixed', 'orm', 'open'].flatMap((s) =>
   Object.entries(results[s] ?? {}).filter(([, c]) => c.error !== undefined),
 )
 if (failed.length > 0) process.exitCode = 1

@@ -155,6 +155,7 @@ interface PipelineResults {
     { qps: Summary; fastP99: Summary; p999: Summary; slowCount: Summary; error?: string }
   >
   orm: Record<string, { qps: Summary; p99: Summary; error?: string }>
+  open: Record<string, { qps: Summary; fastP99: Summary; slowCount: Summary; error?: string }>
 }
 
 describeOnServer(postgres, `bench/pipeline.mjs --quick on ${postgres.label}`, () => {
@@ -177,6 +178,8 @@ describeOnServer(postgres, `bench/pipeline.mjs --quick on ${postgres.label}`, ()
         '--warm=50',
         '--pipelines=1,4',
         '--select1-pipelines=1',
+        '--only=select1,mixed,orm,open',
+        '--rate=500',
         `--out=${outFile}`,
       ],
       { cwd: root, timeout: 90_000, maxBuffer: 16 * 1024 * 1024 },
@@ -217,6 +220,16 @@ describeOnServer(postgres, `bench/pipeline.mjs --quick on ${postgres.label}`, ()
       expectMeasured(c.fastP99, piped.runs, `${name} fast p99`)
       // Every 100th statement sleeps 50 ms: the all-statements p99.9 is one of them or near.
       expectMeasured(c.slowCount, piped.runs, `${name} slow statements`)
+    }
+  })
+
+  it('runs the mixed workload at a fixed rate (open loop), every statement served', () => {
+    expect(Object.keys(piped.open)).toEqual(Object.keys(piped.mixed))
+    for (const [name, c] of Object.entries(piped.open)) {
+      expect(c.error, name).toBeUndefined()
+      // 500 statements/s for 200 ms: about 100 served, none dropped (a drop fails the window).
+      expectMeasured(c.qps, piped.runs, `${name} q/s`)
+      expectMeasured(c.fastP99, piped.runs, `${name} fast p99`)
     }
   })
 
