@@ -43,6 +43,8 @@ export interface BenchApp {
 export interface BenchAppSettings {
   max: number
   overflow: number
+  /** lifeguard's `maxPipeline`; `undefined` keeps the pool's default. */
+  maxPipeline?: number | undefined
   /** How long a request may wait for a pooled connection. */
   acquireTimeoutMs: number
   /** The listen backlog: at least the number of clients. */
@@ -58,6 +60,7 @@ function lifeguardOptions(db: BenchDatabase, settings: BenchAppSettings) {
     url: db.appUrl,
     max: settings.max,
     maxOverflow: settings.overflow,
+    ...(settings.maxPipeline === undefined ? {} : { maxPipeline: settings.maxPipeline }),
     acquireTimeout: settings.acquireTimeoutMs,
     connectTimeout: CONNECT_TIMEOUT_MS,
     name: 'lifeguard-bench',
@@ -101,7 +104,9 @@ async function postgresAccess(
   }
   const pool = createPool<PgClient>(lifeguardOptions(db, settings))
   return {
-    read: (id) => pool.use(async (client) => (await client.query(db.sql, [id])).rows[0]),
+    // The read is one autocommit SELECT: it may share a connection (pipelining, maxPipeline).
+    read: (id) =>
+      pool.use(async (client) => (await client.query(db.sql, [id])).rows[0], { shared: true }),
     close: () => pool.close({ timeout: 5_000 }),
     pool: pool as Pool<unknown>,
   }

@@ -72,6 +72,8 @@ export interface BenchReport {
   rounds: number
   max: number
   overflow: number
+  /** `--max-pipeline`, when given (the lifeguard mode's `maxPipeline`). */
+  maxPipeline?: number
   modes: BenchModeResult[]
   server: {
     kind: 'postgres' | 'mysql'
@@ -193,6 +195,7 @@ async function runMode(
   const app = await startBenchApp(mode, db, {
     max: options.max,
     overflow: options.overflow,
+    maxPipeline: options.maxPipeline,
     acquireTimeoutMs: ACQUIRE_TIMEOUT_MS,
     backlog: options.clients + 64,
   })
@@ -352,6 +355,7 @@ export async function runBench(
     rounds: complete,
     max: options.max,
     overflow: options.overflow,
+    ...(options.maxPipeline === undefined ? {} : { maxPipeline: options.maxPipeline }),
     modes,
     server: {
       kind: db.kind,

@@ -16,6 +16,11 @@ export interface BenchOptions {
   rounds: number
   max: number
   overflow: number
+  /**
+   * lifeguard's `maxPipeline` in the lifeguard mode (how many reads may share one connection);
+   * `undefined` keeps the pool's default.
+   */
+  maxPipeline: number | undefined
   modes: BenchMode[]
   /** Where to write the HTML report; `undefined` writes none. */
   report: string | undefined
@@ -52,8 +57,8 @@ export class UsageError extends Error {
 /** The usage text of the CLI, shown by `lifeguard help` and after a usage error. */
 export const USAGE = `Usage:
   lifeguard bench [--url URL] [--clients 1000] [--duration 10s] [--rounds 3] [--max 10]
-                [--overflow 0] [--modes per-request,lifeguard,driver-pool] [--report report.html]
-                [--json]
+                [--overflow 0] [--max-pipeline N] [--modes per-request,lifeguard,driver-pool]
+                [--report report.html] [--json]
   lifeguard doctor URL [--max 10] [--overflow 0] [--min 0] [--max-lifetime 1800000]
                  [--idle-timeout 600000] [--json]
   lifeguard explain [CODE]
@@ -89,6 +94,7 @@ const LIMITS = {
   clients: { min: 1, max: 10_000 },
   max: { min: 1, max: 1_000 },
   overflow: { min: 0, max: 1_000 },
+  maxPipeline: { min: 1, max: 10_000 },
   durationMs: { min: 1_000, max: 600_000 },
   rounds: { min: 1, max: 50 },
 } as const
@@ -194,6 +200,7 @@ function parseBench(args: string[]): BenchOptions {
     rounds: { type: 'string' },
     max: { type: 'string' },
     overflow: { type: 'string' },
+    'max-pipeline': { type: 'string' },
     modes: { type: 'string' },
     report: { type: 'string' },
     json: { type: 'boolean' },
@@ -206,6 +213,7 @@ function parseBench(args: string[]): BenchOptions {
   const get = (key: string) => str(values, key)
   const url = get('url')
   const report = get('report')
+  const maxPipeline = get('max-pipeline')
   if (report !== undefined && report.trim() === '') {
     throw new UsageError('invalid --report "": expected a file path such as report.html')
   }
@@ -221,6 +229,10 @@ function parseBench(args: string[]): BenchOptions {
     ),
     max: integer('max', get('max') ?? '10', LIMITS.max.min, LIMITS.max.max),
     overflow: integer('overflow', get('overflow') ?? '0', LIMITS.overflow.min, LIMITS.overflow.max),
+    maxPipeline:
+      maxPipeline === undefined
+        ? undefined
+        : integer('max-pipeline', maxPipeline, LIMITS.maxPipeline.min, LIMITS.maxPipeline.max),
     modes: modes(get('modes') ?? BENCH_MODES.join(',')),
     report,
     json: values.json === true,

@@ -10,7 +10,7 @@ function serverLabel(report: BenchReport): string {
 /** The one-line summary of a run's settings, shared by the table and the HTML report. */
 export function describeRun(report: BenchReport): string {
   const rounds = report.rounds === 1 ? '1 round' : `median of ${report.rounds} rounds`
-  return `${report.clients} clients, ${report.durationMs / 1000} s per mode, ${rounds}, pool max ${report.max} + overflow ${report.overflow}, ${serverLabel(report)}`
+  return `${report.clients} clients, ${report.durationMs / 1000} s per mode, ${rounds}, pool max ${report.max} + overflow ${report.overflow}${report.maxPipeline === undefined ? '' : `, maxPipeline ${report.maxPipeline}`}, ${serverLabel(report)}`
 }
 
 function ratio(value: number): string {

@@ -145,3 +145,108 @@ describe('bench/run.mjs arguments', () => {
     expect(error?.stderr).toContain('--only: unknown benchmark "speed"; known: noio, db, memory')
   })
 })
+
+/** The parts of bench/pipeline.mjs's --out file this test reads. */
+interface PipelineResults {
+  runs: number
+  select1: Record<string, { qps: Summary; p99: Summary; error?: string }>
+  mixed: Record<
+    string,
+    { qps: Summary; fastP99: Summary; p999: Summary; slowCount: Summary; error?: string }
+  >
+  orm: Record<string, { qps: Summary; p99: Summary; error?: string }>
+  open: Record<string, { qps: Summary; fastP99: Summary; slowCount: Summary; error?: string }>
+}
+
+describeOnServer(postgres, `bench/pipeline.mjs --quick on ${postgres.label}`, () => {
+  const pipeline = join(root, 'bench/pipeline.mjs')
+  const outFile = join(scratch, 'pipeline.json')
+  let piped: PipelineResults
+  let printed = ''
+
+  // A tiny configuration: 50 callers, 200 ms windows, one run; it asserts that every contender
+  // ran and measured, never a speed.
+  beforeAll(async () => {
+    const child = await run(
+      process.execPath,
+      [
+        pipeline,
+        '--src',
+        '--quick',
+        '--callers=50',
+        '--window=200',
+        '--warm=50',
+        '--pipelines=1,4',
+        '--select1-pipelines=1',
+        '--only=select1,mixed,orm,open',
+        '--rate=500',
+        `--out=${outFile}`,
+      ],
+      { cwd: root, timeout: 90_000, maxBuffer: 16 * 1024 * 1024 },
+    ).catch((error: { stdout?: string; stderr?: string; code?: number }) => {
+      throw new Error(`pipeline.mjs exited with ${error.code}:\n${error.stderr}\n${error.stdout}`)
+    })
+    printed = child.stdout
+    piped = JSON.parse(readFileSync(outFile, 'utf8')) as PipelineResults
+  }, 100_000)
+
+  it('runs SELECT 1 through the floor, pg.Pool, postgres.js, lifeguard/pg and the core pool', () => {
+    expect(Object.keys(piped.select1)).toEqual([
+      'floor',
+      'pg.Pool',
+      'postgres.js',
+      'lifeguard/pg',
+      'lifeguard/pg maxPipeline 1',
+      'core pool, use(…, { shared: true })',
+    ])
+    for (const [name, c] of Object.entries(piped.select1)) {
+      expect(c.error, name).toBeUndefined()
+      expectMeasured(c.qps, piped.runs, `${name} q/s`)
+      expectMeasured(c.p99, piped.runs, `${name} p99`)
+    }
+    expect(printed).toContain('| lifeguard/pg | ')
+  })
+
+  it('runs the mixed workload by maxPipeline, with its slow statements among the measured', () => {
+    expect(Object.keys(piped.mixed)).toEqual([
+      'lifeguard/pg maxPipeline 1',
+      'lifeguard/pg maxPipeline 4',
+      'pg.Pool',
+      'postgres.js',
+    ])
+    for (const [name, c] of Object.entries(piped.mixed)) {
+      expect(c.error, name).toBeUndefined()
+      expectMeasured(c.qps, piped.runs, `${name} q/s`)
+      expectMeasured(c.fastP99, piped.runs, `${name} fast p99`)
+      // Every 100th statement sleeps 50 ms: the all-statements p99.9 is one of them or near.
+      expectMeasured(c.slowCount, piped.runs, `${name} slow statements`)
+    }
+  })
+
+  it('runs the mixed workload at a fixed rate (open loop), every statement served', () => {
+    expect(Object.keys(piped.open)).toEqual(Object.keys(piped.mixed))
+    for (const [name, c] of Object.entries(piped.open)) {
+      expect(c.error, name).toBeUndefined()
+      // 500 statements/s for 200 ms: about 100 served, none dropped (a drop fails the window).
+      expectMeasured(c.qps, piped.runs, `${name} q/s`)
+      expectMeasured(c.fastP99, piped.runs, `${name} fast p99`)
+    }
+  })
+
+  it('runs Kysely and Drizzle over lifeguard/pg and over pg.Pool', () => {
+    expect(Object.keys(piped.orm).sort()).toEqual(
+      [
+        'Drizzle over lifeguard/pg',
+        'Drizzle over lifeguard/pg maxPipeline 1',
+        'Drizzle over pg.Pool',
+        'Kysely over lifeguard/pg',
+        'Kysely over lifeguard/pg maxPipeline 1',
+        'Kysely over pg.Pool',
+      ].sort(),
+    )
+    for (const [name, c] of Object.entries(piped.orm)) {
+      expect(c.error, name).toBeUndefined()
+      expectMeasured(c.qps, piped.runs, `${name} q/s`)
+    }
+  })
+})
