@@ -435,11 +435,10 @@ class LifeguardPgPool extends PgPoolBase {
       callback(error, undefined, noop)
       return undefined
     }
-    const checkout = this.#checkout()
-    const promise =
-      typeof this.options.verify === 'function'
-        ? checkout.then((lent) => this.#verify(lent))
-        : checkout
+    // query() sets #shareNext around its connect() call only; a wrapper that defers it shares not.
+    const shared = this.#shareNext
+    this.#shareNext = false
+    const promise = this.#lend(shared)
     if (callback === undefined) return this.#promised(promise.then((lent) => lent.client))
     settleTo(
       promise,
@@ -449,13 +448,19 @@ class LifeguardPgPool extends PgPoolBase {
     return undefined
   }
 
-  async #checkout(): Promise<Checkout> {
-    // Read before the first await: query() sets it around its connect() call only. Inside a
-    // request scope the request's connection serves it, never shared.
+  /** A checkout, then pg-pool's `verify` on a new client's first lend. */
+  #lend(share: boolean): Promise<Checkout> {
+    const checkout = this.#checkout(share)
+    return typeof this.options.verify === 'function'
+      ? checkout.then((lent) => this.#verify(lent))
+      : checkout
+  }
+
+  async #checkout(share: boolean): Promise<Checkout> {
+    // Inside a request scope the request's connection serves it, never shared.
     const scope = this.#pool.currentScope()
     const scoped = scope !== undefined && !scope.ended
-    const shared = this.#shareNext && !scoped
-    this.#shareNext = false
+    const shared = share && !scoped
     const entry: PendingCheckout = {
       stranded: false,
       startedAt: Number.isFinite(this.#wait) ? performance.now() : 0,
@@ -623,21 +628,23 @@ class LifeguardPgPool extends PgPoolBase {
   }
 
   async #query(text: unknown, values: unknown): Promise<unknown> {
-    // Through connect(callback), as pg-pool's query goes: code that wraps connect (tracing)
-    // sees the query's checkout too.
     // An autocommit statement may share a busy client once the pool is full (maxPipeline).
     const share = this.#pipelines && pipelinable(text)
-    const { client, release } = await new Promise<Checkout>((resolve, reject) => {
-      // Read by the checkout that connect() starts at once; a wrapper that defers it shares not.
-      this.#shareNext = share
-      try {
-        this.connect((error, client, release) =>
-          error ? reject(error) : resolve({ client: client!, release: release! }),
-        )
-      } finally {
-        this.#shareNext = false
-      }
-    })
+    const { client, release } =
+      this.connect === ownConnect
+        ? await this.#lendForQuery(share)
+        : // Through connect(callback), as pg-pool's query goes: code that wraps connect (tracing)
+          // sees the query's checkout too.
+          await new Promise<Checkout>((resolve, reject) => {
+            this.#shareNext = share
+            try {
+              this.connect((error, client, release) =>
+                error ? reject(error) : resolve({ client: client!, release: release! }),
+              )
+            } finally {
+              this.#shareNext = false
+            }
+          })
     // Lent while other statements were on it: it is pipelined behind them.
     const joined = (release as SharedRelease).joined === true
     this.log('dispatching query')
@@ -674,6 +681,14 @@ class LifeguardPgPool extends PgPoolBase {
     // pg-pool passes on the query callback's error argument: null, and so does 'release'.
     release(null as never)
     return result
+  }
+
+  /** What `connect()` does for `query()`, without its callback's hops (nobody wraps it). */
+  #lendForQuery(share: boolean): Promise<Checkout> {
+    if (this.ending) {
+      return Promise.reject(new Error('Cannot use a pool after calling end on the pool'))
+    }
+    return this.#lend(share)
   }
 
   /** The error of a statement pipelined behind others, lost with its client. */
@@ -784,6 +799,9 @@ export interface PoolConstructor {
  * `LifeguardPgPool` above for what it does.
  */
 export const Pool = LifeguardPgPool as unknown as PoolConstructor
+
+/** The facade's own `connect`: `query()` calls its checkout directly unless someone wrapped it. */
+const ownConnect = LifeguardPgPool.prototype.connect
 // Drizzle tells a pool from a client by the constructor's name.
 Object.defineProperty(LifeguardPgPool, 'name', { value: 'Pool' })
 
