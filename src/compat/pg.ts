@@ -29,6 +29,7 @@ import {
   splitPgPoolConfig,
 } from './pg-pool-config.js'
 import { poolKey } from './pool-key.js'
+import { StatementTimings } from './statement-timings.js'
 
 export type { LifeguardOptions, PgPoolConfig } from './pg-pool-config.js'
 
@@ -124,6 +125,19 @@ type SharedRelease = ((error?: Error | boolean) => void) & { joined?: true }
 
 /** The acquire options of a statement of `query()` that may share its client. */
 const SHARED: AcquireOptions = Object.freeze({ shared: true })
+
+/** The acquire options of such a statement known to run long: nobody joins behind it. */
+const SHARED_LAST: AcquireOptions = Object.freeze({ shared: 'last' })
+
+/** How a statement of `query()` may share its client: see `AcquireOptions.shared`. */
+type Share = boolean | 'last'
+
+/** The text of a query of pg's (a string, or a config's `text`), for its timings. */
+function textOf(query: unknown): string | undefined {
+  if (typeof query === 'string') return query
+  const text = (query as { text?: unknown } | null | undefined)?.text
+  return typeof text === 'string' ? text : undefined
+}
 
 /** A client is lent out with `release` set on it, as pg-pool does; `release` is not in pg's Client type. */
 export type LentClient = pg.PoolClient
@@ -244,7 +258,11 @@ class LifeguardPgPool extends PgPoolBase {
   /** The most clients the pool opens: `max` and `maxOverflow`. */
   readonly #max: number
   /** Set by `query()` for the `connect()` it makes at once: that checkout may share a client. */
-  #shareNext = false
+  #shareNext: Share = false
+  /** How long each statement text ran on its own lately: a slow one seals its client. */
+  readonly #timings = new StatementTimings()
+  /** When each shared client last answered a statement, for the next one's own time. */
+  readonly #answeredAt = new WeakMap<pg.Client, number>()
   /** The clients lent to sharing statements of `query()`, with how many each carries now. */
   readonly #sharers = new Map<pg.Client, number>()
   /** The dialect's `isDisconnect`: whether a statement's error says its session is gone. */
@@ -449,18 +467,18 @@ class LifeguardPgPool extends PgPoolBase {
   }
 
   /** A checkout, then pg-pool's `verify` on a new client's first lend. */
-  #lend(share: boolean): Promise<Checkout> {
+  #lend(share: Share): Promise<Checkout> {
     const checkout = this.#checkout(share)
     return typeof this.options.verify === 'function'
       ? checkout.then((lent) => this.#verify(lent))
       : checkout
   }
 
-  async #checkout(share: boolean): Promise<Checkout> {
+  async #checkout(share: Share): Promise<Checkout> {
     // Inside a request scope the request's connection serves it, never shared.
     const scope = this.#pool.currentScope()
     const scoped = scope !== undefined && !scope.ended
-    const shared = share && !scoped
+    const shared = scoped ? false : share
     const entry: PendingCheckout = {
       stranded: false,
       startedAt: Number.isFinite(this.#wait) ? performance.now() : 0,
@@ -515,15 +533,16 @@ class LifeguardPgPool extends PgPoolBase {
    * has no wait timer, only the connect timeout, whose own error it gets (here a backstop of
    * twice that, in case a client freed meanwhile went to another caller).
    */
-  #acquireOptions(shared: boolean): AcquireOptions | undefined {
+  #acquireOptions(shared: Share): AcquireOptions | undefined {
     const wait = this.#wait
+    const plain = shared === false ? undefined : shared === true ? SHARED : SHARED_LAST
     // A full pool opens nothing for it: the common case under load, known without stats().
-    if (!Number.isFinite(wait) || this.#open.size >= this.#max) return shared ? SHARED : undefined
+    if (!Number.isFinite(wait) || this.#open.size >= this.#max) return plain
     const stats = this.#pool.stats()
     const opening = stats.idle === 0 && stats.total - stats.closing < stats.max
-    if (!opening) return shared ? SHARED : undefined
+    if (!opening) return plain
     const timeout = Math.min(2 * wait, MAX_TIMER_MS)
-    return shared ? { timeout, shared } : { timeout }
+    return shared === false ? { timeout } : { timeout, shared }
   }
 
   /**
@@ -628,8 +647,10 @@ class LifeguardPgPool extends PgPoolBase {
   }
 
   async #query(text: unknown, values: unknown): Promise<unknown> {
-    // An autocommit statement may share a busy client once the pool is full (maxPipeline).
-    const share = this.#pipelines && pipelinable(text)
+    // An autocommit statement may share a busy client once the pool is full (maxPipeline); one
+    // that ran long lately lets nobody join behind it.
+    const sql = this.#pipelines && pipelinable(text) ? textOf(text) : undefined
+    const share: Share = sql === undefined ? false : this.#timings.slow(sql) ? 'last' : true
     const { client, release } =
       this.connect === ownConnect
         ? await this.#lendForQuery(share)
@@ -647,6 +668,7 @@ class LifeguardPgPool extends PgPoolBase {
           })
     // Lent while other statements were on it: it is pipelined behind them.
     const joined = (release as SharedRelease).joined === true
+    const sentAt = sql === undefined ? 0 : performance.now()
     this.log('dispatching query')
     let result: unknown
     try {
@@ -678,13 +700,25 @@ class LifeguardPgPool extends PgPoolBase {
       throw error
     }
     this.log('query dispatched')
+    if (sql !== undefined) this.#timed(client, sql, sentAt)
     // pg-pool passes on the query callback's error argument: null, and so does 'release'.
     release(null as never)
     return result
   }
 
+  /**
+   * Records how long a statement ran on its own: from when it was sent, or from the answer
+   * before it on the same client if that came later (it waited in the pipeline until then).
+   */
+  #timed(client: pg.Client, sql: string, sentAt: number): void {
+    const now = performance.now()
+    const previous = this.#answeredAt.get(client) ?? 0
+    this.#answeredAt.set(client, now)
+    this.#timings.record(sql, now - (previous > sentAt ? previous : sentAt))
+  }
+
   /** What `connect()` does for `query()`, without its callback's hops (nobody wraps it). */
-  #lendForQuery(share: boolean): Promise<Checkout> {
+  #lendForQuery(share: Share): Promise<Checkout> {
     if (this.ending) {
       return Promise.reject(new Error('Cannot use a pool after calling end on the pool'))
     }

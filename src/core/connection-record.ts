@@ -106,6 +106,11 @@ export class ConnectionRecord<C> implements ListNode<ConnectionRecord<C>> {
    * when nobody times leases): revoked if it closes under them.
    */
   sharers: Map<RecordLease, number> | undefined = undefined
+  /**
+   * The sharer whose statement is known to run long (`acquire({ shared: 'last' })`): nobody
+   * joins the connection until it gives it back.
+   */
+  sealedBy: RecordLease | undefined = undefined
   /** Whether the dialect turned pipelining on for the current sharing callers. */
   pipelined = false
   /** Set when the driver reported the connection dead while the pool could not close it yet. */

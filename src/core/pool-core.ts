@@ -312,7 +312,9 @@ export class PoolCore<C> {
         return Promise.reject(signal.reason)
       }
     }
-    const shared = this.canShare && options?.shared === true
+    const wish = options?.shared
+    const shared = this.canShare && (wish === true || wish === 'last')
+    const last = shared && wish === 'last'
     // A sharing caller's statement is over as soon as it answers: no leak to detect.
     const stack =
       this.opts.leakDetectionThreshold > 0 && !shared
@@ -334,6 +336,7 @@ export class PoolCore<C> {
                 },
             stack,
             shared,
+            last,
           )
           if (this.fillTo > 0) this.pump() // keep `min` idle
           return Promise.resolve(lease)
@@ -342,7 +345,7 @@ export class PoolCore<C> {
       } else if (shared && this.failing === undefined && this.full()) {
         // Every connection is out and the pool can open no more: share the least loaded one.
         const busy = this.leastLoaded()
-        if (busy !== undefined) return Promise.resolve(this.join(busy, undefined))
+        if (busy !== undefined) return Promise.resolve(this.join(busy, undefined, last))
       }
     }
     if (this.failing !== undefined) {
@@ -380,7 +383,7 @@ export class PoolCore<C> {
       resolve,
       extra,
     )
-    if (shared) waiter.pipelines = true
+    if (shared) waiter.pipelines = last ? 'last' : true
     this.waiters.push(waiter, signal)
     // Under load every connection is out and the pool is full: a new waiter changes nothing the
     // pump could act on, so skip it (it serves idle connections and opens new ones).
@@ -559,7 +562,7 @@ export class PoolCore<C> {
       if (this.needsPing(record)) this.validate(record)
       else this.serve(record, this.waiters.shift()!)
     }
-    if (this.sharing.size > 0 && this.waiters.peek()?.pipelines === true) this.joinWaiters()
+    if (this.sharing.size > 0 && this.waiters.peek()?.pipelines) this.joinWaiters()
     if (this.slotWaits.size > 0) this.dropSlotWaits()
     if (this.failing !== undefined) return this.pumpFailing()
     // Open connections for the waiters nothing covers yet, and to keep `min` idle.
@@ -751,10 +754,11 @@ export class PoolCore<C> {
   }
 
   private serve(record: ConnectionRecord<C>, waiter: Waiter<Lease<C>>): void {
-    waiter.resolve(this.lend(record, waiter, waiter.extra?.stack, waiter.pipelines))
+    const wish = waiter.pipelines
+    waiter.resolve(this.lend(record, waiter, waiter.extra?.stack, wish !== false, wish === 'last'))
     // The sharing callers queued behind it may share it, or the other shared connections once
     // an exclusive caller ahead of them is served, if the pool is full.
-    if (this.sharing.size > 0 && this.waiters.peek()?.pipelines === true) this.joinWaiters()
+    if (this.sharing.size > 0 && this.waiters.peek()?.pipelines) this.joinWaiters()
     if (this.slotWaits.size > 0) this.dropSlotWaits()
   }
 
@@ -775,13 +779,15 @@ export class PoolCore<C> {
 
   /**
    * The connection lent to sharing callers with the fewest of them, below `maxPipeline`, that the
-   * dialect pipelines and nothing condemned; `undefined` when there is none.
+   * dialect pipelines, that no sharer sealed (`shared: 'last'`) and nothing condemned;
+   * `undefined` when there is none.
    */
   private leastLoaded(): ConnectionRecord<C> | undefined {
     let best: ConnectionRecord<C> | undefined
     const limit = this.opts.maxPipeline
     for (const record of this.sharing) {
-      if (record.shares >= limit || !record.pipelined || record.state !== 'leased') continue
+      if (record.shares >= limit || !record.pipelined || record.sealedBy !== undefined) continue
+      if (record.state !== 'leased') continue
       if (best !== undefined && record.shares >= best.shares) continue
       if (this.condemned(record) !== undefined) continue
       best = record
@@ -803,12 +809,19 @@ export class PoolCore<C> {
       const record = this.leastLoaded()
       if (record === undefined) return
       this.waiters.shift()
-      head.resolve(this.join(record, head))
+      head.resolve(this.join(record, head, head.pipelines === 'last'))
     }
   }
 
-  /** Lends one more sharing caller a connection already lent to sharing callers. */
-  private join(record: ConnectionRecord<C>, waiter: Waiter<Lease<C>> | undefined): Lease<C> {
+  /**
+   * Lends one more sharing caller a connection already lent to sharing callers; `last` seals it:
+   * nobody joins behind this caller until it gives the connection back.
+   */
+  private join(
+    record: ConnectionRecord<C>,
+    waiter: Waiter<Lease<C>> | undefined,
+    last: boolean,
+  ): Lease<C> {
     record.shares++
     this.sharedOut++
     this.counters.acquired++
@@ -818,6 +831,7 @@ export class PoolCore<C> {
     this.telemetry.acquired(record, waiter)
     const lease = lendLease(this.sharedOwner, record)
     record.sharers!.set(lease, leasedAt)
+    if (last) record.sealedBy = lease
     return lease
   }
 
@@ -837,6 +851,7 @@ export class PoolCore<C> {
     // The hold time told is this sharer's own, not the first sharer's.
     record.leasedAt = sharers.get(lease) ?? Number.NaN
     sharers.delete(lease)
+    if (record.sealedBy === lease) record.sealedBy = undefined
     record.shares--
     this.sharedOut--
     this.counters.released++
@@ -858,6 +873,7 @@ export class PoolCore<C> {
     if (!this.sharing.delete(record)) return
     const sharers = record.sharers!
     record.sharers = undefined
+    record.sealedBy = undefined
     if (record.shares > 0) {
       for (const lease of sharers.keys()) revokeLease(lease as Lease<C>)
       this.counters.revoked += record.shares
@@ -879,10 +895,11 @@ export class PoolCore<C> {
     waiter: Pick<Waiter<Lease<C>>, 'extra'> | undefined,
     stack: string | undefined,
     shared = false,
+    last = false,
   ): Lease<C> {
     // A record handed from one lease straight to the next stays `leased`: no count changes.
     if (record.state !== 'leased') this.move(record, 'leased')
-    if (shared) return this.share(record, waiter)
+    if (shared) return this.share(record, waiter, last)
     // The hold time is measured only when someone will see it.
     record.leasedAt =
       this.opts.leakDetectionThreshold > 0 || this.telemetry.timesLeases()
@@ -900,10 +917,14 @@ export class PoolCore<C> {
     return lease
   }
 
-  /** Lends a leased record to its first sharing caller: pipelining on, and in the list. */
+  /**
+   * Lends a leased record to its first sharing caller: pipelining on, and in the list; `last`
+   * seals it until that caller gives it back.
+   */
   private share(
     record: ConnectionRecord<C>,
     waiter: Pick<Waiter<Lease<C>>, 'extra'> | undefined,
+    last: boolean,
   ): Lease<C> {
     record.leasedAt =
       this.opts.leakDetectionThreshold > 0 || this.telemetry.timesLeases()
@@ -923,6 +944,7 @@ export class PoolCore<C> {
     this.telemetry.acquired(record, waiter)
     const lease = lendLease(this.sharedOwner, record)
     record.sharers = new Map([[lease, record.leasedAt]])
+    if (last) record.sealedBy = lease
     return lease
   }
 

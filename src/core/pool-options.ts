@@ -596,10 +596,12 @@ export interface AcquireOptions {
    * pipelines its statement behind theirs. Idle connections are lent first, and the pool grows to
    * its limit before it shares. Never pass it for a transaction, a cursor, `COPY`, `LISTEN` or
    * anything that changes the session: those need a connection of their own. Inside a request
-   * scope, and with a dialect that cannot pipeline, it changes nothing.
+   * scope, and with a dialect that cannot pipeline, it changes nothing. `'last'` is for a
+   * statement known to run long: it may join a shared connection, but nobody joins behind it
+   * until it is done, since whatever did would wait for it (head-of-line blocking).
    * @defaultValue false
    */
-  shared?: boolean | undefined
+  shared?: boolean | 'last' | undefined
 }
 
 /** The options of `close()`. */
@@ -637,7 +639,9 @@ export function checkAcquireOptions(options: unknown, where = 'acquire'): void {
     timeout?: unknown
     shared?: unknown
   }
-  if (shared !== undefined && typeof shared !== 'boolean') fail('shared', shared, 'true or false')
+  if (shared !== undefined && typeof shared !== 'boolean' && shared !== 'last') {
+    fail('shared', shared, "true, false or 'last'")
+  }
   if (signal !== undefined && signal !== null && !isAbortSignal(signal)) {
     const controller =
       typeof signal === 'object' && isAbortSignal((signal as { signal?: unknown }).signal)

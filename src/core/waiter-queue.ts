@@ -41,8 +41,11 @@ export class Waiter<T> implements ListNode<Waiter<T>> {
   /** Settles the caller's promise. */
   readonly resolve: (value: T | PromiseLike<T>) => void
   extra: WaiterExtra | undefined
-  /** The caller may share a connection with other such callers (`acquire({ shared: true })`). */
-  pipelines = false
+  /**
+   * The caller may share a connection with other such callers (`acquire({ shared })`): `true`,
+   * or `'last'` when nobody may join behind it.
+   */
+  pipelines: boolean | 'last' = false
 
   constructor(
     timeout: number,
