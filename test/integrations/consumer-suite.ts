@@ -11,11 +11,11 @@ import { SessionMonitor } from './session-monitor.js'
 import { PG_URL, unique } from './support.js'
 
 /**
- * `LIFEGUARD_FORCE_PIPELINING=1` runs every consumer suite on a pool of 2 (`max` 1, `maxOverflow`
+ * `TEST_FORCE_PIPELINING=1` runs every consumer suite on a pool of 2 (`max` 1, `maxOverflow`
  * 1), so that the concurrent cases fill it and the `lifeguard/pg` pool's autocommit statements
  * pipeline: the whole suite must pass the same.
  */
-export const FORCE_PIPELINING = process.env.LIFEGUARD_FORCE_PIPELINING === '1'
+export const FORCE_PIPELINING = process.env.TEST_FORCE_PIPELINING === '1'
 
 /** The lifeguard bounds every consumer test uses: the server must never see more than their sum. */
 export const MAX = FORCE_PIPELINING ? 1 : 3

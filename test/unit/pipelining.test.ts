@@ -622,7 +622,7 @@ describe('option validation', () => {
     await tick(0)
     expect(refused.error).toBeInstanceOf(InvalidOptionError)
     expect(refused.error).toMatchObject({ option: 'shared' })
-    expect((refused.error as Error).message).toMatch(/shared.*yes.*true or false/)
+    expect((refused.error as Error).message).toMatch(/shared.*yes.*true, false or 'last'/)
     expect(dialect.connects).toBe(0)
     expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0, waiting: 0, acquired: 0 })
   })
