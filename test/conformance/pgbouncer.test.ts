@@ -1,7 +1,13 @@
 import pg from 'pg'
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest'
 import { postgres } from '../../src/dialects/postgres.js'
-import { createPool, NamedStatementError, type Pool, type PoolOptions } from '../../src/index.js'
+import {
+  createPool,
+  type Dialect,
+  NamedStatementError,
+  type Pool,
+  type PoolOptions,
+} from '../../src/index.js'
 import { describeOnServer, probe } from '../support/servers.js'
 import {
   behindPgbouncer,
@@ -104,6 +110,31 @@ describeOnServer(status, 'postgres dialect behind PgBouncer', () => {
     expect(p.server?.maxConnections).toBeUndefined()
     expect(warningCodes(events)).toEqual(['LIFEGUARD_RESET_BEHIND_POOLER'])
     expect(p.options.resetOnRelease).toBe('session')
+  })
+
+  it('never pipelines behind a pooler it noticed or was told is in transaction mode, and does in session mode', async () => {
+    /** The most statements pipelined at once during a burst of shared ones, after a first use. */
+    async function peakOf(dialect: Dialect<pg.Client>): Promise<number> {
+      const p = pool({ dialect, max: 2, maxPipeline: 50 })
+      // The first connection reads the server (and notices a pooler) before it is lent.
+      await p.use((c) => c.query('SELECT 1'))
+      let peak = 0
+      const values = await Promise.all(
+        Array.from({ length: 120 }, (_, i) =>
+          p
+            .use((c) => c.query('SELECT $1::int AS n', [i]), { shared: true })
+            .then((r) => {
+              peak = Math.max(peak, p.stats().pipelined)
+              return (r.rows[0] as { n: number }).n
+            }),
+        ),
+      )
+      expect(values).toEqual(Array.from({ length: 120 }, (_, i) => i))
+      return peak
+    }
+    expect(await peakOf(postgres(transaction.url))).toBe(0)
+    expect(await peakOf(postgres(transaction.url, { pooler: { mode: 'transaction' } }))).toBe(0)
+    expect(await peakOf(postgres(session.url, { pooler: { mode: 'session' } }))).toBeGreaterThan(0)
   })
 
   it('sees no pooler in front of PostgreSQL itself', async () => {

@@ -264,6 +264,73 @@ describeOnServer(status, 'postgres dialect specifics', () => {
     })
   })
 
+  describe('pipelining: callers that share a connection', () => {
+    it('pipelines shared statements once the pool is full, each with its own result or error, and turns pg back to one query at a time after', async () => {
+      const p = createPool({ dialect: postgres(status.url), max: 2, maxPipeline: 50 })
+      try {
+        let peak = 0
+        const outcomes = await Promise.all(
+          Array.from({ length: 300 }, (_, i) =>
+            p
+              .use(
+                (c) =>
+                  c.query(
+                    i % 50 === 49 ? 'SELECT 1 / 0' : 'SELECT $1::int AS n',
+                    i % 50 === 49 ? [] : [i],
+                  ),
+                { shared: true },
+              )
+              .then(
+                (result) => {
+                  peak = Math.max(peak, p.stats().pipelined)
+                  return (result.rows[0] as { n: number }).n
+                },
+                (error: { code?: string }) => error.code,
+              ),
+          ),
+        )
+        expect(outcomes).toEqual(
+          Array.from({ length: 300 }, (_, i) => (i % 50 === 49 ? '22012' : i)),
+        )
+        expect(peak).toBeGreaterThan(0)
+        const s = p.stats()
+        expect(s).toMatchObject({ leased: 0, pipelined: 0, waiting: 0, total: 2 })
+        expect(s.acquired).toBe(s.released + s.revoked)
+        // Lent to one caller, a client runs one query at a time again (pg-cursor works on it).
+        const modes = await Promise.all(
+          [0, 1].map(() =>
+            p.use(async (c) => {
+              await new Promise((resolve) => setTimeout(resolve, 20))
+              return (c as unknown as { pipeline?: boolean }).pipeline
+            }),
+          ),
+        )
+        expect(modes).toEqual([false, false])
+      } finally {
+        await p.close()
+      }
+    })
+
+    it('never pipelines with maxPipeline 1, the shared option then changing nothing', async () => {
+      const p = createPool({ dialect: postgres(status.url), max: 2, maxPipeline: 1 })
+      try {
+        let peak = 0
+        await Promise.all(
+          Array.from({ length: 100 }, (_, i) =>
+            p
+              .use((c) => c.query('SELECT $1::int AS n', [i]), { shared: true })
+              .then(() => {
+                peak = Math.max(peak, p.stats().pipelined)
+              }),
+          ),
+        )
+        expect(peak).toBe(0)
+      } finally {
+        await p.close()
+      }
+    })
+  })
+
   it('makes each connection with the Client class it is given, through its callbacks', async () => {
     const calls: string[] = []
     const Base = (await import('pg')).default.Client
