@@ -1002,3 +1002,23 @@ describe("sealing: acquire({ shared: 'last' })", () => {
     expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, acquired: 1 })
   })
 })
+
+describe('sealing in request scopes', () => {
+  it("regression: acquire({ shared: 'last' }) in a request scope lent the request's own connection as a shared one and turned pipelining on for it", async () => {
+    const pool = makePool({ max: 1, maxPipeline: 4 })
+    const scope = pool.openScope()
+    const inside = await scope.run(() => pool.acquire({ shared: 'last' }))
+    expect(inside.connection.id).toBe(1)
+    expect(dialect.pipelineCalls(inside.connection)).toEqual([])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0 })
+    const outside = share(pool)
+    await tick(0)
+    expect(ids(outside)).toEqual([0])
+    inside.release()
+    await scope.end()
+    await tick(0)
+    expect(ids(outside)).toEqual([1])
+    expect(dialect.pipelineCalls(dialect.all[0]!)).toEqual([true])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 0 })
+  })
+})
