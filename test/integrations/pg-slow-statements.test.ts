@@ -125,3 +125,63 @@ describeOnServer(status, 'lifeguard/pg: a statement known to run long seals its 
     }
   })
 })
+
+describeOnServer(status, 'lifeguard/pg: statement timings of statements that fail', () => {
+  /** Sleeps 0.2 s on the server, then fails: '' is no integer. */
+  const FAILS_LATE = 'SELECT (pg_sleep(0.2)::text || $1::text)::int AS n'
+
+  it('regression: a statement that ran long and then failed was never learnt as slow, so fast statements kept being pipelined behind it', async () => {
+    const pool = open()
+    try {
+      await warm(pool)
+      await expect(pool.query(FAILS_LATE, [''])).rejects.toMatchObject({ code: '22P02' })
+      const log: Array<{ kind: 'acquire' | 'release'; pid: number }> = []
+      const onAcquire = (client: pg.PoolClient) => log.push({ kind: 'acquire', pid: pid(client) })
+      const onRelease = (_error: unknown, client: pg.PoolClient) =>
+        log.push({ kind: 'release', pid: pid(client) })
+      pool.on('acquire', onAcquire)
+      pool.on('release', onRelease)
+      const failing = pool.query(FAILS_LATE, ['']).catch((error: unknown) => error)
+      const fast = Array.from({ length: BURST }, (_, n) => pool.query<FastRow>(FAST, [n]))
+      expect(await failing).toMatchObject({ code: '22P02' })
+      await Promise.all(fast)
+      pool.off('acquire', onAcquire)
+      pool.off('release', onRelease)
+      const first = log[0]!
+      expect(first.kind).toBe('acquire')
+      const onIt = log.filter((entry) => entry.pid === first.pid)
+      expect(onIt.slice(0, 2).map((e) => e.kind)).toEqual(['acquire', 'release'])
+    } finally {
+      await pool.end()
+    }
+  })
+
+  it('regression: the statement pipelined behind one that failed was charged the failed one’s time, and sealed its connection from then on', async () => {
+    const pool = new Pool({
+      connectionString: PG_URL,
+      max: 1,
+      maxPipeline: 50,
+      application_name: unique('seal'),
+    })
+    // Never seen before this test: its first run sets its average.
+    const fastText = `${FAST} -- ${unique('behind')}`
+    try {
+      await pool.query('SELECT 1')
+      const failing = pool.query(FAILS_LATE, ['']).catch((error: unknown) => error)
+      const behind = pool.query(fastText, [0])
+      expect(await failing).toMatchObject({ code: '22P02' })
+      await behind
+      // A burst of the fast text: pipelined, unless it was taken for slow (each one would seal).
+      let pipelined = 0
+      const onAcquire = () => {
+        pipelined = Math.max(pipelined, lifeguardOf(pool).stats().pipelined)
+      }
+      pool.on('acquire', onAcquire)
+      await Promise.all(Array.from({ length: 20 }, (_, n) => pool.query(fastText, [n])))
+      pool.off('acquire', onAcquire)
+      expect(pipelined).toBeGreaterThan(0)
+    } finally {
+      await pool.end()
+    }
+  })
+})
