@@ -694,6 +694,8 @@ class LifeguardPgPool extends PgPoolBase {
         (this.#sharers.has(client) &&
           (c.connection?.stream?.destroyed === true || this.#isDisconnect(error)))
       this.log('query dispatched')
+      // A statement that failed took its time too, and whatever was pipelined behind it waited.
+      if (sql !== undefined && !dead) this.#timed(client, sql, sentAt)
       release(dead ? (error as Error) : undefined)
       // A statement whose own query_timeout fired keeps pg's 'Query read timeout'.
       if (dead && joined && !isReadTimeout(error)) throw this.#aborted(error)

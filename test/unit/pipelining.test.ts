@@ -738,3 +738,287 @@ describe('what the events say of sharing callers', () => {
     expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 1, pipelined: 0 })
   })
 })
+
+/** A sharing caller whose statement is known to run long: it seals the connection it gets. */
+function shareLast(pool: Pool<FakeConnection>) {
+  return settle(
+    pool.acquire({ shared: 'last' }).then((lease) => {
+      idOf.set(lease, lease.connection.id)
+      return lease
+    }),
+  )
+}
+
+describe("sealing: acquire({ shared: 'last' })", () => {
+  it('a last sharer seals its connection: later sharers join the other shared connections, never that one', async () => {
+    const pool = makePool({ max: 2, maxPipeline: 4 })
+    const a = shareLast(pool)
+    const b = share(pool)
+    await tick(0)
+    expect(ids(a, b)).toEqual([1, 2])
+    // Unsealed, connection 1 (one sharer) would be the least loaded each other time.
+    const more = [share(pool), share(pool), share(pool)]
+    await tick(0)
+    expect(ids(...more)).toEqual([2, 2, 2])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 2, pipelined: 3, waiting: 0 })
+    // Connection 2 is at maxPipeline and 1 is sealed: the next sharer waits.
+    const waiter = share(pool)
+    await tick(0)
+    expect(ids(waiter)).toEqual([0])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 3, waiting: 1 })
+    // A statement completes on connection 2: the waiter takes its seat there, not on 1.
+    b.value!.release()
+    await tick(0)
+    expect(ids(waiter)).toEqual([2])
+    expect(a.value!.active).toBe(true)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 2, pipelined: 3, waiting: 0 })
+  })
+
+  it('the seal lifts when that sharer gives its lease back: waiting sharers then join the connection', async () => {
+    const pool = makePool({ max: 1, maxPipeline: 4 })
+    const x = share(pool)
+    await tick(0)
+    // Joins the busy connection and seals it; the sharer already on it stays.
+    const a = shareLast(pool)
+    await tick(0)
+    expect(ids(x, a)).toEqual([1, 1])
+    expect(x.value!.active).toBe(true)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 1, waiting: 0 })
+    const y = share(pool)
+    const z = share(pool)
+    await tick(0)
+    expect(ids(y, z)).toEqual([0, 0]) // room for two more, but sealed
+    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 1, waiting: 2 })
+    a.value!.release()
+    await tick(0)
+    // x still carries a statement: the connection never drained, yet y and z join it now.
+    expect(ids(y, z)).toEqual([1, 1])
+    expect(dialect.pipelineCalls(dialect.all[0]!)).toEqual([true])
+    expect(checkInvariants(pool, dialect)).toMatchObject({
+      leased: 1,
+      pipelined: 2,
+      waiting: 0,
+      released: 1,
+    })
+  })
+
+  it('a sharer that is not the sealer gives its lease back: the seal holds', async () => {
+    const pool = makePool({ max: 1, maxPipeline: 4 })
+    const x = share(pool)
+    await tick(0)
+    const a = shareLast(pool)
+    const y = share(pool)
+    await tick(0)
+    expect(ids(x, a, y)).toEqual([1, 1, 0])
+    x.value!.release()
+    await tick(0)
+    expect(ids(y)).toEqual([0])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 1 })
+    a.value!.release()
+    await tick(0)
+    // The last sharer out: the connection goes back, and to y as a new first sharer.
+    expect(ids(y)).toEqual([1])
+    expect(dialect.pipelineCalls(dialect.all[0]!)).toEqual([true, false, true])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 0 })
+  })
+
+  it('a waiting last sharer joins the least-loaded connection and seals it; with every shared connection sealed, sharers wait', async () => {
+    const pool = makePool({ max: 2, maxPipeline: 4 })
+    const a = shareLast(pool)
+    const b = shareLast(pool)
+    await tick(0)
+    expect(ids(a, b)).toEqual([1, 2])
+    const c = share(pool)
+    const d = shareLast(pool)
+    await tick(0)
+    expect(ids(c, d)).toEqual([0, 0])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 2, pipelined: 0, waiting: 2 })
+    a.value!.release()
+    await tick(0)
+    // Connection 1 goes to c as its first sharer; d joins it behind c and seals it.
+    expect(ids(c, d)).toEqual([1, 1])
+    const e = share(pool)
+    await tick(0)
+    expect(ids(e)).toEqual([0])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 2, pipelined: 1, waiting: 1 })
+    b.value!.release()
+    await tick(0)
+    expect(ids(e)).toEqual([2])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 2, pipelined: 1, waiting: 0 })
+  })
+
+  it("an exclusive caller queued behind a sealed connection's sharers still gets it once they are done", async () => {
+    const pool = makePool({ max: 1, maxPipeline: 4 })
+    const x = share(pool)
+    await tick(0)
+    const a = shareLast(pool)
+    await tick(0)
+    const exclusive = settle(pool.acquire())
+    const y = share(pool)
+    await tick(0)
+    a.value!.release()
+    await tick(0)
+    // The seal lifted, but the exclusive caller is ahead of y: nobody joins.
+    expect(ids(y)).toEqual([0])
+    x.value!.release()
+    await tick(0)
+    expect(exclusive.value?.connection.id).toBe(1)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 1 })
+    exclusive.value!.release()
+    await tick(0)
+    expect(ids(y)).toEqual([1])
+  })
+
+  it("'last' with a dialect that cannot pipeline behaves like any acquire", async () => {
+    const pool = fake.make({ max: 1, maxPipeline: 4 })
+    expect(dialect.pipeline).toBeUndefined()
+    const a = shareLast(pool)
+    await tick(0)
+    const b = share(pool)
+    const c = shareLast(pool)
+    await tick(0)
+    expect(ids(a, b, c)).toEqual([1, 0, 0])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 2 })
+    a.value!.release()
+    await tick(0)
+    expect(ids(b, c)).toEqual([1, 0])
+    b.value!.release()
+    await tick(0)
+    expect(ids(c)).toEqual([1])
+    c.value!.release()
+    expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 1, released: 3, pipelined: 0 })
+  })
+
+  it("'last' on a connection whose pipeline() returns false is lent one caller at a time", async () => {
+    dialect.enablePipeline({ refuse: (connection) => connection.id === 1 })
+    const pool = makePool({ max: 1, maxPipeline: 4 })
+    const a = shareLast(pool)
+    await tick(0)
+    const b = share(pool)
+    await tick(0)
+    expect(ids(a, b)).toEqual([1, 0])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 1 })
+    a.value!.release()
+    await tick(0)
+    expect(ids(b)).toEqual([1])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 0 })
+  })
+
+  it("'last' with maxPipeline 1 is lent one caller at a time, and never calls pipeline()", async () => {
+    const pool = makePool({ max: 1, maxPipeline: 1 })
+    const a = shareLast(pool)
+    await tick(0)
+    const b = shareLast(pool)
+    const c = share(pool)
+    await tick(0)
+    expect(ids(a, b, c)).toEqual([1, 0, 0])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 2 })
+    a.value!.release()
+    await tick(0)
+    expect(ids(b, c)).toEqual([1, 0])
+    b.value!.release()
+    await tick(0)
+    expect(ids(c)).toEqual([1])
+    expect(dialect.log.filter((line) => line.startsWith('pipeline'))).toEqual([])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 0 })
+  })
+
+  it('destroy() of the pool while sealed revokes every lease and fails the waiters', async () => {
+    const pool = makePool({ max: 1, maxPipeline: 4 })
+    const x = share(pool)
+    await tick(0)
+    const a = shareLast(pool)
+    const y = share(pool)
+    await tick(0)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 1, waiting: 1 })
+    const destroyed = settle(pool.destroy())
+    await tick(0)
+    expect(y.error).toBeInstanceOf(PoolClosedError)
+    expect(x.value!.active).toBe(false)
+    expect(a.value!.active).toBe(false)
+    expect(() => a.value!.release()).not.toThrow()
+    expect(destroyed.done).toBe(true)
+    expect(checkInvariants(pool, dialect)).toMatchObject({
+      total: 0,
+      revoked: 2,
+      pipelined: 0,
+      waiting: 0,
+    })
+  })
+
+  it('close() while sealed waits for both sharers and closes the connection', async () => {
+    const pool = makePool({ max: 1, maxPipeline: 4 })
+    const x = share(pool)
+    await tick(0)
+    const a = shareLast(pool)
+    const y = share(pool)
+    await tick(0)
+    const closed = settle(pool.close())
+    await tick(0)
+    expect(y.error).toBeInstanceOf(PoolClosedError)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 1, waiting: 0 })
+    a.value!.release()
+    await tick(0)
+    expect(closed.done).toBe(false)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0 })
+    x.value!.release()
+    await tick(0)
+    expect(closed.done).toBe(true)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0, released: 2, revoked: 0 })
+  })
+
+  it("destroying the sealer's lease tears the connection down, revokes the others, and its replacement is not sealed", async () => {
+    const pool = makePool({ max: 1, maxPipeline: 4 })
+    const x = share(pool)
+    await tick(0)
+    const a = shareLast(pool)
+    const waiters = [share(pool), share(pool)]
+    await tick(0)
+    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 1, waiting: 2 })
+    a.value!.destroy(new Error('the driver is wedged'))
+    expect(x.value!.active).toBe(false)
+    expect(dialect.tornDown).toEqual([dialect.all[0]])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ revoked: 1, released: 1, pipelined: 0 })
+    await tick(0)
+    // A new connection for the first waiter, and the second joins it: no seal carried over.
+    expect(ids(...waiters)).toEqual([2, 2])
+    expect(checkInvariants(pool, dialect)).toMatchObject({
+      total: 1,
+      leased: 1,
+      pipelined: 1,
+      waiting: 0,
+    })
+  })
+
+  it("acquire({ shared: 'last' }) is accepted; any other string is refused naming true, false or 'last'", async () => {
+    const pool = makePool({ max: 1, maxPipeline: 4 })
+    const refused = settle(pool.acquire({ shared: 'first' as unknown as 'last' }))
+    await tick(0)
+    expect(refused.error).toBeInstanceOf(InvalidOptionError)
+    expect((refused.error as Error).message).toMatch(/shared.*first.*true, false or 'last'/)
+    const a = shareLast(pool)
+    await tick(0)
+    expect(ids(a)).toEqual([1])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, acquired: 1 })
+  })
+})
+
+describe('sealing in request scopes', () => {
+  it("regression: acquire({ shared: 'last' }) in a request scope lent the request's own connection as a shared one and turned pipelining on for it", async () => {
+    const pool = makePool({ max: 1, maxPipeline: 4 })
+    const scope = pool.openScope()
+    const inside = await scope.run(() => pool.acquire({ shared: 'last' }))
+    expect(inside.connection.id).toBe(1)
+    expect(dialect.pipelineCalls(inside.connection)).toEqual([])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0 })
+    const outside = share(pool)
+    await tick(0)
+    expect(ids(outside)).toEqual([0])
+    inside.release()
+    await scope.end()
+    await tick(0)
+    expect(ids(outside)).toEqual([1])
+    expect(dialect.pipelineCalls(dialect.all[0]!)).toEqual([true])
+    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 0 })
+  })
+})
