@@ -67,6 +67,21 @@ function settleTo<T>(
   )
 }
 
+/** Why a shared client that pg no longer lets query is torn down under its other statements. */
+const LOST = new Error('Connection terminated unexpectedly: the client is no longer queryable')
+
+/**
+ * Whether a statement's error says its session is gone: the server ending it (a FATAL or PANIC
+ * error response, such as 57P01 from pg_terminate_backend, which comes before the socket closes),
+ * or a socket error the dialect calls a disconnect. An ERROR response (08P01 for a wrong number
+ * of parameters included) leaves the session as it was.
+ */
+function sessionLost(error: unknown, isDisconnect: (error: unknown) => boolean): boolean {
+  const severity = (error as { severity?: unknown } | null | undefined)?.severity
+  if (typeof severity === 'string') return severity === 'FATAL' || severity === 'PANIC'
+  return isDisconnect(error)
+}
+
 /** pg's error for a statement whose own `query_timeout` fired. */
 function isReadTimeout(error: unknown): boolean {
   return error instanceof Error && error.message === 'Query read timeout'
@@ -453,8 +468,9 @@ class LifeguardPgPool extends PgPoolBase {
       callback(error, undefined, noop)
       return undefined
     }
-    // query() sets #shareNext around its connect() call only; a wrapper that defers it shares not.
-    const shared = this.#shareNext
+    // query() sets #shareNext around its connect() call only; a wrapper that defers it shares not,
+    // nor one that calls it for a promise (it would release through `client.release`, not set).
+    const shared = callback === undefined ? false : this.#shareNext
     this.#shareNext = false
     const promise = this.#lend(shared)
     if (callback === undefined) return this.#promised(promise.then((lent) => lent.client))
@@ -488,7 +504,11 @@ class LifeguardPgPool extends PgPoolBase {
     this.#waiting++
     let lease: Lease<pg.Client>
     try {
-      lease = await this.#pool.acquire(this.#acquireOptions(shared))
+      // A shared connection torn down under its sharers (another's statement broke it) revokes
+      // the lease of one whose statement was not sent yet: nothing ran, so it borrows again.
+      do {
+        lease = await this.#pool.acquire(this.#acquireOptions(shared))
+      } while (!lease.active)
     } catch (error) {
       if (entry.stranded && error instanceof PoolClosedError) return this.#strand(entry)
       throw pgCheckoutError(error)
@@ -581,12 +601,10 @@ class LifeguardPgPool extends PgPoolBase {
         throw new Error('Release called on client which has already been released to the pool.')
       }
       released = true
-      let last = true
       if (shared) {
         const left = (this.#sharers.get(client) ?? 1) - 1
         if (left === 0) this.#sharers.delete(client)
         else this.#sharers.set(client, left)
-        last = left === 0
       } else {
         this.#leases.delete(client)
       }
@@ -597,21 +615,19 @@ class LifeguardPgPool extends PgPoolBase {
       const c = internals(client)
       // A request scope's query must not destroy the request's connection for maxUses (its
       // transaction would go with it): the connection retires at its first use after the request.
-      const wornOut = last && count >= this.#maxUses && !scoped
+      const wornOut = count >= this.#maxUses && !scoped
       if (wornOut) this.log('remove expended client')
+      const dead = c._queryable === false || c._ending === true
       this.#returning = client
       try {
         // As pg-pool's `_release`: once end() was called, a released client is closed, never
-        // lent to a caller end() lets finish (those get the clients being opened for them).
-        if (
-          error ||
-          (last && this.ending) ||
-          c._queryable === false ||
-          c._ending === true ||
-          wornOut
-        ) {
-          this.#open.delete(client)
-          lease.destroy(error instanceof Error ? error : undefined)
+        // lent to a caller end() lets finish (those get the clients being opened for them). A
+        // shared one that is not broken is retired by the pool once its other statements are
+        // back (a destroy() with no reason), and meanwhile nobody else joins it.
+        if (error || dead || this.ending || wornOut) {
+          const broken = error instanceof Error ? error : dead && shared ? LOST : undefined
+          if (!shared || broken !== undefined) this.#open.delete(client)
+          lease.destroy(broken)
         } else {
           lease.release()
         }
@@ -692,7 +708,7 @@ class LifeguardPgPool extends PgPoolBase {
       const dead =
         c._queryable === false ||
         (this.#sharers.has(client) &&
-          (c.connection?.stream?.destroyed === true || this.#isDisconnect(error)))
+          (c.connection?.stream?.destroyed === true || sessionLost(error, this.#isDisconnect)))
       this.log('query dispatched')
       // A statement that failed took its time too, and whatever was pipelined behind it waited.
       if (sql !== undefined && !dead) this.#timed(client, sql, sentAt)

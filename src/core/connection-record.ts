@@ -113,6 +113,11 @@ export class ConnectionRecord<C> implements ListNode<ConnectionRecord<C>> {
   sealedBy: RecordLease | undefined = undefined
   /** Whether the dialect turned pipelining on for the current sharing callers. */
   pipelined = false
+  /**
+   * A sharing caller destroyed its lease without a reason while others still shared it: nobody
+   * joins it any more, and it is retired once the last of them gives it back.
+   */
+  retiring = false
   /** Set when the driver reported the connection dead while the pool could not close it yet. */
   dead = false
   /**

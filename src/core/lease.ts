@@ -90,7 +90,10 @@ export class Lease<C> {
 
   /**
    * Discards the connection instead of returning it. Pass the error that made it unusable: when
-   * the dialect calls it a disconnect, every older connection is invalidated too.
+   * the dialect calls it a disconnect, every older connection is invalidated too. A lease of a
+   * sharing caller (`acquire({ shared: true })`) whose connection others still share: with an
+   * error, the connection is torn down at once, their statements failing with it; with none, it
+   * takes no one new and is retired once the last of them gives it back.
    */
   destroy(reason?: unknown): void {
     if (this.#revoked) return

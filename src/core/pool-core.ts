@@ -700,6 +700,7 @@ export class PoolCore<C> {
   /** Why a record must not be lent again, if it must not. Reads no clock: its lifetime timer sets `expired`. */
   private condemned(record: ConnectionRecord<C>): InvalidateReason | undefined {
     if (record.dead) return record.readOnly !== undefined ? 'read-only' : 'disconnect'
+    if (record.retiring) return 'destroyed'
     if (record.generation < this.staleBelow) return 'stale'
     if (record.expired) return 'lifetime'
     return undefined
@@ -856,7 +857,14 @@ export class PoolCore<C> {
     this.sharedOut--
     this.counters.released++
     this.telemetry.released(record, destroy)
-    if (destroy) return this.dropLeased(record, reason, record.shares > 0)
+    if (destroy) {
+      // With no reason nothing broke: the others' statements finish, nobody joins meanwhile,
+      // and the last one out retires it (pg's maxUses, a pool ending).
+      if (reason !== undefined || record.shares === 0) {
+        return this.dropLeased(record, reason, record.shares > 0)
+      }
+      record.retiring = true
+    }
     if (record.shares > 0) {
       if (this.waiters.size > 0) this.joinWaiters()
       return

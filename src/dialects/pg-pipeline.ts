@@ -27,8 +27,11 @@ function uncork(stream: { uncork?: () => void }): void {
  * (postgres.js writes the same way). Installed once per client, on its own `query`.
  */
 function batchWrites(client: PipelineInternals): void {
-  const query = client.query
+  // A `query` of the client's own (the dialect's guard behind a pooler) is kept; otherwise the
+  // class's is looked up at each call, so that instrumentation patching it later still runs.
+  const own = Object.hasOwn(client, 'query') ? client.query : undefined
   const batched = function (this: PipelineInternals, ...args: unknown[]): unknown {
+    const query = own ?? (Object.getPrototypeOf(this) as PipelineInternals).query
     if (this.pipeline === true) {
       const stream = this.connection?.stream
       if (stream !== undefined && !corked.has(stream) && typeof stream.cork === 'function') {
