@@ -23,6 +23,13 @@ const FIRST_WORD = new RegExp(String.raw`^(?:\s|${COMMENT})*([A-Za-z]+)`)
 /** What may follow a statement's last `;`: blanks, comments and more semicolons. */
 const TRAILER = new RegExp(String.raw`^(?:\s|;|${COMMENT})*$`)
 
+/**
+ * Functions that change the session from inside a SELECT: `set_config(…, false)` (a setting such
+ * as `search_path` that the statements pipelined behind it would run under), and the advisory
+ * locks, held by the session. A text that calls one keeps a connection to itself.
+ */
+const SESSION_FUNCTIONS = /\b(?:set_config|pg_advisory_\w*|pg_try_advisory_\w*)\s*\(/i
+
 /** Verdicts by statement text: ORMs send the same few texts again and again. */
 const verdicts = new Map<string, boolean>()
 const MAX_VERDICTS = 1000
@@ -35,7 +42,8 @@ function judge(text: string): boolean {
   // Several statements in one simple query run as one transaction: `SELECT 1; BEGIN` would leave
   // one open. A `;` inside a string literal makes this refuse a statement it could share: safe.
   const semicolon = text.indexOf(';')
-  return semicolon === -1 || TRAILER.test(text.slice(semicolon))
+  if (semicolon !== -1 && !TRAILER.test(text.slice(semicolon))) return false
+  return !SESSION_FUNCTIONS.test(text)
 }
 
 /**

@@ -125,6 +125,24 @@ describe('pipelinable: the statements that keep a connection to themselves', () 
     )
   })
 
+  describe('a SELECT that changes the session: set_config() and the advisory locks', () => {
+    table(
+      [
+        "SELECT set_config('search_path', 'other', false)",
+        'select SET_CONFIG ($1, $2, false)',
+        'SELECT pg_advisory_lock(42)',
+        'SELECT pg_try_advisory_lock($1)',
+        'SELECT pg_advisory_unlock_all()',
+        'WITH l AS (SELECT pg_advisory_xact_lock(1)) SELECT 1 FROM l',
+      ],
+      false,
+    )
+    it('a function whose name only ends like one of them still shares', () => {
+      expect(pipelinable('SELECT my_set_config(1)')).toBe(true)
+      expect(pipelinable('SELECT set_configuration FROM t')).toBe(true)
+    })
+  })
+
   describe('more than one statement, or one the classifier cannot read for sure', () => {
     table(
       [
