@@ -243,6 +243,31 @@ const ormPools = [
 ]
 
 /**
+ * A window's figures: its rate over `elapsedMs`, the CPU this process spent since `cpu`, and the
+ * latency quantiles of every statement and of the fast ones.
+ * @param {number[]} fast
+ * @param {number[]} slow
+ * @param {number} elapsedMs
+ * @param {NodeJS.CpuUsage} cpu
+ */
+function windowFigures(fast, slow, elapsedMs, cpu) {
+  const used = process.cpuUsage(cpu)
+  const all = [...fast, ...slow].sort((a, b) => a - b)
+  fast.sort((a, b) => a - b)
+  return {
+    qps: (all.length / elapsedMs) * 1000,
+    cpuUsPerQuery: (used.user + used.system) / all.length,
+    p50: quantile(all, 0.5),
+    p99: quantile(all, 0.99),
+    p999: quantile(all, 0.999),
+    fastP50: quantile(fast, 0.5),
+    fastP99: quantile(fast, 0.99),
+    fastP999: quantile(fast, 0.999),
+    slowCount: slow.length,
+  }
+}
+
+/**
  * One timed window: `n` concurrent loops until the window ends; each statement's latency counts
  * from the call (so it includes the wait for a connection) to its result. With `mixed`, every
  * SLOW_EVERY-th statement (one counter shared by the callers) is SLOW.
@@ -277,21 +302,7 @@ async function load(client, n, ms, mixed) {
     clearTimeout(timer)
     stop = true
   }
-  const elapsed = performance.now() - started
-  const used = process.cpuUsage(cpu)
-  const all = [...fast, ...slow].sort((a, b) => a - b)
-  fast.sort((a, b) => a - b)
-  return {
-    qps: (all.length / elapsed) * 1000,
-    cpuUsPerQuery: (used.user + used.system) / all.length,
-    p50: quantile(all, 0.5),
-    p99: quantile(all, 0.99),
-    p999: quantile(all, 0.999),
-    fastP50: quantile(fast, 0.5),
-    fastP99: quantile(fast, 0.99),
-    fastP999: quantile(fast, 0.999),
-    slowCount: slow.length,
-  }
+  return windowFigures(fast, slow, performance.now() - started, cpu)
 }
 
 /**
@@ -352,20 +363,7 @@ async function loadOpen(client, n, ms, rate) {
   if (failure !== undefined) throw failure
   if (outstanding > 0) throw new Error(`${outstanding} statements still outstanding after 30 s`)
   if (dropped > 0) throw new Error(`${dropped} statements dropped: more than ${n} outstanding`)
-  const used = process.cpuUsage(cpu)
-  const all = [...fast, ...slow].sort((a, b) => a - b)
-  fast.sort((a, b) => a - b)
-  return {
-    qps: (all.length / ms) * 1000,
-    cpuUsPerQuery: (used.user + used.system) / all.length,
-    p50: quantile(all, 0.5),
-    p99: quantile(all, 0.99),
-    p999: quantile(all, 0.999),
-    fastP50: quantile(fast, 0.5),
-    fastP99: quantile(fast, 0.99),
-    fastP999: quantile(fast, 0.999),
-    slowCount: slow.length,
-  }
+  return windowFigures(fast, slow, ms, cpu)
 }
 
 const METRICS = /** @type {const} */ ([
