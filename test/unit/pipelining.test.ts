@@ -5,6 +5,7 @@ import {
   type Lease,
   type Pool,
   PoolClosedError,
+  type PoolStats,
 } from '../../src/index.js'
 import { tick } from '../support/clock.js'
 import { type FakeConnection, type FakeDialect, FakeDisconnect } from '../support/fake-dialect.js'
@@ -31,21 +32,87 @@ function makePool(options: Parameters<typeof fake.make>[0] = {}): Pool<FakeConne
 /** The connection id each lease was lent, kept past its release. */
 const idOf = new WeakMap<Lease<FakeConnection>, number>()
 
+/** A sharing caller (`shared: true` unless told `'last'`), settled for inspection. */
 function share(
   pool: Pool<FakeConnection>,
-  options: { timeout?: number; signal?: AbortSignal } = {},
+  options: { timeout?: number; signal?: AbortSignal; shared?: true | 'last' } = {},
 ) {
   return settle(
-    pool.acquire({ ...options, shared: true }).then((lease) => {
+    pool.acquire({ shared: true, ...options }).then((lease) => {
       idOf.set(lease, lease.connection.id)
       return lease
     }),
   )
 }
 
+/** A sharing caller whose statement is known to run long: it seals the connection it gets. */
+function shareLast(pool: Pool<FakeConnection>) {
+  return share(pool, { shared: 'last' })
+}
+
+/** `n` sharing callers, asked in one go. */
+function manySharers(pool: Pool<FakeConnection>, n: number) {
+  return Array.from({ length: n }, () => share(pool))
+}
+
 /** The id of the connection each sharing caller got (0 while it waits). */
 function ids(...leases: Array<Settled<Lease<FakeConnection>>>): number[] {
   return leases.map((l) => (l.value === undefined ? 0 : idOf.get(l.value)!))
+}
+
+/** Checks the pool's invariants, and that its stats include `expected`. */
+function expectStats(pool: Pool<FakeConnection>, expected: Partial<PoolStats>): void {
+  expect(checkInvariants(pool, dialect)).toMatchObject(expected)
+}
+
+/** The reasons of the pool's `invalidate` events, gathered as they come. */
+function invalidations(pool: Pool<FakeConnection>): unknown[] {
+  const reasons: unknown[] = []
+  pool.on('invalidate', (e) => reasons.push(e.reason))
+  return reasons
+}
+
+/**
+ * On a one-connection pool, a tick after `callers` asked: the first holds connection 1 alone (no
+ * pipelining) and the others wait; each gets connection 1 in turn when the one before gives its
+ * lease back. The last keeps its lease.
+ */
+async function expectLentInTurn(
+  pool: Pool<FakeConnection>,
+  callers: Array<Settled<Lease<FakeConnection>>>,
+): Promise<void> {
+  await tick(0)
+  const firstHolds = (n: number) => [1, ...Array<number>(n - 1).fill(0)]
+  expect(ids(...callers)).toEqual(firstHolds(callers.length))
+  expectStats(pool, { leased: 1, pipelined: 0, waiting: callers.length - 1 })
+  for (let i = 1; i < callers.length; i++) {
+    callers[i - 1]!.value!.release()
+    await tick(0)
+    expect(ids(...callers.slice(i))).toEqual(firstHolds(callers.length - i))
+  }
+}
+
+/**
+ * Asks `n` sharing callers in one go and asserts that, a tick later, each was lent connection
+ * `id` (0: each still waits). Returns them.
+ */
+async function expectSharersLent(pool: Pool<FakeConnection>, n: number, id: number) {
+  const callers = manySharers(pool, n)
+  await tick(0)
+  expect(ids(...callers)).toEqual(Array<number>(n).fill(id))
+  return callers
+}
+
+/**
+ * A one-connection pool (maxPipeline 4) where sharer `x` was lent connection 1 and `a` then asked
+ * with `shared: 'last'`, which joins it behind x and seals it.
+ */
+async function sealerBehindSharer() {
+  const pool = makePool({ max: 1, maxPipeline: 4 })
+  const x = share(pool)
+  await tick(0)
+  const a = shareLast(pool)
+  return { pool, x, a }
 }
 
 /** Opens `n` connections and parks them idle. */
@@ -64,76 +131,71 @@ describe('where a sharing caller goes', () => {
     const b = share(pool)
     await tick(0)
     expect(ids(a, b).sort()).toEqual([1, 2])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 2, idle: 0, pipelined: 0 })
+    expectStats(pool, { leased: 2, idle: 0, pipelined: 0 })
   })
 
   it('the pool grows to max + maxOverflow before anyone shares', async () => {
     const pool = makePool({ max: 1, maxOverflow: 1, maxPipeline: 4 })
     const a = share(pool)
     await tick(0)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 1, leased: 1, pipelined: 0 })
+    expectStats(pool, { total: 1, leased: 1, pipelined: 0 })
     const b = share(pool)
     await tick(0)
     // Below max + maxOverflow: a new (overflow) connection, not a seat on the busy one.
     expect(ids(a, b)).toEqual([1, 2])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 2, leased: 2, pipelined: 0 })
+    expectStats(pool, { total: 2, leased: 2, pipelined: 0 })
     const c = share(pool)
     await tick(0)
     expect(c.value?.connection.id).toBe(1)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 2, pipelined: 1 })
+    expectStats(pool, { total: 2, pipelined: 1 })
     expect(dialect.connects).toBe(2)
   })
 
   it('then each gets the connection with the fewest sharers, never more than maxPipeline', async () => {
     const pool = makePool({ max: 2, maxPipeline: 3 })
-    const first = [share(pool), share(pool)]
+    const first = manySharers(pool, 2)
     await tick(0)
     expect(ids(...first).sort()).toEqual([1, 2])
-    const more = Array.from({ length: 4 }, () => share(pool))
+    const more = manySharers(pool, 4)
     await tick(0)
     // Least loaded each time: one on each, then one more on each.
     const on = (id: number) => [...first, ...more].filter((l) => ids(l)[0] === id)
     expect(on(1)).toHaveLength(3)
     expect(on(2)).toHaveLength(3)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 2, pipelined: 4, waiting: 0 })
+    expectStats(pool, { leased: 2, pipelined: 4, waiting: 0 })
     // Both at maxPipeline: the next callers wait.
     const w1 = share(pool)
     const w2 = share(pool)
     const w3 = share(pool)
     await tick(0)
     expect(ids(w1, w2, w3)).toEqual([0, 0, 0])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 4, waiting: 3 })
+    expectStats(pool, { pipelined: 4, waiting: 3 })
     // A statement completes on connection 2: the head waiter takes its seat, and only it.
     on(2)[0]!.value!.release()
     expect(pool.stats().waiting).toBe(2) // taken from the queue at once
     await tick(0)
     expect(ids(w1, w2, w3)).toEqual([2, 0, 0])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 4, waiting: 2 })
+    expectStats(pool, { pipelined: 4, waiting: 2 })
     on(1)[0]!.value!.release()
     await tick(0)
     expect(ids(w1, w2, w3)).toEqual([2, 1, 0])
     on(1)[1]!.value!.release()
     await tick(0)
     expect(ids(w1, w2, w3)).toEqual([2, 1, 1])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 4, waiting: 0 })
+    expectStats(pool, { pipelined: 4, waiting: 0 })
   })
 
   it('regression: a burst of sharing callers is spread over the connections being opened, not piled on the first one that lands', async () => {
     dialect.connectDelay = 5
     const pool = makePool({ max: 4, maxPipeline: 10 })
-    const callers = Array.from({ length: 12 }, () => share(pool))
+    const callers = manySharers(pool, 12)
     await tick(0)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ connecting: 4, waiting: 12 })
+    expectStats(pool, { connecting: 4, waiting: 12 })
     await tick(5)
     expect(callers.every((c) => c.done)).toBe(true)
     const counts = [1, 2, 3, 4].map((id) => callers.filter((c) => ids(c)[0] === id))
     expect(counts.map((c) => c.length)).toEqual([3, 3, 3, 3])
-    expect(checkInvariants(pool, dialect)).toMatchObject({
-      leased: 4,
-      idle: 0,
-      pipelined: 8,
-      waiting: 0,
-    })
+    expectStats(pool, { leased: 4, idle: 0, pipelined: 8, waiting: 0 })
   })
 
   it('regression: sharing callers wait for a connection being dialed rather than join the first one that landed', async () => {
@@ -143,20 +205,15 @@ describe('where a sharing caller goes', () => {
     await tick(1)
     // Connection 1 landed for a; connection 2 is on its way for b (and c waits behind b).
     expect(ids(a, b, c)).toEqual([1, 0, 0])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ connecting: 1, waiting: 2 })
+    expectStats(pool, { connecting: 1, waiting: 2 })
     await tick(4)
     expect(ids(a, b, c)).toEqual([1, 2, 1])
-    expect(checkInvariants(pool, dialect)).toMatchObject({
-      leased: 2,
-      idle: 0,
-      pipelined: 1,
-      waiting: 0,
-    })
+    expectStats(pool, { leased: 2, idle: 0, pipelined: 1, waiting: 0 })
   })
 
   it('serves its sharing waiters in order as statements complete', async () => {
     const pool = makePool({ max: 1, maxPipeline: 2 })
-    const holders = [share(pool), share(pool)]
+    const holders = manySharers(pool, 2)
     await tick(0)
     const order: number[] = []
     const waiting = [1, 2, 3, 4].map((n) =>
@@ -166,7 +223,7 @@ describe('where a sharing caller goes', () => {
       }),
     )
     await tick(0)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 1, waiting: 4 })
+    expectStats(pool, { pipelined: 1, waiting: 4 })
     holders[0]!.value!.release()
     holders[1]!.value!.release()
     await tick(0)
@@ -177,7 +234,7 @@ describe('where a sharing caller goes', () => {
     ;(await waiting[0]!).release()
     await tick(0)
     expect(order).toEqual([1, 2, 3, 4])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 1, waiting: 0 })
+    expectStats(pool, { leased: 1, pipelined: 1, waiting: 0 })
   })
 })
 
@@ -213,7 +270,7 @@ describe('what the dialect hears', () => {
     lease.release()
     await tick(0)
     expect(dialect.pipelineCalls(conn)).toEqual([true, false])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 1, pipelined: 0 })
+    expectStats(pool, { idle: 1, pipelined: 0 })
   })
 
   it('turns pipelining off before an asynchronous reset too, and on again for the next sharer', async () => {
@@ -224,12 +281,12 @@ describe('what the dialect hears', () => {
     await tick(0)
     a.value!.release()
     expect(dialect.log).toEqual(['pipeline #1 on', 'pipeline #1 off', 'reset #1'])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ resetting: 1, pipelined: 0 })
+    expectStats(pool, { resetting: 1, pipelined: 0 })
     const b = share(pool)
     await tick(5)
     expect(ids(b)).toEqual([1])
     expect(dialect.log).toEqual(['pipeline #1 on', 'pipeline #1 off', 'reset #1', 'pipeline #1 on'])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0 })
+    expectStats(pool, { leased: 1, pipelined: 0 })
   })
 
   it('a connection whose pipeline() returns false is lent to one sharer at a time', async () => {
@@ -238,15 +295,10 @@ describe('what the dialect hears', () => {
     const a = share(pool)
     await tick(0)
     const b = share(pool)
-    await tick(0)
-    expect(ids(a, b)).toEqual([1, 0])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 1 })
-    a.value!.release()
-    await tick(0)
-    expect(ids(b)).toEqual([1])
+    await expectLentInTurn(pool, [a, b])
     // Asked again for the next sharer: the answer may change (a pooler's mode found meanwhile).
     expect(dialect.pipelineCalls(dialect.all[0]!)).toEqual([true, true])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 0 })
+    expectStats(pool, { leased: 1, pipelined: 0, waiting: 0 })
   })
 
   it('sharers join only the connections that pipeline', async () => {
@@ -256,13 +308,9 @@ describe('what the dialect hears', () => {
     const b = share(pool)
     await tick(0)
     expect(ids(a, b)).toEqual([1, 2])
-    const more = [share(pool), share(pool), share(pool)]
-    await tick(0)
-    expect(ids(...more)).toEqual([2, 2, 2])
-    const last = share(pool)
-    await tick(0)
-    expect(ids(last)).toEqual([0]) // connection 2 is at maxPipeline, 1 cannot pipeline
-    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 3, waiting: 1 })
+    await expectSharersLent(pool, 3, 2)
+    await expectSharersLent(pool, 1, 0) // connection 2 is at maxPipeline, 1 cannot pipeline
+    expectStats(pool, { pipelined: 3, waiting: 1 })
   })
 
   it('a pipeline() that throws counts as a connection that cannot pipeline', async () => {
@@ -275,15 +323,10 @@ describe('what the dialect hears', () => {
     const a = share(pool)
     await tick(0)
     const b = share(pool)
-    await tick(0)
-    expect(ids(a, b)).toEqual([1, 0])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 1 })
-    a.value!.release()
-    await tick(0)
-    expect(ids(b)).toEqual([1])
+    await expectLentInTurn(pool, [a, b])
     b.value!.release()
     expect(calls).toBe(2) // asked for each sharer in turn; never turned off, since never on
-    expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 1, leased: 0, pipelined: 0 })
+    expectStats(pool, { idle: 1, leased: 0, pipelined: 0 })
   })
 
   it('a dialect without pipeline() never shares: shared: true changes nothing', async () => {
@@ -292,13 +335,8 @@ describe('what the dialect hears', () => {
     const a = share(pool)
     await tick(0)
     const b = share(pool)
-    await tick(0)
-    expect(ids(a, b)).toEqual([1, 0])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 1 })
-    a.value!.release()
-    await tick(0)
-    expect(ids(b)).toEqual([1])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 0 })
+    await expectLentInTurn(pool, [a, b])
+    expectStats(pool, { pipelined: 0 })
   })
 
   it('maxPipeline: 1 never shares, and never calls pipeline()', async () => {
@@ -306,12 +344,7 @@ describe('what the dialect hears', () => {
     const a = share(pool)
     await tick(0)
     const b = share(pool)
-    await tick(0)
-    expect(ids(a, b)).toEqual([1, 0])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 1 })
-    a.value!.release()
-    await tick(0)
-    expect(ids(b)).toEqual([1])
+    await expectLentInTurn(pool, [a, b])
     expect(dialect.log.filter((line) => line.startsWith('pipeline'))).toEqual([])
   })
 })
@@ -326,10 +359,8 @@ describe('exclusive callers among sharers', () => {
     const exclusive = settle(pool.acquire())
     await tick(0)
     // Room for two more on the connection, but the exclusive caller is ahead: they queue.
-    const late = [share(pool), share(pool)]
-    await tick(0)
-    expect(ids(...late)).toEqual([0, 0])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 1, waiting: 3 })
+    const late = await expectSharersLent(pool, 2, 0)
+    expectStats(pool, { pipelined: 1, waiting: 3 })
     a.value!.release()
     await tick(0)
     // A statement completed: still nobody joins while the exclusive caller waits.
@@ -340,7 +371,7 @@ describe('exclusive callers among sharers', () => {
     b.value!.release()
     await tick(0)
     expect(exclusive.value?.connection.id).toBe(1)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 3 })
+    expectStats(pool, { leased: 1, pipelined: 0, waiting: 3 })
     // Nobody joins the exclusive holder's connection.
     const more = share(pool)
     await tick(0)
@@ -349,18 +380,18 @@ describe('exclusive callers among sharers', () => {
     exclusive.value!.release()
     await tick(0)
     expect(ids(...late, later, more)).toEqual([1, 1, 1, 1])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 3, waiting: 0 })
+    expectStats(pool, { leased: 1, pipelined: 3, waiting: 0 })
   })
 
   it('regression: sharers queued behind an exclusive caller join the other shared connections as soon as it is served', async () => {
     const pool = makePool({ max: 2, maxPipeline: 4 })
-    const first = [share(pool), share(pool), share(pool), share(pool)]
+    const first = manySharers(pool, 4)
     await tick(0)
     expect(ids(...first)).toEqual([1, 2, 1, 2])
     const exclusive = settle(pool.acquire())
     const behind = share(pool)
     await tick(0)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 2, waiting: 2 })
+    expectStats(pool, { pipelined: 2, waiting: 2 })
     first[0]!.value!.release()
     first[2]!.value!.release()
     await tick(0)
@@ -368,21 +399,20 @@ describe('exclusive callers among sharers', () => {
     // Connection 2 has room and nobody exclusive is ahead any more: no need to wait for one of
     // its statements to complete.
     expect(ids(behind)).toEqual([2])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 2, pipelined: 2, waiting: 0 })
+    expectStats(pool, { leased: 2, pipelined: 2, waiting: 0 })
   })
 })
 
 describe('a shared connection that breaks', () => {
   it("destroy() of one sharer's lease tears the connection down at once and revokes the others' leases; waiters get a new one", async () => {
     const pool = makePool({ max: 1, maxPipeline: 3 })
-    const invalidated: unknown[] = []
-    pool.on('invalidate', (e) => invalidated.push(e.reason))
-    const sharers = [share(pool), share(pool), share(pool)]
+    const invalidated = invalidations(pool)
+    const sharers = manySharers(pool, 3)
     await tick(0)
     expect(ids(...sharers)).toEqual([1, 1, 1])
     const waiter = share(pool)
     await tick(0)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 2, waiting: 1 })
+    expectStats(pool, { pipelined: 2, waiting: 1 })
     const [a, b, c] = sharers.map((s) => s.value!)
     a!.destroy(new Error('the driver is wedged'))
     // No goodbye: the others' statements fail now rather than wait behind a polite close.
@@ -392,18 +422,11 @@ describe('a shared connection that breaks', () => {
     expect(c!.active).toBe(false)
     expect(() => b!.release()).not.toThrow()
     expect(() => c!.destroy()).not.toThrow()
-    expect(checkInvariants(pool, dialect)).toMatchObject({ revoked: 2, released: 1, pipelined: 0 })
+    expectStats(pool, { revoked: 2, released: 1, pipelined: 0 })
     expect(invalidated).toEqual(['destroyed'])
     await tick(0)
     expect(ids(waiter)).toEqual([2])
-    expect(checkInvariants(pool, dialect)).toMatchObject({
-      total: 1,
-      leased: 1,
-      revoked: 2,
-      released: 1,
-      pipelined: 0,
-      waiting: 0,
-    })
+    expectStats(pool, { total: 1, leased: 1, revoked: 2, released: 1, pipelined: 0, waiting: 0 })
   })
 
   it('destroying the only sharer closes the connection with a goodbye', async () => {
@@ -414,13 +437,12 @@ describe('a shared connection that breaks', () => {
     await tick(0)
     expect(dialect.tornDown).toEqual([])
     expect(dialect.all[0]!.open).toBe(false)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0, revoked: 0, released: 1 })
+    expectStats(pool, { total: 0, revoked: 0, released: 1 })
   })
 
   it('a connection reported dead is not joined any more, and is retired when its last sharer gives it back', async () => {
     const pool = makePool({ max: 1, maxPipeline: 4 })
-    const invalidated: unknown[] = []
-    pool.on('invalidate', (e) => invalidated.push(e.reason))
+    const invalidated = invalidations(pool)
     const a = share(pool)
     const b = share(pool)
     await tick(0)
@@ -429,7 +451,7 @@ describe('a shared connection that breaks', () => {
     const c = share(pool)
     await tick(0)
     expect(ids(c)).toEqual([0])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 1, waiting: 1 })
+    expectStats(pool, { leased: 1, pipelined: 1, waiting: 1 })
     a.value!.release()
     await tick(0)
     expect(ids(c)).toEqual([0])
@@ -439,18 +461,17 @@ describe('a shared connection that breaks', () => {
     expect(invalidated).toEqual(['disconnect'])
     await tick(0)
     expect(ids(c)).toEqual([2])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 1, leased: 1, pipelined: 0 })
+    expectStats(pool, { total: 1, leased: 1, pipelined: 0 })
   })
 
   it('a connection past its lifetime is not joined any more, and is retired when its last sharer gives it back', async () => {
     const pool = makePool({ max: 1, maxPipeline: 4, maxLifetime: 1_000 })
-    const invalidated: unknown[] = []
-    pool.on('invalidate', (e) => invalidated.push(e.reason))
+    const invalidated = invalidations(pool)
     const a = share(pool)
     const b = share(pool)
     await tick(0)
     await tick(1_000)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ expired: 1, pipelined: 1 })
+    expectStats(pool, { expired: 1, pipelined: 1 })
     const c = share(pool)
     await tick(0)
     expect(ids(c)).toEqual([0])
@@ -459,13 +480,12 @@ describe('a shared connection that breaks', () => {
     expect(invalidated).toEqual(['lifetime'])
     await tick(0)
     expect(ids(c)).toEqual([2])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 1, expired: 0, pipelined: 0 })
+    expectStats(pool, { total: 1, expired: 0, pipelined: 0 })
   })
 
   it('a stale connection (a disconnect seen on a newer one) is not joined any more, and is retired when its sharers are done', async () => {
     const pool = makePool({ max: 2, maxPipeline: 4 })
-    const invalidated: unknown[] = []
-    pool.on('invalidate', (e) => invalidated.push(e.reason))
+    const invalidated = invalidations(pool)
     const a = share(pool)
     const b = share(pool)
     const c = share(pool)
@@ -480,15 +500,13 @@ describe('a shared connection that breaks', () => {
     await tick(0)
     // Connection 2 is retired, and its replacement goes to d.
     expect(ids(d)).toEqual([3])
-    const e = share(pool)
-    await tick(0)
-    expect(ids(e)).toEqual([3]) // joins the new one, never the stale one
+    await expectSharersLent(pool, 1, 3) // joins the new one, never the stale one
     a.value!.release()
     c.value!.release()
     await tick(0)
     expect(invalidated).toEqual(['disconnect', 'stale'])
     expect(dialect.all[0]!.open).toBe(false)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 1, leased: 1, pipelined: 1 })
+    expectStats(pool, { total: 1, leased: 1, pipelined: 1 })
   })
 })
 
@@ -510,13 +528,13 @@ describe('closing the pool', () => {
     await tick(0)
     expect(closed.done).toBe(false)
     expect(dialect.all[0]!.open).toBe(true)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0 })
+    expectStats(pool, { leased: 1, pipelined: 0 })
     b.value!.release()
     await tick(0)
     expect(closed.done).toBe(true)
     expect(dialect.log).toEqual(['pipeline #1 on', 'pipeline #1 off', 'close #1'])
     expect(dialect.tornDown).toEqual([])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0, released: 2, revoked: 0 })
+    expectStats(pool, { total: 0, released: 2, revoked: 0 })
   })
 
   it("close() that times out revokes the sharers' leases", async () => {
@@ -529,7 +547,7 @@ describe('closing the pool', () => {
     expect(closed.done).toBe(true)
     expect(a.value!.active).toBe(false)
     expect(b.value!.active).toBe(false)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0, revoked: 2, pipelined: 0 })
+    expectStats(pool, { total: 0, revoked: 2, pipelined: 0 })
   })
 
   it("destroy() revokes every sharer's lease at once", async () => {
@@ -543,16 +561,11 @@ describe('closing the pool', () => {
       expect(lease.value!.active).toBe(false)
       expect(() => lease.value!.release()).not.toThrow()
     }
-    expect(checkInvariants(pool, dialect)).toMatchObject({
-      revoked: 3,
-      released: 0,
-      pipelined: 0,
-      leased: 0,
-    })
+    expectStats(pool, { revoked: 3, released: 0, pipelined: 0, leased: 0 })
     await tick(0)
     expect(destroyed.done).toBe(true)
     expect(dialect.all[0]!.open).toBe(false)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0, acquired: 3, revoked: 3 })
+    expectStats(pool, { total: 0, acquired: 3, revoked: 3 })
   })
 })
 
@@ -566,7 +579,7 @@ describe('request scopes', () => {
     const outside = share(pool)
     await tick(0)
     expect(ids(outside)).toEqual([0])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 1 })
+    expectStats(pool, { leased: 1, pipelined: 0, waiting: 1 })
     // The request's next statement gets the same connection, still unshared.
     inside.release()
     const again = await scope.run(() => pool.acquire({ shared: true }))
@@ -578,18 +591,18 @@ describe('request scopes', () => {
     await tick(0)
     expect(ids(outside)).toEqual([1])
     expect(dialect.pipelineCalls(dialect.all[0]!)).toEqual([true])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 0 })
+    expectStats(pool, { leased: 1, pipelined: 0, waiting: 0 })
   })
 
   it("sharers outside the scope share the other connections, never the request's", async () => {
     const pool = makePool({ max: 2, maxPipeline: 4 })
     const scope = pool.openScope()
     const inside = await scope.run(() => pool.acquire({ shared: true }))
-    const outside = [share(pool), share(pool), share(pool)]
+    const outside = manySharers(pool, 3)
     await tick(0)
     expect(ids(...outside)).toEqual([2, 2, 2])
     expect(ids(...outside)).not.toContain(inside.connection.id)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 2, pipelined: 2 })
+    expectStats(pool, { leased: 2, pipelined: 2 })
     inside.release()
     await scope.end()
   })
@@ -624,7 +637,7 @@ describe('option validation', () => {
     expect(refused.error).toMatchObject({ option: 'shared' })
     expect((refused.error as Error).message).toMatch(/shared.*yes.*true, false or 'last'/)
     expect(dialect.connects).toBe(0)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0, waiting: 0, acquired: 0 })
+    expectStats(pool, { total: 0, waiting: 0, acquired: 0 })
   })
 
   it('shared: false is an exclusive caller', async () => {
@@ -634,32 +647,32 @@ describe('option validation', () => {
     const b = settle(pool.acquire({ shared: false }))
     await tick(0)
     expect(ids(a, b)).toEqual([1, 0])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 0, waiting: 1 })
+    expectStats(pool, { pipelined: 0, waiting: 1 })
   })
 })
 
 describe('a sharing waiter that gives up', () => {
   it('times out (timeout, acquireTimeout) and leaves the queue in order', async () => {
     const pool = makePool({ max: 1, maxPipeline: 2, acquireTimeout: 200 })
-    const holders = [share(pool), share(pool)]
+    const holders = manySharers(pool, 2)
     await tick(0)
     const short = share(pool, { timeout: 50 })
     const long = share(pool)
     const next = share(pool)
     await tick(50)
     expect(short.error).toBeInstanceOf(AcquireTimeoutError)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ timeouts: 1, waiting: 2 })
+    expectStats(pool, { timeouts: 1, waiting: 2 })
     holders[0]!.value!.release()
     await tick(0)
     expect(ids(long, next)).toEqual([1, 0])
     await tick(200)
     expect(next.error).toBeInstanceOf(AcquireTimeoutError)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ timeouts: 2, waiting: 0, pipelined: 1 })
+    expectStats(pool, { timeouts: 2, waiting: 0, pipelined: 1 })
   })
 
   it('is aborted by its signal, and the next sharer takes the seat', async () => {
     const pool = makePool({ max: 1, maxPipeline: 2 })
-    const holders = [share(pool), share(pool)]
+    const holders = manySharers(pool, 2)
     await tick(0)
     const controller = new AbortController()
     const aborted = share(pool, { signal: controller.signal })
@@ -669,11 +682,11 @@ describe('a sharing waiter that gives up', () => {
     controller.abort(reason)
     await tick(0)
     expect(aborted.error).toBe(reason)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ aborted: 1, waiting: 1 })
+    expectStats(pool, { aborted: 1, waiting: 1 })
     holders[1]!.value!.release()
     await tick(0)
     expect(ids(next)).toEqual([1])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ waiting: 0, pipelined: 1 })
+    expectStats(pool, { waiting: 0, pipelined: 1 })
   })
 
   it('an already aborted signal is refused at once, even when a seat is free', async () => {
@@ -686,7 +699,7 @@ describe('a sharing waiter that gives up', () => {
     await tick(0)
     expect((refused.error as Error).message).toBe('too late')
     expect(ids(a)).toEqual([1])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ aborted: 1, pipelined: 0 })
+    expectStats(pool, { aborted: 1, pipelined: 0 })
   })
 })
 
@@ -703,11 +716,8 @@ describe('FakeDisconnect on a shared connection', () => {
     expect(b.value!.active).toBe(false)
     expect(dialect.tornDown).toEqual([dialect.all[1]])
     // Connection 1 was made before 2: stale now, so nobody joins it.
-    const e = share(pool)
-    const f = share(pool)
-    await tick(0)
-    expect(ids(e, f)).toEqual([3, 3])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 2, pipelined: 2, revoked: 1 })
+    await expectSharersLent(pool, 2, 3)
+    expectStats(pool, { leased: 2, pipelined: 2, revoked: 1 })
   })
 })
 
@@ -735,19 +745,9 @@ describe('what the events say of sharing callers', () => {
     expect(ids(a, b, c)).toEqual([1, 1, 1])
     expect(waited).toEqual([0, 0, 20])
     expect(held).toEqual([130, 70, 40])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 1, pipelined: 0 })
+    expectStats(pool, { idle: 1, pipelined: 0 })
   })
 })
-
-/** A sharing caller whose statement is known to run long: it seals the connection it gets. */
-function shareLast(pool: Pool<FakeConnection>) {
-  return settle(
-    pool.acquire({ shared: 'last' }).then((lease) => {
-      idOf.set(lease, lease.connection.id)
-      return lease
-    }),
-  )
-}
 
 describe("sealing: acquire({ shared: 'last' })", () => {
   it('a last sharer seals its connection: later sharers join the other shared connections, never that one', async () => {
@@ -757,69 +757,56 @@ describe("sealing: acquire({ shared: 'last' })", () => {
     await tick(0)
     expect(ids(a, b)).toEqual([1, 2])
     // Unsealed, connection 1 (one sharer) would be the least loaded each other time.
-    const more = [share(pool), share(pool), share(pool)]
-    await tick(0)
-    expect(ids(...more)).toEqual([2, 2, 2])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 2, pipelined: 3, waiting: 0 })
+    await expectSharersLent(pool, 3, 2)
+    expectStats(pool, { leased: 2, pipelined: 3, waiting: 0 })
     // Connection 2 is at maxPipeline and 1 is sealed: the next sharer waits.
     const waiter = share(pool)
     await tick(0)
     expect(ids(waiter)).toEqual([0])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 3, waiting: 1 })
+    expectStats(pool, { pipelined: 3, waiting: 1 })
     // A statement completes on connection 2: the waiter takes its seat there, not on 1.
     b.value!.release()
     await tick(0)
     expect(ids(waiter)).toEqual([2])
     expect(a.value!.active).toBe(true)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 2, pipelined: 3, waiting: 0 })
+    expectStats(pool, { leased: 2, pipelined: 3, waiting: 0 })
   })
 
   it('the seal lifts when that sharer gives its lease back: waiting sharers then join the connection', async () => {
-    const pool = makePool({ max: 1, maxPipeline: 4 })
-    const x = share(pool)
-    await tick(0)
-    // Joins the busy connection and seals it; the sharer already on it stays.
-    const a = shareLast(pool)
+    // a joins the busy connection and seals it; the sharer already on it stays.
+    const { pool, x, a } = await sealerBehindSharer()
     await tick(0)
     expect(ids(x, a)).toEqual([1, 1])
     expect(x.value!.active).toBe(true)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 1, waiting: 0 })
+    expectStats(pool, { leased: 1, pipelined: 1, waiting: 0 })
     const y = share(pool)
     const z = share(pool)
     await tick(0)
     expect(ids(y, z)).toEqual([0, 0]) // room for two more, but sealed
-    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 1, waiting: 2 })
+    expectStats(pool, { pipelined: 1, waiting: 2 })
     a.value!.release()
     await tick(0)
     // x still carries a statement: the connection never drained, yet y and z join it now.
     expect(ids(y, z)).toEqual([1, 1])
     expect(dialect.pipelineCalls(dialect.all[0]!)).toEqual([true])
-    expect(checkInvariants(pool, dialect)).toMatchObject({
-      leased: 1,
-      pipelined: 2,
-      waiting: 0,
-      released: 1,
-    })
+    expectStats(pool, { leased: 1, pipelined: 2, waiting: 0, released: 1 })
   })
 
   it('a sharer that is not the sealer gives its lease back: the seal holds', async () => {
-    const pool = makePool({ max: 1, maxPipeline: 4 })
-    const x = share(pool)
-    await tick(0)
-    const a = shareLast(pool)
+    const { pool, x, a } = await sealerBehindSharer()
     const y = share(pool)
     await tick(0)
     expect(ids(x, a, y)).toEqual([1, 1, 0])
     x.value!.release()
     await tick(0)
     expect(ids(y)).toEqual([0])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 1 })
+    expectStats(pool, { leased: 1, pipelined: 0, waiting: 1 })
     a.value!.release()
     await tick(0)
     // The last sharer out: the connection goes back, and to y as a new first sharer.
     expect(ids(y)).toEqual([1])
     expect(dialect.pipelineCalls(dialect.all[0]!)).toEqual([true, false, true])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 0 })
+    expectStats(pool, { leased: 1, pipelined: 0, waiting: 0 })
   })
 
   it('a waiting last sharer joins the least-loaded connection and seals it; with every shared connection sealed, sharers wait', async () => {
@@ -832,7 +819,7 @@ describe("sealing: acquire({ shared: 'last' })", () => {
     const d = shareLast(pool)
     await tick(0)
     expect(ids(c, d)).toEqual([0, 0])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 2, pipelined: 0, waiting: 2 })
+    expectStats(pool, { leased: 2, pipelined: 0, waiting: 2 })
     a.value!.release()
     await tick(0)
     // Connection 1 goes to c as its first sharer; d joins it behind c and seals it.
@@ -840,18 +827,15 @@ describe("sealing: acquire({ shared: 'last' })", () => {
     const e = share(pool)
     await tick(0)
     expect(ids(e)).toEqual([0])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 2, pipelined: 1, waiting: 1 })
+    expectStats(pool, { leased: 2, pipelined: 1, waiting: 1 })
     b.value!.release()
     await tick(0)
     expect(ids(e)).toEqual([2])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 2, pipelined: 1, waiting: 0 })
+    expectStats(pool, { leased: 2, pipelined: 1, waiting: 0 })
   })
 
   it("an exclusive caller queued behind a sealed connection's sharers still gets it once they are done", async () => {
-    const pool = makePool({ max: 1, maxPipeline: 4 })
-    const x = share(pool)
-    await tick(0)
-    const a = shareLast(pool)
+    const { pool, x, a } = await sealerBehindSharer()
     await tick(0)
     const exclusive = settle(pool.acquire())
     const y = share(pool)
@@ -863,7 +847,7 @@ describe("sealing: acquire({ shared: 'last' })", () => {
     x.value!.release()
     await tick(0)
     expect(exclusive.value?.connection.id).toBe(1)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 1 })
+    expectStats(pool, { leased: 1, pipelined: 0, waiting: 1 })
     exclusive.value!.release()
     await tick(0)
     expect(ids(y)).toEqual([1])
@@ -876,17 +860,9 @@ describe("sealing: acquire({ shared: 'last' })", () => {
     await tick(0)
     const b = share(pool)
     const c = shareLast(pool)
-    await tick(0)
-    expect(ids(a, b, c)).toEqual([1, 0, 0])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 2 })
-    a.value!.release()
-    await tick(0)
-    expect(ids(b, c)).toEqual([1, 0])
-    b.value!.release()
-    await tick(0)
-    expect(ids(c)).toEqual([1])
+    await expectLentInTurn(pool, [a, b, c])
     c.value!.release()
-    expect(checkInvariants(pool, dialect)).toMatchObject({ idle: 1, released: 3, pipelined: 0 })
+    expectStats(pool, { idle: 1, released: 3, pipelined: 0 })
   })
 
   it("'last' on a connection whose pipeline() returns false is lent one caller at a time", async () => {
@@ -895,13 +871,8 @@ describe("sealing: acquire({ shared: 'last' })", () => {
     const a = shareLast(pool)
     await tick(0)
     const b = share(pool)
-    await tick(0)
-    expect(ids(a, b)).toEqual([1, 0])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 1 })
-    a.value!.release()
-    await tick(0)
-    expect(ids(b)).toEqual([1])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 0 })
+    await expectLentInTurn(pool, [a, b])
+    expectStats(pool, { leased: 1, pipelined: 0, waiting: 0 })
   })
 
   it("'last' with maxPipeline 1 is lent one caller at a time, and never calls pipeline()", async () => {
@@ -910,27 +881,16 @@ describe("sealing: acquire({ shared: 'last' })", () => {
     await tick(0)
     const b = shareLast(pool)
     const c = share(pool)
-    await tick(0)
-    expect(ids(a, b, c)).toEqual([1, 0, 0])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 2 })
-    a.value!.release()
-    await tick(0)
-    expect(ids(b, c)).toEqual([1, 0])
-    b.value!.release()
-    await tick(0)
-    expect(ids(c)).toEqual([1])
+    await expectLentInTurn(pool, [a, b, c])
     expect(dialect.log.filter((line) => line.startsWith('pipeline'))).toEqual([])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 0 })
+    expectStats(pool, { leased: 1, pipelined: 0, waiting: 0 })
   })
 
   it('destroy() of the pool while sealed revokes every lease and fails the waiters', async () => {
-    const pool = makePool({ max: 1, maxPipeline: 4 })
-    const x = share(pool)
-    await tick(0)
-    const a = shareLast(pool)
+    const { pool, x, a } = await sealerBehindSharer()
     const y = share(pool)
     await tick(0)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 1, waiting: 1 })
+    expectStats(pool, { pipelined: 1, waiting: 1 })
     const destroyed = settle(pool.destroy())
     await tick(0)
     expect(y.error).toBeInstanceOf(PoolClosedError)
@@ -938,56 +898,40 @@ describe("sealing: acquire({ shared: 'last' })", () => {
     expect(a.value!.active).toBe(false)
     expect(() => a.value!.release()).not.toThrow()
     expect(destroyed.done).toBe(true)
-    expect(checkInvariants(pool, dialect)).toMatchObject({
-      total: 0,
-      revoked: 2,
-      pipelined: 0,
-      waiting: 0,
-    })
+    expectStats(pool, { total: 0, revoked: 2, pipelined: 0, waiting: 0 })
   })
 
   it('close() while sealed waits for both sharers and closes the connection', async () => {
-    const pool = makePool({ max: 1, maxPipeline: 4 })
-    const x = share(pool)
-    await tick(0)
-    const a = shareLast(pool)
+    const { pool, x, a } = await sealerBehindSharer()
     const y = share(pool)
     await tick(0)
     const closed = settle(pool.close())
     await tick(0)
     expect(y.error).toBeInstanceOf(PoolClosedError)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 1, waiting: 0 })
+    expectStats(pool, { leased: 1, pipelined: 1, waiting: 0 })
     a.value!.release()
     await tick(0)
     expect(closed.done).toBe(false)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0 })
+    expectStats(pool, { leased: 1, pipelined: 0 })
     x.value!.release()
     await tick(0)
     expect(closed.done).toBe(true)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ total: 0, released: 2, revoked: 0 })
+    expectStats(pool, { total: 0, released: 2, revoked: 0 })
   })
 
   it("destroying the sealer's lease tears the connection down, revokes the others, and its replacement is not sealed", async () => {
-    const pool = makePool({ max: 1, maxPipeline: 4 })
-    const x = share(pool)
+    const { pool, x, a } = await sealerBehindSharer()
+    const waiters = manySharers(pool, 2)
     await tick(0)
-    const a = shareLast(pool)
-    const waiters = [share(pool), share(pool)]
-    await tick(0)
-    expect(checkInvariants(pool, dialect)).toMatchObject({ pipelined: 1, waiting: 2 })
+    expectStats(pool, { pipelined: 1, waiting: 2 })
     a.value!.destroy(new Error('the driver is wedged'))
     expect(x.value!.active).toBe(false)
     expect(dialect.tornDown).toEqual([dialect.all[0]])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ revoked: 1, released: 1, pipelined: 0 })
+    expectStats(pool, { revoked: 1, released: 1, pipelined: 0 })
     await tick(0)
     // A new connection for the first waiter, and the second joins it: no seal carried over.
     expect(ids(...waiters)).toEqual([2, 2])
-    expect(checkInvariants(pool, dialect)).toMatchObject({
-      total: 1,
-      leased: 1,
-      pipelined: 1,
-      waiting: 0,
-    })
+    expectStats(pool, { total: 1, leased: 1, pipelined: 1, waiting: 0 })
   })
 
   it("acquire({ shared: 'last' }) is accepted; any other string is refused naming true, false or 'last'", async () => {
@@ -999,7 +943,7 @@ describe("sealing: acquire({ shared: 'last' })", () => {
     const a = shareLast(pool)
     await tick(0)
     expect(ids(a)).toEqual([1])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, acquired: 1 })
+    expectStats(pool, { leased: 1, acquired: 1 })
   })
 })
 
@@ -1010,7 +954,7 @@ describe('sealing in request scopes', () => {
     const inside = await scope.run(() => pool.acquire({ shared: 'last' }))
     expect(inside.connection.id).toBe(1)
     expect(dialect.pipelineCalls(inside.connection)).toEqual([])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0 })
+    expectStats(pool, { leased: 1, pipelined: 0 })
     const outside = share(pool)
     await tick(0)
     expect(ids(outside)).toEqual([0])
@@ -1019,6 +963,6 @@ describe('sealing in request scopes', () => {
     await tick(0)
     expect(ids(outside)).toEqual([1])
     expect(dialect.pipelineCalls(dialect.all[0]!)).toEqual([true])
-    expect(checkInvariants(pool, dialect)).toMatchObject({ leased: 1, pipelined: 0, waiting: 0 })
+    expectStats(pool, { leased: 1, pipelined: 0, waiting: 0 })
   })
 })
