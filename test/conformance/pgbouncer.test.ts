@@ -134,7 +134,13 @@ describeOnServer(status, 'postgres dialect behind PgBouncer', () => {
     }
     expect(await peakOf(postgres(transaction.url))).toBe(0)
     expect(await peakOf(postgres(transaction.url, { pooler: { mode: 'transaction' } }))).toBe(0)
-    expect(await peakOf(postgres(session.url, { pooler: { mode: 'session' } }))).toBeGreaterThan(0)
+    // pg 8.23 added pipeline mode; on an older pg (the oldest peer CI runs) nothing pipelines.
+    const pgPipelines = Array.isArray(
+      (new pg.Client() as unknown as { _sentQueryQueue?: unknown })._sentQueryQueue,
+    )
+    const inSession = await peakOf(postgres(session.url, { pooler: { mode: 'session' } }))
+    if (pgPipelines) expect(inSession).toBeGreaterThan(0)
+    else expect(inSession).toBe(0)
   })
 
   it('sees no pooler in front of PostgreSQL itself', async () => {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { inspect } from 'node:util'
-import type pg from 'pg'
+import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type PostgresServerInfo, postgres } from '../../src/dialects/postgres.js'
 import { ConnectError, createPool, type Dialect } from '../../src/index.js'
@@ -265,7 +265,12 @@ describeOnServer(status, 'postgres dialect specifics', () => {
   })
 
   describe('pipelining: callers that share a connection', () => {
-    it('pipelines shared statements once the pool is full, each with its own result or error, and turns pg back to one query at a time after', async () => {
+    // pg 8.23 added pipeline mode; on an older pg (the oldest peer CI runs) nothing pipelines.
+    const pgPipelines = Array.isArray(
+      (new pg.Client() as unknown as { _sentQueryQueue?: unknown })._sentQueryQueue,
+    )
+
+    it('pipelines shared statements once the pool is full (on pg 8.23 or later), each with its own result or error, and turns pg back to one query at a time after', async () => {
       const p = createPool({ dialect: postgres(status.url), max: 2, maxPipeline: 50 })
       try {
         let peak = 0
@@ -292,7 +297,8 @@ describeOnServer(status, 'postgres dialect specifics', () => {
         expect(outcomes).toEqual(
           Array.from({ length: 300 }, (_, i) => (i % 50 === 49 ? '22012' : i)),
         )
-        expect(peak).toBeGreaterThan(0)
+        if (pgPipelines) expect(peak).toBeGreaterThan(0)
+        else expect(peak).toBe(0)
         const s = p.stats()
         expect(s).toMatchObject({ leased: 0, pipelined: 0, waiting: 0, total: 2 })
         expect(s.acquired).toBe(s.released + s.revoked)
@@ -305,7 +311,8 @@ describeOnServer(status, 'postgres dialect specifics', () => {
             }),
           ),
         )
-        expect(modes).toEqual([false, false])
+        // An older pg has no such setting, and the dialect never set one on it.
+        expect(modes).toEqual(pgPipelines ? [false, false] : [undefined, undefined])
       } finally {
         await p.close()
       }
