@@ -732,7 +732,7 @@ class LifeguardPgPool extends PgPoolBase {
     const now = performance.now()
     const previous = this.#answeredAt.get(client) ?? 0
     this.#answeredAt.set(client, now)
-    this.#timings.record(sql, now - (previous > sentAt ? previous : sentAt))
+    this.#timings.record(sql, now - Math.max(previous, sentAt))
   }
 
   /** What `connect()` does for `query()`, without its callback's hops (nobody wraps it). */
