@@ -433,6 +433,23 @@ async function section(label, contenders, mixed, rate) {
 const ms = (/** @type {number} */ n) => (Number.isFinite(n) ? n.toFixed(n < 10 ? 2 : 1) : '–')
 const us = (/** @type {number} */ n) => (Number.isFinite(n) ? n.toFixed(1) : '–')
 
+/**
+ * Prints a mixed workload's table: each contender's rate, and the latency quantiles of the fast
+ * statements and of all of them.
+ * @param {Record<string, any>} r
+ */
+function printMixed(r) {
+  console.log(
+    '| contender | statements/s | fast p50 ms | fast p99 ms | fast p99.9 ms | all p50 ms | all p99 ms | all p99.9 ms |',
+  )
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |')
+  for (const [name, c] of Object.entries(r)) {
+    console.log(
+      `| ${name} | ${spread(c.qps, rate)} | ${spread(c.fastP50, ms)} | ${spread(c.fastP99, ms)} | ${spread(c.fastP999, ms)} | ${spread(c.p50, ms)} | ${spread(c.p99, ms)} | ${spread(c.p999, ms)} |${c.error ? ` ERROR ${c.error}` : ''}`,
+    )
+  }
+}
+
 /** @type {Record<string, any>} */
 const results = {
   date: new Date().toISOString(),
@@ -483,15 +500,7 @@ try {
     console.log(
       `\n### Mixed: 1 statement in ${SLOW_EVERY} is ${SLOW}, the rest ${FAST}; ${callers} callers, pool of ${POOL_SIZE}\n`,
     )
-    console.log(
-      '| contender | statements/s | fast p50 ms | fast p99 ms | fast p99.9 ms | all p50 ms | all p99 ms | all p99.9 ms |',
-    )
-    console.log('| --- | --- | --- | --- | --- | --- | --- | --- |')
-    for (const [name, c] of Object.entries(r)) {
-      console.log(
-        `| ${name} | ${spread(c.qps, rate)} | ${spread(c.fastP50, ms)} | ${spread(c.fastP99, ms)} | ${spread(c.fastP999, ms)} | ${spread(c.p50, ms)} | ${spread(c.p99, ms)} | ${spread(c.p999, ms)} |${c.error ? ` ERROR ${c.error}` : ''}`,
-      )
-    }
+    printMixed(r)
   }
   if (only.includes('open')) {
     const r = await section(
@@ -504,15 +513,7 @@ try {
     console.log(
       `\n### Mixed at a fixed ${openRate} statements/s (open loop): 1 in ${SLOW_EVERY} is ${SLOW}; at most ${callers} outstanding, pool of ${POOL_SIZE}\n`,
     )
-    console.log(
-      '| contender | statements/s | fast p50 ms | fast p99 ms | fast p99.9 ms | all p50 ms | all p99 ms | all p99.9 ms |',
-    )
-    console.log('| --- | --- | --- | --- | --- | --- | --- | --- |')
-    for (const [name, c] of Object.entries(r)) {
-      console.log(
-        `| ${name} | ${spread(c.qps, rate)} | ${spread(c.fastP50, ms)} | ${spread(c.fastP99, ms)} | ${spread(c.fastP999, ms)} | ${spread(c.p50, ms)} | ${spread(c.p99, ms)} | ${spread(c.p999, ms)} |${c.error ? ` ERROR ${c.error}` : ''}`,
-      )
-    }
+    printMixed(r)
   }
   if (only.includes('orm')) {
     const contenders = []
