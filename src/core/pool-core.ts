@@ -820,7 +820,7 @@ export class PoolCore<C> {
    */
   private join(
     record: ConnectionRecord<C>,
-    waiter: Waiter<Lease<C>> | undefined,
+    waiter: Pick<Waiter<Lease<C>>, 'extra'> | undefined,
     last: boolean,
   ): Lease<C> {
     record.shares++
@@ -926,18 +926,14 @@ export class PoolCore<C> {
   }
 
   /**
-   * Lends a leased record to its first sharing caller: pipelining on, and in the list; `last`
-   * seals it until that caller gives it back.
+   * Lends a leased record to its first sharing caller: pipelining on, in the list, then lent as
+   * any sharer is (`join`); `last` seals it until that caller gives it back.
    */
   private share(
     record: ConnectionRecord<C>,
     waiter: Pick<Waiter<Lease<C>>, 'extra'> | undefined,
     last: boolean,
   ): Lease<C> {
-    record.leasedAt =
-      this.opts.leakDetectionThreshold > 0 || this.telemetry.timesLeases()
-        ? performance.now()
-        : Number.NaN
     let pipelined = false
     try {
       pipelined = this.dialect.pipeline!(record.connection as C, true) === true
@@ -945,15 +941,9 @@ export class PoolCore<C> {
       this.telemetry.dialectFailed('pipeline', error)
     }
     record.pipelined = pipelined
-    record.shares = 1
-    this.sharedOut++
+    record.sharers = new Map()
     this.sharing.add(record)
-    this.counters.acquired++
-    this.telemetry.acquired(record, waiter)
-    const lease = lendLease(this.sharedOwner, record)
-    record.sharers = new Map([[lease, record.leasedAt]])
-    if (last) record.sealedBy = lease
-    return lease
+    return this.join(record, waiter, last)
   }
 
   private giveBack(record: ConnectionRecord<C>, destroy: boolean, reason: unknown): void {
