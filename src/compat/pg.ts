@@ -82,6 +82,11 @@ function sessionLost(error: unknown, isDisconnect: (error: unknown) => boolean):
   return isDisconnect(error)
 }
 
+/** pg-pool's error for a checkout after `end()`. */
+function endedError(): Error {
+  return new Error('Cannot use a pool after calling end on the pool')
+}
+
 /** pg's error for a statement whose own `query_timeout` fired. */
 function isReadTimeout(error: unknown): boolean {
   return error instanceof Error && error.message === 'Query read timeout'
@@ -462,7 +467,7 @@ class LifeguardPgPool extends PgPoolBase {
     ) => void,
   ): Promise<LentClient> | undefined {
     if (this.ending) {
-      const error = new Error('Cannot use a pool after calling end on the pool')
+      const error = endedError()
       if (callback === undefined) return this.#promised(Promise.reject(error))
       // At once, as pg-pool calls it.
       callback(error, undefined, noop)
@@ -738,7 +743,7 @@ class LifeguardPgPool extends PgPoolBase {
   /** What `connect()` does for `query()`, without its callback's hops (nobody wraps it). */
   #lendForQuery(share: Share): Promise<Checkout> {
     if (this.ending) {
-      return Promise.reject(new Error('Cannot use a pool after calling end on the pool'))
+      return Promise.reject(endedError())
     }
     return this.#lend(share)
   }
