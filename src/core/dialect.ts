@@ -214,8 +214,10 @@ export interface Dialect<C> {
    * that sees the server refuse a write on the connection passes that error (one `isReadOnly`
    * recognises, whose `readOnlyScope` is already decided): the pool then drops it, and for a
    * server-level refusal the connections older than it, as `read-only`, the holder's way of
-   * giving it back (`release()` included) making no difference. It may report the refusal after
-   * the holder gave the connection back (PostgreSQL decides at the next ReadyForQuery).
+   * giving it back (`release()` included) making no difference. It should report the refusal
+   * before the holder's code hears of the error where it can; it may report it after the holder
+   * gave the connection back when its scope is not known yet (PostgreSQL decides a session's
+   * refusal at the next ReadyForQuery).
    */
   watch?(connection: C, onDeath: (error?: unknown) => void): void
   /**

@@ -97,7 +97,8 @@ export function pgReadOnlyScope(error: unknown): ReadOnlyScope {
 
 /**
  * Calls `onReadOnly` with each 25006 the server sends on the client, whoever sent the statement
- * (a lease's holder, a facade's caller), once its scope is known: at the next ReadyForQuery. A
+ * (a lease's holder, a facade's caller), once its scope is known: at the ErrorResponse when the
+ * session had reported itself read-only already (the server's), else at the next ReadyForQuery. A
  * reload that makes the server read-only is reported (ParameterStatus
  * `default_transaction_read_only`) between the ErrorResponse and that ReadyForQuery; an explicit
  * read-only transaction changes neither parameter. The pool then retires the connection, and for
@@ -114,21 +115,29 @@ export function watchReadOnlyErrors(client: Client, onReadOnly: (error: unknown)
       values?.get('default_transaction_read_only') === 'on'
     )
   }
+  const report = (error: object) => {
+    // This runs inside pg's socket handler: a throw here would escape to the process.
+    try {
+      onReadOnly(error)
+    } catch {}
+  }
   events.on('errorMessage', (message) => {
     if (message.code !== PG_READ_ONLY_STATE) return
+    // The server flushes an ErrorResponse on its own, so the caller may hold the error, and give
+    // the connection back, before the ReadyForQuery arrives: a session that already reported
+    // itself read-only is the server's refusal now, and nothing later changes that, so the pool
+    // hears of it before the caller's await resumes.
+    if (readOnlyNow()) {
+      judged.set(message, 'server')
+      return report(message)
+    }
     pending = message
-    // The server flushes an ErrorResponse on its own, so the caller may hold the error before
-    // the ReadyForQuery arrives: a session that already reported itself read-only is judged now.
-    if (readOnlyNow()) judged.set(message, 'server')
   })
   events.on('readyForQuery', () => {
     const error = pending
     if (error === undefined) return
     pending = undefined
     judged.set(error, readOnlyNow() ? 'server' : 'session')
-    // This runs inside pg's socket handler: a throw here would escape to the process.
-    try {
-      onReadOnly(error)
-    } catch {}
+    report(error)
   })
 }

@@ -231,6 +231,22 @@ describe('PostgreSQL 25006: judged at the next ReadyForQuery', () => {
     expect(pgReadOnlyScope(error)).toBe('session')
   })
 
+  it('a plain release() between the ErrorResponse and a ReadyForQuery in a later chunk reached the pool after the lease was back: a session already reported read-only is reported at the ErrorResponse, once', () => {
+    const { wire, seen } = watchedPrimary()
+    wire.emit('parameterStatus', {
+      parameterName: 'default_transaction_read_only',
+      parameterValue: 'on',
+    })
+    const error = { code: '25006' }
+    wire.emit('errorMessage', error)
+    // The caller's await resumes here when the ReadyForQuery comes in a later chunk.
+    expect(seen).toEqual([error])
+    expect(pgReadOnlyScope(error)).toBe('server')
+    wire.emit('readyForQuery', {})
+    expect(seen).toEqual([error])
+    expect(pgReadOnlyScope(error)).toBe('server')
+  })
+
   it('a callback that throws does not escape into pg’s socket handler', () => {
     const { client, wire } = pgClient()
     noteRoleParameters(client)
