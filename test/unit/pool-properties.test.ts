@@ -198,4 +198,141 @@ describe('pool invariants under random operations', () => {
       { numRuns: Number(process.env.FC_NUM_RUNS ?? 300) },
     )
   })
+
+  it('with sharing and sealing callers: bounds, counts add up, nothing lost, and the seals all lift', async () => {
+    type ShareOp =
+      | { kind: 'acquire'; shared: boolean | 'last' }
+      | { kind: 'release'; pick: number }
+      | { kind: 'destroy'; pick: number; reason: boolean }
+      | { kind: 'advance'; ms: number }
+    const shareOp: fc.Arbitrary<ShareOp> = fc.oneof(
+      {
+        weight: 6,
+        arbitrary: fc.record({
+          kind: fc.constant('acquire' as const),
+          shared: fc.constantFrom<boolean | 'last'>(true, true, 'last', false),
+        }),
+      },
+      { weight: 5, arbitrary: fc.record({ kind: fc.constant('release' as const), pick: fc.nat() }) },
+      {
+        weight: 1,
+        arbitrary: fc.record({
+          kind: fc.constant('destroy' as const),
+          pick: fc.nat(),
+          reason: fc.boolean(),
+        }),
+      },
+      {
+        weight: 2,
+        arbitrary: fc.record({
+          kind: fc.constant('advance' as const),
+          ms: fc.integer({ min: 0, max: 300 }),
+        }),
+      },
+    )
+    const shareConfig = fc.record({
+      max: fc.integer({ min: 1, max: 4 }),
+      maxOverflow: fc.integer({ min: 0, max: 1 }),
+      maxPipeline: fc.integer({ min: 2, max: 4 }),
+      acquireTimeout: fc.integer({ min: 50, max: 500 }),
+      connectDelay: fc.integer({ min: 0, max: 20 }),
+    })
+    await fc.assert(
+      fc.asyncProperty(shareConfig, fc.array(shareOp, { maxLength: 60 }), async (cfg, ops) => {
+        useFakeClock()
+        const dialect = new FakeDialect()
+        dialect.enablePipeline()
+        dialect.connectDelay = cfg.connectDelay
+        const pool = createPool<FakeConnection>({
+          dialect,
+          max: cfg.max,
+          maxOverflow: cfg.maxOverflow,
+          maxPipeline: cfg.maxPipeline,
+          acquireTimeout: cfg.acquireTimeout,
+        })
+        const held: Array<{ lease: Lease<FakeConnection>; shared: boolean | 'last' }> = []
+        let asked = 0
+        let settled = 0
+        let served = 0
+        const start = (shared: boolean | 'last') => {
+          asked++
+          pool.acquire({ shared }).then(
+            (lease) => {
+              settled++
+              served++
+              held.push({ lease, shared })
+            },
+            () => {
+              settled++
+            },
+          )
+        }
+        const take = (pick: number) => held.splice(pick % Math.max(1, held.length), 1)[0]?.lease
+        try {
+          for (const step of ops) {
+            switch (step.kind) {
+              case 'acquire':
+                start(step.shared)
+                break
+              case 'release':
+                take(step.pick)?.release()
+                break
+              case 'destroy':
+                take(step.pick)?.destroy(step.reason ? new Error('bad') : undefined)
+                break
+              case 'advance':
+                await tick(step.ms)
+                break
+            }
+            await tick(0)
+            const stats = checkInvariants(pool, dialect)
+            // Never more connections than max + maxOverflow, never more sharers on one than
+            // maxPipeline, and an exclusive lease or a sealing one has nobody behind it.
+            expect(stats.total).toBeLessThanOrEqual(cfg.max + cfg.maxOverflow)
+            const live = held.filter((h) => h.lease.active)
+            const byConnection = new Map<FakeConnection, Array<boolean | 'last'>>()
+            for (const h of live) {
+              const list = byConnection.get(h.lease.connection) ?? []
+              list.push(h.shared)
+              byConnection.set(h.lease.connection, list)
+            }
+            for (const list of byConnection.values()) {
+              expect(list.length).toBeLessThanOrEqual(cfg.maxPipeline)
+              if (list.includes(false)) expect(list).toHaveLength(1)
+            }
+            expect(stats.waiting).toBe(asked - settled)
+          }
+
+          // Drain: give everything back and let every waiter settle.
+          for (let i = 0; i < 50 && (held.length > 0 || settled < asked); i++) {
+            for (const h of held.splice(0)) h.lease.release()
+            await tick(100)
+          }
+          expect(settled).toBe(asked)
+          const stats = checkInvariants(pool, dialect)
+          expect(stats.leased).toBe(0)
+          expect(stats.pipelined).toBe(0)
+          expect(stats.acquired).toBe(served)
+          // The seals all lifted: as many sealing callers as the pool has connections are each
+          // lent one at once.
+          const capacity = cfg.max + cfg.maxOverflow
+          const sealers: Lease<FakeConnection>[] = []
+          for (let i = 0; i < capacity; i++) {
+            void pool.acquire({ shared: 'last', timeout: 1000 }).then((l) => sealers.push(l))
+          }
+          await tick(100)
+          expect(new Set(sealers.map((l) => l.connection)).size).toBe(capacity)
+          for (const lease of sealers) lease.release()
+          await pool.close({ timeout: 1000 })
+          await tick(0)
+          expect(dialect.open).toEqual([])
+        } finally {
+          void pool.destroy()
+          await tick(0)
+          vi.useRealTimers()
+        }
+      }),
+      { numRuns: Number(process.env.FC_NUM_RUNS ?? 200) },
+    )
+  })
 })
