@@ -213,7 +213,10 @@ describe('pool invariants under random operations', () => {
           shared: fc.constantFrom<boolean | 'last'>(true, true, 'last', false),
         }),
       },
-      { weight: 5, arbitrary: fc.record({ kind: fc.constant('release' as const), pick: fc.nat() }) },
+      {
+        weight: 5,
+        arbitrary: fc.record({ kind: fc.constant('release' as const), pick: fc.nat() }),
+      },
       {
         weight: 1,
         arbitrary: fc.record({
