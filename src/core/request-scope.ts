@@ -473,10 +473,7 @@ export class RequestScope<C> {
 
   async #checkout(options: AcquireOptions | undefined): Promise<Lease<C>> {
     // The request's connection is its own, whoever asks first: never shared (pipelined).
-    const own =
-      options?.shared !== undefined && options.shared !== false
-        ? { ...options, shared: false }
-        : options
+    const own = options?.shared ? { ...options, shared: false } : options
     const main = await this.#host.acquire(this.#abortable(own))
     this.#borrowed = true
     if (this.transaction) {
