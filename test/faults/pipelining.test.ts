@@ -69,6 +69,12 @@ function checkQuiet(pool: PgPool): void {
   expect(s.waiting).toBe(0)
 }
 
+/** Waits up to 3 s for the pool to get every client back, then {@link checkQuiet}. */
+async function checkQuietSoon(pool: PgPool): Promise<void> {
+  await waitFor(() => lifeguardOf(pool).stats().leased === 0, 3_000)
+  checkQuiet(pool)
+}
+
 /** A driver error's SQLSTATE, or undefined. */
 function sqlState(error: unknown): string | undefined {
   return (error as { code?: unknown } | undefined)?.code as string | undefined
@@ -278,8 +284,7 @@ describeOnServer(pgStatus, 'pipelining faults: lifeguard/pg on PostgreSQL', () =
     for (const o of failed) expect(counts.has(o.id), `id ${o.id}`).toBe(false)
 
     await checkServes(pool)
-    await waitFor(() => pool.lifeguard.stats().leased === 0, 3_000)
-    checkQuiet(pool)
+    await checkQuietSoon(pool)
     expect(pool.lifeguard.stats().revoked).toBeGreaterThanOrEqual(lost - 2)
   })
 
@@ -322,8 +327,7 @@ describeOnServer(pgStatus, 'pipelining faults: lifeguard/pg on PostgreSQL', () =
     await checkNoRetry(b.outcomes)
 
     await checkServes(pool)
-    await waitFor(() => pool.lifeguard.stats().leased === 0, 3_000)
-    checkQuiet(pool)
+    await checkQuietSoon(pool)
   })
 
   it("client query_timeout inside a full pipeline: pg's 'Query read timeout' for it, the connection destroyed, the others on it aborted once", async () => {
@@ -362,8 +366,7 @@ describeOnServer(pgStatus, 'pipelining faults: lifeguard/pg on PostgreSQL', () =
     await checkNoRetry(b.outcomes)
 
     await checkServes(pool)
-    await waitFor(() => pool.lifeguard.stats().leased === 0, 3_000)
-    checkQuiet(pool)
+    await checkQuietSoon(pool)
   })
 
   it('server statement_timeout inside a pipeline: only that statement fails (57014), the others on the same connection succeed', async () => {
@@ -524,8 +527,7 @@ describeOnServer(pgStatus, 'pipelining faults: lifeguard/pg on PostgreSQL', () =
     expect(overlap[0]!.n).toBe(0)
     // ...while the stream did use that backend before and after: the test could have seen one.
     expect(seen.some((r) => r.pid === pid)).toBe(true)
-    await waitFor(() => pool.lifeguard.stats().leased === 0, 3_000)
-    checkQuiet(pool)
+    await checkQuietSoon(pool)
   })
   // Regressions: a statement still waiting in line when its connection's pipeline is lost must
   // not be lent that connection (it would fail with PipelineAbortedError though it was never in
@@ -555,8 +557,7 @@ describeOnServer(pgStatus, 'pipelining faults: lifeguard/pg on PostgreSQL', () =
       expect(o.rows![0]!.pid).not.toBe(killed)
     }
     await checkNoRetry(b.outcomes)
-    await waitFor(() => pool.lifeguard.stats().leased === 0, 3_000)
-    checkQuiet(pool)
+    await checkQuietSoon(pool)
   })
 
   it('a statement waiting in line is not lent the connection that a query_timeout just destroyed', async () => {
@@ -585,8 +586,7 @@ describeOnServer(pgStatus, 'pipelining faults: lifeguard/pg on PostgreSQL', () =
       expect(o.rows![0]!.pid).not.toBe(first)
     }
     await checkNoRetry(b.outcomes)
-    await waitFor(() => pool.lifeguard.stats().leased === 0, 3_000)
-    checkQuiet(pool)
+    await checkQuietSoon(pool)
   })
   it('sharing callers queued while the pool opens their connections are not joined onto the first one that opens', async () => {
     const pool = open({ max: 6 })
@@ -654,8 +654,7 @@ describeOnServer(pgStatus, 'pipelining faults: lifeguard/pg on PostgreSQL', () =
         if (o.rows !== undefined) expect(counts.get(o.id), `id ${o.id}`).toBe(1)
       }
       await checkServes(pool)
-      await waitFor(() => pool.lifeguard.stats().leased === 0, 3_000)
-      checkQuiet(pool)
+      await checkQuietSoon(pool)
       await pool.end()
     } finally {
       await server.remove()
