@@ -248,7 +248,10 @@ export async function frameworkSuite(framework: Framework): Promise<void> {
         )
 
       const settled = async () => {
-        for (let i = 0; i < 200 && core.stats().leased > 0; i++) {
+        // A connection given back is reset before it is idle: until its ROLLBACK reaches the
+        // server, a request that left a transaction open still shows as idle in it.
+        const busy = () => core.stats().leased > 0 || core.stats().resetting > 0
+        for (let i = 0; i < 200 && busy(); i++) {
           await new Promise((resolve) => setTimeout(resolve, 25))
         }
         return core.stats()

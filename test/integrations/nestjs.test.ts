@@ -184,9 +184,13 @@ describeOnServer(status, `NestJS with a singleton pool on ${status.label}`, () =
   let base: string
   let processErrors: ReturnType<typeof trackProcessErrors>
 
-  /** Waits until every request's connection is back in the pool: 'close' ends the scope. */
+  /**
+   * Waits until every request's connection is back in the pool ('close' ends the scope) and its
+   * reset has run: until the reset's ROLLBACK reaches the server, a request that left a
+   * transaction open still shows as idle in it.
+   */
   const allReturned = () =>
-    vi.waitFor(() => expect(lifeguardOf(pool).stats().leased).toBe(0), {
+    vi.waitFor(() => expect(lifeguardOf(pool).stats()).toMatchObject({ leased: 0, resetting: 0 }), {
       timeout: 5_000,
       interval: 20,
     })
