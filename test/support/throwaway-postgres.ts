@@ -1,5 +1,5 @@
-import { existsSync, readdirSync } from 'node:fs'
-import { appendFile, chown, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { appendFile, chown, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
@@ -89,12 +89,19 @@ export async function startThrowawayPostgres(
     return Number(text.split('\n')[0])
   }
   // The postmaster's children (backends and auxiliary processes): after a kill -9 they must be
-  // gone before the cluster starts again, or it finds its shared memory still in use.
-  const children = async (parent: number) => {
+  // gone before the cluster starts again, or it finds its shared memory still in use. Read
+  // synchronously: under 50 writers, a read per process through the event loop took 4-5 s, and the
+  // kill came that late after the test had noted the event.
+  const children = (parent: number) => {
     const pids: number[] = []
-    for (const entry of await readdir('/proc')) {
+    for (const entry of readdirSync('/proc')) {
       if (!/^\d+$/.test(entry)) continue
-      const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '')
+      let stat = ''
+      try {
+        stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      } catch {
+        continue
+      }
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
       if (ppid === parent) pids.push(Number(entry))
     }
@@ -150,14 +157,14 @@ export async function startThrowawayPostgres(
       )
     },
     async restart() {
-      const old = pid === undefined ? [] : [pid, ...(await children(pid))]
+      const old = pid === undefined ? [] : [pid, ...children(pid)]
       await pgCtl(['-m', 'fast', 'restart'])
       pid = await readPid()
       await waitForExit(old)
     },
     async stop() {
       if (pid === undefined) return
-      const old = [pid, ...(await children(pid))]
+      const old = [pid, ...children(pid)]
       await pgCtl(['-m', 'fast', 'stop'])
       await waitForExit(old)
       pid = undefined
@@ -168,7 +175,7 @@ export async function startThrowawayPostgres(
     },
     async crash() {
       if (pid === undefined) return
-      const old = [pid, ...(await children(pid))]
+      const old = [pid, ...children(pid)]
       process.kill(pid, 'SIGKILL')
       await waitForExit(old)
       pid = undefined
