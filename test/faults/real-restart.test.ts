@@ -378,10 +378,13 @@ function scenarios(kind: Kind): void {
       const failedButStored = failed.filter((o) => stored.has(o.id)).length
 
       // One typed error per failed caller (and no callback called twice).
-      // pg's own error for a connection that closed under a query has no code: PostgreSQL 14+
-      // tells the other sessions of a crashed one 57P02 only in a notice before closing them.
+      // pg's own error for a connection that closed under a query has no code, and PostgreSQL
+      // closes some without a word: at a session crash, 14+ tells the other sessions 57P02 only
+      // in a notice; at a postmaster crash, a backend waiting on a lock (these inserts wait on
+      // the table's extension lock) or on a latch exits silently (WL_EXIT_ON_PM_DEATH), where
+      // one waiting for its client's next statement says 57P01.
       const lost = (o: Outcome) =>
-        event === 'session crash' &&
+        (event === 'session crash' || event === 'crash') &&
         o.startedAt < acceptedAt &&
         String((o.error as Error).message) === 'Connection terminated unexpectedly'
       const untyped = failed.filter((o) => !isTyped(o.error) && !lost(o))
