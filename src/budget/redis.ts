@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { inspect } from 'node:util'
+import { watchAbort } from '../core/abort-watch.js'
 import type { BudgetListener, BudgetSlot, ConnectionBudget } from '../core/connection-budget.js'
 import { InvalidOptionError } from '../core/errors.js'
 import { describe, rejectUnknownKeys } from '../core/pool-options.js'
@@ -89,10 +90,10 @@ const KEYS = ['slots', 'queue', 'tickets', 'seq', 'epoch'] as const
 interface Take {
   readonly ticket: string
   readonly slot: string
-  readonly signal: AbortSignal
   resolve(slot: BudgetSlot): void
   reject(error: unknown): void
-  onAbort(): void
+  /** Ends the watch on its abort signal. */
+  unwatch(): void
   /** A poll of it is in flight. */
   polling: boolean
 }
@@ -236,18 +237,16 @@ class RedisConnectionBudget implements RedisBudget {
       const take: Take = {
         ticket: `t:${id}`,
         slot: `s:${id}`,
-        signal,
         resolve,
         reject,
         polling: false,
-        onAbort: () => {
+        unwatch: watchAbort(signal, () => {
           if (!this.#takes.delete(take)) return
           // Withdraw the ticket, and the slot in case a lost reply had granted it.
           this.#giveBack(take.slot, take.ticket)
           reject(signal.reason)
-        },
+        }),
       }
-      signal.addEventListener('abort', take.onAbort, { once: true })
       this.#takes.add(take)
       this.#poll(take)
     })
@@ -383,7 +382,7 @@ class RedisConnectionBudget implements RedisBudget {
 
   #grant(take: Take): void {
     this.#takes.delete(take)
-    take.signal.removeEventListener('abort', take.onAbort)
+    take.unwatch()
     const id = take.slot
     this.#held.add(id)
     this.#scheduleRefresh()

@@ -1,11 +1,12 @@
+import { watchAbort } from './abort-watch.js'
 import { LinkedList, type ListNode } from './linked-list.js'
 
 /** The rare parts of a waiter, allocated only when a call needs them. */
 export interface WaiterExtra {
   /** Its own timeout timer, when its timeout differs from the pool's. */
   timer?: NodeJS.Timeout | undefined
-  signal?: AbortSignal | undefined
-  onAbort?: (() => void) | undefined
+  /** Ends the watch on its abort signal. */
+  unwatch?: (() => void) | undefined
   /** The stack of the `acquire()` call, when leak detection is on. */
   stack?: string | undefined
   /** When it started waiting, when someone will see the wait time (events, logs). */
@@ -123,13 +124,10 @@ export class WaiterQueue<T> {
       waiter.extra.timer = setTimeout(() => this.#expire(waiter), waiter.timeout)
     }
     if (signal !== undefined) {
-      const onAbort = () => {
-        if (this.#take(waiter)) this.#onAbort(waiter, signal)
-      }
       waiter.extra ??= {}
-      waiter.extra.signal = signal
-      waiter.extra.onAbort = onAbort
-      signal.addEventListener('abort', onAbort, { once: true })
+      waiter.extra.unwatch = watchAbort(signal, () => {
+        if (this.#take(waiter)) this.#onAbort(waiter, signal)
+      })
     }
   }
 
@@ -177,7 +175,7 @@ export class WaiterQueue<T> {
     const extra = waiter.extra
     if (extra !== undefined) {
       if (extra.timer !== undefined) clearTimeout(extra.timer)
-      if (extra.onAbort !== undefined) extra.signal!.removeEventListener('abort', extra.onAbort)
+      extra.unwatch?.()
     }
     // An armed shared timer must not keep the process alive once nobody waits.
     if (this.#list.size === 0 && this.#timer !== undefined) this.#timer.unref()

@@ -344,6 +344,36 @@ describe('acquire timeout, abort and the waiting limit', () => {
     expect(pool.stats()).toMatchObject({ idle: 1, leased: 0 })
   })
 
+  it("one signal on twenty waiting acquires no longer sets off Node's EventTarget leak warning, and aborts them all", async () => {
+    const warnings: string[] = []
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`)
+    process.on('warning', onWarning)
+    try {
+      const pool = makePool({ max: 1 })
+      const holder = await pool.acquire()
+      const controller = new AbortController()
+      const served = settle(pool.acquire({ signal: controller.signal }))
+      const waits = Array.from({ length: 19 }, () =>
+        settle(pool.acquire({ signal: controller.signal })),
+      )
+      await tick(0)
+      holder.release()
+      await tick(0)
+      const reason = new Error('request ended')
+      controller.abort(reason)
+      await tick(0)
+      // Node emits its warning on the next tick.
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(warnings).toEqual([])
+      expect(served.value).toBeDefined()
+      expect(waits.map((w) => w.error)).toEqual(Array(19).fill(reason))
+      served.value!.release()
+      expect(checkInvariants(pool, dialect)).toMatchObject({ waiting: 0, aborted: 19 })
+    } finally {
+      process.off('warning', onWarning)
+    }
+  })
+
   it('rejects at once with TooManyWaitersError beyond maxWaiting', async () => {
     const pool = makePool({ max: 1, maxWaiting: 2 })
     await pool.acquire()

@@ -269,9 +269,35 @@ describe('WaiterQueue: abort signals', () => {
     const remove = vi.spyOn(controller.signal, 'removeEventListener')
     const w = join('a', 100, { signal: controller.signal })
     expect(queue.shift()).toBe(w)
-    expect(remove).toHaveBeenCalledWith('abort', w.extra!.onAbort)
+    expect(remove).toHaveBeenCalledWith('abort', expect.any(Function))
     controller.abort()
     expect(aborted).toEqual([])
+  })
+
+  it('waiters sharing one signal put one listener on it, are aborted in order, and take it off once the last has left', () => {
+    const { queue, join, aborted } = makeQueue()
+    const controller = new AbortController()
+    const add = vi.spyOn(controller.signal, 'addEventListener')
+    const remove = vi.spyOn(controller.signal, 'removeEventListener')
+    const names = Array.from({ length: 20 }, (_, i) => `w${i}`)
+    for (const name of names) join(name, 100, { signal: controller.signal })
+    expect(add).toHaveBeenCalledTimes(1)
+    // Two served leave; the listener stays for the others.
+    queue.shift()
+    queue.shift()
+    expect(remove).not.toHaveBeenCalled()
+    controller.abort()
+    expect(aborted.map((a) => a.name)).toEqual(names.slice(2))
+    expect(queue.size).toBe(0)
+
+    const again = new AbortController()
+    const removeAgain = vi.spyOn(again.signal, 'removeEventListener')
+    join('x', 100, { signal: again.signal })
+    join('y', 100, { signal: again.signal })
+    queue.shift()
+    expect(removeAgain).not.toHaveBeenCalled()
+    queue.shift()
+    expect(removeAgain).toHaveBeenCalledTimes(1)
   })
 
   it('an aborted waiter never expires, and one that expired is not reported aborted', async () => {
