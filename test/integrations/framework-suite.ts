@@ -250,7 +250,10 @@ export async function frameworkSuite(framework: Framework): Promise<void> {
       const settled = async () => {
         // A connection given back is reset before it is idle: until its ROLLBACK reaches the
         // server, a request that left a transaction open still shows as idle in it.
-        const busy = () => core.stats().leased > 0 || core.stats().resetting > 0
+        const busy = () => {
+          const { leased, resetting } = core.stats()
+          return leased > 0 || resetting > 0
+        }
         for (let i = 0; i < 200 && busy(); i++) {
           await new Promise((resolve) => setTimeout(resolve, 25))
         }
